@@ -1,0 +1,1 @@
+//! The build executor: runs a plan stage by stage, step by step, through the step cache.

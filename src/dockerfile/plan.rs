@@ -1,0 +1,1 @@
+//! The build planner: stages, ARG/ENV scoping, and typed instructions.
