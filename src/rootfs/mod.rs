@@ -1,2 +1,6 @@
 //! `LowerFs`: a merged, read-only view of a stack of layers (whiteouts, opaque dirs, hard links,
 //! symlinks resolved inside the root), read without unpacking the image.
+
+pub mod view;
+
+pub use view::{FsNode, FsView, NodeKind, ViewError};
