@@ -273,6 +273,16 @@ fn normalize(raw: &[u8]) -> Result<LayerPath, NameError> {
     Ok(LayerPath::new(text)?)
 }
 
+/// A header number; an empty field (all NUL or spaces, as some writers leave uid/gid) is 0, as
+/// GNU tar and Go's archive/tar read it.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Option<u64> {
+    match parsed {
+        Ok(value) => Some(value),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Some(0),
+        Err(_) => None,
+    }
+}
+
 fn pax_number(value: &str) -> Option<i64> {
     // PAX times may carry a fraction (`1700000000.123`); keep whole seconds.
     let whole = value.split('.').next()?;
@@ -378,10 +388,15 @@ where
                 .into());
             }
         };
-        let mode = header.mode().map_err(|_| bad("mode"))? & 0o7777;
-        let mut uid = u32::try_from(header.uid().map_err(|_| bad("uid"))?).unwrap_or(u32::MAX);
-        let mut gid = u32::try_from(header.gid().map_err(|_| bad("gid"))?).unwrap_or(u32::MAX);
-        let mut mtime = i64::try_from(header.mtime().map_err(|_| bad("mtime"))?).unwrap_or(0);
+        let old = header.as_old();
+        let mode = numeric(header.mode().map(u64::from), &old.mode).ok_or_else(|| bad("mode"))?;
+        let mode = u32::try_from(mode & 0o7777).unwrap_or(0);
+        let uid = numeric(header.uid(), &old.uid).ok_or_else(|| bad("uid"))?;
+        let mut uid = u32::try_from(uid).map_err(|_| bad("uid"))?;
+        let gid = numeric(header.gid(), &old.gid).ok_or_else(|| bad("gid"))?;
+        let mut gid = u32::try_from(gid).map_err(|_| bad("gid"))?;
+        let mtime = numeric(header.mtime(), &old.mtime).ok_or_else(|| bad("mtime"))?;
+        let mut mtime = i64::try_from(mtime).map_err(|_| bad("mtime"))?;
         let mut xattrs = BTreeMap::new();
         if let Some(pax) = entry
             .pax_extensions()
