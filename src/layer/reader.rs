@@ -708,3 +708,60 @@ pub fn open_file_decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
     let (_, reader) = open_decompressed(io::BufReader::new(file))?;
     Ok(reader)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names_table() {
+        let p = |raw: &str| LayerPath::new(raw).ok();
+        for (name, want) in [
+            (
+                "usr/.wh.lib",
+                Some(Whiteout::Remove(LayerPath::new("usr/lib").unwrap())),
+            ),
+            (
+                ".wh.top",
+                Some(Whiteout::Remove(LayerPath::new("top").unwrap())),
+            ),
+            (
+                "var/.wh..wh..opq",
+                Some(Whiteout::Opaque(LayerPath::new("var").unwrap())),
+            ),
+            (".wh..wh..opq", Some(Whiteout::Opaque(LayerPath::root()))),
+            ("a/.wh..wh.plnk", None),
+            ("a/.wh.", None),
+            ("a/x.wh.y", None),
+            ("a/plain", None),
+        ] {
+            let path = p(name).unwrap();
+            assert_eq!(whiteout_of(&path), want, "{name}");
+        }
+        assert!(is_aufs_meta(&LayerPath::new(".wh..wh.plnk").unwrap()));
+        assert!(!is_aufs_meta(&LayerPath::new("a/.wh..wh..opq").unwrap()));
+    }
+
+    #[test]
+    fn sniffing_short_and_empty_streams() {
+        for (bytes, want) in [
+            (&b""[..], Sniffed::Plain),
+            (&b"\x1f"[..], Sniffed::Plain),
+            (&b"\x28\xb5\x2f"[..], Sniffed::Plain),
+            (&b"hello world"[..], Sniffed::Plain),
+        ] {
+            let (sniffed, mut reader) = open_decompressed(bytes).unwrap();
+            assert_eq!(sniffed, want);
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back).unwrap();
+            assert_eq!(back, bytes, "plain streams are replayed whole");
+        }
+        let mut count = 0;
+        read_entries(&b""[..], "empty.tar", |_, _| {
+            count += 1;
+            Ok::<_, ReaderError>(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert_eq!(count, 0);
+    }
+}
