@@ -107,6 +107,52 @@ mod tests {
         ("", r#""""#),
     ];
 
+    /// (one-instruction Dockerfile, expected dump line without the newline).
+    const DUMP_CASES: &[(&str, &str)] = &[
+        ("HEALTHCHECK", "(healthcheck)"),
+        ("HEALTHCHECK NONE", r#"(healthcheck "NONE")"#),
+        ("HEALTHCHECK   CMD   a b", r#"(healthcheck "CMD" "a b")"#),
+        (
+            "HEALTHCHECK --retries=3 CMD [\"x\"]",
+            r#"(healthcheck ["--retries=3"] "CMD" "x")"#,
+        ),
+        (
+            "RUN --mount=\"type=cache\" --x='a b' -- echo",
+            r#"(run ["--mount=type=cache" "--x=a b"] "echo")"#,
+        ),
+        (
+            "COPY --chown=me -- --file /d",
+            r#"(copy ["--chown=me"] "--file" "/d")"#,
+        ),
+        ("RUN --only", r#"(run ["--only"])"#),
+        ("FOO bar baz", r#"(foo "")"#),
+        ("ONBUILD", "(onbuild)"),
+        (
+            "ONBUILD --x ADD [\"a\", \"b\"]",
+            r#"(onbuild ["--x"] (add "a" "b"))"#,
+        ),
+        ("ENV", "(env)"),
+        (
+            "ENV a=\"x y\" b=c\\ d",
+            r#"(env "a" "\"x y\"" "=" "b" "c\\ d" "=")"#,
+        ),
+        ("LABEL k  v w", r#"(label "k" "v w" "")"#),
+        ("ARG a=1 'b c'", r#"(arg "a=1" "'b c'")"#),
+        ("CMD []", "(cmd)"),
+        ("CMD [\"\"]", r#"(cmd "")"#),
+        ("CMD [\"a\" \"b\"]", r#"(cmd "[\"a\" \"b\"]")"#),
+        ("VOLUME [\"/a\" /b", r#"(volume "[\"/a\"" "/b")"#),
+        ("USER", "(user)"),
+    ];
+
+    #[test]
+    fn dump_table() {
+        for (input, want) in DUMP_CASES {
+            let file = crate::dockerfile::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(dump(&file), format!("{want}\n"), "{input:?}");
+        }
+    }
+
     #[test]
     fn quote_table() {
         for (input, want) in QUOTE_CASES {

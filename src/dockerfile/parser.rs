@@ -574,7 +574,7 @@ fn heredocs_from_line(line: &str) -> Vec<Heredoc> {
     words.iter().filter_map(|w| parse_heredoc(w)).collect()
 }
 
-/// Reads one heredoc word: `^(\d*)<<(-?)([^<]*)$` with a single-word delimiter.
+/// Reads one heredoc word: `^(\d*)<<(-?)\s*([^<]*)$` with a single-word delimiter.
 fn parse_heredoc(word: &str) -> Option<Heredoc> {
     let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
     let rest = rest.strip_prefix("<<")?;
@@ -582,6 +582,7 @@ fn parse_heredoc(word: &str) -> Option<Heredoc> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches(['\t', '\n', '\x0c', '\r', ' ']);
     if rest.is_empty() || rest.contains('<') {
         return None;
     }
@@ -661,6 +662,62 @@ mod tests {
             &[("EOF", "  EOF\n", true, false)],
             2,
             4,
+        ),
+        (
+            "FROM a\nRUN <<  EOF  > foo\nx\nEOF\n",
+            &[("EOF", "x\n", true, false)],
+            2,
+            4,
+        ),
+        (
+            "FROM a\nRUN <<$EOF\n$EOF\n",
+            &[("$EOF", "", true, false)],
+            2,
+            3,
+        ),
+        (
+            "FROM a\nRUN <<eo'f'\nx\neof\n",
+            &[("eof", "x\n", false, false)],
+            2,
+            4,
+        ),
+        (
+            "FROM a\nRUN <<eo\\'f\nx\neo'f\n",
+            &[("eo'f", "x\n", true, false)],
+            2,
+            4,
+        ),
+        (
+            "FROM a\nRUN <<'one two'\nx\none two\n",
+            &[("one two", "x\n", false, false)],
+            2,
+            4,
+        ),
+        (
+            "FROM a\nCOPY <<X <<Y /d\nY\nX\nX\nY\n",
+            &[("X", "Y\n", true, false), ("Y", "X\n", true, false)],
+            2,
+            6,
+        ),
+        (
+            "FROM a\nRUN <<C\n# not a comment\nC\n",
+            &[("C", "# not a comment\n", true, false)],
+            2,
+            4,
+        ),
+        (
+            "FROM a\nRUN --mount=type=cache,target=/x <<M\nx\nM\n",
+            &[("M", "x\n", true, false)],
+            2,
+            4,
+        ),
+        ("FROM a\nRUN \"<<NO\"\n", &[], 2, 2),
+        ("FROM a\nUSER <<NO\n", &[], 2, 2),
+        (
+            "FROM a\nRUN <<EOF sh\nEOF\n",
+            &[("EOF", "", true, false)],
+            2,
+            3,
         ),
         ("FROM a\nRUN [\"<<EOF\"]\n", &[], 2, 2),
         ("FROM a\nRUN echo a<<EOF\n", &[], 2, 2),

@@ -6,10 +6,11 @@
 //! [`expand_words`] also splits unquoted text and unquoted expansion results on whitespace.
 //!
 //! Supported: `$VAR`, `${VAR}`, `${VAR:-w}`, `${VAR-w}`, `${VAR:+w}`, `${VAR+w}`, `${VAR?msg}`,
-//! `${VAR:?msg}`, single and double quotes, escapes. Positional and special parameters
-//! (`$1`, `$@`, `$$`, ...) are never set. Unset variables expand to the empty string.
-//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, and BuildKit's pattern forms (`${VAR#p}`,
-//! `${VAR%p}`, `${VAR/p/r}`), which kiln does not implement yet.
+//! `${VAR:?msg}` (the error names the variable), BuildKit's pattern forms `${VAR#p}`,
+//! `${VAR##p}`, `${VAR%p}`, `${VAR%%p}`, `${VAR/p/r}`, `${VAR//p/r}` (`*` and `?` wildcards,
+//! no brackets), single and double quotes, escapes. Positional and special parameters (`$1`,
+//! `$@`, `$$`, ...) are never set. Unset variables expand to the empty string.
+//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, unterminated quotes and braces.
 
 /// An expansion failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,7 +50,8 @@ pub(crate) fn split_raw(line: &str) -> Result<Vec<String>, ExpandError> {
     let mode = Mode {
         raw_quotes: true,
         raw_escapes: true,
-        skip_unset: false,
+        skip_unset: true,
+        heredoc: true,
     };
     Lexer::new(line, &|_| None, '\\', mode)
         .run()
@@ -63,6 +65,7 @@ pub(crate) fn heredoc_name(rest: &str) -> Option<(String, String)> {
         raw_quotes: false,
         raw_escapes: false,
         skip_unset: true,
+        heredoc: false,
     };
     let plain = Lexer::new(rest, &|_| None, '\\', mode).run().ok()?.1;
     mode.raw_quotes = true;
@@ -82,6 +85,8 @@ struct Mode {
     raw_escapes: bool,
     /// Leave references to unset variables as written.
     skip_unset: bool,
+    /// Keep `<<` and the blanks after it together (finding heredoc words on a line).
+    heredoc: bool,
 }
 
 /// Word accumulator: splits on whitespace that came from unquoted text or expansions.
@@ -178,6 +183,14 @@ impl<'a> Lexer<'a> {
     /// Processes up to `stop` (consumed) or the end; reaching the end while looking for
     /// `stop` is an error.
     fn process_until(&mut self, stop: Option<char>, raw_escapes: bool) -> Lexed {
+        let saved = self.mode.raw_escapes;
+        self.mode.raw_escapes = raw_escapes;
+        let out = self.process_until_inner(stop, raw_escapes);
+        self.mode.raw_escapes = saved;
+        out
+    }
+
+    fn process_until_inner(&mut self, stop: Option<char>, raw_escapes: bool) -> Lexed {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -200,6 +213,17 @@ impl<'a> Lexer<'a> {
                     let s = self.dollar()?;
                     result.push_str(&s);
                     words.add_string(&s);
+                }
+                '<' if self.mode.heredoc && self.chars.get(self.pos + 1) == Some(&'<') => {
+                    // `<<` keeps the blanks after it in the same word (`<< EOF`).
+                    let start = self.pos;
+                    self.pos += 2;
+                    while self.peek().is_some_and(|c| c == ' ' || c == '\t') {
+                        self.pos += 1;
+                    }
+                    let s: String = self.chars[start..self.pos].iter().collect();
+                    result.push_str(&s);
+                    words.add_raw_string(&s);
                 }
                 _ => {
                     self.pos += 1;
@@ -319,62 +343,98 @@ impl<'a> Lexer<'a> {
             Some(_) => {}
         }
         let name = self.name();
-        let found = self.lookup_name(&name);
-        let (ch, colon) = match self.next() {
-            Some('}') => {
-                return Ok(match found {
-                    Some(v) => v,
-                    None if self.mode.skip_unset => format!("${{{name}}}"),
-                    None => String::new(),
-                });
-            }
-            Some(':') => (self.next(), true),
-            other => (other, false),
-        };
-        let modifier = format!("{}{}", if colon { ":" } else { "" }, ch.unwrap_or_default());
-        let Some(op @ ('-' | '+' | '?')) = ch else {
-            return Err(format!("unsupported modifier ({modifier}) in substitution"));
-        };
-        let raw_escapes = self.mode.raw_escapes;
-        let word = match self.process_until(Some('}'), raw_escapes) {
-            Ok((word, _)) => word,
-            Err(_) if self.peek().is_none() => {
-                return Err("syntax error: missing '}'".to_owned());
-            }
-            Err(e) => return Err(e),
-        };
-        if found.is_none() && self.mode.skip_unset {
-            return Ok(format!("${{{name}{modifier}{word}}}"));
-        }
-        // With a colon, an empty value counts as unset.
-        let unset = match &found {
-            None => true,
-            Some(v) => colon && v.is_empty(),
-        };
-        match op {
-            '-' => Ok(if unset {
-                word
-            } else {
-                found.unwrap_or_default()
+        let ch = self.next();
+        match ch {
+            Some('}') => Ok(match (self.lookup)(&name) {
+                Some(v) => v,
+                None if self.mode.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
             }),
-            '+' => Ok(if unset { String::new() } else { word }),
-            _ => {
-                if found.is_none() || unset {
-                    let default = if found.is_none() {
-                        "is not allowed to be unset"
-                    } else {
-                        "is not allowed to be empty"
-                    };
-                    let message = if word.is_empty() { default } else { &word };
-                    return Err(format!("{name}: {message}"));
+            Some('/') => self.replace(&name),
+            Some(':' | '+' | '-' | '?' | '#' | '%') => {
+                let colon = ch == Some(':');
+                let op = if colon { self.next() } else { ch };
+                let modifier = format!(
+                    "{}{}",
+                    if colon { ":" } else { "" },
+                    op.unwrap_or('\u{fffd}')
+                );
+                let word = self.until_brace(matches!(op, Some('#' | '%')))?;
+                let found = (self.lookup)(&name);
+                if found.is_none() && self.mode.skip_unset {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                Ok(found.unwrap_or_default())
+                // With a colon, an empty value counts as unset.
+                let unset = match &found {
+                    None => true,
+                    Some(v) => colon && v.is_empty(),
+                };
+                let value = found.clone().unwrap_or_default();
+                match op {
+                    Some('-') => Ok(if unset { word } else { value }),
+                    Some('+') => Ok(if unset { String::new() } else { word }),
+                    Some('?') if unset => {
+                        let default = if found.is_none() {
+                            "is not allowed to be unset"
+                        } else {
+                            "is not allowed to be empty"
+                        };
+                        let message = if word.is_empty() { default } else { &word };
+                        Err(format!("{name}: {message}"))
+                    }
+                    Some('?') => Ok(value),
+                    Some(op @ ('#' | '%')) => {
+                        let (greedy, pattern) = match word.strip_prefix(op) {
+                            Some(rest) => (true, rest),
+                            None => (false, word.as_str()),
+                        };
+                        let glob = Glob::new(pattern)?;
+                        Ok(if op == '#' {
+                            glob.trim_prefix(&value, greedy)
+                        } else {
+                            glob.trim_suffix(&value, greedy)
+                        })
+                    }
+                    _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
+                }
             }
+            other => Err(format!(
+                "unsupported modifier ({}) in substitution",
+                other.unwrap_or('\u{fffd}')
+            )),
         }
     }
 
-    fn lookup_name(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
+    /// The word of a `${NAME<op>word}` form, up to the closing brace (consumed).
+    fn until_brace(&mut self, raw_escapes: bool) -> Result<String, String> {
+        match self.process_until(Some('}'), raw_escapes) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => Err("syntax error: missing '}'".to_owned()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `${NAME/pattern/replacement}` and `${NAME//pattern/replacement}`, after the first `/`.
+    fn replace(&mut self, name: &str) -> Result<String, String> {
+        let all = self.peek() == Some('/');
+        if all {
+            self.pos += 1;
+        }
+        let pattern = match self.process_until(Some('/'), true) {
+            Ok((p, _)) => p,
+            Err(_) if self.peek().is_none() => {
+                return Err("syntax error: missing '/' in ${}".to_owned());
+            }
+            Err(e) => return Err(e),
+        };
+        let replacement = self.until_brace(true)?;
+        let Some(value) = (self.lookup)(name) else {
+            if self.mode.skip_unset {
+                return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+            }
+            return Ok(String::new());
+        };
+        Ok(Glob::new(&pattern)?.replace(&value, &replacement, all))
     }
 
     /// A variable name: letters, digits and `_`; or all digits (positional); or one special
@@ -428,7 +488,16 @@ mod tests {
         ("${U?}", "error"),
         ("${E?}", ""),
         ("${A:=x}", "error"),
-        ("${A#a}", "error"),
+        ("${A#a}", " b"),
+        ("${A#*}", "a b"),
+        ("${A##*}", ""),
+        ("${A%b}", "a "),
+        ("${A%%a*}", ""),
+        ("${A%?*}", "a "),
+        ("${A/ /_}", "a_b"),
+        ("${U/a/b}", ""),
+        ("${A//?/x}", "xxx"),
+        ("${A/\\q/x}", "error"),
         ("`$A", "$A"),
     ];
 
@@ -460,5 +529,115 @@ mod tests {
         assert_eq!(heredoc_name("'EOF'"), Some(("EOF".into(), "'EOF'".into())));
         assert_eq!(heredoc_name("$X"), Some(("$X".into(), "$X".into())));
         assert_eq!(heredoc_name("A B"), None);
+    }
+}
+
+/// A shell pattern from `${VAR#p}`, `${VAR%p}` or `${VAR/p/r}`: `*` any string, `?` one
+/// character, `\\*`, `\\?` and `\\\\` literal (no bracket expressions, as in BuildKit).
+struct Glob(Vec<GlobToken>);
+
+#[derive(Clone, Copy, PartialEq)]
+enum GlobToken {
+    Star,
+    One,
+    Char(char),
+}
+
+impl Glob {
+    fn new(pattern: &str) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' => GlobToken::Star,
+                '?' => GlobToken::One,
+                '\\' => match chars.peek() {
+                    // `}` and `/` are escaped for `${}`, the escape is not part of the pattern
+                    Some('}' | '/') => continue,
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        chars.next();
+                        GlobToken::Char(n)
+                    }
+                    other => {
+                        let shown = other.map(|c| c.to_string()).unwrap_or_default();
+                        return Err(format!(
+                            "invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'"
+                        ));
+                    }
+                },
+                c => GlobToken::Char(c),
+            });
+        }
+        Ok(Glob(tokens))
+    }
+
+    /// True when the whole of `text` matches.
+    fn matches(&self, text: &[char]) -> bool {
+        fn go(p: &[GlobToken], t: &[char]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some((GlobToken::Star, rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+                Some((GlobToken::One, rest)) => !t.is_empty() && go(rest, &t[1..]),
+                Some((GlobToken::Char(c), rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+            }
+        }
+        go(&self.0, text)
+    }
+
+    /// Lengths of the prefixes of `text` matching, shortest or longest first.
+    fn prefix_len(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
+        let lens = start..=text.len();
+        let hit = |&end: &usize| self.matches(&text[start..end]);
+        if greedy {
+            lens.rev().find(hit)
+        } else {
+            lens.clone().find(hit)
+        }
+    }
+
+    fn trim_prefix(&self, value: &str, greedy: bool) -> String {
+        let text: Vec<char> = value.chars().collect();
+        match self.prefix_len(&text, 0, greedy) {
+            Some(end) => text[end..].iter().collect(),
+            None => value.to_owned(),
+        }
+    }
+
+    fn trim_suffix(&self, value: &str, greedy: bool) -> String {
+        let text: Vec<char> = value.chars().collect();
+        let starts: Vec<usize> = if greedy {
+            (0..=text.len()).collect()
+        } else {
+            (0..=text.len()).rev().collect()
+        };
+        match starts.into_iter().find(|&s| self.matches(&text[s..])) {
+            Some(start) => text[..start].iter().collect(),
+            None => value.to_owned(),
+        }
+    }
+
+    /// Replaces the leftmost (longest) match, or every non-overlapping match.
+    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+        let text: Vec<char> = value.chars().collect();
+        let mut out = String::new();
+        let mut pos = 0;
+        let mut replaced = false;
+        while pos <= text.len() {
+            if all || !replaced {
+                if let Some(end) = self.prefix_len(&text, pos, true) {
+                    out.push_str(replacement);
+                    replaced = true;
+                    if end > pos {
+                        pos = end;
+                        continue;
+                    }
+                }
+            }
+            if let Some(&c) = text.get(pos) {
+                out.push(c);
+            }
+            pos += 1;
+        }
+        out
     }
 }
