@@ -25,7 +25,8 @@ pub struct Node {
     pub json_form: bool,
     /// For ONBUILD: the nested instruction.
     pub next: Option<Box<Node>>,
-    /// Heredoc bodies referenced by the instruction (`<<EOF`), in order.
+    /// Heredoc bodies referenced by the instruction (`<<EOF`), in order. For `ONBUILD`, the
+    /// nested instruction's heredocs, recorded on both the `ONBUILD` node and `next`.
     pub heredocs: Vec<Heredoc>,
     /// The logical line after the keyword and flags, as written (continuations joined).
     pub original: String,
@@ -40,7 +41,9 @@ pub struct Node {
 pub struct Heredoc {
     /// The delimiter word (`EOF`).
     pub name: String,
-    /// The body, each line ending in `\n`.
+    /// The body, each line ending in `\n` (the last one only if the file had it), already
+    /// chomped (leading tabs removed from every line) when `chomp` is true; chomping again is
+    /// harmless.
     pub content: String,
     /// False when the delimiter was quoted (`<<'EOF'`): no variable expansion.
     pub expand: bool,
