@@ -706,3 +706,55 @@ fn a_tampered_base_blob_is_a_digest_mismatch_naming_the_blob() {
         "a bad blob reached the store"
     );
 }
+
+#[test]
+fn a_manifest_and_config_disagreeing_on_layer_count_is_refused() {
+    let f = fixture("linux/amd64");
+    let out = f.dir.join("layout");
+    write_oci_layout(&f.store, &out, &tagged(&f.image, &["app:v1"])).unwrap();
+    let bytes = std::fs::read(f.store.blob_path(&f.image.manifest.digest)).unwrap();
+    let mut short: Manifest = serde_json::from_slice(&bytes).unwrap();
+    short.layers.pop();
+    let entry = put_layout_blob(
+        &out,
+        manifest::MEDIA_TYPE_OCI_MANIFEST,
+        &canonical::to_vec(&short).unwrap(),
+    );
+    write_index_json(&out, vec![entry]);
+    let store = Store::open(&f.dir.join("store2")).unwrap();
+    let err = load_oci_layout(&store, &out, None, &linux_amd64()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::LayerCountMismatch {
+                layers: 1,
+                diff_ids: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn oci_archive_entries_escaping_the_layout_are_refused() {
+    let f = fixture("linux/amd64");
+    let file = f.dir.join("evil.tar");
+    let mut tar = tar::Builder::new(Vec::new());
+    for name in ["oci-layout", "../evil"] {
+        let body = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append(&header, &body[..]).unwrap();
+    }
+    std::fs::write(&file, tar.into_inner().unwrap()).unwrap();
+    let err = load_oci_archive(&f.store, &file, None, &linux_amd64()).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::BadArchiveEntry { entry, .. } if entry == "../evil"),
+        "{err}"
+    );
+    assert!(!f.dir.join("evil").exists() && !f.store.root().join("evil").exists());
+}

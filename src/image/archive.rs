@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::layout::{OCI_LAYOUT_FILE, image_blobs, index_entries, parse_name};
 use super::manifest::{Index, LayerCompression, layer_compression};
 use super::{BuiltImage, ImageError, blobs, canonical};
-use crate::digest::{Digest, HashingReader};
+use crate::digest::HashingReader;
 use crate::layer::Layer;
 use crate::store::Store;
 
@@ -179,7 +179,7 @@ fn decompress_layer(store: &Store, layer: &Layer, dir: &Path) -> Result<(File, u
 }
 
 /// A deterministic tar writer over a temp file.
-pub(crate) struct TarOut {
+struct TarOut {
     builder: tar::Builder<BufWriter<tempfile::NamedTempFile>>,
     dest: std::path::PathBuf,
 }
@@ -251,13 +251,4 @@ fn write_tar(
     temp.persist(dest)
         .map_err(|e| ImageError::io("rename archive into place", dest, e.error))?;
     Ok(())
-}
-
-/// The digest of a file's bytes (used by tests and callers that record an archive's hash).
-pub fn file_digest(path: &Path) -> Result<(Digest, u64), ImageError> {
-    let file = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
-    let mut reader = HashingReader::new(file);
-    io::copy(&mut reader, &mut io::sink()).map_err(|e| ImageError::io("read", path, e))?;
-    let (_, digest, size) = reader.finish();
-    Ok((digest, size))
 }

@@ -221,10 +221,10 @@ fn load(
         });
     }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(ImageError::DiffIdMismatch {
-            position: config.rootfs.diff_ids.len().min(manifest.layers.len()),
-            config: config.rootfs.diff_ids.clone(),
-            layers: Vec::new(),
+        return Err(ImageError::LayerCountMismatch {
+            what: source.clone(),
+            layers: manifest.layers.len(),
+            diff_ids: config.rootfs.diff_ids.len(),
         });
     }
     let mut layers = Vec::new();

@@ -113,6 +113,16 @@ pub enum ImageError {
         /// The layers' diffIDs.
         layers: Vec<Digest>,
     },
+    /// A manifest lists a different number of layers than its config has diffIDs.
+    #[error("{what} lists {layers} layers but its config has {diff_ids} rootfs.diff_ids")]
+    LayerCountMismatch {
+        /// The image and where it came from.
+        what: String,
+        /// Layers in the manifest.
+        layers: usize,
+        /// diffIDs in the config.
+        diff_ids: usize,
+    },
     /// The config history lists a different number of layers than the image has.
     #[error(
         "config history has {history} entries without `empty_layer` but the image has {layers} layers; registries reject such images"
@@ -413,7 +423,6 @@ pub fn metadata_json(image: &BuiltImage) -> serde_json::Value {
             "mediaType": image.manifest.media_type,
             "digest": image.manifest.digest.to_string(),
             "size": image.manifest.size,
-            "platform": image.manifest.platform,
         },
         "kiln.layers": layers,
     })
