@@ -460,6 +460,13 @@ fn docker_archive_is_read_and_converted_by_skopeo() {
     let report: serde_json::Value = serde_json::from_str(&run(inspect)).unwrap();
     assert_eq!(report["Architecture"], "amd64");
     assert_eq!(report["RepoTags"], serde_json::json!([]), "{report}");
+    // The tag recorded in manifest.json selects the image.
+    let mut inspect = tool("skopeo");
+    inspect
+        .arg("inspect")
+        .arg(format!("docker-archive:{}:kiln-test:v1", file.display()));
+    let by_tag: serde_json::Value = serde_json::from_str(&run(inspect)).unwrap();
+    assert_eq!(by_tag["Digest"], report["Digest"]);
 
     let converted = f.dir.join("converted");
     let mut copy = tool("skopeo");
@@ -757,4 +764,54 @@ fn oci_archive_entries_escaping_the_layout_are_refused() {
         "{err}"
     );
     assert!(!f.dir.join("evil").exists() && !f.store.root().join("evil").exists());
+}
+
+/// Validates documents against the OCI image-spec JSON schemas kept in
+/// `../shared/peer-tests/oci-image-spec-schema` (python3 with `jsonschema` 4.18+ resolves the
+/// schemas' relative `$ref`s from that folder). Arguments: `schema-file=document-path` pairs.
+const SCHEMA_CHECK: &str = r##"
+import json, sys, pathlib
+import jsonschema, referencing
+from referencing.jsonschema import DRAFT4
+schema_dir = pathlib.Path(sys.argv[1])
+def retrieve(uri):
+    name = uri.rsplit("/", 1)[-1].split("#")[0]
+    return referencing.Resource.from_contents(json.loads((schema_dir / name).read_text()), default_specification=DRAFT4)
+registry = referencing.Registry(retrieve=retrieve)
+failed = False
+for pair in sys.argv[2:]:
+    schema_name, doc = pair.split("=", 1)
+    schema = json.loads((schema_dir / schema_name).read_text())
+    validator = jsonschema.Draft4Validator(schema, registry=registry, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    errors = list(validator.iter_errors(json.loads(pathlib.Path(doc).read_text())))
+    for e in errors:
+        failed = True
+        print(f"{doc} against {schema_name}: {e.message} at {list(e.absolute_path)}")
+sys.exit(1 if failed else 0)
+"##;
+
+#[test]
+fn written_json_matches_the_oci_image_spec_schemas() {
+    let schema_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/peer-tests/oci-image-spec-schema/schema");
+    assert!(
+        schema_dir.join("image-manifest-schema.json").is_file(),
+        "the OCI schemas are missing from `{}`",
+        schema_dir.display()
+    );
+    let f = fixture("linux/arm64/v8");
+    let out = f.dir.join("layout");
+    write_oci_layout(&f.store, &out, &tagged(&f.image, &["app:v1"])).unwrap();
+    let blob = |d: &Digest| out.join("blobs/sha256").join(d.hex());
+    let mut check = tool("python3");
+    check.arg("-c").arg(SCHEMA_CHECK).arg(&schema_dir);
+    for (schema, document) in [
+        ("image-manifest-schema.json", blob(&f.image.manifest.digest)),
+        ("config-schema.json", blob(&f.image.config_digest)),
+        ("image-index-schema.json", out.join("index.json")),
+        ("image-layout-schema.json", out.join("oci-layout")),
+    ] {
+        check.arg(format!("{schema}={}", document.display()));
+    }
+    run(check);
 }
