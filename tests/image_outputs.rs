@@ -618,6 +618,12 @@ fn platform_is_selected_from_a_multi_platform_index() {
     write_index_json(&out, vec![entry]);
 
     let fresh = Store::open(&temp.path().join("store2")).unwrap();
+    // A platform manifest inside the index can be pinned by digest.
+    let pinned = arm.manifest.digest.to_string();
+    let arm64: Platform = "linux/arm64".parse().unwrap();
+    let base = load_oci_layout(&fresh, &out, Some(&pinned), &arm64).unwrap();
+    assert_eq!(base.manifest_digest, arm.manifest.digest);
+    assert_eq!(base.source, format!("oci:{}@{pinned}", out.display()));
     // table: requested platform, expected manifest (None = not found)
     for (platform, expected) in [
         ("linux/amd64", Some(&amd.manifest.digest)),

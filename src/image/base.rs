@@ -182,8 +182,15 @@ fn load(
                 }
             });
             let separator = if by_digest.is_some() { "@" } else { ":" };
+            let found = match (found, &by_digest) {
+                (Some(d), _) => Some(d.clone()),
+                // A digest not listed in index.json may still name a blob of the layout (a
+                // platform manifest inside an index, pinned by digest).
+                (None, Some(digest)) => describe_loose_blob(dir, digest)?,
+                (None, None) => None,
+            };
             match found {
-                Some(d) => (d.clone(), format!("{source_name}{separator}{reference}")),
+                Some(d) => (d, format!("{source_name}{separator}{reference}")),
                 None => {
                     return Err(ImageError::RefNotFound {
                         reference: reference.to_owned(),
@@ -250,6 +257,41 @@ fn load(
         manifest_digest: manifest_descriptor.digest,
         source,
     })
+}
+
+/// A descriptor for the layout blob `digest` when it exists, with the media type its own
+/// `mediaType` field declares (Docker and OCI manifests and indexes all carry one; an OCI
+/// manifest without it is taken as an OCI manifest when it has `config` and `layers`).
+fn describe_loose_blob(dir: &Path, digest: &Digest) -> Result<Option<Descriptor>, ImageError> {
+    let path = dir.join("blobs/sha256").join(digest.hex());
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ImageError::io("read blob", &path, e)),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| ImageError::Parse {
+            what: format!("blob `{}`", path.display()),
+            source,
+        })?;
+    let media_type = match value.get("mediaType").and_then(|m| m.as_str()) {
+        Some(media_type) => media_type.to_owned(),
+        None if value.get("config").is_some() && value.get("layers").is_some() => {
+            MEDIA_TYPE_OCI_MANIFEST.to_owned()
+        }
+        None if value.get("manifests").is_some() => MEDIA_TYPE_OCI_INDEX.to_owned(),
+        None => {
+            return Err(ImageError::UnsupportedMediaType {
+                media_type: "(none)".to_owned(),
+                what: format!("blob `{}`", path.display()),
+            });
+        }
+    };
+    Ok(Some(Descriptor::new(
+        &media_type,
+        digest.clone(),
+        bytes.len() as u64,
+    )))
 }
 
 /// Follows `descriptor` through image indexes to the image manifest for `platform`.
