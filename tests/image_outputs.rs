@@ -615,7 +615,18 @@ fn platform_is_selected_from_a_multi_platform_index() {
     entry
         .annotations
         .insert(ANNOTATION_REF_NAME.to_owned(), "multi".to_owned());
-    write_index_json(&out, vec![entry]);
+    // The same entries as a Docker manifest list.
+    let mut docker_list = index.clone();
+    docker_list.media_type = Some(manifest::MEDIA_TYPE_DOCKER_LIST.to_owned());
+    let mut docker_entry = put_layout_blob(
+        &out,
+        manifest::MEDIA_TYPE_DOCKER_LIST,
+        &canonical::to_vec(&docker_list).unwrap(),
+    );
+    docker_entry
+        .annotations
+        .insert(ANNOTATION_REF_NAME.to_owned(), "docker-list".to_owned());
+    write_index_json(&out, vec![entry, docker_entry]);
 
     let fresh = Store::open(&temp.path().join("store2")).unwrap();
     // A platform manifest inside the index can be pinned by digest.
@@ -632,15 +643,19 @@ fn platform_is_selected_from_a_multi_platform_index() {
         ("linux/arm/v7", None),
     ] {
         let platform: Platform = platform.parse().unwrap();
-        match (
-            load_oci_layout(&fresh, &out, Some("multi"), &platform),
-            expected,
-        ) {
-            (Ok(base), Some(digest)) => assert_eq!(&base.manifest_digest, digest, "{platform}"),
-            (Err(ImageError::PlatformNotFound { available, .. }), None) => {
-                assert_eq!(available, ["linux/amd64", "linux/arm64/v8"], "{platform}")
+        for reference in ["multi", "docker-list"] {
+            match (
+                load_oci_layout(&fresh, &out, Some(reference), &platform),
+                expected,
+            ) {
+                (Ok(base), Some(digest)) => {
+                    assert_eq!(&base.manifest_digest, digest, "{platform} {reference}")
+                }
+                (Err(ImageError::PlatformNotFound { available, .. }), None) => {
+                    assert_eq!(available, ["linux/amd64", "linux/arm64/v8"], "{platform}")
+                }
+                (other, _) => panic!("{platform} {reference}: unexpected {other:?}"),
             }
-            (other, _) => panic!("{platform}: unexpected {other:?}"),
         }
     }
 }
