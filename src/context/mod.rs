@@ -1,2 +1,594 @@
 //! The build context: the directory a build reads COPY/ADD sources from, filtered by
 //! `.dockerignore`, with every path confined to the context root.
+//!
+//! [`Context::open`] canonicalizes the root and reads the ignore file ([`ignore`]).
+//! [`Context::resolve`] turns one COPY source as written (`app/`, `/src/*.py`, `config.json`)
+//! into the [`ContextMatch`]es it names, with Go `filepath.Match` wildcards per component
+//! ([`glob`]), symlinks followed inside the root, and ignored files invisible.
+//! [`Context::walk`] lists a matched directory's contents, sorted, never following a symlink
+//! (inside a copied directory symlinks are copied verbatim). Data leaves as [`ContextEntry`]
+//! values naming both the path inside the context and the host path; nothing is hashed here.
+//!
+//! Escapes are errors, never clamps: a source with `..` above the root, or a symlink whose
+//! target lies outside the root when followed as a COPY source, fails naming the source.
+
+pub mod glob;
+pub mod ignore;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::layer::LayerPath;
+
+pub use glob::{BadPattern, go_match, has_wildcards};
+pub use ignore::{DockerIgnore, IgnoreError, IgnoreMatch, IgnorePattern};
+
+/// Symlinks followed while resolving one source before giving up (Linux's MAXSYMLINKS).
+const MAX_SYMLINKS: usize = 40;
+
+/// Why the context could not be opened or a source resolved. The caller adds the Dockerfile
+/// line.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The context directory cannot be opened.
+    #[error("failed to open build context `{root}`")]
+    Open {
+        /// The directory given.
+        root: PathBuf,
+        /// The cause.
+        #[source]
+        cause: io::Error,
+    },
+    /// The ignore file exists but cannot be read.
+    #[error("failed to read ignore file `{path}`")]
+    ReadIgnore {
+        /// The ignore file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        cause: io::Error,
+    },
+    /// The ignore file is malformed.
+    #[error("invalid ignore file")]
+    Ignore(#[source] IgnoreError),
+    /// Nothing in the context matches the source.
+    #[error("COPY source `{src}` not found in the build context")]
+    NotFound {
+        /// The source as written.
+        src: String,
+    },
+    /// The source exists but `.dockerignore` leaves it out.
+    #[error(
+        "COPY source `{src}` not found in the build context: it is excluded by `{pattern}` \
+         (line {line} of the ignore file)"
+    )]
+    Excluded {
+        /// The source as written.
+        src: String,
+        /// The pattern that excluded it, as written.
+        pattern: String,
+        /// Its line in the ignore file.
+        line: usize,
+    },
+    /// The source climbs above the context root with `..`.
+    #[error("COPY source `{src}` is outside the build context")]
+    OutsideContext {
+        /// The source as written.
+        src: String,
+    },
+    /// A symlink on the way to the source points outside the context.
+    #[error(
+        "COPY source `{src}` is outside the build context: symlink `{link}` points to `{target}`"
+    )]
+    SymlinkEscapes {
+        /// The source as written.
+        src: String,
+        /// The symlink, relative to the context root.
+        link: String,
+        /// Its target, verbatim.
+        target: String,
+    },
+    /// Too many symlinks (a loop).
+    #[error("COPY source `{src}`: too many levels of symbolic links")]
+    SymlinkLoop {
+        /// The source as written.
+        src: String,
+    },
+    /// The source is a malformed wildcard pattern.
+    #[error("COPY source `{src}` is not a valid pattern")]
+    BadPattern {
+        /// The source as written.
+        src: String,
+        /// What is wrong.
+        #[source]
+        cause: BadPattern,
+    },
+    /// Reading a context file's metadata or a directory failed.
+    #[error("failed to read `{path}` in the build context")]
+    Read {
+        /// The host path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        cause: io::Error,
+    },
+}
+
+/// What kind of object a context entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File {
+        /// Size in bytes when it was looked at.
+        size: u64,
+    },
+    /// A symbolic link, its target verbatim.
+    Symlink(String),
+    /// A socket, FIFO or device: not something a build context carries.
+    Special(&'static str),
+}
+
+/// One file, directory or symlink of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextEntry {
+    /// The path relative to the context root.
+    pub path: LayerPath,
+    /// The absolute host path.
+    pub host_path: PathBuf,
+    /// What it is.
+    pub kind: ContextKind,
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// `(device, inode)` for regular files with more than one link, so hard links inside a
+    /// copied tree can be kept.
+    pub link_key: Option<(u64, u64)>,
+}
+
+/// One thing a COPY source names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextMatch {
+    /// The source as written in the Dockerfile.
+    pub src: String,
+    /// The matched path before its last symlink is followed; its file name is the name the copy
+    /// gets inside a destination directory.
+    pub matched: LayerPath,
+    /// The entry after following symlinks inside the root.
+    pub entry: ContextEntry,
+}
+
+/// An opened build context.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: PathBuf,
+    ignore: DockerIgnore,
+}
+
+impl Context {
+    /// Opens the context at `root` and reads its ignore file: `ignore_file` when given and
+    /// present (BuildKit's `<Dockerfile>.dockerignore`), else `<root>/.dockerignore` when
+    /// present, else nothing is ignored. The Dockerfile and the ignore file are ordinary context
+    /// files.
+    pub fn open(root: &Path, ignore_file: Option<&Path>) -> Result<Context, ContextError> {
+        let root = fs::canonicalize(root).map_err(|cause| ContextError::Open {
+            root: root.to_owned(),
+            cause,
+        })?;
+        if !root.is_dir() {
+            return Err(ContextError::Open {
+                root: root.clone(),
+                cause: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        let candidates = ignore_file
+            .map(Path::to_owned)
+            .into_iter()
+            .chain(std::iter::once(root.join(".dockerignore")));
+        let mut ignore = DockerIgnore::default();
+        for candidate in candidates {
+            match fs::read_to_string(&candidate) {
+                Ok(text) => {
+                    let name = candidate
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| ".dockerignore".to_owned());
+                    ignore = DockerIgnore::parse(&text, &name).map_err(ContextError::Ignore)?;
+                    break;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(cause) => {
+                    return Err(ContextError::ReadIgnore {
+                        path: candidate,
+                        cause,
+                    });
+                }
+            }
+        }
+        Ok(Context { root, ignore })
+    }
+
+    /// The canonical host path of the context root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed ignore file (empty when there is none).
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
+    }
+
+    /// What the ignore file says about `path` (relative to the root).
+    pub fn ignored(&self, path: &LayerPath) -> IgnoreMatch<'_> {
+        self.ignore.matches(path.as_str())
+    }
+
+    /// Resolves one COPY source (relative to the context root; a leading `/` means the root)
+    /// into what it names, in sorted order. Wildcards follow Go's `filepath.Match` per
+    /// component; a matched directory is not searched further. Every match is followed through
+    /// symlinks inside the root. Matching nothing is [`ContextError::NotFound`] (or
+    /// [`ContextError::Excluded`] when `.dockerignore` hides it).
+    pub fn resolve(&self, src: &str) -> Result<Vec<ContextMatch>, ContextError> {
+        let components = lexical_components(src)?;
+        let split = components
+            .iter()
+            .position(|c| has_wildcards(c))
+            .unwrap_or(components.len());
+        let fixed = components[..split].join("/");
+        let rest = components[split..].join("/");
+        if rest.is_empty() {
+            let matched = self.resolve_path(&fixed, false, src)?;
+            self.check_visible(&matched, src)?;
+            let entry = self.follow(&matched, src)?;
+            return Ok(vec![ContextMatch {
+                src: src.to_owned(),
+                matched,
+                entry,
+            }]);
+        }
+        go_match(&rest, "").map_err(|cause| ContextError::BadPattern {
+            src: src.to_owned(),
+            cause,
+        })?;
+        let base = self.resolve_path(&fixed, true, src)?;
+        let depth = rest.split('/').count();
+        let mut found = Vec::new();
+        if let Some(base_entry) = self.lstat(&base)? {
+            if base_entry.kind == ContextKind::Dir && self.visible(&base_entry)? {
+                self.collect_matches(&base, "", &rest, depth, &mut found, src)?;
+            }
+        }
+        if found.is_empty() {
+            return Err(ContextError::NotFound {
+                src: src.to_owned(),
+            });
+        }
+        found
+            .into_iter()
+            .map(|matched| {
+                let entry = self.follow(&matched, src)?;
+                Ok(ContextMatch {
+                    src: src.to_owned(),
+                    matched,
+                    entry,
+                })
+            })
+            .collect()
+    }
+
+    /// Everything below directory `dir` (not `dir` itself), in sorted pre-order, without
+    /// following symlinks and without ignored entries. An excluded directory is listed only when
+    /// an exception re-includes something below it.
+    pub fn walk(&self, dir: &ContextEntry) -> Result<Vec<ContextEntry>, ContextError> {
+        let mut out = Vec::new();
+        if dir.kind == ContextKind::Dir {
+            self.walk_into(&dir.path, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Appends the visible entries below `dir`; returns true when it appended anything.
+    fn walk_into(
+        &self,
+        dir: &LayerPath,
+        out: &mut Vec<ContextEntry>,
+    ) -> Result<bool, ContextError> {
+        let mut any = false;
+        for name in self.read_dir(dir)? {
+            let Ok(path) = dir.join(&name) else {
+                continue;
+            };
+            let Some(entry) = self.lstat(&path)? else {
+                continue;
+            };
+            let excluded = self.ignored(&path).is_excluded();
+            if entry.kind == ContextKind::Dir {
+                if excluded && !self.ignore.may_include_below(path.as_str()) {
+                    continue;
+                }
+                let index = out.len();
+                out.push(entry);
+                let below = self.walk_into(&path, out)?;
+                if excluded && !below {
+                    out.truncate(index);
+                    continue;
+                }
+                any = true;
+            } else if !excluded {
+                out.push(entry);
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
+    /// Finds wildcard matches below `base` (relative name `prefix`), Go `filepath.Walk` order.
+    fn collect_matches(
+        &self,
+        base: &LayerPath,
+        prefix: &str,
+        pattern: &str,
+        depth: usize,
+        found: &mut Vec<LayerPath>,
+        src: &str,
+    ) -> Result<(), ContextError> {
+        let dir = if prefix.is_empty() {
+            base.clone()
+        } else {
+            base.join(prefix)
+                .map_err(|_| ContextError::OutsideContext {
+                    src: src.to_owned(),
+                })?
+        };
+        for name in self.read_dir(&dir)? {
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let Ok(path) = dir.join(&name) else {
+                continue;
+            };
+            let Some(entry) = self.lstat(&path)? else {
+                continue;
+            };
+            let excluded = self.ignored(&path).is_excluded();
+            let matched = go_match(pattern, &rel).map_err(|cause| ContextError::BadPattern {
+                src: src.to_owned(),
+                cause,
+            })?;
+            if matched {
+                if self.visible(&entry)? {
+                    found.push(path);
+                }
+                continue;
+            }
+            let deeper = rel.split('/').count() < depth;
+            if entry.kind == ContextKind::Dir
+                && deeper
+                && (!excluded || self.ignore.may_include_below(path.as_str()))
+            {
+                self.collect_matches(base, &rel, pattern, depth, found, src)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `rel` inside the root, following every symlink on the way (and the last one
+    /// when `follow_last`), refusing to leave the root. Missing components are appended
+    /// lexically.
+    fn resolve_path(
+        &self,
+        rel: &str,
+        follow_last: bool,
+        src: &str,
+    ) -> Result<LayerPath, ContextError> {
+        let mut pending: Vec<String> = rel
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(str::to_owned)
+            .collect();
+        let mut resolved = LayerPath::root();
+        let mut followed = 0;
+        while let Some(component) = pending.pop() {
+            match component.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved = resolved
+                        .parent()
+                        .ok_or_else(|| ContextError::OutsideContext {
+                            src: src.to_owned(),
+                        })?;
+                    continue;
+                }
+                _ => {}
+            }
+            let candidate =
+                resolved
+                    .join(&component)
+                    .map_err(|_| ContextError::OutsideContext {
+                        src: src.to_owned(),
+                    })?;
+            let is_last = pending.is_empty();
+            match self.lstat(&candidate)? {
+                Some(ContextEntry {
+                    kind: ContextKind::Symlink(target),
+                    ..
+                }) if !is_last || follow_last => {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        return Err(ContextError::SymlinkLoop {
+                            src: src.to_owned(),
+                        });
+                    }
+                    let escapes = || ContextError::SymlinkEscapes {
+                        src: src.to_owned(),
+                        link: candidate.as_str().to_owned(),
+                        target: target.clone(),
+                    };
+                    let relative_target = if target.starts_with('/') {
+                        resolved = LayerPath::root();
+                        let inside = Path::new(&target)
+                            .strip_prefix(&self.root)
+                            .map_err(|_| escapes())?;
+                        inside.to_string_lossy().into_owned()
+                    } else {
+                        target.clone()
+                    };
+                    // A relative target may not climb above the root either.
+                    let mut probe = resolved
+                        .as_str()
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .count();
+                    for part in relative_target.split('/') {
+                        match part {
+                            "" | "." => {}
+                            ".." => probe = probe.checked_sub(1).ok_or_else(escapes)?,
+                            _ => probe += 1,
+                        }
+                    }
+                    pending.extend(
+                        relative_target
+                            .split('/')
+                            .filter(|c| !c.is_empty())
+                            .rev()
+                            .map(str::to_owned),
+                    );
+                }
+                _ => resolved = candidate,
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// The entry at `matched` after following symlinks in the root.
+    fn follow(&self, matched: &LayerPath, src: &str) -> Result<ContextEntry, ContextError> {
+        let resolved = self.resolve_path(matched.as_str(), true, src)?;
+        self.check_visible(&resolved, src)
+    }
+
+    /// The entry at `path` when it exists and `.dockerignore` leaves it in the context.
+    fn check_visible(&self, path: &LayerPath, src: &str) -> Result<ContextEntry, ContextError> {
+        let entry = self.lstat(path)?.ok_or_else(|| ContextError::NotFound {
+            src: src.to_owned(),
+        })?;
+        if self.visible(&entry)? {
+            return Ok(entry);
+        }
+        match self.ignored(path) {
+            IgnoreMatch::Exclude(pattern) => Err(ContextError::Excluded {
+                src: src.to_owned(),
+                pattern: pattern.original.clone(),
+                line: pattern.line,
+            }),
+            _ => Err(ContextError::NotFound {
+                src: src.to_owned(),
+            }),
+        }
+    }
+
+    /// True when `entry` is part of the context: not excluded, or an excluded directory that
+    /// an exception re-includes something below.
+    fn visible(&self, entry: &ContextEntry) -> Result<bool, ContextError> {
+        if !self.ignored(&entry.path).is_excluded() {
+            return Ok(true);
+        }
+        Ok(entry.kind == ContextKind::Dir
+            && self.ignore.may_include_below(entry.path.as_str())
+            && self.walk_into(&entry.path, &mut Vec::new())?)
+    }
+
+    /// The entry at `path` exactly (no symlink followed); `None` when missing.
+    fn lstat(&self, path: &LayerPath) -> Result<Option<ContextEntry>, ContextError> {
+        let host_path = self.root.join(path.as_str());
+        let meta = match fs::symlink_metadata(&host_path) {
+            Ok(meta) => meta,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(cause) => {
+                return Err(ContextError::Read {
+                    path: host_path,
+                    cause,
+                });
+            }
+        };
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            ContextKind::Dir
+        } else if file_type.is_file() {
+            ContextKind::File { size: meta.len() }
+        } else if file_type.is_symlink() {
+            let target = fs::read_link(&host_path).map_err(|cause| ContextError::Read {
+                path: host_path.clone(),
+                cause,
+            })?;
+            ContextKind::Symlink(target.to_string_lossy().into_owned())
+        } else if file_type.is_fifo() {
+            ContextKind::Special("named pipe")
+        } else if file_type.is_socket() {
+            ContextKind::Special("socket")
+        } else {
+            ContextKind::Special("device")
+        };
+        let link_key = (file_type.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+        Ok(Some(ContextEntry {
+            path: path.clone(),
+            host_path,
+            kind,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+            link_key,
+        }))
+    }
+
+    /// The names in directory `dir`, sorted bytewise.
+    fn read_dir(&self, dir: &LayerPath) -> Result<Vec<String>, ContextError> {
+        let host = self.root.join(dir.as_str());
+        let read_err = |cause| ContextError::Read {
+            path: host.clone(),
+            cause,
+        };
+        let mut names = Vec::new();
+        for item in fs::read_dir(&host).map_err(read_err)? {
+            let item = item.map_err(read_err)?;
+            names.push(item.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Splits a COPY source into components after Go's `filepath.Clean`, refusing `..` above the
+/// root. A leading `/` means the context root.
+fn lexical_components(src: &str) -> Result<Vec<String>, ContextError> {
+    let mut parts: Vec<String> = Vec::new();
+    for component in src.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(ContextError::OutsideContext {
+                        src: src.to_owned(),
+                    });
+                }
+            }
+            other => parts.push(other.to_owned()),
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests;

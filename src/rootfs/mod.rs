@@ -8,7 +8,9 @@
 //! [`LowerFs::materialize`]. Safe tar parsing lives in [`crate::layer::reader`].
 
 pub mod lower;
+pub mod memfs;
 pub mod view;
 
 pub use lower::{LowerFs, RootfsError};
+pub use memfs::MemFs;
 pub use view::{FsNode, FsView, NodeKind, ViewError};

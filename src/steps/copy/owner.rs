@@ -1,0 +1,109 @@
+//! `--chown` and `--chmod` for COPY/ADD, as BuildKit reads them.
+//!
+//! `--chown` takes `user`, `user:group`, `uid` or `uid:gid` (names and numbers mix). Names are
+//! looked up in the destination stage's `/etc/passwd` and `/etc/group` (symlinks resolved inside
+//! its root). A user given without a group gets the user's primary group from passwd when named,
+//! and the same number as the uid when numeric (BuildKit's `readUser`). `--chmod` takes an octal
+//! mode up to `7777`.
+
+use crate::layer::LayerPath;
+use crate::rootfs::{FsView, ViewError};
+
+use super::CopyError;
+
+/// A resolved owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Resolves a `--chown` value against `target`'s passwd and group files.
+pub fn parse_chown(value: &str, target: &dyn FsView) -> Result<Owner, CopyError> {
+    let bad = || CopyError::BadChown {
+        value: value.to_owned(),
+    };
+    let (user, group) = match value.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (value, None),
+    };
+    if user.is_empty() || group.is_some_and(str::is_empty) {
+        return Err(bad());
+    }
+    let (uid, primary_gid) = match numeric(user) {
+        Some(Ok(uid)) => (uid, uid),
+        Some(Err(())) => return Err(bad()),
+        None => {
+            let passwd = read_etc(target, "etc/passwd")?;
+            lookup(&passwd, user, |fields| {
+                Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))
+            })
+            .ok_or_else(|| CopyError::UnknownUser {
+                name: user.to_owned(),
+            })?
+        }
+    };
+    let gid = match group {
+        None => primary_gid,
+        Some(group) => match numeric(group) {
+            Some(Ok(gid)) => gid,
+            Some(Err(())) => return Err(bad()),
+            None => {
+                let groups = read_etc(target, "etc/group")?;
+                lookup(&groups, group, |fields| fields.get(2)?.parse().ok()).ok_or_else(|| {
+                    CopyError::UnknownGroup {
+                        name: group.to_owned(),
+                    }
+                })?
+            }
+        },
+    };
+    Ok(Owner { uid, gid })
+}
+
+/// Parses a `--chmod` value: octal, at most `7777`.
+pub fn parse_chmod(value: &str) -> Result<u32, CopyError> {
+    let bad = || CopyError::BadChmod {
+        value: value.to_owned(),
+    };
+    if value.is_empty() || !value.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    match u32::from_str_radix(value, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(bad()),
+    }
+}
+
+/// `Some(Ok(n))` for a decimal number, `Some(Err)` for digits that overflow, `None` for a name.
+fn numeric(value: &str) -> Option<Result<u32, ()>> {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse().map_err(|_| ()))
+}
+
+/// Reads a passwd-style file; a missing file reads as empty (no entries), as in BuildKit.
+fn read_etc(target: &dyn FsView, path: &str) -> Result<String, CopyError> {
+    let path = LayerPath::new(path).map_err(|_| CopyError::BadChown {
+        value: path.to_owned(),
+    })?;
+    match target.read_file(&path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => Ok(String::new()),
+        Err(cause) => Err(CopyError::View {
+            path: path.absolute(),
+            cause,
+        }),
+    }
+}
+
+/// The first line whose first field is `name`, mapped through `pick`.
+fn lookup<T>(text: &str, name: &str, pick: impl Fn(&[&str]) -> Option<T>) -> Option<T> {
+    text.lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .filter(|fields| fields.first() == Some(&name))
+        .find_map(|fields| pick(&fields))
+}
