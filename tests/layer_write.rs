@@ -1,0 +1,221 @@
+//! End-to-end tests of `layer::write` and the store: gzip validity (`gzip -t`, flate2),
+//! byte-identical output across thread counts, the same diffID for gzip and zstd, and the
+//! store's atomicity guarantees.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::Arc;
+
+use kiln::digest::Digest;
+use kiln::layer::{self, Compression, Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use kiln::store::{Store, StoreError};
+
+/// Fails loudly when a tool the test needs is missing.
+fn require_tool(tool: &str) {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    assert!(
+        found,
+        "this test needs `{tool}` on PATH; install it (apt-get install {tool})"
+    );
+}
+
+/// A few MiB of varied, compressible content spread over many files (several gzip blocks).
+fn sample_diff() -> Diff {
+    let mut diff = Diff::new();
+    let meta = |mode| Metadata {
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: 1_000,
+        xattrs: BTreeMap::new(),
+    };
+    diff.insert(
+        LayerPath::new("data").unwrap(),
+        Entry {
+            kind: EntryKind::Dir,
+            meta: meta(0o755),
+        },
+    );
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for file in 0..40 {
+        let mut content = Vec::new();
+        for line in 0..(2_000 + file * 500) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            content.extend_from_slice(
+                format!("file {file} line {line} token {:x}\n", seed % 4096).as_bytes(),
+            );
+        }
+        diff.insert(
+            LayerPath::new(&format!("data/file-{file:03}.txt")).unwrap(),
+            Entry {
+                kind: EntryKind::File(FileContent::Bytes(Arc::from(content))),
+                meta: meta(0o644),
+            },
+        );
+    }
+    diff
+}
+
+fn write(
+    diff: &Diff,
+    compression: Compression,
+    threads: usize,
+) -> (Store, layer::Layer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let options = layer::WriteOptions {
+        compression,
+        source_date_epoch: 0,
+        threads,
+    };
+    let layer = layer::write(diff, &store, &options).unwrap();
+    (store, layer, dir)
+}
+
+fn tar_digest(diff: &Diff) -> Digest {
+    let mut tar = Vec::new();
+    layer::tar_writer::write_tar(diff, 0, &mut tar).unwrap();
+    Digest::of(&tar)
+}
+
+#[test]
+fn gzip_layers_are_valid_and_independent_of_thread_count() {
+    require_tool("gzip");
+    let diff = sample_diff();
+    let (store, one, _dir) = write(&diff, Compression::Gzip { level: 6 }, 1);
+    assert_eq!(one.media_type, layer::MEDIA_TYPE_GZIP);
+    assert_eq!(one.diff_id, tar_digest(&diff));
+    let blob = store.read_bytes(&one.digest).unwrap();
+    assert_eq!(blob.len() as u64, one.size);
+    assert!(
+        one.size > 0 && blob.len() < 3 * 1024 * 1024,
+        "several blocks, compressed"
+    );
+
+    let status = Command::new("gzip")
+        .arg("-t")
+        .arg(store.blob_path(&one.digest))
+        .status()
+        .unwrap();
+    assert!(status.success(), "gzip -t rejected the layer");
+
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&blob[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(Digest::of(&tar), one.diff_id);
+    // One member: a single-member decoder consumes the whole blob.
+    let mut decoder = flate2::read::GzDecoder::new(&blob[..]);
+    decoder.read_to_end(&mut Vec::new()).unwrap();
+
+    for threads in [2, 4] {
+        let (_, other, _d) = write(&diff, Compression::Gzip { level: 6 }, threads);
+        assert_eq!(other, one, "gzip with {threads} threads");
+    }
+}
+
+#[test]
+fn zstd_layers_are_independent_of_thread_count_and_share_the_diff_id() {
+    let diff = sample_diff();
+    let (store, one, _dir) = write(&diff, Compression::Zstd { level: 3 }, 1);
+    assert_eq!(one.media_type, layer::MEDIA_TYPE_ZSTD);
+    let (_, gzip, _d) = write(&diff, Compression::Gzip { level: 6 }, 2);
+    assert_eq!(
+        one.diff_id, gzip.diff_id,
+        "gzip and zstd layers share the diffID"
+    );
+    let tar = zstd::decode_all(&store.read_bytes(&one.digest).unwrap()[..]).unwrap();
+    assert_eq!(Digest::of(&tar), one.diff_id);
+    for threads in [2, 4] {
+        let (_, other, _d) = write(&diff, Compression::Zstd { level: 3 }, threads);
+        assert_eq!(other, one, "zstd with {threads} threads");
+    }
+    let (_, plain, _d) = write(&diff, Compression::None, 1);
+    assert_eq!(
+        (plain.diff_id.clone(), plain.digest.clone()),
+        (one.diff_id.clone(), one.diff_id)
+    );
+}
+
+#[test]
+fn invalid_levels_are_refused() {
+    let diff = sample_diff();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let options = layer::WriteOptions {
+        compression: Compression::Gzip { level: 0 },
+        ..layer::WriteOptions::default()
+    };
+    let error = layer::write(&diff, &store, &options).unwrap_err();
+    assert!(
+        error.to_string().contains("gzip compression level 0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_dropped_writer_leaves_no_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut writer = store.writer().unwrap();
+    writer.write_all(b"half a blob").unwrap();
+    drop(writer);
+    assert!(!store.contains(&Digest::of(b"half a blob")));
+    assert_eq!(blob_count(&store), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".kiln-ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_wrong_expected_digest_fails_naming_both_and_leaves_no_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut writer = store.writer().unwrap();
+    writer.write_all(b"actual").unwrap();
+    let expected = Digest::of(b"expected");
+    let error = writer.commit(Some(&expected)).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::DigestMismatch { .. }));
+    assert!(message.contains(&expected.to_string()), "{message}");
+    assert!(
+        message.contains(&Digest::of(b"actual").to_string()),
+        "{message}"
+    );
+    assert_eq!(blob_count(&store), 0);
+
+    let mut writer = store.writer().unwrap();
+    writer.write_all(b"actual").unwrap();
+    let (digest, size) = writer.commit(Some(&Digest::of(b"actual"))).unwrap();
+    assert_eq!((digest, size), (Digest::of(b"actual"), 6));
+}
+
+#[test]
+fn fsck_finds_a_corrupted_blob_and_read_bytes_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (good, _) = store.put_bytes(b"good").unwrap();
+    let (bad, _) = store.put_bytes(b"bad").unwrap();
+    std::fs::write(store.blob_path(&bad), b"tampered").unwrap();
+    assert_eq!(store.fsck().unwrap(), vec![bad.clone()]);
+    assert!(matches!(
+        store.read_bytes(&bad),
+        Err(StoreError::Corrupted { .. })
+    ));
+    assert_eq!(store.read_bytes(&good).unwrap(), b"good");
+    // Opening again keeps every blob.
+    let again = Store::open(dir.path()).unwrap();
+    assert!(again.contains(&good));
+}
+
+fn blob_count(store: &Store) -> usize {
+    std::fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .count()
+}
