@@ -1,6 +1,432 @@
 //! The `kiln` command line: flags become library calls; errors are reported with their causes.
+//!
+//! Flags follow `docker build`/buildx where they overlap. Exit codes: 0 success, 1 the build or
+//! a check failed, 2 the command line was wrong.
 
-fn main() {
-    eprintln!("kiln: not ready yet");
-    std::process::exit(2);
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kiln::build::{self, BuildOptions, Reporter, StepOutcome};
+use kiln::image::{self, Platform};
+use kiln::layer::Compression;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OCI images from Dockerfiles without a daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile (like `docker build`).
+    Build(Box<BuildArgs>),
+    /// Inspect how kiln reads its inputs.
+    Debug {
+        #[command(subcommand)]
+        what: DebugCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Print the parse tree of a Dockerfile in BuildKit's dump format.
+    Dockerfile {
+        /// The Dockerfile to parse.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionName {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Plain,
+    Quiet,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Build context directory.
+    context: PathBuf,
+    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Name and tag for the image (`name:tag`); repeatable.
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Build-time variable `KEY=VALUE` (or `KEY` to take it from the environment); repeatable.
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    target: Option<String>,
+    /// Target platform `os/arch[/variant]` (default: the base image's, or the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Output: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`.
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionName,
+    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
+    #[arg(long)]
+    compression_level: Option<i32>,
+    /// Directory for the blob store and the step cache (default: $KILN_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Write every layer again instead of reusing cached ones.
+    #[arg(long)]
+    no_cache: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Write the build result (digests, descriptor) as JSON to this file, like buildx.
+    #[arg(long)]
+    metadata_file: Option<PathBuf>,
+    /// Clamp file times to, and stamp the image with, this Unix time (default: $SOURCE_DATE_EPOCH,
+    /// else 0).
+    #[arg(long)]
+    source_date_epoch: Option<i64>,
+    /// Add an annotation `KEY=VALUE` to the image manifest; repeatable.
+    #[arg(long = "annotation")]
+    annotations: Vec<String>,
+}
+
+enum OutputKind {
+    OciLayout,
+    OciArchive,
+    DockerArchive,
+}
+
+struct OutputSpec {
+    kind: OutputKind,
+    dest: PathBuf,
+}
+
+fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
+    let mut kind = None;
+    let mut dest = None;
+    let mut tar = None;
+    for part in spec.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --output `{spec}`: expected key=value pairs"))?;
+        match key {
+            "type" => kind = Some(value.to_owned()),
+            "dest" => dest = Some(PathBuf::from(value)),
+            "tar" => tar = Some(value == "true"),
+            "name" | "annotation" => {}
+            other => bail!("invalid --output `{spec}`: unknown key `{other}`"),
+        }
+    }
+    let kind = kind.ok_or_else(|| anyhow!("invalid --output `{spec}`: type= is required"))?;
+    let dest = dest.ok_or_else(|| anyhow!("invalid --output `{spec}`: dest= is required"))?;
+    let kind = match (kind.as_str(), tar) {
+        ("oci", Some(true)) | ("oci-archive", _) => OutputKind::OciArchive,
+        ("oci", _) => OutputKind::OciLayout,
+        ("docker-archive" | "docker", _) => OutputKind::DockerArchive,
+        (other, _) => bail!(
+            "unsupported output type `{other}`: kiln writes type=oci (a directory), \
+             type=oci-archive and type=docker-archive"
+        ),
+    };
+    Ok(OutputSpec { kind, dest })
+}
+
+/// Prints each step as a numbered line, as `docker build --progress=plain` does.
+struct PlainReporter {
+    state: Mutex<(usize, Instant)>,
+    timestamps: bool,
+}
+
+impl Reporter for PlainReporter {
+    fn step_started(&self, stage: &str, position: usize, total: usize, text: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 += 1;
+            state.1 = Instant::now();
+            eprintln!("#{} [{stage} {position}/{total}] {text}", state.0);
+        }
+    }
+
+    fn step_finished(&self, outcome: StepOutcome, elapsed: Duration) {
+        if let Ok(state) = self.state.lock() {
+            match outcome {
+                StepOutcome::Cached => eprintln!("#{} CACHED", state.0),
+                _ if self.timestamps => {
+                    eprintln!("#{} DONE {:.1}s", state.0, elapsed.as_secs_f64())
+                }
+                _ => eprintln!("#{} DONE", state.0),
+            }
+        }
+    }
+
+    fn note(&self, message: &str) {
+        if let Ok(state) = self.state.lock() {
+            eprintln!("#{} {message}", state.0);
+        }
+    }
+}
+
+/// On a terminal: one line per step, rewritten in place when the step ends, with its status
+/// and time (a long step shows what it is doing until then).
+struct TtyReporter {
+    current: Mutex<String>,
+}
+
+impl Reporter for TtyReporter {
+    fn step_started(&self, stage: &str, position: usize, total: usize, text: &str) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = format!("[{stage} {position}/{total}] {text}");
+            eprint!("\x1b[2K\r\x1b[1m=>\x1b[0m {current} ...");
+        }
+    }
+
+    fn step_finished(&self, outcome: StepOutcome, elapsed: Duration) {
+        if let Ok(current) = self.current.lock() {
+            let status = match outcome {
+                StepOutcome::Cached => "\x1b[34mCACHED\x1b[0m".to_owned(),
+                _ => format!("\x1b[32m{:.1}s\x1b[0m", elapsed.as_secs_f64()),
+            };
+            eprintln!("\x1b[2K\r\x1b[1m=>\x1b[0m {current} {status}");
+        }
+    }
+
+    fn note(&self, message: &str) {
+        if let Ok(current) = self.current.lock() {
+            eprint!("\x1b[2K\r\x1b[1m=>\x1b[0m {current} ({message})");
+        }
+    }
+}
+
+fn key_value_pairs(values: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        match value.split_once('=') {
+            Some((key, val)) => {
+                out.insert(key.to_owned(), val.to_owned());
+            }
+            None if what == "--build-arg" => {
+                // Docker takes a bare name from the environment, and drops it when unset.
+                if let Ok(val) = std::env::var(value) {
+                    out.insert(value.clone(), val);
+                }
+            }
+            None => bail!("invalid {what} `{value}`: expected KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+fn source_date_epoch(
+    flag: Option<i64>,
+    build_args: &BTreeMap<String, String>,
+) -> anyhow::Result<i64> {
+    if let Some(epoch) = flag {
+        return Ok(epoch);
+    }
+    let from_arg = build_args.get("SOURCE_DATE_EPOCH").cloned();
+    let from_env = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match from_arg.or(from_env) {
+        None => Ok(0),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|e| *e >= 0)
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid SOURCE_DATE_EPOCH `{text}`: expected a non-negative integer of seconds"
+                )
+            }),
+    }
+}
+
+fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
+    let annotations = key_value_pairs(&args.annotations, "--annotation")?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|spec| parse_output(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(|p| {
+            p.parse::<Platform>()
+                .map_err(|e| anyhow!("invalid --platform `{p}`: {e}"))
+        })
+        .transpose()?;
+    let compression = match (args.compression, args.compression_level) {
+        (CompressionName::Gzip, level) => {
+            let level = level.unwrap_or(6);
+            if !(1..=9).contains(&level) {
+                bail!("invalid --compression-level {level} for gzip: expected 1 to 9");
+            }
+            Compression::Gzip {
+                level: level as u32,
+            }
+        }
+        (CompressionName::Zstd, level) => {
+            let level = level.unwrap_or(3);
+            if !(1..=19).contains(&level) {
+                bail!("invalid --compression-level {level} for zstd: expected 1 to 19");
+            }
+            Compression::Zstd { level }
+        }
+        (CompressionName::Uncompressed, _) => Compression::None,
+    };
+    let context_dir = args.context.clone();
+    if !context_dir.is_dir() {
+        bail!(
+            "build context `{}` is not a directory",
+            context_dir.display()
+        );
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let options = BuildOptions {
+        source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
+        context_dir,
+        dockerfile,
+        build_args,
+        target: args.target.clone(),
+        platform,
+        compression,
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir),
+        no_cache: args.no_cache,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        annotations,
+    };
+
+    let started = Instant::now();
+    let plain = PlainReporter {
+        state: Mutex::new((0, Instant::now())),
+        timestamps: args.progress == ProgressMode::Plain,
+    };
+    let tty = TtyReporter {
+        current: Mutex::new(String::new()),
+    };
+    let reporter: &dyn Reporter = match args.progress {
+        ProgressMode::Quiet => &build::Quiet,
+        ProgressMode::Auto if std::io::stderr().is_terminal() => &tty,
+        ProgressMode::Auto | ProgressMode::Plain => &plain,
+    };
+    let outcome = build::build(&options, reporter)?;
+    let images = [(outcome.image.clone(), args.tags.clone())];
+    for output in &outputs {
+        let written = match output.kind {
+            OutputKind::OciLayout => {
+                image::layout::write_oci_layout(&outcome.store, &output.dest, &images)
+            }
+            OutputKind::OciArchive => {
+                image::archive::write_oci_archive(&outcome.store, &output.dest, &images)
+            }
+            OutputKind::DockerArchive => {
+                image::archive::write_docker_archive(&outcome.store, &output.dest, &images)
+            }
+        };
+        written
+            .with_context(|| format!("failed to write the output `{}`", output.dest.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        write_metadata(path, &image::metadata_json(&outcome.image))?;
+    }
+    if args.progress != ProgressMode::Quiet {
+        eprintln!(
+            "kiln: built {} ({} layers written, {} cached) in {:.2}s",
+            outcome.image.manifest.digest,
+            outcome.built_steps,
+            outcome.cached_steps,
+            started.elapsed().as_secs_f64()
+        );
+        if outputs.is_empty() {
+            eprintln!(
+                "kiln: no --output given: the image stays in the cache at `{}`; add \
+                 `--output type=oci,dest=DIR` to export it",
+                options.cache_dir.display()
+            );
+        }
+    }
+    println!("{}", outcome.image.manifest.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_metadata(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("failed to create a temp file in `{}`", dir.display()))?;
+    temp.write_all(text.as_bytes())?;
+    temp.write_all(b"\n")?;
+    temp.persist(path)
+        .with_context(|| format!("failed to write the metadata file `{}`", path.display()))?;
+    Ok(())
+}
+
+fn run_debug_dockerfile(file: &Path) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("failed to read `{}`", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let parsed = kiln::dockerfile::parse(&text)
+        .with_context(|| format!("failed to parse `{}`", file.display()))?;
+    print!("{}", kiln::dockerfile::dump::dump(&parsed));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Build(args) => run_build(*args),
+        Command::Debug {
+            what: DebugCommand::Dockerfile { file },
+        } => run_debug_dockerfile(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
 }

@@ -298,7 +298,7 @@ fn add_extracts_archives_and_refuses_escapes_urls_and_bad_checksums() {
     let cause = std::error::Error::source(&err).expect("cause").to_string();
     assert_eq!(
         cause,
-        "archive `evil.tar` entry `../../evil` escapes the destination with `..`"
+        "archive `evil.tar` has an unsafe entry name `../../evil`"
     );
 
     assert_eq!(

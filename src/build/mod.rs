@@ -1,1 +1,227 @@
 //! The build executor: runs a plan stage by stage, step by step, through the step cache.
+//!
+//! [`build`] parses and plans the Dockerfile, then builds the stages the target needs in
+//! dependency order. Each stage starts from its base (scratch, an earlier stage, or a local OCI
+//! layout/archive), and dispatches its instructions with Docker's semantics ([`dispatch`]):
+//! config-only instructions change the config; COPY, ADD and WORKDIR produce a [`Diff`] that the
+//! [`StepCache`] turns into a layer, reusing the stored one when an identical Diff was written
+//! before. The result is an assembled image in the store; outputs are written by the caller.
+
+pub mod cache;
+mod dispatch;
+pub mod progress;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use cache::{CacheError, StepCache};
+pub use progress::{Quiet, Reporter, StepOutcome};
+
+use crate::dockerfile::{self, plan::PlanOptions};
+use crate::image::{BuiltImage, Platform};
+use crate::layer::{Compression, Diff};
+use crate::store::Store;
+
+/// Everything a build needs, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context_dir: PathBuf,
+    /// The Dockerfile to read.
+    pub dockerfile: PathBuf,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--platform`; `None` builds for the base image's platform (or the host's for scratch).
+    pub platform: Option<Platform>,
+    /// Layer compression.
+    pub compression: Compression,
+    /// File times are clamped to this, and image times set to it (SOURCE_DATE_EPOCH, default 0).
+    pub source_date_epoch: i64,
+    /// Where the store and the step cache live.
+    pub cache_dir: PathBuf,
+    /// `--no-cache`: write every layer again (the store still deduplicates identical blobs).
+    pub no_cache: bool,
+    /// Compression worker threads.
+    pub threads: usize,
+    /// Annotations for the image manifest.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a build produced.
+pub struct BuildOutcome {
+    /// The assembled target image, in the store.
+    pub image: BuiltImage,
+    /// The store holding every blob of the image.
+    pub store: Store,
+    /// Steps whose layer came from the cache.
+    pub cached_steps: usize,
+    /// Steps whose layer was written.
+    pub built_steps: usize,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile could not be read.
+    #[error("failed to read the Dockerfile `{path}`")]
+    ReadDockerfile {
+        /// Its path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Dockerfile does not parse.
+    #[error("failed to parse `{path}`")]
+    Parse {
+        /// Its path.
+        path: PathBuf,
+        /// The cause, with the line.
+        #[source]
+        source: dockerfile::ParseError,
+    },
+    /// The Dockerfile parses but cannot be planned.
+    #[error("invalid Dockerfile `{path}`")]
+    Plan {
+        /// Its path.
+        path: PathBuf,
+        /// The cause, with the line.
+        #[source]
+        source: dockerfile::plan::PlanError,
+    },
+    /// An instruction failed.
+    #[error("{dockerfile}:{line}: `{instruction}` failed: {message}")]
+    Step {
+        /// The Dockerfile's path.
+        dockerfile: String,
+        /// 1-based line.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        message: String,
+        /// The cause, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The store or the cache failed.
+    #[error("{context}")]
+    Storage {
+        /// What kiln was doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BuildError {
+    fn storage(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BuildError::Storage {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The store kept inside a cache directory.
+pub fn open_store(cache_dir: &Path) -> Result<Store, BuildError> {
+    Store::open(&cache_dir.join("store")).map_err(|e| {
+        BuildError::storage(
+            format!("failed to open the store in `{}`", cache_dir.display()),
+            e,
+        )
+    })
+}
+
+/// The default cache directory: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else
+/// `$HOME/.cache/kiln`, else `.kiln-cache` in the current directory.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KILN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("kiln");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".cache/kiln");
+    }
+    PathBuf::from(".kiln-cache")
+}
+
+/// Builds the target stage of `options.dockerfile`.
+pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOutcome, BuildError> {
+    let text = std::fs::read(&options.dockerfile).map_err(|source| BuildError::ReadDockerfile {
+        path: options.dockerfile.clone(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    let parsed = dockerfile::parse(&text).map_err(|source| BuildError::Parse {
+        path: options.dockerfile.clone(),
+        source,
+    })?;
+    let target_platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let plan_options = PlanOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        platform_args: platform_args(&target_platform),
+    };
+    let plan =
+        dockerfile::plan::plan(&parsed, &plan_options).map_err(|source| BuildError::Plan {
+            path: options.dockerfile.clone(),
+            source,
+        })?;
+
+    let store = open_store(&options.cache_dir)?;
+    let cache = StepCache::open(&options.cache_dir)
+        .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
+    let mut executor = dispatch::Executor::new(options, &plan, &store, &cache, reporter)?;
+    let mut final_stage = None;
+    for index in plan.needed_stages() {
+        final_stage = Some(executor.build_stage(index)?);
+    }
+    cache
+        .save()
+        .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;
+    let Some(stage) = final_stage else {
+        return Err(BuildError::Storage {
+            context: "the plan has no stage to build".to_owned(),
+            source: "empty plan".into(),
+        });
+    };
+    let image = crate::image::assemble(&store, &stage.config, &stage.layers, &options.annotations)
+        .map_err(|e| BuildError::storage("failed to assemble the image", e))?;
+    let (cached_steps, built_steps) = executor.counts();
+    Ok(BuildOutcome {
+        image,
+        store,
+        cached_steps,
+        built_steps,
+    })
+}
+
+/// BuildKit's automatic platform ARGs.
+fn platform_args(target: &Platform) -> BTreeMap<String, String> {
+    let host = Platform::host();
+    let mut args = BTreeMap::new();
+    for (prefix, platform) in [("TARGET", target), ("BUILD", &host)] {
+        args.insert(format!("{prefix}PLATFORM"), platform.to_string());
+        args.insert(format!("{prefix}OS"), platform.os.clone());
+        args.insert(format!("{prefix}ARCH"), platform.architecture.clone());
+        args.insert(
+            format!("{prefix}VARIANT"),
+            platform.variant.clone().unwrap_or_default(),
+        );
+    }
+    args
+}
+
+/// A Diff's size for progress notes.
+fn describe_diff(diff: &Diff) -> String {
+    format!("{} entries, {} bytes", diff.len(), diff.content_size())
+}

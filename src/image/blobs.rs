@@ -1,11 +1,7 @@
-//! The image module's only door into the blob store.
+//! The image module's door into the blob store, and the atomic-write helpers its outputs share.
 //!
-//! MERGE NOTE: `crate::store::Store` is still a stub on this branch. These five functions are
-//! minimal private stand-ins for the Store API being completed elsewhere (`put_bytes`,
-//! `writer()`+`commit(expected)`, `read_bytes`, `open_blob`, `contains`); at merge each body
-//! becomes a one-line call to that API and nothing else in `image` changes. Until then they
-//! follow the store's rules: hash while writing to a temp file in `blobs/sha256`, compare with
-//! the expected digest, fsync, rename; a present blob is a verified blob.
+//! Store access goes through [`Store`], which hashes while writing to a temp file, verifies,
+//! fsyncs and renames; the helpers here adapt its errors to [`ImageError`] and name the blob.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,35 +13,36 @@ use crate::store::Store;
 
 /// Stores `bytes`; returns their digest and size.
 pub(crate) fn put_bytes(store: &Store, bytes: &[u8]) -> Result<(Digest, u64), ImageError> {
-    let digest = Digest::of(bytes);
-    import(store, bytes, &digest, "blob")?;
-    Ok((digest, bytes.len() as u64))
+    Ok(store.put_bytes(bytes)?)
 }
 
 /// Streams `reader` into the store as the blob `expected`, failing with a digest mismatch that
 /// names `what` when the bytes differ. A blob already present is not rewritten.
 pub(crate) fn import(
     store: &Store,
-    reader: impl Read,
+    mut reader: impl Read,
     expected: &Digest,
     what: &str,
 ) -> Result<u64, ImageError> {
-    let final_path = store.blob_path(expected);
-    if let Ok(meta) = std::fs::metadata(&final_path) {
+    if store.contains(expected) {
+        let path = store.blob_path(expected);
+        let meta = std::fs::metadata(&path).map_err(|e| ImageError::io("stat blob", &path, e))?;
         return Ok(meta.len());
     }
-    let dir = final_path.parent().unwrap_or(store.root());
-    let (temp, actual, size) = write_temp(dir, reader)?;
-    if &actual != expected {
-        return Err(ImageError::DigestMismatch {
+    let mut writer = store.writer()?;
+    io::copy(&mut reader, &mut writer)
+        .map_err(|e| ImageError::io("copy into the store", store.root(), e))?;
+    match writer.commit(Some(expected)) {
+        Ok((_, size)) => Ok(size),
+        Err(crate::store::StoreError::DigestMismatch {
+            expected, actual, ..
+        }) => Err(ImageError::DigestMismatch {
             what: what.to_owned(),
-            expected: expected.clone(),
+            expected,
             actual,
-        });
+        }),
+        Err(other) => Err(other.into()),
     }
-    temp.persist(&final_path)
-        .map_err(|e| ImageError::io("rename a blob into", &final_path, e.error))?;
-    Ok(size)
 }
 
 /// Copies `reader` to a fsynced temp file in `dir`, hashing as it goes.
@@ -73,23 +70,12 @@ pub(crate) fn write_temp(
 
 /// Reads a whole blob and verifies its digest.
 pub(crate) fn read_bytes(store: &Store, digest: &Digest) -> Result<Vec<u8>, ImageError> {
-    let path = store.blob_path(digest);
-    let bytes = std::fs::read(&path).map_err(|e| ImageError::io("read blob", &path, e))?;
-    let actual = Digest::of(&bytes);
-    if &actual != digest {
-        return Err(ImageError::DigestMismatch {
-            what: format!("store blob `{}`", path.display()),
-            expected: digest.clone(),
-            actual,
-        });
-    }
-    Ok(bytes)
+    Ok(store.read_bytes(digest)?)
 }
 
 /// Opens a blob for streaming (the caller verifies while reading when it matters).
 pub(crate) fn open_blob(store: &Store, digest: &Digest) -> Result<File, ImageError> {
-    let path = store.blob_path(digest);
-    File::open(&path).map_err(|e| ImageError::io("open blob", &path, e))
+    Ok(store.open_blob(digest)?)
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.

@@ -49,6 +49,9 @@ use crate::store::Store;
 /// Why an image could not be assembled, written or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The blob store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A value could not be serialized as canonical JSON.
     #[error("failed to serialize `{what}` as canonical JSON")]
     Serialize {

@@ -220,7 +220,7 @@ pub enum CopyError {
         src: String,
         /// The cause.
         #[source]
-        cause: ArchiveError,
+        cause: Box<ArchiveError>,
     },
     /// A context source is a socket, pipe or device.
     #[error(
@@ -353,7 +353,7 @@ pub fn copy(request: &CopyRequest) -> Result<CopyOutput, CopyError> {
                     archive::extract(&host, compression, &found.src, request.scratch_dir, &dest)
                         .map_err(|cause| CopyError::Archive {
                             src: found.src.clone(),
-                            cause,
+                            cause: Box::new(cause),
                         })?;
                 builder.record_input(&found.src, &found.root);
                 builder.diff.merge(extracted);

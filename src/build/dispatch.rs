@@ -1,0 +1,1029 @@
+//! Instruction dispatch: Docker's semantics for each instruction, applied to one stage's state.
+//!
+//! A stage's state is its image config, its layers, the ARGs in scope and a lazily built
+//! [`LowerFs`] (only steps that read the filesystem pay for indexing the base layers). Variable
+//! expansion happens here, not in the planner, because ENV values may use the base image's
+//! environment. ENV takes precedence over ARG of the same name, as in Docker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use super::{BuildError, BuildOptions, Reporter, StepCache, StepOutcome, describe_diff};
+use crate::context::Context;
+use crate::dockerfile::plan::{
+    BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
+    PlannedInstruction,
+};
+use crate::dockerfile::shell;
+use crate::image::config::{EmptyObject, Healthcheck, History, ImageConfig, RuntimeConfig};
+use crate::image::{Platform, rfc3339};
+use crate::layer::{self, Diff, Entry, EntryKind, Layer, LayerPath, Metadata, WriteOptions};
+use crate::rootfs::{FsView, LowerFs, NodeKind};
+use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
+use crate::store::Store;
+
+/// A filesystem operation not yet applied to the stage's LowerFs.
+#[derive(Clone)]
+enum PendingFs {
+    Blob(Layer),
+    Diff(Box<Diff>),
+}
+
+/// One stage's state while it is built, and its result afterwards.
+#[derive(Clone)]
+pub(super) struct StageState {
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+    fs: Option<LowerFs>,
+    pending: Vec<PendingFs>,
+    args: BTreeMap<String, Option<String>>,
+    cmd_set: bool,
+    shell: Vec<String>,
+}
+
+impl StageState {
+    fn env_value(&self, name: &str) -> Option<String> {
+        let env = self.config.config.env.as_ref()?;
+        env.iter().rev().find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(value) = self.env_value(name) {
+            return Some(value);
+        }
+        self.args.get(name).cloned().flatten()
+    }
+
+    fn set_env(&mut self, key: String, value: String) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env
+            .iter_mut()
+            .find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
+        {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_owned())
+    }
+
+    fn fs(
+        &mut self,
+        store: &Store,
+        scratch: &Path,
+    ) -> Result<&LowerFs, crate::rootfs::RootfsError> {
+        let fs = self
+            .fs
+            .get_or_insert_with(|| LowerFs::with_scratch_dir(scratch));
+        for pending in self.pending.drain(..) {
+            match pending {
+                PendingFs::Blob(layer) => fs.push_layer_blob(store, &layer)?,
+                PendingFs::Diff(diff) => fs.push_diff(&diff)?,
+            }
+        }
+        Ok(fs)
+    }
+
+    fn push_diff(&mut self, diff: Diff) -> Result<(), crate::rootfs::RootfsError> {
+        match &mut self.fs {
+            Some(fs) if self.pending.is_empty() => fs.push_diff(&diff),
+            _ => {
+                self.pending.push(PendingFs::Diff(Box::new(diff)));
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(super) struct Executor<'a> {
+    options: &'a BuildOptions,
+    plan: &'a Plan,
+    store: &'a Store,
+    cache: &'a StepCache,
+    reporter: &'a dyn Reporter,
+    context: Option<Context>,
+    stages: BTreeMap<usize, StageState>,
+    scratch: tempfile::TempDir,
+    dockerfile_name: String,
+    current_stage: usize,
+    cached: usize,
+    built: usize,
+}
+
+/// Wraps a failure of one instruction with its line and text.
+struct StepFailure<'p> {
+    dockerfile: &'p str,
+    planned: &'p PlannedInstruction,
+}
+
+impl StepFailure<'_> {
+    fn msg(&self, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            dockerfile: self.dockerfile.to_owned(),
+            line: self.planned.line,
+            instruction: self.planned.text.clone(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    fn err<E: std::error::Error + Send + Sync + 'static>(
+        &self,
+        message: &str,
+    ) -> impl FnOnce(E) -> BuildError + '_ {
+        let message = message.to_owned();
+        move |source| BuildError::Step {
+            dockerfile: self.dockerfile.to_owned(),
+            line: self.planned.line,
+            instruction: self.planned.text.clone(),
+            message,
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        options: &'a BuildOptions,
+        plan: &'a Plan,
+        store: &'a Store,
+        cache: &'a StepCache,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Executor<'a>, BuildError> {
+        let scratch_root = options.cache_dir.join("tmp");
+        std::fs::create_dir_all(&scratch_root).map_err(|e| {
+            BuildError::storage(format!("failed to create `{}`", scratch_root.display()), e)
+        })?;
+        let scratch = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&scratch_root)
+            .map_err(|e| BuildError::storage("failed to create a scratch directory", e))?;
+        let dockerfile_name = options
+            .dockerfile
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".to_owned());
+        Ok(Executor {
+            options,
+            plan,
+            store,
+            cache,
+            reporter,
+            context: None,
+            stages: BTreeMap::new(),
+            scratch,
+            dockerfile_name,
+            current_stage: 0,
+            cached: 0,
+            built: 0,
+        })
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        (self.cached, self.built)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            compression: self.options.compression,
+            source_date_epoch: self.options.source_date_epoch,
+            threads: self.options.threads.max(1),
+        }
+    }
+
+    /// Builds stage `index` (its dependencies must be built already) and returns its state.
+    pub fn build_stage(&mut self, index: usize) -> Result<StageState, BuildError> {
+        let plan = self.plan;
+        let stage = &plan.stages[index];
+        let stage_name = stage.display_name();
+        self.current_stage = index;
+        let mut state = self.start_stage(index)?;
+        let total = stage.instructions.len() + 1;
+        self.reporter
+            .step_started(&stage_name, 1, total, &format!("FROM {}", stage.base_text));
+        self.reporter
+            .step_finished(StepOutcome::ConfigOnly, std::time::Duration::ZERO);
+
+        // ONBUILD triggers of the base run first, then are dropped from the new image.
+        let triggers = state.config.config.on_build.take().unwrap_or_default();
+        for trigger in triggers {
+            let planned = crate::dockerfile::plan::plan_trigger(&trigger, stage.line, plan.escape)
+                .map_err(|source| BuildError::Plan {
+                    path: self.options.dockerfile.clone(),
+                    source,
+                })?;
+            self.dispatch(&mut state, &planned, &stage_name, 1, total)?;
+        }
+        for (position, planned) in stage.instructions.iter().enumerate() {
+            self.dispatch(&mut state, planned, &stage_name, position + 2, total)?;
+        }
+        self.stages.insert(index, state.clone());
+        Ok(state)
+    }
+
+    fn start_stage(&mut self, index: usize) -> Result<StageState, BuildError> {
+        let stage = &self.plan.stages[index];
+        let failure_planned = PlannedInstruction {
+            instruction: Instruction::Workdir(String::new()),
+            line: stage.line,
+            text: format!("FROM {}", stage.base_text),
+        };
+        let failure = StepFailure {
+            dockerfile: &self.dockerfile_name,
+            planned: &failure_planned,
+        };
+        let platform = match &stage.platform {
+            Some(text) => Some(
+                text.parse::<Platform>()
+                    .map_err(failure.err("invalid --platform"))?,
+            ),
+            None => self.options.platform.clone(),
+        };
+        let epoch_time = rfc3339(self.options.source_date_epoch);
+        let mut state = match &stage.base {
+            BaseRef::Scratch => {
+                let platform = platform.clone().unwrap_or_else(Platform::host);
+                StageState {
+                    config: ImageConfig {
+                        architecture: platform.architecture.clone(),
+                        os: platform.os.clone(),
+                        variant: platform.variant.clone(),
+                        config: RuntimeConfig {
+                            env: Some(vec![
+                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                                    .to_owned(),
+                            ]),
+                            ..RuntimeConfig::default()
+                        },
+                        ..ImageConfig::default()
+                    },
+                    layers: Vec::new(),
+                    fs: None,
+                    pending: Vec::new(),
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                    shell: default_shell(),
+                }
+            }
+            BaseRef::Stage(parent) => {
+                let mut state = self
+                    .stages
+                    .get(parent)
+                    .cloned()
+                    .ok_or_else(|| failure.msg(format!("stage {parent} was not built")))?;
+                state.args.clear();
+                state.cmd_set = false;
+                state
+            }
+            BaseRef::OciLayout { .. } | BaseRef::OciArchive { .. } => {
+                let wanted = platform.clone().unwrap_or_else(Platform::host);
+                let base = match &stage.base {
+                    BaseRef::OciLayout { dir, reference } => crate::image::base::load_oci_layout(
+                        self.store,
+                        Path::new(dir),
+                        reference.as_deref(),
+                        &wanted,
+                    ),
+                    BaseRef::OciArchive { file, reference } => {
+                        crate::image::base::load_oci_archive(
+                            self.store,
+                            Path::new(file),
+                            reference.as_deref(),
+                            &wanted,
+                        )
+                    }
+                    _ => unreachable!("matched above"),
+                }
+                .map_err(failure.err("failed to load the base image"))?;
+                self.reporter.note(&format!(
+                    "base {} resolved to {}",
+                    stage.base_text, base.manifest_digest
+                ));
+                let shell = base
+                    .config
+                    .config
+                    .shell
+                    .clone()
+                    .unwrap_or_else(default_shell);
+                StageState {
+                    pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
+                    layers: base.layers,
+                    config: base.config,
+                    fs: None,
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                    shell,
+                }
+            }
+            BaseRef::Registry(reference) => {
+                return Err(failure.msg(format!(
+                    "pulling `{reference}` from a registry is not supported yet; use a local base \
+                     instead: `FROM oci:DIR[:tag]` or `FROM oci-archive:FILE[:tag]` (for example \
+                     made with `skopeo copy docker://{reference} oci:DIR:tag`)"
+                )));
+            }
+        };
+        if let Some(platform) = platform {
+            state.config.architecture = platform.architecture;
+            state.config.os = platform.os;
+            state.config.variant = platform.variant;
+        }
+        state.config.created = Some(epoch_time);
+        Ok(state)
+    }
+
+    fn dispatch(
+        &mut self,
+        state: &mut StageState,
+        planned: &PlannedInstruction,
+        stage_name: &str,
+        position: usize,
+        total: usize,
+    ) -> Result<(), BuildError> {
+        let started = Instant::now();
+        self.reporter
+            .step_started(stage_name, position, total, &planned.text);
+        let dockerfile_name = self.dockerfile_name.clone();
+        let failure = StepFailure {
+            dockerfile: &dockerfile_name,
+            planned,
+        };
+        let escape = self.plan.escape;
+        let expand = |state: &StageState, word: &str| -> Result<String, BuildError> {
+            shell::expand_word(word, &|name| state.lookup(name), escape)
+                .map_err(|e| failure.msg(e.to_string()))
+        };
+        let mut history_text = planned.text.clone();
+        let mut outcome = StepOutcome::ConfigOnly;
+        match &planned.instruction {
+            Instruction::Arg(words) => {
+                for (name, default) in words {
+                    let value = match self.options.build_args.get(name) {
+                        Some(given) => Some(given.clone()),
+                        None => match default {
+                            Some(raw) => Some(expand(state, raw)?),
+                            None => self
+                                .plan
+                                .global_args
+                                .get(name)
+                                .cloned()
+                                .flatten()
+                                .or_else(|| {
+                                    super::platform_args(&Platform::host())
+                                        .get(name)
+                                        .cloned()
+                                        .filter(|_| name.starts_with("BUILD"))
+                                })
+                                .or_else(|| self.target_platform_arg(state, name)),
+                        },
+                    };
+                    state.args.insert(name.clone(), value);
+                }
+            }
+            Instruction::Env(pairs) => {
+                let mut parts = Vec::new();
+                for (key, value) in pairs {
+                    let key = expand(state, key)?;
+                    let value = expand(state, value)?;
+                    if key.is_empty() {
+                        return Err(failure.msg("ENV names can not be blank"));
+                    }
+                    parts.push(format!("{key}={value}"));
+                    state.set_env(key, value);
+                }
+                history_text = format!("ENV {}", parts.join(" "));
+            }
+            Instruction::Label(pairs) => {
+                let mut parts = Vec::new();
+                for (key, value) in pairs {
+                    let key = expand(state, key)?;
+                    let value = expand(state, value)?;
+                    if key.is_empty() {
+                        return Err(failure.msg("LABEL names can not be blank"));
+                    }
+                    parts.push(format!("{key}={value}"));
+                    state
+                        .config
+                        .config
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(key, value);
+                }
+                history_text = format!("LABEL {}", parts.join(" "));
+            }
+            Instruction::Maintainer(name) => state.config.author = Some(name.clone()),
+            Instruction::User(user) => {
+                let user = expand(state, user)?;
+                history_text = format!("USER {user}");
+                state.config.config.user = Some(user);
+            }
+            Instruction::Workdir(raw) => {
+                let dir = expand(state, raw)?;
+                let absolute = if dir.starts_with('/') {
+                    dir
+                } else {
+                    format!("{}/{}", state.workdir().trim_end_matches('/'), dir)
+                };
+                let path =
+                    LayerPath::new_clamped(&absolute).map_err(failure.err("invalid WORKDIR"))?;
+                state.config.config.working_dir = Some(path.absolute());
+                history_text = format!("WORKDIR {}", path.absolute());
+                let diff = self
+                    .workdir_diff(state, &path)
+                    .map_err(|e| failure.msg(e))?;
+                if !diff.is_empty() {
+                    outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                }
+            }
+            Instruction::Expose(words) => {
+                let mut shown = Vec::new();
+                for word in words {
+                    let word = expand(state, word)?;
+                    shown.extend(expand_port_spec(&word).map_err(|e| failure.msg(e))?);
+                }
+                let ports = state
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
+                for port in &shown {
+                    ports.insert(port.clone(), EmptyObject {});
+                }
+                history_text = format!("EXPOSE {}", shown.join(" "));
+            }
+            Instruction::Cmd(command) => {
+                state.config.config.cmd = Some(command_words(command, &state.shell));
+                state.cmd_set = true;
+            }
+            Instruction::Entrypoint(command) => {
+                let words = command_words(command, &state.shell);
+                state.config.config.entrypoint = if words.is_empty() { None } else { Some(words) };
+                if !state.cmd_set {
+                    state.config.config.cmd = None;
+                }
+            }
+            Instruction::Shell(words) => {
+                state.shell = words.clone();
+                state.config.config.shell = Some(words.clone());
+            }
+            Instruction::StopSignal(signal) => {
+                let signal = expand(state, signal)?;
+                validate_signal(&signal).map_err(|e| failure.msg(e))?;
+                state.config.config.stop_signal = Some(signal);
+            }
+            Instruction::Healthcheck(check) => {
+                state.config.config.healthcheck =
+                    Some(healthcheck_config(check, &state.shell).map_err(|e| failure.msg(e))?);
+            }
+            Instruction::Volume(words) => {
+                let mut expanded = Vec::new();
+                for word in words {
+                    let word = expand(state, word)?;
+                    if word.trim().is_empty() {
+                        return Err(failure.msg("VOLUME specified can not be an empty string"));
+                    }
+                    expanded.push(word);
+                }
+                let volumes = state
+                    .config
+                    .config
+                    .volumes
+                    .get_or_insert_with(BTreeMap::new);
+                for word in expanded {
+                    volumes.insert(word, EmptyObject {});
+                }
+            }
+            Instruction::Onbuild(trigger) => {
+                state
+                    .config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.clone());
+            }
+            Instruction::Copy(copy) => {
+                let diff = self.copy_diff(state, copy, &failure)?;
+                outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+            }
+            Instruction::Run(run) => {
+                let command = match &run.command {
+                    CommandLine::Shell(text) => text.clone(),
+                    CommandLine::Exec(words) => format!("{words:?}"),
+                };
+                return Err(failure.msg(format!(
+                    "kiln has no native handler for this RUN command (`{}`), and running \
+                     arbitrary commands in a sandbox is not implemented yet",
+                    command.trim()
+                )));
+            }
+        }
+        if outcome == StepOutcome::ConfigOnly {
+            state.config.history.push(History {
+                created: Some(rfc3339(self.options.source_date_epoch)),
+                created_by: Some(history_text),
+                comment: Some("kiln".to_owned()),
+                empty_layer: Some(true),
+            });
+        }
+        self.reporter.step_finished(outcome, started.elapsed());
+        Ok(())
+    }
+
+    fn target_platform_arg(&self, state: &StageState, name: &str) -> Option<String> {
+        if !name.starts_with("TARGET") {
+            return None;
+        }
+        let platform = Platform::new(
+            &state.config.os,
+            &state.config.architecture,
+            state.config.variant.as_deref(),
+        );
+        super::platform_args(&platform).get(name).cloned()
+    }
+
+    /// The directories WORKDIR must create: the path and its missing ancestors.
+    fn workdir_diff(&self, state: &mut StageState, path: &LayerPath) -> Result<Diff, String> {
+        let mut diff = Diff::new();
+        if path.is_root() {
+            return Ok(diff);
+        }
+        let fs = state
+            .fs(self.store, self.scratch.path())
+            .map_err(|e| e.to_string())?;
+        let mut missing = Vec::new();
+        for candidate in path.ancestors().into_iter().chain([path.clone()]) {
+            match fs.stat(&candidate, true).map_err(|e| e.to_string())? {
+                Some((_, node)) if node.kind == NodeKind::Dir => {}
+                Some((resolved, _)) => {
+                    return Err(format!(
+                        "cannot create WORKDIR: `{}` exists and is not a directory",
+                        resolved.absolute()
+                    ));
+                }
+                None => missing.push(candidate),
+            }
+        }
+        for dir in missing {
+            let resolved = fs.resolve(&dir, true).map_err(|e| e.to_string())?;
+            diff.insert(
+                resolved,
+                Entry {
+                    kind: EntryKind::Dir,
+                    meta: Metadata::root_owned(0o755),
+                },
+            );
+        }
+        Ok(diff)
+    }
+
+    fn context(&mut self) -> Result<&Context, crate::context::ContextError> {
+        if self.context.is_none() {
+            let ignore_file = self
+                .options
+                .dockerfile
+                .with_file_name(format!("{}.dockerignore", self.dockerfile_name));
+            let ignore = ignore_file.is_file().then_some(ignore_file);
+            self.context = Some(Context::open(&self.options.context_dir, ignore.as_deref())?);
+        }
+        Ok(self.context.as_ref().expect("just set"))
+    }
+
+    fn copy_diff(
+        &mut self,
+        state: &mut StageState,
+        copy: &CopyInstruction,
+        failure: &StepFailure<'_>,
+    ) -> Result<Diff, BuildError> {
+        let escape = self.plan.escape;
+        let expand = |state: &StageState, word: &str| -> Result<String, BuildError> {
+            shell::expand_word(word, &|name| state.lookup(name), escape)
+                .map_err(|e| failure.msg(e.to_string()))
+        };
+        if copy.parents {
+            return Err(failure.msg("--parents is not supported yet"));
+        }
+        if !copy.excludes.is_empty() {
+            return Err(failure.msg("--exclude is not supported yet"));
+        }
+        let mut sources = Vec::new();
+        for source in &copy.sources {
+            sources.push(expand(state, source)?);
+        }
+        let dest = expand(state, &copy.dest)?;
+        let chown = copy
+            .chown
+            .as_deref()
+            .map(|c| expand(state, c))
+            .transpose()?;
+        let chmod = copy
+            .chmod
+            .as_deref()
+            .map(|c| expand(state, c))
+            .transpose()?;
+        let checksum = copy
+            .checksum
+            .as_deref()
+            .map(|c| expand(state, c))
+            .transpose()?;
+        let from = copy.from.as_deref().map(|f| expand(state, f)).transpose()?;
+
+        // Heredoc sources become files in a private context of their own.
+        let heredoc_names: Vec<&str> = sources
+            .iter()
+            .filter_map(|s| {
+                s.strip_prefix("<<").map(|n| {
+                    n.trim_start_matches('-')
+                        .trim_matches(|c| c == '"' || c == '\'')
+                })
+            })
+            .collect();
+        let heredoc_context = if heredoc_names.is_empty() {
+            None
+        } else {
+            if heredoc_names.len() != sources.len() || from.is_some() {
+                return Err(
+                    failure.msg("a COPY with heredocs may not also copy files or use --from")
+                );
+            }
+            // Kept until the build's scratch directory goes: the layer is written after this returns.
+            let dir = tempfile::Builder::new()
+                .prefix("heredoc-")
+                .tempdir_in(self.scratch.path())
+                .map_err(failure.err("failed to create a heredoc directory"))?
+                .keep();
+            let mut names = Vec::new();
+            for name in &heredoc_names {
+                let heredoc = copy
+                    .heredocs
+                    .iter()
+                    .find(|h| h.name == *name)
+                    .ok_or_else(|| failure.msg(format!("heredoc `{name}` has no body")))?;
+                let content = if heredoc.expand {
+                    expand_heredoc(&heredoc.content, state, escape).map_err(|e| failure.msg(e))?
+                } else {
+                    heredoc.content.clone()
+                };
+                std::fs::write(dir.join(name), content)
+                    .map_err(failure.err("failed to write a heredoc file"))?;
+                names.push(name.to_string());
+            }
+            Some((dir, names))
+        };
+
+        let workdir = state.workdir();
+        let scratch = self.scratch.path().to_owned();
+        let from_stage = match &from {
+            None => None,
+            Some(reference) => match self.plan.stage_by_reference(reference, self.current_stage) {
+                Some(index) => Some(index),
+                None => {
+                    return Err(failure.msg(format!(
+                        "COPY --from=`{reference}` names no earlier stage; copying from an image \
+                         needs registry support, which kiln does not have yet"
+                    )));
+                }
+            },
+        };
+        let mut from_state = match from_stage {
+            Some(index) => Some(self.stages.get(&index).cloned().ok_or_else(|| {
+                failure.msg(format!("stage {index} was not built before this COPY"))
+            })?),
+            None => None,
+        };
+        let store = self.store;
+        let heredoc_ctx_owned = match &heredoc_context {
+            Some((dir, _)) => Some(
+                Context::open(dir, None)
+                    .map_err(failure.err("failed to read the heredoc files"))?,
+            ),
+            None => None,
+        };
+        if heredoc_ctx_owned.is_none() && from_state.is_none() {
+            self.context()
+                .map_err(failure.err("failed to open the build context"))?;
+        }
+        let from_fs = match from_state.as_mut() {
+            Some(from_state) => Some(
+                from_state
+                    .fs(store, &scratch)
+                    .map_err(failure.err("failed to read the source stage"))?
+                    .clone(),
+            ),
+            None => None,
+        };
+        let target_fs = state
+            .fs(store, &scratch)
+            .map_err(failure.err("failed to read the stage's filesystem"))?;
+        let source = match (&heredoc_ctx_owned, &from_fs) {
+            (Some(ctx), _) => CopySource::Context(ctx),
+            (None, Some(fs)) => CopySource::Stage(fs),
+            (None, None) => CopySource::Context(self.context.as_ref().expect("opened above")),
+        };
+        let sources = match &heredoc_context {
+            Some((_, names)) => names.clone(),
+            None => sources,
+        };
+        let request = CopyRequest {
+            sources: &sources,
+            dest: &dest,
+            workdir: &workdir,
+            from: source,
+            target: target_fs,
+            chown: chown.as_deref(),
+            chmod: chmod.as_deref(),
+            link: copy.link,
+            add: if copy.is_add {
+                AddMode::Add {
+                    checksum: checksum.as_deref(),
+                }
+            } else {
+                AddMode::Copy
+            },
+            scratch_dir: &scratch,
+        };
+        let output = copy_step::copy(&request).map_err(|e| failure.msg(error_chain(&e)))?;
+        Ok(output.diff)
+    }
+
+    fn commit_layer(
+        &mut self,
+        state: &mut StageState,
+        diff: Diff,
+        history_text: &str,
+        failure: &StepFailure<'_>,
+    ) -> Result<StepOutcome, BuildError> {
+        let options = self.write_options();
+        let fingerprint = self
+            .cache
+            .fingerprint(&diff, &options)
+            .map_err(failure.err("failed to read the step's inputs"))?;
+        let cached = if self.options.no_cache {
+            None
+        } else {
+            self.cache.lookup(&fingerprint, self.store)
+        };
+        let (layer, outcome) = match cached {
+            Some(layer) => {
+                self.cached += 1;
+                (layer, StepOutcome::Cached)
+            }
+            None => {
+                self.reporter
+                    .note(&format!("writing layer: {}", describe_diff(&diff)));
+                let layer = layer::write(&diff, self.store, &options)
+                    .map_err(failure.err("failed to write the layer"))?;
+                self.cache
+                    .record(&fingerprint, &layer)
+                    .map_err(failure.err("failed to record the layer in the step cache"))?;
+                self.built += 1;
+                (layer, StepOutcome::Built)
+            }
+        };
+        state.config.rootfs.diff_ids.push(layer.diff_id.clone());
+        state.layers.push(layer);
+        state.config.history.push(History {
+            created: Some(rfc3339(self.options.source_date_epoch)),
+            created_by: Some(history_text.to_owned()),
+            comment: Some("kiln".to_owned()),
+            empty_layer: None,
+        });
+        state
+            .push_diff(diff)
+            .map_err(failure.err("failed to apply the layer to the stage's filesystem"))?;
+        Ok(outcome)
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`), for messages that carry no source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
+}
+
+fn default_shell() -> Vec<String> {
+    vec!["/bin/sh".to_owned(), "-c".to_owned()]
+}
+
+fn command_words(command: &CommandLine, shell: &[String]) -> Vec<String> {
+    match command {
+        CommandLine::Exec(words) => words.clone(),
+        CommandLine::Shell(text) => {
+            let mut words = shell.to_vec();
+            words.push(text.clone());
+            words
+        }
+    }
+}
+
+fn expand_heredoc(content: &str, state: &StageState, escape: char) -> Result<String, String> {
+    // Heredoc bodies expand variables line by line but keep quotes, as a shell heredoc does.
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let protected = body.replace('\'', "\u{1}").replace('"', "\u{2}");
+        let expanded = shell::expand_word(&protected, &|name| state.lookup(name), escape)
+            .map_err(|e| e.to_string())?;
+        out.push_str(&expanded.replace('\u{1}', "'").replace('\u{2}', "\""));
+        out.push_str(newline);
+    }
+    Ok(out)
+}
+
+/// Docker's EXPOSE: `80`, `80/tcp`, `53/UDP`, `8000-8002` (one entry per port).
+fn expand_port_spec(word: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = match word.split_once('/') {
+        Some((ports, proto)) => (ports, proto.to_lowercase()),
+        None => (word, "tcp".to_owned()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto `{proto}` in EXPOSE `{word}`"));
+    }
+    let parse = |p: &str| -> Result<u32, String> {
+        p.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 65535)
+            .ok_or_else(|| format!("invalid port `{p}` in EXPOSE `{word}`"))
+    };
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(ports)?, parse(ports)?),
+    };
+    if end < start {
+        return Err(format!("invalid port range `{ports}` in EXPOSE `{word}`"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn validate_signal(signal: &str) -> Result<(), String> {
+    const NAMES: &[&str] = &[
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "POLL", "PWR", "SYS",
+    ];
+    if signal.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n)) {
+        return Ok(());
+    }
+    let name = signal.strip_prefix("SIG").unwrap_or(signal);
+    if NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
+        Ok(())
+    } else {
+        Err(format!("invalid signal: {signal}"))
+    }
+}
+
+/// Go's `time.ParseDuration` for the units HEALTHCHECK uses, in nanoseconds.
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration `{text}` (use units like 30s, 1m30s, 500ms)");
+    if text == "0" {
+        return Ok(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(total as i64)
+}
+
+fn healthcheck_config(
+    check: &HealthcheckInstruction,
+    shell: &[String],
+) -> Result<Healthcheck, String> {
+    let _ = shell;
+    match check {
+        HealthcheckInstruction::None => Ok(Healthcheck {
+            test: Some(vec!["NONE".to_owned()]),
+            ..Healthcheck::default()
+        }),
+        HealthcheckInstruction::Cmd { command, options } => {
+            let test = match command {
+                CommandLine::Exec(words) => {
+                    let mut test = vec!["CMD".to_owned()];
+                    test.extend(words.iter().cloned());
+                    test
+                }
+                CommandLine::Shell(text) => vec!["CMD-SHELL".to_owned(), text.clone()],
+            };
+            let mut config = Healthcheck {
+                test: Some(test),
+                ..Healthcheck::default()
+            };
+            for (name, value) in options {
+                match name.as_str() {
+                    "retries" => {
+                        let retries: i64 = value.parse().map_err(|_| {
+                            format!("invalid --retries `{value}`: expected an integer")
+                        })?;
+                        if retries < 0 {
+                            return Err("--retries cannot be negative".to_owned());
+                        }
+                        config.retries = Some(retries).filter(|r| *r != 0);
+                    }
+                    duration_flag => {
+                        let nanos = parse_duration(value)?;
+                        if nanos != 0 && nanos < 1_000_000 {
+                            return Err(format!("--{duration_flag} cannot be less than 1ms"));
+                        }
+                        let slot = match duration_flag {
+                            "interval" => &mut config.interval,
+                            "timeout" => &mut config.timeout,
+                            "start-period" => &mut config.start_period,
+                            _ => &mut config.start_interval,
+                        };
+                        *slot = Some(nanos).filter(|n| *n != 0);
+                    }
+                }
+            }
+            Ok(config)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs_expand_like_docker() {
+        assert_eq!(expand_port_spec("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_port_spec("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expand_port_spec("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(expand_port_spec("http").is_err());
+        assert!(expand_port_spec("80/icmp").is_err());
+    }
+
+    #[test]
+    fn durations_follow_go() {
+        for (text, nanos) in [
+            ("30s", 30_000_000_000),
+            ("1m30s", 90_000_000_000),
+            ("500ms", 500_000_000),
+            ("0", 0),
+            ("1.5s", 1_500_000_000),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), nanos, "{text}");
+        }
+        for bad in ["", "5", "3x", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        for ok in ["SIGTERM", "TERM", "9", "SIGRTMIN+3"] {
+            assert!(validate_signal(ok).is_ok(), "{ok}");
+        }
+        for bad in ["SIGFOO", "0", "99"] {
+            assert!(validate_signal(bad).is_err(), "{bad}");
+        }
+    }
+}
