@@ -7,12 +7,15 @@
 //! configs, manifests and the chosen output.
 #![deny(missing_docs)]
 
+pub mod apk;
 pub mod build;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;
+pub mod python;
+pub mod registry;
 pub mod rootfs;
 pub mod steps;
 pub mod store;

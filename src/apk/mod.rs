@@ -1,0 +1,1 @@
+//! Alpine packages: version ordering, signed indexes, packages and the installed database.

@@ -1,0 +1,1 @@
+//! Python packages for the target image: platform tags, requirements, wheels and their installation.

@@ -1,0 +1,1 @@
+//! The OCI distribution protocol: references, authentication, pulling base images into the store and pushing images from it.
