@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use kiln::build::{self, BuildOptions, Reporter, StepOutcome};
@@ -112,6 +112,22 @@ struct BuildArgs {
     annotations: Vec<String>,
 }
 
+/// A command-line mistake: reported like any error, but exits with 2 as clap's own do.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message))
+}
+
 enum OutputKind {
     OciLayout,
     OciArchive,
@@ -128,61 +144,66 @@ fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
     let mut dest = None;
     let mut tar = None;
     for part in spec.split(',') {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| anyhow!("invalid --output `{spec}`: expected key=value pairs"))?;
+        let (key, value) = part.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "invalid --output `{spec}`: expected key=value pairs"
+            ))
+        })?;
         match key {
             "type" => kind = Some(value.to_owned()),
             "dest" => dest = Some(PathBuf::from(value)),
             "tar" => tar = Some(value == "true"),
             "name" | "annotation" => {}
-            other => bail!("invalid --output `{spec}`: unknown key `{other}`"),
+            other => {
+                return Err(usage(format!(
+                    "invalid --output `{spec}`: unknown key `{other}`"
+                )));
+            }
         }
     }
-    let kind = kind.ok_or_else(|| anyhow!("invalid --output `{spec}`: type= is required"))?;
-    let dest = dest.ok_or_else(|| anyhow!("invalid --output `{spec}`: dest= is required"))?;
+    let kind =
+        kind.ok_or_else(|| usage(format!("invalid --output `{spec}`: type= is required")))?;
+    let dest =
+        dest.ok_or_else(|| usage(format!("invalid --output `{spec}`: dest= is required")))?;
     let kind = match (kind.as_str(), tar) {
         ("oci", Some(true)) | ("oci-archive", _) => OutputKind::OciArchive,
         ("oci", _) => OutputKind::OciLayout,
         ("docker-archive" | "docker", _) => OutputKind::DockerArchive,
-        (other, _) => bail!(
-            "unsupported output type `{other}`: kiln writes type=oci (a directory), \
+        (other, _) => {
+            return Err(usage(format!(
+                "unsupported output type `{other}`: kiln writes type=oci (a directory), \
              type=oci-archive and type=docker-archive"
-        ),
+            )));
+        }
     };
     Ok(OutputSpec { kind, dest })
 }
 
 /// Prints each step as a numbered line, as `docker build --progress=plain` does.
 struct PlainReporter {
-    state: Mutex<(usize, Instant)>,
-    timestamps: bool,
+    step: Mutex<usize>,
 }
 
 impl Reporter for PlainReporter {
     fn step_started(&self, stage: &str, position: usize, total: usize, text: &str) {
-        if let Ok(mut state) = self.state.lock() {
-            state.0 += 1;
-            state.1 = Instant::now();
-            eprintln!("#{} [{stage} {position}/{total}] {text}", state.0);
+        if let Ok(mut step) = self.step.lock() {
+            *step += 1;
+            eprintln!("#{step} [{stage} {position}/{total}] {text}");
         }
     }
 
     fn step_finished(&self, outcome: StepOutcome, elapsed: Duration) {
-        if let Ok(state) = self.state.lock() {
+        if let Ok(step) = self.step.lock() {
             match outcome {
-                StepOutcome::Cached => eprintln!("#{} CACHED", state.0),
-                _ if self.timestamps => {
-                    eprintln!("#{} DONE {:.1}s", state.0, elapsed.as_secs_f64())
-                }
-                _ => eprintln!("#{} DONE", state.0),
+                StepOutcome::Cached => eprintln!("#{step} CACHED"),
+                _ => eprintln!("#{step} DONE {:.1}s", elapsed.as_secs_f64()),
             }
         }
     }
 
     fn note(&self, message: &str) {
-        if let Ok(state) = self.state.lock() {
-            eprintln!("#{} {message}", state.0);
+        if let Ok(step) = self.step.lock() {
+            eprintln!("#{step} {message}");
         }
     }
 }
@@ -231,7 +252,11 @@ fn key_value_pairs(values: &[String], what: &str) -> anyhow::Result<BTreeMap<Str
                     out.insert(value.clone(), val);
                 }
             }
-            None => bail!("invalid {what} `{value}`: expected KEY=VALUE"),
+            None => {
+                return Err(usage(format!(
+                    "invalid {what} `{value}`: expected KEY=VALUE"
+                )));
+            }
         }
     }
     Ok(out)
@@ -256,9 +281,9 @@ fn source_date_epoch(
             .ok()
             .filter(|e| *e >= 0)
             .ok_or_else(|| {
-                anyhow!(
+                usage(format!(
                     "invalid SOURCE_DATE_EPOCH `{text}`: expected a non-negative integer of seconds"
-                )
+                ))
             }),
     }
 }
@@ -276,14 +301,16 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|p| {
             p.parse::<Platform>()
-                .map_err(|e| anyhow!("invalid --platform `{p}`: {e}"))
+                .map_err(|e| usage(format!("invalid --platform `{p}`: {e}")))
         })
         .transpose()?;
     let compression = match (args.compression, args.compression_level) {
         (CompressionName::Gzip, level) => {
             let level = level.unwrap_or(6);
             if !(1..=9).contains(&level) {
-                bail!("invalid --compression-level {level} for gzip: expected 1 to 9");
+                return Err(usage(format!(
+                    "invalid --compression-level {level} for gzip: expected 1 to 9"
+                )));
             }
             Compression::Gzip {
                 level: level as u32,
@@ -292,7 +319,9 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         (CompressionName::Zstd, level) => {
             let level = level.unwrap_or(3);
             if !(1..=19).contains(&level) {
-                bail!("invalid --compression-level {level} for zstd: expected 1 to 19");
+                return Err(usage(format!(
+                    "invalid --compression-level {level} for zstd: expected 1 to 19"
+                )));
             }
             Compression::Zstd { level }
         }
@@ -328,8 +357,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let plain = PlainReporter {
-        state: Mutex::new((0, Instant::now())),
-        timestamps: args.progress == ProgressMode::Plain,
+        step: Mutex::new(0),
     };
     let tty = TtyReporter {
         current: Mutex::new(String::new()),
@@ -426,7 +454,11 @@ fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(1)
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

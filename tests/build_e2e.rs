@@ -591,3 +591,75 @@ fn symlinks_and_archives_cannot_escape_their_root() {
     assert!(!dest.exists());
     assert!(!work.path().join("escape.sh").exists());
 }
+
+#[test]
+fn workdir_creates_missing_directories_owned_by_user() {
+    require_tool("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nUSER appuser\nWORKDIR /data/work\nWORKDIR /data\n",
+    )
+    .unwrap();
+    let layout = work.path().join("layout");
+    let metadata = work.path().join("metadata.json");
+    let digest = build_to_layout(
+        &context,
+        &work.path().join("cache"),
+        &layout,
+        "wd",
+        &["--metadata-file", metadata.to_str().unwrap()],
+    );
+    let (manifest, config) = layout_image(&layout);
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        2,
+        "the COPY, and one WORKDIR layer (the second WORKDIR exists already)"
+    );
+    assert_eq!(config["config"]["WorkingDir"], "/data");
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:wd", layout.display())])
+            .arg(&bundle),
+    );
+    for dir in ["data", "data/work"] {
+        let meta = std::fs::metadata(bundle.join("rootfs").join(dir)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (1000, 1000, 0o755),
+            "{dir}"
+        );
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.digest"], digest);
+    assert_eq!(
+        metadata["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}
+
+#[test]
+fn command_line_mistakes_exit_2() {
+    let work = tempfile::tempdir().unwrap();
+    write_files(work.path(), &[("Dockerfile", "FROM scratch\n")]);
+    let context = work.path().to_str().unwrap();
+    for args in [
+        vec!["build", "--output", "type=tarball,dest=x", context],
+        vec!["build", "--platform", "linux", context],
+        vec!["build", "--compression-level", "12", context],
+        vec!["build", "--bogus-flag", context],
+        vec!["build", "--source-date-epoch", "yesterday", context],
+    ] {
+        let output = kiln(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

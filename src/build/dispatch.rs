@@ -554,12 +554,14 @@ impl<'a> Executor<'a> {
         super::platform_args(&platform).get(name).cloned()
     }
 
-    /// The directories WORKDIR must create: the path and its missing ancestors.
+    /// The directories WORKDIR must create: the path and its missing ancestors, owned by the
+    /// stage's USER as BuildKit creates them.
     fn workdir_diff(&self, state: &mut StageState, path: &LayerPath) -> Result<Diff, String> {
         let mut diff = Diff::new();
         if path.is_root() {
             return Ok(diff);
         }
+        let user = state.config.config.user.clone().filter(|u| !u.is_empty());
         let fs = state
             .fs(self.store, self.scratch.path())
             .map_err(|e| e.to_string())?;
@@ -576,13 +578,27 @@ impl<'a> Executor<'a> {
                 None => missing.push(candidate),
             }
         }
+        if missing.is_empty() {
+            return Ok(diff);
+        }
+        let (uid, gid) = match &user {
+            Some(user) => {
+                let owner = copy_step::parse_chown(user, fs)
+                    .map_err(|e| format!("cannot create WORKDIR as USER `{user}`: {e}"))?;
+                (owner.uid, owner.gid)
+            }
+            None => (0, 0),
+        };
         for dir in missing {
             let resolved = fs.resolve(&dir, true).map_err(|e| e.to_string())?;
+            let mut meta = Metadata::root_owned(0o755);
+            meta.uid = uid;
+            meta.gid = gid;
             diff.insert(
                 resolved,
                 Entry {
                     kind: EntryKind::Dir,
-                    meta: Metadata::root_owned(0o755),
+                    meta,
                 },
             );
         }
