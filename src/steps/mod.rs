@@ -4,4 +4,5 @@
 //! /etc/passwd and /etc/group.
 
 pub mod copy;
+pub mod etc_files;
 pub mod run;
