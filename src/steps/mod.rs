@@ -6,3 +6,4 @@
 pub mod copy;
 pub mod etc_files;
 pub mod run;
+pub mod users;
