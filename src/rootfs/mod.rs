@@ -9,8 +9,10 @@
 
 pub mod lower;
 pub mod memfs;
+pub mod overlay;
 pub mod view;
 
 pub use lower::{LowerFs, RootfsError};
 pub use memfs::MemFs;
+pub use overlay::Overlay;
 pub use view::{FsNode, FsView, NodeKind, ViewError};

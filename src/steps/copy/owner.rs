@@ -7,7 +7,8 @@
 //! mode up to `7777`.
 
 use crate::layer::LayerPath;
-use crate::rootfs::{FsView, ViewError};
+use crate::rootfs::FsView;
+use crate::steps::etc_files;
 
 use super::CopyError;
 
@@ -37,12 +38,13 @@ pub fn parse_chown(value: &str, target: &dyn FsView) -> Result<Owner, CopyError>
         Some(Err(())) => return Err(bad()),
         None => {
             let passwd = read_etc(target, "etc/passwd")?;
-            lookup(&passwd, user, |fields| {
-                Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))
-            })
-            .ok_or_else(|| CopyError::UnknownUser {
-                name: user.to_owned(),
-            })?
+            etc_files::parse_passwd(&passwd)
+                .into_iter()
+                .find(|entry| entry.name == user)
+                .map(|entry| (entry.uid, entry.gid))
+                .ok_or_else(|| CopyError::UnknownUser {
+                    name: user.to_owned(),
+                })?
         }
     };
     let gid = match group {
@@ -52,11 +54,13 @@ pub fn parse_chown(value: &str, target: &dyn FsView) -> Result<Owner, CopyError>
             Some(Err(())) => return Err(bad()),
             None => {
                 let groups = read_etc(target, "etc/group")?;
-                lookup(&groups, group, |fields| fields.get(2)?.parse().ok()).ok_or_else(|| {
-                    CopyError::UnknownGroup {
+                etc_files::parse_group(&groups)
+                    .into_iter()
+                    .find(|entry| entry.name == group)
+                    .map(|entry| entry.gid)
+                    .ok_or_else(|| CopyError::UnknownGroup {
                         name: group.to_owned(),
-                    }
-                })?
+                    })?
             }
         },
     };
@@ -90,20 +94,11 @@ fn read_etc(target: &dyn FsView, path: &str) -> Result<String, CopyError> {
     let path = LayerPath::new(path).map_err(|_| CopyError::BadChown {
         value: path.to_owned(),
     })?;
-    match target.read_file(&path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => Ok(String::new()),
+    match etc_files::read_etc(target, &path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
         Err(cause) => Err(CopyError::View {
             path: path.absolute(),
             cause,
         }),
     }
-}
-
-/// The first line whose first field is `name`, mapped through `pick`.
-fn lookup<T>(text: &str, name: &str, pick: impl Fn(&[&str]) -> Option<T>) -> Option<T> {
-    text.lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .filter(|fields| fields.first() == Some(&name))
-        .find_map(|fields| pick(&fields))
 }

@@ -1,0 +1,442 @@
+//! Table tests for the users step: golden lines for the seed's commands on Alpine's stock
+//! files (written by hand from busybox's formats), ids, errors and home directories.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::rootfs::MemFs;
+use crate::steps::run::recognize;
+
+/// Alpine 3.20's /etc/passwd (alpine-baselayout-data).
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+lp:x:4:7:lp:/var/spool/lpd:/sbin/nologin
+sync:x:5:0:sync:/sbin:/bin/sync
+shutdown:x:6:0:shutdown:/sbin:/sbin/shutdown
+halt:x:7:0:halt:/sbin:/sbin/halt
+mail:x:8:12:mail:/var/mail:/sbin/nologin
+news:x:9:13:news:/usr/lib/news:/sbin/nologin
+uucp:x:10:14:uucp:/var/spool/uucppublic:/sbin/nologin
+cron:x:16:16:cron:/var/spool/cron:/sbin/nologin
+ftp:x:21:21::/var/lib/ftp:/sbin/nologin
+sshd:x:22:22:sshd:/dev/null:/sbin/nologin
+games:x:35:35:games:/usr/games:/sbin/nologin
+ntp:x:123:123:NTP:/var/empty:/sbin/nologin
+guest:x:405:100:guest:/dev/null:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+";
+
+/// Alpine 3.20's /etc/group.
+const GROUP: &str = "root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+sys:x:3:root,bin
+adm:x:4:root,daemon
+tty:x:5:
+disk:x:6:root
+lp:x:7:lp
+kmem:x:9:
+wheel:x:10:root
+floppy:x:11:root
+mail:x:12:mail
+news:x:13:news
+uucp:x:14:uucp
+cron:x:16:cron
+console:x:17:
+audio:x:18:
+cdrom:x:19:
+dialout:x:20:root
+ftp:x:21:
+sshd:x:22:
+input:x:23:
+tape:x:26:root
+video:x:27:root
+netdev:x:28:
+kvm:x:34:kvm
+games:x:35:
+shadow:x:42:
+www-data:x:82:
+users:x:100:games
+ntp:x:123:
+abuild:x:300:
+utmp:x:406:
+ping:x:999:
+nogroup:x:65533:
+nobody:x:65534:
+";
+
+/// Alpine 3.20's /etc/shadow (first lines; the format is what matters).
+const SHADOW: &str = "root:*::0:::::
+bin:!::0:::::
+daemon:!::0:::::
+nobody:!::0:::::
+";
+
+/// 2024-06-01T00:00:00Z: day 19875.
+const EPOCH: i64 = 1_717_200_000;
+
+fn path(raw: &str) -> LayerPath {
+    LayerPath::new(raw).expect("valid path")
+}
+
+fn file(text: &str, mode: u32, gid: u32) -> Entry {
+    Entry {
+        kind: EntryKind::File(FileContent::Bytes(Arc::from(text.as_bytes()))),
+        meta: Metadata {
+            mode,
+            uid: 0,
+            gid,
+            mtime: 100,
+            xattrs: BTreeMap::new(),
+        },
+    }
+}
+
+fn dir(mode: u32) -> Entry {
+    Entry {
+        kind: EntryKind::Dir,
+        meta: Metadata::root_owned(mode),
+    }
+}
+
+fn alpine() -> Diff {
+    let mut diff = Diff::new();
+    diff.insert(path("etc"), dir(0o755));
+    diff.insert(path("etc/passwd"), file(PASSWD, 0o644, 0));
+    diff.insert(path("etc/group"), file(GROUP, 0o644, 0));
+    diff.insert(path("etc/shadow"), file(SHADOW, 0o640, 42));
+    diff.insert(path("home"), dir(0o755));
+    diff
+}
+
+fn options() -> UsersOptions {
+    UsersOptions {
+        source_date_epoch: EPOCH,
+        shell_env: None,
+    }
+}
+
+fn run(lower: &Diff, script: &str) -> Result<Diff, UsersError> {
+    let fs = MemFs::from_diff(lower);
+    let commands = recognize(script, &|_| None).expect("recognized");
+    apply_all(&commands, &fs, &options())
+}
+
+fn text(diff: &Diff, raw: &str) -> String {
+    match diff.get(&path(raw)).map(|e| &e.kind) {
+        Some(EntryKind::File(FileContent::Bytes(bytes))) => String::from_utf8_lossy(bytes).into(),
+        other => panic!("{raw}: {other:?}"),
+    }
+}
+
+/// Lines added at the end of a file.
+fn added(diff: &Diff, raw: &str, before: &str) -> Vec<String> {
+    let now = text(diff, raw);
+    let rest = now
+        .strip_prefix(before)
+        .unwrap_or_else(|| panic!("{raw}: existing lines not kept byte for byte:\n{now}"));
+    rest.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn seed_golden_lines() {
+    let diff = run(
+        &alpine(),
+        "addgroup -g 1000 appuser && adduser -D -u 1000 -G appuser appuser",
+    )
+    .expect("applies");
+    assert_eq!(
+        added(&diff, "etc/passwd", PASSWD),
+        ["appuser:x:1000:1000:Linux User,,,:/home/appuser:/bin/sh"]
+    );
+    assert_eq!(added(&diff, "etc/group", GROUP), ["appuser:x:1000:appuser"]);
+    assert_eq!(
+        added(&diff, "etc/shadow", SHADOW),
+        ["appuser:!:19875:0:99999:7:::"]
+    );
+    // Backups: passwd- and shadow- are the stock files; group- is the file after addgroup.
+    assert_eq!(text(&diff, "etc/passwd-"), PASSWD);
+    assert_eq!(text(&diff, "etc/shadow-"), SHADOW);
+    assert_eq!(
+        text(&diff, "etc/group-"),
+        format!("{GROUP}appuser:x:1000:\n")
+    );
+    assert!(diff.get(&path("etc/gshadow")).is_none());
+    let shadow = diff.get(&path("etc/shadow")).expect("shadow");
+    assert_eq!(
+        (
+            shadow.meta.mode,
+            shadow.meta.uid,
+            shadow.meta.gid,
+            shadow.meta.mtime
+        ),
+        (0o640, 0, 42, EPOCH)
+    );
+    let home = diff.get(&path("home/appuser")).expect("home");
+    assert_eq!(home.kind, EntryKind::Dir);
+    assert_eq!(
+        (home.meta.mode, home.meta.uid, home.meta.gid),
+        (0o2755, 1000, 1000)
+    );
+    let paths: Vec<String> = diff.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/etc/group",
+            "/etc/group-",
+            "/etc/passwd",
+            "/etc/passwd-",
+            "/etc/shadow",
+            "/etc/shadow-",
+            "/home/appuser"
+        ]
+    );
+}
+
+#[test]
+fn busybox_lines_table() {
+    // (script, added passwd lines, added group lines, added shadow lines)
+    for (script, passwd, group, shadow) in [
+        (
+            "adduser -D app",
+            vec!["app:x:1000:1000:Linux User,,,:/home/app:/bin/sh"],
+            vec!["app:x:1000:"],
+            vec!["app:!:19875:0:99999:7:::"],
+        ),
+        (
+            "adduser -S svc",
+            vec!["svc:x:100:65533:Linux User,,,:/home/svc:/bin/false"],
+            vec![],
+            vec!["svc:!:19875:0:99999:7:::"],
+        ),
+        (
+            "addgroup -S web && adduser -S -G web -H -h /var/www -s /sbin/nologin -g 'Web' web",
+            vec!["web:x:100:101:Web:/var/www:/sbin/nologin"],
+            vec!["web:x:101:web"],
+            vec!["web:!:19875:0:99999:7:::"],
+        ),
+        ("addgroup docker", vec![], vec!["docker:x:1000:"], vec![]),
+        (
+            "addgroup -g 4242 x && addgroup y",
+            vec![],
+            vec!["x:x:4242:", "y:x:1000:"],
+            vec![],
+        ),
+        (
+            "adduser -D -u 2000 a && adduser -D b",
+            vec![
+                "a:x:2000:2000:Linux User,,,:/home/a:/bin/sh",
+                "b:x:1000:1000:Linux User,,,:/home/b:/bin/sh",
+            ],
+            vec!["a:x:2000:", "b:x:1000:"],
+            vec!["a:!:19875:0:99999:7:::", "b:!:19875:0:99999:7:::"],
+        ),
+    ] {
+        let diff = run(&alpine(), script).unwrap_or_else(|e| panic!("{script}: {e}"));
+        let get = |raw: &str, before: &str| {
+            if diff.get(&path(raw)).is_some() {
+                added(&diff, raw, before)
+            } else {
+                Vec::new()
+            }
+        };
+        assert_eq!(get("etc/passwd", PASSWD), passwd, "{script}: passwd");
+        assert_eq!(get("etc/shadow", SHADOW), shadow, "{script}: shadow");
+        let group_file = if diff.get(&path("etc/group")).is_some() {
+            text(&diff, "etc/group")
+        } else {
+            GROUP.to_owned()
+        };
+        let new_groups: Vec<&str> = group_file
+            .lines()
+            .filter(|l| !GROUP.lines().any(|g| g == *l))
+            .filter(|l| !l.starts_with("nogroup:"))
+            .collect();
+        assert_eq!(new_groups, group, "{script}: group");
+    }
+}
+
+#[test]
+fn system_user_joins_nogroup() {
+    let diff = run(&alpine(), "adduser -S svc").expect("applies");
+    assert!(text(&diff, "etc/group").contains("\nnogroup:x:65533:svc\n"));
+}
+
+#[test]
+fn errors_are_busybox_messages() {
+    for (script, want) in [
+        ("addgroup root", "addgroup: group 'root' in use"),
+        ("addgroup -g 10 x", "addgroup: gid '10' in use"),
+        ("adduser -D root", "adduser: user 'root' in use"),
+        ("adduser -D -u 0 x", "adduser: uid '0' in use"),
+        ("adduser -D -u 5000 wheel", "adduser: group 'wheel' in use"),
+        ("adduser -D -G nope x", "adduser: unknown group nope"),
+        (
+            "addgroup nobody-else wheel",
+            "addgroup: unknown user nobody-else",
+        ),
+        ("addgroup root nope", "addgroup: unknown group nope"),
+        (
+            "addgroup -g 1000 a && addgroup -g 1000 b",
+            "addgroup: gid '1000' in use",
+        ),
+        (
+            "adduser -D appuser && adduser -D appuser",
+            "adduser: user 'appuser' in use",
+        ),
+        (
+            "adduser -D .hidden",
+            "adduser: illegal character with code 46 at position 0",
+        ),
+        (
+            "adduser -D 'a:b'",
+            "adduser: illegal character with code 58 at position 1",
+        ),
+        (
+            "addgroup 'a/b'",
+            "addgroup: illegal character with code 47 at position 1",
+        ),
+    ] {
+        let err = run(&alpine(), script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+}
+
+#[test]
+fn missing_files() {
+    let mut bare = Diff::new();
+    bare.insert(path("etc/group"), file(GROUP, 0o644, 0));
+    let err = run(&bare, "adduser -D x").expect_err("no passwd");
+    assert_eq!(
+        err.to_string(),
+        "adduser: can't open '/etc/passwd': No such file or directory"
+    );
+    // No shadow file: none is created; no /home: no home, as busybox.
+    bare.insert(path("etc/passwd"), file(PASSWD, 0o644, 0));
+    let diff = run(&bare, "adduser -D x").expect("applies");
+    assert!(diff.get(&path("etc/shadow")).is_none());
+    assert!(diff.get(&path("home/x")).is_none());
+}
+
+#[test]
+fn gshadow_is_updated_when_present() {
+    let mut lower = alpine();
+    lower.insert(
+        path("etc/gshadow"),
+        file("root:::root\nwheel:::root\n", 0o640, 42),
+    );
+    let diff = run(
+        &lower,
+        "addgroup app && adduser -D -G app u && addgroup u wheel",
+    )
+    .expect("applies");
+    assert_eq!(
+        text(&diff, "etc/gshadow"),
+        "root:::root\nwheel:::root,u\napp:!::u\n"
+    );
+    assert!(text(&diff, "etc/group").contains("\nwheel:x:10:root,u\n"));
+    // Already a member: nothing to do.
+    let again = run(&lower, "addgroup root wheel").expect("applies");
+    assert!(again.is_empty());
+}
+
+#[test]
+fn symlinked_passwd_and_skel_and_existing_home() {
+    let mut lower = alpine();
+    lower.insert(path("etc/passwd"), {
+        let mut e = file("", 0o777, 0);
+        e.kind = EntryKind::Symlink("../usr/share/passwd".into());
+        e
+    });
+    lower.insert(path("usr/share/passwd"), file(PASSWD, 0o600, 0));
+    lower.insert(path("etc/skel/.profile"), file("export A=1\n", 0o644, 0));
+    lower.insert(path("etc/skel/.config"), dir(0o700));
+    lower.insert(path("srv/app"), dir(0o700));
+    let diff = run(&lower, "adduser -D u && adduser -D -h /srv/app svc").expect("applies");
+    assert!(text(&diff, "usr/share/passwd").ends_with("u:x:1000:1000:Linux User,,,:/home/u:/bin/sh\nsvc:x:1001:1001:Linux User,,,:/srv/app:/bin/sh\n"));
+    assert!(diff.get(&path("etc/passwd")).is_none());
+    let profile = diff.get(&path("home/u/.profile")).expect("skel copied");
+    assert_eq!(
+        (profile.meta.uid, profile.meta.gid, profile.meta.mode),
+        (1000, 1000, 0o644)
+    );
+    assert_eq!(
+        diff.get(&path("home/u/.config")).expect("dir").meta.mode,
+        0o700
+    );
+    let existing = diff.get(&path("srv/app")).expect("existing home chowned");
+    assert_eq!((existing.meta.uid, existing.meta.mode), (1001, 0o2755));
+    assert!(diff.get(&path("srv/app/.profile")).is_none());
+}
+
+#[test]
+fn shell_comes_from_env_then_root() {
+    let fs = MemFs::from_diff(&alpine());
+    let commands = recognize("adduser -D a", &|_| None).expect("recognized");
+    let opts = UsersOptions {
+        source_date_epoch: 0,
+        shell_env: Some("/bin/ash".into()),
+    };
+    let diff = apply_all(&commands, &fs, &opts).expect("applies");
+    assert!(text(&diff, "etc/passwd").ends_with(":/home/a:/bin/ash\n"));
+    assert!(text(&diff, "etc/shadow").ends_with("a:!:0:0:99999:7:::\n"));
+}
+
+#[test]
+fn shadow_useradd_and_groupadd() {
+    let mut lower = alpine();
+    lower.insert(
+        path("etc/login.defs"),
+        file(
+            "UID_MIN 1000\nUMASK 077\n# comment\nPASS_MAX_DAYS 90\n",
+            0o644,
+            0,
+        ),
+    );
+    let diff = run(
+        &lower,
+        "groupadd -r svcgrp && useradd -m -G wheel,audio -c 'App' app && useradd -r -M -N -s /bin/false daemon2",
+    )
+    .expect("applies");
+    assert_eq!(
+        added(&diff, "etc/passwd", PASSWD),
+        [
+            "app:x:1000:1000:App:/home/app:/bin/sh",
+            "daemon2:x:999:100::/home/daemon2:/bin/false"
+        ]
+    );
+    let group = text(&diff, "etc/group");
+    assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
+    assert!(group.contains("\naudio:x:18:app\n"), "{group}");
+    assert!(group.ends_with("svcgrp:x:998:\napp:x:1000:\n"), "{group}");
+    assert!(
+        text(&diff, "etc/shadow").ends_with("app:!:19875:0:90:7:::\ndaemon2:!:19875:0:90:7:::\n")
+    );
+    assert_eq!(diff.get(&path("home/app")).expect("home").meta.mode, 0o700);
+    assert!(diff.get(&path("home/daemon2")).is_none());
+    for (script, want) in [
+        ("groupadd wheel", "groupadd: group 'wheel' already exists"),
+        ("groupadd -g 10 x", "groupadd: GID '10' already exists"),
+        ("useradd root", "useradd: user 'root' already exists"),
+        ("useradd -G nope x", "useradd: group 'nope' does not exist"),
+        ("useradd -u 0 x", "useradd: UID 0 is not unique"),
+        (
+            "useradd wheel",
+            "useradd: group wheel exists - if you want to add this user to that group, use -g.",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+    assert!(run(&lower, "groupadd -f wheel").expect("force").is_empty());
+}
+
+#[test]
+fn other_commands_are_refused() {
+    let fs = MemFs::from_diff(&alpine());
+    let err = apply(&NativeCommand::ApkUpdate, &fs, &options()).expect_err("not users");
+    assert!(err.to_string().contains("not a users command"), "{err}");
+    let noop = NativeCommand::Noop { reason: "x".into() };
+    assert!(apply(&noop, &fs, &options()).expect("noop").is_empty());
+}
