@@ -663,3 +663,77 @@ fn command_line_mistakes_exit_2() {
         );
     }
 }
+
+#[test]
+fn run_adduser_is_computed_natively_and_the_user_exists_under_runc() {
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    write_files(
+        &context,
+        &[
+            ("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("rootfs/etc/group", "root:x:0:root\n"),
+            ("rootfs/etc/shadow", "root:*::0:::::\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY rootfs/ /\nRUN mkdir -p /home 2>/dev/null || true\n",
+            ),
+        ],
+    );
+    std::fs::create_dir_all(context.join("rootfs/home")).unwrap();
+
+    // A RUN kiln cannot compute is refused, naming the line and the command.
+    let output = kiln(&[
+        "build",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        context.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:3") && stderr.contains("mkdir"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n\
+         RUN addgroup -g 1000 appuser && adduser -D -u 1000 -G appuser appuser\n\
+         USER appuser\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"busybox id; busybox ls -ldn /home/appuser\"]\n",
+    )
+    .unwrap();
+    let layout = work.path().join("layout");
+    build_to_layout(&context, &work.path().join("cache"), &layout, "users", &[]);
+    let (status, stdout, stderr) = run_image(&layout, "users", work.path());
+    assert_eq!(status, 0, "{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("uid=1000(appuser) gid=1000(appuser) groups=1000(appuser)")
+    );
+    let home = lines.next().unwrap_or_default();
+    assert!(
+        home.starts_with("drwxr-sr-x") && home.contains(" 1000 "),
+        "{home}"
+    );
+
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nRUN apk update && apk upgrade\n",
+    )
+    .unwrap();
+    let output = kiln(&[
+        "build",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        context.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("apk update") && stderr.contains("Dockerfile:3"),
+        "{stderr}"
+    );
+}

@@ -13,7 +13,7 @@ use super::{BuildError, BuildOptions, Reporter, StepCache, StepOutcome, describe
 use crate::context::Context;
 use crate::dockerfile::plan::{
     BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
-    PlannedInstruction,
+    PlannedInstruction, RunInstruction,
 };
 use crate::dockerfile::shell;
 use crate::image::config::{EmptyObject, Healthcheck, History, ImageConfig, RuntimeConfig};
@@ -21,6 +21,8 @@ use crate::image::{Platform, rfc3339};
 use crate::layer::{self, Diff, Entry, EntryKind, Layer, LayerPath, Metadata, WriteOptions};
 use crate::rootfs::{FsView, LowerFs, NodeKind};
 use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
+use crate::steps::run::{self as run_step, NativeCommand};
+use crate::steps::users::{self, UsersOptions};
 use crate::store::Store;
 
 /// A filesystem operation not yet applied to the stage's LowerFs.
@@ -519,15 +521,10 @@ impl<'a> Executor<'a> {
                 outcome = self.commit_layer(state, diff, &history_text, &failure)?;
             }
             Instruction::Run(run) => {
-                let command = match &run.command {
-                    CommandLine::Shell(text) => text.clone(),
-                    CommandLine::Exec(words) => format!("{words:?}"),
-                };
-                return Err(failure.msg(format!(
-                    "kiln has no native handler for this RUN command (`{}`), and running \
-                     arbitrary commands in a sandbox is not implemented yet",
-                    command.trim()
-                )));
+                let diff = self.run_diff(state, run, &failure)?;
+                if !diff.is_empty() {
+                    outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                }
             }
         }
         if outcome == StepOutcome::ConfigOnly {
@@ -774,6 +771,70 @@ impl<'a> Executor<'a> {
         Ok(output.diff)
     }
 
+    /// A RUN made only of commands kiln computes natively becomes one Diff, as Docker would
+    /// have made one layer of it; anything else is refused naming the command.
+    fn run_diff(
+        &mut self,
+        state: &mut StageState,
+        run: &RunInstruction,
+        failure: &StepFailure<'_>,
+    ) -> Result<Diff, BuildError> {
+        if !run.mounts.is_empty() || run.network.is_some() || run.security.is_some() {
+            return Err(failure.msg(
+                "RUN --mount, --network and --security need a sandbox, which kiln does not have yet",
+            ));
+        }
+        if !run.heredocs.is_empty() {
+            return Err(failure
+                .msg("RUN with a heredoc needs a shell to run it, which kiln does not have yet"));
+        }
+        let script = match &run.command {
+            CommandLine::Shell(text) => text.clone(),
+            CommandLine::Exec(words) => {
+                return Err(failure.msg(format!(
+                    "exec-form RUN {words:?} needs a sandbox to run it, which kiln does not have \
+                     yet; kiln computes shell-form RUN lines of adduser/addgroup natively"
+                )));
+            }
+        };
+        let commands = run_step::recognize(&script, &|name| state.lookup(name)).map_err(|e| {
+            failure.msg(format!(
+                "{e}; kiln runs no container, so a RUN must consist of commands it can compute \
+                 natively, and running other commands in a sandbox is not implemented yet"
+            ))
+        })?;
+        if let Some(pending) = commands.iter().find(|c| {
+            matches!(
+                c,
+                NativeCommand::ApkUpdate
+                    | NativeCommand::ApkUpgrade { .. }
+                    | NativeCommand::ApkAdd { .. }
+                    | NativeCommand::ApkDel { .. }
+                    | NativeCommand::Pip(_)
+            )
+        }) {
+            return Err(failure.msg(format!(
+                "kiln recognizes `{}` but cannot compute it natively yet (native apk and pip \
+                 steps are not implemented)",
+                describe_native(pending)
+            )));
+        }
+        let user = state.config.config.user.clone().unwrap_or_default();
+        if !matches!(user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
+            return Err(failure.msg(format!(
+                "adding users and groups needs root, but this RUN runs as USER `{user}`"
+            )));
+        }
+        let options = UsersOptions {
+            source_date_epoch: self.options.source_date_epoch,
+            shell_env: state.env_value("SHELL"),
+        };
+        let fs = state
+            .fs(self.store, self.scratch.path())
+            .map_err(failure.err("failed to read the stage's filesystem"))?;
+        users::apply_all(&commands, fs, &options).map_err(|e| failure.msg(error_chain(&e)))
+    }
+
     fn commit_layer(
         &mut self,
         state: &mut StageState,
@@ -836,6 +897,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         cause = next.source();
     }
     text
+}
+
+/// A recognized command as the user wrote it, for messages.
+fn describe_native(command: &NativeCommand) -> String {
+    match command {
+        NativeCommand::ApkUpdate => "apk update".to_owned(),
+        NativeCommand::ApkUpgrade { .. } => "apk upgrade".to_owned(),
+        NativeCommand::ApkAdd { packages, .. } => format!(
+            "apk add {}",
+            packages
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        NativeCommand::ApkDel { packages, .. } => format!("apk del {}", packages.join(" ")),
+        NativeCommand::Pip(args) => format!("pip {}", args.join(" ")),
+        other => format!("{other:?}"),
+    }
 }
 
 fn default_shell() -> Vec<String> {
