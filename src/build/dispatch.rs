@@ -19,7 +19,7 @@ use crate::dockerfile::shell;
 use crate::image::config::{EmptyObject, Healthcheck, History, ImageConfig, RuntimeConfig};
 use crate::image::{Platform, rfc3339};
 use crate::layer::{self, Diff, Entry, EntryKind, Layer, LayerPath, Metadata, WriteOptions};
-use crate::rootfs::{FsView, LowerFs, NodeKind};
+use crate::rootfs::{FsView, LowerFs, NodeKind, Overlay};
 use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
 use crate::steps::run::{self as run_step, NativeCommand};
 use crate::steps::users::{self, UsersOptions};
@@ -832,7 +832,19 @@ impl<'a> Executor<'a> {
         let fs = state
             .fs(self.store, self.scratch.path())
             .map_err(failure.err("failed to read the stage's filesystem"))?;
-        users::apply_all(&commands, fs, &options).map_err(|e| failure.msg(error_chain(&e)))
+        // Each command sees the effects of the ones before it, as in the shell.
+        let mut overlay = Overlay::new(fs);
+        for command in &commands {
+            let diff = match command {
+                NativeCommand::RemoveCache { paths } => {
+                    remove_paths(&overlay, paths).map_err(|e| failure.msg(e.to_string()))?
+                }
+                other => users::apply(other, &overlay, &options)
+                    .map_err(|e| failure.msg(error_chain(&e)))?,
+            };
+            overlay.apply(diff);
+        }
+        Ok(overlay.into_diff())
     }
 
     fn commit_layer(
@@ -897,6 +909,33 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         cause = next.source();
     }
     text
+}
+
+/// Whiteouts for `rm -rf PATH...` (a trailing `/*` removes a directory's contents).
+fn remove_paths(view: &dyn FsView, paths: &[String]) -> Result<Diff, crate::rootfs::ViewError> {
+    let mut diff = Diff::new();
+    for raw in paths {
+        let (dir, contents_only) = match raw.strip_suffix("/*") {
+            Some(dir) => (dir, true),
+            None => (raw.as_str(), false),
+        };
+        let Ok(path) = LayerPath::new_clamped(dir) else {
+            continue;
+        };
+        let Some((resolved, node)) = view.stat(&path, contents_only)? else {
+            continue;
+        };
+        if !contents_only {
+            diff.whiteout(resolved);
+        } else if node.kind == NodeKind::Dir {
+            for name in view.read_dir(&resolved)? {
+                if let Ok(child) = resolved.join(&name) {
+                    diff.whiteout(child);
+                }
+            }
+        }
+    }
+    Ok(diff)
 }
 
 /// A recognized command as the user wrote it, for messages.

@@ -83,6 +83,12 @@ pub enum NativeCommand {
         /// Why it has none (shown in progress output).
         reason: String,
     },
+    /// `rm -rf` of well-known package-cache paths (`/var/cache/apk/*`, `/root/.cache/pip`):
+    /// native steps leave nothing there, but what the lower layers hold must still go.
+    RemoveCache {
+        /// The paths as written (a trailing `/*` means the directory's contents).
+        paths: Vec<String>,
+    },
 }
 
 /// Arguments of busybox `addgroup [-g GID] [-S] GROUP` or `addgroup USER GROUP`.
@@ -645,11 +651,8 @@ fn recognize_rm(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeE
             ),
         });
     }
-    Ok(NativeCommand::Noop {
-        reason: format!(
-            "`rm -rf {}`: native steps leave no package caches",
-            paths.join(" ")
-        ),
+    Ok(NativeCommand::RemoveCache {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
     })
 }
 
@@ -1233,7 +1236,10 @@ mod tests {
     }
 
     fn noop(script: &str) -> bool {
-        matches!(ok(script).as_slice(), [NativeCommand::Noop { .. }])
+        matches!(
+            ok(script).as_slice(),
+            [NativeCommand::Noop { .. } | NativeCommand::RemoveCache { .. }]
+        )
     }
 
     #[test]
@@ -1250,7 +1256,12 @@ mod tests {
         );
         let cmds = ok("apk update && apk upgrade && rm -rf /var/cache/apk/*");
         assert_eq!(cmds[..2], [NativeCommand::ApkUpdate, upgrade()]);
-        assert!(matches!(cmds[2], NativeCommand::Noop { .. }));
+        assert_eq!(
+            cmds[2],
+            NativeCommand::RemoveCache {
+                paths: vec!["/var/cache/apk/*".to_owned()]
+            }
+        );
         assert_eq!(
             ok("pip install --no-cache-dir --user -r requirements.txt"),
             [pip(&["--no-cache-dir", "--user", "-r", "requirements.txt"])]
