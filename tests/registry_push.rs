@@ -5,7 +5,7 @@
 #[path = "support/registry.rs"]
 mod registry_support;
 
-use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_OCI_INDEX};
+use kiln::image::manifest::{Index, MEDIA_TYPE_OCI_INDEX};
 use kiln::registry::{self, Credential, Reference, RegistryError, RegistryOptions, UploadMode};
 use kiln::store::Store;
 use registry_support::{
@@ -185,7 +185,6 @@ fn index_push_then_pull_of_a_missing_platform_lists_what_is_there() {
         &format!("docker://{}", reg.reference("multi/img:1")),
     ]);
     assert_eq!(raw, bytes);
-    let _: Descriptor = image.manifest.to_descriptor();
 
     let fresh = Store::open(&dir.path().join("fresh")).unwrap();
     let err = registry::pull(
@@ -226,7 +225,7 @@ fn htpasswd_wrong_password_is_a_clear_error_without_the_password() {
     let err = registry::push(
         &store,
         &image,
-        &[target.clone()],
+        std::slice::from_ref(&target),
         &options().credential(&reg.host(), Credential::basic(USER, wrong)),
     )
     .unwrap_err();
@@ -243,7 +242,7 @@ fn htpasswd_wrong_password_is_a_clear_error_without_the_password() {
     );
 
     // No credentials at all: the hint names the login command and the variable.
-    let err = registry::push(&store, &image, &[target.clone()], &options())
+    let err = registry::push(&store, &image, std::slice::from_ref(&target), &options())
         .unwrap_err()
         .to_string();
     assert!(
@@ -281,13 +280,14 @@ fn token_auth_push_with_credentials_and_anonymous_pull() {
     let target = reference(&reg.reference("tok/img:1"));
 
     // Anonymous tokens are pull-only: the push fails naming the registry.
-    let err = registry::push(&store, &image, &[target.clone()], &options()).unwrap_err();
+    let err =
+        registry::push(&store, &image, std::slice::from_ref(&target), &options()).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{text}");
     assert!(text.contains(&reg.host()), "{text}");
 
     let with = options().credential(&reg.host(), Credential::basic(USER, PASSWORD));
-    let result = registry::push(&store, &image, &[target.clone()], &with).unwrap();
+    let result = registry::push(&store, &image, std::slice::from_ref(&target), &with).unwrap();
     assert_eq!(result.blobs_uploaded, 3);
     // Mount across repositories with one multi-scope token.
     let mounted = registry::push(

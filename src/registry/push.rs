@@ -588,10 +588,12 @@ impl Pusher<'_> {
             Some(_) => location(url, &response)?,
             None => url.clone(),
         };
-        let offset = header(&response, "range")
-            .as_deref()
-            .and_then(range_end)
-            .map_or(0, |end| end + 1);
+        // distribution reports an empty session as `0-0` (not `0--1`): resume from 0 then. If
+        // one byte had arrived, the PATCH from 0 gets a 416 and the next status check says so.
+        let offset = match header(&response, "range").as_deref().and_then(range_end) {
+            None | Some(0) => 0,
+            Some(end) => end + 1,
+        };
         Ok((next, offset))
     }
 

@@ -373,10 +373,19 @@ mod tests {
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    /// input, registry, repository, tag, has digest, api host
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        bool,
+        &'static str,
+    );
+
     #[test]
     fn normalization_table() {
-        // input, registry, repository, tag, has digest, api host
-        let cases: &[(&str, &str, &str, Option<&str>, bool, &str)] = &[
+        let cases: &[Case] = &[
             (
                 "python:3.11-alpine",
                 "docker.io",
