@@ -1,0 +1,689 @@
+//! Pulling an image from a registry into the store: [`pull`].
+//!
+//! The manifest is fetched with an Accept list naming OCI and Docker manifests and indexes; an
+//! index (or Docker manifest list) is resolved to the first entry matching the platform,
+//! skipping attestation entries and `unknown/unknown`, the rules `image::base` applies to OCI
+//! layouts. The config and the layers then stream into the store, hashed on the way and
+//! committed only when they match their digest (`BlobWriter::commit(Some(digest))`); layers go
+//! in parallel (`RegistryOptions::jobs`), and blobs the store already holds are not fetched.
+//! Finally the image is read back through `image::load_oci_layout` over the store (the same
+//! diffID, layer-count, media-type and platform checks as layout bases).
+//!
+//! The reference cache (`<store>/.kiln-refs/` by default) maps a tag reference to the manifest
+//! digest it last resolved to; the manifest and index bytes are kept as store blobs. So a
+//! reference pinned by digest whose blobs are stored needs no network at all, and
+//! `offline(true)` resolves tags from the cache and fails with an error naming what is missing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use reqwest::{Method, Url};
+use std::io::Write;
+
+use super::client::{Body, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Retry, Session, header};
+use super::{Reference, RegistryError, RegistryOptions};
+use crate::digest::Digest;
+use crate::image::manifest::{
+    Descriptor, Index, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST, Manifest,
+};
+use crate::image::{BaseImage, ImageConfig, Platform};
+use crate::layer::Layer;
+use crate::store::Store;
+
+/// How deep image indexes may nest (as `image::base`).
+const MAX_INDEX_DEPTH: usize = 4;
+/// Largest image config kiln reads into memory.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// An image pulled into the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PulledImage {
+    /// The reference as asked for.
+    pub reference: Reference,
+    /// The index the reference named, when it named one.
+    pub index_digest: Option<Digest>,
+    /// The platform-specific image manifest's digest.
+    pub manifest_digest: Digest,
+    /// The image config.
+    pub config: ImageConfig,
+    /// The layers, bottom first, with diffIDs from the config.
+    pub layers: Vec<Layer>,
+    /// `docker://registry/repository@sha256:...` (the platform manifest), for provenance.
+    pub source: String,
+}
+
+impl From<PulledImage> for BaseImage {
+    fn from(image: PulledImage) -> BaseImage {
+        BaseImage {
+            config: image.config,
+            layers: image.layers,
+            manifest_digest: image.manifest_digest,
+            source: image.source,
+        }
+    }
+}
+
+/// Pulls `reference` for `platform` into `store` (see the module docs). Blocks the calling
+/// thread; must not be called from inside a tokio runtime.
+pub fn pull(
+    reference: &Reference,
+    platform: &Platform,
+    store: &Store,
+    options: &RegistryOptions,
+) -> Result<PulledImage, RegistryError> {
+    super::block_on(pull_async(reference, platform, store, options))
+}
+
+/// The kind of a manifest-like document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Manifest,
+    Index,
+}
+
+/// Lazily opened registry session: pinned, cached pulls never open one.
+struct Lazy<'a> {
+    reference: &'a Reference,
+    options: &'a RegistryOptions,
+    session: Option<Arc<Session>>,
+}
+
+impl Lazy<'_> {
+    fn get(&mut self, missing: &str) -> Result<Arc<Session>, RegistryError> {
+        if self.options.offline {
+            return Err(RegistryError::Offline {
+                reference: self.reference.to_string(),
+                missing: missing.to_owned(),
+            });
+        }
+        if let Some(session) = &self.session {
+            return Ok(session.clone());
+        }
+        let scope = format!("repository:{}:pull", self.reference.repository());
+        let session = Arc::new(Session::new(self.reference, vec![scope], self.options)?);
+        self.session = Some(session.clone());
+        Ok(session)
+    }
+}
+
+async fn pull_async(
+    reference: &Reference,
+    platform: &Platform,
+    store: &Store,
+    options: &RegistryOptions,
+) -> Result<PulledImage, RegistryError> {
+    let cache = RefCache::new(
+        options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| store.root().join(".kiln-refs")),
+    );
+    let mut lazy = Lazy {
+        reference,
+        options,
+        session: None,
+    };
+    let repo = reference.repository().to_owned();
+
+    // 1. The digest the reference names, and its bytes.
+    let pinned = reference.digest().cloned();
+    let mut top = match &pinned {
+        Some(digest) => Some(digest.clone()),
+        None if options.offline => {
+            Some(cache.get(reference).ok_or_else(|| RegistryError::Offline {
+                reference: reference.to_string(),
+                missing: "the manifest digest".to_owned(),
+            })?)
+        }
+        None => None,
+    };
+    if top.is_none() {
+        // Resolve the tag with HEAD (not counted by Docker Hub's pull limit); GET only when the
+        // store lacks the manifest.
+        let session = lazy.get("the manifest")?;
+        let url = session.url(&format!("v2/{repo}/manifests/{}", reference.manifest_ref()))?;
+        let response = session
+            .send(
+                Method::HEAD,
+                url.clone(),
+                &[("accept", MANIFEST_ACCEPT.to_owned())],
+                Body::Empty,
+                Retry::Idempotent,
+            )
+            .await?;
+        if response.status().is_success()
+            && let Some(digest) =
+                header(&response, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok())
+            && store.contains(&digest)
+        {
+            top = Some(digest);
+        }
+    }
+    let (top_digest, top_bytes) = match top {
+        Some(digest) => {
+            let bytes = manifest_bytes(&mut lazy, store, &repo, &digest).await?;
+            (digest, bytes)
+        }
+        None => {
+            let session = lazy.get("the manifest")?;
+            let (digest, bytes) =
+                fetch_manifest(&session, &repo, &reference.manifest_ref(), None).await?;
+            store.put_bytes(&bytes)?;
+            (digest, bytes)
+        }
+    };
+    if pinned.is_none() && !options.offline {
+        cache.put(reference, &top_digest)?;
+    }
+
+    // 2. Index -> platform manifest.
+    let mut digest = top_digest.clone();
+    let mut bytes = top_bytes;
+    let mut index_digest = None;
+    let mut depth = 0;
+    let manifest: Manifest = loop {
+        let what = format!("{}@{digest}", reference.name());
+        match sniff(&bytes, &what)? {
+            Kind::Manifest => {
+                break serde_json::from_slice(&bytes).map_err(|e| {
+                    RegistryError::InvalidDocument {
+                        what: "image manifest".to_owned(),
+                        url: what.clone(),
+                        detail: e.to_string(),
+                    }
+                })?;
+            }
+            Kind::Index => {
+                depth += 1;
+                if depth > MAX_INDEX_DEPTH {
+                    return Err(RegistryError::InvalidDocument {
+                        what: "image index".to_owned(),
+                        url: what,
+                        detail: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
+                    });
+                }
+                let index: Index =
+                    serde_json::from_slice(&bytes).map_err(|e| RegistryError::InvalidDocument {
+                        what: "image index".to_owned(),
+                        url: what.clone(),
+                        detail: e.to_string(),
+                    })?;
+                index_digest.get_or_insert(digest.clone());
+                let child = select_platform(&index, platform, &what)?;
+                bytes = manifest_bytes(&mut lazy, store, &repo, &child.digest).await?;
+                digest = child.digest;
+            }
+        }
+    };
+
+    // 3. Config, then layers in parallel.
+    let config_what = format!("config {} of {}", manifest.config.digest, reference.name());
+    if manifest.config.size > MAX_CONFIG_BYTES {
+        return Err(RegistryError::SizeMismatch {
+            what: format!("{config_what} (larger than kiln reads)"),
+            url: reference.name(),
+            expected: MAX_CONFIG_BYTES,
+            actual: manifest.config.size,
+        });
+    }
+    let mut missing: Vec<Descriptor> = Vec::new();
+    for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        if store.contains(&descriptor.digest) {
+            options.reporter.blob_done(&descriptor.digest, "cached");
+        } else if !missing.iter().any(|d| d.digest == descriptor.digest) {
+            missing.push(descriptor.clone());
+        }
+    }
+    if !missing.is_empty() {
+        let session = lazy.get(&format!("blob {}", missing[0].digest))?;
+        let results: Vec<Result<(), RegistryError>> = futures_util::stream::iter(missing)
+            .map(|descriptor| {
+                let session = session.clone();
+                let repo = repo.clone();
+                async move { download_blob(&session, store, &repo, &descriptor).await }
+            })
+            .buffer_unordered(options.jobs)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+    }
+
+    // 4. Read it back through the layout loader (diffIDs, platform, media types).
+    let source = format!("docker://{}@{digest}", reference.name());
+    let base = load_from_store(store, &digest, platform)?;
+    Ok(PulledImage {
+        reference: reference.clone(),
+        index_digest,
+        manifest_digest: digest,
+        config: base.config,
+        layers: base.layers,
+        source,
+    })
+}
+
+/// The bytes of manifest `digest`: from the store, or fetched (and stored) by digest.
+async fn manifest_bytes(
+    lazy: &mut Lazy<'_>,
+    store: &Store,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Vec<u8>, RegistryError> {
+    if store.contains(digest) {
+        return Ok(store.read_bytes(digest)?);
+    }
+    let session = lazy.get(&format!("manifest {digest}"))?;
+    let (_, bytes) = fetch_manifest(&session, repo, &digest.to_string(), Some(digest)).await?;
+    store.put_bytes(&bytes)?;
+    Ok(bytes)
+}
+
+/// GETs a manifest (by tag or digest), checks the size limit and the digest (the requested
+/// one, else `Docker-Content-Digest` when sent), and returns its digest and bytes.
+async fn fetch_manifest(
+    session: &Session,
+    repo: &str,
+    reference: &str,
+    expected: Option<&Digest>,
+) -> Result<(Digest, Vec<u8>), RegistryError> {
+    let url = session.url(&format!("v2/{repo}/manifests/{reference}"))?;
+    let response = session
+        .send(
+            Method::GET,
+            url.clone(),
+            &[("accept", MANIFEST_ACCEPT.to_owned())],
+            Body::Empty,
+            Retry::Idempotent,
+        )
+        .await?;
+    let response = session.expect(response, &[200], "GET", &url).await?;
+    let announced = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
+    let bytes = session
+        .read_limited(response, &url, MAX_MANIFEST_BYTES)
+        .await?;
+    let actual = Digest::of(&bytes);
+    if let Some(expected) = expected.or(announced.as_ref())
+        && expected != &actual
+    {
+        return Err(RegistryError::DigestMismatch {
+            what: "manifest".to_owned(),
+            url: url.to_string(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok((actual, bytes))
+}
+
+/// Whether `bytes` is an image manifest or an index, from its `mediaType` (or its shape when
+/// an OCI document omits it). Schema 1 and anything else are refused.
+fn sniff(bytes: &[u8], what: &str) -> Result<Kind, RegistryError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidDocument {
+            what: "image manifest or index (JSON)".to_owned(),
+            url: what.to_owned(),
+            detail: e.to_string(),
+        })?;
+    let media_type = value.get("mediaType").and_then(|m| m.as_str());
+    match media_type {
+        Some(MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST) => Ok(Kind::Manifest),
+        Some(MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST) => Ok(Kind::Index),
+        None if value.get("config").is_some() && value.get("layers").is_some() => {
+            Ok(Kind::Manifest)
+        }
+        None if value.get("manifests").is_some() => Ok(Kind::Index),
+        Some(other) => Err(RegistryError::UnsupportedMediaType {
+            media_type: other.to_owned(),
+            what: format!(
+                "{what} (kiln reads OCI and Docker schema-2 manifests and indexes{})",
+                if other.contains("manifest.v1") {
+                    "; schema 1 is obsolete: re-push the image with a current tool"
+                } else {
+                    ""
+                }
+            ),
+        }),
+        None => Err(RegistryError::InvalidDocument {
+            what: "image manifest or index".to_owned(),
+            url: what.to_owned(),
+            detail: "no `mediaType`, `layers` or `manifests` field".to_owned(),
+        }),
+    }
+}
+
+/// The first index entry for `platform`, with the rules `image::base` uses for layouts:
+/// attestation entries (`vnd.docker.reference.type`) and `unknown/unknown` are skipped, an
+/// entry without a platform is taken only when it is itself an index (searched later).
+///
+/// TODO(image): `image::base::resolve` holds the same rule privately, bound to layout dirs;
+/// once it exposes `select_manifest(&Index, &Platform)`, call it here.
+fn select_platform(
+    index: &Index,
+    platform: &Platform,
+    what: &str,
+) -> Result<Descriptor, RegistryError> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_none_or(|p| !(p.os == "unknown" && p.architecture == "unknown"))
+        })
+        .collect();
+    let chosen = candidates.iter().find(|d| match &d.platform {
+        Some(p) => platform.matches(p),
+        None => matches!(
+            d.media_type.as_str(),
+            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST
+        ),
+    });
+    match chosen {
+        Some(d) => Ok((*d).clone()),
+        None => Err(RegistryError::PlatformNotFound {
+            platform: platform.to_string(),
+            reference: what.to_owned(),
+            available: candidates
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                .collect(),
+        }),
+    }
+}
+
+/// Streams blob `descriptor` into the store, verifying size and digest; a transfer that breaks
+/// is restarted (bounded by the retry policy).
+async fn download_blob(
+    session: &Session,
+    store: &Store,
+    repo: &str,
+    descriptor: &Descriptor,
+) -> Result<(), RegistryError> {
+    let url = session.url(&format!("v2/{repo}/blobs/{}", descriptor.digest))?;
+    let what = format!("blob {}", descriptor.digest);
+    let attempts = session_attempts(session);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        session
+            .reporter
+            .blob_started(&descriptor.digest, descriptor.size);
+        match download_once(session, store, &url, descriptor, &what).await {
+            Ok(()) => {
+                session.reporter.blob_done(&descriptor.digest, "downloaded");
+                return Ok(());
+            }
+            Err(Transfer::Broken(detail)) if attempt < attempts => {
+                session.reporter.blob_rollback(&descriptor.digest);
+                tracing::warn!(%url, %detail, "blob download broke; restarting it");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+            }
+            Err(Transfer::Broken(detail)) => {
+                return Err(RegistryError::Connect {
+                    action: "download".to_owned(),
+                    url: url.to_string(),
+                    detail,
+                    hint: None,
+                });
+            }
+            Err(Transfer::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+fn session_attempts(session: &Session) -> u32 {
+    session.attempts()
+}
+
+enum Transfer {
+    /// The connection broke mid-body: restart.
+    Broken(String),
+    /// Anything else.
+    Fatal(RegistryError),
+}
+
+impl From<RegistryError> for Transfer {
+    fn from(e: RegistryError) -> Self {
+        Transfer::Fatal(e)
+    }
+}
+
+async fn download_once(
+    session: &Session,
+    store: &Store,
+    url: &Url,
+    descriptor: &Descriptor,
+    what: &str,
+) -> Result<(), Transfer> {
+    let response = session
+        .send(
+            Method::GET,
+            url.clone(),
+            &[],
+            Body::Empty,
+            Retry::Idempotent,
+        )
+        .await?;
+    let response = session.expect(response, &[200], "GET", url).await?;
+    let mut writer = store.writer().map_err(RegistryError::from)?;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Transfer::Broken(super::client::describe_transport(&e)))?;
+        if writer.len() + chunk.len() as u64 > descriptor.size {
+            return Err(Transfer::Fatal(RegistryError::SizeMismatch {
+                what: what.to_owned(),
+                url: url.to_string(),
+                expected: descriptor.size,
+                actual: writer.len() + chunk.len() as u64,
+            }));
+        }
+        writer.write_all(&chunk).map_err(|source| {
+            Transfer::Fatal(RegistryError::Io {
+                action: "write a blob into the store at",
+                path: store.root().to_owned(),
+                source,
+            })
+        })?;
+        session
+            .reporter
+            .blob_progress(&descriptor.digest, chunk.len() as u64);
+    }
+    if writer.len() != descriptor.size {
+        return Err(Transfer::Broken(format!(
+            "the body ended after {} of {} bytes",
+            writer.len(),
+            descriptor.size
+        )));
+    }
+    match writer.commit(Some(&descriptor.digest)) {
+        Ok(_) => Ok(()),
+        Err(crate::store::StoreError::DigestMismatch {
+            expected, actual, ..
+        }) => Err(Transfer::Fatal(RegistryError::DigestMismatch {
+            what: what.to_owned(),
+            url: url.to_string(),
+            expected,
+            actual,
+        })),
+        Err(e) => Err(Transfer::Fatal(e.into())),
+    }
+}
+
+/// Reads the image manifest `digest` (all blobs in the store) through `image::load_oci_layout`,
+/// using a scratch layout whose `blobs` directory is the store's.
+fn load_from_store(
+    store: &Store,
+    digest: &Digest,
+    platform: &Platform,
+) -> Result<BaseImage, RegistryError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| RegistryError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let root = std::fs::canonicalize(store.root()).map_err(io("resolve", store.root()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".kiln-pull-")
+        .tempdir_in(&root)
+        .map_err(io("create a temp directory in", &root))?;
+    let dir = scratch.path();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(io("write", &dir.join("oci-layout")))?;
+    std::fs::write(
+        dir.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .map_err(io("write", &dir.join("index.json")))?;
+    std::os::unix::fs::symlink(root.join("blobs"), dir.join("blobs"))
+        .map_err(io("link the store's blobs into", dir))?;
+    Ok(crate::image::load_oci_layout(
+        store,
+        dir,
+        Some(&digest.to_string()),
+        platform,
+    )?)
+}
+
+/// reference -> manifest digest, one small JSON file per reference.
+struct RefCache {
+    dir: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RefEntry {
+    reference: String,
+    digest: Digest,
+}
+
+impl RefCache {
+    fn new(dir: PathBuf) -> RefCache {
+        RefCache { dir }
+    }
+
+    fn key(reference: &Reference) -> String {
+        format!("{}:{}", reference.name(), reference.manifest_ref())
+    }
+
+    fn path(&self, reference: &Reference) -> PathBuf {
+        let key = RefCache::key(reference);
+        self.dir
+            .join(format!("{}.json", Digest::of(key.as_bytes()).hex()))
+    }
+
+    fn get(&self, reference: &Reference) -> Option<Digest> {
+        let bytes = std::fs::read(self.path(reference)).ok()?;
+        let entry: RefEntry = serde_json::from_slice(&bytes).ok()?;
+        (entry.reference == RefCache::key(reference)).then_some(entry.digest)
+    }
+
+    fn put(&self, reference: &Reference, digest: &Digest) -> Result<(), RegistryError> {
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| RegistryError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let entry = RefEntry {
+            reference: RefCache::key(reference),
+            digest: digest.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| RegistryError::Usage(e.to_string()))?;
+        let mut temp = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(io("create a temp file in", &self.dir))?;
+        temp.write_all(&bytes).map_err(io("write", temp.path()))?;
+        let target = self.path(reference);
+        temp.persist(&target)
+            .map_err(|e| io("rename a temp file to", &target)(e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(platform: Option<&str>, digest_byte: char, media_type: &str) -> Descriptor {
+        let mut d = Descriptor::new(
+            media_type,
+            Digest::from_hex(&digest_byte.to_string().repeat(64)).unwrap(),
+            10,
+        );
+        d.platform = platform.map(|p| p.parse().unwrap());
+        d
+    }
+
+    #[test]
+    fn platform_selection_table() {
+        let mut attestation = desc(Some("linux/amd64"), 'e', MEDIA_TYPE_OCI_MANIFEST);
+        attestation.annotations.insert(
+            "vnd.docker.reference.type".into(),
+            "attestation-manifest".into(),
+        );
+        let mut unknown = desc(None, 'f', MEDIA_TYPE_OCI_MANIFEST);
+        unknown.platform = Some(Platform::new("unknown", "unknown", None));
+        let index = Index {
+            manifests: vec![
+                attestation,
+                unknown,
+                desc(Some("linux/amd64"), 'a', MEDIA_TYPE_OCI_MANIFEST),
+                desc(Some("linux/arm64/v8"), 'b', MEDIA_TYPE_OCI_MANIFEST),
+                desc(Some("linux/arm/v7"), 'c', MEDIA_TYPE_OCI_MANIFEST),
+            ],
+            ..Index::empty()
+        };
+        let cases = [
+            ("linux/amd64", Some('a')),
+            ("linux/arm64", Some('b')),
+            ("linux/arm64/v8", Some('b')),
+            ("linux/arm/v7", Some('c')),
+            ("linux/arm/v6", None),
+            ("linux/s390x", None),
+        ];
+        for (platform, expected) in cases {
+            let result = select_platform(&index, &platform.parse().unwrap(), "x");
+            match expected {
+                Some(c) => assert_eq!(result.unwrap().digest.hex().chars().next(), Some(c)),
+                None => {
+                    let e = result.unwrap_err().to_string();
+                    assert!(
+                        e.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"),
+                        "{e}"
+                    );
+                    assert!(!e.contains("unknown"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(br#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#, "x").unwrap(), Kind::Index);
+        assert_eq!(
+            sniff(br#"{"schemaVersion":2,"config":{},"layers":[]}"#, "x").unwrap(),
+            Kind::Manifest
+        );
+        let e = sniff(b"<html>", "reg/x@sha256:1").unwrap_err().to_string();
+        assert!(
+            e.contains("reg/x@sha256:1") && e.contains("not a valid"),
+            "{e}"
+        );
+        let e = sniff(
+            br#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#,
+            "x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("schema 1"), "{e}");
+    }
+}
