@@ -32,6 +32,12 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile (like `docker build`).
     Build(Box<BuildArgs>),
+    /// Push an image from an OCI layout or archive to one or more registry references.
+    Push(PushArgs),
+    /// Pull an image from a registry into the cache, and optionally export it.
+    Pull(PullArgs),
+    /// Store credentials for a registry in the Docker config, as `docker login` does.
+    Login(LoginArgs),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -46,6 +52,82 @@ enum DebugCommand {
         /// The Dockerfile to parse.
         file: PathBuf,
     },
+}
+
+/// Flags shared by every command that talks to a registry.
+#[derive(clap::Args, Clone, Default)]
+struct RegistryFlags {
+    /// Talk plain HTTP to this registry (`host[:port]`; loopback registries always are);
+    /// repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Use only what is cached; fail naming anything that would need the network.
+    #[arg(long)]
+    offline: bool,
+}
+
+impl RegistryFlags {
+    fn options(&self, cache_dir: &Path) -> kiln::registry::RegistryOptions {
+        let mut options = kiln::registry::RegistryOptions::default()
+            .offline(self.offline)
+            .cache_dir(cache_dir.join("registry"));
+        for host in &self.insecure_registries {
+            options = options.insecure_registry(host);
+        }
+        options
+    }
+}
+
+#[derive(clap::Args)]
+struct PushArgs {
+    /// What to push: `oci:DIR[:TAG]`, `oci:DIR@sha256:...` or `oci-archive:FILE[:TAG]`.
+    source: String,
+    /// Where to push it (`registry/repository:tag`); repeatable.
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// Mount blobs from this repository of the target registry instead of uploading them.
+    #[arg(long)]
+    mount_from: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PullArgs {
+    /// The image (`name[:tag][@sha256:...]`, Docker's normalization).
+    reference: String,
+    /// The platform to pick from a multi-platform image (default: the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Export it: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE` or
+    /// `type=docker-archive,dest=FILE`; repeatable.
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// The registry (`ghcr.io`, `127.0.0.1:5000`).
+    server: String,
+    /// User name.
+    #[arg(short = 'u', long)]
+    username: String,
+    /// Read the password from standard input (recommended: it keeps it out of the process list).
+    #[arg(long)]
+    password_stdin: bool,
+    /// The password (visible to other users of this machine; prefer --password-stdin).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,6 +192,11 @@ struct BuildArgs {
     /// Add an annotation `KEY=VALUE` to the image manifest; repeatable.
     #[arg(long = "annotation")]
     annotations: Vec<String>,
+    /// Push the image to every `-t` reference after building.
+    #[arg(long)]
+    push: bool,
+    #[command(flatten)]
+    registry: RegistryFlags,
 }
 
 /// A command-line mistake: reported like any error, but exits with 2 as clap's own do.
@@ -338,7 +425,22 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .file
         .clone()
         .unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    if args.push && args.tags.is_empty() {
+        return Err(usage(
+            "--push needs at least one -t NAME:TAG to push to".to_owned(),
+        ));
+    }
+    let push_targets = if args.push {
+        parse_references(&args.tags)?
+    } else {
+        Vec::new()
+    };
     let options = BuildOptions {
+        registry: args.registry.options(&cache_dir),
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
         context_dir,
         dockerfile,
@@ -346,10 +448,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         target: args.target.clone(),
         platform,
         compression,
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(build::default_cache_dir),
+        cache_dir: cache_dir.clone(),
         no_cache: args.no_cache,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
@@ -369,20 +468,16 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = build::build(&options, reporter)?;
     let images = [(outcome.image.clone(), args.tags.clone())];
-    for output in &outputs {
-        let written = match output.kind {
-            OutputKind::OciLayout => {
-                image::layout::write_oci_layout(&outcome.store, &output.dest, &images)
-            }
-            OutputKind::OciArchive => {
-                image::archive::write_oci_archive(&outcome.store, &output.dest, &images)
-            }
-            OutputKind::DockerArchive => {
-                image::archive::write_docker_archive(&outcome.store, &output.dest, &images)
-            }
-        };
-        written
-            .with_context(|| format!("failed to write the output `{}`", output.dest.display()))?;
+    write_outputs(&outcome.store, &images, &outputs)?;
+    if !push_targets.is_empty() {
+        let pushed = kiln::registry::push(
+            &outcome.store,
+            &outcome.image,
+            &push_targets,
+            &options.registry,
+        )
+        .context("failed to push the image")?;
+        report_push(&pushed, args.progress != ProgressMode::Quiet);
     }
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &image::metadata_json(&outcome.image))?;
@@ -404,6 +499,143 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{}", outcome.image.manifest.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_outputs(
+    store: &kiln::store::Store,
+    images: &[(image::BuiltImage, Vec<String>)],
+    outputs: &[OutputSpec],
+) -> anyhow::Result<()> {
+    for output in outputs {
+        let written = match output.kind {
+            OutputKind::OciLayout => image::layout::write_oci_layout(store, &output.dest, images),
+            OutputKind::OciArchive => {
+                image::archive::write_oci_archive(store, &output.dest, images)
+            }
+            OutputKind::DockerArchive => {
+                image::archive::write_docker_archive(store, &output.dest, images)
+            }
+        };
+        written
+            .with_context(|| format!("failed to write the output `{}`", output.dest.display()))?;
+    }
+    Ok(())
+}
+
+fn parse_references(texts: &[String]) -> anyhow::Result<Vec<kiln::registry::Reference>> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<kiln::registry::Reference>()
+                .map_err(|e| usage(format!("invalid image reference `{text}`: {e}")))
+        })
+        .collect()
+}
+
+fn report_push(pushed: &kiln::registry::PushResult, verbose: bool) {
+    if verbose {
+        eprintln!(
+            "kiln: pushed {} to {} ({} blobs uploaded, {} mounted, {} already there, {} bytes sent)",
+            pushed.digest,
+            pushed.pushed.join(", "),
+            pushed.blobs_uploaded,
+            pushed.blobs_mounted,
+            pushed.blobs_existing,
+            pushed.bytes_uploaded
+        );
+    }
+}
+
+fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let targets = parse_references(&args.targets)?;
+    let descriptor = if let Some(rest) = args.source.strip_prefix("oci:") {
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
+    } else if let Some(rest) = args.source.strip_prefix("oci-archive:") {
+        let (file, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        image::base::import_oci_archive(&store, Path::new(&file), reference.as_deref())
+    } else {
+        return Err(usage(format!(
+            "invalid source `{}`: expected oci:DIR[:TAG] or oci-archive:FILE[:TAG]",
+            args.source
+        )));
+    }
+    .with_context(|| format!("failed to read `{}`", args.source))?;
+    let mut options = args.registry.options(&cache_dir);
+    if let Some(repository) = &args.mount_from {
+        options = options.mount_from(repository);
+    }
+    let bytes = store.read_bytes(&descriptor.digest)?;
+    let pushed =
+        kiln::registry::push_manifest(&store, &bytes, &descriptor.media_type, &targets, &options)
+            .context("failed to push")?;
+    report_push(&pushed, true);
+    println!("{}", pushed.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let reference = parse_references(std::slice::from_ref(&args.reference))?.remove(0);
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|spec| parse_output(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let platform = match &args.platform {
+        Some(text) => text
+            .parse::<Platform>()
+            .map_err(|e| usage(format!("invalid --platform `{text}`: {e}")))?,
+        None => Platform::host(),
+    };
+    let options = args.registry.options(&cache_dir);
+    let pulled = kiln::registry::pull(&reference, &platform, &store, &options)
+        .with_context(|| format!("failed to pull `{}`", args.reference))?;
+    let manifest_digest = pulled.manifest_digest.clone();
+    let built = image::BuiltImage::from_store(&store, &manifest_digest)?;
+    let tag = reference
+        .tag()
+        .map(|t| format!("{}:{t}", reference.name()))
+        .into_iter()
+        .collect();
+    write_outputs(&store, &[(built, tag)], &outputs)?;
+    eprintln!("kiln: pulled {} as {}", args.reference, pulled.source);
+    println!("{manifest_digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let password = match (&args.password, args.password_stdin) {
+        (Some(password), _) => password.clone(),
+        (None, true) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("failed to read the password from standard input")?;
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => {
+            return Err(usage(
+                "kiln login needs --password-stdin (or -p PASSWORD)".to_owned(),
+            ));
+        }
+    };
+    let options = args.registry.options(&build::default_cache_dir());
+    let path = kiln::registry::login(&args.server, &args.username, &password, &options)
+        .with_context(|| format!("failed to log in to `{}`", args.server))?;
+    eprintln!(
+        "Login Succeeded (credentials stored in `{}`)",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -443,6 +675,9 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Build(args) => run_build(*args),
+        Command::Push(args) => run_push(args),
+        Command::Pull(args) => run_pull(args),
+        Command::Login(args) => run_login(args),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

@@ -330,12 +330,34 @@ impl<'a> Executor<'a> {
                     shell,
                 }
             }
-            BaseRef::Registry(reference) => {
-                return Err(failure.msg(format!(
-                    "pulling `{reference}` from a registry is not supported yet; use a local base \
-                     instead: `FROM oci:DIR[:tag]` or `FROM oci-archive:FILE[:tag]` (for example \
-                     made with `skopeo copy docker://{reference} oci:DIR:tag`)"
-                )));
+            BaseRef::Registry(text) => {
+                let wanted = platform.clone().unwrap_or_else(Platform::host);
+                let reference: crate::registry::Reference = text
+                    .parse()
+                    .map_err(failure.err("invalid base image reference"))?;
+                let pulled =
+                    crate::registry::pull(&reference, &wanted, self.store, &self.options.registry)
+                        .map_err(failure.err("failed to pull the base image"))?;
+                let base: crate::image::base::BaseImage = pulled.into();
+                self.reporter.note(&format!(
+                    "base {} resolved to {}",
+                    stage.base_text, base.source
+                ));
+                let shell = base
+                    .config
+                    .config
+                    .shell
+                    .clone()
+                    .unwrap_or_else(default_shell);
+                StageState {
+                    pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
+                    layers: base.layers,
+                    config: base.config,
+                    fs: None,
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                    shell,
+                }
             }
         };
         if let Some(platform) = platform {

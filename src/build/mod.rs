@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Annotations for the image manifest.
     pub annotations: BTreeMap<String, String>,
+    /// How `FROM <registry reference>` pulls: insecure registries, credentials, offline mode.
+    pub registry: crate::registry::RegistryOptions,
 }
 
 /// What a build produced.

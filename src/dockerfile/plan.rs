@@ -421,7 +421,7 @@ fn classify_base(text: &str, earlier: &[Stage]) -> BaseRef {
 }
 
 /// Splits `DIR[:ref]` or `DIR@sha256:...` as skopeo's `oci:` transport does.
-fn split_local_reference(rest: &str) -> (String, Option<String>) {
+pub fn split_local_reference(rest: &str) -> (String, Option<String>) {
     if let Some(at) = rest.rfind("@sha256:") {
         return (rest[..at].to_owned(), Some(rest[at + 1..].to_owned()));
     }

@@ -85,6 +85,20 @@ pub fn load_oci_archive(
     )
 }
 
+/// Like [`import_layout`], for an oci-archive `file`.
+pub fn import_oci_archive(
+    store: &Store,
+    file: &Path,
+    reference: Option<&str>,
+) -> Result<Descriptor, ImageError> {
+    let scratch = tempfile::Builder::new()
+        .prefix(".kiln-oci-archive-")
+        .tempdir_in(store.root())
+        .map_err(|e| ImageError::io("create a temp directory in", store.root(), e))?;
+    unpack_layout_archive(file, scratch.path())?;
+    import_layout(store, scratch.path(), reference)
+}
+
 fn unpack_layout_archive(file: &Path, dest: &Path) -> Result<(), ImageError> {
     let reader = std::fs::File::open(file).map_err(|e| ImageError::io("open", file, e))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(reader));
@@ -141,18 +155,14 @@ fn unpack_layout_archive(file: &Path, dest: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
-fn load(
-    store: &Store,
+/// The `index.json` entry `reference` names (a tag, a full image name or a digest; with no
+/// reference, the only entry), and how to name what was chosen in messages.
+fn select_entry(
     dir: &Path,
+    index: &Index,
     reference: Option<&str>,
-    platform: &Platform,
     source_name: &str,
-) -> Result<BaseImage, ImageError> {
-    check_layout_file(dir)?;
-    let index = read_index(dir)?.ok_or_else(|| ImageError::NotALayout {
-        path: dir.to_owned(),
-        reason: "no `index.json`".to_owned(),
-    })?;
+) -> Result<(Descriptor, String), ImageError> {
     let available: Vec<String> = index
         .manifests
         .iter()
@@ -161,7 +171,7 @@ fn load(
             None => d.digest.to_string(),
         })
         .collect();
-    let (descriptor, source) = match reference {
+    let selected = match reference {
         None => match index.manifests.as_slice() {
             [only] => (only.clone(), source_name.to_owned()),
             _ => {
@@ -201,6 +211,81 @@ fn load(
             }
         }
     };
+    Ok(selected)
+}
+
+/// Copies everything `reference` names in the layout at `dir` into `store`, verified: an
+/// image manifest with its config and layers, or an index with every manifest it lists
+/// (attestations included). Returns the descriptor of what `reference` names, for pushing it
+/// whole.
+pub fn import_layout(
+    store: &Store,
+    dir: &Path,
+    reference: Option<&str>,
+) -> Result<Descriptor, ImageError> {
+    check_layout_file(dir)?;
+    let index = read_index(dir)?.ok_or_else(|| ImageError::NotALayout {
+        path: dir.to_owned(),
+        reason: "no `index.json`".to_owned(),
+    })?;
+    let source_name = format!("oci:{}", dir.display());
+    let (descriptor, _) = select_entry(dir, &index, reference, &source_name)?;
+    import_tree(store, dir, &descriptor, 0)?;
+    Ok(descriptor)
+}
+
+fn import_tree(
+    store: &Store,
+    dir: &Path,
+    descriptor: &Descriptor,
+    depth: usize,
+) -> Result<(), ImageError> {
+    if depth > MAX_INDEX_DEPTH {
+        return Err(ImageError::IndexTooDeep(MAX_INDEX_DEPTH));
+    }
+    let what = format!("{} {}", descriptor.media_type, descriptor.digest);
+    match descriptor.media_type.as_str() {
+        MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
+            let bytes = import_json_blob(store, dir, descriptor, &what)?;
+            let index: Index =
+                serde_json::from_slice(&bytes).map_err(|source| ImageError::Parse {
+                    what: format!("image index {}", descriptor.digest),
+                    source,
+                })?;
+            for child in &index.manifests {
+                import_tree(store, dir, child, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let bytes = import_json_blob(store, dir, descriptor, &what)?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|source| ImageError::Parse {
+                    what: format!("manifest {}", descriptor.digest),
+                    source,
+                })?;
+            import_blob(store, dir, &manifest.config, &what)?;
+            for layer in &manifest.layers {
+                import_blob(store, dir, layer, &what)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load(
+    store: &Store,
+    dir: &Path,
+    reference: Option<&str>,
+    platform: &Platform,
+    source_name: &str,
+) -> Result<BaseImage, ImageError> {
+    check_layout_file(dir)?;
+    let index = read_index(dir)?.ok_or_else(|| ImageError::NotALayout {
+        path: dir.to_owned(),
+        reason: "no `index.json`".to_owned(),
+    })?;
+    let (descriptor, source) = select_entry(dir, &index, reference, source_name)?;
 
     let (manifest_descriptor, manifest) = resolve(store, dir, &descriptor, platform, 0)?;
     let config_what = format!("config {} of {source}", manifest.config.digest);

@@ -278,6 +278,62 @@ pub struct BuiltImage {
     pub config: ImageConfig,
 }
 
+impl BuiltImage {
+    /// The image whose manifest `manifest_digest` is in `store` (with its config), as
+    /// [`assemble`] would have returned it: for exporting a pulled or imported image.
+    pub fn from_store(store: &Store, manifest_digest: &Digest) -> Result<BuiltImage, ImageError> {
+        let bytes = blobs::read_bytes(store, manifest_digest)?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|source| ImageError::Parse {
+                what: format!("image manifest {manifest_digest}"),
+                source,
+            })?;
+        let config_bytes = blobs::read_bytes(store, &manifest.config.digest)?;
+        let config: ImageConfig =
+            serde_json::from_slice(&config_bytes).map_err(|source| ImageError::Parse {
+                what: format!("image config {}", manifest.config.digest),
+                source,
+            })?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::LayerCountMismatch {
+                what: format!("image {manifest_digest}"),
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(descriptor, diff_id)| Layer {
+                diff_id: diff_id.clone(),
+                digest: descriptor.digest.clone(),
+                size: descriptor.size,
+                media_type: descriptor.media_type.clone(),
+            })
+            .collect();
+        Ok(BuiltImage {
+            manifest: ManifestDescriptor {
+                media_type: manifest
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| manifest::MEDIA_TYPE_OCI_MANIFEST.to_owned()),
+                digest: manifest_digest.clone(),
+                size: bytes.len() as u64,
+                platform: Platform::new(
+                    &config.os,
+                    &config.architecture,
+                    config.variant.as_deref(),
+                ),
+            },
+            config_digest: manifest.config.digest.clone(),
+            config_size: manifest.config.size,
+            layers,
+            config,
+        })
+    }
+}
+
 /// Writes `config` and an OCI manifest listing `layers` into `store`.
 ///
 /// `config.rootfs.diff_ids` is filled from the layers when empty, and must equal them

@@ -1,0 +1,150 @@
+//! The registry commands through the `kiln` binary against a real registry (Debian's
+//! docker-registry on 127.0.0.1): `kiln build --push`, a build `FROM` the pushed image (pulled,
+//! then rebuilt offline from the cache), `kiln push` of an OCI layout, and `kiln pull` with an
+//! export; skopeo reads back the same digests.
+
+#[path = "support/registry.rs"]
+mod registry_support;
+mod support;
+
+use registry_support::{Auth, TestRegistry, skopeo};
+use support::{kiln, kiln_ok, write_files};
+
+#[test]
+fn build_push_pull_and_offline_rebuild() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let base_context = work.path().join("base");
+    write_files(
+        &base_context,
+        &[
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\nappuser:x:1000:1000::/home/appuser:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\nappuser:x:1000:\n"),
+            ("Dockerfile", "FROM scratch\nCOPY etc /etc\nENV BASE=yes\n"),
+        ],
+    );
+    let base_ref = reg.reference("kiln/base:1");
+    let base_digest = kiln_ok(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--cache-dir",
+        cache,
+        "-t",
+        &base_ref,
+        "--push",
+        base_context.to_str().unwrap(),
+    ]);
+    let base_digest = base_digest.trim();
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{base_ref}"),
+    ]);
+    assert_eq!(
+        registry_support::sha256(&raw),
+        base_digest,
+        "skopeo reads the pushed manifest"
+    );
+
+    // A build FROM the pushed image pulls it, with a fresh cache, then again offline.
+    let app_context = work.path().join("app");
+    write_files(
+        &app_context,
+        &[
+            ("app.txt", "hello\n"),
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {base_ref}@{base_digest}\nCOPY --chown=appuser app.txt /home/appuser/\n"
+                ),
+            ),
+        ],
+    );
+    let app_cache = work.path().join("app-cache");
+    let app_cache = app_cache.to_str().unwrap();
+    let layout = work.path().join("layout");
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            app_cache,
+            "-t",
+            "app:1",
+        ];
+        args.extend_from_slice(extra);
+        let dest = format!("type=oci,dest={}", layout.display());
+        args.extend_from_slice(&["--output", &dest, app_context.to_str().unwrap()]);
+        kiln_ok(&args)
+    };
+    let online = build(&[]);
+    drop(reg);
+    let offline = build(&["--offline"]);
+    assert_eq!(online, offline, "the offline rebuild comes from the cache");
+
+    // Pushing to a registry that is gone fails naming it.
+    let output = kiln(&[
+        "push",
+        "--cache-dir",
+        app_cache,
+        &format!("oci:{}:1", layout.display()),
+        &base_ref,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(base_ref.split('/').next().unwrap()),
+        "{stderr}"
+    );
+
+    // `kiln push` of the layout and `kiln pull` back, to a new registry.
+    let reg = TestRegistry::start(Auth::None);
+    let target = reg.reference("kiln/app:1");
+    let pushed = kiln_ok(&[
+        "push",
+        "--cache-dir",
+        app_cache,
+        &format!("oci:{}:1", layout.display()),
+        &target,
+    ]);
+    assert_eq!(pushed.trim(), online.trim());
+    let exported = work.path().join("pulled");
+    let pulled = kiln_ok(&[
+        "pull",
+        "--cache-dir",
+        work.path().join("pull-cache").to_str().unwrap(),
+        &target,
+        "--output",
+        &format!("type=oci,dest={}", exported.display()),
+    ]);
+    assert_eq!(pulled.trim(), online.trim());
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1", exported.display())]);
+    assert_eq!(registry_support::sha256(&raw), online.trim());
+}
+
+#[test]
+fn offline_build_without_cache_names_the_missing_image() {
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[("Dockerfile", "FROM 127.0.0.1:9/kiln/none:1\n")],
+    );
+    let output = kiln(&[
+        "build",
+        "--offline",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        work.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kiln/none"), "{stderr}");
+}
