@@ -278,3 +278,27 @@ fn blob_count(store: &Store) -> usize {
         .unwrap()
         .count()
 }
+
+#[test]
+fn a_killed_writer_leaves_only_a_temp_file_that_a_later_open_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // What a process killed mid-write leaves: a partial temp file in the ingest directory.
+    let leftover = dir.path().join(".kiln-ingest").join("blob-killed");
+    std::fs::write(&leftover, b"partial").unwrap();
+    assert_eq!(blob_count(&store), 0);
+    assert!(store.fsck().unwrap().is_empty());
+    // A fresh temp file may belong to a live writer: kept.
+    Store::open(dir.path()).unwrap();
+    assert!(leftover.exists());
+    // A stale one is removed.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    file.set_modified(two_hours_ago).unwrap();
+    drop(file);
+    Store::open(dir.path()).unwrap();
+    assert!(!leftover.exists());
+}
