@@ -89,7 +89,13 @@ impl Store {
             .map_err(io_error("create the ingest directory", &ingest))?;
         let marker = root.join("oci-layout");
         if !marker.exists() {
-            std::fs::write(&marker, OCI_LAYOUT).map_err(io_error("write", &marker))?;
+            // Through a temp file too, so a killed process never leaves half a marker.
+            let mut temp = tempfile::NamedTempFile::new_in(&ingest)
+                .map_err(io_error("create a temp file in", &ingest))?;
+            temp.write_all(OCI_LAYOUT)
+                .map_err(io_error("write", temp.path()))?;
+            temp.persist(&marker)
+                .map_err(|e| io_error("rename a temp file to", &marker)(e.error))?;
         }
         store.remove_stale_temp_files()?;
         Ok(store)

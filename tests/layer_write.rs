@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use kiln::digest::Digest;
+use kiln::layer::compress::GzipEngine;
 use kiln::layer::{self, Compression, Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
 use kiln::store::{Store, StoreError};
 
@@ -103,18 +104,76 @@ fn gzip_layers_are_valid_and_independent_of_thread_count() {
     assert!(status.success(), "gzip -t rejected the layer");
 
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&blob[..])
+    flate2::read::MultiGzDecoder::new(&blob[..])
         .read_to_end(&mut tar)
         .unwrap();
     assert_eq!(Digest::of(&tar), one.diff_id);
-    // One member: a single-member decoder consumes the whole blob.
-    let mut decoder = flate2::read::GzDecoder::new(&blob[..]);
-    decoder.read_to_end(&mut Vec::new()).unwrap();
+    python_gunzip_matches(&store.blob_path(&one.digest), &one.diff_id);
 
     for threads in [2, 4] {
         let (_, other, _d) = write(&diff, Compression::Gzip { level: 6 }, threads);
         assert_eq!(other, one, "gzip with {threads} threads");
     }
+}
+
+#[test]
+fn the_zlib_rs_engine_writes_one_member_independent_of_thread_count() {
+    require_tool("gzip");
+    let diff = sample_diff();
+    let write_zlib = |threads| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let options = layer::WriteOptions {
+            compression: Compression::Gzip { level: 6 },
+            source_date_epoch: 0,
+            threads,
+        };
+        let layer =
+            layer::write_with_gzip_engine(&diff, &store, &options, GzipEngine::ZlibRs).unwrap();
+        (store.read_bytes(&layer.digest).unwrap(), layer, dir)
+    };
+    let (blob, one, _dir) = write_zlib(1);
+    // A single-member decoder reads the whole layer.
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&blob[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(Digest::of(&tar), one.diff_id);
+    let mut child = Command::new("gzip")
+        .arg("-t")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&blob).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "gzip -t rejected the layer"
+    );
+    for threads in [2, 4] {
+        assert_eq!(write_zlib(threads).1, one, "zlib-rs with {threads} threads");
+    }
+}
+
+/// Python's gzip module (what many tools use) reads the layer back to the same diffID.
+fn python_gunzip_matches(blob: &std::path::Path, diff_id: &Digest) {
+    require_tool("python3");
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import gzip, hashlib, sys; print(hashlib.sha256(gzip.open(sys.argv[1]).read()).hexdigest())",
+        ])
+        .arg(blob)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        diff_id.hex()
+    );
 }
 
 #[test]
@@ -218,4 +277,28 @@ fn blob_count(store: &Store) -> usize {
     std::fs::read_dir(store.root().join("blobs/sha256"))
         .unwrap()
         .count()
+}
+
+#[test]
+fn a_killed_writer_leaves_only_a_temp_file_that_a_later_open_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // What a process killed mid-write leaves: a partial temp file in the ingest directory.
+    let leftover = dir.path().join(".kiln-ingest").join("blob-killed");
+    std::fs::write(&leftover, b"partial").unwrap();
+    assert_eq!(blob_count(&store), 0);
+    assert!(store.fsck().unwrap().is_empty());
+    // A fresh temp file may belong to a live writer: kept.
+    Store::open(dir.path()).unwrap();
+    assert!(leftover.exists());
+    // A stale one is removed.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    file.set_modified(two_hours_ago).unwrap();
+    drop(file);
+    Store::open(dir.path()).unwrap();
+    assert!(!leftover.exists());
 }

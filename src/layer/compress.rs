@@ -1,22 +1,29 @@
 //! Layer compressors: block-parallel gzip and multi-threaded zstd, each hashing the
 //! uncompressed stream (the diffID) on the way.
 //!
-//! # gzip: one standard member, compressed in parallel
+//! # gzip: compressed in parallel, byte-identical for any thread count
 //!
 //! [`ParallelGzipEncoder`] cuts the tar stream into [`GZIP_BLOCK_SIZE`] blocks and hands them
-//! round-robin to `threads` workers. Each worker compresses its block as raw deflate with
-//! zlib-rs (through flate2), primed with the previous block's last 32 KiB as the dictionary
-//! (so the ratio is that of one continuous stream, as pigz does), ended with a sync flush
-//! (byte-aligned, non-final), except the last block, which is finished. It also computes the
-//! block's CRC-32. One output thread takes the blocks back in order, writes them after a fixed
-//! gzip header, combines the CRCs (`crc32fast::Hasher::combine`), writes the trailer, and
-//! hashes the uncompressed blocks (diffID) off the tar-producing thread.
+//! round-robin to `threads` workers; one output thread takes the compressed blocks back in
+//! order, writes them, and hashes the uncompressed blocks (the diffID) off the tar-producing
+//! thread. Every block's bytes depend only on its data (and, for zlib-rs, the previous 32 KiB
+//! and whether it is last), so the output is byte-identical for any number of threads: digests
+//! never depend on the machine. They do depend on the engine and its version, which Cargo.lock
+//! pins. Two engines ([`GzipEngine`]):
 //!
-//! The result is ONE RFC 1952 gzip member (header: no name, mtime 0, OS 255), read by every
-//! gzip implementation (`gzip -t`, Go's compress/gzip, Python's gzip). Every block's bytes
-//! depend only on its data, the previous 32 KiB and whether it is last, so the output is
-//! byte-identical for any number of threads: digests never depend on the machine. They do
-//! depend on the zlib-rs version, which Cargo.lock pins.
+//! * **libdeflate** (kiln's default, `layer::GZIP_ENGINE`): each block becomes a complete gzip
+//!   member (header without name, mtime 0), so the layer is a **multi-member** gzip stream.
+//!   RFC 1952 (section 2.2) defines a gzip file as a series of members, and `gzip -t`, Go's
+//!   compress/gzip (and so containerd, Docker, podman), Python's gzip and flate2's
+//!   `MultiGzDecoder` read it as one stream; a decoder that stops after the first member
+//!   (flate2's plain `GzDecoder`) would see only the first 1 MiB. libdeflate cannot sync-flush
+//!   or take a dictionary, which is why it cannot make a single member; per block it is
+//!   ~1.3x faster than zlib-rs at the same level, and denser.
+//! * **zlib-rs** (through flate2): raw deflate per block, primed with the previous block's last
+//!   32 KiB as the dictionary (the ratio of one continuous stream, as pigz does), ended with a
+//!   sync flush (byte-aligned, non-final) except the last block, which is finished; the output
+//!   thread writes one fixed gzip header (no name, mtime 0, OS 255), combines the blocks'
+//!   CRC-32s (`crc32fast::Hasher::combine`) and writes the trailer: ONE gzip member.
 //!
 //! Memory stays flat: at most a couple of blocks are queued per worker, whatever the layer
 //! size.
@@ -64,7 +71,20 @@ struct Job {
 struct Compressed {
     data: Vec<u8>,
     compressed: Vec<u8>,
-    crc: crc32fast::Hasher,
+    /// The block's CRC-32, for engines whose blocks share one member's trailer.
+    crc: Option<crc32fast::Hasher>,
+}
+
+/// Which deflate engine compresses the blocks; each gives its own (deterministic) bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GzipEngine {
+    /// zlib-rs raw deflate, each block primed with the previous 32 KiB and sync-flushed: the
+    /// blocks join into ONE gzip member.
+    ZlibRs,
+    /// libdeflate: faster and denser per level, but it cannot sync-flush nor take a
+    /// dictionary, so every block is its own gzip member (a multi-member stream, RFC 1952
+    /// section 2.2, which gzip, Go, containerd and Python all read as one stream).
+    Libdeflate,
 }
 
 type OutputResult<W> = io::Result<(W, Hasher)>;
@@ -82,7 +102,7 @@ pub struct ParallelGzipEncoder<W: Write + Send + 'static> {
 impl<W: Write + Send + 'static> ParallelGzipEncoder<W> {
     /// Starts `threads` (at least 1) compression workers at gzip `level` (clamped to 1-9) and
     /// an output thread writing to `out`.
-    pub fn new(out: W, level: u32, threads: usize) -> ParallelGzipEncoder<W> {
+    pub fn new(out: W, level: u32, threads: usize, engine: GzipEngine) -> ParallelGzipEncoder<W> {
         let level = level.clamp(1, 9);
         let threads = threads.max(1);
         let mut workers = Vec::with_capacity(threads);
@@ -92,12 +112,12 @@ impl<W: Write + Send + 'static> ParallelGzipEncoder<W> {
             let (job_tx, job_rx) = sync_channel::<Job>(QUEUE_DEPTH);
             let (done_tx, done_rx) = sync_channel::<io::Result<Compressed>>(QUEUE_DEPTH);
             worker_handles.push(std::thread::spawn(move || {
-                compress_worker(level, job_rx, done_tx)
+                compress_worker(engine, level, job_rx, done_tx)
             }));
             workers.push(job_tx);
             results.push(done_rx);
         }
-        let output = std::thread::spawn(move || write_output(out, results));
+        let output = std::thread::spawn(move || write_output(out, engine, results));
         ParallelGzipEncoder {
             block: Vec::with_capacity(GZIP_BLOCK_SIZE),
             dictionary: Vec::new(),
@@ -186,17 +206,38 @@ impl<W: Write + Send + 'static> Drop for ParallelGzipEncoder<W> {
     }
 }
 
-fn compress_worker(level: u32, jobs: Receiver<Job>, done: SyncSender<io::Result<Compressed>>) {
+fn compress_worker(
+    engine: GzipEngine,
+    level: u32,
+    jobs: Receiver<Job>,
+    done: SyncSender<io::Result<Compressed>>,
+) {
+    let mut libdeflate = None;
     for job in jobs {
-        let result = compress_block(level, &job).map(|compressed| {
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&job.data);
-            Compressed {
-                data: job.data,
-                compressed,
-                crc,
+        let result = match engine {
+            GzipEngine::ZlibRs => compress_block(level, &job).map(|compressed| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&job.data);
+                Compressed {
+                    data: job.data,
+                    compressed,
+                    crc: Some(crc),
+                }
+            }),
+            GzipEngine::Libdeflate => {
+                let compressor = libdeflate.get_or_insert_with(|| {
+                    // `level` is clamped to 1-9, which libdeflate accepts.
+                    let lvl = libdeflater::CompressionLvl::new(level as i32)
+                        .unwrap_or_else(|_| libdeflater::CompressionLvl::default());
+                    libdeflater::Compressor::new(lvl)
+                });
+                compress_member(compressor, &job.data).map(|compressed| Compressed {
+                    data: job.data,
+                    compressed,
+                    crc: None,
+                })
             }
-        });
+        };
         let failed = result.is_err();
         if done.send(result).is_err() || failed {
             return;
@@ -241,13 +282,27 @@ fn compress_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One whole gzip member of `data` with libdeflate.
+fn compress_member(compressor: &mut libdeflater::Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; compressor.gzip_compress_bound(data.len())];
+    let len = compressor
+        .gzip_compress(data, &mut out)
+        .map_err(|e| io::Error::other(format!("libdeflate failed: {e}")))?;
+    out.truncate(len);
+    Ok(out)
+}
+
 fn write_output<W: Write>(
     mut out: W,
+    engine: GzipEngine,
     results: Vec<Receiver<io::Result<Compressed>>>,
 ) -> io::Result<(W, Hasher)> {
     let mut uncompressed = Hasher::new();
     let mut crc = crc32fast::Hasher::new();
-    out.write_all(&GZIP_HEADER)?;
+    let one_member = engine == GzipEngine::ZlibRs;
+    if one_member {
+        out.write_all(&GZIP_HEADER)?;
+    }
     for index in 0.. {
         // Blocks went to the workers round-robin; a closed channel at the next position means
         // the stream has ended.
@@ -257,11 +312,15 @@ fn write_output<W: Write>(
         let block = block?;
         out.write_all(&block.compressed)?;
         uncompressed.update(&block.data);
-        crc.combine(&block.crc);
+        if let Some(block_crc) = &block.crc {
+            crc.combine(block_crc);
+        }
     }
-    // Trailer: CRC-32 and the length modulo 2^32, little-endian.
-    out.write_all(&crc.finalize().to_le_bytes())?;
-    out.write_all(&(uncompressed.len() as u32).to_le_bytes())?;
+    if one_member {
+        // Trailer: CRC-32 and the length modulo 2^32, little-endian.
+        out.write_all(&crc.finalize().to_le_bytes())?;
+        out.write_all(&(uncompressed.len() as u32).to_le_bytes())?;
+    }
     out.flush()?;
     Ok((out, uncompressed))
 }
@@ -366,8 +425,8 @@ mod tests {
         data
     }
 
-    fn gzip(data: &[u8], threads: usize) -> Vec<u8> {
-        let mut encoder = ParallelGzipEncoder::new(Vec::new(), 6, threads);
+    fn gzip(data: &[u8], threads: usize, engine: GzipEngine) -> Vec<u8> {
+        let mut encoder = ParallelGzipEncoder::new(Vec::new(), 6, threads, engine);
         encoder.write_all(data).unwrap();
         let finished = encoder.finish().unwrap();
         assert_eq!(finished.uncompressed_digest, Digest::of(data));
@@ -383,15 +442,21 @@ mod tests {
             GZIP_BLOCK_SIZE + 1,
             3 * GZIP_BLOCK_SIZE + 12345,
         ] {
-            let data = sample(len);
-            let one = gzip(&data, 1);
-            let mut decoded = Vec::new();
-            flate2::read::GzDecoder::new(&one[..])
-                .read_to_end(&mut decoded)
-                .unwrap();
-            assert_eq!(decoded, data, "len {len}");
-            for threads in [2, 4] {
-                assert_eq!(gzip(&data, threads), one, "len {len}, threads {threads}");
+            for engine in [GzipEngine::ZlibRs, GzipEngine::Libdeflate] {
+                let data = sample(len);
+                let one = gzip(&data, 1, engine);
+                let mut decoded = Vec::new();
+                flate2::read::MultiGzDecoder::new(&one[..])
+                    .read_to_end(&mut decoded)
+                    .unwrap();
+                assert_eq!(decoded, data, "len {len}, {engine:?}");
+                for threads in [2, 4] {
+                    assert_eq!(
+                        gzip(&data, threads, engine),
+                        one,
+                        "len {len}, threads {threads}"
+                    );
+                }
             }
         }
     }
