@@ -169,7 +169,7 @@ struct BuildArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     compression: CompressionName,
-    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
+    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3).
     #[arg(long)]
     compression_level: Option<i32>,
     /// Directory for the blob store and the step cache (default: $KILN_CACHE_DIR, else
@@ -393,7 +393,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let compression = match (args.compression, args.compression_level) {
         (CompressionName::Gzip, level) => {
-            let level = level.unwrap_or(6);
+            let level = level.unwrap_or(kiln::layer::DEFAULT_GZIP_LEVEL as i32);
             if !(1..=9).contains(&level) {
                 return Err(usage(format!(
                     "invalid --compression-level {level} for gzip: expected 1 to 9"
@@ -404,7 +404,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             }
         }
         (CompressionName::Zstd, level) => {
-            let level = level.unwrap_or(3);
+            let level = level.unwrap_or(kiln::layer::DEFAULT_ZSTD_LEVEL);
             if !(1..=19).contains(&level) {
                 return Err(usage(format!(
                     "invalid --compression-level {level} for zstd: expected 1 to 19"
