@@ -65,7 +65,7 @@ pub enum ApkError {
         archive: String,
         /// The cause.
         #[source]
-        source: ReaderError,
+        source: Box<ReaderError>,
     },
     /// The archive lacks a part apk requires (`APKINDEX`, `.PKGINFO`, a data member).
     #[error("`{archive}`: {what} is missing")]
@@ -128,7 +128,7 @@ pub enum ApkError {
         path: String,
         /// The cause.
         #[source]
-        source: ViewError,
+        source: Box<ViewError>,
     },
     /// Reading a host file (a local repository) failed.
     #[error("failed to read `{path}`")]
@@ -170,6 +170,9 @@ impl ApkError {
     /// A [`ApkError::View`] for `path`.
     pub(crate) fn view(path: impl Into<String>) -> impl FnOnce(ViewError) -> ApkError {
         let path = path.into();
-        move |source| ApkError::View { path, source }
+        move |source| ApkError::View {
+            path,
+            source: Box::new(source),
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod constraint;
 pub mod error;
 pub mod index;
+pub mod package;
 pub mod signed;
 pub mod version;
 
@@ -15,5 +16,6 @@ pub use checksum::Checksum;
 pub use constraint::{ConstraintError, PackageConstraint, Requirement, VersionOp};
 pub use error::ApkError;
 pub use index::{Index, PackageInfo, Provide};
+pub use package::{DataEntry, Package, PkgInfo, Trust};
 pub use signed::Keyring;
 pub use version::{Version, VersionError};

@@ -175,7 +175,7 @@ pub(crate) fn tar_entries(tar: &[u8], archive: &str) -> Result<Vec<(TarEntry, Ve
     })
     .map_err(|source| ApkError::Tar {
         archive: archive.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(out)
 }
