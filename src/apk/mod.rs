@@ -6,6 +6,7 @@
 
 pub mod checksum;
 pub mod constraint;
+pub mod db;
 pub mod error;
 pub mod index;
 pub mod package;
