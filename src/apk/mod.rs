@@ -11,6 +11,7 @@ pub mod error;
 pub mod index;
 pub mod package;
 pub mod signed;
+pub mod solve;
 pub mod version;
 
 pub use checksum::Checksum;
