@@ -5,16 +5,19 @@
 //! lower filesystem ([`solve`], [`install`], entry point [`run`]).
 
 pub mod checksum;
+pub mod command;
 pub mod constraint;
 pub mod db;
 pub mod error;
 pub mod index;
+pub mod install;
 pub mod package;
 pub mod signed;
 pub mod solve;
 pub mod version;
 
 pub use checksum::Checksum;
+pub use command::{ApkOptions, ApkOutcome, Material, run};
 pub use constraint::{ConstraintError, PackageConstraint, Requirement, VersionOp};
 pub use error::ApkError;
 pub use index::{Index, PackageInfo, Provide};
