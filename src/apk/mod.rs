@@ -1,8 +1,26 @@
-//! Alpine packages: version ordering ([`version`]) and package constraints as `apk add` spells
-//! them ([`constraint`]). Signed indexes, packages and the installed database come later.
+//! Alpine packages, natively: version ordering ([`version`]), package constraints as `apk
+//! add` spells them ([`constraint`]), checksum encodings ([`checksum`]), the signed container
+//! and keyring ([`signed`]), repository indexes ([`index`]), package files ([`package`]), the
+//! installed database ([`db`]), and solving and applying `apk upgrade` / `apk add` onto a
+//! lower filesystem ([`solve`], [`install`], entry point [`run`]).
 
+pub mod checksum;
+pub mod command;
 pub mod constraint;
+pub mod db;
+pub mod error;
+pub mod index;
+pub mod install;
+pub mod package;
+pub mod signed;
+pub mod solve;
 pub mod version;
 
+pub use checksum::Checksum;
+pub use command::{ApkOptions, ApkOutcome, Material, run};
 pub use constraint::{ConstraintError, PackageConstraint, Requirement, VersionOp};
+pub use error::ApkError;
+pub use index::{Index, PackageInfo, Provide};
+pub use package::{DataEntry, Package, PkgInfo, Trust};
+pub use signed::Keyring;
 pub use version::{Version, VersionError};

@@ -1,0 +1,301 @@
+//! The entry point the build calls for a RUN made of apk commands: [`run`] takes the recognized
+//! [`NativeCommand`]s, the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
+//! the layer's [`Diff`], the [`Material`]s consumed (indexes and packages with their digests)
+//! and warnings (scripts and triggers not run).
+//!
+//! Plan, prepare, apply: repositories come from the lower `/etc/apk/repositories` (or the
+//! options), their indexes are verified against the lower `/etc/apk/keys`; each command is
+//! solved to a [`Plan`], every package of the plan is read and verified against its index `C:`
+//! before anything is applied, then the plan is applied onto an [`Overlay`] of the lower view.
+//! Several commands apply in order, each seeing the previous ones' result. Only local
+//! repositories (`/path` or `file:///path`) are read; an `http(s)://` repository is
+//! [`ApkError::Unsupported`] until a fetcher is wired in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::index::Index;
+use super::install::{ApplyContext, State, apply_plan};
+use super::package::{Package, Trust};
+use super::signed::Keyring;
+use super::solve::{Mode, Plan, Universe, solve};
+use super::{ApkError, Requirement};
+use crate::layer::{Diff, LayerPath};
+use crate::rootfs::{FsView, Overlay};
+use crate::steps::etc_files::read_etc;
+use crate::steps::run::NativeCommand;
+
+/// Settings for [`run`].
+#[derive(Clone, Debug, Default)]
+pub struct ApkOptions {
+    /// Repositories to use instead of the lower `/etc/apk/repositories` (lines as in that
+    /// file). Default: `None` (read the file).
+    pub repositories: Option<Vec<String>>,
+    /// Repositories appended after the others. Default: none.
+    pub extra_repositories: Vec<String>,
+    /// Where fetched indexes and packages will be cached by checksum once HTTP fetching exists.
+    /// Default: `None`. Unused today (local repositories are read in place).
+    pub cache_dir: Option<PathBuf>,
+    /// A directory for large extracted contents. Default: `None` (contents are held in memory).
+    pub scratch_dir: Option<PathBuf>,
+    /// SOURCE_DATE_EPOCH: the mtime of the state files written and of emulated users' entries.
+    /// Default 0.
+    pub source_date_epoch: i64,
+}
+
+/// An input the step consumed, for provenance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Material {
+    /// Where it came from (`file:///repo/x86_64/hello-1.1-r0.apk`).
+    pub uri: String,
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
+    /// apk's identity (`Q1...` SHA-1 of the control member) for packages.
+    pub sha1: Option<String>,
+}
+
+/// What [`run`] produced.
+#[derive(Debug)]
+pub struct ApkOutcome {
+    /// The layer's changes.
+    pub diff: Diff,
+    /// Indexes and packages read, in order.
+    pub materials: Vec<Material>,
+    /// Scripts, triggers and behaviours not emulated.
+    pub warnings: Vec<String>,
+    /// The plan of each solving command, in order.
+    pub plans: Vec<Plan>,
+}
+
+/// One configured local repository.
+#[derive(Clone, Debug)]
+struct Repo {
+    dir: PathBuf,
+}
+
+struct Loaded {
+    repos: Vec<(Repo, Index)>,
+    arch: String,
+}
+
+fn parse_repo_line(line: &str) -> Result<Option<Repo>, ApkError> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut words = line.split_whitespace();
+    let mut url = words.next().unwrap_or_default();
+    if url.starts_with('@') {
+        return Err(ApkError::Unsupported(format!(
+            "tagged repositories (`{line}`)"
+        )));
+    }
+    if matches!(url, "v2" | "v3" | "ndx") {
+        url = words.next().unwrap_or_default();
+    }
+    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("ftp://") {
+        return Err(ApkError::Unsupported(format!(
+            "fetching from http repositories (`{url}`)"
+        )));
+    }
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if !path.starts_with('/') {
+        return Err(ApkError::Unsupported(format!("repository `{url}`")));
+    }
+    Ok(Some(Repo {
+        dir: PathBuf::from(path.trim_end_matches('/')),
+    }))
+}
+
+fn load_repositories(
+    lower: &dyn FsView,
+    options: &ApkOptions,
+    materials: &mut Vec<Material>,
+) -> Result<Loaded, ApkError> {
+    let arch = read_etc(
+        lower,
+        &LayerPath::new("etc/apk/arch").unwrap_or_else(|_| LayerPath::root()),
+    )
+    .map_err(ApkError::view("/etc/apk/arch"))?
+    .map(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    })
+    .filter(|a| !a.is_empty())
+    .ok_or_else(|| ApkError::Missing {
+        archive: "the lower filesystem".into(),
+        what: "/etc/apk/arch".into(),
+    })?;
+    let lines: Vec<String> = match &options.repositories {
+        Some(lines) => lines.clone(),
+        None => {
+            let path = LayerPath::new("etc/apk/repositories").unwrap_or_else(|_| LayerPath::root());
+            let bytes = read_etc(lower, &path)
+                .map_err(ApkError::view("/etc/apk/repositories"))?
+                .unwrap_or_default();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    let keyring = Keyring::from_view(lower)?;
+    let mut repos = Vec::new();
+    for line in lines.iter().chain(options.extra_repositories.iter()) {
+        let Some(repo) = parse_repo_line(line)? else {
+            continue;
+        };
+        let path = repo.dir.join(&arch).join("APKINDEX.tar.gz");
+        let uri = format!("file://{}/{arch}/APKINDEX.tar.gz", repo.dir.display());
+        let bytes = std::fs::read(&path).map_err(|source| ApkError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let index = Index::parse(&bytes, &uri, &keyring)?;
+        materials.push(Material {
+            uri,
+            sha256: super::checksum::sha256_hex(&bytes),
+            sha1: None,
+        });
+        repos.push((repo, index));
+    }
+    Ok(Loaded { repos, arch })
+}
+
+/// Runs apk commands natively on `lower` (see the module docs).
+pub fn run(
+    commands: &[NativeCommand],
+    lower: &dyn FsView,
+    options: &ApkOptions,
+) -> Result<ApkOutcome, ApkError> {
+    let mut overlay = Overlay::new(lower);
+    let mut state = State::load(lower)?;
+    let mut materials = Vec::new();
+    let mut warnings = Vec::new();
+    let mut plans = Vec::new();
+    let mut loaded: Option<Loaded> = None;
+    for command in commands {
+        let mode = match command {
+            NativeCommand::ApkUpdate => {
+                if loaded.is_none() {
+                    loaded = Some(load_repositories(lower, options, &mut materials)?);
+                }
+                warnings.push(
+                    "apk update: indexes are verified but not stored in /var/cache/apk".into(),
+                );
+                continue;
+            }
+            NativeCommand::ApkUpgrade {
+                available, latest, ..
+            } => {
+                if *available {
+                    return Err(ApkError::Unsupported("apk upgrade --available".into()));
+                }
+                if *latest {
+                    return Err(ApkError::Unsupported("apk upgrade --latest".into()));
+                }
+                Mode::Upgrade
+            }
+            NativeCommand::ApkAdd {
+                upgrade,
+                virtual_name,
+                packages,
+                ..
+            } => {
+                if virtual_name.is_some() {
+                    return Err(ApkError::Unsupported("apk add --virtual".into()));
+                }
+                if *upgrade {
+                    return Err(ApkError::Unsupported("apk add --upgrade".into()));
+                }
+                for wanted in packages {
+                    if let Requirement::Checksum(_) = wanted.requirement {
+                        return Err(ApkError::Unsupported(format!("apk add `{wanted}`")));
+                    }
+                    match state.world.iter_mut().find(|c| c.name == wanted.name) {
+                        Some(existing) => *existing = wanted.clone(),
+                        None => state.world.push(wanted.clone()),
+                    }
+                }
+                state.world_changed = true;
+                Mode::Add
+            }
+            NativeCommand::ApkDel { .. } => {
+                return Err(ApkError::Unsupported("apk del".into()));
+            }
+            other => {
+                return Err(ApkError::Unsupported(format!(
+                    "`{other:?}` is not an apk command"
+                )));
+            }
+        };
+        if let Some(tagged) = state.world.iter().find(|c| c.tag.is_some()) {
+            return Err(ApkError::Unsupported(format!(
+                "repository tags in world (`{tagged}`)"
+            )));
+        }
+        if loaded.is_none() {
+            loaded = Some(load_repositories(lower, options, &mut materials)?);
+        }
+        let Some(repos) = loaded.as_ref() else {
+            continue;
+        };
+        let mut universe = Universe::new();
+        let installed: Vec<_> = state.db.packages.iter().map(|p| p.info.clone()).collect();
+        for info in &installed {
+            universe.add_installed(info.clone());
+        }
+        for (i, (_, index)) in repos.repos.iter().enumerate() {
+            for info in &index.packages {
+                universe.add_available(info.clone(), i);
+            }
+        }
+        let plan = solve(&universe, &state.world, &installed, mode)?;
+        // Prepare: read and verify every package before applying anything.
+        let mut packages = BTreeMap::new();
+        for change in &plan.changes {
+            let Some(idx) = change.new else { continue };
+            let cand = &universe.candidates[idx];
+            let Some(repo_idx) = cand.repo else {
+                return Err(ApkError::Unsupported(format!(
+                    "reinstalling `{}`, which no repository provides",
+                    cand.info.id()
+                )));
+            };
+            let (repo, _) = &repos.repos[repo_idx];
+            let arch = cand.info.arch.clone().unwrap_or_else(|| repos.arch.clone());
+            let file = format!("{}.apk", cand.info.id());
+            let path = repo.dir.join(&arch).join(&file);
+            let uri = format!("file://{}/{arch}/{file}", repo.dir.display());
+            let bytes = std::fs::read(&path).map_err(|source| ApkError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let pkg = Package::open(&bytes, &uri, Trust::Index(cand.info.checksum))?;
+            materials.push(Material {
+                uri,
+                sha256: pkg.sha256.clone(),
+                sha1: Some(pkg.checksum.q1()),
+            });
+            packages.insert(idx, pkg);
+        }
+        let ctx = ApplyContext {
+            universe: &universe,
+            packages: &packages,
+            source_date_epoch: options.source_date_epoch,
+        };
+        warnings.extend(apply_plan(&plan, &ctx, &mut overlay, &mut state)?);
+        plans.push(plan);
+    }
+    state.write(&mut overlay, options.source_date_epoch)?;
+    Ok(ApkOutcome {
+        diff: overlay.into_diff(),
+        materials,
+        warnings,
+        plans,
+    })
+}

@@ -1,0 +1,682 @@
+//! Choosing the package set: the universe of candidates (repository index entries merged with
+//! installed packages by `C:`) and a deterministic solver for `apk upgrade` and `apk add`
+//! (apk.md §7.1-§7.3), producing a printable [`Plan`]. No network, nothing written.
+//!
+//! The solver walks world's constraints breadth first; for each required name it picks, among
+//! the providers that satisfy every constraint known for that name, the best by apk's
+//! preference order (§7.2, simplified): installed first when not upgrading (`apk add`), then
+//! the higher version provided for the requested name, then installed, then higher
+//! `provider_priority`, then the first-listed repository. A package's name and provides are
+//! then resolved to it and its dependencies queued. When a later constraint (or a `!conflict`)
+//! rejects an earlier choice, the constraint is learned and the solve restarts; a name no
+//! provider can satisfy is reported with every constraint and who asked for it. `install_if`
+//! packages join when every `i:` condition holds for the chosen set. The final set is the
+//! closure of world: installed packages outside it are removed.
+//!
+//! Simplifications (apk's full solver differs in corner cases): no backtracking beyond learned
+//! constraints, repository pinning (`@tag`) is not applied, and versioned-provide exclusivity
+//! is not enforced between different package names.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use super::checksum::Checksum;
+use super::index::PackageInfo;
+use super::version;
+use super::{ApkError, PackageConstraint, Requirement};
+
+/// One choosable package.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Its header.
+    pub info: PackageInfo,
+    /// Index of the repository it is available from (first listed wins), if any.
+    pub repo: Option<usize>,
+    /// True when it is the installed package (same `C:`).
+    pub installed: bool,
+}
+
+/// Every candidate, indexed by the names it provides.
+#[derive(Clone, Debug, Default)]
+pub struct Universe {
+    /// The candidates.
+    pub candidates: Vec<Candidate>,
+    by_name: BTreeMap<String, Vec<usize>>,
+    by_checksum: BTreeMap<Checksum, usize>,
+}
+
+impl Universe {
+    /// An empty universe.
+    pub fn new() -> Universe {
+        Universe::default()
+    }
+
+    /// Adds an index entry from repository `repo`; a package already present by `C:` (installed
+    /// or in an earlier repository) only gains the repository.
+    pub fn add_available(&mut self, info: PackageInfo, repo: usize) {
+        if let Some(&idx) = self.by_checksum.get(&info.checksum) {
+            let cand = &mut self.candidates[idx];
+            if cand.repo.is_none() {
+                cand.repo = Some(repo);
+            }
+            return;
+        }
+        self.push(Candidate {
+            info,
+            repo: Some(repo),
+            installed: false,
+        });
+    }
+
+    /// Adds an installed package; one already present by `C:` is marked installed.
+    pub fn add_installed(&mut self, info: PackageInfo) {
+        if let Some(&idx) = self.by_checksum.get(&info.checksum) {
+            self.candidates[idx].installed = true;
+            return;
+        }
+        self.push(Candidate {
+            info,
+            repo: None,
+            installed: true,
+        });
+    }
+
+    fn push(&mut self, cand: Candidate) {
+        let idx = self.candidates.len();
+        self.by_checksum.insert(cand.info.checksum, idx);
+        let mut names = vec![cand.info.name.clone()];
+        names.extend(cand.info.provides.iter().map(|p| p.name.clone()));
+        for name in names {
+            let list = self.by_name.entry(name).or_default();
+            if !list.contains(&idx) {
+                list.push(idx);
+            }
+        }
+        self.candidates.push(cand);
+    }
+
+    fn providers(&self, name: &str) -> &[usize] {
+        self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The version `cand` provides `name` at: its own version for its name, the `p:` version,
+    /// or `None` for an unversioned provide (or a name it does not provide).
+    fn provided_version<'c>(&self, cand: &'c Candidate, name: &str) -> Option<&'c str> {
+        if cand.info.name == name {
+            return Some(&cand.info.version);
+        }
+        cand.info
+            .provides
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.version.as_deref())
+    }
+
+    fn provides_name(&self, cand: &Candidate, name: &str) -> bool {
+        cand.info.name == name || cand.info.provides.iter().any(|p| p.name == name)
+    }
+
+    /// True when `cand`, standing for `c.name`, satisfies `c` (a conflict inverts).
+    pub fn satisfies(&self, cand: &Candidate, c: &PackageConstraint) -> bool {
+        if !self.provides_name(cand, &c.name) {
+            return c.conflict;
+        }
+        let ok = match &c.requirement {
+            Requirement::Any => true,
+            Requirement::Checksum(sum) => Checksum::parse(sum).ok() == Some(cand.info.checksum),
+            Requirement::Version(..) => match self.provided_version(cand, &c.name) {
+                // `matches` applies the conflict flag itself.
+                Some(v) => return c.matches(v),
+                None => false,
+            },
+        };
+        ok != c.conflict
+    }
+}
+
+/// `apk upgrade` or `apk add`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Prefer the newest version of every package (`apk upgrade`).
+    Upgrade,
+    /// Prefer installed versions (`apk add`).
+    Add,
+}
+
+/// What happens to one package name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Not installed before.
+    Install,
+    /// A newer version.
+    Upgrade,
+    /// An older version.
+    Downgrade,
+    /// Same version, other `C:`.
+    Replace,
+    /// No longer required.
+    Remove,
+}
+
+/// One change of the plan.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// What happens.
+    pub kind: ChangeKind,
+    /// The installed package, if any.
+    pub old: Option<PackageInfo>,
+    /// The package to install (index into [`Universe::candidates`]), if any.
+    pub new: Option<usize>,
+    /// The new package's header.
+    pub new_info: Option<PackageInfo>,
+}
+
+/// The result of solving: changes in apply order (dependencies first, removals last).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The changes.
+    pub changes: Vec<Change>,
+    /// The world the plan satisfies.
+    pub world: Vec<PackageConstraint>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.changes.len();
+        if total == 0 {
+            return writeln!(f, "OK: nothing to do");
+        }
+        for (i, change) in self.changes.iter().enumerate() {
+            let n = i + 1;
+            let old = change.old.as_ref();
+            let new = change.new_info.as_ref();
+            match (&change.kind, old, new) {
+                (ChangeKind::Install, _, Some(p)) => {
+                    writeln!(f, "({n}/{total}) Installing {} ({})", p.name, p.version)?
+                }
+                (ChangeKind::Remove, Some(o), _) => {
+                    writeln!(f, "({n}/{total}) Purging {} ({})", o.name, o.version)?
+                }
+                (kind, Some(o), Some(p)) => {
+                    let verb = match kind {
+                        ChangeKind::Upgrade => "Upgrading",
+                        ChangeKind::Downgrade => "Downgrading",
+                        _ => "Replacing",
+                    };
+                    writeln!(
+                        f,
+                        "({n}/{total}) {verb} {} ({} -> {})",
+                        p.name, o.version, p.version
+                    )?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A constraint and who asked for it (`world`, or a package `name-version`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Need {
+    constraint: PackageConstraint,
+    by: String,
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.by, self.constraint)
+    }
+}
+
+enum Attempt {
+    Done(BTreeMap<String, usize>),
+    Learn(Need),
+}
+
+/// Solves `world` over `universe` (see the module docs); `installed` are the currently
+/// installed packages (for the changeset).
+pub fn solve(
+    universe: &Universe,
+    world: &[PackageConstraint],
+    installed: &[PackageInfo],
+    mode: Mode,
+) -> Result<Plan, ApkError> {
+    let mut learned: Vec<Need> = Vec::new();
+    let chosen = loop {
+        match attempt(universe, world, mode, &learned)? {
+            Attempt::Done(chosen) => break chosen,
+            Attempt::Learn(need) => {
+                if learned.contains(&need) || learned.len() > 1000 {
+                    return Err(ApkError::Unsatisfiable(format!(
+                        "  {need} cannot be satisfied"
+                    )));
+                }
+                learned.push(need);
+            }
+        }
+    };
+    Ok(Plan {
+        changes: changeset(universe, world, installed, &chosen),
+        world: world.to_vec(),
+    })
+}
+
+fn attempt(
+    universe: &Universe,
+    world: &[PackageConstraint],
+    mode: Mode,
+    learned: &[Need],
+) -> Result<Attempt, ApkError> {
+    // Package name -> candidate; any provided name -> candidate.
+    let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut resolved: BTreeMap<String, usize> = BTreeMap::new();
+    let mut needs: Vec<Need> = Vec::new();
+    let mut queue: VecDeque<Need> = world
+        .iter()
+        .map(|c| Need {
+            constraint: c.clone(),
+            by: "world".into(),
+        })
+        .collect();
+    let mut install_if_done: BTreeSet<usize> = BTreeSet::new();
+    loop {
+        while let Some(need) = queue.pop_front() {
+            let c = &need.constraint;
+            needs.push(need.clone());
+            if c.conflict {
+                if let Some(&idx) = resolved.get(&c.name) {
+                    if !universe.satisfies(&universe.candidates[idx], c) {
+                        return Ok(Attempt::Learn(need));
+                    }
+                }
+                continue;
+            }
+            if let Some(&idx) = resolved.get(&c.name) {
+                if universe.satisfies(&universe.candidates[idx], c) {
+                    continue;
+                }
+                return Ok(Attempt::Learn(need));
+            }
+            let known: Vec<&Need> = learned
+                .iter()
+                .chain(needs.iter())
+                .filter(|n| n.constraint.name == c.name)
+                .collect();
+            let conflicts: Vec<&Need> = needs.iter().filter(|n| n.constraint.conflict).collect();
+            let ok: Vec<usize> = universe
+                .providers(&c.name)
+                .iter()
+                .copied()
+                .filter(|&idx| {
+                    let cand = &universe.candidates[idx];
+                    cand.info.unknown_upper.is_empty()
+                        && known
+                            .iter()
+                            .all(|n| universe.satisfies(cand, &n.constraint))
+                        && chosen
+                            .get(&cand.info.name)
+                            .is_none_or(|&other| other == idx)
+                        && conflicts
+                            .iter()
+                            .all(|n| universe.satisfies(cand, &n.constraint))
+                        && learned
+                            .iter()
+                            .filter(|n| n.constraint.name == cand.info.name)
+                            .all(|n| universe.satisfies(cand, &n.constraint))
+                })
+                .collect();
+            let Some(best) = ok
+                .iter()
+                .copied()
+                .max_by(|&a, &b| prefer(universe, &c.name, mode, a, b))
+            else {
+                return Err(unsatisfiable(universe, &c.name, &known, learned));
+            };
+            let cand = &universe.candidates[best];
+            chosen.insert(cand.info.name.clone(), best);
+            resolved.insert(cand.info.name.clone(), best);
+            for p in &cand.info.provides {
+                resolved.entry(p.name.clone()).or_insert(best);
+            }
+            // Constraints seen earlier on names this package now provides must still hold.
+            for earlier in needs
+                .iter()
+                .filter(|n| resolved.get(&n.constraint.name) == Some(&best))
+            {
+                if !universe.satisfies(cand, &earlier.constraint) {
+                    return Ok(Attempt::Learn(earlier.clone()));
+                }
+            }
+            for dep in &cand.info.depends {
+                queue.push_back(Need {
+                    constraint: dep.clone(),
+                    by: cand.info.id(),
+                });
+            }
+        }
+        // install_if: a package joins when each of its conditions holds for the chosen set.
+        let mut joined = false;
+        for (idx, cand) in universe.candidates.iter().enumerate() {
+            if cand.info.install_if.is_empty()
+                || chosen.contains_key(&cand.info.name)
+                || install_if_done.contains(&idx)
+            {
+                continue;
+            }
+            let holds = cand.info.install_if.iter().all(|cond| {
+                resolved
+                    .get(&cond.name)
+                    .is_some_and(|&r| universe.satisfies(&universe.candidates[r], cond))
+            });
+            if holds {
+                install_if_done.insert(idx);
+                queue.push_back(Need {
+                    constraint: PackageConstraint {
+                        name: cand.info.name.clone(),
+                        tag: None,
+                        requirement: Requirement::Any,
+                        conflict: false,
+                    },
+                    by: format!("install_if of {}", cand.info.id()),
+                });
+                joined = true;
+                break;
+            }
+        }
+        if !joined {
+            break;
+        }
+    }
+    Ok(Attempt::Done(chosen))
+}
+
+/// apk's preference between two providers of `name` (Greater = `a` is better).
+fn prefer(universe: &Universe, name: &str, mode: Mode, a: usize, b: usize) -> Ordering {
+    let ca = &universe.candidates[a];
+    let cb = &universe.candidates[b];
+    let installed = ca.installed.cmp(&cb.installed);
+    if mode == Mode::Add && installed != Ordering::Equal {
+        return installed;
+    }
+    let va = universe.provided_version(ca, name);
+    let vb = universe.provided_version(cb, name);
+    let by_version = match (va, vb) {
+        (Some(x), Some(y)) => version::compare(x, y),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (None, None) => Ordering::Equal,
+    };
+    by_version
+        .then_with(|| {
+            if ca.info.name == cb.info.name {
+                version::compare(&ca.info.version, &cb.info.version)
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then(installed)
+        .then_with(|| {
+            ca.info
+                .provider_priority
+                .unwrap_or(0)
+                .cmp(&cb.info.provider_priority.unwrap_or(0))
+        })
+        // Lower repository index wins; installed-only candidates come last.
+        .then_with(|| {
+            cb.repo
+                .unwrap_or(usize::MAX)
+                .cmp(&ca.repo.unwrap_or(usize::MAX))
+        })
+        .then_with(|| cb.info.name.cmp(&ca.info.name))
+}
+
+fn unsatisfiable(universe: &Universe, name: &str, known: &[&Need], learned: &[Need]) -> ApkError {
+    let mut lines: Vec<String> = Vec::new();
+    let providers: Vec<String> = universe
+        .providers(name)
+        .iter()
+        .map(|&i| universe.candidates[i].info.id())
+        .collect();
+    if providers.is_empty() {
+        lines.push(format!("  {name} (no such package):"));
+    } else {
+        lines.push(format!("  {name} (available: {}):", providers.join(", ")));
+    }
+    let mut seen = BTreeSet::new();
+    for need in known
+        .iter()
+        .copied()
+        .chain(learned.iter().filter(|n| n.constraint.name == name))
+    {
+        let text = need.to_string();
+        if seen.insert(text.clone()) {
+            lines.push(format!("    required by: {text}"));
+        }
+    }
+    ApkError::Unsatisfiable(lines.join("\n"))
+}
+
+fn changeset(
+    universe: &Universe,
+    world: &[PackageConstraint],
+    installed: &[PackageInfo],
+    chosen: &BTreeMap<String, usize>,
+) -> Vec<Change> {
+    let old: BTreeMap<&str, &PackageInfo> =
+        installed.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut order: Vec<usize> = Vec::new();
+    let mut visiting: BTreeSet<usize> = BTreeSet::new();
+    let mut starts: Vec<&str> = world
+        .iter()
+        .filter(|c| !c.conflict)
+        .map(|c| c.name.as_str())
+        .collect();
+    starts.sort_by_key(|n| n.to_ascii_lowercase());
+    let resolve = |name: &str| -> Option<usize> {
+        chosen.get(name).copied().or_else(|| {
+            chosen
+                .values()
+                .copied()
+                .find(|&i| universe.provides_name(&universe.candidates[i], name))
+        })
+    };
+    fn visit(
+        idx: usize,
+        universe: &Universe,
+        resolve: &dyn Fn(&str) -> Option<usize>,
+        visiting: &mut BTreeSet<usize>,
+        order: &mut Vec<usize>,
+    ) {
+        if !visiting.insert(idx) {
+            return;
+        }
+        let mut deps: Vec<usize> = universe.candidates[idx]
+            .info
+            .depends
+            .iter()
+            .filter(|d| !d.conflict)
+            .filter_map(|d| resolve(&d.name))
+            .collect();
+        deps.sort_by(|a, b| {
+            universe.candidates[*a]
+                .info
+                .name
+                .cmp(&universe.candidates[*b].info.name)
+        });
+        for dep in deps {
+            visit(dep, universe, resolve, visiting, order);
+        }
+        order.push(idx);
+    }
+    for name in starts {
+        if let Some(idx) = resolve(name) {
+            visit(idx, universe, &resolve, &mut visiting, &mut order);
+        }
+    }
+    for &idx in chosen.values() {
+        visit(idx, universe, &resolve, &mut visiting, &mut order);
+    }
+    let mut changes = Vec::new();
+    for idx in order {
+        let info = &universe.candidates[idx].info;
+        let before = old.get(info.name.as_str()).copied();
+        let kind = match before {
+            None => ChangeKind::Install,
+            Some(o) if o.checksum == info.checksum => continue,
+            Some(o) => match version::compare(&info.version, &o.version) {
+                Ordering::Greater => ChangeKind::Upgrade,
+                Ordering::Less => ChangeKind::Downgrade,
+                Ordering::Equal => ChangeKind::Replace,
+            },
+        };
+        changes.push(Change {
+            kind,
+            old: before.cloned(),
+            new: Some(idx),
+            new_info: Some(info.clone()),
+        });
+    }
+    for (name, info) in &old {
+        if !chosen.contains_key(*name) {
+            changes.push(Change {
+                kind: ChangeKind::Remove,
+                old: Some((*info).clone()),
+                new: None,
+                new_info: None,
+            });
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apk::index::{Record, parse_records};
+
+    fn pkg(spec: &str, sum: u8) -> PackageInfo {
+        // "name version [D:deps] [p:provides]" with `|` between fields.
+        let mut parts = spec.split('|');
+        let head: Vec<&str> = parts.next().unwrap_or_default().split(' ').collect();
+        let mut text = format!(
+            "C:{}\nP:{}\nV:{}\n",
+            Checksum([sum; 20]).q1(),
+            head[0],
+            head[1]
+        );
+        for extra in parts {
+            text.push_str(extra);
+            text.push('\n');
+        }
+        let records: Vec<Record> = parse_records(&text, "t").expect("records");
+        PackageInfo::from_record(&records[0], "t").expect("info")
+    }
+
+    fn world(text: &str) -> Vec<PackageConstraint> {
+        text.split_whitespace()
+            .map(|w| PackageConstraint::parse(w).expect("constraint"))
+            .collect()
+    }
+
+    fn run(
+        installed: &[PackageInfo],
+        repo: &[PackageInfo],
+        w: &str,
+        mode: Mode,
+    ) -> Result<String, ApkError> {
+        let mut u = Universe::new();
+        for p in installed {
+            u.add_installed(p.clone());
+        }
+        for p in repo {
+            u.add_available(p.clone(), 0);
+        }
+        Ok(solve(&u, &world(w), installed, mode)?.to_string())
+    }
+
+    #[test]
+    fn scenarios() {
+        let a1 = pkg("a 1|D:b", 1);
+        let b1 = pkg("b 1", 2);
+        let a2 = pkg("a 2|D:b", 3);
+        let b2 = pkg("b 2", 4);
+        // apk-tools solver test basic3: upgrade moves a and b, dependencies first.
+        assert_eq!(
+            run(
+                &[a1.clone(), b1.clone()],
+                &[a2.clone(), b2.clone()],
+                "a",
+                Mode::Upgrade
+            )
+            .expect("ok"),
+            "(1/2) Upgrading b (1 -> 2)\n(2/2) Upgrading a (1 -> 2)\n"
+        );
+        // add keeps installed versions.
+        assert_eq!(
+            run(
+                &[a1.clone(), b1.clone()],
+                &[a2.clone(), b2.clone()],
+                "a",
+                Mode::Add
+            )
+            .expect("ok"),
+            "OK: nothing to do\n"
+        );
+        // A new dependency-free world entry under add.
+        let c1 = pkg("c 1|D:so:libx.so.1", 5);
+        let x1 = pkg("libx 1|p:so:libx.so.1=1", 6);
+        assert_eq!(
+            run(
+                &[a1.clone(), b1.clone()],
+                &[a2.clone(), b2.clone(), c1.clone(), x1.clone()],
+                "a c",
+                Mode::Add
+            )
+            .expect("ok"),
+            "(1/2) Installing libx (1)\n(2/2) Installing c (1)\n"
+        );
+        // A package nothing requires any more is purged.
+        assert_eq!(
+            run(
+                &[a1.clone(), b1.clone()],
+                &[pkg("a 2", 7)],
+                "a",
+                Mode::Upgrade
+            )
+            .expect("ok"),
+            "(1/2) Upgrading a (1 -> 2)\n(2/2) Purging b (1)\n"
+        );
+        // A learned constraint: world says b<2, so upgrade keeps b 1.
+        assert_eq!(
+            run(
+                &[a1.clone(), b1.clone()],
+                &[a2.clone(), b2.clone()],
+                "a b<2",
+                Mode::Upgrade
+            )
+            .expect("ok"),
+            "(1/1) Upgrading a (1 -> 2)\n"
+        );
+        // Unsatisfiable: a dependency no version meets, naming both requirers.
+        let d = pkg("d 1|D:b>5", 8);
+        let err = run(&[a1.clone(), b1.clone()], &[a2, b2, d], "a d", Mode::Add)
+            .expect_err("unsat")
+            .to_string();
+        assert!(err.contains("required by: d-1[b>5]"), "{err}");
+        // A conflict with an installed package.
+        let e = pkg("e 1|D:!b", 9);
+        let err = run(&[a1, b1], &[e], "a e", Mode::Add)
+            .expect_err("conflict")
+            .to_string();
+        assert!(err.contains("e-1[!b]"), "{err}");
+        let err = run(&[], &[], "nothing", Mode::Add)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("nothing (no such package)") && err.contains("world[nothing]"),
+            "{err}"
+        );
+    }
+}
