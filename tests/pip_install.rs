@@ -205,6 +205,7 @@ struct Run {
     fs: MemFs,
     env: BTreeMap<String, String>,
     user: String,
+    offline: std::cell::Cell<bool>,
     work: tempfile::TempDir,
 }
 
@@ -217,6 +218,7 @@ impl Run {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             user: String::new(),
+            offline: std::cell::Cell::new(false),
             work: tempfile::tempdir().unwrap(),
         }
     }
@@ -238,7 +240,7 @@ impl Run {
                 source_date_epoch: 1_700_000_000,
                 scratch_dir: &scratch,
                 cache_dir: &cache,
-                offline: false,
+                offline: self.offline.get(),
             },
         )
     }
@@ -365,6 +367,17 @@ fn seed_line_as_appuser_with_pip_conf_local_index() {
         let dir = index.path().join(&project);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(wheel_path, dir.join(&name)).unwrap();
+        if project == "flask" {
+            // An index.html wins over the directory listing; its link may point elsewhere.
+            let elsewhere = index.path().join("files");
+            std::fs::create_dir_all(&elsewhere).unwrap();
+            std::fs::rename(dir.join(&name), elsewhere.join(&name)).unwrap();
+            let html = format!(
+                "<html><body><a href=\"../files/{name}#sha256={}\">{name}</a></body></html>",
+                hash_of(wheel_path)
+            );
+            std::fs::write(dir.join("index.html"), html).unwrap();
+        }
     }
     let conf = format!("[global]\nindex-url = file://{}\n", index.path().display());
     let mut run = Run::new(
@@ -572,6 +585,16 @@ fn seed_line_from_http_json_index_with_pep658() {
         !log[before..].iter().any(|(p, _)| p.ends_with(".whl")),
         "{:?}",
         &log[before..]
+    );
+    // Offline, with the server gone: the hashed pins are found in the cache by their hashes.
+    drop(server);
+    run.offline.set(true);
+    let offline = run.pip("--user -r requirements.txt").unwrap();
+    assert_eq!(snapshot(&offline.diff), snapshot(&outcome.diff));
+    let err = run.pip("--user blinker==1.8.0").unwrap_err().to_string();
+    assert!(
+        err.contains("`blinker==1.8.0` is not in the download cache and offline mode"),
+        "{err}"
     );
 }
 
