@@ -7,11 +7,20 @@
 //! verified wheel into a [`crate::layer::Diff`] laid out like pip's `--user`, `--prefix` or
 //! `--target` schemes.
 //!
-//! Data enters as a stage view, a platform, requirement files and wheel files on the host (the
-//! index client that fetches them comes later); it leaves as one Diff per installed wheel.
+//! [`config`] reads pip's configuration files from the image and `PIP_*` from the RUN's
+//! environment; [`index`] lists and fetches distribution files from find-links locations and
+//! simple-API indexes (host directories or HTTP); [`metadata`] parses core metadata;
+//! [`resolve`] picks the best wheel for a requirement and checks that a pinned set is complete.
+//!
+//! Data enters as a stage view, a platform, requirement files and distribution sources; it
+//! leaves as one Diff per installed wheel (`crate::steps::pip` merges them into one step).
 
+pub mod config;
+pub mod index;
+pub mod metadata;
 pub mod pip_args;
 pub mod requirements;
+pub mod resolve;
 pub mod tags;
 pub mod target;
 pub mod wheel;

@@ -1,0 +1,1001 @@
+//! The native `pip install` step: what `RUN pip install ...` would add to the image, computed
+//! without running pip or any container.
+//!
+//! [`pip_install`] takes the words after `pip install` (see
+//! [`crate::steps::run::NativeCommand::Pip`]) and a [`PipRequest`] describing the stage, and
+//! returns a [`PipOutcome`]: one [`Diff`], the files it consumed ([`PipMaterial`], for the
+//! provenance) and the distributions it installed ([`InstalledDistribution`], for the SBOM).
+//!
+//! It does what the pip inside the image would do, reading everything the container would
+//! read from the IMAGE:
+//!
+//! 1. The target Python (version, libc, arch) comes from the stage filesystem and platform
+//!    ([`crate::python::target::detect`]); markers and tags are the target's, never the host's.
+//! 2. The RUN user is looked up in the image's `/etc/passwd` (`--user` installs into
+//!    `<home>/.local`; `HOME` from the RUN's environment wins, as in a container).
+//! 3. pip's configuration files in the image (`/etc/pip.conf`, `~/.config/pip/pip.conf`, ...),
+//!    `PIP_*` variables of the RUN's environment (ENV and ARG, e.g. `--build-arg
+//!    PIP_INDEX_URL=...`), the command line and the requirement files' own options are
+//!    combined with pip's precedence ([`crate::python::config`]).
+//! 4. Requirement files named relative to WORKDIR are read from the image.
+//!
+//! Distribution sources are reached ON THE BUILD HOST, on the container's behalf, the way the
+//! pip inside it would use the network: an HTTP(S) index or find-links URL is fetched by kiln,
+//! and a find-links or index value that is an absolute path or a `file://` URL names a
+//! directory on the BUILD HOST (a flat directory of wheels, or a PEP 503 tree). There is no
+//! default index: with no index and no find-links configured anywhere the step fails and says
+//! how to configure one. Downloads are verified and cached by sha256 in the cache directory;
+//! with `offline`, only host directories and the cache are used.
+//!
+//! kiln installs pinned requirements (`name==version`, ideally with `--hash`): for each, the
+//! best wheel for the target is chosen ([`crate::python::resolve::candidates`]), its sha256
+//! checked against the allowed hashes in hash-checking mode, its PEP 658 metadata (when the
+//! index serves it) checked for `Requires-Python` before the download, and it is installed with
+//! [`crate::python::wheel::install_wheel`] into the scheme of `--user`, `--prefix`, `--target`
+//! or the interpreter's own prefix. Unless `--no-deps` is given, every dependency of every
+//! installed distribution must be in the set at a satisfying version. Loose requirements
+//! (`flask>=2`) are refused: there is no resolver yet. The Diffs merge in name order;
+//! directories that already exist in the image keep their owner and mode.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{Requirement, VersionOrUrl};
+
+use crate::image::platform::Platform;
+use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath};
+use crate::python::config::{self, ConfigError, ConfigInputs, ConfigValue, image_path};
+use crate::python::index::{
+    CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, SourceKind,
+};
+use crate::python::metadata::{CoreMetadata, MetadataError};
+use crate::python::pip_args::{self, InstallLocation, PipArgsError};
+use crate::python::requirements::{self, RequirementLine, RequirementsError};
+use crate::python::resolve::{self, Candidate, DependencyError, Planned, SelectError, TargetFit};
+use crate::python::tags::{LinuxTag, Tags};
+use crate::python::target::{self, Libc, PythonTarget, TargetError};
+use crate::python::wheel::{self, InstallOptions, Owner, Requested, Scheme, WheelError};
+use crate::rootfs::{FsView, NodeKind, ViewError};
+use crate::steps::etc_files;
+
+/// Everything about the stage that `pip install` depends on.
+pub struct PipRequest<'a> {
+    /// The stage's filesystem as the RUN sees it (lower layers plus pending changes).
+    pub fs: &'a dyn FsView,
+    /// The RUN's working directory (absolute image path): relative requirement files,
+    /// `--target`/`--prefix` and `PIP_CONFIG_FILE` are resolved against it.
+    pub workdir: &'a str,
+    /// The RUN's `USER` value (`appuser`, `1000`, `1000:1000`, `name:group`); empty for root.
+    pub user: &'a str,
+    /// The RUN's environment (ENV and ARG values): `PIP_*`, `HOME`, `XDG_CONFIG_*`.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The image platform (the target, not the host).
+    pub platform: &'a Platform,
+    /// Time of every entry in the Diff (SOURCE_DATE_EPOCH, or 0).
+    pub source_date_epoch: i64,
+    /// Host directory for large extracted files; must outlive the returned Diff.
+    pub scratch_dir: &'a Path,
+    /// Host directory of the download cache (files kept by sha256).
+    pub cache_dir: &'a Path,
+    /// Forbid network access: only host directories and the cache are used.
+    pub offline: bool,
+}
+
+/// What the step produced.
+#[derive(Clone, Debug)]
+pub struct PipOutcome {
+    /// The files the install adds to the image.
+    pub diff: Diff,
+    /// The distribution files consumed, in name order.
+    pub materials: Vec<PipMaterial>,
+    /// The distributions installed, in name order.
+    pub installed: Vec<InstalledDistribution>,
+}
+
+/// One consumed distribution file (a provenance material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipMaterial {
+    /// Where it came from: its URL (credentials removed) or `file://` host path.
+    pub uri: String,
+    /// Its sha256, lower-case hex.
+    pub sha256: String,
+    /// Its file name.
+    pub filename: String,
+}
+
+/// One installed distribution (an SBOM package).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledDistribution {
+    /// The name as the distribution spells it (`Flask`, `MarkupSafe`).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Package URL: `pkg:pypi/<normalized name>@<version>`.
+    pub purl: String,
+}
+
+/// Why the step failed. Every variant names the package, file or setting, and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PipError {
+    /// The arguments are not supported.
+    #[error(transparent)]
+    Args(#[from] PipArgsError),
+    /// The RUN user is not in the image.
+    #[error(
+        "RUN user `{user}` is not in the image's /etc/passwd; create it first (RUN adduser ...) \
+         or use a numeric USER"
+    )]
+    UnknownUser {
+        /// The USER value.
+        user: String,
+    },
+    /// The group of `USER name:group` is not in the image's /etc/group.
+    #[error("group `{group}` of USER `{user}` is not in the image's /etc/group")]
+    UnknownGroup {
+        /// The USER value.
+        user: String,
+        /// The group.
+        group: String,
+    },
+    /// Reading the stage filesystem failed.
+    #[error("failed to read `{path}` from the stage filesystem")]
+    Read {
+        /// The image path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: ViewError,
+    },
+    /// The target Python could not be detected.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// pip's configuration in the image is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A requirements file is invalid.
+    #[error(transparent)]
+    Requirements(#[from] RequirementsError),
+    /// A requirement given on the command line is invalid.
+    #[error("invalid requirement `{spec}` on the pip command line: {problem}")]
+    Spec {
+        /// The argument.
+        spec: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Nowhere to get distributions from.
+    #[error(
+        "pip install has no package index and no find-links configured, and kiln has no default \
+         index; configure one as the pip in the image would see it: `--index-url URL` or \
+         `--find-links DIR` on the RUN line or in the requirements file, `PIP_INDEX_URL` / \
+         `PIP_FIND_LINKS` through `ENV` or `ARG` (then `kiln build --build-arg \
+         PIP_INDEX_URL=URL`), or `index-url` in a pip.conf in the image (/etc/pip.conf); local \
+         paths and file:// URLs name directories on the build host (see docs/pip.md)"
+    )]
+    NoSources,
+    /// A loose requirement (the resolver is not implemented).
+    #[error(
+        "kiln installs pinned requirements (`name==version`, ideally with `--hash`); resolving \
+         `{requirement}` ({origin}) is not implemented yet: pin it (e.g. with `pip-compile \
+         --generate-hashes` or `uv pip compile --generate-hashes`)"
+    )]
+    Unpinned {
+        /// The requirement as written (without marker).
+        requirement: String,
+        /// Where it was written (`requirements.txt:3`, `command line`).
+        origin: String,
+    },
+    /// A requirement not pinned and hashed while hash-checking mode is on.
+    #[error(
+        "`{package}` ({origin}) has no --hash, but hash-checking mode is on (a --hash elsewhere, \
+         or --require-hashes / PIP_REQUIRE_HASHES); add --hash=sha256:... for it"
+    )]
+    MissingHash {
+        /// The package.
+        package: String,
+        /// Where it was written.
+        origin: String,
+    },
+    /// One project pinned twice to different versions.
+    #[error("`{package}` is pinned twice: `{first}` and `{second}`; keep one")]
+    DoublePin {
+        /// The package.
+        package: String,
+        /// The first requirement.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// The pinned version violates a constraint.
+    #[error("`{package}` {version} is pinned, but the constraint `{constraint}` excludes it")]
+    Constraint {
+        /// The package.
+        package: String,
+        /// The pinned version.
+        version: String,
+        /// The constraint.
+        constraint: String,
+    },
+    /// `--no-binary` asks for source builds.
+    #[error(
+        "--no-binary {value} ({origin}) asks pip to build from source; kiln installs wheels only: \
+         remove the option"
+    )]
+    NoBinary {
+        /// The value.
+        value: String,
+        /// Where it was set.
+        origin: String,
+    },
+    /// No file fits the requirement.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// A source could not be read.
+    #[error("while looking for `{package}`: {source}")]
+    Index {
+        /// The package.
+        package: String,
+        /// The cause.
+        #[source]
+        source: Box<IndexError>,
+    },
+    /// Offline, and the file is not in the cache.
+    #[error(
+        "`{package}=={version}` is not in the download cache and offline mode forbids fetching \
+         it from {sources}; run once without --offline, or add a find-links directory"
+    )]
+    Offline {
+        /// The package.
+        package: String,
+        /// The version.
+        version: String,
+        /// The remote sources.
+        sources: String,
+    },
+    /// The file's hash is not one the requirements allow.
+    #[error(
+        "hash mismatch for `{package}` ({uri}): the requirements allow sha256 {expected}, the \
+         file has {actual}; the file was replaced or the --hash is wrong: check the source, or \
+         update the --hash in the requirements if the new file is trusted"
+    )]
+    HashMismatch {
+        /// The package.
+        package: String,
+        /// Where the file came from (ends with its file name).
+        uri: String,
+        /// The allowed hashes.
+        expected: String,
+        /// The file's hash.
+        actual: String,
+    },
+    /// The metadata says the distribution needs another Python.
+    #[error(
+        "`{package}` {version} requires Python {requires} (its metadata), but the image has \
+         Python {python}; pin a version that supports Python {python}"
+    )]
+    RequiresPython {
+        /// The package.
+        package: String,
+        /// The version.
+        version: String,
+        /// The specifier.
+        requires: String,
+        /// The target's Python.
+        python: String,
+    },
+    /// The metadata is unreadable.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// A dependency is not satisfied by the set.
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+    /// Installing a wheel failed.
+    #[error("failed to install `{package}`")]
+    Install {
+        /// The package.
+        package: String,
+        /// The cause.
+        #[source]
+        source: Box<WheelError>,
+    },
+    /// An install path is invalid.
+    #[error("invalid install location `{path}` ({problem})")]
+    Location {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The RUN user as pip inside the container would be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunUser {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Home directory (absolute image path).
+    pub home: String,
+}
+
+/// Resolves a `USER` value against the image's passwd and group files, as a container runtime
+/// does: a name must exist; a uid without an entry gets gid 0 and home `/`; root's home is
+/// `/root` when passwd does not say. `HOME` in `env` overrides the home.
+pub fn resolve_user(
+    fs: &dyn FsView,
+    user: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RunUser, PipError> {
+    let read = |path: &str| -> Result<String, PipError> {
+        let layer_path = LayerPath::new(path).map_err(|_| PipError::Location {
+            path: path.to_owned(),
+            problem: "not a valid path".to_owned(),
+        })?;
+        etc_files::read_etc(fs, &layer_path)
+            .map(|bytes| {
+                bytes
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            })
+            .map_err(|source| PipError::Read {
+                path: format!("/{path}"),
+                source,
+            })
+    };
+    let (name, group) = match user.split_once(':') {
+        Some((n, g)) => (n, Some(g)),
+        None => (user, None),
+    };
+    let name = if name.is_empty() { "0" } else { name };
+    let passwd = etc_files::parse_passwd(&read("etc/passwd")?);
+    let entry = match name.parse::<u32>() {
+        Ok(uid) => passwd.iter().find(|e| e.uid == uid).cloned(),
+        Err(_) => Some(
+            passwd
+                .iter()
+                .find(|e| e.name == name)
+                .cloned()
+                .ok_or_else(|| PipError::UnknownUser {
+                    user: user.to_owned(),
+                })?,
+        ),
+    };
+    let (uid, mut gid, mut home) = match (&entry, name.parse::<u32>()) {
+        (Some(e), _) => (e.uid, e.gid, e.home.clone()),
+        (None, Ok(0)) => (0, 0, "/root".to_owned()),
+        (None, Ok(uid)) => (uid, 0, "/".to_owned()),
+        (None, Err(_)) => unreachable_user(user)?,
+    };
+    if uid == 0 && home.is_empty() {
+        home = "/root".to_owned();
+    }
+    if let Some(group) = group.filter(|g| !g.is_empty()) {
+        gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => etc_files::parse_group(&read("etc/group")?)
+                .into_iter()
+                .find(|g| g.name == group)
+                .map(|g| g.gid)
+                .ok_or_else(|| PipError::UnknownGroup {
+                    user: user.to_owned(),
+                    group: group.to_owned(),
+                })?,
+        };
+    }
+    if let Some(env_home) = env("HOME").filter(|h| h.starts_with('/')) {
+        home = env_home;
+    }
+    Ok(RunUser { uid, gid, home })
+}
+
+fn unreachable_user(user: &str) -> Result<(u32, u32, String), PipError> {
+    Err(PipError::UnknownUser {
+        user: user.to_owned(),
+    })
+}
+
+/// A requirement to install, merged across files and the command line.
+struct Wanted {
+    /// As written (for messages).
+    display: String,
+    /// The pinned version text.
+    version: String,
+    specifiers: VersionSpecifiers,
+    hashes: Vec<String>,
+    extras: BTreeSet<String>,
+    origin: String,
+}
+
+/// Settings after configuration, command line and requirement files.
+struct Settings {
+    location: InstallLocation,
+    no_deps: bool,
+    hash_checking: bool,
+    index_url: Option<ConfigValue>,
+    extra_index_urls: Vec<ConfigValue>,
+    find_links: Vec<ConfigValue>,
+    no_index: bool,
+}
+
+fn cli(value: &str) -> ConfigValue {
+    ConfigValue {
+        value: value.to_owned(),
+        origin: "the pip command line".to_owned(),
+    }
+}
+
+/// Runs `pip install <args>` natively for the stage described by `request`.
+pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutcome, PipError> {
+    let parsed = pip_args::parse(args)?;
+    let user = resolve_user(request.fs, request.user, request.env)?;
+    let target = target::detect(request.fs, request.platform)?;
+    let sys_prefix = sys_prefix(&target.interpreter);
+    let config = config::load(&ConfigInputs {
+        fs: request.fs,
+        env: request.env,
+        home: &user.home,
+        workdir: request.workdir,
+        sys_prefix: &sys_prefix,
+    })?;
+    if let Some(value) = config.no_binary.iter().find(|v| *v != ":none:") {
+        return Err(PipError::NoBinary {
+            value: value.clone(),
+            origin: "pip configuration".to_owned(),
+        });
+    }
+    let location = match &parsed.location {
+        InstallLocation::System => match (&config.target, &config.prefix, config.user) {
+            (Some(t), _, _) => InstallLocation::Target(t.value.clone()),
+            (None, Some(p), _) => InstallLocation::Prefix(p.value.clone()),
+            (None, None, Some(true)) => InstallLocation::User,
+            _ => InstallLocation::System,
+        },
+        other => other.clone(),
+    };
+    let mut settings = Settings {
+        location,
+        no_deps: parsed.no_deps || config.no_deps == Some(true),
+        hash_checking: parsed.require_hashes || config.require_hashes == Some(true),
+        index_url: parsed.index_url.as_deref().map(cli).or(config.index_url),
+        extra_index_urls: config.extra_index_urls,
+        find_links: config.find_links,
+        no_index: parsed.no_index || config.no_index == Some(true),
+    };
+    settings
+        .extra_index_urls
+        .extend(parsed.extra_index_urls.iter().map(|v| cli(v)));
+    settings
+        .find_links
+        .extend(parsed.find_links.iter().map(|v| cli(v)));
+
+    let env = target.marker_environment();
+    let mut lines: Vec<RequirementLine> = Vec::new();
+    let mut constraints: Vec<RequirementLine> = Vec::new();
+    let mut read = |path: &str| -> std::io::Result<String> {
+        let layer_path = LayerPath::new(path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        match request.fs.read_file(&layer_path) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file in the image",
+            )),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    };
+    for file in &parsed.requirement_files {
+        let path = image_path(request.workdir, file);
+        let parsed_file = requirements::parse(&path, &mut read, &env)?;
+        absorb_file_options(&mut settings, &parsed_file, &path);
+        lines.extend(parsed_file.requirements);
+        constraints.extend(parsed_file.constraints);
+    }
+    for file in &parsed.constraint_files {
+        let path = image_path(request.workdir, file);
+        let parsed_file = requirements::parse(&path, &mut read, &env)?;
+        constraints.extend(parsed_file.requirements);
+        constraints.extend(parsed_file.constraints);
+    }
+    for spec in &parsed.specs {
+        let requirement = Requirement::from_str(spec).map_err(|e| PipError::Spec {
+            spec: spec.clone(),
+            problem: e.to_string(),
+        })?;
+        if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
+            return Err(PipError::Spec {
+                spec: spec.clone(),
+                problem: "direct URL requirements are not supported; pin a version".to_owned(),
+            });
+        }
+        if requirement.marker.evaluate(&env, &[]) {
+            lines.push(RequirementLine {
+                requirement,
+                hashes: Vec::new(),
+                file: "the pip command line".to_owned(),
+                line: 0,
+            });
+        }
+    }
+    if lines.iter().any(|l| !l.hashes.is_empty()) {
+        settings.hash_checking = true;
+    }
+    let wanted = merge_requirements(&lines, settings.hash_checking)?;
+    check_constraints(&wanted, &constraints)?;
+
+    let sources = sources(&settings)?;
+    let sources_text = sources
+        .iter()
+        .map(|s| s.display.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let client = IndexClient::new(sources, request.cache_dir, request.offline);
+    let python = python_version(&target);
+    let tags = Tags::for_target(&target, LinuxTag::Exclude);
+    let description = describe_target(&target);
+    let fit = TargetFit {
+        tags: &tags,
+        python: &python,
+        description: &description,
+        sources: &sources_text,
+    };
+
+    // Choose and fetch every file first (nothing is installed if one is missing).
+    let mut chosen: BTreeMap<String, (Candidate, CachedFile)> = BTreeMap::new();
+    for (name, want) in &wanted {
+        let picked = choose(name, want, &client, &fit, settings.hash_checking, request)?;
+        chosen.insert(name.clone(), picked);
+    }
+
+    let scheme = scheme_for(&settings.location, &user, &target, request)?;
+    let mut diff = Diff::new();
+    let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut materials = Vec::new();
+    let mut installed = Vec::new();
+    for (name, (candidate, cached)) in &chosen {
+        let options = InstallOptions {
+            scheme: &scheme,
+            interpreter: &target.interpreter,
+            tags: &tags,
+            owner: Owner {
+                uid: user.uid,
+                gid: user.gid,
+            },
+            mtime: request.source_date_epoch,
+            scratch: request.scratch_dir,
+            requested: Requested::Yes,
+        };
+        let result =
+            wheel::install_wheel(&cached.path, &cached.sha256, &options).map_err(|source| {
+                PipError::Install {
+                    package: wanted[name].display.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        let metadata_path = result
+            .dist_info
+            .join("METADATA")
+            .map_err(|e| PipError::Location {
+                path: result.dist_info.absolute(),
+                problem: e.to_string(),
+            })?;
+        let bytes = match result.diff.get(&metadata_path).map(|e| &e.kind) {
+            Some(EntryKind::File(FileContent::Bytes(bytes))) => bytes.to_vec(),
+            Some(EntryKind::File(FileContent::HostFile { path, .. })) => std::fs::read(path)
+                .map_err(|e| PipError::Install {
+                    package: wanted[name].display.clone(),
+                    source: Box::new(WheelError::Read {
+                        wheel: candidate.file.filename.clone(),
+                        member: Some("METADATA".to_owned()),
+                        source: Box::new(e),
+                    }),
+                })?,
+            _ => Vec::new(),
+        };
+        let metadata = CoreMetadata::parse(&candidate.file.filename, &bytes)?;
+        check_requires_python(&metadata, &python)?;
+        installed.push(InstalledDistribution {
+            name: metadata.name.clone(),
+            version: metadata.version.to_string(),
+            purl: format!("pkg:pypi/{name}@{}", metadata.version),
+        });
+        materials.push(PipMaterial {
+            uri: candidate.file.uri(),
+            sha256: cached.sha256.clone(),
+            filename: candidate.file.filename.clone(),
+        });
+        planned.insert(
+            name.clone(),
+            Planned {
+                metadata,
+                extras: wanted[name].extras.clone(),
+            },
+        );
+        diff.merge(result.diff);
+    }
+    if !settings.no_deps {
+        resolve::check_dependencies(&planned, &env)?;
+    }
+    keep_existing_dirs(&mut diff, request.fs, request.source_date_epoch)?;
+    Ok(PipOutcome {
+        diff,
+        materials,
+        installed,
+    })
+}
+
+/// `/usr/local/bin/python3.11` -> `/usr/local`.
+fn sys_prefix(interpreter: &str) -> String {
+    let bin = interpreter.rsplit_once('/').map_or("", |(dir, _)| dir);
+    match bin.rsplit_once('/') {
+        Some(("", _)) | None => "/".to_owned(),
+        Some((prefix, _)) => prefix.to_owned(),
+    }
+}
+
+fn python_version(target: &PythonTarget) -> Version {
+    let text = target.version.to_string();
+    Version::from_str(&text).unwrap_or_else(|_| Version::new([3, u64::from(target.version.minor)]))
+}
+
+fn describe_target(target: &PythonTarget) -> String {
+    let libc = match target.libc {
+        Libc::Musl { major, minor } => format!("musl {major}.{minor}"),
+        Libc::Glibc { major, minor } => format!("glibc {major}.{minor}"),
+    };
+    format!("CPython {} on {libc} {}", target.version, target.arch)
+}
+
+/// Requirement-file options take effect as in pip: `--index-url` replaces, lists extend.
+fn absorb_file_options(settings: &mut Settings, file: &requirements::RequirementsFile, path: &str) {
+    let origin = || format!("requirements file {path}");
+    if let Some(url) = &file.index_url {
+        settings.index_url = Some(ConfigValue {
+            value: url.clone(),
+            origin: origin(),
+        });
+    }
+    for (list, values) in [
+        (&mut settings.extra_index_urls, &file.extra_index_urls),
+        (&mut settings.find_links, &file.find_links),
+    ] {
+        list.extend(values.iter().map(|v| ConfigValue {
+            value: v.clone(),
+            origin: origin(),
+        }));
+    }
+    settings.no_index |= file.no_index;
+    settings.hash_checking |= file.hash_checking;
+}
+
+fn origin_of(line: &RequirementLine) -> String {
+    if line.line == 0 {
+        line.file.clone()
+    } else {
+        format!("{}:{}", line.file, line.line)
+    }
+}
+
+/// One [`Wanted`] per project (normalized name), pinned (and hashed in hash-checking mode).
+fn merge_requirements(
+    lines: &[RequirementLine],
+    hash_checking: bool,
+) -> Result<BTreeMap<String, Wanted>, PipError> {
+    let mut out: BTreeMap<String, Wanted> = BTreeMap::new();
+    for line in lines {
+        let name = line.normalized_name();
+        let display = crate::python::metadata::requirement_spec(&line.requirement);
+        let Some(version) = line.pinned_version() else {
+            return Err(PipError::Unpinned {
+                requirement: display,
+                origin: origin_of(line),
+            });
+        };
+        if hash_checking && line.hashes.is_empty() {
+            return Err(PipError::MissingHash {
+                package: line.requirement.name.to_string(),
+                origin: origin_of(line),
+            });
+        }
+        let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &line.requirement.version_or_url
+        else {
+            continue;
+        };
+        let extras: BTreeSet<String> = line
+            .requirement
+            .extras
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        match out.get_mut(&name) {
+            Some(existing) => {
+                if existing.version != version {
+                    return Err(PipError::DoublePin {
+                        package: line.requirement.name.to_string(),
+                        first: existing.display.clone(),
+                        second: display,
+                    });
+                }
+                existing.extras.extend(extras);
+                if existing.hashes.is_empty() {
+                    existing.hashes = line.hashes.clone();
+                } else if !line.hashes.is_empty() {
+                    existing.hashes.retain(|h| line.hashes.contains(h));
+                }
+            }
+            None => {
+                out.insert(
+                    name,
+                    Wanted {
+                        display: line.requirement.name.to_string(),
+                        version,
+                        specifiers: specifiers.clone(),
+                        hashes: line.hashes.clone(),
+                        extras,
+                        origin: origin_of(line),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_constraints(
+    wanted: &BTreeMap<String, Wanted>,
+    constraints: &[RequirementLine],
+) -> Result<(), PipError> {
+    for constraint in constraints {
+        let Some(want) = wanted.get(&constraint.normalized_name()) else {
+            continue;
+        };
+        let Some(VersionOrUrl::VersionSpecifier(specifiers)) =
+            &constraint.requirement.version_or_url
+        else {
+            continue;
+        };
+        let Ok(version) = Version::from_str(&want.version) else {
+            continue;
+        };
+        if !specifiers.contains(&version) {
+            return Err(PipError::Constraint {
+                package: want.display.clone(),
+                version: want.version.clone(),
+                constraint: crate::python::metadata::requirement_spec(&constraint.requirement),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// find-links first, then the index and extra indexes unless `--no-index`.
+fn sources(settings: &Settings) -> Result<Vec<Source>, PipError> {
+    let mut out = Vec::new();
+    let index_err = |source| PipError::Index {
+        package: "(configuration)".to_owned(),
+        source: Box::new(source),
+    };
+    for link in &settings.find_links {
+        out.push(
+            Source::parse(SourceKind::FindLinks, &link.value, &link.origin).map_err(index_err)?,
+        );
+    }
+    if !settings.no_index {
+        for index in settings.index_url.iter().chain(&settings.extra_index_urls) {
+            out.push(
+                Source::parse(SourceKind::Index, &index.value, &index.origin).map_err(index_err)?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(PipError::NoSources);
+    }
+    Ok(out)
+}
+
+/// Picks the file for one pinned requirement and brings it into the cache, verified.
+fn choose(
+    name: &str,
+    want: &Wanted,
+    client: &IndexClient,
+    fit: &TargetFit<'_>,
+    hash_checking: bool,
+    request: &PipRequest<'_>,
+) -> Result<(Candidate, CachedFile), PipError> {
+    let index_err = |source| PipError::Index {
+        package: want.display.clone(),
+        source: Box::new(source),
+    };
+    let mut files = client.files(name).map_err(index_err)?;
+    if request.offline {
+        // Files cached by an earlier online build, found by their allowed hashes.
+        for hash in &want.hashes {
+            if let Some(hit) = client.cached(hash) {
+                let filename = hit
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.push(DistFile {
+                    filename,
+                    location: FileLocation::Local(hit.path.clone()),
+                    sha256: Some(hit.sha256.clone()),
+                    requires_python: None,
+                    yanked: None,
+                    metadata: MetadataHint::Absent,
+                    source: "the download cache".to_owned(),
+                });
+            }
+        }
+    }
+    let list = match resolve::candidates(&want.display, &want.specifiers, &files, fit) {
+        Ok(list) => list,
+        Err(SelectError::NotFound { .. })
+            if request.offline && client.sources().iter().any(Source::is_remote) =>
+        {
+            return Err(PipError::Offline {
+                package: want.display.clone(),
+                version: want.version.clone(),
+                sources: fit.sources.to_owned(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut first_mismatch: Option<PipError> = None;
+    for candidate in list {
+        // PEP 658: check Requires-Python before downloading when the index serves metadata.
+        if matches!(candidate.file.location, FileLocation::Http(_))
+            && candidate.file.metadata != MetadataHint::Absent
+        {
+            if let Some(bytes) = client.core_metadata(&candidate.file).map_err(index_err)? {
+                let metadata =
+                    CoreMetadata::parse(&format!("{}.metadata", candidate.file.filename), &bytes)?;
+                check_requires_python(&metadata, fit.python)?;
+            }
+        }
+        if hash_checking {
+            if let Some(stated) = &candidate.file.sha256 {
+                if !want.hashes.contains(stated) {
+                    first_mismatch.get_or_insert_with(|| mismatch(want, &candidate, stated));
+                    continue;
+                }
+            }
+        }
+        let cached = client.fetch(&candidate.file).map_err(index_err)?;
+        if hash_checking && !want.hashes.contains(&cached.sha256) {
+            first_mismatch.get_or_insert_with(|| mismatch(want, &candidate, &cached.sha256));
+            continue;
+        }
+        return Ok((candidate, cached));
+    }
+    Err(first_mismatch.unwrap_or_else(|| PipError::Location {
+        path: want.origin.clone(),
+        problem: format!("no file chosen for `{}`", want.display),
+    }))
+}
+
+fn mismatch(want: &Wanted, candidate: &Candidate, actual: &str) -> PipError {
+    PipError::HashMismatch {
+        package: format!("{}=={}", want.display, want.version),
+        uri: candidate.file.uri(),
+        expected: want.hashes.join(" or "),
+        actual: actual.to_owned(),
+    }
+}
+
+fn check_requires_python(metadata: &CoreMetadata, python: &Version) -> Result<(), PipError> {
+    if let Some(requires) = &metadata.requires_python {
+        if !requires.contains(python) {
+            return Err(PipError::RequiresPython {
+                package: metadata.name.clone(),
+                version: metadata.version.to_string(),
+                requires: requires.to_string(),
+                python: python.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The install scheme; its base directory is resolved through the image's symlinks.
+fn scheme_for(
+    location: &InstallLocation,
+    user: &RunUser,
+    target: &PythonTarget,
+    request: &PipRequest<'_>,
+) -> Result<Scheme, PipError> {
+    let resolved = |raw: &str| -> Result<LayerPath, PipError> {
+        let absolute = image_path(request.workdir, raw);
+        let path = LayerPath::new(&absolute).map_err(|e| PipError::Location {
+            path: absolute.clone(),
+            problem: e.to_string(),
+        })?;
+        request
+            .fs
+            .resolve(&path, true)
+            .map_err(|source| PipError::Read {
+                path: absolute,
+                source,
+            })
+    };
+    let scheme_err = |e: WheelError| PipError::Location {
+        path: String::new(),
+        problem: e.to_string(),
+    };
+    match location {
+        InstallLocation::User => {
+            Scheme::user(&resolved(&user.home)?, target.version).map_err(scheme_err)
+        }
+        InstallLocation::Prefix(prefix) => {
+            Scheme::prefix(&resolved(prefix)?, target.version).map_err(scheme_err)
+        }
+        InstallLocation::Target(dir) => Scheme::target(&resolved(dir)?).map_err(scheme_err),
+        InstallLocation::System => {
+            let prefix = resolved(&sys_prefix(&target.interpreter))?;
+            let scheme = Scheme::prefix(&prefix, target.version).map_err(scheme_err)?;
+            // pip falls back to --user when a non-root user cannot write site-packages.
+            if user.uid != 0 && !writable(request.fs, &scheme.purelib, user)? {
+                return Scheme::user(&resolved(&user.home)?, target.version).map_err(scheme_err);
+            }
+            Ok(scheme)
+        }
+    }
+}
+
+fn writable(fs: &dyn FsView, dir: &LayerPath, user: &RunUser) -> Result<bool, PipError> {
+    let node = fs.stat(dir, true).map_err(|source| PipError::Read {
+        path: dir.absolute(),
+        source,
+    })?;
+    Ok(match node {
+        Some((_, node)) => {
+            let mode = node.meta.mode;
+            (node.meta.uid == user.uid && mode & 0o200 != 0)
+                || (node.meta.gid == user.gid && mode & 0o020 != 0)
+                || mode & 0o002 != 0
+        }
+        None => false,
+    })
+}
+
+/// Directories the image already has keep their owner, mode and attributes (pip creates only
+/// the missing ones); their time becomes the step's, as a RUN that writes into them would.
+fn keep_existing_dirs(diff: &mut Diff, fs: &dyn FsView, mtime: i64) -> Result<(), PipError> {
+    let dirs: Vec<LayerPath> = diff
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, EntryKind::Dir))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in dirs {
+        let existing = fs.lstat_exact(&path).map_err(|source| PipError::Read {
+            path: path.absolute(),
+            source,
+        })?;
+        if let Some(node) = existing.filter(|n| n.kind == NodeKind::Dir) {
+            let mut meta = node.meta;
+            meta.mtime = mtime;
+            diff.insert(
+                path,
+                Entry {
+                    kind: EntryKind::Dir,
+                    meta,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(sys_prefix("/usr/local/bin/python3.11"), "/usr/local");
+        assert_eq!(sys_prefix("/usr/bin/python3.11"), "/usr");
+        assert_eq!(sys_prefix("/bin/python3"), "/");
+    }
+}
