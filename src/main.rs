@@ -195,6 +195,10 @@ struct BuildArgs {
     /// Push the image to every `-t` reference after building.
     #[arg(long)]
     push: bool,
+    /// An apk repository (a directory) added after the image's /etc/apk/repositories;
+    /// repeatable.
+    #[arg(long = "apk-repository")]
+    apk_repositories: Vec<String>,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -441,6 +445,8 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let options = BuildOptions {
         registry: args.registry.options(&cache_dir),
+        apk_repositories: args.apk_repositories.clone(),
+        offline: args.registry.offline,
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
         context_dir,
         dockerfile,

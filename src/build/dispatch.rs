@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{BuildError, BuildOptions, Reporter, StepCache, StepOutcome, describe_diff};
+use super::{BuildError, BuildOptions, Material, Reporter, StepCache, StepOutcome, describe_diff};
 use crate::context::Context;
 use crate::dockerfile::plan::{
     BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
@@ -21,6 +21,7 @@ use crate::image::{Platform, rfc3339};
 use crate::layer::{self, Diff, Entry, EntryKind, Layer, LayerPath, Metadata, WriteOptions};
 use crate::rootfs::{FsView, LowerFs, NodeKind, Overlay};
 use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
+use crate::steps::pip::{PipRequest, pip_install};
 use crate::steps::run::{self as run_step, NativeCommand};
 use crate::steps::users::{self, UsersOptions};
 use crate::store::Store;
@@ -59,6 +60,21 @@ impl StageState {
             return Some(value);
         }
         self.args.get(name).cloned().flatten()
+    }
+
+    /// What a RUN sees: the ARGs in scope, overridden by ENV.
+    fn environment(&self) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        for kv in self.config.config.env.iter().flatten() {
+            if let Some((key, value)) = kv.split_once('=') {
+                env.insert(key.to_owned(), value.to_owned());
+            }
+        }
+        env
     }
 
     fn set_env(&mut self, key: String, value: String) {
@@ -121,6 +137,7 @@ pub(super) struct Executor<'a> {
     scratch: tempfile::TempDir,
     dockerfile_name: String,
     current_stage: usize,
+    materials: Vec<Material>,
     cached: usize,
     built: usize,
 }
@@ -189,6 +206,7 @@ impl<'a> Executor<'a> {
             scratch,
             dockerfile_name,
             current_stage: 0,
+            materials: Vec::new(),
             cached: 0,
             built: 0,
         })
@@ -196,6 +214,11 @@ impl<'a> Executor<'a> {
 
     pub fn counts(&self) -> (usize, usize) {
         (self.cached, self.built)
+    }
+
+    /// What native steps fetched (packages, indexes), for provenance.
+    pub fn materials(&self) -> &[Material] {
+        &self.materials
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -360,6 +383,21 @@ impl<'a> Executor<'a> {
                 }
             }
         };
+        // A base whose history does not account for every layer (some tools write none) gets
+        // entries prepended, as BuildKit does, so the result keeps one per layer.
+        let layered = state
+            .config
+            .history
+            .iter()
+            .filter(|h| h.empty_layer != Some(true))
+            .count();
+        if layered < state.layers.len() {
+            let missing = state.layers.len() - layered;
+            state
+                .config
+                .history
+                .splice(0..0, std::iter::repeat_n(History::default(), missing));
+        }
         if let Some(platform) = platform {
             state.config.architecture = platform.architecture;
             state.config.os = platform.os;
@@ -825,28 +863,28 @@ impl<'a> Executor<'a> {
                  natively, and running other commands in a sandbox is not implemented yet"
             ))
         })?;
-        if let Some(pending) = commands.iter().find(|c| {
-            matches!(
-                c,
-                NativeCommand::ApkUpdate
-                    | NativeCommand::ApkUpgrade { .. }
-                    | NativeCommand::ApkAdd { .. }
-                    | NativeCommand::ApkDel { .. }
-                    | NativeCommand::Pip(_)
-            )
+        let user = state.config.config.user.clone().unwrap_or_default();
+        let runs_as_root = matches!(user.as_str(), "" | "root" | "0" | "0:0" | "root:root");
+        if let Some(command) = commands.iter().find(|c| {
+            !runs_as_root && !matches!(c, NativeCommand::Pip(_) | NativeCommand::Noop { .. })
         }) {
             return Err(failure.msg(format!(
-                "kiln recognizes `{}` but cannot compute it natively yet (native apk and pip \
-                 steps are not implemented)",
-                describe_native(pending)
+                "`{}` needs root, but this RUN runs as USER `{user}`",
+                describe_native(command)
             )));
         }
-        let user = state.config.config.user.clone().unwrap_or_default();
-        if !matches!(user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
-            return Err(failure.msg(format!(
-                "adding users and groups needs root, but this RUN runs as USER `{user}`"
-            )));
-        }
+        let platform = Platform::new(
+            &state.config.os,
+            &state.config.architecture,
+            state.config.variant.as_deref(),
+        );
+        let workdir = state.workdir();
+        let run_env = state.environment();
+        let apk_options = crate::apk::ApkOptions {
+            extra_repositories: self.options.apk_repositories.clone(),
+            source_date_epoch: self.options.source_date_epoch,
+            ..crate::apk::ApkOptions::default()
+        };
         let options = UsersOptions {
             source_date_epoch: self.options.source_date_epoch,
             shell_env: state.env_value("SHELL"),
@@ -854,15 +892,57 @@ impl<'a> Executor<'a> {
         let fs = state
             .fs(self.store, self.scratch.path())
             .map_err(failure.err("failed to read the stage's filesystem"))?;
-        // Each command sees the effects of the ones before it, as in the shell.
+        // Each command sees the effects of the ones before it, as in the shell; consecutive apk
+        // commands run as one transaction, as `apk update && apk upgrade` does.
         let mut overlay = Overlay::new(fs);
-        for command in &commands {
-            let diff = match command {
-                NativeCommand::RemoveCache { paths } => {
-                    remove_paths(&overlay, paths).map_err(|e| failure.msg(e.to_string()))?
+        let mut rest = commands.as_slice();
+        while let Some(command) = rest.first() {
+            let diff = if is_apk(command) {
+                let count = rest.iter().take_while(|c| is_apk(c)).count();
+                let (apk_commands, after) = rest.split_at(count);
+                rest = after;
+                let outcome = crate::apk::run(apk_commands, &overlay, &apk_options)
+                    .map_err(|e| failure.msg(error_chain(&e)))?;
+                for warning in &outcome.warnings {
+                    self.reporter.note(&format!("warning: {warning}"));
                 }
-                other => users::apply(other, &overlay, &options)
-                    .map_err(|e| failure.msg(error_chain(&e)))?,
+                self.materials
+                    .extend(outcome.materials.iter().map(|m| Material {
+                        uri: m.uri.clone(),
+                        sha256: m.sha256.clone(),
+                    }));
+                outcome.diff
+            } else if let NativeCommand::Pip(args) = command {
+                rest = &rest[1..];
+                let env = |name: &str| run_env.get(name).cloned();
+                let request = PipRequest {
+                    fs: &overlay,
+                    workdir: &workdir,
+                    user: &user,
+                    env: &env,
+                    platform: &platform,
+                    source_date_epoch: self.options.source_date_epoch,
+                    scratch_dir: self.scratch.path(),
+                    cache_dir: &self.options.cache_dir.join("pip"),
+                    offline: self.options.offline,
+                };
+                let outcome =
+                    pip_install(args, &request).map_err(|e| failure.msg(error_chain(&e)))?;
+                self.materials
+                    .extend(outcome.materials.iter().map(|m| Material {
+                        uri: m.uri.clone(),
+                        sha256: m.sha256.clone(),
+                    }));
+                outcome.diff
+            } else {
+                rest = &rest[1..];
+                match command {
+                    NativeCommand::RemoveCache { paths } => {
+                        remove_paths(&overlay, paths).map_err(|e| failure.msg(e.to_string()))?
+                    }
+                    other => users::apply(other, &overlay, &options)
+                        .map_err(|e| failure.msg(error_chain(&e)))?,
+                }
             };
             overlay.apply(diff);
         }
@@ -931,6 +1011,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         cause = next.source();
     }
     text
+}
+
+fn is_apk(command: &NativeCommand) -> bool {
+    matches!(
+        command,
+        NativeCommand::ApkUpdate
+            | NativeCommand::ApkUpgrade { .. }
+            | NativeCommand::ApkAdd { .. }
+            | NativeCommand::ApkDel { .. }
+    )
 }
 
 /// Whiteouts for `rm -rf PATH...` (a trailing `/*` removes a directory's contents).

@@ -49,6 +49,19 @@ pub struct BuildOptions {
     pub annotations: BTreeMap<String, String>,
     /// How `FROM <registry reference>` pulls: insecure registries, credentials, offline mode.
     pub registry: crate::registry::RegistryOptions,
+    /// `--apk-repository`: repositories added after the image's /etc/apk/repositories.
+    pub apk_repositories: Vec<String>,
+    /// `--offline`: native steps use only what is cached.
+    pub offline: bool,
+}
+
+/// Something a build consumed from outside the context (a package, an index), for provenance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Material {
+    /// Where it came from.
+    pub uri: String,
+    /// Lowercase hex sha256 of its bytes.
+    pub sha256: String,
 }
 
 /// What a build produced.
@@ -61,6 +74,8 @@ pub struct BuildOutcome {
     pub cached_steps: usize,
     /// Steps whose layer was written.
     pub built_steps: usize,
+    /// What native steps fetched, for provenance.
+    pub materials: Vec<Material>,
 }
 
 /// Why a build failed.
@@ -199,11 +214,14 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     let image = crate::image::assemble(&store, &stage.config, &stage.layers, &options.annotations)
         .map_err(|e| BuildError::storage("failed to assemble the image", e))?;
     let (cached_steps, built_steps) = executor.counts();
+    let materials = executor.materials().to_vec();
+    drop(executor);
     Ok(BuildOutcome {
         image,
         store,
         cached_steps,
         built_steps,
+        materials,
     })
 }
 

@@ -1,0 +1,62 @@
+//! Real wheels for the Python tests: downloaded once by the host's pip (which knows its own
+//! index; kiln's repository names none) into `<target>/test-wheels/<platform>`, and reused.
+//! A missing pip or an unreachable index fails the test that needs them, never skips it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The seed app's pinned requirements (with hashes), from the shared research folder.
+pub const SEED_REQUIREMENTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/research/python-seed/requirements.txt"
+);
+
+/// The directory holding the seed's wheels for `platform` (`musllinux_1_2_x86_64`).
+pub fn seed_wheel_dir(platform: &str) -> PathBuf {
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .to_owned();
+    let dir = target_dir.join("test-wheels").join(platform);
+    if dir.join(".complete").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).expect("create the wheel cache");
+    let output = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "--no-input",
+            "download",
+            "--only-binary=:all:",
+            "--platform",
+            platform,
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--no-deps",
+            "-d",
+        ])
+        .arg(&dir)
+        .arg("-r")
+        .arg(SEED_REQUIREMENTS)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run python3 -m pip ({e}); install Python 3 with pip")
+        });
+    assert!(
+        output.status.success(),
+        "pip download of the seed wheels failed; this test needs pip and the package index pip \
+         is configured for:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Marks the download complete only if the seed set is there (psutil may be added by others).
+    std::fs::write(dir.join(".seed-complete"), b"").expect("mark the wheel cache");
+    dir
+}
