@@ -22,8 +22,8 @@
 //! has a home; change that one constant to move them.
 
 // pub mod attach;
-// pub mod dsse;
-// pub mod keys;
+pub mod dsse;
+pub mod keys;
 pub mod material;
 pub mod provenance;
 // pub mod sbom;
@@ -32,8 +32,8 @@ pub mod provenance;
 use std::path::{Path, PathBuf};
 
 // pub use attach::{AttachMode, AttachOutcome, Attestation, attach};
-// pub use dsse::Envelope;
-// pub use keys::{KeyAlgorithm, PublicKey, SigningKey, keygen};
+pub use dsse::Envelope;
+pub use keys::{KeyAlgorithm, PublicKey, SigningKey, keygen};
 pub use material::Material;
 pub use provenance::{Builder, ProvenanceParams, Statement, Subject, Timing};
 // pub use sbom::{SbomPackage, SbomParams, packages_from_rootfs, spdx_document, spdx_statement};
