@@ -26,7 +26,7 @@ pub mod dsse;
 pub mod keys;
 pub mod material;
 pub mod provenance;
-// pub mod sbom;
+pub mod sbom;
 // pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub use dsse::Envelope;
 pub use keys::{KeyAlgorithm, PublicKey, SigningKey, keygen};
 pub use material::Material;
 pub use provenance::{Builder, ProvenanceParams, Statement, Subject, Timing};
-// pub use sbom::{SbomPackage, SbomParams, packages_from_rootfs, spdx_document, spdx_statement};
+pub use sbom::{SbomPackage, SbomParams, packages_from_rootfs, spdx_document, spdx_statement};
 // pub use verify::{Policy, VerifyReport, verify};
 
 /// The placeholder base of every URI kiln mints for itself (documented in the module docs).
