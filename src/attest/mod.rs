@@ -21,23 +21,23 @@
 //! [`KILN_URI_BASE`], a placeholder in the reserved `.example` domain (RFC 2606) until the project
 //! has a home; change that one constant to move them.
 
-// pub mod attach;
+pub mod attach;
 pub mod dsse;
 pub mod keys;
 pub mod material;
 pub mod provenance;
 pub mod sbom;
-// pub mod verify;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-// pub use attach::{AttachMode, AttachOutcome, Attestation, attach};
+pub use attach::{AttachMode, AttachOutcome, Attestation, attach};
 pub use dsse::Envelope;
 pub use keys::{KeyAlgorithm, PublicKey, SigningKey, keygen};
 pub use material::Material;
 pub use provenance::{Builder, ProvenanceParams, Statement, Subject, Timing};
 pub use sbom::{SbomPackage, SbomParams, packages_from_rootfs, spdx_document, spdx_statement};
-// pub use verify::{Policy, VerifyReport, verify};
+pub use verify::{Policy, VerifyReport, verify};
 
 /// The placeholder base of every URI kiln mints for itself (documented in the module docs).
 pub const KILN_URI_BASE: &str = "https://kiln.example";
