@@ -467,8 +467,9 @@ pub fn attach(
             .push(attestation);
     }
     let empty = empty_descriptor();
-    let (empty_digest, _) = layout.put_bytes(EMPTY_BLOB)?;
-    debug_assert_eq!(empty_digest, empty.digest);
+    if mode != AttachMode::IndexLegacy {
+        layout.put_bytes(EMPTY_BLOB)?;
+    }
 
     let mut outcome = AttachOutcome {
         images: groups.keys().cloned().collect(),
