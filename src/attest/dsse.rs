@@ -157,6 +157,7 @@ impl Envelope {
         keyids.dedup();
         if keyids.len() < threshold {
             return Err(AttestError::SignatureNotVerified {
+                what: what.to_owned(),
                 verified: keyids.len(),
                 threshold,
                 signatures: self.signatures.len(),

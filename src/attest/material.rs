@@ -108,7 +108,7 @@ pub(crate) fn validate_descriptor(
         let len = match alg.as_str() {
             "sha256" => Some(64),
             "sha512" => Some(128),
-            "sha1" | "gitCommit" => None,
+            "sha1" => Some(40),
             _ => None,
         };
         let hex_ok = value

@@ -17,6 +17,40 @@
 //! the clock or the environment unless asked ([`provenance::Builder::from_process_env`],
 //! [`provenance::Timing`]), so reproducible mode gives byte-identical statements.
 //!
+//! ```no_run
+//! # fn main() -> Result<(), kiln::attest::AttestError> {
+//! use std::path::Path;
+//! use kiln::attest::{self, provenance, AttachMode, Attestation, Policy, PublicKey, SigningKey};
+//! use kiln::image::Platform;
+//!
+//! let digest = "sha256:8914eb54f968791faf6a8638949e480fef81e697984fba772b3976835194c6d4".parse().unwrap();
+//! let platform = Platform::new("linux", "amd64", None);
+//! let mut params = attest::ProvenanceParams::new(vec![
+//!     attest::Subject::image("ghcr.io/acme/app:v1", &digest, &platform),
+//! ]);
+//! params.base_images = vec!["python:3.11-alpine".into()];
+//! params.builder = attest::Builder::from_process_env();
+//! let statement = provenance::statement(&params)?;
+//! let key = SigningKey::load(Path::new("cosign.key"))?;
+//! attest::attach(
+//!     Path::new("out/layout"),
+//!     Some("v1"),
+//!     &[Attestation::signed(&statement, &[&key])?],
+//!     AttachMode::Index,
+//! )?;
+//! let report = attest::verify(
+//!     Path::new("out/layout"),
+//!     Some("v1"),
+//!     &[PublicKey::load(Path::new("cosign.pub"))?],
+//!     &Policy::load(Path::new("policy.toml"))?,
+//! )?;
+//! for failure in &report.failures {
+//!     eprintln!("{failure}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! kiln's own URIs (`buildType`, the local builder id, the SPDX namespace) live under
 //! [`KILN_URI_BASE`], a placeholder in the reserved `.example` domain (RFC 2606) until the project
 //! has a home; change that one constant to move them.
@@ -98,9 +132,11 @@ pub enum AttestError {
     },
     /// No signature of an envelope verified with enough trusted keys.
     #[error(
-        "DSSE signature check failed: {verified} of {threshold} required trusted keys verified ({signatures} signatures, {keys} trusted keys)"
+        "DSSE signature check failed for {what}: {verified} of {threshold} required trusted keys verified ({signatures} signatures, {keys} trusted keys); pass the public key that signed it"
     )]
     SignatureNotVerified {
+        /// Which envelope (layer digest or file).
+        what: String,
         /// Distinct trusted keys that verified a signature.
         verified: usize,
         /// How many were required.

@@ -2,7 +2,7 @@
 //! [`Policy`].
 //!
 //! For each image manifest the reference names (a bare manifest, or every image of an index),
-//! [`verify`] collects the statements attached either way [`super::attach`] writes them:
+//! [`verify`] collects the statements attached either way [`super::attach()`] writes them:
 //! buildx attestation manifests in the index (`vnd.docker.reference.digest` = the image) and
 //! OCI referrers listed under the `sha256-<hex>` fallback tag (whose `subject` is the image).
 //! Each statement is then checked in this order, and every failure is recorded, not just the
