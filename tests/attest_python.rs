@@ -3,7 +3,7 @@
 //! both directions, SPDX documents validated by PyPI spdx-tools (`pyspdxtools`), and the
 //! attestation index/manifests validated against the OCI 1.1 JSON schemas.
 //!
-//! The test creates a venv under `target/attest-venv` once (`pip install securesystemslib
+//! The test creates a venv under `target/attest-venv` once (`pip install securesystemslib cryptography
 //! spdx-tools jsonschema`, through pip's own configuration); if that fails the test fails.
 
 mod support;
@@ -27,7 +27,12 @@ use kiln::image::{ImageConfig, Platform, assemble, canonical, rfc3339, write_oci
 use kiln::layer::{self, Diff, Entry, EntryKind, FileContent, LayerPath, Metadata, WriteOptions};
 use kiln::store::Store;
 
-const PIP_PACKAGES: &[&str] = &["securesystemslib", "spdx-tools", "jsonschema"];
+const PIP_PACKAGES: &[&str] = &[
+    "securesystemslib",
+    "cryptography",
+    "spdx-tools",
+    "jsonschema",
+];
 
 /// The venv's python, creating the venv on first use.
 fn venv_python() -> PathBuf {
