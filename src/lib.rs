@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod apk;
+pub mod attest;
 pub mod build;
 pub mod context;
 pub mod digest;

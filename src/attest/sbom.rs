@@ -1,0 +1,511 @@
+//! SPDX 2.3 JSON SBOMs: the image as the described package, the apk packages and Python
+//! distributions it contains, and [`packages_from_rootfs`], which lists those from the final
+//! image's file system.
+//!
+//! Shape: `SPDXRef-DOCUMENT DESCRIBES SPDXRef-image`, `SPDXRef-image CONTAINS` each package.
+//! Packages carry `filesAnalyzed: false`, a purl (`pkg:apk/alpine/NAME@VER?arch=ARCH`,
+//! `pkg:pypi/NAME@VER`, the image as `pkg:oci/NAME@sha256:...?repository_url=...`), the apk
+//! checksum as SHA1/SHA256, and `licenseDeclared` when the declared license is a plain
+//! expression over well-known SPDX ids (anything else becomes NOASSERTION plus a
+//! `licenseComments` with the text as declared, so strict validators accept the document).
+//!
+//! Reproducibility: `creationInfo.created` is SOURCE_DATE_EPOCH, and `documentNamespace` is
+//! derived from the content (`<KILN_URI_BASE>/spdx/<name>-<sha256 of the document without
+//! it>`), never a random UUID, so equal images give byte-identical SBOMs.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::AttestError;
+use super::material::{apk_purl, normalize_python_name, pypi_purl, split_reference};
+use super::provenance::{Statement, Subject};
+use crate::digest::Digest;
+use crate::image::rfc3339;
+use crate::layer::LayerPath;
+use crate::rootfs::view::{FsView, NodeKind};
+
+/// The in-toto predicate type of an SPDX document (BuildKit, imagetools, cosign `spdxjson`).
+pub const SPDX_PREDICATE_TYPE: &str = "https://spdx.dev/Document";
+/// Media type of an SPDX JSON blob.
+pub const MEDIA_TYPE_SPDX_JSON: &str = "application/spdx+json";
+
+/// SPDX license ids accepted as `licenseDeclared` (the common ones in Alpine and PyPI).
+const KNOWN_LICENSES: &[&str] = &[
+    "0BSD",
+    "AFL-2.1",
+    "AGPL-3.0-only",
+    "AGPL-3.0-or-later",
+    "Apache-2.0",
+    "Artistic-1.0-Perl",
+    "Artistic-2.0",
+    "BSD-1-Clause",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "BSD-4-Clause",
+    "BSL-1.0",
+    "bzip2-1.0.6",
+    "CC-BY-4.0",
+    "CC0-1.0",
+    "curl",
+    "EPL-2.0",
+    "GFDL-1.3-or-later",
+    "GPL-1.0-or-later",
+    "GPL-2.0-only",
+    "GPL-2.0-or-later",
+    "GPL-3.0-only",
+    "GPL-3.0-or-later",
+    "HPND",
+    "ISC",
+    "LGPL-2.0-only",
+    "LGPL-2.0-or-later",
+    "LGPL-2.1-only",
+    "LGPL-2.1-or-later",
+    "LGPL-3.0-only",
+    "LGPL-3.0-or-later",
+    "libtiff",
+    "MIT",
+    "MIT-0",
+    "MPL-1.1",
+    "MPL-2.0",
+    "OpenSSL",
+    "PSF-2.0",
+    "Python-2.0",
+    "Ruby",
+    "Unicode-3.0",
+    "Unicode-DFS-2016",
+    "Unlicense",
+    "Vim",
+    "X11",
+    "Zlib",
+    "ZPL-2.1",
+];
+/// Exception ids accepted after `WITH`.
+const KNOWN_EXCEPTIONS: &[&str] = &[
+    "GCC-exception-3.1",
+    "Classpath-exception-2.0",
+    "LLVM-exception",
+];
+
+/// Which ecosystem a package comes from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PackageKind {
+    /// An Alpine package, with its apk architecture (`x86_64`, `aarch64`, ...).
+    Apk {
+        /// The apk arch name.
+        arch: String,
+    },
+    /// A Python distribution.
+    Python,
+}
+
+/// One package in the image.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SbomPackage {
+    /// The ecosystem.
+    pub kind: PackageKind,
+    /// The name as the package manager spells it.
+    pub name: String,
+    /// The full version (`1.2.5-r0`, `2.32.3`).
+    pub version: String,
+    /// The declared license text, if any.
+    pub license: Option<String>,
+    /// A checksum: (SPDX algorithm name `SHA1`/`SHA256`, lowercase hex).
+    pub checksum: Option<(String, String)>,
+}
+
+impl SbomPackage {
+    /// The package's purl.
+    pub fn purl(&self) -> String {
+        match &self.kind {
+            PackageKind::Apk { arch } => apk_purl(&self.name, &self.version, arch),
+            PackageKind::Python => pypi_purl(&self.name, &self.version),
+        }
+    }
+}
+
+/// What an SBOM describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SbomParams {
+    /// The image name (`ghcr.io/acme/app:v1`).
+    pub image_name: String,
+    /// The image manifest digest.
+    pub image_digest: Digest,
+    /// SOURCE_DATE_EPOCH: `creationInfo.created`.
+    pub source_date_epoch: i64,
+    /// The packages the image contains.
+    pub packages: Vec<SbomPackage>,
+}
+
+/// `SPDXRef-` + `text` with every character outside `[A-Za-z0-9.-]` replaced by `-`.
+fn spdx_id(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("SPDXRef-{clean}")
+}
+
+/// True when `license` is an expression over [`KNOWN_LICENSES`] with AND/OR/WITH/parentheses.
+fn is_known_expression(license: &str) -> bool {
+    let spaced = license.replace('(', " ( ").replace(')', " ) ");
+    let mut after_with = false;
+    let mut any = false;
+    let mut depth = 0i32;
+    for token in spaced.split_whitespace() {
+        match token {
+            "(" => depth += 1,
+            ")" => depth -= 1,
+            "AND" | "OR" => {}
+            "WITH" => {
+                after_with = true;
+                continue;
+            }
+            id if after_with => {
+                if !KNOWN_EXCEPTIONS.contains(&id) {
+                    return false;
+                }
+            }
+            id => {
+                let id = id.strip_suffix('+').unwrap_or(id);
+                if !KNOWN_LICENSES.contains(&id) {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        if depth < 0 {
+            return false;
+        }
+        after_with = false;
+    }
+    any && depth == 0
+}
+
+/// The SPDX 2.3 JSON document for `params`.
+pub fn spdx_document(params: &SbomParams) -> Result<Value, AttestError> {
+    let (name, _) = split_reference(&params.image_name);
+    let last_segment = name.rsplit('/').next().unwrap_or(&name);
+    let image_purl = format!(
+        "pkg:oci/{}@{}?repository_url={}",
+        last_segment.to_lowercase(),
+        params.image_digest,
+        name
+    );
+    let mut packages = vec![json!({
+        "SPDXID": "SPDXRef-image",
+        "name": name,
+        "versionInfo": params.image_digest.to_string(),
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": params.image_digest.hex()}],
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": image_purl,
+        }],
+    })];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": "SPDXRef-image",
+    })];
+    let mut sorted = params.packages.clone();
+    sorted.sort();
+    sorted.dedup();
+    let mut used = BTreeSet::new();
+    for package in &sorted {
+        let prefix = match package.kind {
+            PackageKind::Apk { .. } => "apk",
+            PackageKind::Python => "pypi",
+        };
+        let base = spdx_id(&format!("{prefix}-{}-{}", package.name, package.version));
+        let mut id = base.clone();
+        let mut n = 2;
+        while !used.insert(id.clone()) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        let mut entry = json!({
+            "SPDXID": id,
+            "name": package.name,
+            "versionInfo": package.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "primaryPackagePurpose": "LIBRARY",
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": package.purl(),
+            }],
+        });
+        if let PackageKind::Apk { .. } = package.kind {
+            entry["supplier"] = json!("Organization: Alpine Linux");
+        }
+        match package.license.as_deref().map(str::trim) {
+            Some(license) if is_known_expression(license) => {
+                entry["licenseDeclared"] = json!(license);
+            }
+            Some(license) if !license.is_empty() => {
+                entry["licenseDeclared"] = json!("NOASSERTION");
+                entry["licenseComments"] = json!(format!("declared by the package: {license}"));
+            }
+            _ => {}
+        }
+        if let Some((algorithm, value)) = &package.checksum {
+            entry["checksums"] = json!([{"algorithm": algorithm, "checksumValue": value}]);
+        }
+        relationships.push(json!({
+            "spdxElementId": "SPDXRef-image",
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": id,
+        }));
+        packages.push(entry);
+    }
+    let mut document = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{name}@{}", params.image_digest),
+        "creationInfo": {
+            "created": rfc3339(params.source_date_epoch),
+            "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "relationships": relationships,
+    });
+    let content = Digest::of(&crate::image::canonical::to_vec(&document)?);
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    document["documentNamespace"] = json!(format!(
+        "{}/spdx/{slug}-{}",
+        super::KILN_URI_BASE,
+        content.hex()
+    ));
+    Ok(document)
+}
+
+/// The SBOM as an in-toto statement (predicate type [`SPDX_PREDICATE_TYPE`]) about `subjects`.
+pub fn spdx_statement(params: &SbomParams, subjects: &[Subject]) -> Result<Statement, AttestError> {
+    Ok(Statement::new(
+        subjects,
+        SPDX_PREDICATE_TYPE,
+        spdx_document(params)?,
+    ))
+}
+
+/// Where [`packages_from_rootfs`] looks for `pythonX.Y/{site,dist}-packages`: these library
+/// directories, plus `/home/*/.local/lib` and `/opt/*/lib` (virtualenvs).
+const PYTHON_LIB_DIRS: &[&str] = &["/usr/lib", "/usr/local/lib", "/root/.local/lib"];
+
+/// Lists the apk packages (`/lib/apk/db/installed`) and Python distributions (`*.dist-info/
+/// METADATA` in site-packages) installed in `view`, sorted and deduplicated.
+pub fn packages_from_rootfs(view: &dyn FsView) -> Result<Vec<SbomPackage>, AttestError> {
+    let mut packages = Vec::new();
+    if let Some(bytes) = read_optional(view, "/lib/apk/db/installed")? {
+        packages.extend(parse_apk_installed(&String::from_utf8_lossy(&bytes)));
+    }
+    let mut lib_dirs: Vec<String> = PYTHON_LIB_DIRS.iter().map(|d| (*d).to_owned()).collect();
+    for (parent, below) in [("/home", ".local/lib"), ("/opt", "lib")] {
+        for child in list_dir(view, parent)? {
+            lib_dirs.push(format!("{parent}/{child}/{below}"));
+        }
+    }
+    for lib in lib_dirs {
+        for python in list_dir(view, &lib)?
+            .into_iter()
+            .filter(|n| n.starts_with("python"))
+        {
+            for packages_dir in ["site-packages", "dist-packages"] {
+                let dir = format!("{lib}/{python}/{packages_dir}");
+                for dist_info in list_dir(view, &dir)?
+                    .into_iter()
+                    .filter(|n| n.ends_with(".dist-info"))
+                {
+                    let path = format!("{dir}/{dist_info}/METADATA");
+                    if let Some(bytes) = read_optional(view, &path)?
+                        && let Some(package) =
+                            parse_python_metadata(&String::from_utf8_lossy(&bytes))
+                    {
+                        packages.push(package);
+                    }
+                }
+            }
+        }
+    }
+    packages.sort();
+    packages.dedup();
+    Ok(packages)
+}
+
+fn layer_path(path: &str) -> Result<LayerPath, AttestError> {
+    LayerPath::new(path).map_err(|e| AttestError::Rootfs {
+        path: path.to_owned(),
+        source: crate::rootfs::view::ViewError::NotFound(e.to_string()),
+    })
+}
+
+/// The names in directory `path` (symlinks followed), empty when it is missing or not a dir.
+fn list_dir(view: &dyn FsView, path: &str) -> Result<Vec<String>, AttestError> {
+    let rootfs = |source| AttestError::Rootfs {
+        path: path.to_owned(),
+        source,
+    };
+    match view.stat(&layer_path(path)?, true).map_err(rootfs)? {
+        Some((resolved, node)) if node.kind == NodeKind::Dir => {
+            view.read_dir(&resolved).map_err(rootfs)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The bytes of regular file `path`, None when it is missing or not a regular file.
+fn read_optional(view: &dyn FsView, path: &str) -> Result<Option<Vec<u8>>, AttestError> {
+    let rootfs = |source| AttestError::Rootfs {
+        path: path.to_owned(),
+        source,
+    };
+    match view.stat(&layer_path(path)?, true).map_err(rootfs)? {
+        Some((_, node)) if matches!(node.kind, NodeKind::File { .. }) => {
+            view.read_file(&layer_path(path)?).map(Some).map_err(rootfs)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Parses apk's installed database: blank-line separated records of `K:value` lines; uses `P`
+/// (name), `V` (version), `A` (arch), `L` (license) and `C` (`Q1`+base64 sha1 or `Q2`+base64
+/// sha256). Records without a name or version are skipped.
+pub fn parse_apk_installed(text: &str) -> Vec<SbomPackage> {
+    let mut packages = Vec::new();
+    for record in text.split("\n\n") {
+        let field = |key: &str| {
+            record
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+                .map(str::to_owned)
+        };
+        let (Some(name), Some(version)) = (field("P"), field("V")) else {
+            continue;
+        };
+        let checksum = field("C").and_then(|c| {
+            let (algorithm, b64) = if let Some(b64) = c.strip_prefix("Q1") {
+                ("SHA1", b64)
+            } else {
+                ("SHA256", c.strip_prefix("Q2")?)
+            };
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            Some((algorithm.to_owned(), hex::encode(raw)))
+        });
+        packages.push(SbomPackage {
+            kind: PackageKind::Apk {
+                arch: field("A").unwrap_or_else(|| "noarch".to_owned()),
+            },
+            name,
+            version,
+            license: field("L"),
+            checksum,
+        });
+    }
+    packages
+}
+
+/// Parses a dist-info `METADATA` header block (`Name`, `Version`, `License-Expression` or else
+/// the first line of `License`); None without a name and version.
+pub fn parse_python_metadata(text: &str) -> Option<SbomPackage> {
+    let mut name = None;
+    let mut version = None;
+    let mut expression = None;
+    let mut license = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.to_ascii_lowercase().as_str() {
+            "name" => name = Some(value.to_owned()),
+            "version" => version = Some(value.to_owned()),
+            "license-expression" => expression = Some(value.to_owned()),
+            "license" if !value.is_empty() && license.is_none() => license = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    Some(SbomPackage {
+        kind: PackageKind::Python,
+        name: normalize_python_name(&name?),
+        version: version?,
+        license: expression.or(license),
+        checksum: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn license_expressions() {
+        for (text, known) in [
+            ("MIT", true),
+            ("MIT AND BSD-2-Clause", true),
+            ("(GPL-2.0-or-later OR MIT) AND Zlib", true),
+            ("GPL-2.0-only WITH GCC-exception-3.1", true),
+            ("custom", false),
+            ("GPL-2.0", false),
+            ("MIT AND", true),
+            ("(MIT", false),
+            ("", false),
+            ("BSD 3-Clause License", false),
+        ] {
+            assert_eq!(is_known_expression(text), known, "{text}");
+        }
+    }
+
+    #[test]
+    fn apk_db_records() {
+        let db = "C:Q1hdUpqRv5mYgJEqW52UmVsvmeedE=\nP:musl\nV:1.2.5-r0\nA:x86_64\nL:MIT\no:musl\n\nP:busybox\nV:1.36.1-r29\nA:aarch64\nL:GPL-2.0-only\n\nV:1\n";
+        let packages = parse_apk_installed(db);
+        assert_eq!(packages.len(), 2);
+        assert_eq!(packages[0].name, "musl");
+        assert_eq!(
+            packages[0].purl(),
+            "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64"
+        );
+        assert_eq!(
+            packages[0].checksum,
+            Some((
+                "SHA1".to_owned(),
+                "85d529a91bf999880912a5b9d94995b2f99e79d1".to_owned()
+            ))
+        );
+        assert_eq!(packages[1].checksum, None);
+    }
+
+    #[test]
+    fn python_metadata() {
+        let p = parse_python_metadata(
+            "Metadata-Version: 2.1\nName: Flask_Login\nVersion: 0.6.3\nLicense: MIT\n\nbody: x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str()),
+            ("flask-login", "0.6.3")
+        );
+        assert_eq!(p.purl(), "pkg:pypi/flask-login@0.6.3");
+        assert_eq!(p.license.as_deref(), Some("MIT"));
+        assert!(parse_python_metadata("Name: x\n").is_none());
+    }
+}
