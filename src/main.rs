@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use kiln::attest;
 use kiln::build::{self, BuildOptions, Reporter, StepOutcome};
 use kiln::image::{self, Platform};
 use kiln::layer::Compression;
@@ -38,6 +39,10 @@ enum Command {
     Pull(PullArgs),
     /// Store credentials for a registry in the Docker config, as `docker login` does.
     Login(LoginArgs),
+    /// Create a signing key pair for attestations (`private.pem`, `public.pem`).
+    Keygen(KeygenArgs),
+    /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
+    Verify(VerifyArgs),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -130,6 +135,44 @@ struct LoginArgs {
     registry: RegistryFlags,
 }
 
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Directory to write `private.pem` (mode 0600) and `public.pem` into; existing files are
+    /// never overwritten.
+    dir: PathBuf,
+    /// Key type.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    algorithm: KeyAlgorithmName,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlgorithmName {
+    EcdsaP256,
+    Ed25519,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The image: `oci:DIR[:TAG]` or `oci:DIR@sha256:...`.
+    image: String,
+    /// A trusted public key (PEM); repeatable.
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// A policy file (TOML or JSON): require_provenance, require_signed, require_base_digest,
+    /// allowed_registries, required_predicate_types.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AttestModeName {
+    /// OCI 1.1 referrers: artifact manifests with a `subject`, listed in the `sha256-<hex>`
+    /// fallback tag; tags keep naming the image manifest.
+    Referrers,
+    /// buildx-style: an attestation manifest inside an image index the tag then names.
+    Index,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CompressionName {
     Gzip,
@@ -195,6 +238,30 @@ struct BuildArgs {
     /// Push the image to every `-t` reference after building.
     #[arg(long)]
     push: bool,
+    /// Attach SLSA v1 provenance (`--provenance=false` to leave it out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    provenance: bool,
+    /// Attach an SPDX 2.3 SBOM of the image's apk and Python packages (`--sbom=false` to leave
+    /// it out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    sbom: bool,
+    /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
+    /// Ed25519, as `kiln keygen` writes).
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// How attestations are attached to OCI layout outputs and pushes.
+    #[arg(long, value_enum, default_value = "referrers")]
+    attest_mode: AttestModeName,
+    /// Leave times and the invocation id out of the provenance, so two builds of the same
+    /// inputs give byte-identical attestations.
+    #[arg(long)]
+    reproducible: bool,
+    /// A build arg whose value must never reach the provenance (names containing TOKEN,
+    /// SECRET, PASSWORD, PASSWD or KEY are always kept out); repeatable.
+    #[arg(long = "secret-build-arg")]
+    secret_build_args: Vec<String>,
     /// An apk repository (a directory) added after the image's /etc/apk/repositories;
     /// repeatable.
     #[arg(long = "apk-repository")]
@@ -447,6 +514,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         registry: args.registry.options(&cache_dir),
         apk_repositories: args.apk_repositories.clone(),
         offline: args.registry.offline,
+        list_packages: args.sbom,
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
         context_dir,
         dockerfile,
@@ -472,9 +540,24 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         ProgressMode::Auto if std::io::stderr().is_terminal() => &tty,
         ProgressMode::Auto | ProgressMode::Plain => &plain,
     };
+    let started_on = unix_now();
     let outcome = build::build(&options, reporter)?;
+    let attestations = make_attestations(&args, &options, &outcome, started_on)?;
     let images = [(outcome.image.clone(), args.tags.clone())];
     write_outputs(&outcome.store, &images, &outputs)?;
+    for output in &outputs {
+        if let OutputKind::OciLayout = output.kind
+            && !attestations.is_empty()
+        {
+            attach_to_layout(
+                &output.dest,
+                &outcome.image,
+                &args.tags,
+                &attestations,
+                args.attest_mode,
+            )?;
+        }
+    }
     if !push_targets.is_empty() {
         let pushed = kiln::registry::push(
             &outcome.store,
@@ -484,6 +567,9 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         )
         .context("failed to push the image")?;
         report_push(&pushed, args.progress != ProgressMode::Quiet);
+        if !attestations.is_empty() {
+            push_attestations(&outcome, &attestations, &push_targets, &options)?;
+        }
     }
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &image::metadata_json(&outcome.image))?;
@@ -506,6 +592,255 @@ fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", outcome.image.manifest.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The provenance and SBOM statements for a build, signed when a key is given.
+fn make_attestations(
+    args: &BuildArgs,
+    options: &BuildOptions,
+    outcome: &build::BuildOutcome,
+    started_on: i64,
+) -> anyhow::Result<Vec<attest::Attestation>> {
+    if !args.provenance && !args.sbom {
+        return Ok(Vec::new());
+    }
+    let image = &outcome.image;
+    let name = args
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "kiln-image".to_owned());
+    let subjects = vec![attest::Subject::image(
+        &name,
+        &image.manifest.digest,
+        &image.manifest.platform,
+    )];
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(attest::SigningKey::load)
+        .transpose()
+        .context("failed to load the signing key")?;
+    let wrap = |statement: &attest::Statement| -> anyhow::Result<attest::Attestation> {
+        Ok(match &key {
+            Some(key) => attest::Attestation::signed(statement, &[key])?,
+            None => attest::Attestation::unsigned(statement)?,
+        })
+    };
+    let mut out = Vec::new();
+    if args.provenance {
+        let mut params = attest::ProvenanceParams::new(subjects.clone());
+        let dockerfile_bytes = std::fs::read(&options.dockerfile)
+            .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
+        params.dockerfile = Some(attest::provenance::DockerfileSource {
+            path: options
+                .dockerfile
+                .strip_prefix(&options.context_dir)
+                .unwrap_or(&options.dockerfile)
+                .display()
+                .to_string(),
+            digest: kiln::digest::Digest::of(&dockerfile_bytes),
+        });
+        params.target = options.target.clone();
+        params.platforms = vec![image.manifest.platform.clone()];
+        params.build_args = options.build_args.clone();
+        params.secret_build_args = args.secret_build_args.iter().cloned().collect();
+        params.base_images = outcome.bases.iter().map(|b| b.reference.clone()).collect();
+        for base in &outcome.bases {
+            params.materials.push(attest::Material::docker_image(
+                &base.reference,
+                &base.digest,
+                &image.manifest.platform,
+            ));
+        }
+        for material in &outcome.materials {
+            if let Ok(digest) = kiln::digest::Digest::from_hex(&material.sha256) {
+                params
+                    .materials
+                    .push(attest::Material::sha256(material.uri.clone(), &digest));
+            }
+        }
+        params.context = match attest::provenance::GitSource::detect(&options.context_dir)? {
+            Some(git) => attest::provenance::ContextSource::Git(git),
+            None => attest::provenance::ContextSource::Local { digest: None },
+        };
+        params.builder = attest::Builder::from_process_env();
+        params.timing = if args.reproducible {
+            attest::Timing::Reproducible
+        } else {
+            attest::Timing::Recorded {
+                invocation_id: attest::provenance::new_invocation_id()?,
+                started_on,
+                finished_on: unix_now(),
+            }
+        };
+        out.push(wrap(&attest::provenance::statement(&params)?)?);
+    }
+    if args.sbom {
+        let sbom = attest::spdx_statement(
+            &attest::SbomParams {
+                image_name: name.clone(),
+                image_digest: image.manifest.digest.clone(),
+                source_date_epoch: options.source_date_epoch,
+                packages: outcome.packages.clone(),
+            },
+            &subjects,
+        )?;
+        out.push(wrap(&sbom)?);
+    }
+    Ok(out)
+}
+
+fn attach_to_layout(
+    dir: &Path,
+    image: &image::BuiltImage,
+    tags: &[String],
+    attestations: &[attest::Attestation],
+    mode: AttestModeName,
+) -> anyhow::Result<()> {
+    let attached = match mode {
+        AttestModeName::Referrers => attest::attach(
+            dir,
+            Some(&image.manifest.digest.to_string()),
+            attestations,
+            attest::AttachMode::Referrers,
+        )
+        .map(|_| ()),
+        AttestModeName::Index if tags.is_empty() => attest::attach(
+            dir,
+            Some(&image.manifest.digest.to_string()),
+            attestations,
+            attest::AttachMode::Index,
+        )
+        .map(|_| ()),
+        AttestModeName::Index => tags.iter().try_for_each(|tag| {
+            // The layout names each entry `repo:tag` (`:latest` when the tag was left out).
+            let last = tag.rsplit('/').next().unwrap_or(tag);
+            let reference = if last.contains(':') {
+                tag.clone()
+            } else {
+                format!("{tag}:latest")
+            };
+            attest::attach(
+                dir,
+                Some(&reference),
+                attestations,
+                attest::AttachMode::Index,
+            )
+            .map(|_| ())
+        }),
+    };
+    attached.with_context(|| format!("failed to attach attestations to `{}`", dir.display()))
+}
+
+/// Pushes the attestations as OCI 1.1 referrers: their artifact manifests, and the
+/// `sha256-<hex>` fallback tag index that lists them (for registries without a referrers API).
+fn push_attestations(
+    outcome: &build::BuildOutcome,
+    attestations: &[attest::Attestation],
+    targets: &[kiln::registry::Reference],
+    options: &BuildOptions,
+) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("attest-")
+        .tempdir_in(outcome.store.root())
+        .context("failed to create a scratch layout")?;
+    let layout = scratch.path().join("layout");
+    let images = [(outcome.image.clone(), Vec::new())];
+    image::layout::write_oci_layout(&outcome.store, &layout, &images)?;
+    let attached = attest::attach(
+        &layout,
+        Some(&outcome.image.manifest.digest.to_string()),
+        attestations,
+        attest::AttachMode::Referrers,
+    )?;
+    for tag in &attached.fallback_tags {
+        let descriptor = image::base::import_layout(&outcome.store, &layout, Some(tag))?;
+        let bytes = outcome.store.read_bytes(&descriptor.digest)?;
+        let mut tagged = Vec::new();
+        for target in targets {
+            tagged.push(target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        kiln::registry::push_manifest(
+            &outcome.store,
+            &bytes,
+            &descriptor.media_type,
+            &tagged,
+            &options.registry,
+        )
+        .context("failed to push the attestations")?;
+    }
+    Ok(())
+}
+
+fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let algorithm = match args.algorithm {
+        KeyAlgorithmName::EcdsaP256 => attest::KeyAlgorithm::EcdsaP256,
+        KeyAlgorithmName::Ed25519 => attest::KeyAlgorithm::Ed25519,
+    };
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("failed to create `{}`", args.dir.display()))?;
+    let (private, public) = attest::keygen(&args.dir, algorithm)?;
+    let key = attest::PublicKey::load(&public)?;
+    eprintln!(
+        "kiln: wrote `{}` (keep it secret) and `{}` (keyid {})",
+        private.display(),
+        public.display(),
+        key.keyid()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let Some(rest) = args.image.strip_prefix("oci:") else {
+        return Err(usage(format!(
+            "invalid image `{}`: kiln verify reads OCI layouts: oci:DIR[:TAG]",
+            args.image
+        )));
+    };
+    let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+    let keys = args
+        .keys
+        .iter()
+        .map(|path| attest::PublicKey::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = match &args.policy {
+        Some(path) => attest::Policy::load(path)?,
+        None => attest::Policy {
+            require_provenance: true,
+            require_signed: true,
+            ..attest::Policy::default()
+        },
+    };
+    let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
+    for found in &report.attestations {
+        eprintln!(
+            "found {} for {} ({}; {})",
+            found.predicate_type,
+            found.image,
+            if found.signed { "signed" } else { "unsigned" },
+            if found.trusted {
+                format!("verified by {}", found.verified_by.join(", "))
+            } else {
+                "not trusted".to_owned()
+            }
+        );
+    }
+    if report.passed() {
+        eprintln!("kiln: verified `{}`: every check passed", args.image);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for failure in &report.failures {
+            eprintln!("FAILED {failure}");
+        }
+        Ok(ExitCode::from(1))
+    }
 }
 
 fn write_outputs(
@@ -684,6 +1019,8 @@ fn main() -> ExitCode {
         Command::Push(args) => run_push(args),
         Command::Pull(args) => run_pull(args),
         Command::Login(args) => run_login(args),
+        Command::Keygen(args) => run_keygen(args),
+        Command::Verify(args) => run_verify(args),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

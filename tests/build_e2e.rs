@@ -152,14 +152,38 @@ fn images_pass_oci_image_tool_umoci_and_skopeo() {
     busybox_context(&context);
     let layout = work.path().join("layout");
     let cache = work.path().join("cache");
-    let digest = build_to_layout(&context, &cache, &layout, "v1", &["-t", "kiln-test:latest"]);
-
+    // oci-image-tool 1.0.0-rc1 predates OCI 1.1 and refuses a layout whose index.json lists
+    // the attestations' fallback-tag index, so it checks the image built without them.
+    let plain = work.path().join("plain");
+    let plain_digest = build_to_layout(
+        &context,
+        &cache,
+        &plain,
+        "v1",
+        &["--provenance=false", "--sbom=false"],
+    );
     let out = run_ok(
         Command::new("oci-image-tool")
             .args(["validate", "--type", "image", "--ref", "name=v1"])
-            .arg(&layout),
+            .arg(&plain),
     );
     assert!(out.contains("Validation succeeded"), "{out}");
+
+    // By default provenance and an SBOM are attached as OCI 1.1 referrers: the tags still name
+    // the same image manifest, and a `sha256-<hex>` fallback tag lists the attestations.
+    let digest = build_to_layout(&context, &cache, &layout, "v1", &["-t", "kiln-test:latest"]);
+    assert_eq!(digest, plain_digest, "attestations do not change the image");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let fallback = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    assert!(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["annotations"]["org.opencontainers.image.ref.name"] == fallback.as_str()),
+        "{index}"
+    );
 
     let bundle = work.path().join("bundle");
     run_ok(

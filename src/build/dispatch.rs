@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{BuildError, BuildOptions, Material, Reporter, StepCache, StepOutcome, describe_diff};
+use super::{
+    BaseRecord, BuildError, BuildOptions, Material, Reporter, StepCache, StepOutcome, describe_diff,
+};
 use crate::context::Context;
 use crate::dockerfile::plan::{
     BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
@@ -138,6 +140,7 @@ pub(super) struct Executor<'a> {
     dockerfile_name: String,
     current_stage: usize,
     materials: Vec<Material>,
+    bases: Vec<BaseRecord>,
     cached: usize,
     built: usize,
 }
@@ -207,6 +210,7 @@ impl<'a> Executor<'a> {
             dockerfile_name,
             current_stage: 0,
             materials: Vec::new(),
+            bases: Vec::new(),
             cached: 0,
             built: 0,
         })
@@ -219,6 +223,23 @@ impl<'a> Executor<'a> {
     /// What native steps fetched (packages, indexes), for provenance.
     pub fn materials(&self) -> &[Material] {
         &self.materials
+    }
+
+    /// The base images the built stages started from, pinned by manifest digest.
+    pub fn bases(&self) -> &[BaseRecord] {
+        &self.bases
+    }
+
+    /// The packages (apk and Python) installed in `state`'s filesystem, for the SBOM.
+    pub fn installed_packages(
+        &self,
+        state: &mut StageState,
+    ) -> Result<Vec<crate::attest::sbom::SbomPackage>, BuildError> {
+        let fs = state
+            .fs(self.store, self.scratch.path())
+            .map_err(|e| BuildError::storage("failed to read the image's filesystem", e))?;
+        crate::attest::packages_from_rootfs(fs)
+            .map_err(|e| BuildError::storage("failed to list the image's packages", e))
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -333,6 +354,11 @@ impl<'a> Executor<'a> {
                     _ => unreachable!("matched above"),
                 }
                 .map_err(failure.err("failed to load the base image"))?;
+                self.bases.push(BaseRecord {
+                    reference: stage.base_text.clone(),
+                    source: base.source.clone(),
+                    digest: base.manifest_digest.clone(),
+                });
                 self.reporter.note(&format!(
                     "base {} resolved to {}",
                     stage.base_text, base.manifest_digest
@@ -362,6 +388,11 @@ impl<'a> Executor<'a> {
                     crate::registry::pull(&reference, &wanted, self.store, &self.options.registry)
                         .map_err(failure.err("failed to pull the base image"))?;
                 let base: crate::image::base::BaseImage = pulled.into();
+                self.bases.push(BaseRecord {
+                    reference: stage.base_text.clone(),
+                    source: base.source.clone(),
+                    digest: base.manifest_digest.clone(),
+                });
                 self.reporter.note(&format!(
                     "base {} resolved to {}",
                     stage.base_text, base.source

@@ -53,6 +53,19 @@ pub struct BuildOptions {
     pub apk_repositories: Vec<String>,
     /// `--offline`: native steps use only what is cached.
     pub offline: bool,
+    /// List the installed packages of the result, for an SBOM.
+    pub list_packages: bool,
+}
+
+/// A base image a stage started from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseRecord {
+    /// The FROM reference as written (after ARG expansion).
+    pub reference: String,
+    /// Where it was read from, pinned (`docker://reg/repo@sha256:...`, `oci:DIR@sha256:...`).
+    pub source: String,
+    /// Its manifest digest.
+    pub digest: crate::digest::Digest,
 }
 
 /// Something a build consumed from outside the context (a package, an index), for provenance.
@@ -76,6 +89,10 @@ pub struct BuildOutcome {
     pub built_steps: usize,
     /// What native steps fetched, for provenance.
     pub materials: Vec<Material>,
+    /// The base images the stages started from.
+    pub bases: Vec<BaseRecord>,
+    /// The packages installed in the result, when `list_packages` was asked.
+    pub packages: Vec<crate::attest::sbom::SbomPackage>,
 }
 
 /// Why a build failed.
@@ -198,14 +215,14 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     let cache = StepCache::open(&options.cache_dir)
         .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
     let mut executor = dispatch::Executor::new(options, &plan, &store, &cache, reporter)?;
-    let mut final_stage = None;
+    let mut final_stage: Option<dispatch::StageState> = None;
     for index in plan.needed_stages() {
         final_stage = Some(executor.build_stage(index)?);
     }
     cache
         .save()
         .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;
-    let Some(stage) = final_stage else {
+    let Some(mut stage) = final_stage else {
         return Err(BuildError::Storage {
             context: "the plan has no stage to build".to_owned(),
             source: "empty plan".into(),
@@ -215,6 +232,12 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
         .map_err(|e| BuildError::storage("failed to assemble the image", e))?;
     let (cached_steps, built_steps) = executor.counts();
     let materials = executor.materials().to_vec();
+    let bases = executor.bases().to_vec();
+    let packages = if options.list_packages {
+        executor.installed_packages(&mut stage)?
+    } else {
+        Vec::new()
+    };
     drop(executor);
     Ok(BuildOutcome {
         image,
@@ -222,6 +245,8 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
         cached_steps,
         built_steps,
         materials,
+        bases,
+        packages,
     })
 }
 

@@ -1,0 +1,188 @@
+//! Attestations through the `kiln` binary: `kiln keygen`, signed provenance and SBOM attached
+//! as OCI referrers (default) or buildx-style in an index, `kiln verify` with the right and the
+//! wrong key, byte-identical attestations with `--reproducible`, secret build args kept out of
+//! every output, and attestations pushed to a real registry under the fallback tag.
+
+#[path = "support/registry.rs"]
+mod registry_support;
+mod support;
+
+use std::path::Path;
+
+use registry_support::{Auth, TestRegistry, skopeo};
+use support::{kiln, kiln_ok, write_files};
+
+const SECRET: &str = "ghp_secretvalue123456";
+
+fn context(dir: &Path) {
+    write_files(
+        dir,
+        &[
+            ("hello.txt", "hello\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nARG GITHUB_TOKEN\nCOPY hello.txt /\n",
+            ),
+        ],
+    );
+}
+
+fn build(context: &Path, cache: &Path, layout: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "build".to_owned(),
+        "--progress=quiet".to_owned(),
+        "--cache-dir".to_owned(),
+        cache.display().to_string(),
+        "-t".to_owned(),
+        "app:1".to_owned(),
+        "--build-arg".to_owned(),
+        format!("GITHUB_TOKEN={SECRET}"),
+        "--output".to_owned(),
+        format!("type=oci,dest={}", layout.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(context.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    kiln_ok(&refs).trim().to_owned()
+}
+
+fn every_byte_under(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            all.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    all
+}
+
+#[test]
+fn signed_attestations_verify_and_are_reproducible() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let other = work.path().join("other-keys");
+    kiln_ok(&["keygen", "--algorithm", "ed25519", other.to_str().unwrap()]);
+    let ctx = work.path().join("ctx");
+    context(&ctx);
+    let cache = work.path().join("cache");
+    let sign = format!("--sign-key={}", keys.join("private.pem").display());
+
+    let a = work.path().join("a");
+    let b = work.path().join("b");
+    let digest_a = build(&ctx, &cache, &a, &[&sign, "--reproducible"]);
+    let digest_b = build(&ctx, &cache, &b, &[&sign, "--reproducible"]);
+    assert_eq!(digest_a, digest_b);
+    assert_eq!(
+        std::fs::read(a.join("index.json")).unwrap(),
+        std::fs::read(b.join("index.json")).unwrap(),
+        "reproducible attestations give identical layouts"
+    );
+    let all = every_byte_under(&a);
+    assert!(
+        !all.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+        "the secret build arg appears in the layout"
+    );
+
+    let image = format!("oci:{}:1", a.display());
+    let public = keys.join("public.pem");
+    let ok = kiln(&["verify", &image, "--key", public.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong = kiln(&[
+        "verify",
+        &image,
+        "--key",
+        other.join("public.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("FAILED"));
+
+    // Unsigned attestations fail a policy that requires signatures.
+    let unsigned = work.path().join("unsigned");
+    build(&ctx, &cache, &unsigned, &[]);
+    let report = kiln(&[
+        "verify",
+        &format!("oci:{}:1", unsigned.display()),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(report.status.code(), Some(1));
+
+    // buildx-style: the tag names an index holding the image and its attestation manifest.
+    let indexed = work.path().join("indexed");
+    build(&ctx, &cache, &indexed, &[&sign, "--attest-mode", "index"]);
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1", indexed.display())]);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["manifests"][0]["digest"], digest_a.as_str());
+    assert_eq!(
+        index["manifests"][1]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    let ok = kiln(&[
+        "verify",
+        &format!("oci:{}:1", indexed.display()),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn pushed_attestations_are_listed_under_the_fallback_tag() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx);
+    let target = reg.reference("kiln/attested:1");
+    let digest = kiln_ok(&[
+        "build",
+        "--progress=quiet",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "-t",
+        &target,
+        "--push",
+        ctx.to_str().unwrap(),
+    ]);
+    let digest = digest.trim();
+    let fallback = reg.reference(&format!(
+        "kiln/attested:sha256-{}",
+        digest.trim_start_matches("sha256:")
+    ));
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{fallback}"),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "provenance and SBOM: {index}");
+    for referrer in manifests {
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!(
+                "docker://{}@{}",
+                reg.reference("kiln/attested"),
+                referrer["digest"].as_str().unwrap()
+            ),
+        ]);
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(manifest["subject"]["digest"], digest);
+    }
+}
