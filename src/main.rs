@@ -39,6 +39,8 @@ enum Command {
     Pull(PullArgs),
     /// Store credentials for a registry in the Docker config, as `docker login` does.
     Login(LoginArgs),
+    /// Show an image's manifest or index: platforms, layers, sizes, attestations.
+    Inspect(InspectArgs),
     /// Create a signing key pair for attestations (`private.pem`, `public.pem`).
     Keygen(KeygenArgs),
     /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
@@ -136,6 +138,29 @@ struct LoginArgs {
 }
 
 #[derive(clap::Args)]
+struct InspectArgs {
+    /// A registry reference (`name[:tag][@sha256:...]`) or `oci:DIR[:TAG]`.
+    image: String,
+    /// Print the manifest or index bytes exactly as stored.
+    #[arg(long)]
+    raw: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: InspectFormat,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InspectFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
 struct KeygenArgs {
     /// Directory to write `private.pem` (mode 0600) and `public.pem` into; existing files are
     /// never overwritten.
@@ -194,7 +219,8 @@ struct BuildArgs {
     /// Dockerfile path (default: CONTEXT/Dockerfile).
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
-    /// Name and tag for the image (`name:tag`); repeatable.
+    /// Name and tag for the image (`name:tag`); repeatable. `{{date}}` (YYYYMMDD, UTC),
+    /// `{{git_sha}}` and `{{git_short_sha}}` (the context's commit) are expanded.
     #[arg(short = 't', long = "tag")]
     tags: Vec<String>,
     /// Build-time variable `KEY=VALUE` (or `KEY` to take it from the environment); repeatable.
@@ -446,7 +472,8 @@ fn source_date_epoch(
     }
 }
 
-fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
+    args.tags = expand_tag_templates(&args.tags, &args.context)?;
     let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
     let annotations = key_value_pairs(&args.annotations, "--annotation")?;
     let outputs = args
@@ -779,6 +806,145 @@ fn push_attestations(
     Ok(())
 }
 
+fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let (digest, bytes) = if let Some(rest) = args.image.strip_prefix("oci:") {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        let store = build::open_store(&cache_dir)?;
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        let descriptor = image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
+            .with_context(|| format!("failed to read `{}`", args.image))?;
+        let bytes = store.read_bytes(&descriptor.digest)?;
+        (descriptor.digest, bytes)
+    } else {
+        let reference = parse_references(std::slice::from_ref(&args.image))?.remove(0);
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        kiln::registry::fetch_raw_manifest(&reference, &args.registry.options(&cache_dir))
+            .with_context(|| format!("failed to inspect `{}`", args.image))?
+    };
+    if args.raw {
+        std::io::stdout().write_all(&bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let document: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{}` is not a JSON manifest or index", args.image))?;
+    let media_type = document["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+    let size = |d: &serde_json::Value| d["size"].as_u64().unwrap_or(0);
+    let summary = if let Some(manifests) = document["manifests"].as_array() {
+        let entries: Vec<serde_json::Value> = manifests
+            .iter()
+            .map(|m| {
+                let platform = match (m["platform"]["os"].as_str(), m["platform"]["architecture"].as_str()) {
+                    (Some(os), Some(arch)) => {
+                        let variant = m["platform"]["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default();
+                        format!("{os}/{arch}{variant}")
+                    }
+                    _ => String::new(),
+                };
+                let role = if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+                    format!("attestations for {}", m["annotations"]["vnd.docker.reference.digest"].as_str().unwrap_or("?"))
+                } else if let Some(artifact) = m["artifactType"].as_str() {
+                    format!("artifact {artifact}")
+                } else {
+                    "image".to_owned()
+                };
+                serde_json::json!({"digest": m["digest"], "mediaType": m["mediaType"], "size": size(m), "platform": platform, "role": role})
+            })
+            .collect();
+        serde_json::json!({"name": args.image, "digest": digest.to_string(), "mediaType": media_type, "manifests": entries})
+    } else {
+        let layers: Vec<serde_json::Value> = document["layers"]
+            .as_array()
+            .map(|layers| layers.iter().map(|l| serde_json::json!({"digest": l["digest"], "mediaType": l["mediaType"], "size": size(l)})).collect())
+            .unwrap_or_default();
+        let total: u64 = layers.iter().map(size).sum();
+        serde_json::json!({"name": args.image, "digest": digest.to_string(), "mediaType": media_type,
+            "config": document["config"]["digest"], "artifactType": document["artifactType"],
+            "subject": document["subject"]["digest"], "layers": layers, "totalSize": total})
+    };
+    match args.format {
+        InspectFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        InspectFormat::Text => {
+            println!("Name:      {}", args.image);
+            println!("MediaType: {media_type}");
+            println!("Digest:    {digest}");
+            if let Some(entries) = summary["manifests"].as_array() {
+                println!("Manifests:");
+                for entry in entries {
+                    println!(
+                        "  {}  {:>10} bytes  {}  {}",
+                        entry["digest"].as_str().unwrap_or("?"),
+                        entry["size"],
+                        entry["platform"]
+                            .as_str()
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or("-"),
+                        entry["role"].as_str().unwrap_or("")
+                    );
+                }
+            } else {
+                if let Some(subject) = summary["subject"].as_str() {
+                    println!("Subject:   {subject}");
+                }
+                println!("Config:    {}", summary["config"].as_str().unwrap_or("-"));
+                println!("Layers:");
+                for layer in summary["layers"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}  {:>10} bytes  {}",
+                        layer["digest"].as_str().unwrap_or("?"),
+                        layer["size"],
+                        layer["mediaType"].as_str().unwrap_or("")
+                    );
+                }
+                println!("Total:     {} bytes", summary["totalSize"]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Expands the tag templates the seed's CI uses: `{{date}}` (today, UTC, `YYYYMMDD`),
+/// `{{git_sha}}` and `{{git_short_sha}}` (the commit the context is checked out at).
+fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::Result<Vec<String>> {
+    if !tags.iter().any(|t| t.contains("{{")) {
+        return Ok(tags.to_vec());
+    }
+    let date = image::rfc3339(unix_now())[..10].replace('-', "");
+    let commit = match attest::provenance::GitSource::detect(context)? {
+        Some(git) => Some(git.commit),
+        None => None,
+    };
+    tags.iter()
+        .map(|tag| {
+            let mut out = tag.replace("{{date}}", &date);
+            if out.contains("{{git_sha}}") || out.contains("{{git_short_sha}}") {
+                let Some(commit) = &commit else {
+                    return Err(usage(format!(
+                        "tag `{tag}` uses the git commit, but `{}` is not in a git checkout",
+                        context.display()
+                    )));
+                };
+                out = out
+                    .replace("{{git_sha}}", commit)
+                    .replace("{{git_short_sha}}", &commit[..commit.len().min(7)]);
+            }
+            if out.contains("{{") {
+                return Err(usage(format!(
+                    "unknown template in tag `{tag}`: kiln expands {{{{date}}}}, {{{{git_sha}}}} and {{{{git_short_sha}}}}"
+                )));
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
 fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let algorithm = match args.algorithm {
         KeyAlgorithmName::EcdsaP256 => attest::KeyAlgorithm::EcdsaP256,
@@ -1019,6 +1185,7 @@ fn main() -> ExitCode {
         Command::Push(args) => run_push(args),
         Command::Pull(args) => run_pull(args),
         Command::Login(args) => run_login(args),
+        Command::Inspect(args) => run_inspect(args),
         Command::Keygen(args) => run_keygen(args),
         Command::Verify(args) => run_verify(args),
         Command::Debug {

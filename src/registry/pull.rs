@@ -265,6 +265,29 @@ async fn pull_async(
     })
 }
 
+/// Fetches the manifest or index `reference` names, as the registry serves it (for
+/// `kiln inspect`): its digest, verified, and its bytes. Blocks the calling thread.
+pub fn fetch_raw_manifest(
+    reference: &Reference,
+    options: &RegistryOptions,
+) -> Result<(Digest, Vec<u8>), RegistryError> {
+    super::block_on(async {
+        let mut lazy = Lazy {
+            reference,
+            options,
+            session: None,
+        };
+        let session = lazy.get("the manifest")?;
+        fetch_manifest(
+            &session,
+            reference.repository(),
+            &reference.manifest_ref(),
+            reference.digest(),
+        )
+        .await
+    })
+}
+
 /// The bytes of manifest `digest`: from the store, or fetched (and stored) by digest.
 async fn manifest_bytes(
     lazy: &mut Lazy<'_>,
