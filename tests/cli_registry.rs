@@ -148,3 +148,100 @@ fn offline_build_without_cache_names_the_missing_image() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("kiln/none"), "{stderr}");
 }
+
+/// Credentials through the CLI against an htpasswd registry: none (a 401 naming the registry,
+/// never the password), `KILN_REGISTRY_AUTH_<HOST>`, and `kiln login --password-stdin` into a
+/// Docker config directory.
+#[test]
+fn credentials_from_the_environment_and_kiln_login() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[
+            ("a.txt", "a\n"),
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /\n"),
+        ],
+    );
+    let cache = work.path().join("cache");
+    let docker_config = work.path().join("docker-config");
+    let target = reg.reference("kiln/private:1");
+    let push = |envs: &[(&str, String)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args([
+                "build",
+                "--progress=quiet",
+                "--provenance=false",
+                "--sbom=false",
+            ])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["-t", &target, "--push"])
+            .arg(work.path())
+            .env("DOCKER_CONFIG", &docker_config)
+            .env_remove("REGISTRY_AUTH_FILE");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+
+    let denied = push(&[]);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert_eq!(denied.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&reg.host()),
+        "the error names the registry: {stderr}"
+    );
+    assert!(!stderr.contains(registry_support::PASSWORD));
+
+    let variable = kiln::registry::auth::env_var_name(&reg.host());
+    let allowed = push(&[(
+        variable.as_str(),
+        format!("{}:{}", registry_support::USER, registry_support::PASSWORD),
+    )]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+
+    let mut login = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "login",
+            &reg.host(),
+            "-u",
+            registry_support::USER,
+            "--password-stdin",
+        ])
+        .env("DOCKER_CONFIG", &docker_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", registry_support::PASSWORD).as_bytes())
+        .unwrap();
+    let login = login.wait_with_output().unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let config = std::fs::read_to_string(docker_config.join("config.json")).unwrap();
+    assert!(config.contains(&reg.host()) && !config.contains(registry_support::PASSWORD));
+    let after_login = push(&[]);
+    assert!(
+        after_login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after_login.stderr)
+    );
+}
