@@ -183,7 +183,8 @@ fn credentials_from_the_environment_and_kiln_login() {
             .args(["-t", &target, "--push"])
             .arg(work.path())
             .env("DOCKER_CONFIG", &docker_config)
-            .env_remove("REGISTRY_AUTH_FILE");
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR");
         for (key, value) in envs {
             command.env(key, value);
         }
