@@ -353,6 +353,12 @@ fn step_cache_reuses_layers_and_redoes_only_what_changed() {
     let (again, log) = build("two");
     assert_eq!(first, again);
     assert!(log.contains("(0 layers written, 2 cached)"), "{log}");
+    // A fresh checkout of the same bytes (new inodes and times) is found by content.
+    std::fs::remove_file(context.join("a.txt")).unwrap();
+    std::fs::write(context.join("a.txt"), "a\n").unwrap();
+    let (same, log) = build("fresh");
+    assert_eq!(first, same);
+    assert!(log.contains("(0 layers written, 2 cached)"), "{log}");
     std::fs::write(context.join("b.txt"), "changed\n").unwrap();
     let (changed, log) = build("three");
     assert_ne!(first, changed);

@@ -1,22 +1,28 @@
-//! The step cache: a layer is a pure function of its Diff and the write settings, so the
-//! cache maps a fingerprint of both to the [`Layer`] already in the store.
+//! The step cache: a layer is a pure function of its Diff and the write settings, so the cache
+//! maps keys derived from both to the [`Layer`] already in the store.
 //!
-//! The fingerprint covers every byte the tar would hold: paths, kinds, ownership, modes, mtimes
-//! after clamping, xattrs, link targets and the sha256 of each file's content. Content digests of
-//! host files come from a stat cache keyed by (path, size, mtime, ctime, inode, device), the way
-//! BuildKit's content-hash cache avoids re-reading an unchanged context; any write to a file
-//! changes its ctime, so a stale entry cannot be reused. A rebuild with nothing changed therefore
-//! reads no file content and compresses nothing.
+//! Two keys, so that no build reads the context more than once:
+//!
+//! - the *stat key* hashes everything the tar would hold, except that a host file stands for its
+//!   content by (path, size, mtime, ctime, inode, device), the way BuildKit's content-hash cache
+//!   trusts an unchanged file. Any write to a file changes its ctime, so a stale key cannot match.
+//!   A rebuild with nothing changed hits it without reading a byte.
+//! - the *diffID key* is the layer's uncompressed digest, which names its exact bytes. Every
+//!   written layer is recorded under it for free (the writer computes it). When the stat key
+//!   misses but the context's paths were seen before (a fresh checkout of the same files, a
+//!   touched file), [`StepCache::lookup_content`] streams the tar through SHA-256 without
+//!   compressing, and reuses the stored layer when its diffID matches. A cold build (paths never
+//!   seen) skips that pass and compresses straight away.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::layer::{Compression, Diff, EntryKind, FileContent, Layer, WriteOptions};
 use crate::store::Store;
 
@@ -34,6 +40,9 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// Streaming the layer's tar to compute its diffID failed.
+    #[error("failed to read the step's inputs")]
+    Layer(#[source] crate::layer::LayerError),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
@@ -66,18 +75,12 @@ impl StatKey {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct StatEntry {
-    key: StatKey,
-    digest: Digest,
-}
-
-/// The persistent cache of one cache directory: step results and host-file content digests.
+/// The persistent cache of one cache directory: step results and the host files seen.
 pub struct StepCache {
     steps_dir: PathBuf,
-    stat_path: PathBuf,
-    stats: Mutex<BTreeMap<PathBuf, StatEntry>>,
-    stats_dirty: Mutex<bool>,
+    seen_path: PathBuf,
+    seen: Mutex<BTreeMap<PathBuf, StatKey>>,
+    seen_dirty: Mutex<bool>,
 }
 
 impl StepCache {
@@ -85,34 +88,29 @@ impl StepCache {
     pub fn open(dir: &Path) -> Result<StepCache, CacheError> {
         let steps_dir = dir.join("steps");
         std::fs::create_dir_all(&steps_dir).map_err(io_error("create", &steps_dir))?;
-        let stat_path = dir.join("stat-cache.json");
-        // A damaged stat cache only costs re-hashing, so it is dropped rather than reported.
-        let stats = std::fs::read(&stat_path)
+        let seen_path = dir.join("seen-files.json");
+        // A damaged record of seen files only costs one extra content pass, so it is dropped.
+        let seen = std::fs::read(&seen_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         Ok(StepCache {
             steps_dir,
-            stat_path,
-            stats: Mutex::new(stats),
-            stats_dirty: Mutex::new(false),
+            seen_path,
+            seen: Mutex::new(seen),
+            seen_dirty: Mutex::new(false),
         })
     }
 
-    /// The fingerprint of the layer `diff` would become with `options`.
-    pub fn fingerprint(&self, diff: &Diff, options: &WriteOptions) -> Result<Digest, CacheError> {
-        let content = self.content_digests(diff)?;
+    /// The stat key of the layer `diff` would become with `options` (reads no file content).
+    pub fn stat_key(&self, diff: &Diff, options: &WriteOptions) -> Result<Digest, CacheError> {
         let mut hasher = Hasher::new();
         let mut field = |bytes: &[u8]| {
             hasher.update(&(bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
         };
-        field(b"kiln-layer-v1");
-        match options.compression {
-            Compression::Gzip { level } => field(format!("gzip:{level}").as_bytes()),
-            Compression::Zstd { level } => field(format!("zstd:{level}").as_bytes()),
-            Compression::None => field(b"none"),
-        }
+        field(b"kiln-layer-stat-v1");
+        field(options_text(options).as_bytes());
         for (path, entry) in diff.iter() {
             field(path.as_str().as_bytes());
             let meta = &entry.meta;
@@ -125,10 +123,22 @@ impl StepCache {
             match &entry.kind {
                 EntryKind::Dir => field(b"dir"),
                 EntryKind::OpaqueDir => field(b"opaque"),
-                EntryKind::File(_) => {
-                    field(b"file");
-                    let digest = content.get(path.as_str()).map(Digest::hex).unwrap_or("");
-                    field(digest.as_bytes());
+                EntryKind::File(FileContent::Bytes(bytes)) => {
+                    field(b"bytes");
+                    field(Digest::of(bytes).hex().as_bytes());
+                }
+                EntryKind::File(FileContent::HostFile { path: host, .. }) => {
+                    let stat = std::fs::metadata(host).map_err(io_error("stat", host))?;
+                    let key = StatKey::of(&stat);
+                    field(b"host");
+                    field(host.as_os_str().as_encoded_bytes());
+                    field(
+                        format!(
+                            "{}:{}:{}:{}:{}",
+                            key.size, key.mtime_ns, key.ctime_ns, key.inode, key.device
+                        )
+                        .as_bytes(),
+                    );
                 }
                 EntryKind::Symlink(target) => {
                     field(b"symlink");
@@ -151,122 +161,104 @@ impl StepCache {
         Ok(hasher.finish().0)
     }
 
-    /// sha256 of every regular file's content, by path, hashing host files in parallel.
-    fn content_digests(&self, diff: &Diff) -> Result<BTreeMap<String, Digest>, CacheError> {
-        let mut digests = BTreeMap::new();
-        let mut host_files: Vec<(String, PathBuf)> = Vec::new();
-        for (path, entry) in diff.iter() {
-            match &entry.kind {
-                EntryKind::File(FileContent::Bytes(bytes)) => {
-                    digests.insert(path.as_str().to_owned(), Digest::of(bytes));
-                }
-                EntryKind::File(FileContent::HostFile { path: host, .. }) => {
-                    host_files.push((path.as_str().to_owned(), host.clone()));
-                }
-                _ => {}
-            }
-        }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 8);
-        let chunk = host_files.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Vec<(String, Digest)>, CacheError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = host_files
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(layer_path, host)| {
-                                Ok((layer_path.clone(), self.host_file_digest(host)?))
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        for part in results {
-            digests.extend(part?);
-        }
-        Ok(digests)
+    /// True when some host file of `diff` was seen by an earlier build from the same path: the
+    /// content may well be unchanged, so a content pass is worth its cost.
+    pub fn seen_before(&self, diff: &Diff) -> bool {
+        let Ok(seen) = self.seen.lock() else {
+            return false;
+        };
+        diff.iter().any(|(_, entry)| {
+            matches!(&entry.kind, EntryKind::File(FileContent::HostFile { path, .. }) if seen.contains_key(path))
+        })
     }
 
-    fn host_file_digest(&self, host: &Path) -> Result<Digest, CacheError> {
-        let meta = std::fs::metadata(host).map_err(io_error("stat", host))?;
-        let key = StatKey::of(&meta);
-        if let Ok(stats) = self.stats.lock()
-            && let Some(entry) = stats.get(host)
-            && entry.key == key
-        {
-            return Ok(entry.digest.clone());
-        }
-        let mut file = std::fs::File::open(host).map_err(io_error("open", host))?;
-        let mut hasher = Hasher::new();
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let read = file.read(&mut buffer).map_err(io_error("read", host))?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
-        let (digest, _) = hasher.finish();
-        if let Ok(mut stats) = self.stats.lock() {
-            stats.insert(
-                host.to_owned(),
-                StatEntry {
-                    key,
-                    digest: digest.clone(),
-                },
-            );
-        }
-        if let Ok(mut dirty) = self.stats_dirty.lock() {
-            *dirty = true;
-        }
-        Ok(digest)
+    /// The layer stored with the diffID that `diff` would have, if any: streams the tar through
+    /// SHA-256 without compressing.
+    pub fn lookup_content(
+        &self,
+        diff: &Diff,
+        options: &WriteOptions,
+        store: &Store,
+    ) -> Result<Option<Layer>, CacheError> {
+        let mut sink = HashingWriter::new(io::sink());
+        crate::layer::tar_writer::write_tar(diff, options.source_date_epoch, &mut sink)
+            .map_err(CacheError::Layer)?;
+        let (_, diff_id, _) = sink.finish();
+        Ok(self.lookup(&diff_id_key(&diff_id, options), store))
     }
 
-    /// The layer stored for `fingerprint`, if it is cached and its blob is still in `store`.
-    pub fn lookup(&self, fingerprint: &Digest, store: &Store) -> Option<Layer> {
-        let path = self.steps_dir.join(fingerprint.hex());
+    /// The layer stored under `key`, if it is cached and its blob is still in `store`.
+    pub fn lookup(&self, key: &Digest, store: &Store) -> Option<Layer> {
+        let path = self.steps_dir.join(key.hex());
         let bytes = std::fs::read(path).ok()?;
         let layer: Layer = serde_json::from_slice(&bytes).ok()?;
         store.contains(&layer.digest).then_some(layer)
     }
 
-    /// Records that `fingerprint` produced `layer`.
-    pub fn record(&self, fingerprint: &Digest, layer: &Layer) -> Result<(), CacheError> {
+    /// Records that the Diff with `stat_key` produced `layer` (under its diffID key too), and
+    /// remembers the Diff's host files as seen.
+    pub fn record(
+        &self,
+        stat_key: &Digest,
+        diff: &Diff,
+        layer: &Layer,
+        options: &WriteOptions,
+    ) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(layer).map_err(|e| CacheError::Io {
             action: "serialize the cache entry for",
-            path: self.steps_dir.join(fingerprint.hex()),
+            path: self.steps_dir.join(stat_key.hex()),
             source: std::io::Error::other(e),
         })?;
-        write_atomically(&self.steps_dir.join(fingerprint.hex()), &bytes)
+        write_atomically(&self.steps_dir.join(stat_key.hex()), &bytes)?;
+        let content_key = diff_id_key(&layer.diff_id, options);
+        write_atomically(&self.steps_dir.join(content_key.hex()), &bytes)?;
+        let mut seen = match self.seen.lock() {
+            Ok(seen) => seen,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (_, entry) in diff.iter() {
+            if let EntryKind::File(FileContent::HostFile { path, .. }) = &entry.kind
+                && let Ok(meta) = std::fs::metadata(path)
+            {
+                seen.insert(path.clone(), StatKey::of(&meta));
+            }
+        }
+        if let Ok(mut dirty) = self.seen_dirty.lock() {
+            *dirty = true;
+        }
+        Ok(())
     }
 
-    /// Writes the stat cache back if it changed.
+    /// Writes the record of seen host files back if it changed.
     pub fn save(&self) -> Result<(), CacheError> {
-        let dirty = self.stats_dirty.lock().map(|d| *d).unwrap_or(false);
+        let dirty = self.seen_dirty.lock().map(|d| *d).unwrap_or(false);
         if !dirty {
             return Ok(());
         }
-        let stats = match self.stats.lock() {
-            Ok(stats) => stats,
+        let seen = match self.seen.lock() {
+            Ok(seen) => seen,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let bytes = serde_json::to_vec(&*stats).map_err(|e| CacheError::Io {
+        let bytes = serde_json::to_vec(&*seen).map_err(|e| CacheError::Io {
             action: "serialize",
-            path: self.stat_path.clone(),
+            path: self.seen_path.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomically(&self.stat_path, &bytes)
+        write_atomically(&self.seen_path, &bytes)
     }
+}
+
+fn options_text(options: &WriteOptions) -> String {
+    match options.compression {
+        Compression::Gzip { level } => format!("gzip:{level}"),
+        Compression::Zstd { level } => format!("zstd:{level}"),
+        Compression::None => "none".to_owned(),
+    }
+}
+
+/// The cache key of a layer by its diffID and compression settings.
+fn diff_id_key(diff_id: &Digest, options: &WriteOptions) -> Digest {
+    Digest::of(format!("kiln-layer-diffid-v1:{}:{diff_id}", options_text(options)).as_bytes())
 }
 
 /// Writes `bytes` to a temp file beside `path`, then renames it into place.
@@ -296,44 +288,76 @@ mod tests {
         }
     }
 
+    fn diff_for(host: &Path, mtime: i64) -> Diff {
+        let mut diff = Diff::new();
+        let mut meta = Metadata::root_owned(0o644);
+        meta.mtime = mtime;
+        let size = std::fs::metadata(host).unwrap().len();
+        diff.insert(
+            LayerPath::new("f").unwrap(),
+            Entry {
+                kind: EntryKind::File(FileContent::HostFile {
+                    path: host.to_owned(),
+                    size,
+                }),
+                meta,
+            },
+        );
+        diff
+    }
+
     #[test]
-    fn fingerprint_follows_content_not_host_paths_or_times_below_the_epoch() {
+    fn stat_key_follows_files_and_settings_and_content_lookup_follows_bytes() {
         let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
         let cache = StepCache::open(&dir.path().join("cache")).unwrap();
         let a = dir.path().join("a");
         let b = dir.path().join("b");
         std::fs::write(&a, b"same").unwrap();
         std::fs::write(&b, b"same").unwrap();
-        let diff_for = |host: &Path, mtime: i64| {
-            let mut diff = Diff::new();
-            let mut meta = Metadata::root_owned(0o644);
-            meta.mtime = mtime;
-            diff.insert(
-                LayerPath::new("f").unwrap(),
-                Entry {
-                    kind: EntryKind::File(FileContent::HostFile {
-                        path: host.to_owned(),
-                        size: 4,
-                    }),
-                    meta,
-                },
-            );
-            diff
-        };
-        let first = cache.fingerprint(&diff_for(&a, 100), &options()).unwrap();
+
+        let key_a = cache.stat_key(&diff_for(&a, 100), &options()).unwrap();
         assert_eq!(
-            first,
-            cache.fingerprint(&diff_for(&b, 5), &options()).unwrap()
+            key_a,
+            cache.stat_key(&diff_for(&a, 5), &options()).unwrap(),
+            "times clamp to the epoch"
         );
-        std::fs::write(&b, b"diff").unwrap();
         assert_ne!(
-            first,
-            cache.fingerprint(&diff_for(&b, 5), &options()).unwrap()
+            key_a,
+            cache.stat_key(&diff_for(&b, 100), &options()).unwrap(),
+            "another file"
         );
         let zstd = WriteOptions {
             compression: Compression::Zstd { level: 3 },
             ..options()
         };
-        assert_ne!(first, cache.fingerprint(&diff_for(&a, 100), &zstd).unwrap());
+        assert_ne!(key_a, cache.stat_key(&diff_for(&a, 100), &zstd).unwrap());
+
+        assert!(!cache.seen_before(&diff_for(&a, 0)));
+        let diff = diff_for(&a, 0);
+        let layer = crate::layer::write(&diff, &store, &options()).unwrap();
+        cache.record(&key_a, &diff, &layer, &options()).unwrap();
+        assert_eq!(cache.lookup(&key_a, &store), Some(layer.clone()));
+        assert!(cache.seen_before(&diff_for(&a, 0)));
+
+        // Same bytes from another file: the stat key misses, the content lookup hits.
+        let other = diff_for(&b, 0);
+        assert_eq!(
+            cache.lookup(&cache.stat_key(&other, &options()).unwrap(), &store),
+            None
+        );
+        assert_eq!(
+            cache.lookup_content(&other, &options(), &store).unwrap(),
+            Some(layer)
+        );
+        // A rewrite changes the ctime, so the old stat key cannot match any more.
+        std::fs::write(&a, b"diff").unwrap();
+        assert_ne!(key_a, cache.stat_key(&diff_for(&a, 0), &options()).unwrap());
+        assert_eq!(
+            cache
+                .lookup_content(&diff_for(&a, 0), &options(), &store)
+                .unwrap(),
+            None
+        );
     }
 }

@@ -988,17 +988,34 @@ impl<'a> Executor<'a> {
         failure: &StepFailure<'_>,
     ) -> Result<StepOutcome, BuildError> {
         let options = self.write_options();
-        let fingerprint = self
+        let stat_key = self
             .cache
-            .fingerprint(&diff, &options)
+            .stat_key(&diff, &options)
             .map_err(failure.err("failed to read the step's inputs"))?;
-        let cached = if self.options.no_cache {
-            None
+        let (cached, by_content) = if self.options.no_cache {
+            (None, false)
         } else {
-            self.cache.lookup(&fingerprint, self.store)
+            match self.cache.lookup(&stat_key, self.store) {
+                Some(layer) => (Some(layer), false),
+                // Seen files with new stats (a fresh checkout, a touch): the content may be the
+                // same, and one pass without compression is cheaper than compressing it again.
+                None if self.cache.seen_before(&diff) => (
+                    self.cache
+                        .lookup_content(&diff, &options, self.store)
+                        .map_err(failure.err("failed to read the step's inputs"))?,
+                    true,
+                ),
+                None => (None, false),
+            }
         };
         let (layer, outcome) = match cached {
             Some(layer) => {
+                if by_content {
+                    // Remember the new stats, so the next build hits without a content pass.
+                    self.cache
+                        .record(&stat_key, &diff, &layer, &options)
+                        .map_err(failure.err("failed to record the layer in the step cache"))?;
+                }
                 self.cached += 1;
                 (layer, StepOutcome::Cached)
             }
@@ -1008,7 +1025,7 @@ impl<'a> Executor<'a> {
                 let layer = layer::write(&diff, self.store, &options)
                     .map_err(failure.err("failed to write the layer"))?;
                 self.cache
-                    .record(&fingerprint, &layer)
+                    .record(&stat_key, &diff, &layer, &options)
                     .map_err(failure.err("failed to record the layer in the step cache"))?;
                 self.built += 1;
                 (layer, StepOutcome::Built)
