@@ -41,6 +41,8 @@ enum Command {
     Login(LoginArgs),
     /// Show an image's manifest or index: platforms, layers, sizes, attestations.
     Inspect(InspectArgs),
+    /// Pin every FROM of a Dockerfile to the digest its tag names now (`name:tag@sha256:...`).
+    Pin(PinArgs),
     /// Create a signing key pair for attestations (`private.pem`, `public.pem`).
     Keygen(KeygenArgs),
     /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
@@ -152,6 +154,17 @@ struct InspectArgs {
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PinArgs {
+    /// The Dockerfile to pin.
+    file: PathBuf,
+    /// Change nothing; exit 1 when a FROM is unpinned or its tag moved.
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    registry: RegistryFlags,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -806,6 +819,41 @@ fn push_attestations(
     Ok(())
 }
 
+fn run_pin(args: PinArgs) -> anyhow::Result<ExitCode> {
+    let options = args.registry.options(&build::default_cache_dir());
+    let pins = kiln::pin::plan(&args.file, &options)?;
+    let stale: Vec<&kiln::pin::Pin> = pins.iter().filter(|p| p.is_stale()).collect();
+    for pin in &pins {
+        let state = match (&pin.pinned, pin.is_stale()) {
+            (None, _) => "not pinned",
+            (Some(_), true) => "tag moved",
+            (Some(_), false) => "up to date",
+        };
+        eprintln!(
+            "{}:{}: {} ({state})",
+            args.file.display(),
+            pin.line,
+            pin.updated
+        );
+    }
+    if args.check {
+        return Ok(if stale.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    if !stale.is_empty() {
+        kiln::pin::apply(&args.file, &pins)?;
+        eprintln!(
+            "kiln: pinned {} FROM line(s) in `{}`",
+            stale.len(),
+            args.file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let (digest, bytes) = if let Some(rest) = args.image.strip_prefix("oci:") {
         let cache_dir = args
@@ -1186,6 +1234,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => run_pull(args),
         Command::Login(args) => run_login(args),
         Command::Inspect(args) => run_inspect(args),
+        Command::Pin(args) => run_pin(args),
         Command::Keygen(args) => run_keygen(args),
         Command::Verify(args) => run_verify(args),
         Command::Debug {

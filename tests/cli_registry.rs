@@ -246,3 +246,68 @@ fn credentials_from_the_environment_and_kiln_login() {
         String::from_utf8_lossy(&after_login.stderr)
     );
 }
+
+/// `kiln pin` against a real registry: an unpinned FROM is pinned to the tag's digest, `--check`
+/// passes, the tag moves to a new image, `--check` fails and `kiln pin` follows it; stages and
+/// `scratch` are left alone.
+#[test]
+fn pin_follows_a_moved_tag() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let base = reg.reference("kiln/base:3.11");
+    let push_base = |content: &str| {
+        let ctx = work.path().join(format!("base-{content}"));
+        write_files(
+            &ctx,
+            &[("f", content), ("Dockerfile", "FROM scratch\nCOPY f /\n")],
+        );
+        kiln_ok(&[
+            "build",
+            "--progress=quiet",
+            "--provenance=false",
+            "--sbom=false",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-t",
+            &base,
+            "--push",
+            ctx.to_str().unwrap(),
+        ])
+        .trim()
+        .to_owned()
+    };
+    let first = push_base("one\n");
+    let dockerfile = work.path().join("Dockerfile");
+    let original = format!(
+        "# the app\nFROM {base} AS build\nRUN true\n\nFROM scratch\nCOPY --from=build /f /f\n"
+    );
+    std::fs::write(&dockerfile, &original).unwrap();
+
+    let check = kiln(&["pin", "--check", dockerfile.to_str().unwrap()]);
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "unpinned: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    kiln_ok(&["pin", dockerfile.to_str().unwrap()]);
+    let pinned = std::fs::read_to_string(&dockerfile).unwrap();
+    assert_eq!(pinned, original.replace(&base, &format!("{base}@{first}")));
+    assert!(
+        kiln(&["pin", "--check", dockerfile.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let second = push_base("two\n");
+    assert_ne!(first, second);
+    let check = kiln(&["pin", "--check", dockerfile.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("tag moved"));
+    kiln_ok(&["pin", dockerfile.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&dockerfile).unwrap(),
+        original.replace(&base, &format!("{base}@{second}"))
+    );
+}
