@@ -82,7 +82,7 @@ pub enum PinError {
         image: String,
         /// The cause.
         #[source]
-        source: registry::RegistryError,
+        source: Box<registry::RegistryError>,
     },
 }
 
@@ -145,7 +145,7 @@ pub fn plan(path: &Path, options: &RegistryOptions) -> Result<Vec<Pin>, PinError
                 path: path.to_owned(),
                 line: node.start_line,
                 image: image.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let base = image.split('@').next().unwrap_or(image);
         let base = if reference.tag().is_none() {
