@@ -354,30 +354,7 @@ impl<'a> Executor<'a> {
                     _ => unreachable!("matched above"),
                 }
                 .map_err(failure.err("failed to load the base image"))?;
-                self.bases.push(BaseRecord {
-                    reference: stage.base_text.clone(),
-                    source: base.source.clone(),
-                    digest: base.manifest_digest.clone(),
-                });
-                self.reporter.note(&format!(
-                    "base {} resolved to {}",
-                    stage.base_text, base.manifest_digest
-                ));
-                let shell = base
-                    .config
-                    .config
-                    .shell
-                    .clone()
-                    .unwrap_or_else(default_shell);
-                StageState {
-                    pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
-                    layers: base.layers,
-                    config: base.config,
-                    fs: None,
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                    shell,
-                }
+                self.start_from_base(&stage.base_text, base)
             }
             BaseRef::Registry(text) => {
                 let wanted = platform.clone().unwrap_or_else(Platform::host);
@@ -387,31 +364,7 @@ impl<'a> Executor<'a> {
                 let pulled =
                     crate::registry::pull(&reference, &wanted, self.store, &self.options.registry)
                         .map_err(failure.err("failed to pull the base image"))?;
-                let base: crate::image::base::BaseImage = pulled.into();
-                self.bases.push(BaseRecord {
-                    reference: stage.base_text.clone(),
-                    source: base.source.clone(),
-                    digest: base.manifest_digest.clone(),
-                });
-                self.reporter.note(&format!(
-                    "base {} resolved to {}",
-                    stage.base_text, base.source
-                ));
-                let shell = base
-                    .config
-                    .config
-                    .shell
-                    .clone()
-                    .unwrap_or_else(default_shell);
-                StageState {
-                    pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
-                    layers: base.layers,
-                    config: base.config,
-                    fs: None,
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                    shell,
-                }
+                self.start_from_base(&stage.base_text, pulled.into())
             }
         };
         // A base whose history does not account for every layer (some tools write none) gets
@@ -436,6 +389,36 @@ impl<'a> Executor<'a> {
         }
         state.config.created = Some(epoch_time);
         Ok(state)
+    }
+
+    /// A stage's initial state from a loaded base image, recorded for provenance.
+    fn start_from_base(
+        &mut self,
+        written: &str,
+        base: crate::image::base::BaseImage,
+    ) -> StageState {
+        self.bases.push(BaseRecord {
+            reference: written.to_owned(),
+            source: base.source.clone(),
+            digest: base.manifest_digest.clone(),
+        });
+        self.reporter
+            .note(&format!("base {written} resolved to {}", base.source));
+        let shell = base
+            .config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(default_shell);
+        StageState {
+            pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
+            layers: base.layers,
+            config: base.config,
+            fs: None,
+            args: BTreeMap::new(),
+            cmd_set: false,
+            shell,
+        }
     }
 
     fn dispatch(

@@ -379,6 +379,37 @@ fn describe_loose_blob(dir: &Path, digest: &Digest) -> Result<Option<Descriptor>
     )))
 }
 
+/// The index entry to follow for `platform` (an image manifest, or a nested index without a
+/// platform, searched next), and the platforms the index offers, for error messages.
+/// Attestation entries (`vnd.docker.reference.type`) and `unknown/unknown` are never chosen.
+pub fn select_manifest<'i>(
+    index: &'i Index,
+    platform: &Platform,
+) -> (Option<&'i Descriptor>, Vec<String>) {
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_none_or(|p| !(p.os == "unknown" && p.architecture == "unknown"))
+        })
+        .collect();
+    let chosen = candidates.iter().copied().find(|d| match &d.platform {
+        Some(p) => platform.matches(p),
+        None => matches!(
+            d.media_type.as_str(),
+            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST
+        ),
+    });
+    let available = candidates
+        .iter()
+        .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+        .collect();
+    (chosen, available)
+}
+
 /// Follows `descriptor` through image indexes to the image manifest for `platform`.
 fn resolve(
     store: &Store,
@@ -408,33 +439,13 @@ fn resolve(
                     what: format!("image index {}", descriptor.digest),
                     source,
                 })?;
-            let candidates: Vec<&Descriptor> = index
-                .manifests
-                .iter()
-                .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
-                .filter(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_none_or(|p| !(p.os == "unknown" && p.architecture == "unknown"))
-                })
-                .collect();
-            let chosen = candidates.iter().find(|d| match &d.platform {
-                Some(p) => platform.matches(p),
-                // A nested index without a platform is searched; a bare manifest is not chosen.
-                None => matches!(
-                    d.media_type.as_str(),
-                    MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST
-                ),
-            });
+            let (chosen, candidates) = select_manifest(&index, platform);
             match chosen {
                 Some(d) => resolve(store, dir, d, platform, depth + 1),
                 None => Err(ImageError::PlatformNotFound {
                     platform: platform.to_string(),
                     what: format!("image index {}", descriptor.digest),
-                    available: candidates
-                        .iter()
-                        .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                        .collect(),
+                    available: candidates,
                 }),
             }
         }

@@ -377,43 +377,19 @@ fn sniff(bytes: &[u8], what: &str) -> Result<Kind, RegistryError> {
     }
 }
 
-/// The first index entry for `platform`, with the rules `image::base` uses for layouts:
-/// attestation entries (`vnd.docker.reference.type`) and `unknown/unknown` are skipped, an
-/// entry without a platform is taken only when it is itself an index (searched later).
-///
-/// TODO(image): `image::base::resolve` holds the same rule privately, bound to layout dirs;
-/// once it exposes `select_manifest(&Index, &Platform)`, call it here.
+/// The index entry for `platform`, by the same rules as local layouts
+/// ([`crate::image::base::select_manifest`]).
 fn select_platform(
     index: &Index,
     platform: &Platform,
     what: &str,
 ) -> Result<Descriptor, RegistryError> {
-    let candidates: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_none_or(|p| !(p.os == "unknown" && p.architecture == "unknown"))
-        })
-        .collect();
-    let chosen = candidates.iter().find(|d| match &d.platform {
-        Some(p) => platform.matches(p),
-        None => matches!(
-            d.media_type.as_str(),
-            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST
-        ),
-    });
-    match chosen {
-        Some(d) => Ok((*d).clone()),
-        None => Err(RegistryError::PlatformNotFound {
+    match crate::image::base::select_manifest(index, platform) {
+        (Some(chosen), _) => Ok(chosen.clone()),
+        (None, available) => Err(RegistryError::PlatformNotFound {
             platform: platform.to_string(),
             reference: what.to_owned(),
-            available: candidates
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect(),
+            available,
         }),
     }
 }
