@@ -11,11 +11,13 @@
 //! `/root/.local` produces (the tree the oracle test checks against pip). Missing pip or network
 //! makes the test fail, never skip.
 
+#[path = "support/wheels.rs"]
+mod wheel_cache;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,77 +36,9 @@ const SEED: &str = concat!(
     "/../shared/research/python-seed/requirements.txt"
 );
 
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("{what}: could not run {cmd:?} ({e}); install Python 3 with pip (see .ci/run)")
-    });
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {cmd:?}\n{}\n{}\nThis test needs pip and access to the package \
-         index pip is configured for.",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The seed wheels (x86_64), downloaded once by pip, shared with the wheel oracle test.
 fn seed_wheels() -> Vec<PathBuf> {
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .to_owned();
-    let dir = target_dir.join("test-wheels").join("musllinux_1_2_x86_64");
-    if !dir.join(".complete").exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut pip = Command::new("python3");
-        pip.args([
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "--no-input",
-            "download",
-            "--only-binary=:all:",
-            "--platform",
-            "musllinux_1_2_x86_64",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            "--no-deps",
-            "-d",
-        ])
-        .arg(&dir)
-        .arg("-r")
-        .arg(SEED);
-        run(&mut pip, "pip download (seed requirements)");
-        let mut psutil = Command::new("python3");
-        psutil
-            .args([
-                "-m",
-                "pip",
-                "--disable-pip-version-check",
-                "--no-input",
-                "download",
-                "--only-binary=:all:",
-                "--platform",
-                "musllinux_1_2_x86_64",
-                "--python-version",
-                "3.11",
-                "--implementation",
-                "cp",
-                "--abi",
-                "abi3",
-                "--no-deps",
-                "-d",
-            ])
-            .arg(&dir)
-            .arg("psutil==7.2.2");
-        run(&mut psutil, "pip download (psutil)");
-        std::fs::write(dir.join(".complete"), b"").unwrap();
-    }
+    let dir = wheel_cache::seed_wheel_dir("musllinux_1_2_x86_64");
     let seed_text = std::fs::read_to_string(SEED).unwrap();
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()

@@ -19,6 +19,9 @@
 //! The host's Python then reads kiln's tree with `importlib.metadata` and must list every
 //! distribution with its version. Missing pip or network makes the test fail, never skip.
 
+#[path = "support/wheels.rs"]
+mod wheel_cache;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -61,50 +64,7 @@ fn pip() -> Command {
 
 /// Downloads (once) the wheels for one architecture.
 fn wheels(arch: &str) -> Vec<PathBuf> {
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .to_owned();
-    let dir = target_dir
-        .join("test-wheels")
-        .join(format!("musllinux_1_2_{arch}"));
-    let done = dir.join(".complete");
-    if !done.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let platform = format!("musllinux_1_2_{arch}");
-        let common = [
-            "download",
-            "--only-binary=:all:",
-            "--platform",
-            &platform,
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            "--no-deps",
-            "-d",
-        ];
-        run(
-            pip()
-                .args(common)
-                .arg(&dir)
-                .arg("-r")
-                .arg(seed_requirements()),
-            "pip download (seed requirements)",
-        );
-        run(
-            pip()
-                .args(common)
-                .arg(&dir)
-                .arg("--abi")
-                .arg("abi3")
-                .arg("psutil==7.2.2"),
-            "pip download (psutil)",
-        );
-        std::fs::write(&done, b"").unwrap();
-    }
+    let dir = wheel_cache::seed_wheel_dir(&format!("musllinux_1_2_{arch}"));
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -13,7 +13,8 @@ pub const SEED_REQUIREMENTS: &str = concat!(
     "/../shared/research/python-seed/requirements.txt"
 );
 
-/// The directory holding the seed's wheels for `platform` (`musllinux_1_2_x86_64`).
+/// The directory holding the seed's wheels for `platform` (`musllinux_1_2_x86_64`), plus
+/// psutil (a cp36-abi3 extension module).
 pub fn seed_wheel_dir(platform: &str) -> PathBuf {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -24,39 +25,38 @@ pub fn seed_wheel_dir(platform: &str) -> PathBuf {
         return dir;
     }
     std::fs::create_dir_all(&dir).expect("create the wheel cache");
-    let output = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "--no-input",
-            "download",
-            "--only-binary=:all:",
-            "--platform",
-            platform,
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            "--no-deps",
-            "-d",
-        ])
-        .arg(&dir)
-        .arg("-r")
-        .arg(SEED_REQUIREMENTS)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("could not run python3 -m pip ({e}); install Python 3 with pip")
-        });
-    assert!(
-        output.status.success(),
-        "pip download of the seed wheels failed; this test needs pip and the package index pip \
-         is configured for:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // Marks the download complete only if the seed set is there (psutil may be added by others).
-    std::fs::write(dir.join(".seed-complete"), b"").expect("mark the wheel cache");
+    let download = |abi: &str, what: &[&std::ffi::OsStr]| {
+        let output = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                "download",
+            ])
+            .args([
+                "--only-binary=:all:",
+                "--platform",
+                platform,
+                "--python-version",
+                "3.11",
+            ])
+            .args(["--implementation", "cp", "--abi", abi, "--no-deps", "-d"])
+            .arg(&dir)
+            .args(what)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("could not run python3 -m pip ({e}); install Python 3 with pip")
+            });
+        assert!(
+            output.status.success(),
+            "pip download failed; this test needs pip and the package index pip is configured \
+             for:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    download("cp311", &["-r".as_ref(), SEED_REQUIREMENTS.as_ref()]);
+    download("abi3", &["psutil==7.2.2".as_ref()]);
+    std::fs::write(dir.join(".complete"), b"").expect("mark the wheel cache");
     dir
 }
