@@ -1,0 +1,536 @@
+//! `kiln build`: flags to [`BuildOptions`], the build, its outputs, attestations and push.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+
+use kiln::attest;
+use kiln::build::{self, BuildOptions, Reporter};
+use kiln::image::{self, Platform};
+use kiln::layer::Compression;
+
+use super::progress::{PlainReporter, TtyReporter};
+use super::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AttestModeName {
+    /// OCI 1.1 referrers: artifact manifests with a `subject`, listed in the `sha256-<hex>`
+    /// fallback tag; tags keep naming the image manifest.
+    Referrers,
+    /// buildx-style: an attestation manifest inside an image index the tag then names.
+    Index,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CompressionName {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProgressMode {
+    Auto,
+    Plain,
+    Quiet,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BuildArgs {
+    /// Build context directory.
+    context: PathBuf,
+    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Name and tag for the image (`name:tag`); repeatable. `{{date}}` (YYYYMMDD, UTC),
+    /// `{{git_sha}}` and `{{git_short_sha}}` (the context's commit) are expanded.
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Build-time variable `KEY=VALUE` (or `KEY` to take it from the environment); repeatable.
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    target: Option<String>,
+    /// Target platform `os/arch[/variant]` (default: the base image's, or the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Output: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`.
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionName,
+    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3).
+    #[arg(long)]
+    compression_level: Option<i32>,
+    /// Directory for the blob store and the step cache (default: $KILN_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Write every layer again instead of reusing cached ones.
+    #[arg(long)]
+    no_cache: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Write the build result (digests, descriptor) as JSON to this file, like buildx.
+    #[arg(long)]
+    metadata_file: Option<PathBuf>,
+    /// Clamp file times to, and stamp the image with, this Unix time (default: $SOURCE_DATE_EPOCH,
+    /// else 0).
+    #[arg(long)]
+    source_date_epoch: Option<i64>,
+    /// Add an annotation `KEY=VALUE` to the image manifest; repeatable.
+    #[arg(long = "annotation")]
+    annotations: Vec<String>,
+    /// Push the image to every `-t` reference after building.
+    #[arg(long)]
+    push: bool,
+    /// Attach SLSA v1 provenance (`--provenance=false` to leave it out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    provenance: bool,
+    /// Attach an SPDX 2.3 SBOM of the image's apk and Python packages (`--sbom=false` to leave
+    /// it out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    sbom: bool,
+    /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
+    /// Ed25519, as `kiln keygen` writes).
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// How attestations are attached to OCI layout outputs and pushes.
+    #[arg(long, value_enum, default_value = "referrers")]
+    attest_mode: AttestModeName,
+    /// Leave times and the invocation id out of the provenance, so two builds of the same
+    /// inputs give byte-identical attestations.
+    #[arg(long)]
+    reproducible: bool,
+    /// A build arg whose value must never reach the provenance (names containing TOKEN,
+    /// SECRET, PASSWORD, PASSWD or KEY are always kept out); repeatable.
+    #[arg(long = "secret-build-arg")]
+    secret_build_args: Vec<String>,
+    /// An apk repository (a directory) added after the image's /etc/apk/repositories;
+    /// repeatable.
+    #[arg(long = "apk-repository")]
+    apk_repositories: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+}
+
+pub(crate) fn key_value_pairs(
+    values: &[String],
+    what: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        match value.split_once('=') {
+            Some((key, val)) => {
+                out.insert(key.to_owned(), val.to_owned());
+            }
+            None if what == "--build-arg" => {
+                // Docker takes a bare name from the environment, and drops it when unset.
+                if let Ok(val) = std::env::var(value) {
+                    out.insert(value.clone(), val);
+                }
+            }
+            None => {
+                return Err(usage(format!(
+                    "invalid {what} `{value}`: expected KEY=VALUE"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn source_date_epoch(
+    flag: Option<i64>,
+    build_args: &BTreeMap<String, String>,
+) -> anyhow::Result<i64> {
+    if let Some(epoch) = flag {
+        return Ok(epoch);
+    }
+    let from_arg = build_args.get("SOURCE_DATE_EPOCH").cloned();
+    let from_env = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match from_arg.or(from_env) {
+        None => Ok(0),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|e| *e >= 0)
+            .ok_or_else(|| {
+                usage(format!(
+                    "invalid SOURCE_DATE_EPOCH `{text}`: expected a non-negative integer of seconds"
+                ))
+            }),
+    }
+}
+
+pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
+    args.tags = expand_tag_templates(&args.tags, &args.context)?;
+    let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
+    let annotations = key_value_pairs(&args.annotations, "--annotation")?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|spec| parse_output(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(|p| {
+            p.parse::<Platform>()
+                .map_err(|e| usage(format!("invalid --platform `{p}`: {e}")))
+        })
+        .transpose()?;
+    let compression = match (args.compression, args.compression_level) {
+        (CompressionName::Gzip, level) => {
+            let level = level.unwrap_or(kiln::layer::DEFAULT_GZIP_LEVEL as i32);
+            if !(1..=9).contains(&level) {
+                return Err(usage(format!(
+                    "invalid --compression-level {level} for gzip: expected 1 to 9"
+                )));
+            }
+            Compression::Gzip {
+                level: level as u32,
+            }
+        }
+        (CompressionName::Zstd, level) => {
+            let level = level.unwrap_or(kiln::layer::DEFAULT_ZSTD_LEVEL);
+            if !(1..=19).contains(&level) {
+                return Err(usage(format!(
+                    "invalid --compression-level {level} for zstd: expected 1 to 19"
+                )));
+            }
+            Compression::Zstd { level }
+        }
+        (CompressionName::Uncompressed, _) => Compression::None,
+    };
+    let context_dir = args.context.clone();
+    if !context_dir.is_dir() {
+        bail!(
+            "build context `{}` is not a directory",
+            context_dir.display()
+        );
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    if args.push && args.tags.is_empty() {
+        return Err(usage(
+            "--push needs at least one -t NAME:TAG to push to".to_owned(),
+        ));
+    }
+    let push_targets = if args.push {
+        parse_references(&args.tags)?
+    } else {
+        Vec::new()
+    };
+    let options = BuildOptions {
+        registry: args.registry.options(&cache_dir),
+        apk_repositories: args.apk_repositories.clone(),
+        offline: args.registry.offline,
+        list_packages: args.sbom,
+        source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
+        context_dir,
+        dockerfile,
+        build_args,
+        target: args.target.clone(),
+        platform,
+        compression,
+        cache_dir: cache_dir.clone(),
+        no_cache: args.no_cache,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        annotations,
+    };
+
+    let started = Instant::now();
+    let plain = PlainReporter::new();
+    let tty = TtyReporter::new();
+    let reporter: &dyn Reporter = match args.progress {
+        ProgressMode::Quiet => &build::Quiet,
+        ProgressMode::Auto if std::io::stderr().is_terminal() => &tty,
+        ProgressMode::Auto | ProgressMode::Plain => &plain,
+    };
+    let started_on = unix_now();
+    let outcome = build::build(&options, reporter)?;
+    let attestations = make_attestations(&args, &options, &outcome, started_on)?;
+    let images = [(outcome.image.clone(), args.tags.clone())];
+    write_outputs(&outcome.store, &images, &outputs)?;
+    for output in &outputs {
+        if let OutputKind::OciLayout = output.kind
+            && !attestations.is_empty()
+        {
+            attach_to_layout(
+                &output.dest,
+                &outcome.image,
+                &args.tags,
+                &attestations,
+                args.attest_mode,
+            )?;
+        }
+    }
+    if !push_targets.is_empty() {
+        let pushed = kiln::registry::push(
+            &outcome.store,
+            &outcome.image,
+            &push_targets,
+            &options.registry,
+        )
+        .context("failed to push the image")?;
+        report_push(&pushed, args.progress != ProgressMode::Quiet);
+        if !attestations.is_empty() {
+            push_attestations(&outcome, &attestations, &push_targets, &options)?;
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        write_metadata(path, &image::metadata_json(&outcome.image))?;
+    }
+    if args.progress != ProgressMode::Quiet {
+        eprintln!(
+            "kiln: built {} ({} layers written, {} cached) in {:.2}s",
+            outcome.image.manifest.digest,
+            outcome.built_steps,
+            outcome.cached_steps,
+            started.elapsed().as_secs_f64()
+        );
+        if outputs.is_empty() {
+            eprintln!(
+                "kiln: no --output given: the image stays in the cache at `{}`; add \
+                 `--output type=oci,dest=DIR` to export it",
+                options.cache_dir.display()
+            );
+        }
+    }
+    println!("{}", outcome.image.manifest.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The provenance and SBOM statements for a build, signed when a key is given.
+pub(crate) fn make_attestations(
+    args: &BuildArgs,
+    options: &BuildOptions,
+    outcome: &build::BuildOutcome,
+    started_on: i64,
+) -> anyhow::Result<Vec<attest::Attestation>> {
+    if !args.provenance && !args.sbom {
+        return Ok(Vec::new());
+    }
+    let image = &outcome.image;
+    let name = args
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "kiln-image".to_owned());
+    let subjects = vec![attest::Subject::image(
+        &name,
+        &image.manifest.digest,
+        &image.manifest.platform,
+    )];
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(attest::SigningKey::load)
+        .transpose()
+        .context("failed to load the signing key")?;
+    let wrap = |statement: &attest::Statement| -> anyhow::Result<attest::Attestation> {
+        Ok(match &key {
+            Some(key) => attest::Attestation::signed(statement, &[key])?,
+            None => attest::Attestation::unsigned(statement)?,
+        })
+    };
+    let mut out = Vec::new();
+    if args.provenance {
+        let mut params = attest::ProvenanceParams::new(subjects.clone());
+        let dockerfile_bytes = std::fs::read(&options.dockerfile)
+            .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
+        params.dockerfile = Some(attest::provenance::DockerfileSource {
+            path: options
+                .dockerfile
+                .strip_prefix(&options.context_dir)
+                .unwrap_or(&options.dockerfile)
+                .display()
+                .to_string(),
+            digest: kiln::digest::Digest::of(&dockerfile_bytes),
+        });
+        params.target = options.target.clone();
+        params.platforms = vec![image.manifest.platform.clone()];
+        params.build_args = options.build_args.clone();
+        params.secret_build_args = args.secret_build_args.iter().cloned().collect();
+        params.base_images = outcome.bases.iter().map(|b| b.reference.clone()).collect();
+        for base in &outcome.bases {
+            params.materials.push(attest::Material::docker_image(
+                &base.reference,
+                &base.digest,
+                &image.manifest.platform,
+            ));
+        }
+        for material in &outcome.materials {
+            if let Ok(digest) = kiln::digest::Digest::from_hex(&material.sha256) {
+                params
+                    .materials
+                    .push(attest::Material::sha256(material.uri.clone(), &digest));
+            }
+        }
+        params.context = match attest::provenance::GitSource::detect(&options.context_dir)? {
+            Some(git) => attest::provenance::ContextSource::Git(git),
+            None => attest::provenance::ContextSource::Local { digest: None },
+        };
+        params.builder = attest::Builder::from_process_env();
+        params.timing = if args.reproducible {
+            attest::Timing::Reproducible
+        } else {
+            attest::Timing::Recorded {
+                invocation_id: attest::provenance::new_invocation_id()?,
+                started_on,
+                finished_on: unix_now(),
+            }
+        };
+        out.push(wrap(&attest::provenance::statement(&params)?)?);
+    }
+    if args.sbom {
+        let sbom = attest::spdx_statement(
+            &attest::SbomParams {
+                image_name: name.clone(),
+                image_digest: image.manifest.digest.clone(),
+                source_date_epoch: options.source_date_epoch,
+                packages: outcome.packages.clone(),
+            },
+            &subjects,
+        )?;
+        out.push(wrap(&sbom)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn attach_to_layout(
+    dir: &Path,
+    image: &image::BuiltImage,
+    tags: &[String],
+    attestations: &[attest::Attestation],
+    mode: AttestModeName,
+) -> anyhow::Result<()> {
+    let attached = match mode {
+        AttestModeName::Referrers => attest::attach(
+            dir,
+            Some(&image.manifest.digest.to_string()),
+            attestations,
+            attest::AttachMode::Referrers,
+        )
+        .map(|_| ()),
+        AttestModeName::Index if tags.is_empty() => attest::attach(
+            dir,
+            Some(&image.manifest.digest.to_string()),
+            attestations,
+            attest::AttachMode::Index,
+        )
+        .map(|_| ()),
+        AttestModeName::Index => tags.iter().try_for_each(|tag| {
+            // The layout names each entry `repo:tag` (`:latest` when the tag was left out).
+            let last = tag.rsplit('/').next().unwrap_or(tag);
+            let reference = if last.contains(':') {
+                tag.clone()
+            } else {
+                format!("{tag}:latest")
+            };
+            attest::attach(
+                dir,
+                Some(&reference),
+                attestations,
+                attest::AttachMode::Index,
+            )
+            .map(|_| ())
+        }),
+    };
+    attached.with_context(|| format!("failed to attach attestations to `{}`", dir.display()))
+}
+
+/// Pushes the attestations as OCI 1.1 referrers: their artifact manifests, and the
+/// `sha256-<hex>` fallback tag index that lists them (for registries without a referrers API).
+pub(crate) fn push_attestations(
+    outcome: &build::BuildOutcome,
+    attestations: &[attest::Attestation],
+    targets: &[kiln::registry::Reference],
+    options: &BuildOptions,
+) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("attest-")
+        .tempdir_in(outcome.store.root())
+        .context("failed to create a scratch layout")?;
+    let layout = scratch.path().join("layout");
+    let images = [(outcome.image.clone(), Vec::new())];
+    image::layout::write_oci_layout(&outcome.store, &layout, &images)?;
+    let attached = attest::attach(
+        &layout,
+        Some(&outcome.image.manifest.digest.to_string()),
+        attestations,
+        attest::AttachMode::Referrers,
+    )?;
+    for tag in &attached.fallback_tags {
+        let descriptor = image::base::import_layout(&outcome.store, &layout, Some(tag))?;
+        let bytes = outcome.store.read_bytes(&descriptor.digest)?;
+        let mut tagged = Vec::new();
+        for target in targets {
+            tagged.push(target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        kiln::registry::push_manifest(
+            &outcome.store,
+            &bytes,
+            &descriptor.media_type,
+            &tagged,
+            &options.registry,
+        )
+        .context("failed to push the attestations")?;
+    }
+    Ok(())
+}
+
+/// Expands the tag templates the seed's CI uses: `{{date}}` (today, UTC, `YYYYMMDD`),
+/// `{{git_sha}}` and `{{git_short_sha}}` (the commit the context is checked out at).
+pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::Result<Vec<String>> {
+    if !tags.iter().any(|t| t.contains("{{")) {
+        return Ok(tags.to_vec());
+    }
+    let date = image::rfc3339(unix_now())[..10].replace('-', "");
+    let commit = match attest::provenance::GitSource::detect(context)? {
+        Some(git) => Some(git.commit),
+        None => None,
+    };
+    tags.iter()
+        .map(|tag| {
+            let mut out = tag.replace("{{date}}", &date);
+            if out.contains("{{git_sha}}") || out.contains("{{git_short_sha}}") {
+                let Some(commit) = &commit else {
+                    return Err(usage(format!(
+                        "tag `{tag}` uses the git commit, but `{}` is not in a git checkout",
+                        context.display()
+                    )));
+                };
+                out = out
+                    .replace("{{git_sha}}", commit)
+                    .replace("{{git_short_sha}}", &commit[..commit.len().min(7)]);
+            }
+            if out.contains("{{") {
+                return Err(usage(format!(
+                    "unknown template in tag `{tag}`: kiln expands {{{{date}}}}, {{{{git_sha}}}} and {{{{git_short_sha}}}}"
+                )));
+            }
+            Ok(out)
+        })
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! Pieces the commands share: usage errors (exit 2), output specs and writers, registry flags,
+//! image references.
+
+pub(crate) mod attest;
+pub(crate) mod build;
+pub(crate) mod progress;
+pub(crate) mod registry;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use kiln::image;
+
+/// Flags shared by every command that talks to a registry.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct RegistryFlags {
+    /// Talk plain HTTP to this registry (`host[:port]`; loopback registries always are);
+    /// repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Use only what is cached; fail naming anything that would need the network.
+    #[arg(long)]
+    offline: bool,
+}
+
+impl RegistryFlags {
+    fn options(&self, cache_dir: &Path) -> kiln::registry::RegistryOptions {
+        let mut options = kiln::registry::RegistryOptions::default()
+            .offline(self.offline)
+            .cache_dir(cache_dir.join("registry"));
+        for host in &self.insecure_registries {
+            options = options.insecure_registry(host);
+        }
+        options
+    }
+}
+
+/// A command-line mistake: reported like any error, but exits with 2 as clap's own do.
+#[derive(Debug)]
+pub(crate) struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub(crate) fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message))
+}
+
+pub(crate) enum OutputKind {
+    OciLayout,
+    OciArchive,
+    DockerArchive,
+}
+
+pub(crate) struct OutputSpec {
+    kind: OutputKind,
+    dest: PathBuf,
+}
+
+pub(crate) fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
+    let mut kind = None;
+    let mut dest = None;
+    let mut tar = None;
+    for part in spec.split(',') {
+        let (key, value) = part.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "invalid --output `{spec}`: expected key=value pairs"
+            ))
+        })?;
+        match key {
+            "type" => kind = Some(value.to_owned()),
+            "dest" => dest = Some(PathBuf::from(value)),
+            "tar" => tar = Some(value == "true"),
+            "name" | "annotation" => {}
+            other => {
+                return Err(usage(format!(
+                    "invalid --output `{spec}`: unknown key `{other}`"
+                )));
+            }
+        }
+    }
+    let kind =
+        kind.ok_or_else(|| usage(format!("invalid --output `{spec}`: type= is required")))?;
+    let dest =
+        dest.ok_or_else(|| usage(format!("invalid --output `{spec}`: dest= is required")))?;
+    let kind = match (kind.as_str(), tar) {
+        ("oci", Some(true)) | ("oci-archive", _) => OutputKind::OciArchive,
+        ("oci", _) => OutputKind::OciLayout,
+        ("docker-archive" | "docker", _) => OutputKind::DockerArchive,
+        (other, _) => {
+            return Err(usage(format!(
+                "unsupported output type `{other}`: kiln writes type=oci (a directory), \
+             type=oci-archive and type=docker-archive"
+            )));
+        }
+    };
+    Ok(OutputSpec { kind, dest })
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn write_outputs(
+    store: &kiln::store::Store,
+    images: &[(image::BuiltImage, Vec<String>)],
+    outputs: &[OutputSpec],
+) -> anyhow::Result<()> {
+    for output in outputs {
+        let written = match output.kind {
+            OutputKind::OciLayout => image::layout::write_oci_layout(store, &output.dest, images),
+            OutputKind::OciArchive => {
+                image::archive::write_oci_archive(store, &output.dest, images)
+            }
+            OutputKind::DockerArchive => {
+                image::archive::write_docker_archive(store, &output.dest, images)
+            }
+        };
+        written
+            .with_context(|| format!("failed to write the output `{}`", output.dest.display()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_references(texts: &[String]) -> anyhow::Result<Vec<kiln::registry::Reference>> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<kiln::registry::Reference>()
+                .map_err(|e| usage(format!("invalid image reference `{text}`: {e}")))
+        })
+        .collect()
+}
+
+pub(crate) fn report_push(pushed: &kiln::registry::PushResult, verbose: bool) {
+    if verbose {
+        eprintln!(
+            "kiln: pushed {} to {} ({} blobs uploaded, {} mounted, {} already there, {} bytes sent)",
+            pushed.digest,
+            pushed.pushed.join(", "),
+            pushed.blobs_uploaded,
+            pushed.blobs_mounted,
+            pushed.blobs_existing,
+            pushed.bytes_uploaded
+        );
+    }
+}
+
+pub(crate) fn write_metadata(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("failed to create a temp file in `{}`", dir.display()))?;
+    temp.write_all(text.as_bytes())?;
+    temp.write_all(b"\n")?;
+    temp.persist(path)
+        .with_context(|| format!("failed to write the metadata file `{}`", path.display()))?;
+    Ok(())
+}

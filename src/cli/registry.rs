@@ -1,0 +1,330 @@
+//! The registry commands: `kiln push`, `kiln pull`, `kiln login`, `kiln inspect`, `kiln pin`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+
+use kiln::build;
+use kiln::image::{self, Platform};
+
+use super::*;
+
+#[derive(clap::Args)]
+pub(crate) struct PushArgs {
+    /// What to push: `oci:DIR[:TAG]`, `oci:DIR@sha256:...` or `oci-archive:FILE[:TAG]`.
+    source: String,
+    /// Where to push it (`registry/repository:tag`); repeatable.
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// Mount blobs from this repository of the target registry instead of uploading them.
+    #[arg(long)]
+    mount_from: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PullArgs {
+    /// The image (`name[:tag][@sha256:...]`, Docker's normalization).
+    reference: String,
+    /// The platform to pick from a multi-platform image (default: the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Export it: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE` or
+    /// `type=docker-archive,dest=FILE`; repeatable.
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LoginArgs {
+    /// The registry (`ghcr.io`, `127.0.0.1:5000`).
+    server: String,
+    /// User name.
+    #[arg(short = 'u', long)]
+    username: String,
+    /// Read the password from standard input (recommended: it keeps it out of the process list).
+    #[arg(long)]
+    password_stdin: bool,
+    /// The password (visible to other users of this machine; prefer --password-stdin).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InspectArgs {
+    /// A registry reference (`name[:tag][@sha256:...]`) or `oci:DIR[:TAG]`.
+    image: String,
+    /// Print the manifest or index bytes exactly as stored.
+    #[arg(long)]
+    raw: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: InspectFormat,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PinArgs {
+    /// The Dockerfile to pin.
+    file: PathBuf,
+    /// Change nothing; exit 1 when a FROM is unpinned or its tag moved.
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    registry: RegistryFlags,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InspectFormat {
+    Text,
+    Json,
+}
+
+pub(crate) fn run_pin(args: PinArgs) -> anyhow::Result<ExitCode> {
+    let options = args.registry.options(&build::default_cache_dir());
+    let pins = kiln::pin::plan(&args.file, &options)?;
+    let stale: Vec<&kiln::pin::Pin> = pins.iter().filter(|p| p.is_stale()).collect();
+    for pin in &pins {
+        let state = match (&pin.pinned, pin.is_stale()) {
+            (None, _) => "not pinned",
+            (Some(_), true) => "tag moved",
+            (Some(_), false) => "up to date",
+        };
+        eprintln!(
+            "{}:{}: {} ({state})",
+            args.file.display(),
+            pin.line,
+            pin.updated
+        );
+    }
+    if args.check {
+        return Ok(if stale.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    if !stale.is_empty() {
+        kiln::pin::apply(&args.file, &pins)?;
+        eprintln!(
+            "kiln: pinned {} FROM line(s) in `{}`",
+            stale.len(),
+            args.file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let (digest, bytes) = if let Some(rest) = args.image.strip_prefix("oci:") {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        let store = build::open_store(&cache_dir)?;
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        let descriptor = image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
+            .with_context(|| format!("failed to read `{}`", args.image))?;
+        let bytes = store.read_bytes(&descriptor.digest)?;
+        (descriptor.digest, bytes)
+    } else {
+        let reference = parse_references(std::slice::from_ref(&args.image))?.remove(0);
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        kiln::registry::fetch_raw_manifest(&reference, &args.registry.options(&cache_dir))
+            .with_context(|| format!("failed to inspect `{}`", args.image))?
+    };
+    if args.raw {
+        std::io::stdout().write_all(&bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let document: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{}` is not a JSON manifest or index", args.image))?;
+    let media_type = document["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+    let size = |d: &serde_json::Value| d["size"].as_u64().unwrap_or(0);
+    let summary = if let Some(manifests) = document["manifests"].as_array() {
+        let entries: Vec<serde_json::Value> = manifests
+            .iter()
+            .map(|m| {
+                let platform = match (m["platform"]["os"].as_str(), m["platform"]["architecture"].as_str()) {
+                    (Some(os), Some(arch)) => {
+                        let variant = m["platform"]["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default();
+                        format!("{os}/{arch}{variant}")
+                    }
+                    _ => String::new(),
+                };
+                let role = if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+                    format!("attestations for {}", m["annotations"]["vnd.docker.reference.digest"].as_str().unwrap_or("?"))
+                } else if let Some(artifact) = m["artifactType"].as_str() {
+                    format!("artifact {artifact}")
+                } else {
+                    "image".to_owned()
+                };
+                serde_json::json!({"digest": m["digest"], "mediaType": m["mediaType"], "size": size(m), "platform": platform, "role": role})
+            })
+            .collect();
+        serde_json::json!({"name": args.image, "digest": digest.to_string(), "mediaType": media_type, "manifests": entries})
+    } else {
+        let layers: Vec<serde_json::Value> = document["layers"]
+            .as_array()
+            .map(|layers| layers.iter().map(|l| serde_json::json!({"digest": l["digest"], "mediaType": l["mediaType"], "size": size(l)})).collect())
+            .unwrap_or_default();
+        let total: u64 = layers.iter().map(size).sum();
+        serde_json::json!({"name": args.image, "digest": digest.to_string(), "mediaType": media_type,
+            "config": document["config"]["digest"], "artifactType": document["artifactType"],
+            "subject": document["subject"]["digest"], "layers": layers, "totalSize": total})
+    };
+    match args.format {
+        InspectFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        InspectFormat::Text => {
+            println!("Name:      {}", args.image);
+            println!("MediaType: {media_type}");
+            println!("Digest:    {digest}");
+            if let Some(entries) = summary["manifests"].as_array() {
+                println!("Manifests:");
+                for entry in entries {
+                    println!(
+                        "  {}  {:>10} bytes  {}  {}",
+                        entry["digest"].as_str().unwrap_or("?"),
+                        entry["size"],
+                        entry["platform"]
+                            .as_str()
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or("-"),
+                        entry["role"].as_str().unwrap_or("")
+                    );
+                }
+            } else {
+                if let Some(subject) = summary["subject"].as_str() {
+                    println!("Subject:   {subject}");
+                }
+                println!("Config:    {}", summary["config"].as_str().unwrap_or("-"));
+                println!("Layers:");
+                for layer in summary["layers"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}  {:>10} bytes  {}",
+                        layer["digest"].as_str().unwrap_or("?"),
+                        layer["size"],
+                        layer["mediaType"].as_str().unwrap_or("")
+                    );
+                }
+                println!("Total:     {} bytes", summary["totalSize"]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let targets = parse_references(&args.targets)?;
+    let descriptor = if let Some(rest) = args.source.strip_prefix("oci:") {
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
+    } else if let Some(rest) = args.source.strip_prefix("oci-archive:") {
+        let (file, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        image::base::import_oci_archive(&store, Path::new(&file), reference.as_deref())
+    } else {
+        return Err(usage(format!(
+            "invalid source `{}`: expected oci:DIR[:TAG] or oci-archive:FILE[:TAG]",
+            args.source
+        )));
+    }
+    .with_context(|| format!("failed to read `{}`", args.source))?;
+    let mut options = args.registry.options(&cache_dir);
+    if let Some(repository) = &args.mount_from {
+        options = options.mount_from(repository);
+    }
+    let bytes = store.read_bytes(&descriptor.digest)?;
+    let pushed =
+        kiln::registry::push_manifest(&store, &bytes, &descriptor.media_type, &targets, &options)
+            .context("failed to push")?;
+    report_push(&pushed, true);
+    println!("{}", pushed.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let reference = parse_references(std::slice::from_ref(&args.reference))?.remove(0);
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|spec| parse_output(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let platform = match &args.platform {
+        Some(text) => text
+            .parse::<Platform>()
+            .map_err(|e| usage(format!("invalid --platform `{text}`: {e}")))?,
+        None => Platform::host(),
+    };
+    let options = args.registry.options(&cache_dir);
+    let pulled = kiln::registry::pull(&reference, &platform, &store, &options)
+        .with_context(|| format!("failed to pull `{}`", args.reference))?;
+    let manifest_digest = pulled.manifest_digest.clone();
+    let built = image::BuiltImage::from_store(&store, &manifest_digest)?;
+    let tag = reference
+        .tag()
+        .map(|t| format!("{}:{t}", reference.name()))
+        .into_iter()
+        .collect();
+    write_outputs(&store, &[(built, tag)], &outputs)?;
+    eprintln!("kiln: pulled {} as {}", args.reference, pulled.source);
+    println!("{manifest_digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let password = match (&args.password, args.password_stdin) {
+        (Some(password), _) => password.clone(),
+        (None, true) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("failed to read the password from standard input")?;
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => {
+            return Err(usage(
+                "kiln login needs --password-stdin (or -p PASSWORD)".to_owned(),
+            ));
+        }
+    };
+    let options = args.registry.options(&build::default_cache_dir());
+    let path = kiln::registry::login(&args.server, &args.username, &password, &options)
+        .with_context(|| format!("failed to log in to `{}`", args.server))?;
+    eprintln!(
+        "Login Succeeded (credentials stored in `{}`)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
