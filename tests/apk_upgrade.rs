@@ -2,7 +2,7 @@
 //! local repository: the plan, the files, whiteouts and `.apk-new` in the Diff, the rewritten
 //! installed db (compared as text with a hand-written one), scripts.tar, users created by a
 //! `.pre-install`, a `replaces` takeover, an unsatisfiable `apk add` naming the conflict, and
-//! refusals for what is not supported (http repositories, untrusted index) with nothing
+//! refusals for what is not available (an uncached mirror offline, an untrusted index) with nothing
 //! written.
 
 #[path = "support/apk_fixture.rs"]
@@ -287,14 +287,17 @@ fn file_conflicts_without_replaces_are_refused() {
 fn unsupported_and_untrusted_repositories_are_refused() {
     let fx = fixture();
     let lower = MemFs::from_diff(&fx.lower);
+    // An HTTP mirror with nothing cached, offline: refused naming the URL, nothing fetched.
     let options = ApkOptions {
         repositories: Some(vec!["https://alpine.example/v3.20/main".into()]),
+        offline: true,
         ..ApkOptions::default()
     };
-    let err = run(&[upgrade()], &lower, &options).expect_err("http");
-    assert!(matches!(err, ApkError::Unsupported(_)), "{err:?}");
+    let err = run(&[upgrade()], &lower, &options).expect_err("offline");
+    assert!(matches!(err, ApkError::Offline { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("fetching from http repositories"),
+        err.to_string()
+            .contains("https://alpine.example/v3.20/main/x86_64/APKINDEX.tar.gz"),
         "{err}"
     );
 

@@ -7,13 +7,15 @@
 //! options), their indexes are verified against the lower `/etc/apk/keys`; each command is
 //! solved to a [`Plan`], every package of the plan is read and verified against its index `C:`
 //! before anything is applied, then the plan is applied onto an [`Overlay`] of the lower view.
-//! Several commands apply in order, each seeing the previous ones' result. Only local
-//! repositories (`/path` or `file:///path`) are read; an `http(s)://` repository is
-//! [`ApkError::Unsupported`] until a fetcher is wired in.
+//! Several commands apply in order, each seeing the previous ones' result. Repositories are
+//! local directories (`/path`, `file:///path`) read in place, or `http(s)://` mirrors fetched
+//! through a cache keyed by URL (indexes) and by checksum (packages); `--offline` uses only
+//! the cache.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::fetch::{Fetcher, Kept, RepoLocation};
 use super::index::Index;
 use super::install::{ApplyContext, State, apply_plan};
 use super::package::{Package, Trust};
@@ -33,9 +35,11 @@ pub struct ApkOptions {
     pub repositories: Option<Vec<String>>,
     /// Repositories appended after the others. Default: none.
     pub extra_repositories: Vec<String>,
-    /// Where fetched indexes and packages will be cached by checksum once HTTP fetching exists.
-    /// Default: `None`. Unused today (local repositories are read in place).
+    /// Where fetched indexes (by URL) and packages (by checksum) are cached. Default: `None`
+    /// (nothing is kept; local repositories are always read in place).
     pub cache_dir: Option<PathBuf>,
+    /// Use only the cache for HTTP repositories. Default: false.
+    pub offline: bool,
     /// A directory for large extracted contents. Default: `None` (contents are held in memory).
     pub scratch_dir: Option<PathBuf>,
     /// SOURCE_DATE_EPOCH: the mtime of the state files written and of emulated users' entries.
@@ -67,10 +71,10 @@ pub struct ApkOutcome {
     pub plans: Vec<Plan>,
 }
 
-/// One configured local repository.
+/// One configured repository.
 #[derive(Clone, Debug)]
 struct Repo {
-    dir: PathBuf,
+    location: RepoLocation,
 }
 
 struct Loaded {
@@ -93,23 +97,24 @@ fn parse_repo_line(line: &str) -> Result<Option<Repo>, ApkError> {
     if matches!(url, "v2" | "v3" | "ndx") {
         url = words.next().unwrap_or_default();
     }
-    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("ftp://") {
-        return Err(ApkError::Unsupported(format!(
-            "fetching from http repositories (`{url}`)"
-        )));
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Some(Repo {
+            location: RepoLocation::Http(url.trim_end_matches('/').to_owned()),
+        }));
     }
     let path = url.strip_prefix("file://").unwrap_or(url);
     if !path.starts_with('/') {
         return Err(ApkError::Unsupported(format!("repository `{url}`")));
     }
     Ok(Some(Repo {
-        dir: PathBuf::from(path.trim_end_matches('/')),
+        location: RepoLocation::Dir(PathBuf::from(path.trim_end_matches('/'))),
     }))
 }
 
 fn load_repositories(
     lower: &dyn FsView,
     options: &ApkOptions,
+    fetcher: &mut Fetcher,
     materials: &mut Vec<Material>,
 ) -> Result<Loaded, ApkError> {
     let arch = read_etc(
@@ -149,13 +154,11 @@ fn load_repositories(
         let Some(repo) = parse_repo_line(line)? else {
             continue;
         };
-        let path = repo.dir.join(&arch).join("APKINDEX.tar.gz");
-        let uri = format!("file://{}/{arch}/APKINDEX.tar.gz", repo.dir.display());
-        let bytes = std::fs::read(&path).map_err(|source| ApkError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let relative = format!("{arch}/APKINDEX.tar.gz");
+        let uri = repo.location.uri(&relative);
+        let bytes = fetcher.index(&repo.location, &relative)?;
         let index = Index::parse(&bytes, &uri, &keyring)?;
+        fetcher.keep(Kept::Index(&repo.location, &uri), &bytes)?;
         materials.push(Material {
             uri,
             sha256: super::checksum::sha256_hex(&bytes),
@@ -178,11 +181,17 @@ pub fn run(
     let mut warnings = Vec::new();
     let mut plans = Vec::new();
     let mut loaded: Option<Loaded> = None;
+    let mut fetcher = Fetcher::new(options.cache_dir.clone(), options.offline);
     for command in commands {
         let mode = match command {
             NativeCommand::ApkUpdate => {
                 if loaded.is_none() {
-                    loaded = Some(load_repositories(lower, options, &mut materials)?);
+                    loaded = Some(load_repositories(
+                        lower,
+                        options,
+                        &mut fetcher,
+                        &mut materials,
+                    )?);
                 }
                 warnings.push(
                     "apk update: indexes are verified but not stored in /var/cache/apk".into(),
@@ -239,7 +248,12 @@ pub fn run(
             )));
         }
         if loaded.is_none() {
-            loaded = Some(load_repositories(lower, options, &mut materials)?);
+            loaded = Some(load_repositories(
+                lower,
+                options,
+                &mut fetcher,
+                &mut materials,
+            )?);
         }
         let Some(repos) = loaded.as_ref() else {
             continue;
@@ -269,13 +283,14 @@ pub fn run(
             let (repo, _) = &repos.repos[repo_idx];
             let arch = cand.info.arch.clone().unwrap_or_else(|| repos.arch.clone());
             let file = format!("{}.apk", cand.info.id());
-            let path = repo.dir.join(&arch).join(&file);
-            let uri = format!("file://{}/{arch}/{file}", repo.dir.display());
-            let bytes = std::fs::read(&path).map_err(|source| ApkError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let relative = format!("{arch}/{file}");
+            let uri = repo.location.uri(&relative);
+            let bytes = fetcher.package(&repo.location, &relative, &cand.info.checksum.hex())?;
             let pkg = Package::open(&bytes, &uri, Trust::Index(cand.info.checksum))?;
+            fetcher.keep(
+                Kept::Package(&repo.location, &cand.info.checksum.hex()),
+                &bytes,
+            )?;
             materials.push(Material {
                 uri,
                 sha256: pkg.sha256.clone(),

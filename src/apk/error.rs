@@ -130,6 +130,22 @@ pub enum ApkError {
         #[source]
         source: Box<ViewError>,
     },
+    /// A repository file is not cached and `--offline` forbids fetching it.
+    #[error(
+        "`{uri}` is not in kiln's cache and --offline forbids fetching it; build once online with the same --cache-dir"
+    )]
+    Offline {
+        /// The file's URL.
+        uri: String,
+    },
+    /// Fetching a repository file over HTTP failed.
+    #[error("failed to fetch `{uri}`: {detail}")]
+    Fetch {
+        /// The file's URL.
+        uri: String,
+        /// What went wrong (status or transport error).
+        detail: String,
+    },
     /// Reading a host file (a local repository) failed.
     #[error("failed to read `{path}`")]
     Io {

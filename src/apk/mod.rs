@@ -9,6 +9,7 @@ pub mod command;
 pub mod constraint;
 pub mod db;
 pub mod error;
+mod fetch;
 pub mod index;
 pub mod install;
 pub mod package;

@@ -896,6 +896,8 @@ impl<'a> Executor<'a> {
         let run_env = state.environment();
         let apk_options = crate::apk::ApkOptions {
             extra_repositories: self.options.apk_repositories.clone(),
+            cache_dir: Some(self.options.cache_dir.join("apk")),
+            offline: self.options.offline,
             source_date_epoch: self.options.source_date_epoch,
             ..crate::apk::ApkOptions::default()
         };

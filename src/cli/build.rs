@@ -116,8 +116,8 @@ pub(crate) struct BuildArgs {
     /// SECRET, PASSWORD, PASSWD or KEY are always kept out); repeatable.
     #[arg(long = "secret-build-arg")]
     secret_build_args: Vec<String>,
-    /// An apk repository (a directory) added after the image's /etc/apk/repositories;
-    /// repeatable.
+    /// An apk repository (an HTTP(S) mirror or a directory) added after the image's
+    /// /etc/apk/repositories; repeatable.
     #[arg(long = "apk-repository")]
     apk_repositories: Vec<String>,
     #[command(flatten)]

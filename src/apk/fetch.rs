@@ -1,0 +1,213 @@
+//! Reading repository files: from a local directory in place, or over HTTP(S) into a cache.
+//!
+//! Indexes change as the mirror moves on, so an online build always fetches them, and keeps the
+//! last copy per URL for `--offline` builds. Packages are named by their index checksum (`C:`,
+//! the SHA-1 of the control member), so a cached package is reused by that checksum and never
+//! fetched again. Nothing fetched is trusted or cached until the caller has verified it (the
+//! index's signature, the package against the index and its own hashes) and calls [`Fetcher::keep`];
+//! cache files are written to a temp file and renamed, so nothing half-written is kept.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ApkError;
+use crate::digest::Digest;
+
+/// Where a repository lives.
+#[derive(Clone, Debug)]
+pub(crate) enum RepoLocation {
+    /// A directory on the build host (`/srv/repo`, `file:///srv/repo`).
+    Dir(PathBuf),
+    /// An `http://` or `https://` base URL, without a trailing `/`.
+    Http(String),
+}
+
+impl RepoLocation {
+    /// The URI of `relative` (`x86_64/APKINDEX.tar.gz`) in this repository, for messages and
+    /// provenance.
+    pub(crate) fn uri(&self, relative: &str) -> String {
+        match self {
+            RepoLocation::Dir(dir) => format!("file://{}/{relative}", dir.display()),
+            RepoLocation::Http(base) => format!("{base}/{relative}"),
+        }
+    }
+}
+
+/// What a verified file is, for [`Fetcher::keep`].
+pub(crate) enum Kept<'a> {
+    /// An index of a repository, by its URL.
+    Index(&'a RepoLocation, &'a str),
+    /// A package of a repository, by its index checksum (hex).
+    Package(&'a RepoLocation, &'a str),
+}
+
+/// How files are fetched.
+pub(crate) struct Fetcher {
+    cache_dir: Option<PathBuf>,
+    offline: bool,
+    client: Option<reqwest::blocking::Client>,
+}
+
+/// Packages and indexes larger than this are refused (Alpine's largest packages are far below).
+const MAX_FILE_BYTES: u64 = 2 << 30;
+
+impl Fetcher {
+    pub(crate) fn new(cache_dir: Option<PathBuf>, offline: bool) -> Fetcher {
+        Fetcher {
+            cache_dir,
+            offline,
+            client: None,
+        }
+    }
+
+    /// The repository's index; over HTTP, fetched fresh unless offline.
+    pub(crate) fn index(
+        &mut self,
+        repo: &RepoLocation,
+        relative: &str,
+    ) -> Result<Vec<u8>, ApkError> {
+        match repo {
+            RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
+            RepoLocation::Http(_) => {
+                let uri = repo.uri(relative);
+                let cached = self
+                    .cache_dir
+                    .as_ref()
+                    .map(|d| d.join("indexes").join(Digest::of(uri.as_bytes()).hex()));
+                if self.offline {
+                    return match &cached {
+                        Some(path) if path.is_file() => read_local(path),
+                        _ => Err(offline_error(&uri)),
+                    };
+                }
+                self.get(&uri)
+            }
+        }
+    }
+
+    /// Caches verified bytes fetched with [`Fetcher::index`] or [`Fetcher::package`] (a no-op
+    /// for local repositories and without a cache directory).
+    pub(crate) fn keep(&self, what: Kept<'_>, bytes: &[u8]) -> Result<(), ApkError> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(());
+        };
+        let path = match what {
+            Kept::Index(RepoLocation::Http(_), uri) => {
+                dir.join("indexes").join(Digest::of(uri.as_bytes()).hex())
+            }
+            Kept::Package(RepoLocation::Http(_), checksum_hex) => {
+                dir.join("packages").join(checksum_hex)
+            }
+            _ => return Ok(()),
+        };
+        if path.is_file() {
+            return Ok(());
+        }
+        store(&path, bytes)
+    }
+
+    /// A package whose index checksum is `checksum_hex`; over HTTP, from the cache when there.
+    pub(crate) fn package(
+        &mut self,
+        repo: &RepoLocation,
+        relative: &str,
+        checksum_hex: &str,
+    ) -> Result<Vec<u8>, ApkError> {
+        match repo {
+            RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
+            RepoLocation::Http(_) => {
+                let uri = repo.uri(relative);
+                let cached = self
+                    .cache_dir
+                    .as_ref()
+                    .map(|d| d.join("packages").join(checksum_hex));
+                if let Some(path) = &cached
+                    && path.is_file()
+                {
+                    return read_local(path);
+                }
+                if self.offline {
+                    return Err(offline_error(&uri));
+                }
+                self.get(&uri)
+            }
+        }
+    }
+
+    fn get(&mut self, uri: &str) -> Result<Vec<u8>, ApkError> {
+        if self.client.is_none() {
+            // reqwest is built without a default crypto provider (see the registry client);
+            // installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::blocking::Client::builder()
+                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(600))
+                .build()
+                .map_err(|e| fetch_error(uri, e.to_string()))?;
+            self.client = Some(client);
+        }
+        let Some(client) = &self.client else {
+            return Err(fetch_error(uri, "no HTTP client".to_owned()));
+        };
+        let mut last = String::new();
+        // Three attempts with a short pause: mirrors drop connections now and then.
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300 * attempt));
+            }
+            match client.get(uri).send() {
+                Ok(response) if response.status().is_success() => {
+                    let mut bytes = Vec::new();
+                    response
+                        .take(MAX_FILE_BYTES)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| fetch_error(uri, e.to_string()))?;
+                    return Ok(bytes);
+                }
+                Ok(response) if response.status().is_server_error() => {
+                    last = format!("HTTP {}", response.status());
+                }
+                Ok(response) => {
+                    return Err(fetch_error(uri, format!("HTTP {}", response.status())));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(fetch_error(uri, last))
+    }
+}
+
+fn read_local(path: &Path) -> Result<Vec<u8>, ApkError> {
+    std::fs::read(path).map_err(|source| ApkError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn store(path: &Path, bytes: &[u8]) -> Result<(), ApkError> {
+    let io = |source| ApkError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut temp, bytes).map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn offline_error(uri: &str) -> ApkError {
+    ApkError::Offline {
+        uri: uri.to_owned(),
+    }
+}
+
+fn fetch_error(uri: &str, detail: String) -> ApkError {
+    ApkError::Fetch {
+        uri: uri.to_owned(),
+        detail,
+    }
+}
