@@ -171,6 +171,23 @@ fn pushed_attestations_are_listed_under_the_fallback_tag() {
     let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 2, "provenance and SBOM: {index}");
+    // `kiln inspect` lists them with their predicate types.
+    let inspected = kiln_ok(&["inspect", "--format", "json", &target]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let mut predicates: Vec<&str> = inspected["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["predicateType"].as_str().unwrap_or("?"))
+        .collect();
+    predicates.sort();
+    assert_eq!(
+        predicates,
+        [
+            "https://slsa.dev/provenance/v1",
+            "https://spdx.dev/Document"
+        ]
+    );
     for referrer in manifests {
         let raw = skopeo(&[
             "inspect",

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::ValueEnum;
 
+use kiln::attest;
 use kiln::build;
 use kiln::image::{self, Platform};
 
@@ -134,25 +135,67 @@ pub(crate) fn run_pin(args: PinArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    // Attestations found by either layout: (predicate type, signed, where).
+    let mut attestations: Vec<serde_json::Value> = Vec::new();
     let (digest, bytes) = if let Some(rest) = args.image.strip_prefix("oci:") {
-        let cache_dir = args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(build::default_cache_dir);
         let store = build::open_store(&cache_dir)?;
         let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
         let descriptor = image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
             .with_context(|| format!("failed to read `{}`", args.image))?;
         let bytes = store.read_bytes(&descriptor.digest)?;
+        let report = attest::verify(
+            Path::new(&dir),
+            reference.as_deref(),
+            &[],
+            &attest::Policy::default(),
+        )?;
+        for found in &report.attestations {
+            attestations.push(serde_json::json!({
+                "predicateType": found.predicate_type,
+                "subject": found.image.to_string(),
+                "signed": found.signed,
+                "blob": found.blob.to_string(),
+            }));
+        }
         (descriptor.digest, bytes)
     } else {
         let reference = parse_references(std::slice::from_ref(&args.image))?.remove(0);
-        let cache_dir = args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(build::default_cache_dir);
-        kiln::registry::fetch_raw_manifest(&reference, &args.registry.options(&cache_dir))
-            .with_context(|| format!("failed to inspect `{}`", args.image))?
+        let options = args.registry.options(&cache_dir);
+        let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, &options)
+            .with_context(|| format!("failed to inspect `{}`", args.image))?;
+        // OCI referrers without a referrers API: the `sha256-<hex>` fallback tag lists them.
+        if let Ok(fallback) = reference.with_tag(&format!("sha256-{}", digest.hex()))
+            && let Ok((_, index)) = kiln::registry::fetch_raw_manifest(&fallback, &options)
+            && let Ok(index) = serde_json::from_slice::<serde_json::Value>(&index)
+        {
+            for referrer in index["manifests"].as_array().into_iter().flatten() {
+                // The predicate type is annotated on the artifact's layer.
+                let predicate = referrer["digest"]
+                    .as_str()
+                    .and_then(|d| d.parse::<kiln::digest::Digest>().ok())
+                    .and_then(|d| {
+                        kiln::registry::fetch_raw_manifest(&reference.with_digest(d), &options).ok()
+                    })
+                    .and_then(|(_, bytes)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                    .and_then(|m| {
+                        m["layers"][0]["annotations"]["in-toto.io/predicate-type"]
+                            .as_str()
+                            .map(str::to_owned)
+                    });
+                attestations.push(serde_json::json!({
+                    "predicateType": predicate,
+                    "artifactType": referrer["artifactType"],
+                    "subject": digest.to_string(),
+                    "signed": referrer["artifactType"].as_str().is_some_and(|t| t.contains("dsse")),
+                    "manifest": referrer["digest"],
+                }));
+            }
+        }
+        (digest, bytes)
     };
     if args.raw {
         std::io::stdout().write_all(&bytes)?;
@@ -196,6 +239,8 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             "config": document["config"]["digest"], "artifactType": document["artifactType"],
             "subject": document["subject"]["digest"], "layers": layers, "totalSize": total})
     };
+    let mut summary = summary;
+    summary["attestations"] = serde_json::Value::Array(attestations.clone());
     match args.format {
         InspectFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         InspectFormat::Text => {
@@ -231,6 +276,24 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
                 println!("Total:     {} bytes", summary["totalSize"]);
+            }
+            if !attestations.is_empty() {
+                println!("Attestations:");
+                for found in &attestations {
+                    println!(
+                        "  {}  for {}  ({})",
+                        found["predicateType"]
+                            .as_str()
+                            .or(found["artifactType"].as_str())
+                            .unwrap_or("?"),
+                        found["subject"].as_str().unwrap_or("?"),
+                        if found["signed"].as_bool() == Some(true) {
+                            "signed"
+                        } else {
+                            "unsigned"
+                        }
+                    );
+                }
             }
         }
     }
