@@ -41,6 +41,9 @@ enum Command {
     Inspect(InspectArgs),
     /// Pin every FROM of a Dockerfile to the digest its tag names now (`name:tag@sha256:...`).
     Pin(PinArgs),
+    /// Attach an attestation to an existing image in an OCI layout (like `cosign attest`): a
+    /// predicate file, or an SBOM of the image's packages.
+    Attest(AttestArgs),
     /// Create a signing key pair for attestations (`private.pem`, `public.pem`).
     Keygen(KeygenArgs),
     /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Login(args) => run_login(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Pin(args) => run_pin(args),
+        Command::Attest(args) => run_attest(args),
         Command::Keygen(args) => run_keygen(args),
         Command::Verify(args) => run_verify(args),
         Command::Debug {

@@ -203,3 +203,71 @@ fn pushed_attestations_are_listed_under_the_fallback_tag() {
         assert_eq!(manifest["subject"]["digest"], digest);
     }
 }
+
+/// `kiln attest` on an image built without attestations: a signed custom predicate and an
+/// SBOM of its packages, found by `kiln verify` and `kiln inspect`.
+#[test]
+fn attest_an_existing_image() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let ctx = work.path().join("ctx");
+    context(&ctx);
+    let layout = work.path().join("layout");
+    let cache = work.path().join("cache");
+    build(
+        &ctx,
+        &cache,
+        &layout,
+        &["--provenance=false", "--sbom=false"],
+    );
+    let image = format!("oci:{}:1", layout.display());
+    let public = keys.join("public.pem");
+    let unattested = kiln(&["verify", &image, "--key", public.to_str().unwrap()]);
+    assert_eq!(unattested.status.code(), Some(1), "nothing attached yet");
+
+    let predicate = work.path().join("review.json");
+    std::fs::write(&predicate, r#"{"reviewer": "alice", "result": "approved"}"#).unwrap();
+    kiln_ok(&[
+        "attest",
+        &image,
+        "--predicate",
+        predicate.to_str().unwrap(),
+        "--type",
+        "https://kiln.example/review/v1",
+        "--sign-key",
+        keys.join("private.pem").to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    kiln_ok(&[
+        "attest",
+        &image,
+        "--sbom",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "required_predicate_types = [\"https://kiln.example/review/v1\"]\n",
+    )
+    .unwrap();
+    let ok = kiln(&[
+        "verify",
+        &image,
+        "--key",
+        public.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = kiln_ok(&["inspect", &image]);
+    assert!(text.contains("https://kiln.example/review/v1"), "{text}");
+    assert!(text.contains("https://spdx.dev/Document"), "{text}");
+}

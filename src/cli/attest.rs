@@ -1,4 +1,4 @@
-//! The attestation commands: `kiln keygen` and `kiln verify`.
+//! The attestation commands: `kiln attest`, `kiln keygen` and `kiln verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +7,10 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 
 use kiln::attest;
+use kiln::build;
+use kiln::image;
+
+use super::build::AttestModeName;
 
 use super::*;
 
@@ -101,4 +105,114 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AttestArgs {
+    /// The image: `oci:DIR[:TAG]` or `oci:DIR@sha256:...`.
+    image: String,
+    /// A JSON predicate to wrap in an in-toto statement whose subject is the image.
+    #[arg(long, conflicts_with = "sbom", required_unless_present = "sbom")]
+    predicate: Option<PathBuf>,
+    /// The predicate type URI (with --predicate).
+    #[arg(long = "type", default_value = "https://slsa.dev/provenance/v1")]
+    predicate_type: String,
+    /// Attach an SPDX SBOM of the image's apk and Python packages instead of a predicate file.
+    #[arg(long)]
+    sbom: bool,
+    /// Sign the statement (DSSE) with this private key.
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// How to attach it.
+    #[arg(long, value_enum, default_value = "referrers")]
+    attest_mode: AttestModeName,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
+    let Some(rest) = args.image.strip_prefix("oci:") else {
+        return Err(super::usage(format!(
+            "invalid image `{}`: kiln attest writes to OCI layouts: oci:DIR[:TAG]",
+            args.image
+        )));
+    };
+    let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let platform = image::Platform::host();
+    let base =
+        image::base::load_oci_layout(&store, Path::new(&dir), reference.as_deref(), &platform)
+            .or_else(|_| {
+                // Any platform: an image built for another architecture is attested as it is.
+                let descriptor =
+                    image::base::import_layout(&store, Path::new(&dir), reference.as_deref())?;
+                let built = image::BuiltImage::from_store(&store, &descriptor.digest)?;
+                image::base::load_oci_layout(
+                    &store,
+                    Path::new(&dir),
+                    Some(&descriptor.digest.to_string()),
+                    &built.manifest.platform,
+                )
+            })
+            .with_context(|| format!("failed to read `{}`", args.image))?;
+    let built = image::BuiltImage::from_store(&store, &base.manifest_digest)?;
+    let subject = attest::Subject::image(
+        reference.as_deref().unwrap_or("image"),
+        &built.manifest.digest,
+        &built.manifest.platform,
+    );
+    let statement = if args.sbom {
+        let scratch = tempfile::Builder::new()
+            .prefix("attest-")
+            .tempdir_in(store.root())
+            .context("failed to create a scratch directory")?;
+        let mut fs = kiln::rootfs::LowerFs::with_scratch_dir(scratch.path());
+        for layer in &built.layers {
+            fs.push_layer_blob(&store, layer)?;
+        }
+        let packages = attest::packages_from_rootfs(&fs)?;
+        attest::spdx_statement(
+            &attest::SbomParams {
+                image_name: args.image.clone(),
+                image_digest: built.manifest.digest.clone(),
+                source_date_epoch: 0,
+                packages,
+            },
+            &[subject],
+        )?
+    } else {
+        let path = args.predicate.as_deref().unwrap_or(Path::new("-"));
+        let text = std::fs::read(path)
+            .with_context(|| format!("failed to read the predicate `{}`", path.display()))?;
+        let predicate: serde_json::Value = serde_json::from_slice(&text)
+            .with_context(|| format!("the predicate `{}` is not JSON", path.display()))?;
+        attest::Statement::new(&[subject], &args.predicate_type, predicate)
+    };
+    let attestation = match &args.sign_key {
+        Some(path) => {
+            let key = attest::SigningKey::load(path).context("failed to load the signing key")?;
+            attest::Attestation::signed(&statement, &[&key])?
+        }
+        None => attest::Attestation::unsigned(&statement)?,
+    };
+    let mode = match args.attest_mode {
+        AttestModeName::Referrers => attest::AttachMode::Referrers,
+        AttestModeName::Index => attest::AttachMode::Index,
+    };
+    let target = match (&reference, mode) {
+        (Some(tag), attest::AttachMode::Index) => tag.clone(),
+        _ => built.manifest.digest.to_string(),
+    };
+    attest::attach(Path::new(&dir), Some(&target), &[attestation], mode)
+        .with_context(|| format!("failed to attach the attestation to `{}`", args.image))?;
+    eprintln!(
+        "kiln: attached {} to {}",
+        statement.predicate_type, built.manifest.digest
+    );
+    Ok(ExitCode::SUCCESS)
 }
