@@ -144,23 +144,8 @@ pub fn pypi_purl(name: &str, version: &str) -> String {
     )
 }
 
-/// PEP 503 name normalization.
-pub fn normalize_python_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut last_sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !last_sep {
-                out.push('-');
-            }
-            last_sep = true;
-        } else {
-            out.extend(c.to_lowercase());
-            last_sep = false;
-        }
-    }
-    out
-}
+/// PEP 503 name normalization (the wheel installer's, so purls and installs agree).
+pub use crate::python::wheel::normalize_name as normalize_python_name;
 
 /// Splits an image reference into the familiar name (no `docker.io/`, no `library/`) and the
 /// tag or digest (`latest` when neither is given).
