@@ -202,6 +202,40 @@ fn pushed_attestations_are_listed_under_the_fallback_tag() {
         let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(manifest["subject"]["digest"], digest);
     }
+    // `kiln verify` of the registry image reads them back (unsigned: the default policy
+    // requires signatures, so it fails naming that; a policy requiring provenance passes).
+    let keys = work.path().join("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let public = keys.join("public.pem");
+    let cache = work.path().join("verify-cache");
+    let unsigned = kiln(&[
+        "verify",
+        &target,
+        "--key",
+        public.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(unsigned.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(stderr.contains("FAILED"), "{stderr}");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "require_provenance = true\n").unwrap();
+    let ok = kiln(&[
+        "verify",
+        &target,
+        "--key",
+        public.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 /// `kiln attest` on an image built without attestations: a signed custom predicate and an

@@ -12,8 +12,6 @@ use kiln::image;
 
 use super::build::AttestModeName;
 
-use super::*;
-
 #[derive(clap::Args)]
 pub(crate) struct KeygenArgs {
     /// Directory to write `private.pem` (mode 0600) and `public.pem` into; existing files are
@@ -32,7 +30,8 @@ pub(crate) enum KeyAlgorithmName {
 
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The image: `oci:DIR[:TAG]` or `oci:DIR@sha256:...`.
+    /// The image: `oci:DIR[:TAG]`, `oci:DIR@sha256:...`, or a registry reference (its
+    /// attestations are read from the `sha256-<hex>` fallback tag).
     image: String,
     /// A trusted public key (PEM); repeatable.
     #[arg(long = "key", required = true)]
@@ -41,6 +40,81 @@ pub(crate) struct VerifyArgs {
     /// allowed_registries, required_predicate_types.
     #[arg(long)]
     policy: Option<PathBuf>,
+    #[command(flatten)]
+    registry: super::RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Pulls `image` and the referrers listed in its `sha256-<hex>` fallback tag into the OCI
+/// layout `layout` (image tagged `image`, the fallback tag kept), for `attest::verify`.
+fn fetch_with_referrers(
+    image: &str,
+    options: &kiln::registry::RegistryOptions,
+    cache_dir: &Path,
+    layout: &Path,
+) -> anyhow::Result<()> {
+    use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_OCI_INDEX, Manifest};
+    let reference = super::parse_references(&[image.to_owned()])?.remove(0);
+    let store = build::open_store(cache_dir)?;
+    let pulled = kiln::registry::pull(&reference, &image::Platform::host(), &store, options)
+        .with_context(|| format!("failed to pull `{image}`"))?;
+    let built = image::BuiltImage::from_store(&store, &pulled.manifest_digest)?;
+    image::layout::write_oci_layout(
+        &store,
+        layout,
+        &[(built.clone(), vec!["verify:image".to_owned()])],
+    )?;
+    let digest = &built.manifest.digest;
+    let fallback_tag = format!("sha256-{}", digest.hex());
+    let Ok(fallback) = reference.with_tag(&fallback_tag) else {
+        return Ok(());
+    };
+    let Ok((index_digest, index_bytes)) = kiln::registry::fetch_raw_manifest(&fallback, options)
+    else {
+        // No referrers: verify reports the missing attestations.
+        return Ok(());
+    };
+    let index: Index = serde_json::from_slice(&index_bytes)
+        .with_context(|| format!("the referrers index of `{image}` is not an OCI index"))?;
+    store.put_bytes(&index_bytes)?;
+    let blobs = layout.join("blobs/sha256");
+    let copy = |digest: &kiln::digest::Digest| -> anyhow::Result<()> {
+        let target = blobs.join(digest.hex());
+        if !target.exists() {
+            std::fs::copy(store.blob_path(digest), &target)
+                .with_context(|| format!("failed to copy blob {digest} into the scratch layout"))?;
+        }
+        Ok(())
+    };
+    copy(&index_digest)?;
+    for referrer in &index.manifests {
+        let (manifest_digest, bytes) = kiln::registry::fetch_raw_manifest(
+            &reference.with_digest(referrer.digest.clone()),
+            options,
+        )?;
+        store.put_bytes(&bytes)?;
+        copy(&manifest_digest)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("referrer {manifest_digest} is not an OCI manifest"))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            kiln::registry::fetch_blob(&reference, blob, &store, options)?;
+            copy(&blob.digest)?;
+        }
+    }
+    let index_path = layout.join("index.json");
+    let mut top: Index = serde_json::from_slice(
+        &std::fs::read(&index_path).context("failed to read the scratch layout's index")?,
+    )?;
+    let mut entry = Descriptor::new(MEDIA_TYPE_OCI_INDEX, index_digest, index_bytes.len() as u64);
+    entry
+        .annotations
+        .insert("org.opencontainers.image.ref.name".to_owned(), fallback_tag);
+    top.manifests.push(entry);
+    std::fs::write(&index_path, image::canonical::to_vec(&top)?)
+        .context("failed to write the scratch layout's index")?;
+    Ok(())
 }
 
 pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -62,13 +136,29 @@ pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let Some(rest) = args.image.strip_prefix("oci:") else {
-        return Err(usage(format!(
-            "invalid image `{}`: kiln verify reads OCI layouts: oci:DIR[:TAG]",
-            args.image
-        )));
+    // A registry image is copied, with its referrers, into a scratch layout first.
+    let scratch;
+    let (dir, reference) = match args.image.strip_prefix("oci:") {
+        Some(rest) => kiln::dockerfile::plan::split_local_reference(rest),
+        None => {
+            let cache_dir = args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(build::default_cache_dir);
+            scratch = tempfile::Builder::new()
+                .prefix("verify-")
+                .tempdir()
+                .context("failed to create a scratch directory")?;
+            let layout = scratch.path().join("layout");
+            fetch_with_referrers(
+                &args.image,
+                &args.registry.options(&cache_dir),
+                &cache_dir,
+                &layout,
+            )?;
+            (layout.display().to_string(), Some("image".to_owned()))
+        }
     };
-    let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
     let keys = args
         .keys
         .iter()

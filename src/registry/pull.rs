@@ -288,6 +288,28 @@ pub fn fetch_raw_manifest(
     })
 }
 
+/// Copies the blob `descriptor` of `reference`'s repository into `store` (verified while it
+/// streams; skipped when the store has it). Blocks the calling thread.
+pub fn fetch_blob(
+    reference: &Reference,
+    descriptor: &Descriptor,
+    store: &Store,
+    options: &RegistryOptions,
+) -> Result<(), RegistryError> {
+    if store.contains(&descriptor.digest) {
+        return Ok(());
+    }
+    super::block_on(async {
+        let mut lazy = Lazy {
+            reference,
+            options,
+            session: None,
+        };
+        let session = lazy.get(&format!("blob {}", descriptor.digest))?;
+        download_blob(&session, store, reference.repository(), descriptor).await
+    })
+}
+
 /// The bytes of manifest `digest`: from the store, or fetched (and stored) by digest.
 async fn manifest_bytes(
     lazy: &mut Lazy<'_>,
