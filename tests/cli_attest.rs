@@ -305,3 +305,85 @@ fn attest_an_existing_image() {
     assert!(text.contains("https://kiln.example/review/v1"), "{text}");
     assert!(text.contains("https://spdx.dev/Document"), "{text}");
 }
+
+/// The provenance chain through a real registry: an app built FROM a base pinned by digest
+/// verifies only when the base carries its own trusted provenance.
+#[test]
+fn verify_follows_the_chain_to_the_base() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let sign = format!("--sign-key={}", keys.join("private.pem").display());
+    let public = keys.join("public.pem");
+    let cache = work.path().join("cache");
+    let push = |name: &str, dockerfile: &str, extra: &[&str]| -> String {
+        let ctx = work.path().join(name.replace([':', '/'], "-"));
+        write_files(&ctx, &[("hello.txt", name), ("Dockerfile", dockerfile)]);
+        let target = reg.reference(name);
+        let mut args = vec![
+            "build",
+            "--progress=quiet",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-t",
+            &target,
+            "--push",
+        ];
+        args.extend_from_slice(extra);
+        let ctx_text = ctx.display().to_string();
+        args.push(&ctx_text);
+        let digest = kiln_ok(&args).trim().to_owned();
+        format!("{target}@{digest}")
+    };
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "require_provenance = true\nrequire_signed = true\nrequire_base_digest = true\nrequire_base_provenance = true\n").unwrap();
+    let verify = |image: &str| {
+        kiln(&[
+            "verify",
+            image,
+            "--key",
+            public.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+    };
+
+    let base = push(
+        "kiln/base:1",
+        "FROM scratch\nCOPY hello.txt /base.txt\n",
+        &[&sign],
+    );
+    let app = push(
+        "kiln/app:1",
+        &format!("FROM {base}\nCOPY hello.txt /app.txt\n"),
+        &[&sign],
+    );
+    let ok = verify(&app);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("provenance verified"));
+
+    let bare = push(
+        "kiln/bare:1",
+        "FROM scratch\nCOPY hello.txt /base.txt\n",
+        &["--provenance=false", "--sbom=false"],
+    );
+    let app2 = push(
+        "kiln/app2:1",
+        &format!("FROM {bare}\nCOPY hello.txt /app.txt\n"),
+        &[&sign],
+    );
+    let failed = verify(&app2);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("base-provenance") && stderr.contains("kiln/bare"),
+        "{stderr}"
+    );
+}

@@ -64,6 +64,10 @@ pub struct Policy {
     /// Predicate types that must each have a trusted statement.
     #[serde(default)]
     pub required_predicate_types: Vec<String>,
+    /// Every registry base image named in the provenance must carry its own trusted provenance
+    /// (checked by the caller, which can reach the registry: `kiln verify`).
+    #[serde(default)]
+    pub require_base_provenance: bool,
 }
 
 impl Policy {

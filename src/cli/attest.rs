@@ -47,6 +47,57 @@ pub(crate) struct VerifyArgs {
     cache_dir: Option<PathBuf>,
 }
 
+/// The registry base images (`name@sha256:...`) that the trusted provenance statements of the
+/// verified image name in `resolvedDependencies` (`pkg:docker/...` with a sha256 digest).
+fn base_images(
+    layout: &Path,
+    report: &attest::VerifyReport,
+    keys: &[attest::PublicKey],
+) -> anyhow::Result<Vec<String>> {
+    let mut bases = Vec::new();
+    for found in report
+        .attestations
+        .iter()
+        .filter(|f| f.trusted && f.predicate_type == "https://slsa.dev/provenance/v1")
+    {
+        let bytes = std::fs::read(layout.join("blobs/sha256").join(found.blob.hex()))
+            .with_context(|| format!("failed to read attestation {}", found.blob))?;
+        let what = format!("attestation {}", found.blob);
+        let payload = if found.signed {
+            attest::Envelope::from_slice(&bytes, &what)?
+                .verify(keys, 1, &what)?
+                .payload
+        } else {
+            bytes
+        };
+        let statement = attest::Statement::from_slice(&payload, &what)?;
+        let dependencies = statement.predicate["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for dependency in dependencies {
+            let (Some(uri), Some(hex)) = (
+                dependency["uri"].as_str(),
+                dependency["digest"]["sha256"].as_str(),
+            ) else {
+                continue;
+            };
+            let Some(rest) = uri.strip_prefix("pkg:docker/") else {
+                continue;
+            };
+            let name = rest.split(['@', '?']).next().unwrap_or(rest);
+            if name.starts_with("oci:") || name.starts_with("oci-archive:") {
+                continue;
+            }
+            let base = format!("{name}@sha256:{hex}");
+            if !bases.contains(&base) {
+                bases.push(base);
+            }
+        }
+    }
+    Ok(bases)
+}
+
 /// Pulls `image` and the referrers listed in its `sha256-<hex>` fallback tag into the OCI
 /// layout `layout` (image tagged `image`, the fallback tag kept), for `attest::verify`.
 fn fetch_with_referrers(
@@ -173,6 +224,40 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
+    // The chain: each registry base the provenance names must carry its own trusted provenance.
+    let mut chain_failures = Vec::new();
+    if policy.require_base_provenance {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        let options = args.registry.options(&cache_dir);
+        for base in base_images(Path::new(&dir), &report, &keys)? {
+            let scratch = tempfile::Builder::new()
+                .prefix("verify-base-")
+                .tempdir()
+                .context("failed to create a scratch directory")?;
+            let layout = scratch.path().join("layout");
+            let base_policy = attest::Policy {
+                require_provenance: true,
+                require_signed: policy.require_signed,
+                ..attest::Policy::default()
+            };
+            let outcome = fetch_with_referrers(&base, &options, &cache_dir, &layout)
+                .and_then(|()| Ok(attest::verify(&layout, Some("image"), &keys, &base_policy)?));
+            match outcome {
+                Ok(base_report) if base_report.passed() => {
+                    eprintln!("base {base}: provenance verified");
+                }
+                Ok(base_report) => {
+                    for failure in &base_report.failures {
+                        chain_failures.push(format!("base-provenance: {base}: {failure}"));
+                    }
+                }
+                Err(e) => chain_failures.push(format!("base-provenance: {base}: {e:#}")),
+            }
+        }
+    }
     for found in &report.attestations {
         eprintln!(
             "found {} for {} ({}; {})",
@@ -186,11 +271,14 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    if report.passed() {
+    if report.passed() && chain_failures.is_empty() {
         eprintln!("kiln: verified `{}`: every check passed", args.image);
         Ok(ExitCode::SUCCESS)
     } else {
         for failure in &report.failures {
+            eprintln!("FAILED {failure}");
+        }
+        for failure in &chain_failures {
             eprintln!("FAILED {failure}");
         }
         Ok(ExitCode::from(1))
