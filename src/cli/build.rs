@@ -481,21 +481,49 @@ pub(crate) fn push_attestations(
         attestations,
         attest::AttachMode::Referrers,
     )?;
+    let subject = &outcome.image.manifest.digest;
     for tag in &attached.fallback_tags {
         let descriptor = image::base::import_layout(&outcome.store, &layout, Some(tag))?;
         let bytes = outcome.store.read_bytes(&descriptor.digest)?;
-        let mut tagged = Vec::new();
+        let index: image::manifest::Index = serde_json::from_slice(&bytes)
+            .context("the attestations' referrers index is not an OCI index")?;
         for target in targets {
-            tagged.push(target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?);
+            // A registry with the referrers API indexes artifact manifests by their subject;
+            // others get the fallback tag index that lists them.
+            if kiln::registry::supports_referrers(target, subject, &options.registry)
+                .unwrap_or(false)
+            {
+                for referrer in &index.manifests {
+                    let manifest = outcome.store.read_bytes(&referrer.digest)?;
+                    // By digest only: the tags keep naming the image.
+                    let by_digest = kiln::registry::Reference::new(
+                        target.registry(),
+                        target.repository(),
+                        None,
+                        Some(referrer.digest.clone()),
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    kiln::registry::push_manifest(
+                        &outcome.store,
+                        &manifest,
+                        &referrer.media_type,
+                        &[by_digest],
+                        &options.registry,
+                    )
+                    .context("failed to push an attestation")?;
+                }
+            } else {
+                let tagged = target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+                kiln::registry::push_manifest(
+                    &outcome.store,
+                    &bytes,
+                    &descriptor.media_type,
+                    &[tagged],
+                    &options.registry,
+                )
+                .context("failed to push the attestations")?;
+            }
         }
-        kiln::registry::push_manifest(
-            &outcome.store,
-            &bytes,
-            &descriptor.media_type,
-            &tagged,
-            &options.registry,
-        )
-        .context("failed to push the attestations")?;
     }
     Ok(())
 }

@@ -288,6 +288,38 @@ pub fn fetch_raw_manifest(
     })
 }
 
+/// Whether the registry of `reference` serves the OCI 1.1 referrers API
+/// (`GET /v2/<name>/referrers/<digest>` answers 200 with an index); registries without it
+/// (distribution 2.x, some hosted ones) answer 404, and attestations then go under the
+/// `sha256-<hex>` fallback tag. Blocks the calling thread.
+pub fn supports_referrers(
+    reference: &Reference,
+    digest: &Digest,
+    options: &RegistryOptions,
+) -> Result<bool, RegistryError> {
+    super::block_on(async {
+        let mut lazy = Lazy {
+            reference,
+            options,
+            session: None,
+        };
+        let session = lazy.get("the referrers API")?;
+        let url = session.url(&format!("v2/{}/referrers/{digest}", reference.repository()))?;
+        let response = session
+            .send(
+                Method::GET,
+                url,
+                &[("accept", MEDIA_TYPE_OCI_INDEX.to_owned())],
+                Body::Empty,
+                Retry::Idempotent,
+            )
+            .await?;
+        let is_index =
+            header(&response, "content-type").is_some_and(|t| t.starts_with(MEDIA_TYPE_OCI_INDEX));
+        Ok(response.status().as_u16() == 200 && is_index)
+    })
+}
+
 /// Copies the blob `descriptor` of `reference`'s repository into `store` (verified while it
 /// streams; skipped when the store has it). Blocks the calling thread.
 pub fn fetch_blob(
