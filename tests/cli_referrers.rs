@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use support::{kiln_ok, write_files};
+use support::{kiln, kiln_ok, write_files};
 
 #[derive(Default)]
 struct State {
@@ -298,6 +298,33 @@ fn attestations_go_to_the_referrers_api_when_the_registry_has_one() {
         "no fallback tag when the API exists"
     );
     let tagged = state.tags.get("1").cloned().unwrap_or_default();
+    drop(state);
+    // verify and inspect find them through the API too.
+    let keys = work.path().join("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "require_provenance = true\n").unwrap();
+    let verified = kiln(&[
+        "verify",
+        &target,
+        "--key",
+        keys.join("public.pem").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--cache-dir",
+        work.path().join("verify-cache").to_str().unwrap(),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let inspected = kiln_ok(&["inspect", &target]);
+    assert!(
+        inspected.contains("https://slsa.dev/provenance/v1"),
+        "{inspected}"
+    );
+    let state = stub.state.lock().unwrap();
     let (_, bytes) = state.manifests.get(&tagged).cloned().unwrap_or_default();
     assert_eq!(tagged, digest, "{}", String::from_utf8_lossy(&bytes));
 }

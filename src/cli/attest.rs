@@ -122,11 +122,16 @@ fn fetch_with_referrers(
     let Ok(fallback) = reference.with_tag(&fallback_tag) else {
         return Ok(());
     };
-    let Ok((index_digest, index_bytes)) = kiln::registry::fetch_raw_manifest(&fallback, options)
-    else {
-        // No referrers: verify reports the missing attestations.
-        return Ok(());
+    // The referrers API when the registry has one, else the fallback tag; none: verify
+    // reports the missing attestations.
+    let index_bytes = match kiln::registry::fetch_referrers(&reference, digest, options) {
+        Ok(Some(bytes)) => bytes,
+        _ => match kiln::registry::fetch_raw_manifest(&fallback, options) {
+            Ok((_, bytes)) => bytes,
+            Err(_) => return Ok(()),
+        },
     };
+    let index_digest = kiln::digest::Digest::of(&index_bytes);
     let index: Index = serde_json::from_slice(&index_bytes)
         .with_context(|| format!("the referrers index of `{image}` is not an OCI index"))?;
     store.put_bytes(&index_bytes)?;

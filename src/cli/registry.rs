@@ -167,9 +167,16 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         let options = args.registry.options(&cache_dir);
         let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, &options)
             .with_context(|| format!("failed to inspect `{}`", args.image))?;
-        // OCI referrers without a referrers API: the `sha256-<hex>` fallback tag lists them.
-        if let Ok(fallback) = reference.with_tag(&format!("sha256-{}", digest.hex()))
-            && let Ok((_, index)) = kiln::registry::fetch_raw_manifest(&fallback, &options)
+        // OCI referrers: the registry's referrers API, else the `sha256-<hex>` fallback tag.
+        let listed = match kiln::registry::fetch_referrers(&reference, &digest, &options) {
+            Ok(Some(bytes)) => Some(bytes),
+            _ => reference
+                .with_tag(&format!("sha256-{}", digest.hex()))
+                .ok()
+                .and_then(|fallback| kiln::registry::fetch_raw_manifest(&fallback, &options).ok())
+                .map(|(_, bytes)| bytes),
+        };
+        if let Some(index) = listed
             && let Ok(index) = serde_json::from_slice::<serde_json::Value>(&index)
         {
             for referrer in index["manifests"].as_array().into_iter().flatten() {

@@ -32,7 +32,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use auth::{Credential, login};
-pub use pull::{PulledImage, fetch_blob, fetch_raw_manifest, pull, supports_referrers};
+pub use pull::{
+    PulledImage, fetch_blob, fetch_raw_manifest, fetch_referrers, pull, supports_referrers,
+};
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};
 

@@ -297,6 +297,16 @@ pub fn supports_referrers(
     digest: &Digest,
     options: &RegistryOptions,
 ) -> Result<bool, RegistryError> {
+    Ok(fetch_referrers(reference, digest, options)?.is_some())
+}
+
+/// The referrers index the registry's OCI 1.1 referrers API serves for `digest`, or `None`
+/// when the registry has no such API. Blocks the calling thread.
+pub fn fetch_referrers(
+    reference: &Reference,
+    digest: &Digest,
+    options: &RegistryOptions,
+) -> Result<Option<Vec<u8>>, RegistryError> {
     super::block_on(async {
         let mut lazy = Lazy {
             reference,
@@ -308,7 +318,7 @@ pub fn supports_referrers(
         let response = session
             .send(
                 Method::GET,
-                url,
+                url.clone(),
                 &[("accept", MEDIA_TYPE_OCI_INDEX.to_owned())],
                 Body::Empty,
                 Retry::Idempotent,
@@ -316,7 +326,14 @@ pub fn supports_referrers(
             .await?;
         let is_index =
             header(&response, "content-type").is_some_and(|t| t.starts_with(MEDIA_TYPE_OCI_INDEX));
-        Ok(response.status().as_u16() == 200 && is_index)
+        if response.status().as_u16() != 200 || !is_index {
+            return Ok(None);
+        }
+        Ok(Some(
+            session
+                .read_limited(response, &url, MAX_MANIFEST_BYTES)
+                .await?,
+        ))
     })
 }
 
