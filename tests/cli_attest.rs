@@ -387,3 +387,53 @@ fn verify_follows_the_chain_to_the_base() {
         "{stderr}"
     );
 }
+
+/// The provenance names the context as used (outside a git checkout: a digest over the layers
+/// made from it, which follows the content) and the Dockerfile by digest.
+#[test]
+fn provenance_names_the_context_by_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    context(&ctx);
+    let cache = work.path().join("cache");
+    let source_of = |layout: &Path| -> serde_json::Value {
+        let inspected = kiln_ok(&[
+            "inspect",
+            "--format",
+            "json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            &format!("oci:{}:1", layout.display()),
+        ]);
+        let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+        let blob = inspected["attestations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["predicateType"] == "https://slsa.dev/provenance/v1")
+            .and_then(|a| a["blob"].as_str())
+            .expect("a provenance statement")
+            .trim_start_matches("sha256:")
+            .to_owned();
+        let statement: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(blob)).unwrap())
+                .unwrap();
+        statement["predicate"]["buildDefinition"]["externalParameters"].clone()
+    };
+    let first = work.path().join("first");
+    build(&ctx, &cache, &first, &["--reproducible"]);
+    let params = source_of(&first);
+    assert!(
+        params["dockerfile"]["digest"]["sha256"].is_string(),
+        "{params}"
+    );
+    let context_digest = params["source"]["digest"]["sha256"].clone();
+    assert!(context_digest.is_string(), "{params}");
+    std::fs::write(ctx.join("hello.txt"), "changed\n").unwrap();
+    let second = work.path().join("second");
+    build(&ctx, &cache, &second, &["--reproducible"]);
+    assert_ne!(
+        source_of(&second)["source"]["digest"]["sha256"],
+        context_digest
+    );
+}

@@ -141,6 +141,7 @@ pub(super) struct Executor<'a> {
     current_stage: usize,
     materials: Vec<Material>,
     bases: Vec<BaseRecord>,
+    context_layers: Vec<crate::digest::Digest>,
     cached: usize,
     built: usize,
 }
@@ -211,6 +212,7 @@ impl<'a> Executor<'a> {
             current_stage: 0,
             materials: Vec::new(),
             bases: Vec::new(),
+            context_layers: Vec::new(),
             cached: 0,
             built: 0,
         })
@@ -223,6 +225,16 @@ impl<'a> Executor<'a> {
     /// What native steps fetched (packages, indexes), for provenance.
     pub fn materials(&self) -> &[Material] {
         &self.materials
+    }
+
+    /// The digest of the build context as the build used it: sha256 over the diffIDs of the
+    /// layers made from context files, in build order (`None` when nothing came from it).
+    pub fn context_digest(&self) -> Option<crate::digest::Digest> {
+        if self.context_layers.is_empty() {
+            return None;
+        }
+        let joined: Vec<String> = self.context_layers.iter().map(|d| d.to_string()).collect();
+        Some(crate::digest::Digest::of(joined.join("\n").as_bytes()))
     }
 
     /// The base images the built stages started from, pinned by manifest digest.
@@ -593,6 +605,22 @@ impl<'a> Executor<'a> {
             Instruction::Copy(copy) => {
                 let diff = self.copy_diff(state, copy, &failure)?;
                 outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                // What the build read from the context, for provenance: each such layer by
+                // its diffID, and a pinned ADD by the checksum it was verified against.
+                if copy.from.is_none()
+                    && copy.heredocs.is_empty()
+                    && let Some(layer) = state.layers.last()
+                {
+                    self.context_layers.push(layer.diff_id.clone());
+                }
+                if let Some(checksum) = &copy.checksum
+                    && let Some(hex) = checksum.strip_prefix("sha256:")
+                {
+                    self.materials.push(Material {
+                        uri: format!("context:{}", copy.sources.join(" ")),
+                        sha256: hex.to_owned(),
+                    });
+                }
             }
             Instruction::Run(run) => {
                 let diff = self.run_diff(state, run, &failure)?;

@@ -91,6 +91,8 @@ pub struct BuildOutcome {
     pub materials: Vec<Material>,
     /// The base images the stages started from.
     pub bases: Vec<BaseRecord>,
+    /// The context as used: sha256 over the diffIDs of the layers made from it.
+    pub context_digest: Option<crate::digest::Digest>,
     /// The packages installed in the result, when `list_packages` was asked.
     pub packages: Vec<crate::attest::sbom::SbomPackage>,
 }
@@ -233,6 +235,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     let (cached_steps, built_steps) = executor.counts();
     let materials = executor.materials().to_vec();
     let bases = executor.bases().to_vec();
+    let context_digest = executor.context_digest();
     let packages = if options.list_packages {
         executor.installed_packages(&mut stage)?
     } else {
@@ -246,6 +249,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
         built_steps,
         materials,
         bases,
+        context_digest,
         packages,
     })
 }

@@ -389,7 +389,9 @@ pub(crate) fn make_attestations(
         }
         params.context = match attest::provenance::GitSource::detect(&options.context_dir)? {
             Some(git) => attest::provenance::ContextSource::Git(git),
-            None => attest::provenance::ContextSource::Local { digest: None },
+            None => attest::provenance::ContextSource::Local {
+                digest: outcome.context_digest.clone(),
+            },
         };
         params.builder = attest::Builder::from_process_env();
         params.timing = if args.reproducible {
