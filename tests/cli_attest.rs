@@ -79,6 +79,23 @@ fn signed_attestations_verify_and_are_reproducible() {
         std::fs::read(b.join("index.json")).unwrap(),
         "reproducible attestations give identical layouts"
     );
+    // Nor in the build's output (plain progress prints every step), nor in the config history.
+    let logged = kiln(&[
+        "build",
+        "--progress=plain",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--build-arg",
+        &format!("GITHUB_TOKEN={SECRET}"),
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(logged.status.success());
+    for stream in [&logged.stdout, &logged.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains(SECRET),
+            "the secret was logged"
+        );
+    }
     let all = every_byte_under(&a);
     assert!(
         !all.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
@@ -202,6 +219,28 @@ fn pushed_attestations_are_listed_under_the_fallback_tag() {
         let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(manifest["subject"]["digest"], digest);
     }
+    // A second push of the same image (new provenance times, another cache) keeps the first
+    // attestations listed beside the new ones.
+    kiln_ok(&[
+        "build",
+        "--progress=quiet",
+        "--cache-dir",
+        work.path().join("cache-2").to_str().unwrap(),
+        "-t",
+        &target,
+        "--push",
+        ctx.to_str().unwrap(),
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{fallback}"),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    // Two provenance statements (each build records its own invocation) and one SBOM (the
+    // same bytes both times, so listed once).
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{index}");
     // `kiln verify` of the registry image reads them back (unsigned: the default policy
     // requires signatures, so it fails naming that; a policy requiring provenance passes).
     let keys = work.path().join("keys");

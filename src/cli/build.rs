@@ -516,9 +516,50 @@ pub(crate) fn push_attestations(
                 }
             } else {
                 let tagged = target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+                // Keep what earlier pushes listed under the fallback tag (other attestations of
+                // the same image), as the OCI spec asks of clients maintaining it.
+                let mut merged = index.clone();
+                if let Ok((_, existing)) =
+                    kiln::registry::fetch_raw_manifest(&tagged, &options.registry)
+                    && let Ok(existing) =
+                        serde_json::from_slice::<image::manifest::Index>(&existing)
+                {
+                    for earlier in existing.manifests {
+                        if merged.manifests.iter().any(|m| m.digest == earlier.digest) {
+                            continue;
+                        }
+                        // The push walks the index from the store: bring the earlier referrer
+                        // (already on the registry, so nothing is uploaded again) in first.
+                        let by_digest = kiln::registry::Reference::new(
+                            target.registry(),
+                            target.repository(),
+                            None,
+                            Some(earlier.digest.clone()),
+                        )
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        let (_, manifest_bytes) =
+                            kiln::registry::fetch_raw_manifest(&by_digest, &options.registry)?;
+                        let manifest: image::manifest::Manifest =
+                            serde_json::from_slice(&manifest_bytes).with_context(|| {
+                                format!("referrer {} is not an OCI manifest", earlier.digest)
+                            })?;
+                        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                            kiln::registry::fetch_blob(
+                                &by_digest,
+                                blob,
+                                &outcome.store,
+                                &options.registry,
+                            )?;
+                        }
+                        outcome.store.put_bytes(&manifest_bytes)?;
+                        merged.manifests.insert(0, earlier);
+                    }
+                }
+                let merged_bytes = image::canonical::to_vec(&merged)?;
+                outcome.store.put_bytes(&merged_bytes)?;
                 kiln::registry::push_manifest(
                     &outcome.store,
-                    &bytes,
+                    &merged_bytes,
                     &descriptor.media_type,
                     &[tagged],
                     &options.registry,
