@@ -134,6 +134,35 @@ pub(crate) fn run_pin(args: PinArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The in-toto statement in an attestation blob (a bare statement, or a DSSE envelope whose
+/// payload is shown unverified: `kiln verify` checks signatures), as JSON.
+fn statement_of(blob: &[u8]) -> Option<serde_json::Value> {
+    let payload = match attest::Envelope::from_slice(blob, "attestation") {
+        Ok(envelope) => envelope.payload_unverified()?,
+        Err(_) => blob.to_vec(),
+    };
+    serde_json::from_slice(&payload).ok()
+}
+
+/// A one-line summary of a statement, as `imagetools inspect` shows provenance and SBOMs.
+fn summary_of(statement: &serde_json::Value) -> String {
+    let predicate = &statement["predicate"];
+    if let Some(builder) = predicate["runDetails"]["builder"]["id"].as_str() {
+        let materials = predicate["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .map_or(0, Vec::len);
+        format!("builder {builder}, {materials} resolved dependencies")
+    } else if let Some(packages) = predicate["packages"].as_array() {
+        format!(
+            "SPDX {}, {} packages",
+            predicate["spdxVersion"].as_str().unwrap_or("?"),
+            packages.len()
+        )
+    } else {
+        String::new()
+    }
+}
+
 pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let cache_dir = args
         .cache_dir
@@ -154,11 +183,16 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             &attest::Policy::default(),
         )?;
         for found in &report.attestations {
+            let statement =
+                std::fs::read(Path::new(&dir).join("blobs/sha256").join(found.blob.hex()))
+                    .ok()
+                    .and_then(|bytes| statement_of(&bytes));
             attestations.push(serde_json::json!({
                 "predicateType": found.predicate_type,
                 "subject": found.image.to_string(),
                 "signed": found.signed,
                 "blob": found.blob.to_string(),
+                "statement": statement,
             }));
         }
         (descriptor.digest, bytes)
@@ -180,20 +214,32 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             && let Ok(index) = serde_json::from_slice::<serde_json::Value>(&index)
         {
             for referrer in index["manifests"].as_array().into_iter().flatten() {
-                // The predicate type is annotated on the artifact's layer.
-                let predicate = referrer["digest"]
+                // The predicate type is annotated on the artifact's layer, which holds the
+                // statement.
+                let manifest = referrer["digest"]
                     .as_str()
                     .and_then(|d| d.parse::<kiln::digest::Digest>().ok())
                     .and_then(|d| {
                         kiln::registry::fetch_raw_manifest(&reference.with_digest(d), &options).ok()
                     })
-                    .and_then(|(_, bytes)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-                    .and_then(|m| {
-                        m["layers"][0]["annotations"]["in-toto.io/predicate-type"]
-                            .as_str()
-                            .map(str::to_owned)
+                    .and_then(|(_, bytes)| {
+                        serde_json::from_slice::<kiln::image::manifest::Manifest>(&bytes).ok()
                     });
+                let predicate = manifest.as_ref().and_then(|m| {
+                    m.layers
+                        .first()?
+                        .annotations
+                        .get("in-toto.io/predicate-type")
+                        .cloned()
+                });
+                let statement = manifest.as_ref().and_then(|m| {
+                    let layer = m.layers.first()?;
+                    let store = build::open_store(&cache_dir).ok()?;
+                    kiln::registry::fetch_blob(&reference, layer, &store, &options).ok()?;
+                    statement_of(&store.read_bytes(&layer.digest).ok()?)
+                });
                 attestations.push(serde_json::json!({
+                    "statement": statement,
                     "predicateType": predicate,
                     "artifactType": referrer["artifactType"],
                     "subject": digest.to_string(),
@@ -288,7 +334,7 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 println!("Attestations:");
                 for found in &attestations {
                     println!(
-                        "  {}  for {}  ({})",
+                        "  {}  for {}  ({}) {}",
                         found["predicateType"]
                             .as_str()
                             .or(found["artifactType"].as_str())
@@ -298,7 +344,8 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                             "signed"
                         } else {
                             "unsigned"
-                        }
+                        },
+                        summary_of(&found["statement"])
                     );
                 }
             }
