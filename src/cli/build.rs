@@ -406,12 +406,31 @@ pub(crate) fn make_attestations(
         out.push(wrap(&attest::provenance::statement(&params)?)?);
     }
     if args.sbom {
+        // A Python distribution installed from a wheel this build fetched is pinned by that
+        // wheel's sha256 (wheel names spell the project with `_`, lower case).
+        let mut packages = outcome.packages.clone();
+        for package in packages.iter_mut() {
+            if package.checksum.is_some() || package.kind != attest::sbom::PackageKind::Python {
+                continue;
+            }
+            let prefix = format!(
+                "{}-{}-",
+                package.name.to_lowercase().replace(['-', '.'], "_"),
+                package.version
+            );
+            if let Some(wheel) = outcome.materials.iter().find(|m| {
+                let file = m.uri.rsplit('/').next().unwrap_or("");
+                file.ends_with(".whl") && file.to_lowercase().starts_with(&prefix)
+            }) {
+                package.checksum = Some(("SHA256".to_owned(), wheel.sha256.clone()));
+            }
+        }
         let sbom = attest::spdx_statement(
             &attest::SbomParams {
                 image_name: name.clone(),
                 image_digest: image.manifest.digest.clone(),
                 source_date_epoch: options.source_date_epoch,
-                packages: outcome.packages.clone(),
+                packages,
             },
             &subjects,
         )?;
