@@ -767,3 +767,36 @@ fn run_adduser_is_computed_natively_and_the_user_exists_under_runc() {
         "{stderr}"
     );
 }
+
+#[test]
+fn heredoc_copies_are_cache_hits_on_rebuild() {
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    write_files(
+        &context,
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG NAME=kiln\nCOPY <<EOF /greeting.txt\nhello ${NAME}\nEOF\n",
+        )],
+    );
+    let cache = work.path().join("cache");
+    let build = || {
+        let output = kiln(&[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            context.to_str().unwrap(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(build().contains("(1 layers written, 0 cached)"));
+    let log = build();
+    assert!(log.contains("(0 layers written, 1 cached)"), "{log}");
+}

@@ -773,14 +773,11 @@ impl<'a> Executor<'a> {
                     failure.msg("a COPY with heredocs may not also copy files or use --from")
                 );
             }
-            // Kept until the build's scratch directory goes: the layer is written after this returns.
-            let dir = tempfile::Builder::new()
-                .prefix("heredoc-")
-                .tempdir_in(self.scratch.path())
-                .map_err(failure.err("failed to create a heredoc directory"))?
-                .keep();
-            let mut names = Vec::new();
+            let mut files = Vec::new();
             for name in &heredoc_names {
+                if name.is_empty() || name.contains('/') || *name == "." || *name == ".." {
+                    return Err(failure.msg(format!("invalid heredoc name `{name}`")));
+                }
                 let heredoc = copy
                     .heredocs
                     .iter()
@@ -791,10 +788,37 @@ impl<'a> Executor<'a> {
                 } else {
                     heredoc.content.clone()
                 };
-                std::fs::write(dir.join(name), content)
-                    .map_err(failure.err("failed to write a heredoc file"))?;
-                names.push(name.to_string());
+                files.push((name.to_string(), content));
             }
+            // Heredoc files live in the cache under a name derived from their content, so the
+            // same heredoc is the same file (same metadata) in the next build: a cache hit.
+            let mut key = crate::digest::Hasher::new();
+            for (name, content) in &files {
+                for part in [name.as_bytes(), content.as_bytes()] {
+                    key.update(&(part.len() as u64).to_le_bytes());
+                    key.update(part);
+                }
+            }
+            let heredocs_root = self.options.cache_dir.join("heredocs");
+            let dir = heredocs_root.join(key.finish().0.hex());
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&heredocs_root)
+                    .map_err(failure.err("failed to create the heredoc directory"))?;
+                let temp = tempfile::Builder::new()
+                    .prefix(".tmp-")
+                    .tempdir_in(&heredocs_root)
+                    .map_err(failure.err("failed to create a heredoc directory"))?;
+                for (name, content) in &files {
+                    std::fs::write(temp.path().join(name), content)
+                        .map_err(failure.err("failed to write a heredoc file"))?;
+                }
+                let temp = temp.keep();
+                if std::fs::rename(&temp, &dir).is_err() {
+                    // Another build put the same files there first.
+                    let _ = std::fs::remove_dir_all(&temp);
+                }
+            }
+            let names = files.into_iter().map(|(name, _)| name).collect::<Vec<_>>();
             Some((dir, names))
         };
 
