@@ -21,7 +21,7 @@ use crate::layer::LayerPath;
 use crate::layer::reader::{ReaderError, TarEntry, read_entries};
 use crate::rootfs::{FsView, NodeKind};
 
-/// Trusted public keys by key file name (`alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub`).
+/// Trusted public keys by key file name (`alpine-devel@example.org-6165ee59.rsa.pub`).
 #[derive(Clone, Default)]
 pub struct Keyring {
     keys: BTreeMap<String, rsa::PublicKey>,
