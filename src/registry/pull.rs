@@ -272,12 +272,7 @@ pub fn fetch_raw_manifest(
     options: &RegistryOptions,
 ) -> Result<(Digest, Vec<u8>), RegistryError> {
     super::block_on(async {
-        let mut lazy = Lazy {
-            reference,
-            options,
-            session: None,
-        };
-        let session = lazy.get("the manifest")?;
+        let session = open_session(reference, options, "the manifest")?;
         fetch_manifest(
             &session,
             reference.repository(),
@@ -286,6 +281,21 @@ pub fn fetch_raw_manifest(
         )
         .await
     })
+}
+
+/// A session for one call on `reference`'s repository (pull scope); `missing` names what the
+/// call needs, for the error `--offline` gives.
+fn open_session(
+    reference: &Reference,
+    options: &RegistryOptions,
+    missing: &str,
+) -> Result<Arc<Session>, RegistryError> {
+    Lazy {
+        reference,
+        options,
+        session: None,
+    }
+    .get(missing)
 }
 
 /// Whether the registry of `reference` serves the OCI 1.1 referrers API
@@ -308,12 +318,7 @@ pub fn fetch_referrers(
     options: &RegistryOptions,
 ) -> Result<Option<Vec<u8>>, RegistryError> {
     super::block_on(async {
-        let mut lazy = Lazy {
-            reference,
-            options,
-            session: None,
-        };
-        let session = lazy.get("the referrers API")?;
+        let session = open_session(reference, options, "the referrers API")?;
         let url = session.url(&format!("v2/{}/referrers/{digest}", reference.repository()))?;
         let response = session
             .send(
@@ -349,12 +354,7 @@ pub fn fetch_blob(
         return Ok(());
     }
     super::block_on(async {
-        let mut lazy = Lazy {
-            reference,
-            options,
-            session: None,
-        };
-        let session = lazy.get(&format!("blob {}", descriptor.digest))?;
+        let session = open_session(reference, options, &format!("blob {}", descriptor.digest))?;
         download_blob(&session, store, reference.repository(), descriptor).await
     })
 }
