@@ -208,7 +208,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             let layout = scratch.path().join("layout");
             fetch_with_referrers(
                 &args.image,
-                &args.registry.options(&cache_dir),
+                &args.registry.options(&cache_dir)?,
                 &cache_dir,
                 &layout,
             )?;
@@ -236,7 +236,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .cache_dir
             .clone()
             .unwrap_or_else(build::default_cache_dir);
-        let options = args.registry.options(&cache_dir);
+        let options = args.registry.options(&cache_dir)?;
         for base in base_images(Path::new(&dir), &report, &keys)? {
             let scratch = tempfile::Builder::new()
                 .prefix("verify-base-")

@@ -242,7 +242,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         Vec::new()
     };
     let options = BuildOptions {
-        registry: args.registry.options(&cache_dir),
+        registry: args.registry.options(&cache_dir)?,
         apk_repositories: args.apk_repositories.clone(),
         offline: args.registry.offline,
         list_packages: args.sbom,

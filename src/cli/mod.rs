@@ -23,17 +23,29 @@ pub(crate) struct RegistryFlags {
     /// Use only what is cached; fail naming anything that would need the network.
     #[arg(long)]
     offline: bool,
+    /// Registry locations, mirrors and insecure/blocked registries, in containers-registries.conf
+    /// format (default `$CONTAINERS_REGISTRIES_CONF`, else
+    /// `~/.config/containers/registries.conf`, else `/etc/containers/registries.conf`).
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
 }
 
 impl RegistryFlags {
-    fn options(&self, cache_dir: &Path) -> kiln::registry::RegistryOptions {
+    fn options(&self, cache_dir: &Path) -> anyhow::Result<kiln::registry::RegistryOptions> {
         let mut options = kiln::registry::RegistryOptions::default()
             .offline(self.offline)
             .cache_dir(cache_dir.join("registry"));
         for host in &self.insecure_registries {
             options = options.insecure_registry(host);
         }
-        options
+        let conf = self
+            .registries_conf
+            .clone()
+            .or_else(kiln::registry::RegistryMap::default_path);
+        if let Some(path) = conf {
+            options = options.registry_map(kiln::registry::RegistryMap::load(&path)?);
+        }
+        Ok(options)
     }
 }
 

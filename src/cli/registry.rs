@@ -100,7 +100,7 @@ pub(crate) enum InspectFormat {
 }
 
 pub(crate) fn run_pin(args: PinArgs) -> anyhow::Result<ExitCode> {
-    let options = args.registry.options(&build::default_cache_dir());
+    let options = args.registry.options(&build::default_cache_dir())?;
     let pins = kiln::pin::plan(&args.file, &options)?;
     let stale: Vec<&kiln::pin::Pin> = pins.iter().filter(|p| p.is_stale()).collect();
     for pin in &pins {
@@ -198,7 +198,7 @@ pub(crate) fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         (descriptor.digest, bytes)
     } else {
         let reference = parse_references(std::slice::from_ref(&args.image))?.remove(0);
-        let options = args.registry.options(&cache_dir);
+        let options = args.registry.options(&cache_dir)?;
         let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, &options)
             .with_context(|| format!("failed to inspect `{}`", args.image))?;
         // OCI referrers: the registry's referrers API, else the `sha256-<hex>` fallback tag.
@@ -374,7 +374,7 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     .with_context(|| format!("failed to read `{}`", args.source))?;
-    let mut options = args.registry.options(&cache_dir);
+    let mut options = args.registry.options(&cache_dir)?;
     if let Some(repository) = &args.mount_from {
         options = options.mount_from(repository);
     }
@@ -405,7 +405,7 @@ pub(crate) fn run_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| usage(format!("invalid --platform `{text}`: {e}")))?,
         None => Platform::host(),
     };
-    let options = args.registry.options(&cache_dir);
+    let options = args.registry.options(&cache_dir)?;
     let pulled = kiln::registry::pull(&reference, &platform, &store, &options)
         .with_context(|| format!("failed to pull `{}`", args.reference))?;
     let manifest_digest = pulled.manifest_digest.clone();
@@ -436,7 +436,7 @@ pub(crate) fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     };
-    let options = args.registry.options(&build::default_cache_dir());
+    let options = args.registry.options(&build::default_cache_dir())?;
     let path = kiln::registry::login(&args.server, &args.username, &password, &options)
         .with_context(|| format!("failed to log in to `{}`", args.server))?;
     eprintln!(

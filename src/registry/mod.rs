@@ -26,6 +26,7 @@ mod client;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod remap;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -37,6 +38,7 @@ pub use pull::{
 };
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};
+pub use remap::RegistryMap;
 
 use crate::digest::Digest;
 
@@ -319,6 +321,7 @@ pub struct RegistryOptions {
     upload: UploadMode,
     mount_from: Option<String>,
     reporter: Arc<dyn Reporter>,
+    map: Arc<RegistryMap>,
 }
 
 impl Default for RegistryOptions {
@@ -336,6 +339,7 @@ impl Default for RegistryOptions {
             upload: UploadMode::Auto,
             mount_from: None,
             reporter: Arc::new(NoReporter),
+            map: Arc::new(RegistryMap::default()),
         }
     }
 }
@@ -360,6 +364,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("retry", &self.retry)
             .field("upload", &self.upload)
             .field("mount_from", &self.mount_from)
+            .field("map", &self.map)
             .finish()
     }
 }
@@ -431,6 +436,34 @@ impl RegistryOptions {
     pub fn mount_from(mut self, repository: &str) -> Self {
         self.mount_from = Some(repository.to_owned());
         self
+    }
+
+    /// Where registries really live (containers-registries.conf `[[registry]]` tables): every
+    /// pull and push goes to the location a reference maps to, pulls try its mirrors first,
+    /// and insecure locations speak plain HTTP. Default: no remapping.
+    pub fn registry_map(mut self, map: RegistryMap) -> Self {
+        self.insecure.extend(map.insecure_hosts());
+        self.map = Arc::new(map);
+        self
+    }
+
+    /// Runs `operation` on each place `reference` maps to (mirrors first for a pull), until
+    /// one succeeds; the last place's error is the one reported.
+    pub(crate) fn at_locations<T>(
+        &self,
+        reference: &Reference,
+        for_pull: bool,
+        mut operation: impl FnMut(&Reference) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let places = self.map.locations(reference, for_pull)?;
+        let mut last_error = None;
+        for place in &places {
+            match operation(&place.reference) {
+                Ok(value) => return Ok(value),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("a reference always has at least its own location"))
     }
 
     /// Progress reporter. Default: [`NoReporter`].

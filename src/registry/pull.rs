@@ -73,7 +73,15 @@ pub fn pull(
     store: &Store,
     options: &RegistryOptions,
 ) -> Result<PulledImage, RegistryError> {
-    super::block_on(pull_async(reference, platform, store, options))
+    options.at_locations(reference, true, |place| {
+        let mut image = super::block_on(pull_async(place, platform, store, options))?;
+        if place != reference {
+            // The image keeps the name it was asked for; only the bytes came from elsewhere.
+            image.source = format!("docker://{}@{}", reference.name(), image.manifest_digest);
+            image.reference = reference.clone();
+        }
+        Ok(image)
+    })
 }
 
 /// The kind of a manifest-like document.
@@ -271,6 +279,15 @@ pub fn fetch_raw_manifest(
     reference: &Reference,
     options: &RegistryOptions,
 ) -> Result<(Digest, Vec<u8>), RegistryError> {
+    options.at_locations(reference, true, |reference| {
+        fetch_raw_manifest_at(reference, options)
+    })
+}
+
+fn fetch_raw_manifest_at(
+    reference: &Reference,
+    options: &RegistryOptions,
+) -> Result<(Digest, Vec<u8>), RegistryError> {
     super::block_on(async {
         let session = open_session(reference, options, "the manifest")?;
         fetch_manifest(
@@ -317,6 +334,16 @@ pub fn fetch_referrers(
     digest: &Digest,
     options: &RegistryOptions,
 ) -> Result<Option<Vec<u8>>, RegistryError> {
+    options.at_locations(reference, true, |reference| {
+        fetch_referrers_at(reference, digest, options)
+    })
+}
+
+fn fetch_referrers_at(
+    reference: &Reference,
+    digest: &Digest,
+    options: &RegistryOptions,
+) -> Result<Option<Vec<u8>>, RegistryError> {
     super::block_on(async {
         let session = open_session(reference, options, "the referrers API")?;
         let url = session.url(&format!("v2/{}/referrers/{digest}", reference.repository()))?;
@@ -353,9 +380,11 @@ pub fn fetch_blob(
     if store.contains(&descriptor.digest) {
         return Ok(());
     }
-    super::block_on(async {
-        let session = open_session(reference, options, &format!("blob {}", descriptor.digest))?;
-        download_blob(&session, store, reference.repository(), descriptor).await
+    options.at_locations(reference, true, |reference| {
+        super::block_on(async {
+            let session = open_session(reference, options, &format!("blob {}", descriptor.digest))?;
+            download_blob(&session, store, reference.repository(), descriptor).await
+        })
     })
 }
 

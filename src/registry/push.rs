@@ -89,7 +89,11 @@ pub fn push_manifest(
     targets: &[Reference],
     options: &RegistryOptions,
 ) -> Result<PushResult, RegistryError> {
-    super::block_on(push_async(store, bytes, media_type, targets, options))
+    let mut located = Vec::with_capacity(targets.len());
+    for target in targets {
+        located.push(options.at_locations(target, false, |place| Ok(place.clone()))?);
+    }
+    super::block_on(push_async(store, bytes, media_type, &located, options))
 }
 
 async fn push_async(
