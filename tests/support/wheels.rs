@@ -7,14 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The seed app's pinned requirements (with hashes), from the shared research folder.
-pub const SEED_REQUIREMENTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/research/python-seed/requirements.txt"
-);
+/// The app's pinned requirements (with hashes for musllinux and manylinux wheels).
+pub const SEED_REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/app/requirements.txt");
 
-/// The directory holding the seed's wheels for `platform` (`musllinux_1_2_x86_64`), plus
-/// psutil (a cp36-abi3 extension module).
+/// The directory holding the seed's wheels for `platform` (`musllinux_1_2_x86_64`), plus, for
+/// musllinux, psutil (a cp36-abi3 extension module).
 pub fn seed_wheel_dir(platform: &str) -> PathBuf {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -56,7 +53,10 @@ pub fn seed_wheel_dir(platform: &str) -> PathBuf {
         );
     };
     download("cp311", &["-r".as_ref(), SEED_REQUIREMENTS.as_ref()]);
-    download("abi3", &["psutil==7.2.2".as_ref()]);
+    if platform.starts_with("musllinux") {
+        // The abi3 extension the Alpine tests install; psutil 7.2.2 has no manylinux_2_17 wheel.
+        download("abi3", &["psutil==7.2.2".as_ref()]);
+    }
     std::fs::write(dir.join(".complete"), b"").expect("mark the wheel cache");
     dir
 }
