@@ -15,13 +15,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::checksum::Checksum;
 use super::fetch::{Fetcher, Kept, RepoLocation};
 use super::index::Index;
+use super::index::PackageInfo;
 use super::install::{ApplyContext, State, apply_plan};
 use super::package::{Package, Trust};
 use super::signed::Keyring;
-use super::solve::{Mode, Plan, Universe, solve};
-use super::{ApkError, Requirement};
+use super::solve::{ChangeKind, Mode, Plan, Universe, solve};
+use super::{ApkError, PackageConstraint, Requirement};
 use crate::layer::{Diff, LayerPath};
 use crate::rootfs::{FsView, Overlay};
 use crate::steps::etc_files::read_etc;
@@ -169,6 +171,80 @@ fn load_repositories(
     Ok(Loaded { repos, arch })
 }
 
+/// The package `apk add --virtual NAME PKGS` records: only in the installed db, `A:noarch`,
+/// `I:0`, `T:virtual meta package`, depending on `PKGS`, versioned by the time as
+/// `YYYYMMDD.HHMMSS` (UTC). apk takes the wall clock and hashes its pid into `C:`; kiln takes
+/// SOURCE_DATE_EPOCH and hashes the name and version, so the record is reproducible.
+fn virtual_package(name: &str, depends: &[PackageConstraint], epoch: i64) -> PackageInfo {
+    let stamp = crate::image::rfc3339(epoch);
+    let version = format!(
+        "{}.{}",
+        stamp[..10].replace('-', ""),
+        stamp[11..19].replace(':', "")
+    );
+    PackageInfo {
+        checksum: Checksum::sha1_of(format!("{name}\n{version}\n").as_bytes()),
+        name: name.to_owned(),
+        version,
+        arch: Some("noarch".to_owned()),
+        size: 0,
+        installed_size: 0,
+        description: "virtual meta package".to_owned(),
+        url: String::new(),
+        license: String::new(),
+        origin: None,
+        maintainer: None,
+        build_time: None,
+        commit: None,
+        provider_priority: None,
+        depends: depends.to_vec(),
+        provides: Vec::new(),
+        install_if: Vec::new(),
+        unknown_upper: Vec::new(),
+    }
+}
+
+/// The world entries that depend, through the installed db, on a package named in `names`
+/// (what `apk del -r` removes with them).
+fn reverse_dependents(state: &State, names: &[String]) -> Vec<String> {
+    let provides = |pkg: &PackageInfo, name: &str| {
+        pkg.name == name || pkg.provides.iter().any(|p| p.name == name)
+    };
+    let find = |name: &str| {
+        state
+            .db
+            .packages
+            .iter()
+            .map(|p| &p.info)
+            .find(|p| provides(p, name))
+    };
+    let mut out = Vec::new();
+    for entry in &state.world {
+        if entry.conflict || names.contains(&entry.name) {
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut queue: Vec<&PackageInfo> = find(&entry.name).into_iter().collect();
+        let mut hit = false;
+        while let Some(pkg) = queue.pop() {
+            if !seen.insert(pkg.name.clone()) {
+                continue;
+            }
+            if pkg.name != entry.name && names.iter().any(|n| provides(pkg, n)) {
+                hit = true;
+                break;
+            }
+            for dep in pkg.depends.iter().filter(|d| !d.conflict) {
+                queue.extend(find(&dep.name));
+            }
+        }
+        if hit {
+            out.push(entry.name.clone());
+        }
+    }
+    out
+}
+
 /// Runs apk commands natively on `lower` (see the module docs).
 pub fn run(
     commands: &[NativeCommand],
@@ -183,6 +259,8 @@ pub fn run(
     let mut loaded: Option<Loaded> = None;
     let mut fetcher = Fetcher::new(options.cache_dir.clone(), options.offline);
     for command in commands {
+        let mut pending_virtual: Option<PackageInfo> = None;
+        let mut deleting: Vec<String> = Vec::new();
         let mode = match command {
             NativeCommand::ApkUpdate => {
                 if loaded.is_none() {
@@ -198,16 +276,13 @@ pub fn run(
                 );
                 continue;
             }
-            NativeCommand::ApkUpgrade {
-                available, latest, ..
-            } => {
+            // `--latest` needs nothing more: kiln's upgrade always prefers the newest version.
+            NativeCommand::ApkUpgrade { available, .. } => {
                 if *available {
-                    return Err(ApkError::Unsupported("apk upgrade --available".into()));
+                    Mode::UpgradeAvailable
+                } else {
+                    Mode::Upgrade
                 }
-                if *latest {
-                    return Err(ApkError::Unsupported("apk upgrade --latest".into()));
-                }
-                Mode::Upgrade
             }
             NativeCommand::ApkAdd {
                 upgrade,
@@ -215,9 +290,6 @@ pub fn run(
                 packages,
                 ..
             } => {
-                if virtual_name.is_some() {
-                    return Err(ApkError::Unsupported("apk add --virtual".into()));
-                }
                 if *upgrade {
                     return Err(ApkError::Unsupported("apk add --upgrade".into()));
                 }
@@ -225,16 +297,49 @@ pub fn run(
                     if let Requirement::Checksum(_) = wanted.requirement {
                         return Err(ApkError::Unsupported(format!("apk add `{wanted}`")));
                     }
+                }
+                let added: Vec<PackageConstraint> = match virtual_name {
+                    Some(name) => {
+                        let info = virtual_package(name, packages, options.source_date_epoch);
+                        let pinned = PackageConstraint::parse(&format!("{name}={}", info.version))
+                            .map_err(|e| {
+                                ApkError::Unsupported(format!("virtual package name `{name}`: {e}"))
+                            })?;
+                        pending_virtual = Some(info);
+                        vec![pinned]
+                    }
+                    None => packages.clone(),
+                };
+                for wanted in added {
                     match state.world.iter_mut().find(|c| c.name == wanted.name) {
-                        Some(existing) => *existing = wanted.clone(),
-                        None => state.world.push(wanted.clone()),
+                        Some(existing) => *existing = wanted,
+                        None => state.world.push(wanted),
                     }
                 }
                 state.world_changed = true;
                 Mode::Add
             }
-            NativeCommand::ApkDel { .. } => {
-                return Err(ApkError::Unsupported("apk del".into()));
+            NativeCommand::ApkDel {
+                packages,
+                rdepends,
+                purge,
+            } => {
+                if *purge {
+                    return Err(ApkError::Unsupported("apk del --purge".into()));
+                }
+                let mut names = packages.clone();
+                if *rdepends {
+                    names.extend(reverse_dependents(&state, packages));
+                }
+                for name in &names {
+                    if !state.world.iter().any(|c| &c.name == name) {
+                        warnings.push(format!("apk del: `{name}` is not in world"));
+                    }
+                }
+                state.world.retain(|c| !names.contains(&c.name));
+                state.world_changed = true;
+                deleting = names;
+                Mode::Add
             }
             other => {
                 return Err(ApkError::Unsupported(format!(
@@ -268,12 +373,29 @@ pub fn run(
                 universe.add_available(info.clone(), i);
             }
         }
+        if let Some(info) = pending_virtual.take() {
+            universe.add_virtual(info);
+        }
         let plan = solve(&universe, &state.world, &installed, mode)?;
+        for name in &deleting {
+            let still_installed = installed.iter().any(|p| &p.name == name)
+                && !plan.changes.iter().any(|c| {
+                    c.kind == ChangeKind::Remove && c.old.as_ref().is_some_and(|o| &o.name == name)
+                });
+            if still_installed {
+                warnings.push(format!(
+                    "apk del: `{name}` is not removed: a package in world still depends on it"
+                ));
+            }
+        }
         // Prepare: read and verify every package before applying anything.
         let mut packages = BTreeMap::new();
         for change in &plan.changes {
             let Some(idx) = change.new else { continue };
             let cand = &universe.candidates[idx];
+            if cand.virtual_package {
+                continue;
+            }
             let Some(repo_idx) = cand.repo else {
                 return Err(ApkError::Unsupported(format!(
                     "reinstalling `{}`, which no repository provides",

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::checksum::Checksum;
 use super::db::{Acl, DbDir, DbFile, InstalledDb, InstalledPackage, ScriptsTar, StoredScript};
 use super::db::{parse_triggers, parse_world, write_triggers, write_world};
+use super::index::PackageInfo;
 use super::package::Package;
 use super::solve::{ChangeKind, Plan, Universe};
 use super::{ApkError, PackageConstraint};
@@ -211,6 +212,14 @@ pub fn apply_plan(
                 purge(overlay, &old, &BTreeSet::new(), state, &mut touched_dirs)?;
                 remove_record(state, &old);
             }
+            (_, Some(idx)) if ctx.universe.candidates[idx].virtual_package => {
+                let info = ctx.universe.candidates[idx].info.clone();
+                if let Some(old) = &old {
+                    remove_record(state, old);
+                }
+                state.db.packages.retain(|p| p.info.name != info.name);
+                state.db.packages.push(virtual_record(info));
+            }
             (kind, Some(idx)) => {
                 let pkg = ctx.packages.get(&idx).ok_or_else(|| {
                     ApkError::Unsupported(format!(
@@ -280,6 +289,16 @@ pub fn apply_plan(
         }
     }
     Ok(warnings)
+}
+
+/// The installed-db record of a virtual package, with the fields apk writes for one (no `U:`,
+/// `L:` or files).
+fn virtual_record(info: PackageInfo) -> InstalledPackage {
+    let mut record = InstalledPackage::new(info);
+    record
+        .header
+        .retain(|(letter, _)| !matches!(letter, 'U' | 'L'));
+    record
 }
 
 fn has_script(state: &State, pkg: &InstalledPackage, action: &str) -> bool {

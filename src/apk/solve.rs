@@ -35,6 +35,9 @@ pub struct Candidate {
     pub repo: Option<usize>,
     /// True when it is the installed package (same `C:`).
     pub installed: bool,
+    /// True for a virtual package `apk add --virtual` is creating: it exists only in the
+    /// installed db, with no file to fetch.
+    pub virtual_package: bool,
 }
 
 /// Every candidate, indexed by the names it provides.
@@ -66,6 +69,7 @@ impl Universe {
             info,
             repo: Some(repo),
             installed: false,
+            virtual_package: false,
         });
     }
 
@@ -79,6 +83,17 @@ impl Universe {
             info,
             repo: None,
             installed: true,
+            virtual_package: false,
+        });
+    }
+
+    /// Adds the virtual package `apk add --virtual` creates (see [`Candidate::virtual_package`]).
+    pub fn add_virtual(&mut self, info: PackageInfo) {
+        self.push(Candidate {
+            info,
+            repo: None,
+            installed: false,
+            virtual_package: true,
         });
     }
 
@@ -135,12 +150,15 @@ impl Universe {
     }
 }
 
-/// `apk upgrade` or `apk add`.
+/// `apk upgrade` or `apk add`/`apk del`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Prefer the newest version of every package (`apk upgrade`).
+    /// Prefer the newest version of every package (`apk upgrade`, also with `--latest`).
     Upgrade,
-    /// Prefer installed versions (`apk add`).
+    /// Prefer what the repositories have, then the newest: installed packages no repository
+    /// offers are replaced, downgraded if need be (`apk upgrade --available`).
+    UpgradeAvailable,
+    /// Prefer installed versions (`apk add`, `apk del`).
     Add,
 }
 
@@ -399,6 +417,12 @@ fn prefer(universe: &Universe, name: &str, mode: Mode, a: usize, b: usize) -> Or
     let installed = ca.installed.cmp(&cb.installed);
     if mode == Mode::Add && installed != Ordering::Equal {
         return installed;
+    }
+    if mode == Mode::UpgradeAvailable {
+        let available = ca.repo.is_some().cmp(&cb.repo.is_some());
+        if available != Ordering::Equal {
+            return available;
+        }
     }
     let va = universe.provided_version(ca, name);
     let vb = universe.provided_version(cb, name);
