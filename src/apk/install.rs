@@ -195,6 +195,7 @@ pub fn apply_plan(
     let mut warnings = Vec::new();
     let mut touched_dirs: BTreeSet<String> = BTreeSet::new();
     let mut fired: BTreeSet<String> = BTreeSet::new();
+    let mut applet_links_due = false;
     for change in &plan.changes {
         state.db_changed = true;
         let old = change
@@ -250,8 +251,12 @@ pub fn apply_plan(
                     purge(overlay, old, &keep, state, &mut touched_dirs)?;
                     remove_record(state, old);
                 }
-                if pkg.scripts.contains_key(post) {
-                    warnings.push(format!("{}: .{post} script not run", pkg.id()));
+                if let Some(script) = pkg.scripts.get(post) {
+                    if busybox_install_script(pkg.info.name.as_str(), script) {
+                        applet_links_due = true;
+                    } else {
+                        warnings.push(format!("{}: .{post} script not run", pkg.id()));
+                    }
                 }
                 if pkg.scripts.contains_key("trigger") {
                     fired.insert(record.info.checksum.q1());
@@ -267,13 +272,25 @@ pub fn apply_plan(
             .filter(|dir| globs.iter().any(|g| glob_match(g, dir)))
             .collect();
         if fired.contains(sum) || !matched.is_empty() {
-            let name = state
+            let owner = state
                 .db
                 .packages
                 .iter()
-                .find(|p| p.info.checksum.q1() == *sum)
-                .map(|p| p.info.id())
-                .unwrap_or_else(|| sum.clone());
+                .find(|p| p.info.checksum.q1() == *sum);
+            let trigger = owner.and_then(|p| {
+                state
+                    .scripts
+                    .scripts
+                    .iter()
+                    .find(|s| s.action == "trigger" && s.identity() == Some(p.info.checksum))
+            });
+            if let (Some(owner), Some(trigger)) = (owner, trigger)
+                && busybox_install_script(&owner.info.name, &trigger.content)
+            {
+                applet_links_due = true;
+                continue;
+            }
+            let name = owner.map(|p| p.info.id()).unwrap_or_else(|| sum.clone());
             warnings.push(format!(
                 "{name}: trigger not run (directories {})",
                 if matched.is_empty() {
@@ -288,7 +305,132 @@ pub fn apply_plan(
             ));
         }
     }
+    if applet_links_due {
+        warnings.extend(ensure_applet_links(overlay, ctx.source_date_epoch)?);
+    }
     Ok(warnings)
+}
+
+/// Whether `script` of package `package` is busybox's applet installer: only comments,
+/// `busybox mkdir -p` of the usual directories, and `busybox --install -s` (as in Alpine's
+/// busybox `.post-install`, `.post-upgrade` and `.trigger`), which [`ensure_applet_links`]
+/// emulates. Anything else in it means the script does more, and it is reported unrun.
+fn busybox_install_script(package: &str, script: &[u8]) -> bool {
+    if package != "busybox" {
+        return false;
+    }
+    let text = String::from_utf8_lossy(script);
+    let mut installs = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let command = line
+            .trim_start_matches("exec ")
+            .trim_end_matches("|| exit 1")
+            .trim();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        match words.as_slice() {
+            ["/bin/busybox" | "busybox", "--install", "-s"] => installs = true,
+            ["/bin/busybox" | "busybox", "mkdir", "-p", dirs @ ..]
+                if dirs.iter().all(|d| {
+                    matches!(
+                        d.trim_matches('"'),
+                        "/bin" | "/sbin" | "/usr/bin" | "/usr/sbin"
+                    )
+                }) => {}
+            _ => return false,
+        }
+    }
+    installs
+}
+
+/// `busybox --install -s`, without running busybox: a symlink to `/bin/busybox` for every
+/// applet path listed in `/etc/busybox-paths.d/busybox` (shipped by Alpine's busybox package)
+/// where nothing exists yet. Existing files are never replaced, and the links are not recorded
+/// in the installed db, as with apk. Returns a warning when the list is missing.
+fn ensure_applet_links(overlay: &mut Overlay<'_>, epoch: i64) -> Result<Vec<String>, ApkError> {
+    let list = lp("etc/busybox-paths.d/busybox");
+    let resolved_list = overlay
+        .resolve(&list, true)
+        .map_err(ApkError::view(list.absolute()))?;
+    let exists = overlay
+        .lstat_exact(&resolved_list)
+        .map_err(ApkError::view(list.absolute()))?
+        .is_some();
+    if !exists {
+        return Ok(vec![
+            "busybox: applet links not created: /etc/busybox-paths.d/busybox is missing".into(),
+        ]);
+    }
+    let text = String::from_utf8_lossy(&content_of(overlay, &resolved_list)?).into_owned();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Ok(path) = LayerPath::new(line.trim_start_matches('/')) else {
+            continue;
+        };
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        let parent = overlay
+            .resolve(&parent, true)
+            .map_err(ApkError::view(parent.absolute()))?;
+        let mut parent_is_dir = overlay
+            .lstat_exact(&parent)
+            .map_err(ApkError::view(parent.absolute()))?
+            .is_some_and(|node| matches!(node.kind, NodeKind::Dir));
+        // The scripts' `mkdir -p /bin /sbin /usr/bin /usr/sbin`, where /usr exists.
+        let grandparent_exists = match parent.parent() {
+            Some(up) => overlay
+                .lstat_exact(&up)
+                .map_err(ApkError::view(up.absolute()))?
+                .is_some_and(|node| matches!(node.kind, NodeKind::Dir)),
+            None => true,
+        };
+        if !parent_is_dir
+            && grandparent_exists
+            && matches!(parent.as_str(), "bin" | "sbin" | "usr/bin" | "usr/sbin")
+            && overlay
+                .lstat_exact(&parent)
+                .map_err(ApkError::view(parent.absolute()))?
+                .is_none()
+        {
+            put(
+                overlay,
+                parent.clone(),
+                EntryKind::Dir,
+                link_meta(0o755, epoch),
+            );
+            parent_is_dir = true;
+        }
+        let Ok(target) = parent.join(path.file_name()) else {
+            continue;
+        };
+        if !parent_is_dir
+            || overlay
+                .lstat_exact(&target)
+                .map_err(ApkError::view(target.absolute()))?
+                .is_some()
+        {
+            continue;
+        }
+        put(
+            overlay,
+            target,
+            EntryKind::Symlink("/bin/busybox".into()),
+            link_meta(0o777, epoch),
+        );
+    }
+    Ok(Vec::new())
+}
+
+fn link_meta(mode: u32, epoch: i64) -> Metadata {
+    Metadata {
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: epoch,
+        xattrs: BTreeMap::new(),
+    }
 }
 
 /// The installed-db record of a virtual package, with the fields apk writes for one (no `U:`,
@@ -695,6 +837,32 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busybox_applet_installer_scripts_are_recognized_and_nothing_more() {
+        let post_install = b"#!/bin/busybox sh\n\n# We need the symlinks early\n\
+            /bin/busybox mkdir -p \"/bin\" \"/sbin\" \"/usr/bin\" \"/usr/sbin\"\n\
+            /bin/busybox --install -s || exit 1\n";
+        assert!(busybox_install_script("busybox", post_install));
+        assert!(busybox_install_script(
+            "busybox",
+            b"#!/bin/sh\nexec /bin/busybox --install -s\n"
+        ));
+        // The same script in another package, or with more work in it, is not emulated.
+        assert!(!busybox_install_script("toybox", post_install));
+        assert!(!busybox_install_script(
+            "busybox",
+            b"#!/bin/sh\n/bin/busybox --install -s\nrm -f /bin/old-applet\n"
+        ));
+        assert!(!busybox_install_script(
+            "busybox",
+            b"#!/bin/sh\n/bin/busybox mkdir -p /opt\n"
+        ));
+        assert!(!busybox_install_script(
+            "busybox",
+            b"#!/bin/sh\n# nothing\n"
+        ));
+    }
 
     #[test]
     fn trigger_globs() {
