@@ -116,7 +116,7 @@ fn parse_repo_line(line: &str) -> Result<Option<Repo>, ApkError> {
 fn load_repositories(
     lower: &dyn FsView,
     options: &ApkOptions,
-    fetcher: &mut Fetcher,
+    fetcher: &Fetcher,
     materials: &mut Vec<Material>,
 ) -> Result<Loaded, ApkError> {
     let arch = read_etc(
@@ -245,6 +245,60 @@ fn reverse_dependents(state: &State, names: &[String]) -> Vec<String> {
     out
 }
 
+/// One package to fetch and verify.
+struct FetchJob<'r> {
+    candidate: usize,
+    location: &'r RepoLocation,
+    relative: String,
+    checksum: Checksum,
+}
+
+/// Parallel fetches: mirrors answer several requests at once, and verification (inflating and
+/// hashing) uses every core.
+const FETCH_WORKERS: usize = 4;
+
+/// A package file's bytes and the package read (and verified) from them.
+type Fetched = Result<(Vec<u8>, Package), ApkError>;
+
+/// Fetches and verifies every job's package, in parallel; results in job order.
+fn fetch_packages(fetcher: &Fetcher, jobs: &[FetchJob<'_>]) -> Vec<Fetched> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Fetched>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..FETCH_WORKERS.min(jobs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let uri = job.location.uri(&job.relative);
+                    let result = fetcher
+                        .package(job.location, &job.relative, &job.checksum.hex())
+                        .and_then(|bytes| {
+                            let pkg = Package::open(&bytes, &uri, Trust::Index(job.checksum))?;
+                            Ok((bytes, pkg))
+                        });
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .zip(jobs)
+        .map(|(slot, job)| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| {
+                    Err(ApkError::Unsupported(format!(
+                        "fetching `{}` did not finish",
+                        job.relative
+                    )))
+                })
+        })
+        .collect()
+}
+
 /// Runs apk commands natively on `lower` (see the module docs).
 pub fn run(
     commands: &[NativeCommand],
@@ -257,19 +311,14 @@ pub fn run(
     let mut warnings = Vec::new();
     let mut plans = Vec::new();
     let mut loaded: Option<Loaded> = None;
-    let mut fetcher = Fetcher::new(options.cache_dir.clone(), options.offline);
+    let fetcher = Fetcher::new(options.cache_dir.clone(), options.offline);
     for command in commands {
         let mut pending_virtual: Option<PackageInfo> = None;
         let mut deleting: Vec<String> = Vec::new();
         let mode = match command {
             NativeCommand::ApkUpdate => {
                 if loaded.is_none() {
-                    loaded = Some(load_repositories(
-                        lower,
-                        options,
-                        &mut fetcher,
-                        &mut materials,
-                    )?);
+                    loaded = Some(load_repositories(lower, options, &fetcher, &mut materials)?);
                 }
                 warnings.push(
                     "apk update: indexes are verified but not stored in /var/cache/apk".into(),
@@ -353,12 +402,7 @@ pub fn run(
             )));
         }
         if loaded.is_none() {
-            loaded = Some(load_repositories(
-                lower,
-                options,
-                &mut fetcher,
-                &mut materials,
-            )?);
+            loaded = Some(load_repositories(lower, options, &fetcher, &mut materials)?);
         }
         let Some(repos) = loaded.as_ref() else {
             continue;
@@ -388,8 +432,8 @@ pub fn run(
                 ));
             }
         }
-        // Prepare: read and verify every package before applying anything.
-        let mut packages = BTreeMap::new();
+        // Prepare: fetch and verify every package (several at once) before applying anything.
+        let mut jobs = Vec::new();
         for change in &plan.changes {
             let Some(idx) = change.new else { continue };
             let cand = &universe.candidates[idx];
@@ -402,23 +446,24 @@ pub fn run(
                     cand.info.id()
                 )));
             };
-            let (repo, _) = &repos.repos[repo_idx];
             let arch = cand.info.arch.clone().unwrap_or_else(|| repos.arch.clone());
-            let file = format!("{}.apk", cand.info.id());
-            let relative = format!("{arch}/{file}");
-            let uri = repo.location.uri(&relative);
-            let bytes = fetcher.package(&repo.location, &relative, &cand.info.checksum.hex())?;
-            let pkg = Package::open(&bytes, &uri, Trust::Index(cand.info.checksum))?;
-            fetcher.keep(
-                Kept::Package(&repo.location, &cand.info.checksum.hex()),
-                &bytes,
-            )?;
+            jobs.push(FetchJob {
+                candidate: idx,
+                location: &repos.repos[repo_idx].0.location,
+                relative: format!("{arch}/{}.apk", cand.info.id()),
+                checksum: cand.info.checksum,
+            });
+        }
+        let mut packages = BTreeMap::new();
+        for (job, fetched) in jobs.iter().zip(fetch_packages(&fetcher, &jobs)) {
+            let (bytes, pkg) = fetched?;
+            fetcher.keep(Kept::Package(job.location, &job.checksum.hex()), &bytes)?;
             materials.push(Material {
-                uri,
+                uri: job.location.uri(&job.relative),
                 sha256: pkg.sha256.clone(),
                 sha1: Some(pkg.checksum.q1()),
             });
-            packages.insert(idx, pkg);
+            packages.insert(job.candidate, pkg);
         }
         let ctx = ApplyContext {
             universe: &universe,

@@ -9,6 +9,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::ApkError;
@@ -42,11 +43,11 @@ pub(crate) enum Kept<'a> {
     Package(&'a RepoLocation, &'a str),
 }
 
-/// How files are fetched.
+/// How files are fetched. Shared by the threads that fetch packages in parallel.
 pub(crate) struct Fetcher {
     cache_dir: Option<PathBuf>,
     offline: bool,
-    client: Option<reqwest::blocking::Client>,
+    client: OnceLock<reqwest::blocking::Client>,
 }
 
 /// Packages and indexes larger than this are refused (Alpine's largest packages are far below).
@@ -57,16 +58,12 @@ impl Fetcher {
         Fetcher {
             cache_dir,
             offline,
-            client: None,
+            client: OnceLock::new(),
         }
     }
 
     /// The repository's index; over HTTP, fetched fresh unless offline.
-    pub(crate) fn index(
-        &mut self,
-        repo: &RepoLocation,
-        relative: &str,
-    ) -> Result<Vec<u8>, ApkError> {
+    pub(crate) fn index(&self, repo: &RepoLocation, relative: &str) -> Result<Vec<u8>, ApkError> {
         match repo {
             RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
             RepoLocation::Http(_) => {
@@ -109,7 +106,7 @@ impl Fetcher {
 
     /// A package whose index checksum is `checksum_hex`; over HTTP, from the cache when there.
     pub(crate) fn package(
-        &mut self,
+        &self,
         repo: &RepoLocation,
         relative: &str,
         checksum_hex: &str,
@@ -135,21 +132,21 @@ impl Fetcher {
         }
     }
 
-    fn get(&mut self, uri: &str) -> Result<Vec<u8>, ApkError> {
-        if self.client.is_none() {
-            // reqwest is built without a default crypto provider (see the registry client);
-            // installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = reqwest::blocking::Client::builder()
-                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                .timeout(Duration::from_secs(600))
-                .build()
-                .map_err(|e| fetch_error(uri, e.to_string()))?;
-            self.client = Some(client);
-        }
-        let Some(client) = &self.client else {
-            return Err(fetch_error(uri, "no HTTP client".to_owned()));
+    fn get(&self, uri: &str) -> Result<Vec<u8>, ApkError> {
+        let client = match self.client.get() {
+            Some(client) => client,
+            None => {
+                // reqwest is built without a default crypto provider (see the registry
+                // client); installing it twice is harmless.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let client = reqwest::blocking::Client::builder()
+                    .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(30))
+                    .timeout(Duration::from_secs(600))
+                    .build()
+                    .map_err(|e| fetch_error(uri, e.to_string()))?;
+                self.client.get_or_init(|| client)
+            }
         };
         let mut last = String::new();
         // Three attempts with a short pause: mirrors drop connections now and then.
