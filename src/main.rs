@@ -48,6 +48,10 @@ enum Command {
     Keygen(KeygenArgs),
     /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
     Verify(VerifyArgs),
+    /// Snapshot the Alpine indexes and packages kiln has cached as local repositories, for
+    /// builds that must install the same bytes after the mirror moved on, or offline
+    /// (`kiln build --apk-repositories-file DEST/repositories`).
+    ApkExport(ApkExportArgs),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Attest(args) => run_attest(args),
         Command::Keygen(args) => run_keygen(args),
         Command::Verify(args) => run_verify(args),
+        Command::ApkExport(args) => run_apk_export(args),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

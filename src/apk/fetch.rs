@@ -36,6 +36,7 @@ impl RepoLocation {
 }
 
 /// What a verified file is, for [`Fetcher::keep`].
+#[derive(Clone, Copy)]
 pub(crate) enum Kept<'a> {
     /// An index of a repository, by its URL.
     Index(&'a RepoLocation, &'a str),
@@ -98,6 +99,10 @@ impl Fetcher {
             }
             _ => return Ok(()),
         };
+        if let Kept::Index(_, uri) = what {
+            // The URL beside the index, so `kiln apk-export` can lay the cache out as mirrors.
+            store(&path.with_extension("url"), uri.as_bytes())?;
+        }
         if path.is_file() {
             return Ok(());
         }

@@ -2,13 +2,15 @@
 //! add` spells them ([`constraint`]), checksum encodings ([`checksum`]), the signed container
 //! and keyring ([`signed`]), repository indexes ([`index`]), package files ([`package`]), the
 //! installed database ([`db`]), and solving and applying `apk upgrade` / `apk add` onto a
-//! lower filesystem ([`solve`], [`install`], entry point [`run`]).
+//! lower filesystem ([`solve`], [`install`], entry point [`run`]), and snapshots of the package
+//! cache as local repositories ([`export`]).
 
 pub mod checksum;
 pub mod command;
 pub mod constraint;
 pub mod db;
 pub mod error;
+pub mod export;
 mod fetch;
 pub mod index;
 pub mod install;

@@ -947,6 +947,7 @@ impl<'a> Executor<'a> {
         let workdir = state.workdir();
         let run_env = state.environment();
         let apk_options = crate::apk::ApkOptions {
+            repositories: self.options.apk_repositories_override.clone(),
             extra_repositories: self.options.apk_repositories.clone(),
             cache_dir: Some(self.options.cache_dir.join("apk")),
             offline: self.options.offline,

@@ -51,6 +51,9 @@ pub struct BuildOptions {
     pub registry: crate::registry::RegistryOptions,
     /// `--apk-repository`: repositories added after the image's /etc/apk/repositories.
     pub apk_repositories: Vec<String>,
+    /// `--apk-repositories-file`: repositories used instead of the image's
+    /// /etc/apk/repositories.
+    pub apk_repositories_override: Option<Vec<String>>,
     /// `--offline`: native steps use only what is cached.
     pub offline: bool,
     /// List the installed packages of the result, for an SBOM.

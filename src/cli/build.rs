@@ -120,6 +120,11 @@ pub(crate) struct BuildArgs {
     /// /etc/apk/repositories; repeatable.
     #[arg(long = "apk-repository")]
     apk_repositories: Vec<String>,
+    /// Use the repositories listed in FILE instead of the image's /etc/apk/repositories (as
+    /// `apk --repositories-file`); lines starting with `./` are relative to FILE's directory,
+    /// as `kiln apk-export` writes them.
+    #[arg(long = "apk-repositories-file", value_name = "FILE")]
+    apk_repositories_file: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -244,6 +249,10 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     let options = BuildOptions {
         registry: args.registry.options(&cache_dir)?,
         apk_repositories: args.apk_repositories.clone(),
+        apk_repositories_override: match &args.apk_repositories_file {
+            Some(file) => Some(read_repositories_file(file)?),
+            None => None,
+        },
         offline: args.registry.offline,
         list_packages: args.sbom,
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
@@ -588,6 +597,54 @@ pub(crate) fn push_attestations(
         }
     }
     Ok(())
+}
+
+/// The repository lines of an `--apk-repositories-file`, with `./` lines made absolute against
+/// the file's directory.
+fn read_repositories_file(file: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "failed to read the apk repositories file `{}`",
+            file.display()
+        )
+    })?;
+    let base = std::path::absolute(file.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("failed to resolve `{}`", file.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| match line.trim().strip_prefix("./") {
+            Some(relative) => base.join(relative).display().to_string(),
+            None => line.to_owned(),
+        })
+        .collect())
+}
+
+/// `kiln apk-export`.
+#[derive(clap::Args)]
+pub(crate) struct ApkExportArgs {
+    /// A new directory to write the repositories and the `repositories` file into.
+    dest: PathBuf,
+    /// The cache to export from (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+pub(crate) fn run_apk_export(args: ApkExportArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let summary = kiln::apk::export::export_cache(&cache_dir.join("apk"), &args.dest)?;
+    for (url, dir) in &summary.repositories {
+        eprintln!("kiln: {url} -> {}/{dir}", args.dest.display());
+    }
+    eprintln!(
+        "kiln: exported {} repositories and {} packages; build with --apk-repositories-file {}",
+        summary.repositories.len(),
+        summary.packages,
+        args.dest.join("repositories").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Expands the tag templates the seed's CI uses: `{{date}}` (today, UTC, `YYYYMMDD`),
