@@ -1,5 +1,5 @@
 //! `apk add --virtual`, `apk del` (plain and `-r`) and `apk upgrade --available` natively on the
-//! fixture's Alpine-like rootfs and signed repository: the plans, the installed db records
+//! fixture's Alpine-like rootfs and signed repository (also `del --purge` and `add -u`): the plans, the installed db records
 //! (a virtual package exactly as apk records one), world, whiteouts, kept configuration, and the
 //! warning when a deleted package is still needed.
 
@@ -22,10 +22,14 @@ fn options() -> ApkOptions {
 }
 
 fn add(virtual_name: Option<&str>, specs: &[&str]) -> NativeCommand {
+    add_with(virtual_name, false, specs)
+}
+
+fn add_with(virtual_name: Option<&str>, upgrade: bool, specs: &[&str]) -> NativeCommand {
     NativeCommand::ApkAdd {
         no_cache: true,
         update_cache: false,
-        upgrade: false,
+        upgrade,
         virtual_name: virtual_name.map(str::to_owned),
         packages: specs
             .iter()
@@ -35,10 +39,14 @@ fn add(virtual_name: Option<&str>, specs: &[&str]) -> NativeCommand {
 }
 
 fn del(names: &[&str], rdepends: bool) -> NativeCommand {
+    del_with(names, rdepends, false)
+}
+
+fn del_with(names: &[&str], rdepends: bool, purge: bool) -> NativeCommand {
     NativeCommand::ApkDel {
         packages: names.iter().map(|s| (*s).to_owned()).collect(),
         rdepends,
-        purge: false,
+        purge,
     }
 }
 
@@ -229,5 +237,34 @@ fn upgrade_available_downgrades_to_what_the_repository_offers() {
     assert_eq!(
         text_of(&available.diff, "usr/bin/hello"),
         text_of(&fx.lower, "usr/bin/hello")
+    );
+}
+
+#[test]
+fn del_purge_removes_modified_config_as_well() {
+    let fx = fixture();
+    let fs = MemFs::from_diff(&fx.lower);
+    let outcome = run(&[del_with(&["hello"], false, true)], &fs, &options()).unwrap();
+    assert!(is_whiteout(&outcome.diff, "usr/bin/hello"));
+    assert!(
+        is_whiteout(&outcome.diff, "etc/hello.conf"),
+        "--purge removes the modified /etc/hello.conf too"
+    );
+}
+
+#[test]
+fn add_upgrade_prefers_the_newest_of_the_named_packages_and_their_dependencies() {
+    let fx = fixture();
+    let fs = MemFs::from_diff(&fx.lower);
+    let plain = run(&[add(None, &["hello"])], &fs, &options()).unwrap();
+    assert_eq!(
+        plain.plans[0].to_string(),
+        "OK: nothing to do\n",
+        "apk add keeps what is installed"
+    );
+    let upgraded = run(&[add_with(None, true, &["hello"])], &fs, &options()).unwrap();
+    assert_eq!(
+        upgraded.plans[0].to_string(),
+        "(1/2) Upgrading libgreet (1.0-r0 -> 1.1-r0)\n(2/2) Upgrading hello (1.0-r0 -> 1.1-r0)\n"
     );
 }

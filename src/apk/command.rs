@@ -315,6 +315,8 @@ pub fn run(
     for command in commands {
         let mut pending_virtual: Option<PackageInfo> = None;
         let mut deleting: Vec<String> = Vec::new();
+        let mut upgrading: Vec<String> = Vec::new();
+        let mut purge_modified_config = false;
         let mode = match command {
             NativeCommand::ApkUpdate => {
                 if loaded.is_none() {
@@ -340,7 +342,7 @@ pub fn run(
                 ..
             } => {
                 if *upgrade {
-                    return Err(ApkError::Unsupported("apk add --upgrade".into()));
+                    upgrading = packages.iter().map(|p| p.name.clone()).collect();
                 }
                 for wanted in packages {
                     if let Requirement::Checksum(_) = wanted.requirement {
@@ -373,9 +375,7 @@ pub fn run(
                 rdepends,
                 purge,
             } => {
-                if *purge {
-                    return Err(ApkError::Unsupported("apk del --purge".into()));
-                }
+                purge_modified_config = *purge;
                 let mut names = packages.clone();
                 if *rdepends {
                     names.extend(reverse_dependents(&state, packages));
@@ -420,6 +420,7 @@ pub fn run(
         if let Some(info) = pending_virtual.take() {
             universe.add_virtual(info);
         }
+        universe.prefer_newest_for(&upgrading);
         let plan = solve(&universe, &state.world, &installed, mode)?;
         for name in &deleting {
             let still_installed = installed.iter().any(|p| &p.name == name)
@@ -469,6 +470,7 @@ pub fn run(
             universe: &universe,
             packages: &packages,
             source_date_epoch: options.source_date_epoch,
+            purge_modified_config,
         };
         warnings.extend(apply_plan(&plan, &ctx, &mut overlay, &mut state)?);
         plans.push(plan);

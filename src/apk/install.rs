@@ -182,6 +182,8 @@ pub struct ApplyContext<'a> {
     pub packages: &'a BTreeMap<usize, Package>,
     /// SOURCE_DATE_EPOCH for emulated script output.
     pub source_date_epoch: i64,
+    /// `apk del --purge`: removed packages' modified configuration files go too.
+    pub purge_modified_config: bool,
 }
 
 /// Applies `plan` onto `overlay`, updating `state`; returns warnings (scripts and triggers
@@ -210,7 +212,14 @@ pub fn apply_plan(
                         warnings.push(format!("{}: .{action} script not run", old.info.id()));
                     }
                 }
-                purge(overlay, &old, &BTreeSet::new(), state, &mut touched_dirs)?;
+                purge(
+                    overlay,
+                    &old,
+                    &BTreeSet::new(),
+                    state,
+                    &mut touched_dirs,
+                    ctx.purge_modified_config,
+                )?;
                 remove_record(state, &old);
             }
             (_, Some(idx)) if ctx.universe.candidates[idx].virtual_package => {
@@ -248,7 +257,7 @@ pub fn apply_plan(
                 let record = extract(pkg, info, old.as_ref(), overlay, state, &mut touched_dirs)?;
                 if let Some(old) = &old {
                     let keep: BTreeSet<String> = record.files().map(|(p, _)| p).collect();
-                    purge(overlay, old, &keep, state, &mut touched_dirs)?;
+                    purge(overlay, old, &keep, state, &mut touched_dirs, false)?;
                     remove_record(state, old);
                 }
                 if let Some(script) = pkg.scripts.get(post) {
@@ -742,13 +751,14 @@ fn take_file(state: &mut State, owner: &str, path: &str) {
 }
 
 /// Deletes the files of `old` not in `keep` and not owned by another package; modified
-/// protected files stay.
+/// protected files stay unless `modified_too` (`apk del --purge`).
 fn purge(
     overlay: &mut Overlay<'_>,
     old: &InstalledPackage,
     keep: &BTreeSet<String>,
     state: &State,
     touched: &mut BTreeSet<String>,
+    modified_too: bool,
 ) -> Result<(), ApkError> {
     let mut others = state.db.owners();
     others.retain(|_, owner| *owner != old.info.name);
@@ -772,7 +782,7 @@ fn purge(
         else {
             continue;
         };
-        if is_protected(&path) && matches!(node.kind, NodeKind::File { .. }) {
+        if !modified_too && is_protected(&path) && matches!(node.kind, NodeKind::File { .. }) {
             let on_disk = Checksum::sha1_of(&content_of(overlay, &target)?);
             let recorded = file
                 .checksum

@@ -45,6 +45,8 @@ pub struct Candidate {
 pub struct Universe {
     /// The candidates.
     pub candidates: Vec<Candidate>,
+    /// Names for which `apk add -u` prefers the newest version over the installed one.
+    prefer_newest: BTreeSet<String>,
     by_name: BTreeMap<String, Vec<usize>>,
     by_checksum: BTreeMap<Checksum, usize>,
 }
@@ -109,6 +111,27 @@ impl Universe {
             }
         }
         self.candidates.push(cand);
+    }
+
+    /// `apk add -u ROOTS`: prefer the newest version of `roots` and of everything any of
+    /// their candidates depends on, transitively, instead of what is installed.
+    pub fn prefer_newest_for(&mut self, roots: &[String]) {
+        let mut queue: Vec<String> = roots.to_vec();
+        while let Some(name) = queue.pop() {
+            if !self.prefer_newest.insert(name.clone()) {
+                continue;
+            }
+            for &idx in self.providers(&name) {
+                let info = &self.candidates[idx].info;
+                queue.push(info.name.clone());
+                queue.extend(
+                    info.depends
+                        .iter()
+                        .filter(|d| !d.conflict)
+                        .map(|d| d.name.clone()),
+                );
+            }
+        }
     }
 
     fn providers(&self, name: &str) -> &[usize] {
@@ -415,7 +438,7 @@ fn prefer(universe: &Universe, name: &str, mode: Mode, a: usize, b: usize) -> Or
     let ca = &universe.candidates[a];
     let cb = &universe.candidates[b];
     let installed = ca.installed.cmp(&cb.installed);
-    if mode == Mode::Add && installed != Ordering::Equal {
+    if mode == Mode::Add && installed != Ordering::Equal && !universe.prefer_newest.contains(name) {
         return installed;
     }
     if mode == Mode::UpgradeAvailable {
