@@ -24,6 +24,10 @@ use std::sync::Arc;
 use super::checksum::Checksum;
 use super::db::{Acl, DbDir, DbFile, InstalledDb, InstalledPackage, ScriptsTar, StoredScript};
 use super::db::{parse_triggers, parse_world, write_triggers, write_world};
+use super::emulate::{
+    busybox_install_script, ensure_applet_links, update_ca_certificates,
+    update_ca_certificates_script,
+};
 use super::index::PackageInfo;
 use super::package::Package;
 use super::solve::{ChangeKind, Plan, Universe};
@@ -35,7 +39,7 @@ use crate::steps::etc_files::{parse_group, parse_passwd, read_etc};
 use crate::steps::run::{NativeCommand, recognize};
 use crate::steps::users::{UsersOptions, apply as apply_user};
 
-fn lp(raw: &str) -> LayerPath {
+pub(super) fn lp(raw: &str) -> LayerPath {
     // Only called with constant, valid paths.
     LayerPath::new(raw).unwrap_or_else(|_| LayerPath::root())
 }
@@ -138,20 +142,20 @@ impl State {
     }
 }
 
-fn put(overlay: &mut Overlay<'_>, path: LayerPath, kind: EntryKind, meta: Metadata) {
+pub(super) fn put(overlay: &mut Overlay<'_>, path: LayerPath, kind: EntryKind, meta: Metadata) {
     let mut diff = Diff::new();
     diff.insert(path, Entry { kind, meta });
     overlay.apply(diff);
 }
 
-fn whiteout(overlay: &mut Overlay<'_>, path: LayerPath) {
+pub(super) fn whiteout(overlay: &mut Overlay<'_>, path: LayerPath) {
     let mut diff = Diff::new();
     diff.whiteout(path);
     overlay.apply(diff);
 }
 
 /// Reads a file's bytes from a view (following nothing: `path` is resolved).
-fn content_of(view: &dyn FsView, path: &LayerPath) -> Result<Vec<u8>, ApkError> {
+pub(super) fn content_of(view: &dyn FsView, path: &LayerPath) -> Result<Vec<u8>, ApkError> {
     view.read_file(path)
         .map_err(ApkError::view(path.absolute()))
 }
@@ -198,6 +202,7 @@ pub fn apply_plan(
     let mut touched_dirs: BTreeSet<String> = BTreeSet::new();
     let mut fired: BTreeSet<String> = BTreeSet::new();
     let mut applet_links_due = false;
+    let mut ca_certificates_due = false;
     for change in &plan.changes {
         state.db_changed = true;
         let old = change
@@ -293,11 +298,15 @@ pub fn apply_plan(
                     .iter()
                     .find(|s| s.action == "trigger" && s.identity() == Some(p.info.checksum))
             });
-            if let (Some(owner), Some(trigger)) = (owner, trigger)
-                && busybox_install_script(&owner.info.name, &trigger.content)
-            {
-                applet_links_due = true;
-                continue;
+            if let (Some(owner), Some(trigger)) = (owner, trigger) {
+                if busybox_install_script(&owner.info.name, &trigger.content) {
+                    applet_links_due = true;
+                    continue;
+                }
+                if update_ca_certificates_script(&owner.info.name, &trigger.content) {
+                    ca_certificates_due = true;
+                    continue;
+                }
             }
             let name = owner.map(|p| p.info.id()).unwrap_or_else(|| sum.clone());
             warnings.push(format!(
@@ -314,132 +323,14 @@ pub fn apply_plan(
             ));
         }
     }
+    // apk runs busybox's trigger first: later triggers may need its applets.
     if applet_links_due {
         warnings.extend(ensure_applet_links(overlay, ctx.source_date_epoch)?);
     }
+    if ca_certificates_due {
+        warnings.extend(update_ca_certificates(overlay, ctx.source_date_epoch)?);
+    }
     Ok(warnings)
-}
-
-/// Whether `script` of package `package` is busybox's applet installer: only comments,
-/// `busybox mkdir -p` of the usual directories, and `busybox --install -s` (as in Alpine's
-/// busybox `.post-install`, `.post-upgrade` and `.trigger`), which [`ensure_applet_links`]
-/// emulates. Anything else in it means the script does more, and it is reported unrun.
-fn busybox_install_script(package: &str, script: &[u8]) -> bool {
-    if package != "busybox" {
-        return false;
-    }
-    let text = String::from_utf8_lossy(script);
-    let mut installs = false;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let command = line
-            .trim_start_matches("exec ")
-            .trim_end_matches("|| exit 1")
-            .trim();
-        let words: Vec<&str> = command.split_whitespace().collect();
-        match words.as_slice() {
-            ["/bin/busybox" | "busybox", "--install", "-s"] => installs = true,
-            ["/bin/busybox" | "busybox", "mkdir", "-p", dirs @ ..]
-                if dirs.iter().all(|d| {
-                    matches!(
-                        d.trim_matches('"'),
-                        "/bin" | "/sbin" | "/usr/bin" | "/usr/sbin"
-                    )
-                }) => {}
-            _ => return false,
-        }
-    }
-    installs
-}
-
-/// `busybox --install -s`, without running busybox: a symlink to `/bin/busybox` for every
-/// applet path listed in `/etc/busybox-paths.d/busybox` (shipped by Alpine's busybox package)
-/// where nothing exists yet. Existing files are never replaced, and the links are not recorded
-/// in the installed db, as with apk. Returns a warning when the list is missing.
-fn ensure_applet_links(overlay: &mut Overlay<'_>, epoch: i64) -> Result<Vec<String>, ApkError> {
-    let list = lp("etc/busybox-paths.d/busybox");
-    let resolved_list = overlay
-        .resolve(&list, true)
-        .map_err(ApkError::view(list.absolute()))?;
-    let exists = overlay
-        .lstat_exact(&resolved_list)
-        .map_err(ApkError::view(list.absolute()))?
-        .is_some();
-    if !exists {
-        return Ok(vec![
-            "busybox: applet links not created: /etc/busybox-paths.d/busybox is missing".into(),
-        ]);
-    }
-    let text = String::from_utf8_lossy(&content_of(overlay, &resolved_list)?).into_owned();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let Ok(path) = LayerPath::new(line.trim_start_matches('/')) else {
-            continue;
-        };
-        let Some(parent) = path.parent() else {
-            continue;
-        };
-        let parent = overlay
-            .resolve(&parent, true)
-            .map_err(ApkError::view(parent.absolute()))?;
-        let mut parent_is_dir = overlay
-            .lstat_exact(&parent)
-            .map_err(ApkError::view(parent.absolute()))?
-            .is_some_and(|node| matches!(node.kind, NodeKind::Dir));
-        // The scripts' `mkdir -p /bin /sbin /usr/bin /usr/sbin`, where /usr exists.
-        let grandparent_exists = match parent.parent() {
-            Some(up) => overlay
-                .lstat_exact(&up)
-                .map_err(ApkError::view(up.absolute()))?
-                .is_some_and(|node| matches!(node.kind, NodeKind::Dir)),
-            None => true,
-        };
-        if !parent_is_dir
-            && grandparent_exists
-            && matches!(parent.as_str(), "bin" | "sbin" | "usr/bin" | "usr/sbin")
-            && overlay
-                .lstat_exact(&parent)
-                .map_err(ApkError::view(parent.absolute()))?
-                .is_none()
-        {
-            put(
-                overlay,
-                parent.clone(),
-                EntryKind::Dir,
-                link_meta(0o755, epoch),
-            );
-            parent_is_dir = true;
-        }
-        let Ok(target) = parent.join(path.file_name()) else {
-            continue;
-        };
-        if !parent_is_dir
-            || overlay
-                .lstat_exact(&target)
-                .map_err(ApkError::view(target.absolute()))?
-                .is_some()
-        {
-            continue;
-        }
-        put(
-            overlay,
-            target,
-            EntryKind::Symlink("/bin/busybox".into()),
-            link_meta(0o777, epoch),
-        );
-    }
-    Ok(Vec::new())
-}
-
-fn link_meta(mode: u32, epoch: i64) -> Metadata {
-    Metadata {
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: epoch,
-        xattrs: BTreeMap::new(),
-    }
 }
 
 /// The installed-db record of a virtual package, with the fields apk writes for one (no `U:`,
@@ -847,32 +738,6 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn busybox_applet_installer_scripts_are_recognized_and_nothing_more() {
-        let post_install = b"#!/bin/busybox sh\n\n# We need the symlinks early\n\
-            /bin/busybox mkdir -p \"/bin\" \"/sbin\" \"/usr/bin\" \"/usr/sbin\"\n\
-            /bin/busybox --install -s || exit 1\n";
-        assert!(busybox_install_script("busybox", post_install));
-        assert!(busybox_install_script(
-            "busybox",
-            b"#!/bin/sh\nexec /bin/busybox --install -s\n"
-        ));
-        // The same script in another package, or with more work in it, is not emulated.
-        assert!(!busybox_install_script("toybox", post_install));
-        assert!(!busybox_install_script(
-            "busybox",
-            b"#!/bin/sh\n/bin/busybox --install -s\nrm -f /bin/old-applet\n"
-        ));
-        assert!(!busybox_install_script(
-            "busybox",
-            b"#!/bin/sh\n/bin/busybox mkdir -p /opt\n"
-        ));
-        assert!(!busybox_install_script(
-            "busybox",
-            b"#!/bin/sh\n# nothing\n"
-        ));
-    }
 
     #[test]
     fn trigger_globs() {

@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod command;
 pub mod constraint;
 pub mod db;
+mod emulate;
 pub mod error;
 pub mod export;
 mod fetch;
