@@ -226,12 +226,28 @@ fn from_config_file(path: &Path, registry: &str) -> Result<Option<Credential>, R
         Err(E::HelperFailure { helper, .. }) => Err(error(format!(
             "credential helper `{helper}` failed for `{registry}`; run `{helper} get` to see why"
         ))),
-        Err(E::HelperCommunicationError) => Err(error(format!(
-            "could not run the credential helper configured for `{registry}` (is docker-credential-<name> on PATH?)"
-        ))),
+        Err(E::HelperCommunicationError) => Err(error(match configured_helper(path, registry) {
+            Some(helper) => format!(
+                "credential helper `docker-credential-{helper}` for `{registry}` could not be run or failed; is it on PATH? run `docker-credential-{helper} get` to see why"
+            ),
+            None => format!(
+                "could not run the credential helper configured for `{registry}` (is docker-credential-<name> on PATH?)"
+            ),
+        })),
         Err(E::ConfigReadError) => Err(error("the file is not valid JSON".to_owned())),
         Err(other) => Err(error(format!("{other} (entry for `{registry}`)"))),
     }
+}
+
+/// The helper name `config.json` at `path` gives for `registry` (`credHelpers`, else
+/// `credsStore`), for messages.
+fn configured_helper(path: &Path, registry: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config["credHelpers"][config_key(registry)]
+        .as_str()
+        .or_else(|| config["credsStore"].as_str())
+        .map(str::to_owned)
 }
 
 /// A parsed `WWW-Authenticate` challenge.
