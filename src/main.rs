@@ -52,6 +52,8 @@ enum Command {
     /// builds that must install the same bytes after the mirror moved on, or offline
     /// (`kiln build --apk-repositories-file DEST/repositories`).
     ApkExport(ApkExportArgs),
+    /// Resolve dependencies for the image's platforms and write a lock (`kiln lock pip`).
+    Lock(cli::lock::LockArgs),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => run_keygen(args),
         Command::Verify(args) => run_verify(args),
         Command::ApkExport(args) => run_apk_export(args),
+        Command::Lock(args) => cli::lock::run_lock(args),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

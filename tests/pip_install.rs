@@ -626,10 +626,16 @@ fn refusals_name_the_package_and_the_fix() {
             "`needs312` 1.0 requires Python >=3.12 (its metadata), but the image has Python 3.11.16",
         ),
         (
-            "unpinned",
-            "flask>=2\n",
+            "unsatisfiable range",
+            "flask>=9\n",
             &[("PIP_FIND_LINKS", &links)],
-            "resolving `flask>=2` (/app/requirements.txt:1) is not implemented yet",
+            "the user requested flask>=9 (/app/requirements.txt:1)",
+        ),
+        (
+            "unpinned in hash-checking mode",
+            "flask>=2\n",
+            &[("PIP_FIND_LINKS", &links), ("PIP_REQUIRE_HASHES", "1")],
+            "`flask>=2` (/app/requirements.txt:1) is not pinned with `==`, but hash-checking mode is on",
         ),
         (
             "unsatisfiable pin",

@@ -3,6 +3,7 @@
 
 pub(crate) mod attest;
 pub(crate) mod build;
+pub(crate) mod lock;
 pub(crate) mod progress;
 pub(crate) mod registry;
 

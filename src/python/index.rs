@@ -22,10 +22,10 @@
 //! are used for requests but never appear in messages or materials ([`redact`]). With
 //! `offline`, no HTTP request is made: only host directories and the cache are used.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -303,11 +303,11 @@ pub struct IndexClient {
     sources: Vec<Source>,
     offline: bool,
     cache_dir: PathBuf,
-    http: RefCell<Option<reqwest::blocking::Client>>,
+    http: Mutex<Option<reqwest::blocking::Client>>,
     /// Flat listings already read, by source index.
-    flat: RefCell<BTreeMap<usize, Vec<DistFile>>>,
+    flat: Mutex<BTreeMap<usize, Vec<DistFile>>>,
     /// URLs requested over HTTP (for tests and logs), credentials removed.
-    requested: RefCell<Vec<String>>,
+    requested: Mutex<Vec<String>>,
 }
 
 impl IndexClient {
@@ -317,9 +317,9 @@ impl IndexClient {
             sources,
             offline,
             cache_dir: cache_dir.to_owned(),
-            http: RefCell::new(None),
-            flat: RefCell::new(BTreeMap::new()),
-            requested: RefCell::new(Vec::new()),
+            http: Mutex::new(None),
+            flat: Mutex::new(BTreeMap::new()),
+            requested: Mutex::new(Vec::new()),
         }
     }
 
@@ -330,7 +330,7 @@ impl IndexClient {
 
     /// Every HTTP URL requested so far, in order (credentials removed).
     pub fn requested_urls(&self) -> Vec<String> {
-        self.requested.borrow().clone()
+        locked(&self.requested).clone()
     }
 
     /// All files of `project` (normalized name) from every source, in source order. HTTP
@@ -343,11 +343,11 @@ impl IndexClient {
             }
             match source.kind {
                 SourceKind::FindLinks => {
-                    if !self.flat.borrow().contains_key(&index) {
+                    if !locked(&self.flat).contains_key(&index) {
                         let listing = self.flat_listing(source)?;
-                        self.flat.borrow_mut().insert(index, listing);
+                        locked(&self.flat).insert(index, listing);
                     }
-                    let flat = self.flat.borrow();
+                    let flat = locked(&self.flat);
                     out.extend(
                         flat.get(&index)
                             .into_iter()
@@ -417,7 +417,7 @@ impl IndexClient {
     }
 
     fn client(&self) -> Result<reqwest::blocking::Client, IndexError> {
-        if let Some(client) = self.http.borrow().as_ref() {
+        if let Some(client) = locked(&self.http).as_ref() {
             return Ok(client.clone());
         }
         // reqwest is built without a default crypto provider (see the registry client);
@@ -432,7 +432,7 @@ impl IndexClient {
                 url: String::new(),
                 problem: format!("cannot create the HTTP client: {e}"),
             })?;
-        *self.http.borrow_mut() = Some(client.clone());
+        *locked(&self.http) = Some(client.clone());
         Ok(client)
     }
 
@@ -450,7 +450,7 @@ impl IndexClient {
             });
         }
         let client = self.client()?;
-        self.requested.borrow_mut().push(shown.clone());
+        locked(&self.requested).push(shown.clone());
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -650,6 +650,45 @@ impl IndexClient {
         }
         Ok(Some(bytes))
     }
+}
+
+/// Runs `work` on every item with a few threads, so that downloads overlap; results come in
+/// item order.
+pub fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const WORKERS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
+                    if let Ok(mut slot) = results[index].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| unreachable!("every item is worked on once"))
+        })
+        .collect()
+}
+
+/// The client is shared by download threads; a panic elsewhere leaves the lists usable.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An error and its causes, joined with `: `.

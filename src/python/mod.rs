@@ -10,17 +10,22 @@
 //! [`config`] reads pip's configuration files from the image and `PIP_*` from the RUN's
 //! environment; [`index`] lists and fetches distribution files from find-links locations and
 //! simple-API indexes (host directories or HTTP); [`metadata`] parses core metadata;
-//! [`resolve`] picks the best wheel for a requirement and checks that a pinned set is complete.
+//! [`resolve`] picks the best wheel for a requirement and checks that a pinned set is complete;
+//! [`resolver`] resolves loose requirements with backtracking; [`pylock`] reads and writes
+//! PEP 751 lock files; [`lock`] resolves for several platforms and writes a lock (`kiln lock`).
 //!
 //! Data enters as a stage view, a platform, requirement files and distribution sources; it
 //! leaves as one Diff per installed wheel (`crate::steps::pip` merges them into one step).
 
 pub mod config;
 pub mod index;
+pub mod lock;
 pub mod metadata;
 pub mod pip_args;
+pub mod pylock;
 pub mod requirements;
 pub mod resolve;
+pub mod resolver;
 pub mod tags;
 pub mod target;
 pub mod wheel;

@@ -33,9 +33,16 @@
 //! index serves it) checked for `Requires-Python` before the download, and it is installed with
 //! [`crate::python::wheel::install_wheel`] into the scheme of `--user`, `--prefix`, `--target`
 //! or the interpreter's own prefix. Unless `--no-deps` is given, every dependency of every
-//! installed distribution must be in the set at a satisfying version. Loose requirements
-//! (`flask>=2`) are refused: there is no resolver yet. The Diffs merge in name order;
-//! directories that already exist in the image keep their owner and mode.
+//! installed distribution must be in the set at a satisfying version.
+//!
+//! Loose requirements (`flask`, `requests>=2,<3`: any requirement not pinned with `==`) are
+//! resolved for the target by [`crate::python::resolver`] (newest compatible versions first,
+//! backtracking on conflicts; a conflict names every requirement involved and who made it),
+//! unless hash-checking mode is on, which, as in pip, needs every requirement pinned and hashed.
+//! A PEP 751 lock file given with `-r pylock.toml` (or `pylock.<name>.toml`) is installed
+//! exactly as listed ([`crate::python::pylock`]): no resolution, each package's wheel for the
+//! target, its sha256 checked. The chosen files are downloaded in parallel. The Diffs merge in
+//! name order; directories that already exist in the image keep their owner and mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,11 +56,14 @@ use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath};
 use crate::python::config::{self, ConfigError, ConfigInputs, ConfigValue, image_path};
 use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, SourceKind,
+    parallel,
 };
 use crate::python::metadata::{CoreMetadata, MetadataError};
 use crate::python::pip_args::{self, InstallLocation, PipArgsError};
+use crate::python::pylock::{self, PylockError};
 use crate::python::requirements::{self, RequirementLine, RequirementsError};
 use crate::python::resolve::{self, Candidate, DependencyError, Planned, SelectError, TargetFit};
+use crate::python::resolver::{self, Conflict, Demand, ProviderError, Requirer, ResolveError};
 use crate::python::tags::{LinuxTag, Tags};
 use crate::python::target::{self, Libc, PythonTarget, TargetError};
 use crate::python::wheel::{self, InstallOptions, Owner, Requested, Scheme, WheelError};
@@ -175,11 +185,12 @@ pub enum PipError {
          paths and file:// URLs name directories on the build host (see docs/pip.md)"
     )]
     NoSources,
-    /// A loose requirement (the resolver is not implemented).
+    /// A loose requirement in hash-checking mode.
     #[error(
-        "kiln installs pinned requirements (`name==version`, ideally with `--hash`); resolving \
-         `{requirement}` ({origin}) is not implemented yet: pin it (e.g. with `pip-compile \
-         --generate-hashes` or `uv pip compile --generate-hashes`)"
+        "`{requirement}` ({origin}) is not pinned with `==`, but hash-checking mode is on (a \
+         --hash elsewhere, or --require-hashes / PIP_REQUIRE_HASHES), which needs every \
+         requirement pinned and hashed: write the set with `kiln lock pip` (it writes the hashes), or \
+         drop the hashes to let kiln resolve"
     )]
     Unpinned {
         /// The requirement as written (without marker).
@@ -299,6 +310,30 @@ pub enum PipError {
         /// The cause.
         #[source]
         source: Box<WheelError>,
+    },
+    /// The requirements conflict.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The resolver could not read what it needed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The resolver gave up.
+    #[error(
+        "resolution gave up after trying {0} versions; pin some of the requirements (`kiln lock \
+         pip` writes a complete pinned set)"
+    )]
+    TooComplex(usize),
+    /// A lock file cannot be installed.
+    #[error(transparent)]
+    Pylock(#[from] PylockError),
+    /// A lock file given with other requirements.
+    #[error(
+        "`{file}` is a PEP 751 lock file: install it on its own (`pip install -r {file}`), \
+         without other requirement files or package arguments"
+    )]
+    PylockMixed {
+        /// The lock file.
+        file: String,
     },
     /// An install path is invalid.
     #[error("invalid install location `{path}` ({problem})")]
@@ -486,10 +521,24 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             Err(e) => Err(std::io::Error::other(e)),
         }
     };
+    let mut lock_files: Vec<(String, String)> = Vec::new();
+    let mut file_pre = false;
     for file in &parsed.requirement_files {
         let path = image_path(request.workdir, file);
+        if pylock::is_pylock(&path) {
+            let text = read(&path).map_err(|source| {
+                PipError::Requirements(RequirementsError::Read {
+                    file: path.clone(),
+                    included_from: None,
+                    source,
+                })
+            })?;
+            lock_files.push((path, text));
+            continue;
+        }
         let parsed_file = requirements::parse(&path, &mut read, &env)?;
         absorb_file_options(&mut settings, &parsed_file, &path);
+        file_pre |= parsed_file.pre;
         lines.extend(parsed_file.requirements);
         constraints.extend(parsed_file.constraints);
     }
@@ -522,10 +571,12 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
     if lines.iter().any(|l| !l.hashes.is_empty()) {
         settings.hash_checking = true;
     }
-    let wanted = merge_requirements(&lines, settings.hash_checking)?;
-    check_constraints(&wanted, &constraints)?;
-
-    let sources = sources(&settings)?;
+    let loose = lines.iter().any(|l| l.pinned_version().is_none());
+    let sources = match (sources(&settings), lock_files.is_empty()) {
+        // A lock file names its own URLs; configured sources only help find listed files.
+        (Err(PipError::NoSources), false) => Vec::new(),
+        (result, _) => result?,
+    };
     let sources_text = sources
         .iter()
         .map(|s| s.display.clone())
@@ -543,18 +594,55 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
     };
 
     // Choose and fetch every file first (nothing is installed if one is missing).
-    let mut chosen: BTreeMap<String, (Candidate, CachedFile)> = BTreeMap::new();
-    for (name, want) in &wanted {
-        let picked = choose(name, want, &client, &fit, settings.hash_checking, request)?;
-        chosen.insert(name.clone(), picked);
-    }
+    let mut check_deps = !settings.no_deps;
+    let selection = if let Some((path, text)) = lock_files.first() {
+        if lock_files.len() > 1 || !lines.is_empty() {
+            return Err(PipError::PylockMixed { file: path.clone() });
+        }
+        check_deps = false;
+        select_locked(path, text, &client, &env, &fit, request.offline)?
+    } else if loose && !settings.hash_checking {
+        check_deps = false;
+        let pre = parsed.pre || file_pre;
+        select_resolved(
+            &lines,
+            &constraints,
+            &client,
+            &fit,
+            &env,
+            settings.no_deps,
+            pre,
+        )?
+    } else {
+        let wanted = merge_requirements(&lines, settings.hash_checking)?;
+        check_constraints(&wanted, &constraints)?;
+        let entries: Vec<(&String, &Wanted)> = wanted.iter().collect();
+        let (offline, hash_checking) = (request.offline, settings.hash_checking);
+        let picked = parallel(&entries, |(name, want)| {
+            choose(name, want, &client, &fit, hash_checking, offline)
+        });
+        let mut selection = Vec::new();
+        for ((name, want), result) in entries.into_iter().zip(picked) {
+            let (candidate, cached) = result?;
+            selection.push(Selected {
+                name: name.clone(),
+                display: want.display.clone(),
+                file: candidate.file,
+                cached,
+                extras: want.extras.clone(),
+                requested: true,
+            });
+        }
+        selection
+    };
 
     let scheme = scheme_for(&settings.location, &user, &target, request)?;
     let mut diff = Diff::new();
     let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
     let mut materials = Vec::new();
     let mut installed = Vec::new();
-    for (name, (candidate, cached)) in &chosen {
+    for chosen in &selection {
+        let (name, cached) = (&chosen.name, &chosen.cached);
         let options = InstallOptions {
             scheme: &scheme,
             interpreter: &target.interpreter,
@@ -565,12 +653,16 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             },
             mtime: request.source_date_epoch,
             scratch: request.scratch_dir,
-            requested: Requested::Yes,
+            requested: if chosen.requested {
+                Requested::Yes
+            } else {
+                Requested::No
+            },
         };
         let result =
             wheel::install_wheel(&cached.path, &cached.sha256, &options).map_err(|source| {
                 PipError::Install {
-                    package: wanted[name].display.clone(),
+                    package: chosen.display.clone(),
                     source: Box::new(source),
                 }
             })?;
@@ -585,16 +677,16 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             Some(EntryKind::File(FileContent::Bytes(bytes))) => bytes.to_vec(),
             Some(EntryKind::File(FileContent::HostFile { path, .. })) => std::fs::read(path)
                 .map_err(|e| PipError::Install {
-                    package: wanted[name].display.clone(),
+                    package: chosen.display.clone(),
                     source: Box::new(WheelError::Read {
-                        wheel: candidate.file.filename.clone(),
+                        wheel: chosen.file.filename.clone(),
                         member: Some("METADATA".to_owned()),
                         source: Box::new(e),
                     }),
                 })?,
             _ => Vec::new(),
         };
-        let metadata = CoreMetadata::parse(&candidate.file.filename, &bytes)?;
+        let metadata = CoreMetadata::parse(&chosen.file.filename, &bytes)?;
         check_requires_python(&metadata, &python)?;
         installed.push(InstalledDistribution {
             name: metadata.name.clone(),
@@ -602,20 +694,20 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             purl: format!("pkg:pypi/{name}@{}", metadata.version),
         });
         materials.push(PipMaterial {
-            uri: candidate.file.uri(),
+            uri: chosen.file.uri(),
             sha256: cached.sha256.clone(),
-            filename: candidate.file.filename.clone(),
+            filename: chosen.file.filename.clone(),
         });
         planned.insert(
             name.clone(),
             Planned {
                 metadata,
-                extras: wanted[name].extras.clone(),
+                extras: chosen.extras.clone(),
             },
         );
         diff.merge(result.diff);
     }
-    if !settings.no_deps {
+    if check_deps {
         resolve::check_dependencies(&planned, &env)?;
     }
     keep_existing_dirs(&mut diff, request.fs, request.source_date_epoch)?;
@@ -624,6 +716,169 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         materials,
         installed,
     })
+}
+
+/// A wheel chosen for the install, verified in the cache.
+struct Selected {
+    /// Normalized name.
+    name: String,
+    /// The name for messages.
+    display: String,
+    file: DistFile,
+    cached: CachedFile,
+    extras: BTreeSet<String>,
+    /// The user asked for it (pip writes `REQUESTED`).
+    requested: bool,
+}
+
+/// Fetches `file` into the cache; a file that does not have the required sha256 is refused.
+fn fetch_verified(
+    client: &IndexClient,
+    file: &DistFile,
+    package: &str,
+) -> Result<CachedFile, PipError> {
+    client.fetch(file).map_err(|source| match source {
+        IndexError::SourceHash {
+            expected, actual, ..
+        } => PipError::HashMismatch {
+            package: package.to_owned(),
+            uri: file.uri(),
+            expected,
+            actual,
+        },
+        other => PipError::Index {
+            package: package.to_owned(),
+            source: Box::new(other),
+        },
+    })
+}
+
+/// The wheels of a PEP 751 lock file for the target, fetched and verified.
+fn select_locked(
+    path: &str,
+    text: &str,
+    client: &IndexClient,
+    env: &pep508_rs::MarkerEnvironment,
+    fit: &TargetFit<'_>,
+    offline: bool,
+) -> Result<Vec<Selected>, PipError> {
+    let locked = pylock::select(path, text, env, fit.python, fit.tags)?;
+    let mut files = Vec::new();
+    for wheel in &locked {
+        let listed = DistFile {
+            filename: wheel.filename.clone(),
+            location: FileLocation::Local(Default::default()),
+            sha256: Some(wheel.sha256.clone()),
+            requires_python: None,
+            yanked: None,
+            metadata: MetadataHint::Absent,
+            source: path.to_owned(),
+        };
+        let location = match &wheel.url {
+            Some(url) if url.scheme() == "file" => url.to_file_path().ok().map(FileLocation::Local),
+            Some(url) => Some(FileLocation::Http(url.clone())),
+            None => None,
+        };
+        let file = match location {
+            Some(location) if client.cached(&wheel.sha256).is_none() || !offline => {
+                DistFile { location, ..listed }
+            }
+            // No URL (or offline): the same file from the configured sources or the cache.
+            _ => {
+                let index_err = |source| PipError::Index {
+                    package: wheel.display.clone(),
+                    source: Box::new(source),
+                };
+                let from_sources = client
+                    .files(&wheel.project)
+                    .map_err(index_err)?
+                    .into_iter()
+                    .find(|f| f.filename == wheel.filename);
+                match (from_sources, client.cached(&wheel.sha256)) {
+                    (Some(found), _) => DistFile {
+                        sha256: Some(wheel.sha256.clone()),
+                        ..found
+                    },
+                    (None, Some(hit)) => DistFile {
+                        location: FileLocation::Local(hit.path),
+                        ..listed
+                    },
+                    (None, None) => {
+                        return Err(PipError::Offline {
+                            package: wheel.display.clone(),
+                            version: wheel.version.clone(),
+                            sources: format!("{path} (no url) or {}", fit.sources),
+                        });
+                    }
+                }
+            }
+        };
+        files.push(file);
+    }
+    let fetched = parallel(&files, |file| {
+        let package = file.filename.split('-').next().unwrap_or_default();
+        fetch_verified(client, file, package)
+    });
+    let mut out = Vec::new();
+    for ((wheel, file), cached) in locked.into_iter().zip(files).zip(fetched) {
+        out.push(Selected {
+            name: wheel.project,
+            display: wheel.display,
+            file,
+            cached: cached?,
+            extras: BTreeSet::new(),
+            requested: true,
+        });
+    }
+    Ok(out)
+}
+
+/// Resolves loose requirements for the target, then fetches the chosen wheels.
+fn select_resolved(
+    lines: &[RequirementLine],
+    constraints: &[RequirementLine],
+    client: &IndexClient,
+    fit: &TargetFit<'_>,
+    env: &pep508_rs::MarkerEnvironment,
+    no_deps: bool,
+    pre: bool,
+) -> Result<Vec<Selected>, PipError> {
+    let demand = |line: &RequirementLine, requirer: Requirer| Demand {
+        requirement: line.requirement.clone(),
+        requirer,
+    };
+    let roots = lines
+        .iter()
+        .map(|l| demand(l, Requirer::User(origin_of(l))))
+        .collect();
+    let constraints = constraints
+        .iter()
+        .map(|l| demand(l, Requirer::Constraint(origin_of(l))))
+        .collect();
+    let provider = resolver::IndexProvider::new(client, fit);
+    let options = resolver::ResolveOptions { env, no_deps, pre };
+    let resolution = match resolver::resolve(&provider, roots, constraints, &options) {
+        Ok(resolution) => resolution,
+        Err(ResolveError::Provider(e)) => return Err(e.into()),
+        Err(ResolveError::Conflict(c)) => return Err(c.into()),
+        Err(ResolveError::TooComplex(n)) => return Err(PipError::TooComplex(n)),
+    };
+    let entries: Vec<_> = resolution.into_iter().collect();
+    let fetched = parallel(&entries, |(_, resolved)| {
+        fetch_verified(client, &resolved.dist.file, &resolved.display_name)
+    });
+    let mut out = Vec::new();
+    for ((name, resolved), cached) in entries.into_iter().zip(fetched) {
+        out.push(Selected {
+            name,
+            display: resolved.display_name,
+            file: resolved.dist.file,
+            cached: cached?,
+            extras: resolved.extras,
+            requested: resolved.requested,
+        });
+    }
+    Ok(out)
 }
 
 /// `/usr/local/bin/python3.11` -> `/usr/local`.
@@ -802,14 +1057,14 @@ fn choose(
     client: &IndexClient,
     fit: &TargetFit<'_>,
     hash_checking: bool,
-    request: &PipRequest<'_>,
+    offline: bool,
 ) -> Result<(Candidate, CachedFile), PipError> {
     let index_err = |source| PipError::Index {
         package: want.display.clone(),
         source: Box::new(source),
     };
     let mut files = client.files(name).map_err(index_err)?;
-    if request.offline {
+    if offline {
         // Files cached by an earlier online build, found by their allowed hashes.
         for hash in &want.hashes {
             if let Some(hit) = client.cached(hash) {
@@ -833,7 +1088,7 @@ fn choose(
     let list = match resolve::candidates(&want.display, &want.specifiers, &files, fit) {
         Ok(list) => list,
         Err(SelectError::NotFound { .. })
-            if request.offline && client.sources().iter().any(Source::is_remote) =>
+            if offline && client.sources().iter().any(Source::is_remote) =>
         {
             return Err(PipError::Offline {
                 package: want.display.clone(),

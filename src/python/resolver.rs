@@ -1,0 +1,813 @@
+//! Resolving loose requirements (`flask`, `requests>=2,<3`, `foo[bar]; python_version < "3.12"`)
+//! into one version per project for the TARGET, with backtracking.
+//!
+//! [`resolve`] works on any [`Provider`]: something that lists a project's usable versions
+//! (newest first, already filtered for the target's tags, Python and yanked files) and gives the
+//! dependencies of one of them. [`IndexProvider`] is the provider over the configured sources:
+//! it ranks wheels with [`crate::python::resolve::candidates`] and reads dependencies from the
+//! PEP 658 `.metadata` file when the source has one, else from the wheel's own METADATA.
+//!
+//! The search is depth-first, as pip's resolver: projects are decided in the order they are
+//! first required; each gets the newest version that satisfies every requirement on it so far
+//! (and the constraints); its dependencies (markers evaluated for the target, with the extras
+//! asked of it) join the requirements; a dependency on an already decided project that the
+//! decided version does not satisfy, or a project no version satisfies, rejects the choice and
+//! the next older version is tried, undoing everything decided after it. When nothing works,
+//! the [`Conflict`] reported is the first dead end met, which names the project, every
+//! requirement on it and who made each (the user's file and line, or `name version`), as
+//! pip's "ResolutionImpossible" explanation does. Pre-releases are considered only when a
+//! specifier names one or no final release exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VersionOrUrl};
+
+use crate::python::index::{DistFile, IndexClient, IndexError, MetadataHint};
+use crate::python::metadata::{CoreMetadata, MetadataError, requirement_spec};
+use crate::python::resolve::{self, Candidate, SelectError, TargetFit};
+use crate::python::wheel::normalize_name;
+
+/// How many versions may be tried in all before giving up.
+const MAX_ATTEMPTS: usize = 20_000;
+
+/// Who asked for a requirement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requirer {
+    /// The user, in a requirements file (`file:line`) or on the command line.
+    User(String),
+    /// A dependency of `name version`.
+    Package(String, Version),
+    /// A constraint (`-c`), at `file:line`.
+    Constraint(String),
+}
+
+/// One requirement and where it comes from.
+#[derive(Clone, Debug)]
+pub struct Demand {
+    /// The requirement (its marker already evaluated true).
+    pub requirement: Requirement,
+    /// Who asked.
+    pub requirer: Requirer,
+}
+
+impl fmt::Display for Demand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let spec = requirement_spec(&self.requirement);
+        match &self.requirer {
+            Requirer::User(origin) => write!(f, "the user requested {spec} ({origin})"),
+            Requirer::Package(name, version) => write!(f, "{name} {version} depends on {spec}"),
+            Requirer::Constraint(origin) => write!(f, "the constraint {spec} ({origin})"),
+        }
+    }
+}
+
+/// Requirements that no choice of versions satisfies together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot install the requirements because they conflict on `{package}`:\n{}\n{reason}; loosen \
+     or remove one of these requirements (kiln tried {attempts} versions)",
+    causes.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+)]
+pub struct Conflict {
+    /// The project no version fits.
+    pub package: String,
+    /// Every requirement on it, as `who requested what`.
+    pub causes: Vec<String>,
+    /// Why no version fits (`no version of X satisfies all of them (versions there: ...)`).
+    pub reason: String,
+    /// Versions tried in the whole search.
+    pub attempts: usize,
+}
+
+/// Why resolution stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError<E> {
+    /// The provider failed (network, unreadable metadata...).
+    #[error(transparent)]
+    Provider(E),
+    /// The requirements conflict.
+    #[error(transparent)]
+    Conflict(Conflict),
+    /// The search went on too long.
+    #[error(
+        "resolution gave up after trying {0} versions; pin some of the requirements (`kiln lock \
+         pip` writes a complete pinned set)"
+    )]
+    TooComplex(usize),
+}
+
+/// The versions of a project that fit the target and some specifiers.
+pub struct Versions<D> {
+    /// Best first: newest version, each with the distribution to install.
+    pub found: Vec<(Version, D)>,
+    /// Why `found` is empty (from the provider's point of view), when it is.
+    pub why_none: String,
+}
+
+/// The dependencies of one distribution.
+pub struct Dependencies {
+    /// Its `Requires-Dist` (markers not evaluated yet).
+    pub requires_dist: Vec<Requirement>,
+    /// The name as the distribution spells it (`Flask`).
+    pub display_name: String,
+    /// `false` when its metadata's Requires-Python excludes the target.
+    pub fits_python: bool,
+}
+
+/// Where versions and dependencies come from.
+pub trait Provider {
+    /// A chosen distribution (e.g. the wheel to install).
+    type Dist: Clone;
+    /// Why the provider failed.
+    type Error;
+    /// The usable versions of `name` (normalized) satisfying `specifiers`, newest first.
+    fn versions(
+        &self,
+        name: &str,
+        specifiers: &VersionSpecifiers,
+    ) -> Result<Versions<Self::Dist>, Self::Error>;
+    /// The dependencies of `dist`, version `version` of `name`.
+    fn dependencies(
+        &self,
+        name: &str,
+        version: &Version,
+        dist: &Self::Dist,
+    ) -> Result<Dependencies, Self::Error>;
+}
+
+/// One decided project.
+#[derive(Clone, Debug)]
+pub struct Resolved<D> {
+    /// The name as the distribution spells it.
+    pub display_name: String,
+    /// The version.
+    pub version: Version,
+    /// The distribution.
+    pub dist: D,
+    /// The extras asked of it.
+    pub extras: BTreeSet<String>,
+    /// Whether the user asked for it directly.
+    pub requested: bool,
+}
+
+/// The outcome: normalized name -> decision.
+pub type Resolution<D> = BTreeMap<String, Resolved<D>>;
+
+/// What [`resolve`] needs besides the provider.
+pub struct ResolveOptions<'a> {
+    /// The target's marker environment.
+    pub env: &'a MarkerEnvironment,
+    /// `--no-deps`: decide the user's requirements only.
+    pub no_deps: bool,
+    /// `--pre`: consider pre-releases everywhere.
+    pub pre: bool,
+}
+
+#[derive(Clone)]
+struct State<D> {
+    decided: BTreeMap<String, Resolved<D>>,
+    /// Every requirement so far, by normalized project name.
+    demands: BTreeMap<String, Vec<Demand>>,
+    /// Projects in the order they were first required.
+    order: Vec<String>,
+}
+
+struct Search<'a, P: Provider> {
+    provider: &'a P,
+    options: &'a ResolveOptions<'a>,
+    constraints: BTreeMap<String, Vec<Demand>>,
+    attempts: usize,
+}
+
+enum Failure<E> {
+    Provider(E),
+    Conflict(Conflict),
+    TooComplex,
+}
+
+/// Resolves `roots` (markers already evaluated) under `constraints` with `provider`.
+pub fn resolve<P: Provider>(
+    provider: &P,
+    roots: Vec<Demand>,
+    constraints: Vec<Demand>,
+    options: &ResolveOptions<'_>,
+) -> Result<Resolution<P::Dist>, ResolveError<P::Error>> {
+    let mut search = Search {
+        provider,
+        options,
+        constraints: BTreeMap::new(),
+        attempts: 0,
+    };
+    for constraint in constraints {
+        search
+            .constraints
+            .entry(normalize_name(constraint.requirement.name.as_ref()))
+            .or_default()
+            .push(constraint);
+    }
+    let mut state = State {
+        decided: BTreeMap::new(),
+        demands: BTreeMap::new(),
+        order: Vec::new(),
+    };
+    let outcome = roots
+        .into_iter()
+        .try_for_each(|demand| search.add(&mut state, demand))
+        .and_then(|()| search.solve(state));
+    match outcome {
+        Ok(state) => Ok(state.decided),
+        Err(Failure::Provider(e)) => Err(ResolveError::Provider(e)),
+        Err(Failure::Conflict(mut conflict)) => {
+            conflict.attempts = search.attempts;
+            Err(ResolveError::Conflict(conflict))
+        }
+        Err(Failure::TooComplex) => Err(ResolveError::TooComplex(search.attempts)),
+    }
+}
+
+fn specifiers_of(requirement: &Requirement) -> Vec<pep440_rs::VersionSpecifier> {
+    match &requirement.version_or_url {
+        Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers.iter().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl<P: Provider> Search<'_, P> {
+    fn solve(&mut self, state: State<P::Dist>) -> Result<State<P::Dist>, Failure<P::Error>> {
+        let Some(name) = state
+            .order
+            .iter()
+            .find(|n| !state.decided.contains_key(*n))
+            .cloned()
+        else {
+            return Ok(state);
+        };
+        let demands: Vec<Demand> = state.demands[&name]
+            .iter()
+            .chain(self.constraints.get(&name).into_iter().flatten())
+            .cloned()
+            .collect();
+        let specifiers: VersionSpecifiers = demands
+            .iter()
+            .flat_map(|d| specifiers_of(&d.requirement))
+            .collect();
+        let versions = self
+            .provider
+            .versions(&name, &specifiers)
+            .map_err(Failure::Provider)?;
+        let allow_pre = self.options.pre
+            || specifiers.iter().any(|s| s.version().any_prerelease())
+            || versions.found.iter().all(|(v, _)| v.any_prerelease());
+        let mut first_conflict: Option<Conflict> = None;
+        for (version, dist) in versions.found {
+            if version.any_prerelease() && !allow_pre {
+                continue;
+            }
+            self.attempts += 1;
+            if self.attempts > MAX_ATTEMPTS {
+                return Err(Failure::TooComplex);
+            }
+            let mut next = state.clone();
+            let attempt = self
+                .decide(&mut next, &name, version, dist)
+                .and_then(|()| self.solve(next));
+            match attempt {
+                Ok(done) => return Ok(done),
+                Err(Failure::Conflict(conflict)) => {
+                    first_conflict.get_or_insert(conflict);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Failure::Conflict(first_conflict.unwrap_or_else(|| {
+            let reason = if demands.len() > 1 {
+                format!(
+                    "no version of `{name}` satisfies all of them ({})",
+                    versions.why_none
+                )
+            } else {
+                versions.why_none.clone()
+            };
+            Conflict {
+                package: name.clone(),
+                causes: demands.iter().map(|d| d.to_string()).collect(),
+                reason,
+                attempts: 0,
+            }
+        })))
+    }
+
+    /// Decides `name` = `version` and adds its dependencies.
+    fn decide(
+        &mut self,
+        state: &mut State<P::Dist>,
+        name: &str,
+        version: Version,
+        dist: P::Dist,
+    ) -> Result<(), Failure<P::Error>> {
+        let dependencies = self
+            .provider
+            .dependencies(name, &version, &dist)
+            .map_err(Failure::Provider)?;
+        if !dependencies.fits_python {
+            return Err(Failure::Conflict(Conflict {
+                package: name.to_owned(),
+                causes: Vec::new(),
+                reason: format!("{name} {version} does not support the target's Python"),
+                attempts: 0,
+            }));
+        }
+        let demands = &state.demands[name];
+        let requested = demands
+            .iter()
+            .any(|d| matches!(d.requirer, Requirer::User(_)));
+        let extras: BTreeSet<String> = demands
+            .iter()
+            .flat_map(|d| d.requirement.extras.iter().map(|e| e.to_string()))
+            .collect();
+        state.decided.insert(
+            name.to_owned(),
+            Resolved {
+                display_name: dependencies.display_name.clone(),
+                version: version.clone(),
+                dist,
+                extras: extras.clone(),
+                requested,
+            },
+        );
+        self.add_dependencies(state, &version, &dependencies, &extras, None)
+    }
+
+    /// Adds the dependencies of a decided project active with `extras` (only those that the
+    /// extras in `only_new` switch on, when given).
+    fn add_dependencies(
+        &mut self,
+        state: &mut State<P::Dist>,
+        version: &Version,
+        dependencies: &Dependencies,
+        extras: &BTreeSet<String>,
+        only_new: Option<&BTreeSet<String>>,
+    ) -> Result<(), Failure<P::Error>> {
+        if self.options.no_deps {
+            return Ok(());
+        }
+        let names = |set: &BTreeSet<String>| -> Vec<ExtraName> {
+            set.iter()
+                .filter_map(|e| ExtraName::from_str(e).ok())
+                .collect()
+        };
+        let active = names(extras);
+        let before: Option<Vec<ExtraName>> = only_new.map(|new| {
+            names(
+                &extras
+                    .iter()
+                    .filter(|e| !new.contains(*e))
+                    .cloned()
+                    .collect(),
+            )
+        });
+        for requirement in &dependencies.requires_dist {
+            if !requirement.marker.evaluate(self.options.env, &active) {
+                continue;
+            }
+            if let Some(before) = &before {
+                if requirement.marker.evaluate(self.options.env, before) {
+                    continue;
+                }
+            }
+            let mut requirement = requirement.clone();
+            requirement.marker = Default::default();
+            self.add(
+                state,
+                Demand {
+                    requirement,
+                    requirer: Requirer::Package(dependencies.display_name.clone(), version.clone()),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records a requirement; checks it against a decided version, whose newly asked extras
+    /// bring their own dependencies.
+    fn add(&mut self, state: &mut State<P::Dist>, demand: Demand) -> Result<(), Failure<P::Error>> {
+        let name = normalize_name(demand.requirement.name.as_ref());
+        let asked: BTreeSet<String> = demand
+            .requirement
+            .extras
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let specifiers = specifiers_of(&demand.requirement);
+        state.demands.entry(name.clone()).or_default().push(demand);
+        let Some(decided) = state.decided.get(&name) else {
+            if !state.order.contains(&name) {
+                state.order.push(name);
+            }
+            return Ok(());
+        };
+        if !specifiers.iter().all(|s| s.contains(&decided.version)) {
+            return Err(Failure::Conflict(Conflict {
+                package: name.clone(),
+                causes: state.demands[&name].iter().map(|d| d.to_string()).collect(),
+                reason: format!(
+                    "{} {} was chosen before this requirement was seen, and no other choice works",
+                    decided.display_name, decided.version
+                ),
+                attempts: 0,
+            }));
+        }
+        let new: BTreeSet<String> = asked.difference(&decided.extras).cloned().collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let (version, dist) = (decided.version.clone(), decided.dist.clone());
+        let mut extras = decided.extras.clone();
+        extras.extend(new.iter().cloned());
+        if let Some(entry) = state.decided.get_mut(&name) {
+            entry.extras = extras.clone();
+        }
+        let dependencies = self
+            .provider
+            .dependencies(&name, &version, &dist)
+            .map_err(Failure::Provider)?;
+        self.add_dependencies(state, &version, &dependencies, &extras, Some(&new))
+    }
+}
+
+/// Why [`IndexProvider`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// A source could not be read.
+    #[error("while looking for `{package}`: {source}")]
+    Index {
+        /// The project.
+        package: String,
+        /// The cause.
+        #[source]
+        source: Box<IndexError>,
+    },
+    /// Metadata is unreadable.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The wheel has no readable METADATA.
+    #[error("cannot read the METADATA of `{wheel}`: {problem}")]
+    Wheel {
+        /// The wheel file name.
+        wheel: String,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+/// The [`Provider`] over the configured sources, for one target.
+pub struct IndexProvider<'a> {
+    client: &'a IndexClient,
+    fit: &'a TargetFit<'a>,
+    files: Mutex<BTreeMap<String, Vec<DistFile>>>,
+    metadata: Mutex<BTreeMap<String, CoreMetadata>>,
+}
+
+impl<'a> IndexProvider<'a> {
+    /// A provider listing files with `client` and ranking them for `fit`.
+    pub fn new(client: &'a IndexClient, fit: &'a TargetFit<'a>) -> IndexProvider<'a> {
+        IndexProvider {
+            client,
+            fit,
+            files: Mutex::new(BTreeMap::new()),
+            metadata: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn files(&self, name: &str) -> Result<Vec<DistFile>, ProviderError> {
+        if let Some(files) = lock(&self.files).get(name) {
+            return Ok(files.clone());
+        }
+        let files = self
+            .client
+            .files(name)
+            .map_err(|source| ProviderError::Index {
+                package: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        lock(&self.files).insert(name.to_owned(), files.clone());
+        Ok(files)
+    }
+
+    /// The core metadata of `candidate`: PEP 658 when the source serves it, else the wheel's.
+    pub fn core_metadata(&self, candidate: &Candidate) -> Result<CoreMetadata, ProviderError> {
+        let key = candidate.file.filename.clone();
+        if let Some(found) = lock(&self.metadata).get(&key) {
+            return Ok(found.clone());
+        }
+        let index_err = |source| ProviderError::Index {
+            package: candidate.wheel.name.clone(),
+            source: Box::new(source),
+        };
+        let from_index = match (&candidate.file.location, &candidate.file.metadata) {
+            (_, MetadataHint::Absent) => None,
+            _ => self
+                .client
+                .core_metadata(&candidate.file)
+                .map_err(index_err)?,
+        };
+        let (what, bytes) = match from_index {
+            Some(bytes) => (format!("{}.metadata", candidate.file.filename), bytes),
+            None => {
+                let cached = self.client.fetch(&candidate.file).map_err(index_err)?;
+                (
+                    candidate.file.filename.clone(),
+                    wheel_metadata(&cached.path, &candidate.file.filename)?,
+                )
+            }
+        };
+        let metadata = CoreMetadata::parse(&what, &bytes)?;
+        lock(&self.metadata).insert(key, metadata.clone());
+        Ok(metadata)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The bytes of `<name>.dist-info/METADATA` inside a wheel on the host.
+pub fn wheel_metadata(path: &std::path::Path, filename: &str) -> Result<Vec<u8>, ProviderError> {
+    use std::io::Read as _;
+    let problem = |problem: String| ProviderError::Wheel {
+        wheel: filename.to_owned(),
+        problem,
+    };
+    let file = std::fs::File::open(path).map_err(|e| problem(e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| problem(e.to_string()))?;
+    let member = archive
+        .file_names()
+        .find(|n| {
+            n.split_once('/').is_some_and(|(dir, rest)| {
+                dir.ends_with(".dist-info") && rest == "METADATA" && !dir.contains('/')
+            })
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| problem("no .dist-info/METADATA member".to_owned()))?;
+    let mut bytes = Vec::new();
+    archive
+        .by_name(&member)
+        .map_err(|e| problem(e.to_string()))?
+        .take(16 * 1024 * 1024)
+        .read_to_end(&mut bytes)
+        .map_err(|e| problem(e.to_string()))?;
+    Ok(bytes)
+}
+
+impl Provider for IndexProvider<'_> {
+    type Dist = Candidate;
+    type Error = ProviderError;
+
+    fn versions(
+        &self,
+        name: &str,
+        specifiers: &VersionSpecifiers,
+    ) -> Result<Versions<Candidate>, ProviderError> {
+        let files = self.files(name)?;
+        match resolve::candidates(name, specifiers, &files, self.fit) {
+            Ok(list) => {
+                let mut found: Vec<(Version, Candidate)> = Vec::new();
+                for candidate in list {
+                    // The list is best first within a version: keep the first of each.
+                    if found.last().is_none_or(|(v, _)| *v != candidate.version) {
+                        found.push((candidate.version.clone(), candidate));
+                    }
+                }
+                Ok(Versions {
+                    found,
+                    why_none: String::new(),
+                })
+            }
+            Err(error) => Ok(Versions {
+                found: Vec::new(),
+                why_none: match error {
+                    SelectError::NotFound { available, .. } if available.is_empty() => {
+                        format!("the sources have no files for it ({})", self.fit.sources)
+                    }
+                    SelectError::NotFound { available, .. } => {
+                        format!("versions there: {}", available.join(", "))
+                    }
+                    other => other.to_string(),
+                },
+            }),
+        }
+    }
+
+    fn dependencies(
+        &self,
+        _name: &str,
+        _version: &Version,
+        candidate: &Candidate,
+    ) -> Result<Dependencies, ProviderError> {
+        let metadata = self.core_metadata(candidate)?;
+        Ok(Dependencies {
+            fits_python: metadata
+                .requires_python
+                .as_ref()
+                .is_none_or(|r| r.contains(self.fit.python)),
+            display_name: metadata.name,
+            requires_dist: metadata.requires_dist,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pep508_rs::MarkerEnvironmentBuilder;
+
+    /// name -> [(version, requires-dist lines)], newest first.
+    struct Table(BTreeMap<String, Vec<(Version, Vec<Requirement>)>>);
+
+    impl Table {
+        fn new(rows: &[(&str, &str, &[&str])]) -> Table {
+            let mut map: BTreeMap<String, Vec<(Version, Vec<Requirement>)>> = BTreeMap::new();
+            for (name, version, deps) in rows {
+                map.entry((*name).to_owned()).or_default().push((
+                    Version::from_str(version).unwrap(),
+                    deps.iter()
+                        .map(|d| Requirement::from_str(d).unwrap())
+                        .collect(),
+                ));
+            }
+            for versions in map.values_mut() {
+                versions.sort_by(|a, b| b.0.cmp(&a.0));
+            }
+            Table(map)
+        }
+    }
+
+    impl Provider for Table {
+        type Dist = ();
+        type Error = String;
+        fn versions(
+            &self,
+            name: &str,
+            specifiers: &VersionSpecifiers,
+        ) -> Result<Versions<()>, String> {
+            let all = self.0.get(name).cloned().unwrap_or_default();
+            Ok(Versions {
+                found: all
+                    .iter()
+                    .filter(|(v, _)| specifiers.contains(v))
+                    .map(|(v, _)| (v.clone(), ()))
+                    .collect(),
+                why_none: format!(
+                    "versions there: {}",
+                    all.iter()
+                        .map(|(v, _)| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        }
+        fn dependencies(
+            &self,
+            name: &str,
+            version: &Version,
+            _: &(),
+        ) -> Result<Dependencies, String> {
+            let deps = self.0[name]
+                .iter()
+                .find(|(v, _)| v == version)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
+            Ok(Dependencies {
+                requires_dist: deps,
+                display_name: name.to_owned(),
+                fits_python: true,
+            })
+        }
+    }
+
+    fn env(machine: &str) -> MarkerEnvironment {
+        MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: "3.11.16",
+            os_name: "posix",
+            platform_machine: machine,
+            platform_python_implementation: "CPython",
+            platform_release: "",
+            platform_system: "Linux",
+            platform_version: "",
+            python_full_version: "3.11.16",
+            python_version: "3.11",
+            sys_platform: "linux",
+        })
+        .unwrap()
+    }
+
+    fn run(table: &Table, roots: &[&str], machine: &str) -> Result<String, String> {
+        let env = env(machine);
+        let options = ResolveOptions {
+            env: &env,
+            no_deps: false,
+            pre: false,
+        };
+        let roots = roots
+            .iter()
+            .map(|r| Demand {
+                requirement: Requirement::from_str(r).unwrap(),
+                requirer: Requirer::User("requirements.in:1".to_owned()),
+            })
+            .collect();
+        resolve(table, roots, Vec::new(), &options)
+            .map(|set| {
+                set.iter()
+                    .map(|(n, r)| format!("{n}=={}", r.version))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn newest_compatible_with_markers_and_extras() {
+        let table = Table::new(&[
+            (
+                "app",
+                "2.0",
+                &[
+                    "lib>=1",
+                    "arm; platform_machine == 'aarch64'",
+                    "fast; extra == 'speed'",
+                ],
+            ),
+            ("app", "1.0", &[]),
+            ("lib", "1.5", &[]),
+            ("lib", "1.0", &[]),
+            ("lib", "2.0rc1", &[]),
+            ("arm", "1.0", &[]),
+            ("fast", "3.0", &["lib<1.5"]),
+        ]);
+        assert_eq!(
+            run(&table, &["app"], "x86_64").unwrap(),
+            "app==2.0 lib==1.5"
+        );
+        assert_eq!(
+            run(&table, &["app"], "aarch64").unwrap(),
+            "app==2.0 arm==1.0 lib==1.5"
+        );
+        // The extra brings `fast`, whose `lib<1.5` forces lib back to 1.0.
+        assert_eq!(
+            run(&table, &["app[speed]"], "x86_64").unwrap(),
+            "app==2.0 fast==3.0 lib==1.0"
+        );
+        // An extra asked after the project was decided still brings its dependencies.
+        assert_eq!(
+            run(&table, &["app", "app[speed]"], "x86_64").unwrap(),
+            "app==2.0 fast==3.0 lib==1.0"
+        );
+        assert_eq!(
+            run(&table, &["lib>=2.0rc1"], "x86_64").unwrap(),
+            "lib==2.0rc1"
+        );
+    }
+
+    #[test]
+    fn backtracks_to_an_older_version() {
+        // web 3 needs util>=2, but tool pins util<2: web falls back to 2.
+        let table = Table::new(&[
+            ("tool", "1.0", &["util<2"]),
+            ("web", "3.0", &["util>=2"]),
+            ("web", "2.0", &["util>=1"]),
+            ("util", "2.0", &[]),
+            ("util", "1.0", &[]),
+        ]);
+        assert_eq!(
+            run(&table, &["web", "tool"], "x86_64").unwrap(),
+            "tool==1.0 util==1.0 web==2.0"
+        );
+    }
+
+    #[test]
+    fn conflicts_name_every_requirer() {
+        let table = Table::new(&[
+            ("tool", "1.0", &["util<2"]),
+            ("web", "3.0", &["util>=2"]),
+            ("util", "2.0", &[]),
+            ("util", "1.0", &[]),
+        ]);
+        let err = run(&table, &["web", "tool"], "x86_64").unwrap_err();
+        assert!(err.contains("conflict on `util`"), "{err}");
+        assert!(err.contains("web 3.0 depends on util>=2"), "{err}");
+        assert!(err.contains("tool 1.0 depends on util<2"), "{err}");
+        let err = run(&table, &["util>=3"], "x86_64").unwrap_err();
+        assert!(
+            err.contains("the user requested util>=3 (requirements.in:1)"),
+            "{err}"
+        );
+        assert!(err.contains("versions there: 2.0, 1.0"), "{err}");
+    }
+}
