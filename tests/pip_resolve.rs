@@ -103,6 +103,17 @@ fn kiln_pip(
     args: &str,
     cache: &Path,
 ) -> Result<PipOutcome, String> {
+    kiln_pip_with(platform, files, env, args, cache, false)
+}
+
+fn kiln_pip_with(
+    platform: &str,
+    files: &[(&str, &str)],
+    env: &[(&str, &str)],
+    args: &str,
+    cache: &Path,
+    offline: bool,
+) -> Result<PipOutcome, String> {
     let fs = stage(platform, files);
     let env: BTreeMap<String, String> = env
         .iter()
@@ -122,7 +133,7 @@ fn kiln_pip(
             source_date_epoch: 1_700_000_000,
             scratch_dir: scratch.path(),
             cache_dir: cache,
-            offline: false,
+            offline,
         },
     )
     .map(|mut outcome| {
@@ -465,7 +476,34 @@ fn kiln_lock_output_installs_the_resolution_and_pip_accepts_it() {
         };
         assert_eq!(strip(&loose.diff), strip(&hashed.diff), "{platform}");
         assert_eq!(hashed.materials, locked.materials, "{platform}");
+        // `kiln lock` left the wheels in the cache: the lock installs offline too.
+        let offline = kiln_pip_with(
+            platform,
+            &files,
+            &[],
+            "--user -r pylock.toml",
+            &cache.path().join("pip"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            snapshot(&offline.diff),
+            snapshot(&locked.diff),
+            "{platform}"
+        );
     }
+    let mixed = kiln_pip(
+        PLATFORMS[0],
+        &[("pylock.toml", &pylock)],
+        &env,
+        "--user -r pylock.toml flask",
+        cache.path(),
+    )
+    .unwrap_err();
+    assert!(
+        mixed.contains("is a PEP 751 lock file: install it on its own"),
+        "{mixed}"
+    );
 
     // A file that does not match the lock's hash is refused, naming the package.
     let first_hash = &pylock.split("sha256 = \"").nth(1).unwrap()[..64];

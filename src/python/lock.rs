@@ -56,8 +56,8 @@ pub enum LockError {
     /// No index or find-links.
     #[error(
         "no package index and no find-links given; kiln has no default index: pass \
-         --index-url URL or --find-links DIR (or set PIP_INDEX_URL / PIP_FIND_LINKS, or put \
-         --index-url in the requirements file)"
+         --index-url URL (or set PIP_INDEX_URL) or --find-links DIR, or put --index-url in the \
+         requirements file"
     )]
     NoSources,
     /// A source is invalid or unreachable.

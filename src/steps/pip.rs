@@ -326,6 +326,23 @@ pub enum PipError {
     /// A lock file cannot be installed.
     #[error(transparent)]
     Pylock(#[from] PylockError),
+    /// A wheel of a lock file that cannot be found.
+    #[error(
+        "`{package}`: {file} lists `{filename}` {}, and no configured source or the download \
+         cache has it; give the wheel's url in the lock file, or configure a --find-links \
+         directory or index that has it",
+        if *offline { "and offline mode forbids its url" } else { "without a url" }
+    )]
+    LockedFileMissing {
+        /// The package.
+        package: String,
+        /// The wheel.
+        filename: String,
+        /// The lock file.
+        file: String,
+        /// Whether offline mode is on.
+        offline: bool,
+    },
     /// A lock file given with other requirements.
     #[error(
         "`{file}` is a PEP 751 lock file: install it on its own (`pip install -r {file}`), \
@@ -779,10 +796,13 @@ fn select_locked(
             Some(url) => Some(FileLocation::Http(url.clone())),
             None => None,
         };
-        let file = match location {
-            Some(location) if client.cached(&wheel.sha256).is_none() || !offline => {
-                DistFile { location, ..listed }
-            }
+        // Offline, a remote URL is no use; the cache or a host directory may have the file.
+        let usable = match location {
+            Some(FileLocation::Http(_)) if offline => None,
+            other => other,
+        };
+        let file = match usable {
+            Some(location) => DistFile { location, ..listed },
             // No URL (or offline): the same file from the configured sources or the cache.
             _ => {
                 let index_err = |source| PipError::Index {
@@ -804,23 +824,23 @@ fn select_locked(
                         ..listed
                     },
                     (None, None) => {
-                        return Err(PipError::Offline {
+                        return Err(PipError::LockedFileMissing {
                             package: wheel.display.clone(),
-                            version: wheel.version.clone(),
-                            sources: format!("{path} (no url) or {}", fit.sources),
+                            filename: wheel.filename.clone(),
+                            file: path.to_owned(),
+                            offline,
                         });
                     }
                 }
             }
         };
-        files.push(file);
+        files.push((file, format!("{}=={}", wheel.display, wheel.version)));
     }
-    let fetched = parallel(&files, |file| {
-        let package = file.filename.split('-').next().unwrap_or_default();
+    let fetched = parallel(&files, |(file, package)| {
         fetch_verified(client, file, package)
     });
     let mut out = Vec::new();
-    for ((wheel, file), cached) in locked.into_iter().zip(files).zip(fetched) {
+    for ((wheel, (file, _)), cached) in locked.into_iter().zip(files).zip(fetched) {
         out.push(Selected {
             name: wheel.project,
             display: wheel.display,
