@@ -629,7 +629,7 @@ fn refusals_name_the_package_and_the_fix() {
             "unsatisfiable range",
             "flask>=9\n",
             &[("PIP_FIND_LINKS", &links)],
-            "the user requested flask>=9 (/app/requirements.txt:1)",
+            "no version of `flask` fits:\n  the user requested flask>=9 (/app/requirements.txt:1)",
         ),
         (
             "unpinned in hash-checking mode",

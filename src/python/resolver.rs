@@ -66,12 +66,7 @@ impl fmt::Display for Demand {
 }
 
 /// Requirements that no choice of versions satisfies together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "cannot install the requirements because they conflict on `{package}`:\n{}\n{reason}; loosen \
-     or remove one of these requirements (kiln tried {attempts} versions)",
-    causes.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// The project no version fits.
     pub package: String,
@@ -79,9 +74,42 @@ pub struct Conflict {
     pub causes: Vec<String>,
     /// Why no version fits (`no version of X satisfies all of them (versions there: ...)`).
     pub reason: String,
+    /// No version at all can be installed on the target, whatever the requirements say.
+    pub unavailable: bool,
     /// Versions tried in the whole search.
     pub attempts: usize,
 }
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let causes: String = self.causes.iter().map(|c| format!("\n  {c}")).collect();
+        let tried = self.attempts;
+        if self.unavailable {
+            write!(
+                f,
+                "cannot install `{}`, which is required:{causes}\n{}; it cannot be installed on \
+                 the target at all (kiln tried {tried} versions)",
+                self.package, self.reason
+            )
+        } else if self.causes.len() < 2 {
+            write!(
+                f,
+                "no version of `{}` fits:{causes}\n{}; change the requirement (kiln tried {tried} \
+                 versions)",
+                self.package, self.reason
+            )
+        } else {
+            write!(
+                f,
+                "cannot install the requirements because they conflict on `{}`:{causes}\n{}; \
+                 loosen or remove one of these requirements (kiln tried {tried} versions)",
+                self.package, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for Conflict {}
 
 /// Why resolution stopped.
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +142,8 @@ pub struct Dependencies {
     pub requires_dist: Vec<Requirement>,
     /// The name as the distribution spells it (`Flask`).
     pub display_name: String,
-    /// `false` when its metadata's Requires-Python excludes the target.
-    pub fits_python: bool,
+    /// Its metadata's Requires-Python, when that excludes the target.
+    pub requires_other_python: Option<String>,
 }
 
 /// Where versions and dependencies come from.
@@ -283,8 +311,18 @@ impl<P: Provider> Search<'_, P> {
                 Err(other) => return Err(other),
             }
         }
-        Err(Failure::Conflict(first_conflict.unwrap_or_else(|| {
-            let reason = if demands.len() > 1 {
+        if let Some(conflict) = first_conflict {
+            return Err(Failure::Conflict(conflict));
+        }
+        let unavailable = specifiers.is_empty()
+            || self
+                .provider
+                .versions(&name, &VersionSpecifiers::empty())
+                .map_err(Failure::Provider)?
+                .found
+                .is_empty();
+        Err(Failure::Conflict({
+            let reason = if demands.len() > 1 && !unavailable {
                 format!(
                     "no version of `{name}` satisfies all of them ({})",
                     versions.why_none
@@ -296,9 +334,10 @@ impl<P: Provider> Search<'_, P> {
                 package: name.clone(),
                 causes: demands.iter().map(|d| d.to_string()).collect(),
                 reason,
+                unavailable,
                 attempts: 0,
             }
-        })))
+        }))
     }
 
     /// Decides `name` = `version` and adds its dependencies.
@@ -313,11 +352,16 @@ impl<P: Provider> Search<'_, P> {
             .provider
             .dependencies(name, &version, &dist)
             .map_err(Failure::Provider)?;
-        if !dependencies.fits_python {
+        if let Some(requires) = &dependencies.requires_other_python {
             return Err(Failure::Conflict(Conflict {
                 package: name.to_owned(),
-                causes: Vec::new(),
-                reason: format!("{name} {version} does not support the target's Python"),
+                causes: state.demands[name].iter().map(|d| d.to_string()).collect(),
+                reason: format!(
+                    "{} {version} requires Python {requires} (its metadata), which excludes the \
+                     target's",
+                    dependencies.display_name
+                ),
+                unavailable: false,
                 attempts: 0,
             }));
         }
@@ -418,6 +462,7 @@ impl<P: Provider> Search<'_, P> {
                     "{} {} was chosen before this requirement was seen, and no other choice works",
                     decided.display_name, decided.version
                 ),
+                unavailable: false,
                 attempts: 0,
             }));
         }
@@ -612,10 +657,11 @@ impl Provider for IndexProvider<'_> {
     ) -> Result<Dependencies, ProviderError> {
         let metadata = self.core_metadata(candidate)?;
         Ok(Dependencies {
-            fits_python: metadata
+            requires_other_python: metadata
                 .requires_python
                 .as_ref()
-                .is_none_or(|r| r.contains(self.fit.python)),
+                .filter(|r| !r.contains(self.fit.python))
+                .map(|r| r.to_string()),
             display_name: metadata.name,
             requires_dist: metadata.requires_dist,
         })
@@ -686,7 +732,7 @@ mod tests {
             Ok(Dependencies {
                 requires_dist: deps,
                 display_name: name.to_owned(),
-                fits_python: true,
+                requires_other_python: None,
             })
         }
     }
@@ -803,7 +849,13 @@ mod tests {
         assert!(err.contains("conflict on `util`"), "{err}");
         assert!(err.contains("web 3.0 depends on util>=2"), "{err}");
         assert!(err.contains("tool 1.0 depends on util<2"), "{err}");
+        let err = run(&table, &["web", "missing"], "x86_64").unwrap_err();
+        assert!(
+            err.starts_with("cannot install `missing`, which is required:"),
+            "{err}"
+        );
         let err = run(&table, &["util>=3"], "x86_64").unwrap_err();
+        assert!(err.starts_with("no version of `util` fits:"), "{err}");
         assert!(
             err.contains("the user requested util>=3 (requirements.in:1)"),
             "{err}"
