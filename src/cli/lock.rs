@@ -1,12 +1,15 @@
 //! `kiln lock pip`: resolve Python requirements for the image's platforms on the build host
 //! and write them as a hashed requirements file or a PEP 751 `pylock.toml`, for
-//! `RUN pip install -r ...` to install exactly (see docs/pip.md).
+//! `RUN pip install -r ...` to install exactly (see docs/pip.md). The target is given as
+//! `--python-version` and wheel `--platform` tags, or read from a base image (`--from-image`)
+//! as the build would read it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use kiln::image::{self, Platform};
 use kiln::python::lock::{self, LockRequest, LockTarget};
 
 /// `kiln lock ...`
@@ -34,12 +37,33 @@ struct LockPipArgs {
     #[arg(short = 'c', long = "constraint", value_name = "FILE")]
     constraint_files: Vec<PathBuf>,
     /// The image's Python version (`3.11`, or `3.11.9` for `python_full_version` markers).
-    #[arg(long = "python-version", value_name = "X.Y")]
-    python_version: String,
+    #[arg(
+        long = "python-version",
+        value_name = "X.Y",
+        required_unless_present = "from_image",
+        requires = "platforms"
+    )]
+    python_version: Option<String>,
     /// A wheel platform tag of the image (`musllinux_1_2_x86_64`, `manylinux_2_17_aarch64`);
     /// repeatable: the file then holds a hash for each platform's wheel.
-    #[arg(long = "platform", value_name = "TAG", required = true)]
+    #[arg(long = "platform", value_name = "TAG", requires = "python_version")]
     platforms: Vec<String>,
+    /// Read the target (Python version, musl or glibc, architecture) from this base image, as
+    /// the build does: `oci:DIR[:TAG]` or a registry reference.
+    #[arg(
+        long = "from-image",
+        value_name = "IMAGE",
+        conflicts_with = "python_version"
+    )]
+    from_image: Option<String>,
+    /// With --from-image: the image platform to read (`linux/amd64`, `linux/arm64`);
+    /// repeatable; default: the host's.
+    #[arg(
+        long = "image-platform",
+        value_name = "OS/ARCH",
+        requires = "from_image"
+    )]
+    image_platforms: Vec<String>,
     /// The package index (simple API).
     #[arg(
         long = "index-url",
@@ -60,9 +84,8 @@ struct LockPipArgs {
     /// Consider pre-releases.
     #[arg(long)]
     pre: bool,
-    /// Use only host directories and kiln's download cache.
-    #[arg(long)]
-    offline: bool,
+    #[command(flatten)]
+    registry: super::RegistryFlags,
     /// kiln's cache directory (the downloaded wheels stay there for the build).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -74,12 +97,24 @@ struct LockPipArgs {
 
 pub(crate) fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     let LockCommand::Pip(args) = args.what;
-    let targets = args
-        .platforms
-        .iter()
-        .map(|p| LockTarget::parse(&args.python_version, p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| super::usage(e.to_string()))?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(kiln::build::default_cache_dir);
+    let targets = match (&args.from_image, &args.python_version) {
+        (Some(image), _) => targets_from_image(&args, image, &cache_dir)?,
+        (None, Some(python_version)) => args
+            .platforms
+            .iter()
+            .map(|p| LockTarget::parse(python_version, p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| super::usage(e.to_string()))?,
+        (None, None) => {
+            return Err(super::usage(
+                "give --python-version and --platform, or --from-image".to_owned(),
+            ));
+        }
+    };
     if args.specs.is_empty() && args.requirement_files.is_empty() {
         return Err(super::usage(
             "nothing to lock: give requirements or -r FILE".to_owned(),
@@ -95,12 +130,8 @@ pub(crate) fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
         find_links: args.find_links.clone(),
         no_index: args.no_index,
         pre: args.pre,
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(kiln::build::default_cache_dir)
-            .join("pip"),
-        offline: args.offline,
+        cache_dir: cache_dir.join("pip"),
+        offline: args.registry.offline,
     };
     let locked = lock::lock(&request)?;
     let command = command_line(&args);
@@ -114,10 +145,11 @@ pub(crate) fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
             };
             std::fs::write(&path, text)
                 .with_context(|| format!("failed to write `{}`", path.display()))?;
+            let platforms: Vec<&str> = locked.targets.iter().map(|t| t.platform.as_str()).collect();
             eprintln!(
                 "locked {} packages for {} into {}",
                 locked.packages.len(),
-                args.platforms.join(", "),
+                platforms.join(", "),
                 path.display()
             );
         }
@@ -137,12 +169,76 @@ fn command_line(args: &LockPipArgs) -> String {
     for file in &args.constraint_files {
         words.push(format!("-c {}", file.display()));
     }
-    words.push(format!("--python-version {}", args.python_version));
+    if let Some(python_version) = &args.python_version {
+        words.push(format!("--python-version {python_version}"));
+    }
     for platform in &args.platforms {
         words.push(format!("--platform {platform}"));
+    }
+    if let Some(image) = &args.from_image {
+        words.push(format!("--from-image {image}"));
+    }
+    for platform in &args.image_platforms {
+        words.push(format!("--image-platform {platform}"));
     }
     if let Some(output) = &args.output {
         words.push(format!("-o {}", output.display()));
     }
     words.join(" ")
+}
+
+/// One target per image platform, detected from the image's files as the pip step does.
+fn targets_from_image(
+    args: &LockPipArgs,
+    image_ref: &str,
+    cache_dir: &Path,
+) -> anyhow::Result<Vec<LockTarget>> {
+    let platforms = if args.image_platforms.is_empty() {
+        vec![Platform::host()]
+    } else {
+        args.image_platforms
+            .iter()
+            .map(|text| {
+                text.parse::<Platform>()
+                    .map_err(|e| super::usage(format!("invalid --image-platform `{text}`: {e}")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let store = kiln::build::open_store(cache_dir)?;
+    let mut targets = Vec::new();
+    for platform in &platforms {
+        let layers = match image_ref.strip_prefix("oci:") {
+            Some(rest) => {
+                let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+                image::base::load_oci_layout(
+                    &store,
+                    Path::new(&dir),
+                    reference.as_deref(),
+                    platform,
+                )
+                .with_context(|| format!("failed to read `{image_ref}` for {platform}"))?
+                .layers
+            }
+            None => {
+                let reference =
+                    super::parse_references(std::slice::from_ref(&image_ref.to_owned()))?.remove(0);
+                let options = args.registry.options(cache_dir)?;
+                let pulled = kiln::registry::pull(&reference, platform, &store, &options)
+                    .with_context(|| format!("failed to pull `{image_ref}` for {platform}"))?;
+                image::BuiltImage::from_store(&store, &pulled.manifest_digest)?.layers
+            }
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("lock-")
+            .tempdir_in(store.root())
+            .context("failed to create a scratch directory")?;
+        let mut fs = kiln::rootfs::LowerFs::with_scratch_dir(scratch.path());
+        for layer in &layers {
+            fs.push_layer_blob(&store, layer)?;
+        }
+        let python = kiln::python::target::detect(&fs, platform)
+            .with_context(|| format!("in `{image_ref}` for {platform}"))?;
+        targets.push(LockTarget::for_python(python));
+    }
+    Ok(targets)
 }

@@ -150,6 +150,17 @@ impl LockTarget {
     }
 }
 
+impl LockTarget {
+    /// The target of a detected interpreter; its platform tag is the newest the libc accepts.
+    pub fn for_python(python: PythonTarget) -> LockTarget {
+        let platform = match python.libc {
+            Libc::Musl { major, minor } => format!("musllinux_{major}_{minor}_{}", python.arch),
+            Libc::Glibc { major, minor } => format!("manylinux_{major}_{minor}_{}", python.arch),
+        };
+        LockTarget { platform, python }
+    }
+}
+
 fn parse_platform(platform: &str) -> Option<(Libc, String)> {
     let versioned = |rest: &str| -> Option<(u16, u16, String)> {
         let mut parts = rest.splitn(3, '_');
