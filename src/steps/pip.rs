@@ -189,8 +189,8 @@ pub enum PipError {
     #[error(
         "`{requirement}` ({origin}) is not pinned with `==`, but hash-checking mode is on (a \
          --hash elsewhere, or --require-hashes / PIP_REQUIRE_HASHES), which needs every \
-         requirement pinned and hashed: write the set with `kiln lock pip` (it writes the hashes), or \
-         drop the hashes to let kiln resolve"
+         requirement pinned and hashed: write the set with `kiln lock pip` (it writes the \
+         hashes), or drop the hashes to let kiln resolve"
     )]
     Unpinned {
         /// The requirement as written (without marker).
