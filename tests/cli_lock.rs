@@ -1,7 +1,9 @@
-//! `kiln lock pip --from-image`: the target read from a base image (the seed's
-//! python:3.11-alpine stand-in, an OCI layout) locks exactly as the same target given with
-//! `--python-version 3.11 --platform musllinux_1_2_x86_64`, against a local index of real wheels
-//! (see `support/simple_index.rs`).
+//! `kiln lock pip` through the command line, against a local index of real wheels (see
+//! `support/simple_index.rs`): `--from-image` (the seed's python:3.11-alpine stand-in, an OCI
+//! layout) locks exactly as the same target given with `--python-version 3.11 --platform
+//! musllinux_1_2_x86_64`; and `kiln build` installs the written `pylock.toml` with the same
+//! distributions as a `RUN pip install` of the loose requirements, which the host's Python reads
+//! back from the image.
 
 #[path = "support/apk_fixture.rs"]
 mod apk_fixture;
@@ -12,6 +14,9 @@ mod simple_index;
 mod support;
 
 use std::path::Path;
+use std::process::Command;
+
+use support::{kiln_ok, run_ok, write_files};
 
 fn lock_body(path: &Path) -> String {
     std::fs::read_to_string(path)
@@ -66,4 +71,108 @@ fn from_image_locks_for_the_image_target() {
     // Neither a target nor an image: a usage error (exit 2).
     let output = support::kiln(&["lock", "pip", "flask", "--index-url", &index]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// `name==version` of every distribution in a site-packages directory, read by the host's Python.
+fn distributions(site: &Path) -> String {
+    run_ok(Command::new("python3").arg("-c").arg(
+        "import sys, importlib.metadata as m; \
+         print(sorted(f\"{d.metadata['Name'].lower()}=={d.version}\" for d in m.distributions(path=[sys.argv[1]])))",
+    ).arg(site))
+}
+
+#[test]
+fn build_installs_the_lock_as_it_installs_the_loose_requirements() {
+    support::require_tool("umoci");
+    let wheels = simple_index::resolver_wheels();
+    let server = simple_index::IndexServer::start(&wheels, &[]);
+    let index = server.url();
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    let cache = work.path().join("cache");
+    let base = "FROM scratch AS base\nCOPY rootfs/ /\nFROM base\nWORKDIR /app\n";
+    write_files(
+        &context,
+        &[
+            ("rootfs/usr/local/bin/python3.11", ""),
+            ("rootfs/lib/ld-musl-x86_64.so.1", "musl\u{0}1.2.5\u{0}"),
+            ("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("rootfs/etc/group", "root:x:0:root\n"),
+            (
+                "Dockerfile.loose",
+                &format!(
+                    "{base}ARG PIP_INDEX_URL\nRUN pip install --user flask gunicorn requests\n"
+                ),
+            ),
+            (
+                "Dockerfile.lock",
+                &format!("{base}COPY pylock.toml .\nRUN pip install --user -r pylock.toml\n"),
+            ),
+        ],
+    );
+    kiln_ok(&[
+        "lock",
+        "pip",
+        "flask",
+        "gunicorn",
+        "requests",
+        "--python-version",
+        "3.11",
+        "--platform",
+        "musllinux_1_2_x86_64",
+        "--index-url",
+        &index,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-o",
+        context.join("pylock.toml").to_str().unwrap(),
+    ]);
+    let mut listed = Vec::new();
+    for variant in ["loose", "lock"] {
+        let layout = work.path().join(format!("layout-{variant}"));
+        kiln_ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "--platform",
+            "linux/amd64",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--build-arg",
+            &format!("PIP_INDEX_URL={index}"),
+            "-f",
+            context
+                .join(format!("Dockerfile.{variant}"))
+                .to_str()
+                .unwrap(),
+            "-t",
+            "app:1",
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+            context.to_str().unwrap(),
+        ]);
+        let bundle = work.path().join(format!("bundle-{variant}"));
+        run_ok(
+            Command::new("umoci")
+                .args([
+                    "unpack",
+                    "--rootless",
+                    "--image",
+                    &format!("{}:1", layout.display()),
+                ])
+                .arg(&bundle),
+        );
+        listed.push(distributions(
+            &bundle.join("rootfs/root/.local/lib/python3.11/site-packages"),
+        ));
+    }
+    assert_eq!(listed[0], listed[1]);
+    for pin in [
+        "flask==3.1.3",
+        "gunicorn==27.0.1",
+        "markupsafe==3.0.4",
+        "charset-normalizer==",
+    ] {
+        assert!(listed[0].contains(pin), "{pin} in {}", listed[0]);
+    }
 }
