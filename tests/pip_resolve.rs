@@ -341,6 +341,20 @@ fn backtracking_finds_what_pip_finds() {
         kiln_set,
         pip_dry_run(&index, PLATFORMS[0], &["web", "tool", "newpy"])
     );
+    // From a find-links directory (no PEP 658 files): dependencies from each wheel's METADATA.
+    let links = d.display().to_string();
+    let from_wheels = kiln_pip(
+        PLATFORMS[0],
+        &[],
+        &[("PIP_FIND_LINKS", links.as_str())],
+        "web tool newpy",
+        cache.path(),
+    )
+    .unwrap();
+    let versions = |set: Vec<(String, String, String)>| -> Vec<(String, String)> {
+        set.into_iter().map(|(n, v, _)| (n, v)).collect()
+    };
+    assert_eq!(versions(chosen(&from_wheels)), versions(kiln_set));
 }
 
 #[test]
