@@ -532,3 +532,38 @@ fn kiln_lock_output_installs_the_resolution_and_pip_accepts_it() {
     .unwrap_err();
     assert!(err.contains("hash mismatch for `"), "{err}");
 }
+
+#[test]
+fn project_pages_of_a_level_are_fetched_together() {
+    let wheels = simple_index::resolver_wheels();
+    let latency = std::time::Duration::from_millis(100);
+    let server = IndexServer::start_with_latency(&wheels, &[YANKED], latency);
+    let cache = tempfile::tempdir().unwrap();
+    let index = server.url();
+    let started = std::time::Instant::now();
+    let outcome = kiln_pip(
+        PLATFORMS[0],
+        &[],
+        &[("PIP_INDEX_URL", index.as_str())],
+        "--user flask gunicorn requests",
+        cache.path(),
+    )
+    .unwrap();
+    let pages = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.starts_with("/simple/"))
+        .count();
+    assert_eq!(pages, outcome.installed.len(), "one page per project");
+    // flask's five dependencies, then requests' four, are read at the same time.
+    let together = server
+        .max_pages_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        together >= 4,
+        "at most {together} pages in flight at once ({:?} for {pages} pages of {latency:?})",
+        started.elapsed()
+    );
+}

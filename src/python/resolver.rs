@@ -7,6 +7,10 @@
 //! it ranks wheels with [`crate::python::resolve::candidates`] and reads dependencies from the
 //! PEP 658 `.metadata` file when the source has one, else from the wheel's own METADATA.
 //!
+//! When a decision brings several new projects, the provider is asked to prefetch them
+//! ([`Provider::prefetch`]): [`IndexProvider`] reads their pages and newest metadata in
+//! parallel, so a remote index costs a round trip per level of the tree rather than per project.
+//!
 //! The search is depth-first, as pip's resolver: projects are decided in the order they are
 //! first required; each gets the newest version that satisfies every requirement on it so far
 //! (and the constraints); its dependencies (markers evaluated for the target, with the extras
@@ -26,7 +30,7 @@ use std::sync::Mutex;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VersionOrUrl};
 
-use crate::python::index::{DistFile, IndexClient, IndexError, MetadataHint};
+use crate::python::index::{DistFile, IndexClient, IndexError, MetadataHint, parallel};
 use crate::python::metadata::{CoreMetadata, MetadataError, requirement_spec};
 use crate::python::resolve::{self, Candidate, SelectError, TargetFit};
 use crate::python::wheel::normalize_name;
@@ -165,6 +169,9 @@ pub trait Provider {
         version: &Version,
         dist: &Self::Dist,
     ) -> Result<Dependencies, Self::Error>;
+    /// A hint that `names` are about to be needed: a provider that fetches over the network
+    /// may get their listings (and the newest version's metadata) now, all at once.
+    fn prefetch(&self, _names: &[String]) {}
 }
 
 /// One decided project.
@@ -405,6 +412,7 @@ impl<P: Provider> Search<'_, P> {
                 .collect()
         };
         let active = names(extras);
+        let known = state.order.len();
         let before: Option<Vec<ExtraName>> = only_new.map(|new| {
             names(
                 &extras
@@ -432,6 +440,9 @@ impl<P: Provider> Search<'_, P> {
                     requirer: Requirer::Package(dependencies.display_name.clone(), version.clone()),
                 },
             )?;
+        }
+        if let Some(new) = state.order.get(known..).filter(|n| n.len() > 1) {
+            self.provider.prefetch(new);
         }
         Ok(())
     }
@@ -647,6 +658,19 @@ impl Provider for IndexProvider<'_> {
                 },
             }),
         }
+    }
+
+    fn prefetch(&self, names: &[String]) {
+        // Errors are left for the real request to report.
+        parallel(names, |name| {
+            let newest = self
+                .versions(name, &VersionSpecifiers::empty())
+                .ok()
+                .and_then(|v| v.found.into_iter().next());
+            if let Some((_, candidate)) = newest {
+                let _ = self.core_metadata(&candidate);
+            }
+        });
     }
 
     fn dependencies(

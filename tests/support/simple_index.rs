@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub struct IndexServer {
     pub port: u16,
     /// Request paths, in order.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The most project pages (`/simple/...`) that were being served at the same time.
+    pub max_pages_in_flight: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -66,7 +68,18 @@ impl IndexServer {
 
     /// Serves `wheels`; files whose name is in `yanked` are marked yanked.
     pub fn start(wheels: &[PathBuf], yanked: &[&str]) -> IndexServer {
+        IndexServer::start_with_latency(wheels, yanked, Duration::ZERO)
+    }
+
+    /// [`IndexServer::start`], answering each project page after `latency`, as a remote index.
+    pub fn start_with_latency(
+        wheels: &[PathBuf],
+        yanked: &[&str],
+        latency: Duration,
+    ) -> IndexServer {
         let routes = Arc::new(routes(wheels, yanked));
+        let pages = Arc::new(PageCounter::default());
+        let max_pages_in_flight = pages.max.clone();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -79,14 +92,15 @@ impl IndexServer {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 };
-                let (routes, log) = (routes.clone(), log2.clone());
+                let (routes, log, pages) = (routes.clone(), log2.clone(), pages.clone());
                 // One thread per connection: downloads run in parallel, as in real indexes.
-                std::thread::spawn(move || serve(stream, &routes, &log));
+                std::thread::spawn(move || serve(stream, &routes, &log, &pages, latency));
             }
         });
         IndexServer {
             port,
             log,
+            max_pages_in_flight,
             stop,
             thread: Some(thread),
         }
@@ -105,7 +119,19 @@ impl Drop for IndexServer {
 /// path (+ " json" for the JSON variant) -> (content type, body)
 type Routes = BTreeMap<String, (String, Vec<u8>)>;
 
-fn serve(mut stream: std::net::TcpStream, routes: &Routes, log: &Mutex<Vec<String>>) {
+#[derive(Default)]
+struct PageCounter {
+    now: AtomicUsize,
+    max: Arc<AtomicUsize>,
+}
+
+fn serve(
+    mut stream: std::net::TcpStream,
+    routes: &Routes,
+    log: &Mutex<Vec<String>>,
+    pages: &PageCounter,
+    latency: Duration,
+) {
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -131,6 +157,12 @@ fn serve(mut stream: std::net::TcpStream, routes: &Routes, log: &Mutex<Vec<Strin
         .unwrap_or("/")
         .to_owned();
     log.lock().unwrap().push(path.clone());
+    let page = path.starts_with("/simple/");
+    if page {
+        let now = pages.now.fetch_add(1, Ordering::SeqCst) + 1;
+        pages.max.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(latency);
+    }
     let key = if accept.contains("application/vnd.pypi.simple.v1+json") {
         format!("{path} json")
     } else {
@@ -147,6 +179,9 @@ fn serve(mut stream: std::net::TcpStream, routes: &Routes, log: &Mutex<Vec<Strin
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
+    if page {
+        pages.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn routes(wheels: &[PathBuf], yanked: &[&str]) -> Routes {
