@@ -75,7 +75,7 @@ struct LockPipArgs {
     /// Another package index (repeatable).
     #[arg(long = "extra-index-url", value_name = "URL")]
     extra_index_urls: Vec<String>,
-    /// A directory (absolute) or page of distribution files (repeatable).
+    /// A directory or page of distribution files (repeatable).
     #[arg(long = "find-links", short = 'f', value_name = "DIR|URL")]
     find_links: Vec<String>,
     /// Ignore the index; use --find-links only.
@@ -127,7 +127,20 @@ pub(crate) fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
         targets,
         index_url: args.index_url.clone(),
         extra_index_urls: args.extra_index_urls.clone(),
-        find_links: args.find_links.clone(),
+        // On the host, a relative directory means the current one's (the build itself refuses
+        // relative find-links: in an image there is no obvious directory to start from).
+        find_links: args
+            .find_links
+            .iter()
+            .map(|link| {
+                if link.contains("://") || link.starts_with('/') {
+                    return Ok(link.clone());
+                }
+                std::path::absolute(link)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .with_context(|| format!("--find-links `{link}`"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
         no_index: args.no_index,
         pre: args.pre,
         cache_dir: cache_dir.join("pip"),
