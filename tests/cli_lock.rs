@@ -3,7 +3,7 @@
 //! layout) locks exactly as the same target given with `--python-version 3.11 --platform
 //! musllinux_1_2_x86_64`; and `kiln build` installs the written `pylock.toml` with the same
 //! distributions as a `RUN pip install` of the loose requirements, which the host's Python reads
-//! back from the image.
+//! back from the image; platforms that need different sets get markers, or a clear refusal.
 
 #[path = "support/apk_fixture.rs"]
 mod apk_fixture;
@@ -175,4 +175,44 @@ fn build_installs_the_lock_as_it_installs_the_loose_requirements() {
     ] {
         assert!(listed[0].contains(pin), "{pin} in {}", listed[0]);
     }
+}
+
+#[test]
+fn platforms_that_need_different_sets() {
+    let wheels = simple_index::resolver_wheels();
+    let server = simple_index::IndexServer::start(&wheels, &[]);
+    let index = server.url();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let lock = |requirements: &str| {
+        let input = work.path().join("requirements.in");
+        std::fs::write(&input, requirements).unwrap();
+        let mut args = vec!["lock", "pip", "-r", input.to_str().unwrap()];
+        args.extend(["--python-version", "3.11", "--index-url", &index]);
+        for platform in simple_index::PLATFORMS {
+            args.extend(["--platform", platform]);
+        }
+        args.extend(["--cache-dir", cache.to_str().unwrap()]);
+        support::kiln(&args)
+    };
+    // A project only aarch64 needs is written with a marker.
+    let output = lock("requests\npackaging ; platform_machine == 'aarch64'\n");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("packaging==26.4 ; platform_machine == 'aarch64' \\\n    --hash=sha256:"),
+        "{text}"
+    );
+    assert!(text.contains("\nrequests=="), "{text}");
+    // Different versions per platform cannot share one file: the error names them.
+    let output = lock("requests\nurllib3<2 ; platform_machine == 'aarch64'\n");
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        err.contains(
+            "the platforms need different versions of `urllib3` (1.26.20 for \
+             musllinux_1_2_aarch64; 2.8.0 for musllinux_1_2_x86_64)"
+        ),
+        "{err}"
+    );
 }
