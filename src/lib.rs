@@ -19,5 +19,6 @@ pub mod pin;
 pub mod python;
 pub mod registry;
 pub mod rootfs;
+pub mod sandbox;
 pub mod steps;
 pub mod store;

@@ -195,6 +195,28 @@ impl StepCache {
         store.contains(&layer.digest).then_some(layer)
     }
 
+    /// The result of a step recorded under an exact key by [`StepCache::record_result`] (a
+    /// sandboxed RUN, keyed by its inputs since its Diff only exists after it ran): `Some(None)`
+    /// when the step changed nothing, `None` on a miss or when the layer left the store.
+    pub fn lookup_result(&self, key: &Digest, store: &Store) -> Option<Option<Layer>> {
+        let bytes = std::fs::read(self.steps_dir.join(key.hex())).ok()?;
+        match serde_json::from_slice::<Option<Layer>>(&bytes).ok()? {
+            Some(layer) => store.contains(&layer.digest).then_some(Some(layer)),
+            None => Some(None),
+        }
+    }
+
+    /// Records a step's result under `key`: its layer, or `None` when it changed nothing.
+    pub fn record_result(&self, key: &Digest, layer: Option<&Layer>) -> Result<(), CacheError> {
+        let path = self.steps_dir.join(key.hex());
+        let bytes = serde_json::to_vec(&layer).map_err(|e| CacheError::Io {
+            action: "serialize the cache entry for",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomically(&path, &bytes)
+    }
+
     /// Records that the Diff with `stat_key` produced `layer` (under its diffID key too), and
     /// remembers the Diff's host files as seen.
     pub fn record(

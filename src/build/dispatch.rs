@@ -28,6 +28,8 @@ use crate::steps::run::{self as run_step, NativeCommand};
 use crate::steps::users::{self, UsersOptions};
 use crate::store::Store;
 
+mod sandboxed;
+
 /// A filesystem operation not yet applied to the stage's LowerFs.
 #[derive(Clone)]
 enum PendingFs {
@@ -623,9 +625,13 @@ impl<'a> Executor<'a> {
                 }
             }
             Instruction::Run(run) => {
-                let diff = self.run_diff(state, run, &failure)?;
-                if !diff.is_empty() {
-                    outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                if self.needs_sandbox(state, run, &failure)? {
+                    outcome = self.sandboxed_run(state, run, &history_text, &failure)?;
+                } else {
+                    let diff = self.run_diff(state, run, &failure)?;
+                    if !diff.is_empty() {
+                        outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                    }
                 }
             }
         }
@@ -898,37 +904,19 @@ impl<'a> Executor<'a> {
     }
 
     /// A RUN made only of commands kiln computes natively becomes one Diff, as Docker would
-    /// have made one layer of it; anything else is refused naming the command.
+    /// have made one layer of it ([`Executor::needs_sandbox`] sends every other RUN to the
+    /// sandbox).
     fn run_diff(
         &mut self,
         state: &mut StageState,
         run: &RunInstruction,
         failure: &StepFailure<'_>,
     ) -> Result<Diff, BuildError> {
-        if !run.mounts.is_empty() || run.network.is_some() || run.security.is_some() {
-            return Err(failure.msg(
-                "RUN --mount, --network and --security need a sandbox, which kiln does not have yet",
-            ));
-        }
-        if !run.heredocs.is_empty() {
-            return Err(failure
-                .msg("RUN with a heredoc needs a shell to run it, which kiln does not have yet"));
-        }
-        let script = match &run.command {
-            CommandLine::Shell(text) => text.clone(),
-            CommandLine::Exec(words) => {
-                return Err(failure.msg(format!(
-                    "exec-form RUN {words:?} needs a sandbox to run it, which kiln does not have \
-                     yet; kiln computes shell-form RUN lines of adduser/addgroup natively"
-                )));
-            }
+        let CommandLine::Shell(script) = &run.command else {
+            return Err(failure.msg("an exec-form RUN runs in the sandbox"));
         };
-        let commands = run_step::recognize(&script, &|name| state.lookup(name)).map_err(|e| {
-            failure.msg(format!(
-                "{e}; kiln runs no container, so a RUN must consist of commands it can compute \
-                 natively, and running other commands in a sandbox is not implemented yet"
-            ))
-        })?;
+        let commands = run_step::recognize(script, &|name| state.lookup(name))
+            .map_err(|e| failure.msg(e.to_string()))?;
         let user = state.config.config.user.clone().unwrap_or_default();
         let runs_as_root = matches!(user.as_str(), "" | "root" | "0" | "0:0" | "root:root");
         if let Some(command) = commands.iter().find(|c| {

@@ -58,6 +58,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// List the installed packages of the result, for an SBOM.
     pub list_packages: bool,
+    /// How sandboxed RUN commands run: network, secrets.
+    pub sandbox: crate::sandbox::SandboxOptions,
 }
 
 /// A base image a stage started from.

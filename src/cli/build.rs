@@ -125,6 +125,13 @@ pub(crate) struct BuildArgs {
     /// as `kiln apk-export` writes them.
     #[arg(long = "apk-repositories-file", value_name = "FILE")]
     apk_repositories_file: Option<PathBuf>,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`;
+    /// repeatable. Its value never reaches a layer, the history or the provenance.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
+    #[arg(long, default_value = "none")]
+    network: String,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -266,6 +273,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
+        sandbox: sandbox_options(&args.secrets, &args.network)?,
     };
 
     let started = Instant::now();
@@ -680,4 +688,22 @@ pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::R
             Ok(out)
         })
         .collect()
+}
+
+/// `--secret` and `--network`, checked before anything is built.
+fn sandbox_options(
+    secrets: &[String],
+    network: &str,
+) -> anyhow::Result<kiln::sandbox::SandboxOptions> {
+    let mut options = kiln::sandbox::SandboxOptions {
+        network: network
+            .parse()
+            .map_err(|e: String| UsageError(format!("--network: {e}")))?,
+        ..Default::default()
+    };
+    for spec in secrets {
+        let (id, source) = kiln::sandbox::parse_secret(spec).map_err(UsageError)?;
+        options.secrets.insert(id, source);
+    }
+    Ok(options)
 }

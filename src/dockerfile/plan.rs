@@ -76,6 +76,9 @@ pub struct RunInstruction {
     pub network: Option<String>,
     /// `--security=`.
     pub security: Option<String>,
+    /// `--sandbox=` (a kiln flag): `always` runs the command in the sandbox even when kiln could
+    /// compute it natively.
+    pub sandbox: Option<String>,
     /// Heredoc bodies.
     pub heredocs: Vec<Heredoc>,
 }
@@ -755,6 +758,7 @@ fn plan_run(node: &Node) -> Result<Instruction, PlanError> {
         mounts: Vec::new(),
         network: None,
         security: None,
+        sandbox: None,
         heredocs: node.heredocs.clone(),
     };
     for flag in &node.flags {
@@ -766,6 +770,7 @@ fn plan_run(node: &Node) -> Result<Instruction, PlanError> {
                 .push(value.ok_or_else(|| plan_error(line, "--mount needs a value"))?),
             "network" => run.network = value,
             "security" => run.security = value,
+            "sandbox" => run.sandbox = value,
             other => {
                 return Err(plan_error(
                     line,

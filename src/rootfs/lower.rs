@@ -177,6 +177,19 @@ impl LowerFs {
         self.nodes.is_empty()
     }
 
+    /// Every path of the merged view (the root not included) with its node, in path order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&LayerPath, FsNode)> + '_ {
+        self.nodes.iter().map(|(path, node)| {
+            (
+                path,
+                FsNode {
+                    kind: node.kind.clone(),
+                    meta: node.meta.clone(),
+                },
+            )
+        })
+    }
+
     /// Indexes the stored blob of `layer` (gzip, zstd or plain, sniffed) and applies it on top.
     /// One decompression pass; contents are not kept. On error the view is unchanged.
     pub fn push_layer_blob(&mut self, store: &Store, layer: &Layer) -> Result<(), RootfsError> {

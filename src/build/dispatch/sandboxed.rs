@@ -1,0 +1,265 @@
+//! RUN in the sandbox: which RUNs go there, their step-cache key, and committing their layer.
+//!
+//! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command, the
+//! exec form, a heredoc, `--mount`, `--network`, `--security`) or when it says
+//! `--sandbox=always`. Its result is cached under a key of everything it can see: the parent
+//! layers, the command, environment, working directory, user, network and the identities of its
+//! mounts (never a secret's value), since its Diff only exists after it ran.
+
+use super::{Executor, StageState, StepFailure, error_chain};
+use crate::build::{BuildError, StepOutcome};
+use crate::dockerfile::plan::{CommandLine, RunInstruction};
+use crate::dockerfile::shell;
+use crate::image::config::History;
+use crate::image::{Platform, rfc3339};
+use crate::sandbox::{self, NetworkMode, RunRequest, SandboxError};
+use crate::steps::run as run_step;
+
+impl Executor<'_> {
+    /// True when `run` must execute in the sandbox.
+    pub(super) fn needs_sandbox(
+        &self,
+        state: &StageState,
+        run: &RunInstruction,
+        failure: &StepFailure<'_>,
+    ) -> Result<bool, BuildError> {
+        match run.sandbox.as_deref() {
+            None | Some("auto") => {}
+            Some("always") => return Ok(true),
+            Some(other) => {
+                return Err(failure.msg(format!(
+                    "invalid --sandbox=`{other}` (expected always or auto)"
+                )));
+            }
+        }
+        if !run.mounts.is_empty()
+            || run.network.is_some()
+            || run.security.is_some()
+            || !run.heredocs.is_empty()
+        {
+            return Ok(true);
+        }
+        Ok(match &run.command {
+            CommandLine::Exec(_) => true,
+            CommandLine::Shell(script) => {
+                run_step::recognize(script, &|name| state.lookup(name)).is_err()
+            }
+        })
+    }
+
+    /// Runs `run` in the sandbox (or takes its layer from the step cache) and adds its layer.
+    pub(super) fn sandboxed_run(
+        &mut self,
+        state: &mut StageState,
+        run: &RunInstruction,
+        history_text: &str,
+        failure: &StepFailure<'_>,
+    ) -> Result<StepOutcome, BuildError> {
+        let host = Platform::host();
+        if state.config.os != host.os || state.config.architecture != host.architecture {
+            return Err(failure.msg(format!(
+                "this RUN needs to execute {}/{} programs, but this machine is {}/{}; kiln runs \
+                 RUN commands only for the host's architecture (native steps — COPY, apk, pip, \
+                 adduser — work for any platform), so build this stage on a {} machine or use \
+                 native steps",
+                state.config.os,
+                state.config.architecture,
+                host.os,
+                host.architecture,
+                state.config.architecture
+            )));
+        }
+        if let Some(security) = &run.security
+            && security != "sandbox"
+        {
+            return Err(failure.msg(format!(
+                "RUN --security={security} is not supported: kiln's sandbox never grants extra \
+                 privileges"
+            )));
+        }
+        let network = match run.network.as_deref() {
+            None | Some("default") => self.options.sandbox.network,
+            Some(text) => text
+                .parse::<NetworkMode>()
+                .map_err(|e| failure.msg(format!("invalid RUN --network: {e}")))?,
+        };
+        let escape = self.plan.escape;
+        let mut mounts = Vec::new();
+        for spec in &run.mounts {
+            let expanded = shell::expand_word(spec, &|name| state.lookup(name), escape)
+                .map_err(|e| failure.msg(e.to_string()))?;
+            mounts.push(sandbox::parse_mount(&expanded).map_err(|e| failure.msg(e))?);
+        }
+        let argv = self.sandbox_argv(state, run);
+        let env = state.environment();
+        let workdir = state.workdir();
+        let user = state.config.config.user.clone().unwrap_or_default();
+
+        let write_options = self.write_options();
+        let key = {
+            let mut hasher = crate::digest::Hasher::new();
+            let mut field = |bytes: &[u8]| {
+                hasher.update(&(bytes.len() as u64).to_le_bytes());
+                hasher.update(bytes);
+            };
+            field(b"kiln-sandboxed-run-v1");
+            field(format!("{:?}", write_options.compression).as_bytes());
+            field(write_options.source_date_epoch.to_string().as_bytes());
+            for layer in &state.layers {
+                field(layer.diff_id.to_string().as_bytes());
+            }
+            field(state.config.architecture.as_bytes());
+            for word in &argv {
+                field(word.as_bytes());
+            }
+            for (name, value) in &env {
+                field(name.as_bytes());
+                field(value.as_bytes());
+            }
+            field(workdir.as_bytes());
+            field(user.as_bytes());
+            field(format!("{network:?}").as_bytes());
+            for mount in &mounts {
+                field(mount.cache_identity().as_bytes());
+            }
+            hasher.finish().0
+        };
+        if !self.options.no_cache
+            && let Some(result) = self.cache.lookup_result(&key, self.store)
+        {
+            self.cached += 1;
+            return Ok(match result {
+                Some(layer) => {
+                    self.add_layer(state, layer, None, history_text, failure)?;
+                    StepOutcome::Cached
+                }
+                None => StepOutcome::ConfigOnly,
+            });
+        }
+
+        let fs = state
+            .fs(self.store, self.scratch.path())
+            .map_err(failure.err("failed to read the stage's filesystem"))?
+            .clone();
+        let request = RunRequest {
+            fs: &fs,
+            argv,
+            env,
+            workdir,
+            user,
+            network,
+            mounts: &mounts,
+            secrets: &self.options.sandbox.secrets,
+            scratch_dir: &self.scratch.path().join("sandbox"),
+            cache_dir: &self.options.cache_dir.join("run-mounts"),
+        };
+        let reporter = self.reporter;
+        let mut pending_line = Vec::new();
+        let mut show = |bytes: &[u8]| {
+            pending_line.extend_from_slice(bytes);
+            while let Some(end) = pending_line.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending_line.drain(..=end).collect();
+                reporter.note(String::from_utf8_lossy(&line).trim_end());
+            }
+        };
+        let result = sandbox::run(&request, &mut show);
+        if !pending_line.is_empty() {
+            reporter.note(String::from_utf8_lossy(&pending_line).trim_end());
+        }
+        let diff = result.map_err(|e| match e {
+            SandboxError::Failed { ref output, .. } => {
+                let summary = e.to_string();
+                let output = output.trim_end();
+                failure.msg(if output.is_empty() {
+                    summary
+                } else {
+                    format!("{summary}\n{output}")
+                })
+            }
+            other => failure.msg(error_chain(&other)),
+        })?;
+        if diff.is_empty() {
+            self.cache
+                .record_result(&key, None)
+                .map_err(failure.err("failed to record the step in the step cache"))?;
+            self.built += 1;
+            return Ok(StepOutcome::ConfigOnly);
+        }
+        self.reporter.note(&format!(
+            "writing layer: {}",
+            crate::build::describe_diff(&diff)
+        ));
+        let layer = crate::layer::write(&diff, self.store, &write_options)
+            .map_err(failure.err("failed to write the layer"))?;
+        self.cache
+            .record_result(&key, Some(&layer))
+            .map_err(failure.err("failed to record the step in the step cache"))?;
+        self.built += 1;
+        self.add_layer(state, layer, Some(diff), history_text, failure)?;
+        Ok(StepOutcome::Built)
+    }
+
+    /// The program and arguments: exec form verbatim, shell form through SHELL. A heredoc that
+    /// is the whole command is the script; otherwise the shell reads the heredocs itself.
+    fn sandbox_argv(&self, state: &StageState, run: &RunInstruction) -> Vec<String> {
+        match &run.command {
+            CommandLine::Exec(words) => words.clone(),
+            CommandLine::Shell(text) => {
+                let script = match run.heredocs.as_slice() {
+                    [] => text.clone(),
+                    [only] if is_only_heredoc(text, &only.name) => only.content.clone(),
+                    heredocs => {
+                        let mut script = text.clone();
+                        for heredoc in heredocs {
+                            script.push('\n');
+                            script.push_str(&heredoc.content);
+                            if !heredoc.content.ends_with('\n') {
+                                script.push('\n');
+                            }
+                            script.push_str(&heredoc.name);
+                        }
+                        script
+                    }
+                };
+                let mut argv = state.shell.clone();
+                argv.push(script);
+                argv
+            }
+        }
+    }
+
+    /// Adds a sandboxed RUN's layer to the stage: its Diff when it was just made (its files are
+    /// on disk already), else the stored blob.
+    fn add_layer(
+        &mut self,
+        state: &mut StageState,
+        layer: crate::layer::Layer,
+        diff: Option<crate::layer::Diff>,
+        history_text: &str,
+        failure: &StepFailure<'_>,
+    ) -> Result<(), BuildError> {
+        state.config.rootfs.diff_ids.push(layer.diff_id.clone());
+        state.layers.push(layer.clone());
+        state.config.history.push(History {
+            created: Some(rfc3339(self.options.source_date_epoch)),
+            created_by: Some(history_text.to_owned()),
+            comment: Some("kiln".to_owned()),
+            empty_layer: None,
+        });
+        match diff {
+            Some(diff) => state
+                .push_diff(diff)
+                .map_err(failure.err("failed to apply the layer to the stage's filesystem")),
+            None => {
+                state.pending.push(super::PendingFs::Blob(layer));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// True when the shell text is nothing but the heredoc marker (`<<EOF`, `<<-"EOF"`).
+fn is_only_heredoc(text: &str, name: &str) -> bool {
+    let marker = text.trim().trim_start_matches("<<").trim_start_matches('-');
+    marker.trim_matches(|c| c == '"' || c == '\'') == name
+}

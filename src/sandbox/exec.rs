@@ -1,0 +1,701 @@
+//! Running one command in new user, mount, pid, uts, ipc (and network) namespaces, rooted in a
+//! materialized rootfs.
+//!
+//! The process tree: kiln forks a child that unshares the namespaces and waits until kiln has
+//! written its uid and gid maps (directly, or through `newuidmap`/`newgidmap`); the child then
+//! forks the command's process, which is pid 1 of the new pid namespace. That process sets the
+//! image's owners on the rootfs (possible only inside the map), mounts /proc, a small /dev on a
+//! tmpfs with the host's null, zero, full, random, urandom and tty bound in, and the RUN's
+//! mounts; pivots into the rootfs, detaches the host's mounts, switches to USER and execs.
+//!
+//! Between fork and exec only system calls run, on data prepared beforehand: kiln may have
+//! other threads, and allocating in a forked child of a threaded process can deadlock.
+
+use std::ffi::{CString, c_char, c_int};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::SandboxError;
+use super::idmap::IdMaps;
+use super::materialize::Chown;
+
+/// A bind mount: a host path onto a path in the rootfs.
+pub struct Bind {
+    /// Host source.
+    pub source: PathBuf,
+    /// Host path of the mount point inside the rootfs.
+    pub target: PathBuf,
+}
+
+/// Everything one command needs.
+pub struct ExecSpec {
+    /// The rootfs directory.
+    pub root: PathBuf,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// The working directory inside.
+    pub workdir: String,
+    /// uid inside.
+    pub uid: u32,
+    /// gid inside.
+    pub gid: u32,
+    /// Supplementary groups inside.
+    pub groups: Vec<u32>,
+    /// Share the host's network namespace (else a new one with only loopback).
+    pub host_network: bool,
+    /// The mount point of /proc (host path).
+    pub proc_dir: PathBuf,
+    /// The mount point of /dev (host path).
+    pub dev_dir: PathBuf,
+    /// Bind mounts, in order.
+    pub binds: Vec<Bind>,
+    /// tmpfs mount points (host paths).
+    pub tmpfs: Vec<PathBuf>,
+    /// Owners to set before the command runs.
+    pub chowns: Vec<Chown>,
+    /// The id maps.
+    pub maps: IdMaps,
+}
+
+/// How a command ended.
+pub struct ExecOutcome {
+    /// Its exit code (128 + signal when killed).
+    pub exit_code: i32,
+    /// Its output (stdout and stderr interleaved), at most the last [`OUTPUT_KEPT`] bytes.
+    pub output: Vec<u8>,
+    /// When it was about to start (realtime seconds, nanoseconds).
+    pub started: (i64, i64),
+}
+
+/// How much of a command's output is kept for the error message.
+pub const OUTPUT_KEPT: usize = 64 * 1024;
+
+/// The setup steps a child may fail in, for messages (indexed by the code it reports).
+const STAGES: &[&str] = &[
+    "enter new namespaces",
+    "wait for the id maps",
+    "fork the command's process",
+    "make the mounts private",
+    "bind the rootfs onto itself",
+    "set the image's file owners",
+    "mount /proc",
+    "mount /dev",
+    "populate /dev",
+    "mount a RUN --mount",
+    "set the hostname",
+    "bring up the loopback interface",
+    "pivot into the rootfs",
+    "enter the working directory",
+    "switch to USER",
+    "set up stdin, stdout and stderr",
+    "execute the command",
+];
+const STAGE_STARTED: u32 = u32::MAX;
+
+/// One record the command's process writes to kiln before exec (or instead of it).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Report {
+    stage: u32,
+    errno: i32,
+    seconds: i64,
+    nanos: i64,
+}
+
+fn cstring(path: &Path) -> Result<CString, SandboxError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| SandboxError::Io {
+        action: "name",
+        path: path.to_owned(),
+        source: std::io::Error::other("path contains a NUL byte"),
+    })
+}
+
+fn cstr(text: &str) -> Result<CString, SandboxError> {
+    CString::new(text).map_err(|_| SandboxError::Command(format!("`{text}` contains a NUL byte")))
+}
+
+/// Data the child reads, all allocated before fork.
+struct Prepared {
+    root: CString,
+    proc_dir: CString,
+    dev_dir: CString,
+    dev_files: Vec<(CString, CString)>,
+    dev_links: Vec<(CString, CString)>,
+    dev_pts: CString,
+    dev_shm: CString,
+    binds: Vec<(CString, CString)>,
+    tmpfs: Vec<CString>,
+    workdir: CString,
+    programs: Vec<CString>,
+    _argv: Vec<CString>,
+    argv: Vec<*const c_char>,
+    _env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    hostname: CString,
+    groups: Vec<libc::gid_t>,
+    setgroups: bool,
+    chowns: Vec<Chown>,
+    uid: u32,
+    gid: u32,
+    host_network: bool,
+    lit: Literals,
+}
+
+/// Constant strings for mount(2).
+struct Literals {
+    proc: CString,
+    tmpfs: CString,
+    devpts: CString,
+    dev_options: CString,
+    pts_options: CString,
+    shm_options: CString,
+    dot: CString,
+    slash: CString,
+}
+
+impl Prepared {
+    fn new(spec: ExecSpec) -> Result<Prepared, SandboxError> {
+        let dev = |name: &str| spec.dev_dir.join(name);
+        let mut dev_files = Vec::new();
+        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+            dev_files.push((
+                cstring(&dev(name))?,
+                cstring(&Path::new("/dev").join(name))?,
+            ));
+        }
+        let mut dev_links = Vec::new();
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ] {
+            dev_links.push((cstr(target)?, cstring(&dev(name))?));
+        }
+        let argv0 = spec
+            .argv
+            .first()
+            .ok_or_else(|| SandboxError::Command("RUN has no command".to_owned()))?;
+        let programs = if argv0.contains('/') {
+            vec![cstr(argv0)?]
+        } else {
+            let path = spec
+                .env
+                .iter()
+                .rev()
+                .find_map(|kv| kv.strip_prefix("PATH="))
+                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            path.split(':')
+                .filter(|dir| !dir.is_empty())
+                .map(|dir| cstr(&format!("{}/{argv0}", dir.trim_end_matches('/'))))
+                .collect::<Result<_, _>>()?
+        };
+        let argv_owned: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<_, _>>()?;
+        let env_owned: Vec<CString> = spec.env.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+        let pointers = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain([std::ptr::null()])
+                .collect::<Vec<_>>()
+        };
+        let argv = pointers(&argv_owned);
+        let envp = pointers(&env_owned);
+        Ok(Prepared {
+            root: cstring(&spec.root)?,
+            proc_dir: cstring(&spec.proc_dir)?,
+            dev_dir: cstring(&spec.dev_dir)?,
+            dev_files,
+            dev_links,
+            dev_pts: cstring(&dev("pts"))?,
+            dev_shm: cstring(&dev("shm"))?,
+            binds: spec
+                .binds
+                .iter()
+                .map(|b| Ok((cstring(&b.source)?, cstring(&b.target)?)))
+                .collect::<Result<_, SandboxError>>()?,
+            tmpfs: spec
+                .tmpfs
+                .iter()
+                .map(|t| cstring(t))
+                .collect::<Result<_, _>>()?,
+            workdir: cstr(&spec.workdir)?,
+            programs,
+            _argv: argv_owned,
+            argv,
+            _env: env_owned,
+            envp,
+            hostname: cstr("kiln")?,
+            groups: spec.groups.clone(),
+            setgroups: spec.maps.setgroups_allowed(),
+            chowns: spec.chowns,
+            uid: spec.uid,
+            gid: spec.gid,
+            host_network: spec.host_network,
+            lit: Literals {
+                proc: cstr("proc")?,
+                tmpfs: cstr("tmpfs")?,
+                devpts: cstr("devpts")?,
+                dev_options: cstr("mode=755,size=65536k")?,
+                pts_options: cstr("newinstance,ptmxmode=0666,mode=620")?,
+                shm_options: cstr("mode=1777,size=65536k")?,
+                dot: cstr(".")?,
+                slash: cstr("/")?,
+            },
+        })
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io {
+        action: "create a pipe for",
+        path: PathBuf::from("the sandbox"),
+        source: e.into(),
+    })
+}
+
+/// Runs the command; `on_output` sees its output as it comes.
+pub fn execute(
+    spec: ExecSpec,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<ExecOutcome, SandboxError> {
+    let maps = spec.maps.clone();
+    let new_network = !spec.host_network;
+    let prepared = Prepared::new(spec)?;
+    let (unshared_read, unshared_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    let (report_read, report_write) = pipe()?;
+    let (output_read, output_write) = pipe()?;
+    let null = std::fs::File::open("/dev/null").map_err(|source| SandboxError::Io {
+        action: "open",
+        path: PathBuf::from("/dev/null"),
+        source,
+    })?;
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    if new_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let fds = ChildFds {
+        unshared: unshared_write.as_raw_fd(),
+        go: go_read.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        output: output_write.as_raw_fd(),
+        null: null.as_raw_fd(),
+        parent_ends: [
+            unshared_read.as_raw_fd(),
+            go_write.as_raw_fd(),
+            report_read.as_raw_fd(),
+            output_read.as_raw_fd(),
+        ],
+    };
+    // SAFETY: the child only makes system calls on `prepared` and `fds` (see the module docs).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SandboxError::Io {
+            action: "fork",
+            path: PathBuf::from("the sandbox"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child; never returns.
+        unsafe { child(&prepared, &fds, flags) }
+    }
+    drop((unshared_write, go_read, report_write, output_write, null));
+
+    let mut map_error = None;
+    let mut byte = [0u8; 1];
+    let mut unshared = std::fs::File::from(unshared_read);
+    if matches!(unshared.read(&mut byte), Ok(1)) {
+        match maps.apply(pid as u32) {
+            Ok(()) => {
+                let _ = nix::unistd::write(&go_write, &[1]);
+            }
+            Err(e) => map_error = Some(e),
+        }
+    }
+    drop(go_write);
+
+    let mut output = Vec::new();
+    let mut reader = std::fs::File::from(output_read);
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                on_output(&buffer[..n]);
+                output.extend_from_slice(&buffer[..n]);
+                if output.len() > 2 * OUTPUT_KEPT {
+                    output.drain(..output.len() - OUTPUT_KEPT);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if output.len() > OUTPUT_KEPT {
+        output.drain(..output.len() - OUTPUT_KEPT);
+    }
+    let status = wait(pid)?;
+    let mut reports = Vec::new();
+    let _ = std::fs::File::from(report_read).read_to_end(&mut reports);
+    if let Some(error) = map_error {
+        return Err(SandboxError::Setup(format!(
+            "failed to write the user namespace's id maps: {error}"
+        )));
+    }
+    let mut started = None;
+    for chunk in reports.chunks_exact(std::mem::size_of::<Report>()) {
+        // SAFETY: Report is plain old data written whole by the child.
+        let report: Report = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        if report.stage == STAGE_STARTED {
+            started = Some((report.seconds, report.nanos));
+        } else {
+            let stage = STAGES
+                .get(report.stage as usize)
+                .copied()
+                .unwrap_or("set up");
+            let cause = std::io::Error::from_raw_os_error(report.errno);
+            return Err(SandboxError::Setup(match (report.stage, report.errno) {
+                (14, libc::EINVAL) => format!(
+                    "failed to {stage}: uid {} or gid {} has no mapping in the sandbox; running \
+                     as another user than root needs /etc/subuid and /etc/subgid ranges and \
+                     newuidmap/newgidmap (package uidmap) when kiln runs unprivileged",
+                    prepared.uid, prepared.gid
+                ),
+                (16, libc::ENOENT) => format!(
+                    "failed to {stage}: `{}` was not found in the image",
+                    prepared._argv[0].to_string_lossy()
+                ),
+                _ => format!("failed to {stage}: {cause}"),
+            }));
+        }
+    }
+    let Some(started) = started else {
+        return Err(SandboxError::Setup(format!(
+            "the sandbox ended before the command started ({})",
+            describe_status(status)
+        )));
+    };
+    Ok(ExecOutcome {
+        exit_code: status,
+        output,
+        started,
+    })
+}
+
+fn describe_status(code: i32) -> String {
+    format!("exit code {code}")
+}
+
+fn wait(pid: libc::pid_t) -> Result<i32, SandboxError> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let done = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if done == pid {
+            return Ok(exit_code(status));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(SandboxError::Io {
+                action: "wait for",
+                path: PathBuf::from("the sandbox"),
+                source: error,
+            });
+        }
+    }
+}
+
+fn exit_code(status: c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+struct ChildFds {
+    unshared: RawFd,
+    go: RawFd,
+    report: RawFd,
+    output: RawFd,
+    null: RawFd,
+    parent_ends: [RawFd; 4],
+}
+
+/// Reports a failed stage with errno, and exits.
+unsafe fn fail(fds: &ChildFds, stage: u32) -> ! {
+    let report = Report {
+        stage,
+        errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        seconds: 0,
+        nanos: 0,
+    };
+    unsafe {
+        libc::write(
+            fds.report,
+            (&report as *const Report).cast(),
+            std::mem::size_of::<Report>(),
+        );
+        libc::_exit(125)
+    }
+}
+
+/// The forked child: namespaces, then the command's process.
+unsafe fn child(p: &Prepared, fds: &ChildFds, flags: c_int) -> ! {
+    unsafe {
+        for fd in fds.parent_ends {
+            libc::close(fd);
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::unshare(flags) != 0 {
+            fail(fds, 0);
+        }
+        let mut byte = 1u8;
+        libc::write(fds.unshared, (&byte as *const u8).cast(), 1);
+        libc::close(fds.unshared);
+        if libc::read(fds.go, (&mut byte as *mut u8).cast(), 1) != 1 {
+            libc::_exit(125);
+        }
+        libc::close(fds.go);
+        let pid = libc::fork();
+        if pid < 0 {
+            fail(fds, 2);
+        }
+        if pid == 0 {
+            command_process(p, fds);
+        }
+        libc::close(fds.output);
+        libc::close(fds.report);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                libc::_exit(125);
+            }
+        }
+        libc::_exit(exit_code(status))
+    }
+}
+
+/// Pid 1 of the new pid namespace: mounts, pivot, USER, exec.
+unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
+    unsafe {
+        let null = std::ptr::null::<c_char>();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::mount(
+            null,
+            p.lit.slash.as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(fds, 3);
+        }
+        if libc::mount(
+            p.root.as_ptr(),
+            p.root.as_ptr(),
+            null,
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(fds, 4);
+        }
+        for chown in &p.chowns {
+            let uid = chown.uid.unwrap_or(u32::MAX);
+            let gid = chown.gid.unwrap_or(u32::MAX);
+            if libc::lchown(chown.path.as_ptr(), uid, gid) != 0 {
+                fail(fds, 5);
+            }
+            if let Some(mode) = chown.mode
+                && libc::chmod(chown.path.as_ptr(), mode) != 0
+            {
+                fail(fds, 5);
+            }
+        }
+        let no_exec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if libc::mount(
+            p.lit.proc.as_ptr(),
+            p.proc_dir.as_ptr(),
+            p.lit.proc.as_ptr(),
+            no_exec,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(fds, 6);
+        }
+        if libc::mount(
+            p.lit.tmpfs.as_ptr(),
+            p.dev_dir.as_ptr(),
+            p.lit.tmpfs.as_ptr(),
+            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            p.lit.dev_options.as_ptr().cast(),
+        ) != 0
+        {
+            fail(fds, 7);
+        }
+        for (target, source) in &p.dev_files {
+            let fd = libc::open(
+                target.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
+            if fd < 0 {
+                fail(fds, 8);
+            }
+            libc::close(fd);
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                null,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(fds, 8);
+            }
+        }
+        for (target, link) in &p.dev_links {
+            if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                fail(fds, 8);
+            }
+        }
+        // A private devpts and /dev/shm are conveniences: a command that needs neither still runs.
+        if libc::mkdir(p.dev_pts.as_ptr(), 0o755) == 0 {
+            libc::mount(
+                p.lit.devpts.as_ptr(),
+                p.dev_pts.as_ptr(),
+                p.lit.devpts.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                p.lit.pts_options.as_ptr().cast(),
+            );
+        }
+        if libc::mkdir(p.dev_shm.as_ptr(), 0o1777) == 0 {
+            libc::mount(
+                p.lit.tmpfs.as_ptr(),
+                p.dev_shm.as_ptr(),
+                p.lit.tmpfs.as_ptr(),
+                no_exec,
+                p.lit.shm_options.as_ptr().cast(),
+            );
+        }
+        for (source, target) in &p.binds {
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(fds, 9);
+            }
+        }
+        for target in &p.tmpfs {
+            if libc::mount(
+                p.lit.tmpfs.as_ptr(),
+                target.as_ptr(),
+                p.lit.tmpfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(fds, 9);
+            }
+        }
+        if libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) != 0 {
+            fail(fds, 10);
+        }
+        if !p.host_network && !loopback_up() {
+            fail(fds, 11);
+        }
+        if libc::chdir(p.root.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, p.lit.dot.as_ptr(), p.lit.dot.as_ptr()) != 0
+            || libc::umount2(p.lit.dot.as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(p.lit.slash.as_ptr()) != 0
+        {
+            fail(fds, 12);
+        }
+        if libc::chdir(p.workdir.as_ptr()) != 0 {
+            fail(fds, 13);
+        }
+        if p.setgroups && libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0 {
+            fail(fds, 14);
+        }
+        if libc::setresgid(p.gid, p.gid, p.gid) != 0 || libc::setresuid(p.uid, p.uid, p.uid) != 0 {
+            fail(fds, 14);
+        }
+        if libc::dup2(fds.null, 0) < 0
+            || libc::dup2(fds.output, 1) < 0
+            || libc::dup2(fds.output, 2) < 0
+        {
+            fail(fds, 15);
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut now: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+        let started = Report {
+            stage: STAGE_STARTED,
+            errno: 0,
+            seconds: now.tv_sec,
+            nanos: now.tv_nsec,
+        };
+        libc::write(
+            fds.report,
+            (&started as *const Report).cast(),
+            std::mem::size_of::<Report>(),
+        );
+        let mut errno = libc::ENOENT;
+        for program in &p.programs {
+            libc::execve(program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+            let last = *libc::__errno_location();
+            // Keep looking along PATH only past names that are not there.
+            if last != libc::ENOENT && last != libc::ENOTDIR {
+                errno = last;
+                break;
+            }
+        }
+        *libc::__errno_location() = errno;
+        fail(fds, 16)
+    }
+}
+
+/// Sets IFF_UP on `lo` in the new network namespace.
+unsafe fn loopback_up() -> bool {
+    unsafe {
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if socket < 0 {
+            return false;
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as c_char;
+        }
+        let ok = libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) == 0 && {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(socket, libc::SIOCSIFFLAGS, &request) == 0
+        };
+        libc::close(socket);
+        ok
+    }
+}

@@ -1,0 +1,275 @@
+//! Writing a stage's merged lower filesystem into a scratch directory the sandbox runs in, and
+//! remembering what each path was, so the snapshot afterwards compares cheaply.
+//!
+//! Contents come from the `LowerFs` (one decompression pass per layer for everything not yet
+//! extracted); each file is copied with `copy_file_range`, which the kernel turns into a reflink
+//! on filesystems that share extents (XFS, btrfs), so an unchanged file costs no data copy
+//! there. Copies, not hard links, because a command may write a file in place, and the
+//! extracted originals must stay intact for later steps and for the snapshot's content checks.
+//! Owners other than root are applied later, inside the user namespace, where the id map lets
+//! them be set (see [`super::exec`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+
+use super::SandboxError;
+use super::idmap::IdMaps;
+use crate::layer::{FileContent, LayerPath, Metadata};
+use crate::rootfs::{FsView, LowerFs, NodeKind};
+
+/// A path as it was before the command ran.
+#[derive(Clone, Debug)]
+pub struct Before {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Its metadata in the image.
+    pub meta: Metadata,
+    /// The owner it shows inside the sandbox (the image's, or root when that id is not mapped).
+    pub shown_uid: u32,
+    /// The group it shows inside the sandbox.
+    pub shown_gid: u32,
+    /// Disk facts right after materializing: inode, size, mtime (s, ns).
+    pub inode: u64,
+    /// Size on disk.
+    pub size: u64,
+    /// mtime seconds.
+    pub mtime: i64,
+    /// mtime nanoseconds.
+    pub mtime_nsec: i64,
+    /// A regular file's original content, for content checks.
+    pub content: Option<FileContent>,
+    /// False for what could not be created unprivileged (device nodes): never reported removed.
+    pub present: bool,
+}
+
+/// An owner (and the mode to restore, since chown clears setuid/setgid) to set inside.
+pub struct Chown {
+    /// The host path.
+    pub path: CString,
+    /// The uid inside, or `None` to leave it.
+    pub uid: Option<u32>,
+    /// The gid inside, or `None` to leave it.
+    pub gid: Option<u32>,
+    /// Mode to set again after the chown (not for symlinks).
+    pub mode: Option<u32>,
+}
+
+/// A rootfs written to disk.
+pub struct Materialized {
+    /// Its directory.
+    pub root: PathBuf,
+    /// Every path of the image and what it was.
+    pub before: BTreeMap<LayerPath, Before>,
+    /// Owners to set inside the user namespace before the command runs.
+    pub chowns: Vec<Chown>,
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let path = path.to_owned();
+    move |source| SandboxError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Writes `fs` into `root` (which must not exist yet).
+pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materialized, SandboxError> {
+    let nodes: Vec<(LayerPath, crate::rootfs::FsNode)> =
+        fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
+    let files: Vec<LayerPath> = nodes
+        .iter()
+        .filter(|(_, n)| matches!(n.kind, NodeKind::File { .. }))
+        .map(|(p, _)| p.clone())
+        .collect();
+    fs.materialize(&files)
+        .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+    std::fs::create_dir(root).map_err(io_err("create", root))?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err("chmod", root))?;
+
+    let mut before = BTreeMap::new();
+    let mut first_copy: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let mut present = Vec::with_capacity(nodes.len());
+    for (path, node) in &nodes {
+        let host = root.join(path.as_str());
+        let mut content = None;
+        let made = match &node.kind {
+            NodeKind::Dir => {
+                std::fs::create_dir(&host).map_err(io_err("create", &host))?;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_err("chmod", &host))?;
+                true
+            }
+            NodeKind::File { .. } => {
+                let file = fs
+                    .content(path)
+                    .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+                match &file {
+                    FileContent::Bytes(bytes) => {
+                        std::fs::write(&host, bytes).map_err(io_err("write", &host))?
+                    }
+                    FileContent::HostFile { path: source, .. } => {
+                        // Paths of one hard-link group share their extracted file.
+                        if let Some(first) = first_copy.get(source) {
+                            std::fs::hard_link(first, &host).map_err(io_err("link", &host))?;
+                        } else {
+                            std::fs::copy(source, &host).map_err(io_err("copy", source))?;
+                            first_copy.insert(source.clone(), host.clone());
+                        }
+                    }
+                }
+                content = Some(file);
+                true
+            }
+            NodeKind::Symlink(target) => {
+                std::os::unix::fs::symlink(target, &host).map_err(io_err("symlink", &host))?;
+                true
+            }
+            NodeKind::Fifo => {
+                nix::unistd::mkfifo(&host, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .map_err(|e| SandboxError::Io {
+                        action: "mkfifo",
+                        path: host.clone(),
+                        source: e.into(),
+                    })?;
+                true
+            }
+            // Device nodes cannot be made in a user namespace; commands rarely need those of
+            // the image (the sandbox has its own /dev).
+            NodeKind::CharDevice(..) | NodeKind::BlockDevice(..) => false,
+        };
+        present.push(made);
+        before.insert(
+            path.clone(),
+            Before {
+                kind: node.kind.clone(),
+                meta: node.meta.clone(),
+                shown_uid: 0,
+                shown_gid: 0,
+                inode: 0,
+                size: 0,
+                mtime: 0,
+                mtime_nsec: 0,
+                content,
+                present: made,
+            },
+        );
+    }
+
+    // Modes and times children first, so a read-only directory is finished last.
+    let mut chowns = Vec::new();
+    for ((path, node), made) in nodes.iter().zip(&present).rev() {
+        if !made {
+            continue;
+        }
+        let host = root.join(path.as_str());
+        let is_symlink = matches!(node.kind, NodeKind::Symlink(_));
+        if !is_symlink {
+            std::fs::set_permissions(
+                &host,
+                std::fs::Permissions::from_mode(node.meta.mode & 0o7777),
+            )
+            .map_err(io_err("chmod", &host))?;
+        }
+        let time = TimeSpec::new(node.meta.mtime, 0);
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &host,
+            &time,
+            &time,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| SandboxError::Io {
+            action: "set the time of",
+            path: host.clone(),
+            source: e.into(),
+        })?;
+        let stat = std::fs::symlink_metadata(&host).map_err(io_err("stat", &host))?;
+        let uid = (node.meta.uid != 0)
+            .then(|| maps.uid_to_host(node.meta.uid).map(|_| node.meta.uid))
+            .flatten();
+        let gid = (node.meta.gid != 0)
+            .then(|| maps.gid_to_host(node.meta.gid).map(|_| node.meta.gid))
+            .flatten();
+        if uid.is_some() || gid.is_some() {
+            chowns.push(Chown {
+                path: CString::new(host.as_os_str().as_bytes()).map_err(|_| SandboxError::Io {
+                    action: "name",
+                    path: host.clone(),
+                    source: std::io::Error::other("path contains a NUL byte"),
+                })?,
+                uid,
+                gid,
+                mode: (!is_symlink && node.meta.mode & 0o6000 != 0)
+                    .then_some(node.meta.mode & 0o7777),
+            });
+        }
+        if let Some(entry) = before.get_mut(path) {
+            entry.shown_uid = uid.unwrap_or(0);
+            entry.shown_gid = gid.unwrap_or(0);
+            entry.inode = stat.ino();
+            entry.size = stat.len();
+            entry.mtime = stat.mtime();
+            entry.mtime_nsec = stat.mtime_nsec();
+        }
+    }
+    Ok(Materialized {
+        root: root.to_owned(),
+        before,
+        chowns,
+    })
+}
+
+/// Creates what is missing of `target` (a directory, or a file when `file`) inside the rootfs,
+/// with symlinks resolved inside the root (so a link in the image can never point a mount at a
+/// host path). Returns the host path and the paths it created, which the snapshot ignores.
+pub fn mount_point(
+    fs: &LowerFs,
+    root: &Path,
+    target: &str,
+    file: bool,
+) -> Result<(PathBuf, Vec<LayerPath>), SandboxError> {
+    let bad = |why: String| SandboxError::MountTarget {
+        target: target.to_owned(),
+        why,
+    };
+    let path = LayerPath::new_clamped(target).map_err(|e| bad(e.to_string()))?;
+    if path.is_root() {
+        return Err(bad("cannot mount over the root".to_owned()));
+    }
+    let resolved = fs.resolve(&path, true).map_err(|e| bad(e.to_string()))?;
+    let mut created = Vec::new();
+    let mut parts = resolved.ancestors();
+    parts.push(resolved.clone());
+    for (index, part) in parts.iter().enumerate() {
+        let host = root.join(part.as_str());
+        let is_last = index + 1 == parts.len();
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(bad(format!("`{}` is a symbolic link", part.absolute())));
+            }
+            Ok(meta) if !is_last && !meta.is_dir() => {
+                return Err(bad(format!("`{}` is not a directory", part.absolute())));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if is_last && file {
+                    std::fs::write(&host, b"").map_err(io_err("create", &host))?;
+                } else {
+                    std::fs::create_dir(&host).map_err(io_err("create", &host))?;
+                    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+                        .map_err(io_err("chmod", &host))?;
+                }
+                created.push(part.clone());
+            }
+        }
+    }
+    Ok((root.join(resolved.as_str()), created))
+}

@@ -1,0 +1,408 @@
+//! Any RUN, rootless: a command the native steps do not compute runs in a user-namespace
+//! sandbox on a copy of the stage's filesystem, and what it changed becomes a [`Diff`], written
+//! by the same layer writer as every other step.
+//!
+//! [`run`] materializes the rootfs ([`materialize`]), prepares the mounts (`/proc`, `/dev`,
+//! `RUN --mount` caches, secrets and tmpfs, the host's resolv.conf with `--network=host`), runs
+//! the command in new user, mount, pid, uts, ipc and network namespaces ([`exec`]) with the id
+//! maps the caller can have ([`idmap`]), then compares the rootfs with what it was
+//! ([`snapshot`]). Nothing needs privileges: an unprivileged user runs as root inside.
+
+pub mod exec;
+pub mod idmap;
+pub mod materialize;
+pub mod mounts;
+pub mod snapshot;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use idmap::IdMaps;
+pub use mounts::{RunMount, SecretSource, parse_mount, parse_secret};
+
+use crate::layer::{Diff, LayerPath};
+use crate::rootfs::LowerFs;
+use crate::steps::etc_files;
+
+/// Whether a sandboxed command shares the host's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// A new network namespace with only loopback (the default).
+    #[default]
+    None,
+    /// The host's network namespace, and its resolv.conf.
+    Host,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NetworkMode, String> {
+        match text {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            other => Err(format!(
+                "unknown network mode `{other}` (expected none or host)"
+            )),
+        }
+    }
+}
+
+/// Build-wide settings of sandboxed RUNs.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxOptions {
+    /// `kiln build --network`: the mode of a RUN without `--network`.
+    pub network: NetworkMode,
+    /// `kiln build --secret`: id -> where the value is (values are read only when used).
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Why a sandboxed RUN failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A filesystem operation on the scratch rootfs failed.
+    #[error("failed to {action} `{}`", .path.display())]
+    Io {
+        /// What kiln was doing.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lower filesystem could not be read.
+    #[error("failed to read the stage's filesystem")]
+    Rootfs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A mount target cannot be used.
+    #[error("cannot mount at `{target}`: {why}")]
+    MountTarget {
+        /// The target as written.
+        target: String,
+        /// Why not.
+        why: String,
+    },
+    /// The command or its settings are unusable.
+    #[error("{0}")]
+    Command(String),
+    /// The sandbox could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// The command ran and failed.
+    #[error("process \"{command}\" did not complete successfully: exit code: {exit_code}")]
+    Failed {
+        /// The command as `docker build` shows it.
+        command: String,
+        /// Its exit code.
+        exit_code: i32,
+        /// The end of its output.
+        output: String,
+    },
+}
+
+/// One sandboxed RUN.
+pub struct RunRequest<'a> {
+    /// The stage's filesystem before the command.
+    pub fs: &'a LowerFs,
+    /// The program and its arguments (the SHELL and the script for the shell form).
+    pub argv: Vec<String>,
+    /// The environment (ENV over ARG).
+    pub env: BTreeMap<String, String>,
+    /// The working directory (absolute).
+    pub workdir: String,
+    /// USER (`name`, `uid`, `name:group`, empty for root).
+    pub user: String,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// `RUN --mount`s.
+    pub mounts: &'a [RunMount],
+    /// `--secret`s given to the build.
+    pub secrets: &'a BTreeMap<String, SecretSource>,
+    /// A directory for this run's scratch files (the rootfs stays there: the Diff refers to it).
+    pub scratch_dir: &'a Path,
+    /// Where `type=cache` mounts keep their directories between builds.
+    pub cache_dir: &'a Path,
+}
+
+/// Runs the command and returns what it changed. `on_output` sees its output as it comes.
+pub fn run(
+    request: &RunRequest<'_>,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<Diff, SandboxError> {
+    let maps = IdMaps::for_current_user();
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| SandboxError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(request.scratch_dir).map_err(io("create", request.scratch_dir))?;
+    let dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(request.scratch_dir)
+        .map_err(io("create a directory in", request.scratch_dir))?
+        .keep();
+    let root = dir.join("rootfs");
+    let materialized = materialize::materialize(request.fs, &root, &maps)?;
+    let mut chowns = materialized.chowns;
+    let mut ignored: BTreeSet<LayerPath> = BTreeSet::new();
+    let mut mount_point = |target: &str, file: bool| -> Result<PathBuf, SandboxError> {
+        let (host, created) = materialize::mount_point(request.fs, &root, target, file)?;
+        ignored.extend(created);
+        Ok(host)
+    };
+    let proc_dir = mount_point("/proc", false)?;
+    let dev_dir = mount_point("/dev", false)?;
+    // A missing working directory is made, and kept in the layer, as Docker does.
+    if !LayerPath::new_clamped(&request.workdir).is_ok_and(|p| p.is_root()) {
+        materialize::mount_point(request.fs, &root, &request.workdir, false)?;
+    }
+
+    // Secrets live outside the rootfs, in a directory only the caller can read, removed as
+    // soon as the command ends.
+    let secrets_dir = SecretsDir(dir.join("secrets"));
+    std::fs::create_dir(&secrets_dir.0).map_err(io("create", &secrets_dir.0))?;
+    std::fs::set_permissions(&secrets_dir.0, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("chmod", &secrets_dir.0))?;
+    let mut binds = Vec::new();
+    let mut tmpfs = Vec::new();
+    for (index, mount) in request.mounts.iter().enumerate() {
+        match mount {
+            RunMount::Cache {
+                target,
+                id,
+                mode,
+                uid,
+                gid,
+            } => {
+                let source = request
+                    .cache_dir
+                    .join(crate::digest::Digest::of(id.as_bytes()).hex());
+                if !source.is_dir() {
+                    std::fs::create_dir_all(&source).map_err(io("create", &source))?;
+                    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(*mode))
+                        .map_err(io("chmod", &source))?;
+                    push_chown(&mut chowns, &maps, &source, *uid, *gid, None)?;
+                }
+                let target = mount_point(target, false)?;
+                binds.push(exec::Bind { source, target });
+            }
+            RunMount::Secret {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(source) = request.secrets.get(id) else {
+                    if *required {
+                        return Err(SandboxError::Command(format!(
+                            "secret `{id}` is required but was not given (kiln build --secret id={id},src=FILE)"
+                        )));
+                    }
+                    continue;
+                };
+                let value = source.read().map_err(SandboxError::Command)?;
+                let file = secrets_dir.0.join(index.to_string());
+                std::fs::write(&file, value).map_err(io("write", &file))?;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                    .map_err(io("chmod", &file))?;
+                push_chown(&mut chowns, &maps, &file, *uid, *gid, Some(*mode))?;
+                let target = mount_point(target, true)?;
+                binds.push(exec::Bind {
+                    source: file,
+                    target,
+                });
+            }
+            RunMount::Tmpfs { target } => tmpfs.push(mount_point(target, false)?),
+        }
+    }
+    if request.network == NetworkMode::Host {
+        let copy = dir.join("resolv.conf");
+        let text = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(&copy, text).map_err(io("write", &copy))?;
+        let target = mount_point("/etc/resolv.conf", true)?;
+        binds.push(exec::Bind {
+            source: copy,
+            target,
+        });
+    }
+
+    let user = resolve_user(request.fs, &request.user)?;
+    let mut env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !request.env.contains_key("PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned());
+    }
+    if !request.env.contains_key("HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    let spec = exec::ExecSpec {
+        root: root.clone(),
+        argv: request.argv.clone(),
+        env,
+        workdir: request.workdir.clone(),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user
+            .groups
+            .into_iter()
+            .filter(|gid| maps.gid_to_host(*gid).is_some())
+            .collect(),
+        host_network: request.network == NetworkMode::Host,
+        proc_dir,
+        dev_dir,
+        binds,
+        tmpfs,
+        chowns,
+        maps: maps.clone(),
+    };
+    let outcome = exec::execute(spec, on_output);
+    drop(secrets_dir);
+    let outcome = outcome?;
+    if outcome.exit_code != 0 {
+        return Err(SandboxError::Failed {
+            command: shown_command(&request.argv),
+            exit_code: outcome.exit_code,
+            output: String::from_utf8_lossy(&outcome.output).into_owned(),
+        });
+    }
+    snapshot::snapshot(&snapshot::SnapshotInput {
+        root: &root,
+        before: &materialized.before,
+        ignored: &ignored,
+        maps: &maps,
+        started: outcome.started,
+    })
+}
+
+/// Removes the secrets' directory when dropped, whatever happened.
+struct SecretsDir(PathBuf);
+
+impl Drop for SecretsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn push_chown(
+    chowns: &mut Vec<materialize::Chown>,
+    maps: &IdMaps,
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: Option<u32>,
+) -> Result<(), SandboxError> {
+    if uid == 0 && gid == 0 {
+        return Ok(());
+    }
+    let unmapped = |what: &str, id: u32| {
+        SandboxError::Setup(format!(
+            "{what} {id} of a RUN --mount has no mapping in the sandbox (kiln runs unprivileged \
+             without /etc/subuid ranges)"
+        ))
+    };
+    maps.uid_to_host(uid).ok_or_else(|| unmapped("uid", uid))?;
+    maps.gid_to_host(gid).ok_or_else(|| unmapped("gid", gid))?;
+    chowns.push(materialize::Chown {
+        path: std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+            SandboxError::Setup(format!("`{}` contains a NUL byte", path.display()))
+        })?,
+        uid: Some(uid),
+        gid: Some(gid),
+        mode,
+    });
+    Ok(())
+}
+
+/// The command as `docker build` names it in its failure message.
+pub fn shown_command(argv: &[String]) -> String {
+    argv.join(" ")
+}
+
+/// A USER resolved against the image's /etc/passwd and /etc/group.
+struct ResolvedUser {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    home: String,
+}
+
+fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> {
+    let read = |path: &str| -> String {
+        LayerPath::new(path)
+            .ok()
+            .and_then(|p| etc_files::read_etc(fs, &p).ok().flatten())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let passwd = etc_files::parse_passwd(&read("etc/passwd"));
+    let groups = etc_files::parse_group(&read("etc/group"));
+    let (name, group) = match user.split_once(':') {
+        Some((name, group)) => (name, Some(group)),
+        None => (user, None),
+    };
+    let name = if name.is_empty() { "0" } else { name };
+    let entry = match name.parse::<u32>() {
+        Ok(uid) => passwd.iter().find(|e| e.uid == uid),
+        Err(_) => Some(passwd.iter().find(|e| e.name == name).ok_or_else(|| {
+            SandboxError::Command(format!(
+                "unable to find user {name}: no matching entries in passwd file"
+            ))
+        })?),
+    };
+    let uid = name
+        .parse::<u32>()
+        .ok()
+        .or(entry.map(|e| e.uid))
+        .unwrap_or(0);
+    let primary = entry.map(|e| e.gid).unwrap_or(0);
+    let gid = match group {
+        None => primary,
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|g| g.name == group)
+                .map(|g| g.gid)
+                .ok_or_else(|| {
+                    SandboxError::Command(format!(
+                        "unable to find group {group}: no matching entries in group file"
+                    ))
+                })?,
+        },
+    };
+    let mut supplementary = vec![gid];
+    if group.is_none()
+        && let Some(entry) = entry
+    {
+        for g in &groups {
+            if g.members.contains(&entry.name) && !supplementary.contains(&g.gid) {
+                supplementary.push(g.gid);
+            }
+        }
+    }
+    let home = entry
+        .map(|e| e.home.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            if uid == 0 {
+                "/root".to_owned()
+            } else {
+                "/".to_owned()
+            }
+        });
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        groups: supplementary,
+        home,
+    })
+}

@@ -1,0 +1,279 @@
+//! The snapshot: what a command changed in its rootfs, as the same [`Diff`] native steps make.
+//!
+//! Each path is compared with what it was ([`Before`]): kind, mode, owner, symlink target, and
+//! for regular files size and mtime. Only a file whose size and mtime are unchanged but which
+//! was touched anyway (another inode, or a ctime after the command started) has its content
+//! hashed against the original. Directory times are ignored, as in Docker's and buildah's
+//! diffs (a directory changes its mtime whenever an entry is added or removed). Paths that
+//! vanished become whiteouts; the parents of every change are included with their metadata;
+//! files of one hard-link group become one file and hard links to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::SandboxError;
+use super::idmap::IdMaps;
+use super::materialize::Before;
+use crate::digest::Hasher;
+use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::rootfs::NodeKind;
+
+/// What the snapshot needs besides the rootfs.
+pub struct SnapshotInput<'a> {
+    /// The rootfs directory.
+    pub root: &'a Path,
+    /// Every path before the command ran.
+    pub before: &'a BTreeMap<LayerPath, Before>,
+    /// Paths the sandbox created (mount points) and which are not part of the image.
+    pub ignored: &'a BTreeSet<LayerPath>,
+    /// The id maps the command ran with.
+    pub maps: &'a IdMaps,
+    /// When the command started: a ctime at or after it means the command touched the inode.
+    pub started: (i64, i64),
+}
+
+/// The Diff between `input.before` and the rootfs now.
+pub fn snapshot(input: &SnapshotInput<'_>) -> Result<Diff, SandboxError> {
+    let mut now: BTreeMap<LayerPath, std::fs::Metadata> = BTreeMap::new();
+    let walk = walkdir::WalkDir::new(input.root)
+        .follow_links(false)
+        .min_depth(1);
+    for item in walk {
+        let item = item.map_err(|e| SandboxError::Io {
+            action: "walk",
+            path: input.root.to_owned(),
+            source: e.into(),
+        })?;
+        let relative = item
+            .path()
+            .strip_prefix(input.root)
+            .expect("walkdir stays below its root");
+        let Some(text) = relative.to_str() else {
+            return Err(SandboxError::Io {
+                action: "read",
+                path: item.path().to_owned(),
+                source: std::io::Error::other("the command created a path that is not UTF-8"),
+            });
+        };
+        let path = LayerPath::new(text).map_err(|e| SandboxError::Io {
+            action: "read",
+            path: item.path().to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let meta = item.metadata().map_err(|e| SandboxError::Io {
+            action: "stat",
+            path: item.path().to_owned(),
+            source: e.into(),
+        })?;
+        now.insert(path, meta);
+    }
+
+    let mut diff = Diff::new();
+    let mut changed: Vec<LayerPath> = Vec::new();
+    let mut links: HashMap<(u64, u64), LayerPath> = HashMap::new();
+    for (path, meta) in &now {
+        if input.ignored.contains(path) {
+            continue;
+        }
+        let before = input.before.get(path);
+        let Some(entry) = entry_of(input, path, meta, before)? else {
+            continue;
+        };
+        let is_changed = match before {
+            None => true,
+            Some(before) => differs(input, path, meta, &entry, before)?,
+        };
+        if !is_changed {
+            continue;
+        }
+        let entry = match entry.kind {
+            EntryKind::File(_) if meta.nlink() > 1 => match links.get(&(meta.dev(), meta.ino())) {
+                Some(first) => Entry {
+                    kind: EntryKind::Hardlink(first.clone()),
+                    meta: entry.meta,
+                },
+                None => {
+                    links.insert((meta.dev(), meta.ino()), path.clone());
+                    entry
+                }
+            },
+            _ => entry,
+        };
+        diff.insert(path.clone(), entry);
+        changed.push(path.clone());
+    }
+
+    let mut removed_below: Option<LayerPath> = None;
+    for (path, before) in input.before {
+        if !before.present || now.contains_key(path) {
+            continue;
+        }
+        if removed_below
+            .as_ref()
+            .is_some_and(|top| path.starts_with(top))
+        {
+            continue;
+        }
+        // A parent that is no longer a directory replaced the whole subtree already.
+        if path.parent().is_some_and(|parent| {
+            !parent.is_root() && !now.get(&parent).is_some_and(|m| m.is_dir())
+        }) {
+            continue;
+        }
+        diff.whiteout(path.clone());
+        changed.push(path.clone());
+        removed_below = Some(path.clone());
+    }
+
+    for path in changed {
+        for ancestor in path.ancestors() {
+            if diff.get(&ancestor).is_some() {
+                continue;
+            }
+            if let Some(meta) = now.get(&ancestor) {
+                let before = input.before.get(&ancestor);
+                if let Some(entry) = entry_of(input, &ancestor, meta, before)? {
+                    diff.insert(ancestor, entry);
+                }
+            }
+        }
+    }
+    Ok(diff)
+}
+
+/// The entry a path on disk stands for (`None` for sockets, which a layer cannot hold).
+fn entry_of(
+    input: &SnapshotInput<'_>,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    before: Option<&Before>,
+) -> Result<Option<Entry>, SandboxError> {
+    let host = input.root.join(path.as_str());
+    let file_type = meta.file_type();
+    let kind = if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_file() {
+        EntryKind::File(FileContent::HostFile {
+            path: host,
+            size: meta.len(),
+        })
+    } else if file_type.is_symlink() {
+        let target = std::fs::read_link(&host).map_err(|source| SandboxError::Io {
+            action: "read the link",
+            path: host.clone(),
+            source,
+        })?;
+        EntryKind::Symlink(target.to_string_lossy().into_owned())
+    } else if file_type.is_fifo() {
+        EntryKind::Fifo
+    } else if file_type.is_char_device() {
+        let rdev = meta.rdev();
+        EntryKind::CharDevice(
+            nix::sys::stat::major(rdev) as u32,
+            nix::sys::stat::minor(rdev) as u32,
+        )
+    } else if file_type.is_block_device() {
+        let rdev = meta.rdev();
+        EntryKind::BlockDevice(
+            nix::sys::stat::major(rdev) as u32,
+            nix::sys::stat::minor(rdev) as u32,
+        )
+    } else {
+        return Ok(None);
+    };
+    let shown_uid = input.maps.uid_inside(meta.uid());
+    let shown_gid = input.maps.gid_inside(meta.gid());
+    // An owner the map cannot hold shows as root; unchanged, it is still the image's.
+    let (uid, gid) = match before {
+        Some(b) => (
+            if shown_uid == b.shown_uid {
+                b.meta.uid
+            } else {
+                shown_uid
+            },
+            if shown_gid == b.shown_gid {
+                b.meta.gid
+            } else {
+                shown_gid
+            },
+        ),
+        None => (shown_uid, shown_gid),
+    };
+    Ok(Some(Entry {
+        kind,
+        meta: Metadata {
+            mode: meta.mode() & 0o7777,
+            uid,
+            gid,
+            mtime: meta.mtime(),
+            xattrs: before
+                .filter(|b| b.kind == NodeKind::Dir || matches!(b.kind, NodeKind::File { .. }))
+                .map(|b| b.meta.xattrs.clone())
+                .unwrap_or_default(),
+        },
+    }))
+}
+
+fn differs(
+    input: &SnapshotInput<'_>,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    entry: &Entry,
+    before: &Before,
+) -> Result<bool, SandboxError> {
+    let owner_changed = entry.meta.uid != before.meta.uid || entry.meta.gid != before.meta.gid;
+    let mode_changed = entry.meta.mode != before.meta.mode & 0o7777;
+    Ok(match (&entry.kind, &before.kind) {
+        (EntryKind::Dir, NodeKind::Dir) => owner_changed || mode_changed,
+        (EntryKind::Symlink(now), NodeKind::Symlink(was)) => owner_changed || now != was,
+        (EntryKind::Fifo, NodeKind::Fifo) => owner_changed || mode_changed,
+        (EntryKind::File(_), NodeKind::File { .. }) => {
+            if owner_changed
+                || mode_changed
+                || meta.len() != before.size
+                || meta.mtime() != before.mtime
+                || meta.mtime_nsec() != before.mtime_nsec
+            {
+                true
+            } else {
+                let touched = meta.ino() != before.inode
+                    || (meta.ctime(), meta.ctime_nsec()) >= input.started;
+                touched && !same_content(&input.root.join(path.as_str()), before)?
+            }
+        }
+        _ => true,
+    })
+}
+
+fn same_content(host: &Path, before: &Before) -> Result<bool, SandboxError> {
+    let Some(original) = &before.content else {
+        return Ok(false);
+    };
+    let now = hash_file(host)?;
+    let was = match original {
+        FileContent::Bytes(bytes) => crate::digest::Digest::of(bytes),
+        FileContent::HostFile { path, .. } => hash_file(path)?,
+    };
+    Ok(now == was)
+}
+
+fn hash_file(path: &Path) -> Result<crate::digest::Digest, SandboxError> {
+    let read_err = |source| SandboxError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).map_err(read_err)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finish().0)
+}
