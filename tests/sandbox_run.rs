@@ -1,0 +1,602 @@
+//! RUN in the sandbox, end to end through the `kiln` binary on a busybox-static rootfs: the
+//! layer a RUN makes matches buildah's (`--isolation chroot`) entry for entry; an unprivileged
+//! user can build; failures carry the command's output and exit code; escapes fail inside;
+//! secrets reach no blob; cache mounts persist outside the image; foreign architectures are
+//! refused; a sandboxed RUN is a step-cache hit the second time.
+//!
+//! busybox-static and buildah are required; a missing one fails the test.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::Digest as _;
+use support::*;
+
+/// A busybox rootfs in `dir/rootfs`, with every applet linked and the files the RUNs below
+/// change. /etc/hosts, /etc/hostname, /etc/resolv.conf and /run exist, since buildah otherwise
+/// adds empty ones to every RUN layer.
+fn busybox_rootfs(dir: &Path) {
+    let busybox = busybox();
+    let root = dir.join("rootfs");
+    for sub in [
+        "bin", "tmp", "root", "proc", "dev", "sys", "run", "olddir", "replace",
+    ] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    let list = run_ok(Command::new(&busybox).arg("--list"));
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    write_files(
+        &root,
+        &[
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\napp:x:1000:\n"),
+            ("etc/hosts", "127.0.0.1 localhost\n"),
+            ("etc/hostname", "base\n"),
+            ("etc/resolv.conf", ""),
+            ("etc/motd", "motd\n"),
+            ("etc/removeme", "bye\n"),
+            ("etc/owned", "o\n"),
+            ("etc/meta", "m\n"),
+            ("olddir/x", "x\n"),
+            ("replace/y", "y\n"),
+        ],
+    );
+    symlink("motd", root.join("etc/link")).unwrap();
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Builds the busybox rootfs as a one-layer image `base:latest` in `work/base-layout`.
+fn base_layout(work: &Path) -> PathBuf {
+    let context = work.join("base");
+    busybox_rootfs(&context);
+    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
+    let layout = work.join("base-layout");
+    kiln_ok(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--cache-dir",
+        work.join("base-cache").to_str().unwrap(),
+        "-t",
+        "base:latest",
+        "--provenance=false",
+        "--sbom=false",
+        "-o",
+        &format!("type=oci,dest={}", layout.display()),
+        context.to_str().unwrap(),
+    ]);
+    // Blobs are stored private to their owner; the unprivileged build reads them too.
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    layout
+}
+
+/// A directory everyone may read and enter, removed when dropped. Its path is lowercase:
+/// buildah names its build container after a `FROM oci:` path.
+struct OpenDir(PathBuf);
+
+impl OpenDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open_tempdir() -> OpenDir {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("kiln-sandbox-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    OpenDir(dir)
+}
+
+fn write_dockerfile(dir: &Path, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), text).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("Dockerfile"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+}
+
+/// `kiln build` of `context` into an OCI layout; returns the process output.
+fn kiln_build(context: &Path, cache: &Path, layout: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "build".to_owned(),
+        "--progress".to_owned(),
+        "plain".to_owned(),
+        "--cache-dir".to_owned(),
+        cache.display().to_string(),
+        "-t".to_owned(),
+        "sandbox-test:latest".to_owned(),
+        "-o".to_owned(),
+        format!("type=oci,dest={}", layout.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(context.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    kiln(&refs)
+}
+
+fn assert_success(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "kiln build failed ({}):\n{stderr}",
+        output.status
+    );
+    stderr
+}
+
+/// One tar entry as the comparison sees it: kind, mode, owner, link target, content digest.
+type Listing = BTreeMap<String, String>;
+
+fn layer_listing(blob: &Path) -> Listing {
+    let file = std::fs::File::open(blob).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    let mut listing = Listing::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        let link = entry
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular => "file",
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Symlink => "symlink",
+            tar::EntryType::Link => "hardlink",
+            tar::EntryType::Fifo => "fifo",
+            other => panic!("unexpected entry type {other:?} at {path}"),
+        };
+        listing.insert(
+            path,
+            format!(
+                "{kind} mode={:o} uid={} gid={} link={link} sha256={}",
+                header.mode().unwrap() & 0o7777,
+                header.uid().unwrap(),
+                header.gid().unwrap(),
+                hex(&sha2::Sha256::digest(&content))
+            ),
+        );
+    }
+    listing
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The blob path of the last layer of the first image in an OCI layout.
+fn last_layer(layout: &Path) -> PathBuf {
+    let (manifest, _) = layout_image(layout);
+    let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+const CHANGES: &str = r#"RUN mkdir -p /data/sub /data/empty && echo one > /data/a && echo two > /data/sub/b \
+ && echo changed >> /etc/motd && rm /etc/removeme && rm -r /olddir \
+ && chmod 4755 /data/a && chmod 700 /data/sub && chmod 600 /etc/meta \
+ && chown 1000:1000 /data/sub/b && chown 123:456 /etc/owned \
+ && ln /data/a /data/a-link && ln -s ../etc/motd /data/motd-link \
+ && ln -sf hosts /etc/link && rm -r /replace && echo now-a-file > /replace \
+ && mkfifo /data/fifo
+"#;
+
+#[test]
+fn run_layer_matches_buildah() {
+    let buildah = require_tool("buildah");
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!("FROM oci:{}:latest\n{CHANGES}", layout.display()),
+    );
+
+    let kiln_layout = work.path().join("kiln-out");
+    assert_success(&kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &kiln_layout,
+        &[],
+    ));
+
+    let storage = work.path().join("buildah");
+    let storage_args = [
+        "--root".to_owned(),
+        storage.join("root").display().to_string(),
+        "--runroot".to_owned(),
+        storage.join("run").display().to_string(),
+        "--storage-driver".to_owned(),
+        "vfs".to_owned(),
+    ];
+    run_ok(
+        Command::new(&buildah)
+            .args(&storage_args)
+            .args([
+                "bud",
+                "--isolation",
+                "chroot",
+                "--timestamp",
+                "0",
+                "-t",
+                "sandbox-cmp",
+            ])
+            .arg(&context),
+    );
+    let buildah_layout = work.path().join("buildah-out");
+    run_ok(
+        Command::new(&buildah)
+            .args(&storage_args)
+            .args(["push", "sandbox-cmp"])
+            .arg(format!("oci:{}:latest", buildah_layout.display())),
+    );
+
+    let ours = layer_listing(&last_layer(&kiln_layout));
+    let theirs = layer_listing(&last_layer(&buildah_layout));
+    assert_eq!(
+        ours, theirs,
+        "kiln's RUN layer (left) differs from buildah's (right)"
+    );
+    // The comparison covers what the RUN did: spot-check that it is all there.
+    for (path, wanted) in [
+        ("data/a", "file mode=4755 uid=0 gid=0"),
+        ("data/a-link", "hardlink"),
+        ("data/sub", "dir mode=700"),
+        ("data/sub/b", "file mode=644 uid=1000 gid=1000"),
+        ("etc/owned", "file mode=644 uid=123 gid=456"),
+        ("etc/meta", "file mode=600"),
+        ("etc/.wh.removeme", "file"),
+        (".wh.olddir", "file"),
+        (
+            "data/motd-link",
+            "symlink mode=777 uid=0 gid=0 link=../etc/motd",
+        ),
+        ("etc/link", "symlink mode=777 uid=0 gid=0 link=hosts"),
+        ("replace", "file mode=644"),
+        ("data/fifo", "fifo"),
+    ] {
+        let found = ours
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing: {ours:#?}"));
+        assert!(
+            found.starts_with(wanted),
+            "{path}: {found}, wanted {wanted}"
+        );
+    }
+}
+
+#[test]
+fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN id && echo made by $(id -u) > /made && mkdir /home && chown 0:0 /home\n",
+            layout.display()
+        ),
+    );
+    let nobody_dir = work.path().join("nobody");
+    std::fs::create_dir(&nobody_dir).unwrap();
+    std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
+    let run_as_nobody = || {
+        Command::new(require_tool("setpriv"))
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_kiln"))
+            .args(["build", "--progress", "plain", "--cache-dir"])
+            .arg(nobody_dir.join("cache"))
+            .arg("-o")
+            .arg(format!(
+                "type=oci,dest={}",
+                nobody_dir.join("out").display()
+            ))
+            .arg(&context)
+            .env("HOME", &nobody_dir)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    };
+    let first = run_as_nobody();
+    let stderr = assert_success(&first);
+    assert!(stderr.contains("uid=0(root) gid=0(root)"), "{stderr}");
+    let listing = layer_listing(&last_layer(&nobody_dir.join("out")));
+    assert!(
+        listing["made"].starts_with("file mode=644 uid=0 gid=0"),
+        "{listing:#?}"
+    );
+    assert!(listing.contains_key("home"), "{listing:#?}");
+
+    let second = run_as_nobody();
+    let stderr = assert_success(&second);
+    assert!(stderr.contains("CACHED"), "{stderr}");
+    assert!(
+        !stderr.contains("uid=0(root)"),
+        "the RUN ran again:\n{stderr}"
+    );
+    assert_eq!(first.stdout, second.stdout, "same image digest");
+}
+
+#[test]
+fn a_failing_command_fails_the_build_with_its_output_and_exit_code() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN echo about to fail && echo the-reason >&2 && exit 3\n",
+            layout.display()
+        ),
+    );
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("out"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "process \"/bin/sh -c echo about to fail && echo the-reason >&2 && exit 3\" did not \
+             complete successfully: exit code: 3"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the-reason"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert!(!work.path().join("out/index.json").exists());
+}
+
+#[test]
+fn escapes_fail_inside_the_sandbox() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let host_dir = work.path().join("host-only");
+    std::fs::create_dir(&host_dir).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let host = host_dir.display();
+    let context = work.path().join("run");
+    // Each attempt must fail; one that succeeds prints ESCAPED.
+    write_dockerfile(
+        &context,
+        &format!(
+            r#"FROM oci:{base}:latest
+RUN for attempt in \
+      "echo pwned > /proc/1/root{host}/pwned" \
+      "ls {host}" \
+      "mknod /tmp/disk b 8 0" \
+      "mount -t ext4 /dev/vda /mnt" \
+      "mount -o remount,rw /proc/sys" \
+      "echo hi | nc -w 2 127.0.0.1 {port}" ; do \
+      if sh -c "$attempt" >/dev/null 2>&1; then echo "ESCAPED: $attempt"; else echo "refused: $attempt"; fi; \
+    done
+"#,
+            base = layout.display(),
+        ),
+    );
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("out"),
+        &[],
+    );
+    let stderr = assert_success(&output);
+    let refused = stderr
+        .lines()
+        .filter(|line| line.contains("refused: ") && !line.contains("for attempt"))
+        .count();
+    assert_eq!(refused, 6, "{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.contains("ESCAPED: ") && !line.contains("for attempt")),
+        "{stderr}"
+    );
+    assert!(!host_dir.join("pwned").exists());
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the host's network"
+    );
+
+    // The same connection with RUN --network=host does reach the listener: the check above
+    // would have seen it.
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN --network=host echo hi | nc -w 2 127.0.0.1 {port}\n",
+            layout.display()
+        ),
+    );
+    listener.set_nonblocking(false).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut greeting = String::new();
+        stream.read_to_string(&mut greeting).unwrap();
+        greeting
+    });
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("out2"),
+        &[],
+    );
+    assert_success(&output);
+    assert_eq!(server.join().unwrap(), "hi\n");
+}
+
+#[test]
+fn secrets_reach_the_command_but_no_blob_and_cache_mounts_persist() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let secret_value = "s3cret-value-4f9d2b7e";
+    let secret_file = work.path().join("token.txt");
+    std::fs::write(&secret_file, secret_value).unwrap();
+    let context = work.path().join("run");
+    // The Dockerfile names the values by digest only: it is in the history.
+    let token_sha = hex(&sha2::Sha256::digest(secret_value.as_bytes()));
+    let env_sha = hex(&sha2::Sha256::digest(
+        format!("from-env-{secret_value}").as_bytes(),
+    ));
+    let dockerfile = |marker: &str| {
+        format!(
+            "FROM oci:{}:latest\n\
+             RUN --mount=type=secret,id=token --mount=type=secret,id=env-token,target=/etc/tok \
+                 --mount=type=cache,target=/var/cache/app \
+                 test \"$(sha256sum < /run/secrets/token)\" = \"{token_sha}  -\" \
+                 && test \"$(sha256sum < /etc/tok)\" = \"{env_sha}  -\" \
+                 && echo {marker} >> /var/cache/app/runs && cat /var/cache/app/runs \
+                 && echo used > /used\n",
+            layout.display()
+        )
+    };
+    write_dockerfile(&context, &dockerfile("first"));
+    let cache = work.path().join("cache");
+    let out = work.path().join("out");
+    let secret_args = [
+        "--secret",
+        &format!("id=token,src={}", secret_file.display()),
+        "--secret",
+        "id=env-token,env=KILN_TEST_SECRET",
+    ];
+    let run = |out: &Path| {
+        let mut args = vec![
+            "build".to_owned(),
+            "--progress".to_owned(),
+            "plain".to_owned(),
+            "--cache-dir".to_owned(),
+            cache.display().to_string(),
+            "-o".to_owned(),
+            format!("type=oci,dest={}", out.display()),
+        ];
+        args.extend(secret_args.iter().map(|s| s.to_string()));
+        args.push(context.display().to_string());
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .env("KILN_TEST_SECRET", format!("from-env-{secret_value}"))
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    };
+    assert_success(&run(&out));
+
+    let listing = layer_listing(&last_layer(&out));
+    assert!(listing.contains_key("used"), "{listing:#?}");
+    for path in listing.keys() {
+        assert!(
+            !path.starts_with("run/secrets")
+                && !path.starts_with("var/cache/app/")
+                && path != "etc/tok",
+            "{path} is in the layer: {listing:#?}"
+        );
+    }
+    for entry in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let raw = std::fs::read(&path).unwrap();
+        let mut unpacked = Vec::new();
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut unpacked)
+                .unwrap();
+        }
+        for bytes in [&raw, &unpacked] {
+            assert!(
+                !bytes
+                    .windows(secret_value.len())
+                    .any(|w| w == secret_value.as_bytes()),
+                "the secret is in blob {}",
+                path.display()
+            );
+        }
+    }
+
+    // The cache mount kept what the first build wrote.
+    write_dockerfile(&context, &dockerfile("second"));
+    let stderr = assert_success(&run(&work.path().join("out2")));
+    assert!(
+        stderr.contains("first") && stderr.contains("second"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_for_a_foreign_architecture_is_refused() {
+    let work = open_tempdir();
+    let context = work.path().join("run");
+    busybox_rootfs(&context);
+    write_dockerfile(
+        &context,
+        "FROM scratch\nCOPY rootfs/ /\nRUN echo hi > /hi\n",
+    );
+    let foreign = if cfg!(target_arch = "aarch64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("out"),
+        &["--platform", foreign],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("needs to execute {foreign} programs")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host's architecture"), "{stderr}");
+}
