@@ -707,13 +707,14 @@ fn run_adduser_is_computed_natively_and_the_user_exists_under_runc() {
             ("rootfs/etc/shadow", "root:*::0:::::\n"),
             (
                 "Dockerfile",
-                "FROM scratch\nCOPY rootfs/ /\nRUN mkdir -p /home 2>/dev/null || true\n",
+                "FROM scratch\nCOPY rootfs/ /\nRUN busybox mkdir -p /home && exit 7\n",
             ),
         ],
     );
     std::fs::create_dir_all(context.join("rootfs/home")).unwrap();
 
-    // A RUN kiln cannot compute is refused, naming the line and the command.
+    // A RUN kiln cannot compute runs in the sandbox; when it fails, the error names the line,
+    // the command and its exit code.
     let output = kiln(&[
         "build",
         "--cache-dir",
@@ -723,7 +724,9 @@ fn run_adduser_is_computed_natively_and_the_user_exists_under_runc() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("Dockerfile:3") && stderr.contains("mkdir"),
+        stderr.contains("Dockerfile:3")
+            && stderr.contains("mkdir")
+            && stderr.contains("exit code: 7"),
         "{stderr}"
     );
 
