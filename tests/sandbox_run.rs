@@ -600,3 +600,52 @@ fn a_run_for_a_foreign_architecture_is_refused() {
     );
     assert!(stderr.contains("host's architecture"), "{stderr}");
 }
+
+#[test]
+fn consecutive_runs_build_on_each_other_and_other_stages_see_the_result() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{base}:latest AS build\n\
+             RUN echo one > /f && echo keep > /k && echo same > /s\n\
+             RUN echo two > /f && rm /k && echo new > /n && chmod 600 /s\n\
+             RUN cat /f /n > /both\n\
+             FROM oci:{base}:latest\n\
+             COPY --from=build /f /both /s /out/\n\
+             RUN --mount=type=tmpfs,target=/scratch echo tmp > /scratch/t && cat /out/both\n",
+            base = layout.display()
+        ),
+    );
+    let out = work.path().join("out");
+    let stderr = assert_success(&kiln_build(&context, &work.path().join("cache"), &out, &[]));
+    assert!(
+        stderr.contains("two\n") || stderr.contains("two"),
+        "{stderr}"
+    );
+
+    let (manifest, _) = layout_image(&out);
+    let copied = manifest["layers"][1]["digest"].as_str().unwrap().to_owned();
+    let listing = layer_listing(
+        &out.join("blobs/sha256")
+            .join(copied.trim_start_matches("sha256:")),
+    );
+    let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
+    assert!(listing["out/f"].ends_with(&digest("two\n")), "{listing:#?}");
+    assert!(
+        listing["out/both"].ends_with(&digest("two\nnew\n")),
+        "{listing:#?}"
+    );
+    assert!(
+        listing["out/s"].starts_with("file mode=600"),
+        "{listing:#?}"
+    );
+    // The last RUN changed nothing in the image: its tmpfs is gone with it.
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        2,
+        "{manifest:#}"
+    );
+}

@@ -146,6 +146,12 @@ pub(super) struct Executor<'a> {
     context_layers: Vec<crate::digest::Digest>,
     cached: usize,
     built: usize,
+    /// The rootfs the last sandboxed RUN left: (stage, its layers' diffIDs then, the rootfs).
+    live_rootfs: Option<(
+        usize,
+        Vec<crate::digest::Digest>,
+        crate::sandbox::LiveRootfs,
+    )>,
 }
 
 /// Wraps a failure of one instruction with its line and text.
@@ -217,6 +223,7 @@ impl<'a> Executor<'a> {
             context_layers: Vec::new(),
             cached: 0,
             built: 0,
+            live_rootfs: None,
         })
     }
 

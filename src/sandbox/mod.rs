@@ -123,13 +123,34 @@ pub struct RunRequest<'a> {
     pub scratch_dir: &'a Path,
     /// Where `type=cache` mounts keep their directories between builds.
     pub cache_dir: &'a Path,
+    /// The rootfs the previous RUN of the stage left, when nothing changed the stage's
+    /// filesystem since: the command runs there instead of on a new copy.
+    pub reuse: Option<LiveRootfs>,
+}
+
+/// A rootfs directory after a command, ready for the stage's next one.
+pub struct LiveRootfs {
+    dir: PathBuf,
+    root: PathBuf,
+    before: BTreeMap<LayerPath, materialize::Before>,
+    ignored: BTreeSet<LayerPath>,
+}
+
+/// What a command did.
+pub struct RunOutput {
+    /// What it changed.
+    pub diff: Diff,
+    /// Its rootfs, for the stage's next command. The Diff's files live in it: a later command
+    /// run there may change them only after the Diff's layer was written, and that command's
+    /// Diff (which includes every path it changed) must then be applied over this one.
+    pub live: LiveRootfs,
 }
 
 /// Runs the command and returns what it changed. `on_output` sees its output as it comes.
 pub fn run(
-    request: &RunRequest<'_>,
+    request: RunRequest<'_>,
     on_output: &mut dyn FnMut(&[u8]),
-) -> Result<Diff, SandboxError> {
+) -> Result<RunOutput, SandboxError> {
     let maps = IdMaps::for_current_user();
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
@@ -139,16 +160,27 @@ pub fn run(
             source,
         }
     };
-    std::fs::create_dir_all(request.scratch_dir).map_err(io("create", request.scratch_dir))?;
-    let dir = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(request.scratch_dir)
-        .map_err(io("create a directory in", request.scratch_dir))?
-        .keep();
-    let root = dir.join("rootfs");
-    let materialized = materialize::materialize(request.fs, &root, &maps)?;
-    let mut chowns = materialized.chowns;
-    let mut ignored: BTreeSet<LayerPath> = BTreeSet::new();
+    let (dir, root, before, mut chowns, mut ignored) = match request.reuse {
+        Some(live) => (live.dir, live.root, live.before, Vec::new(), live.ignored),
+        None => {
+            std::fs::create_dir_all(request.scratch_dir)
+                .map_err(io("create", request.scratch_dir))?;
+            let dir = tempfile::Builder::new()
+                .prefix("run-")
+                .tempdir_in(request.scratch_dir)
+                .map_err(io("create a directory in", request.scratch_dir))?
+                .keep();
+            let root = dir.join("rootfs");
+            let materialized = materialize::materialize(request.fs, &root, &maps)?;
+            (
+                dir,
+                root,
+                materialized.before,
+                materialized.chowns,
+                BTreeSet::new(),
+            )
+        }
+    };
     let mut mount_point = |target: &str, file: bool| -> Result<PathBuf, SandboxError> {
         let (host, created) = materialize::mount_point(request.fs, &root, target, file)?;
         ignored.extend(created);
@@ -274,12 +306,21 @@ pub fn run(
             output: String::from_utf8_lossy(&outcome.output).into_owned(),
         });
     }
-    snapshot::snapshot(&snapshot::SnapshotInput {
+    let (diff, next) = snapshot::snapshot(&snapshot::SnapshotInput {
         root: &root,
-        before: &materialized.before,
+        before: &before,
         ignored: &ignored,
         maps: &maps,
         started: outcome.started,
+    })?;
+    Ok(RunOutput {
+        diff,
+        live: LiveRootfs {
+            dir,
+            root,
+            before: next,
+            ignored,
+        },
     })
 }
 

@@ -34,8 +34,11 @@ pub struct SnapshotInput<'a> {
     pub started: (i64, i64),
 }
 
-/// The Diff between `input.before` and the rootfs now.
-pub fn snapshot(input: &SnapshotInput<'_>) -> Result<Diff, SandboxError> {
+/// The Diff between `input.before` and the rootfs now, and the rootfs now as the next command
+/// run in the same directory sees it before it starts.
+pub fn snapshot(
+    input: &SnapshotInput<'_>,
+) -> Result<(Diff, BTreeMap<LayerPath, Before>), SandboxError> {
     let mut now: BTreeMap<LayerPath, std::fs::Metadata> = BTreeMap::new();
     let walk = walkdir::WalkDir::new(input.root)
         .follow_links(false)
@@ -127,7 +130,7 @@ pub fn snapshot(input: &SnapshotInput<'_>) -> Result<Diff, SandboxError> {
         removed_below = Some(path.clone());
     }
 
-    for path in changed {
+    for path in &changed {
         for ancestor in path.ancestors() {
             if diff.get(&ancestor).is_some() {
                 continue;
@@ -140,7 +143,71 @@ pub fn snapshot(input: &SnapshotInput<'_>) -> Result<Diff, SandboxError> {
             }
         }
     }
-    Ok(diff)
+    let next = next_before(input, &now, &diff)?;
+    Ok((diff, next))
+}
+
+/// What every path is after the command: the Diff's entry where it changed, what it was
+/// otherwise. A file the command wrote has no separate original any more (its content is the
+/// file itself), so a later content check treats it as changed.
+fn next_before(
+    input: &SnapshotInput<'_>,
+    now: &BTreeMap<LayerPath, std::fs::Metadata>,
+    diff: &Diff,
+) -> Result<BTreeMap<LayerPath, Before>, SandboxError> {
+    let mut next = BTreeMap::new();
+    for (path, meta) in now {
+        if input.ignored.contains(path) {
+            continue;
+        }
+        let was = input.before.get(path);
+        let (kind, image_meta, content) = match (diff.get(path), was) {
+            (Some(entry), _) => {
+                let kind = match &entry.kind {
+                    EntryKind::Dir | EntryKind::OpaqueDir => NodeKind::Dir,
+                    EntryKind::File(_) | EntryKind::Hardlink(_) => {
+                        NodeKind::File { size: meta.len() }
+                    }
+                    EntryKind::Symlink(target) => NodeKind::Symlink(target.clone()),
+                    EntryKind::Fifo => NodeKind::Fifo,
+                    EntryKind::CharDevice(major, minor) => NodeKind::CharDevice(*major, *minor),
+                    EntryKind::BlockDevice(major, minor) => NodeKind::BlockDevice(*major, *minor),
+                    EntryKind::Whiteout => continue,
+                };
+                (kind, entry.meta.clone(), None)
+            }
+            (None, Some(was)) => (was.kind.clone(), was.meta.clone(), was.content.clone()),
+            (None, None) => continue,
+        };
+        next.insert(
+            path.clone(),
+            Before {
+                kind,
+                meta: image_meta,
+                shown_uid: input.maps.uid_inside(meta.uid()),
+                shown_gid: input.maps.gid_inside(meta.gid()),
+                inode: meta.ino(),
+                size: meta.len(),
+                mtime: meta.mtime(),
+                mtime_nsec: meta.mtime_nsec(),
+                content,
+                present: true,
+            },
+        );
+    }
+    // Device nodes of the image were never on disk; they stay unless the command replaced or
+    // removed them.
+    for (path, was) in input.before {
+        if !was.present
+            && !now.contains_key(path)
+            && !diff.iter().any(|(changed, entry)| {
+                matches!(entry.kind, EntryKind::Whiteout) && path.starts_with(changed)
+            })
+        {
+            next.insert(path.clone(), was.clone());
+        }
+    }
+    Ok(next)
 }
 
 /// The entry a path on disk stands for (`None` for sockets, which a layer cannot hold).

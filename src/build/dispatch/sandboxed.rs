@@ -152,6 +152,13 @@ impl Executor<'_> {
             secrets: &self.options.sandbox.secrets,
             scratch_dir: &self.scratch.path().join("sandbox"),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
+            reuse: self
+                .live_rootfs
+                .take()
+                .filter(|(stage, chain, _)| {
+                    *stage == self.current_stage && *chain == layer_chain(state)
+                })
+                .map(|(_, _, live)| live),
         };
         let reporter = self.reporter;
         let mut pending_line = Vec::new();
@@ -162,11 +169,11 @@ impl Executor<'_> {
                 reporter.note(String::from_utf8_lossy(&line).trim_end());
             }
         };
-        let result = sandbox::run(&request, &mut show);
+        let result = sandbox::run(request, &mut show);
         if !pending_line.is_empty() {
             reporter.note(String::from_utf8_lossy(&pending_line).trim_end());
         }
-        let diff = result.map_err(|e| match e {
+        let output = result.map_err(|e| match e {
             SandboxError::Failed { ref output, .. } => {
                 let summary = e.to_string();
                 let output = output.trim_end();
@@ -178,11 +185,13 @@ impl Executor<'_> {
             }
             other => failure.msg(error_chain(&other)),
         })?;
+        let diff = output.diff;
         if diff.is_empty() {
             self.cache
                 .record_result(&key, None)
                 .map_err(failure.err("failed to record the step in the step cache"))?;
             self.built += 1;
+            self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
             return Ok(StepOutcome::ConfigOnly);
         }
         self.reporter.note(&format!(
@@ -196,6 +205,8 @@ impl Executor<'_> {
             .map_err(failure.err("failed to record the step in the step cache"))?;
         self.built += 1;
         self.add_layer(state, layer, Some(diff), history_text, failure)?;
+        // The layer is written: the next RUN of this stage may change the files in place.
+        self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
         Ok(StepOutcome::Built)
     }
 
@@ -262,4 +273,10 @@ impl Executor<'_> {
 fn is_only_heredoc(text: &str, name: &str) -> bool {
     let marker = text.trim().trim_start_matches("<<").trim_start_matches('-');
     marker.trim_matches(|c| c == '"' || c == '\'') == name
+}
+
+/// The diffIDs of a stage's layers: a rootfs left by a RUN is reused only while they are the
+/// same (no other step changed the filesystem since).
+fn layer_chain(state: &StageState) -> Vec<crate::digest::Digest> {
+    state.layers.iter().map(|l| l.diff_id.clone()).collect()
 }
