@@ -335,6 +335,86 @@ impl LowerFs {
         Ok(())
     }
 
+    /// Writes the blob-backed regular files among `targets` straight to their host paths, with
+    /// one decompression pass per layer, and keeps no copy in the extracted-file cache: the
+    /// caller owns the files and may change them. Paths sharing a blob entry (hard links)
+    /// become hard links of one file. Returns the targets whose content is not in a blob (a
+    /// Diff's), for the caller to copy through [`FsView::content`].
+    pub fn extract_to(
+        &self,
+        targets: &[(LayerPath, PathBuf)],
+    ) -> Result<Vec<(LayerPath, PathBuf)>, RootfsError> {
+        type Destinations = BTreeMap<u64, (u64, Vec<(LayerPath, PathBuf)>)>;
+        let mut wanted: BTreeMap<Digest, (Arc<BlobSource>, Destinations)> = BTreeMap::new();
+        let mut rest = Vec::new();
+        for (path, dest) in targets {
+            let Some(node) = self.nodes.get(path) else {
+                return Err(RootfsError::NotAFile(path.absolute()));
+            };
+            let NodeKind::File { size } = node.kind else {
+                return Err(RootfsError::NotAFile(path.absolute()));
+            };
+            match &node.data {
+                Data::Blob { layer, ordinal } => wanted
+                    .entry(layer.digest.clone())
+                    .or_insert_with(|| (layer.clone(), BTreeMap::new()))
+                    .1
+                    .entry(*ordinal)
+                    .or_insert_with(|| (size, Vec::new()))
+                    .1
+                    .push((path.clone(), dest.clone())),
+                _ => rest.push((path.clone(), dest.clone())),
+            }
+        }
+        let write_err = |path: &Path, source| RootfsError::Scratch {
+            path: path.to_owned(),
+            source,
+        };
+        for (digest, (layer, mut ordinals)) in wanted {
+            let open_err = |source| RootfsError::OpenBlob {
+                digest: layer.digest.clone(),
+                path: layer.path.clone(),
+                source,
+            };
+            let file = File::open(&layer.path).map_err(open_err)?;
+            let (_, stream) =
+                reader::open_decompressed(io::BufReader::new(file)).map_err(open_err)?;
+            let name = layer.digest.to_string();
+            reader::read_entries(stream, &name, |entry: TarEntry, content: &mut dyn Read| {
+                let Some((size, destinations)) = ordinals.remove(&entry.ordinal) else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                let (first_path, first) = &destinations[0];
+                if entry.kind != TarKind::File || entry.size != size {
+                    return Err(RootfsError::MissingInLayer {
+                        layer: layer.digest.clone(),
+                        path: first_path.absolute(),
+                        ordinal: entry.ordinal,
+                    });
+                }
+                let mut out = BufWriter::new(File::create(first).map_err(|e| write_err(first, e))?);
+                io::copy(content, &mut out).map_err(|e| write_err(first, e))?;
+                out.flush().map_err(|e| write_err(first, e))?;
+                for (_, other) in &destinations[1..] {
+                    std::fs::hard_link(first, other).map_err(|e| write_err(other, e))?;
+                }
+                Ok(if ordinals.is_empty() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
+            if let Some((ordinal, (_, destinations))) = ordinals.into_iter().next() {
+                return Err(RootfsError::MissingInLayer {
+                    layer: digest,
+                    path: destinations[0].0.absolute(),
+                    ordinal,
+                });
+            }
+        }
+        Ok(rest)
+    }
+
     /// One pass over `layer`, copying the entries in `ordinals` into `dir`; found ones are
     /// removed from `ordinals`. Stops reading as soon as all are found.
     fn extract_from_layer(

@@ -1,11 +1,10 @@
 //! Writing a stage's merged lower filesystem into a scratch directory the sandbox runs in, and
 //! remembering what each path was, so the snapshot afterwards compares cheaply.
 //!
-//! Contents come from the `LowerFs` (one decompression pass per layer for everything not yet
-//! extracted); each file is copied with `copy_file_range`, which the kernel turns into a reflink
-//! on filesystems that share extents (XFS, btrfs), so an unchanged file costs no data copy
-//! there. Copies, not hard links, because a command may write a file in place, and the
-//! extracted originals must stay intact for later steps and for the snapshot's content checks.
+//! Files of layer blobs are written straight from the blobs (one decompression pass per layer),
+//! files a step's Diff holds are copied with `copy_file_range`, which the kernel turns into a
+//! reflink on filesystems that share extents (XFS, btrfs). Copies, never hard links to files
+//! other steps may read, because a command may write a file in place.
 //! Owners other than root are applied later, inside the user namespace, where the id map lets
 //! them be set (see [`super::exec`]).
 
@@ -42,10 +41,23 @@ pub struct Before {
     pub mtime: i64,
     /// mtime nanoseconds.
     pub mtime_nsec: i64,
-    /// A regular file's original content, for content checks.
-    pub content: Option<FileContent>,
+    /// Where a regular file's original content is, for content checks.
+    pub content: Original,
     /// False for what could not be created unprivileged (device nodes): never reported removed.
     pub present: bool,
+}
+
+/// Where the content a file had before the command is.
+#[derive(Clone, Debug)]
+pub enum Original {
+    /// Not a regular file.
+    None,
+    /// Here.
+    Known(FileContent),
+    /// In the stage's lower filesystem, at the same path.
+    InLower,
+    /// Nowhere any more: an earlier command wrote the file in place.
+    Unknown,
 }
 
 /// An owner (and the mode to restore, since chown clears setuid/setgid) to set inside.
@@ -83,23 +95,15 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> S
 pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materialized, SandboxError> {
     let nodes: Vec<(LayerPath, crate::rootfs::FsNode)> =
         fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
-    let files: Vec<LayerPath> = nodes
-        .iter()
-        .filter(|(_, n)| matches!(n.kind, NodeKind::File { .. }))
-        .map(|(p, _)| p.clone())
-        .collect();
-    fs.materialize(&files)
-        .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
     std::fs::create_dir(root).map_err(io_err("create", root))?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
         .map_err(io_err("chmod", root))?;
 
     let mut before = BTreeMap::new();
-    let mut first_copy: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let mut files = Vec::new();
     let mut present = Vec::with_capacity(nodes.len());
     for (path, node) in &nodes {
         let host = root.join(path.as_str());
-        let mut content = None;
         let made = match &node.kind {
             NodeKind::Dir => {
                 std::fs::create_dir(&host).map_err(io_err("create", &host))?;
@@ -108,24 +112,7 @@ pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materiali
                 true
             }
             NodeKind::File { .. } => {
-                let file = fs
-                    .content(path)
-                    .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
-                match &file {
-                    FileContent::Bytes(bytes) => {
-                        std::fs::write(&host, bytes).map_err(io_err("write", &host))?
-                    }
-                    FileContent::HostFile { path: source, .. } => {
-                        // Paths of one hard-link group share their extracted file.
-                        if let Some(first) = first_copy.get(source) {
-                            std::fs::hard_link(first, &host).map_err(io_err("link", &host))?;
-                        } else {
-                            std::fs::copy(source, &host).map_err(io_err("copy", source))?;
-                            first_copy.insert(source.clone(), host.clone());
-                        }
-                    }
-                }
-                content = Some(file);
+                files.push((path.clone(), host));
                 true
             }
             NodeKind::Symlink(target) => {
@@ -157,10 +144,42 @@ pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materiali
                 size: 0,
                 mtime: 0,
                 mtime_nsec: 0,
-                content,
+                content: if made && matches!(node.kind, NodeKind::File { .. }) {
+                    Original::InLower
+                } else {
+                    Original::None
+                },
                 present: made,
             },
         );
+    }
+    // Files of the layer blobs are written straight from them (no second copy, and no
+    // extracted file to keep); those a Diff holds are copied.
+    let rest = fs
+        .extract_to(&files)
+        .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+    let mut first_copy: HashMap<PathBuf, PathBuf> = HashMap::new();
+    for (path, host) in rest {
+        let file = fs
+            .content(&path)
+            .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+        match &file {
+            FileContent::Bytes(bytes) => {
+                std::fs::write(&host, bytes).map_err(io_err("write", &host))?
+            }
+            FileContent::HostFile { path: source, .. } => {
+                // Paths of one hard-link group share their source file.
+                if let Some(first) = first_copy.get(source) {
+                    std::fs::hard_link(first, &host).map_err(io_err("link", &host))?;
+                } else {
+                    std::fs::copy(source, &host).map_err(io_err("copy", source))?;
+                    first_copy.insert(source.clone(), host.clone());
+                }
+            }
+        }
+        if let Some(entry) = before.get_mut(&path) {
+            entry.content = Original::Known(file);
+        }
     }
 
     // Modes and times children first, so a read-only directory is finished last.

@@ -312,6 +312,7 @@ pub fn run(
         ignored: &ignored,
         maps: &maps,
         started: outcome.started,
+        lower: request.fs,
     })?;
     Ok(RunOutput {
         diff,

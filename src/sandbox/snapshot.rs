@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::SandboxError;
 use super::idmap::IdMaps;
-use super::materialize::Before;
+use super::materialize::{Before, Original};
 use crate::digest::Hasher;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
 use crate::rootfs::NodeKind;
@@ -32,6 +32,8 @@ pub struct SnapshotInput<'a> {
     pub maps: &'a IdMaps,
     /// When the command started: a ctime at or after it means the command touched the inode.
     pub started: (i64, i64),
+    /// The stage's filesystem before the command, where [`Original::InLower`] contents are.
+    pub lower: &'a crate::rootfs::LowerFs,
 }
 
 /// The Diff between `input.before` and the rootfs now, and the rootfs now as the next command
@@ -71,6 +73,29 @@ pub fn snapshot(
             source: e.into(),
         })?;
         now.insert(path, meta);
+    }
+
+    // Files that only a content check can clear, extracted from the lower layers together
+    // (one pass per layer) rather than one by one.
+    let in_lower: Vec<LayerPath> = now
+        .iter()
+        .filter(|(path, meta)| {
+            input.before.get(*path).is_some_and(|before| {
+                matches!(before.content, Original::InLower)
+                    && meta.is_file()
+                    && meta.len() == before.size
+                    && (meta.mtime(), meta.mtime_nsec()) == (before.mtime, before.mtime_nsec)
+                    && (meta.ino() != before.inode
+                        || (meta.ctime(), meta.ctime_nsec()) >= input.started)
+            })
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    if !in_lower.is_empty() {
+        input
+            .lower
+            .materialize(&in_lower)
+            .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
     }
 
     let mut diff = Diff::new();
@@ -174,7 +199,12 @@ fn next_before(
                     EntryKind::BlockDevice(major, minor) => NodeKind::BlockDevice(*major, *minor),
                     EntryKind::Whiteout => continue,
                 };
-                (kind, entry.meta.clone(), None)
+                let content = if matches!(kind, NodeKind::File { .. }) {
+                    Original::Unknown
+                } else {
+                    Original::None
+                };
+                (kind, entry.meta.clone(), content)
             }
             (None, Some(was)) => (was.kind.clone(), was.meta.clone(), was.content.clone()),
             (None, None) => continue,
@@ -307,19 +337,29 @@ fn differs(
             } else {
                 let touched = meta.ino() != before.inode
                     || (meta.ctime(), meta.ctime_nsec()) >= input.started;
-                touched && !same_content(&input.root.join(path.as_str()), before)?
+                touched && !same_content(input, path, before)?
             }
         }
         _ => true,
     })
 }
 
-fn same_content(host: &Path, before: &Before) -> Result<bool, SandboxError> {
-    let Some(original) = &before.content else {
-        return Ok(false);
+fn same_content(
+    input: &SnapshotInput<'_>,
+    path: &LayerPath,
+    before: &Before,
+) -> Result<bool, SandboxError> {
+    use crate::rootfs::FsView;
+    let original = match &before.content {
+        Original::Known(content) => content.clone(),
+        Original::InLower => input
+            .lower
+            .content(path)
+            .map_err(|e| SandboxError::Rootfs(Box::new(e)))?,
+        Original::None | Original::Unknown => return Ok(false),
     };
-    let now = hash_file(host)?;
-    let was = match original {
+    let now = hash_file(&input.root.join(path.as_str()))?;
+    let was = match &original {
         FileContent::Bytes(bytes) => crate::digest::Digest::of(bytes),
         FileContent::HostFile { path, .. } => hash_file(path)?,
     };
