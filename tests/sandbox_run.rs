@@ -649,3 +649,83 @@ fn consecutive_runs_build_on_each_other_and_other_stages_see_the_result() {
         "{manifest:#}"
     );
 }
+
+#[test]
+fn unprivileged_user_with_subordinate_ids_keeps_owners_and_runs_as_user() {
+    require_tool("newuidmap");
+    require_tool("newgidmap");
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\n\
+             RUN mkdir -p /home/app && chown app:app /home/app && chown 123:456 /etc/owned\n\
+             USER app\n\
+             RUN id > /home/app/id && touch /home/app/made\n",
+            layout.display()
+        ),
+    );
+    let nobody_dir = work.path().join("nobody");
+    std::fs::create_dir(&nobody_dir).unwrap();
+    std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
+    // Ranges for nobody, seen only in a private mount namespace: the host's files stay as
+    // they are.
+    let ranges = work.path().join("subid");
+    std::fs::write(&ranges, "nobody:300000:65536\n").unwrap();
+    std::fs::set_permissions(&ranges, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = format!(
+        "mount --bind {ranges} /etc/subuid && mount --bind {ranges} /etc/subgid && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups {kiln} build --progress plain \
+         --cache-dir {cache} -o type=oci,dest={out} {context}",
+        ranges = ranges.display(),
+        kiln = env!("CARGO_BIN_EXE_kiln"),
+        cache = nobody_dir.join("cache").display(),
+        out = nobody_dir.join("out").display(),
+        context = context.display(),
+    );
+    let output = Command::new(require_tool("unshare"))
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("HOME", &nobody_dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let (manifest, _) = layout_image(&nobody_dir.join("out"));
+    let layers = manifest["layers"].as_array().unwrap();
+    let blob = |index: usize| {
+        let digest = layers[index]["digest"].as_str().unwrap();
+        nobody_dir
+            .join("out/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let first = layer_listing(&blob(layers.len() - 2));
+    assert!(
+        first["home/app"].starts_with("dir mode=755 uid=1000 gid=1000"),
+        "{first:#?}"
+    );
+    assert!(
+        first["etc/owned"].starts_with("file mode=644 uid=123 gid=456"),
+        "{first:#?}"
+    );
+    let second = layer_listing(&blob(layers.len() - 1));
+    assert!(
+        second["home/app/made"].starts_with("file mode=644 uid=1000 gid=1000"),
+        "{second:#?}"
+    );
+    // The build removed its scratch files, subordinate owners included.
+    let leftovers: Vec<_> = walk(&nobody_dir.join("cache/tmp"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            found.push(entry.path());
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
+}

@@ -138,6 +138,8 @@ pub(super) struct Executor<'a> {
     reporter: &'a dyn Reporter,
     context: Option<Context>,
     stages: BTreeMap<usize, StageState>,
+    /// Declared before `scratch`, so it is removed first.
+    sandbox_scratch: crate::sandbox::ScratchDir,
     scratch: tempfile::TempDir,
     dockerfile_name: String,
     current_stage: usize,
@@ -215,6 +217,7 @@ impl<'a> Executor<'a> {
             reporter,
             context: None,
             stages: BTreeMap::new(),
+            sandbox_scratch: crate::sandbox::ScratchDir::new(scratch.path().join("sandbox")),
             scratch,
             dockerfile_name,
             current_stage: 0,

@@ -376,6 +376,12 @@ pub fn execute(
                      newuidmap/newgidmap (package uidmap) when kiln runs unprivileged",
                     prepared.uid, prepared.gid
                 ),
+                (0, libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS) => format!(
+                    "failed to {stage}: {cause}; the sandbox needs unprivileged user namespaces \
+                     (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu \
+                     kernel.unprivileged_userns_clone=1 or an AppArmor profile allowing them); \
+                     in a container, run kiln with a seccomp profile that allows unshare"
+                ),
                 (16, libc::ENOENT) => format!(
                     "failed to {stage}: `{}` was not found in the image",
                     prepared._argv[0].to_string_lossy()
@@ -697,5 +703,62 @@ unsafe fn loopback_up() -> bool {
         };
         libc::close(socket);
         ok
+    }
+}
+
+/// Removes `path` from inside a user namespace with `maps`, where every owner a sandboxed
+/// command can create is mapped: an unprivileged caller cannot remove what belongs to its
+/// subordinate ids from outside.
+pub fn remove_as_mapped(path: &Path, maps: &IdMaps) -> Result<(), SandboxError> {
+    let program = cstr("/bin/rm")?;
+    let args = [cstr("rm")?, cstr("-rf")?, cstring(path)?];
+    let argv: Vec<*const c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp: [*const c_char; 1] = [std::ptr::null()];
+    let (unshared_read, unshared_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    // SAFETY: the child makes only system calls on data prepared above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SandboxError::Io {
+            action: "fork",
+            path: path.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child; every path ends in _exit or exec.
+        unsafe {
+            libc::close(unshared_read.as_raw_fd());
+            libc::close(go_write.as_raw_fd());
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                libc::_exit(125);
+            }
+            let mut byte = 1u8;
+            libc::write(unshared_write.as_raw_fd(), (&byte as *const u8).cast(), 1);
+            if libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(125);
+            }
+            libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    drop((unshared_write, go_read));
+    let mut byte = [0u8; 1];
+    if matches!(std::fs::File::from(unshared_read).read(&mut byte), Ok(1))
+        && maps.apply(pid as u32).is_ok()
+    {
+        let _ = nix::unistd::write(&go_write, &[1]);
+    }
+    drop(go_write);
+    match wait(pid)? {
+        0 => Ok(()),
+        code => Err(SandboxError::Setup(format!(
+            "failed to remove `{}` in the sandbox's user namespace (exit code {code})",
+            path.display()
+        ))),
     }
 }

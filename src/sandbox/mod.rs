@@ -325,6 +325,36 @@ pub fn run(
     })
 }
 
+/// The directory sandboxed RUNs keep their rootfs in for one build, removed when dropped.
+/// Removal happens inside a user namespace when the caller alone cannot do it (files owned by
+/// its subordinate ids).
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Uses `path` (created on first use).
+    pub fn new(path: PathBuf) -> ScratchDir {
+        ScratchDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.path).is_err() && self.path.exists() {
+            let maps = IdMaps::for_current_user();
+            if let Err(e) = exec::remove_as_mapped(&self.path, &maps) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
 /// Removes the secrets' directory when dropped, whatever happened.
 struct SecretsDir(PathBuf);
 

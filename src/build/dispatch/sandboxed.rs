@@ -150,7 +150,7 @@ impl Executor<'_> {
             network,
             mounts: &mounts,
             secrets: &self.options.sandbox.secrets,
-            scratch_dir: &self.scratch.path().join("sandbox"),
+            scratch_dir: self.sandbox_scratch.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
             reuse: self
                 .live_rootfs
