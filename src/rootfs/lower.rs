@@ -93,6 +93,15 @@ pub enum RootfsError {
     NotAFile(String),
 }
 
+/// What [`LowerFs::extract_to`] wrote.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// Each path written, with the sha256 of its content.
+    pub digests: Vec<(LayerPath, Digest)>,
+    /// The targets whose content is not in a layer blob, left for the caller.
+    pub rest: Vec<(LayerPath, PathBuf)>,
+}
+
 /// A layer blob the index points into.
 #[derive(Debug)]
 struct BlobSource {
@@ -338,15 +347,14 @@ impl LowerFs {
     /// Writes the blob-backed regular files among `targets` straight to their host paths, with
     /// one decompression pass per layer, and keeps no copy in the extracted-file cache: the
     /// caller owns the files and may change them. Paths sharing a blob entry (hard links)
-    /// become hard links of one file. Returns the targets whose content is not in a blob (a
-    /// Diff's), for the caller to copy through [`FsView::content`].
-    pub fn extract_to(
-        &self,
-        targets: &[(LayerPath, PathBuf)],
-    ) -> Result<Vec<(LayerPath, PathBuf)>, RootfsError> {
+    /// become hard links of one file. Returns the sha256 of each file written, and the targets
+    /// whose content is not in a blob (a Diff's), for the caller to copy through
+    /// [`FsView::content`].
+    pub fn extract_to(&self, targets: &[(LayerPath, PathBuf)]) -> Result<Extracted, RootfsError> {
         type Destinations = BTreeMap<u64, (u64, Vec<(LayerPath, PathBuf)>)>;
         let mut wanted: BTreeMap<Digest, (Arc<BlobSource>, Destinations)> = BTreeMap::new();
         let mut rest = Vec::new();
+        let mut digests = Vec::new();
         for (path, dest) in targets {
             let Some(node) = self.nodes.get(path) else {
                 return Err(RootfsError::NotAFile(path.absolute()));
@@ -392,11 +400,16 @@ impl LowerFs {
                         ordinal: entry.ordinal,
                     });
                 }
-                let mut out = BufWriter::new(File::create(first).map_err(|e| write_err(first, e))?);
+                let file = File::create(first).map_err(|e| write_err(first, e))?;
+                let mut out = crate::digest::HashingWriter::new(BufWriter::new(file));
                 io::copy(content, &mut out).map_err(|e| write_err(first, e))?;
+                let (mut out, digest, _) = out.finish();
                 out.flush().map_err(|e| write_err(first, e))?;
                 for (_, other) in &destinations[1..] {
                     std::fs::hard_link(first, other).map_err(|e| write_err(other, e))?;
+                }
+                for (path, _) in &destinations {
+                    digests.push((path.clone(), digest.clone()));
                 }
                 Ok(if ordinals.is_empty() {
                     ControlFlow::Break(())
@@ -412,7 +425,7 @@ impl LowerFs {
                 });
             }
         }
-        Ok(rest)
+        Ok(Extracted { digests, rest })
     }
 
     /// One pass over `layer`, copying the entries in `ordinals` into `dir`; found ones are

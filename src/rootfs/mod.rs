@@ -12,7 +12,7 @@ pub mod memfs;
 pub mod overlay;
 pub mod view;
 
-pub use lower::{LowerFs, RootfsError};
+pub use lower::{Extracted, LowerFs, RootfsError};
 pub use memfs::MemFs;
 pub use overlay::Overlay;
 pub use view::{FsNode, FsView, NodeKind, ViewError};

@@ -54,8 +54,8 @@ pub enum Original {
     None,
     /// Here.
     Known(FileContent),
-    /// In the stage's lower filesystem, at the same path.
-    InLower,
+    /// Content with this sha256 (written from a layer blob).
+    Digest(crate::digest::Digest),
     /// Nowhere any more: an earlier command wrote the file in place.
     Unknown,
 }
@@ -144,22 +144,23 @@ pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materiali
                 size: 0,
                 mtime: 0,
                 mtime_nsec: 0,
-                content: if made && matches!(node.kind, NodeKind::File { .. }) {
-                    Original::InLower
-                } else {
-                    Original::None
-                },
+                content: Original::None,
                 present: made,
             },
         );
     }
     // Files of the layer blobs are written straight from them (no second copy, and no
     // extracted file to keep); those a Diff holds are copied.
-    let rest = fs
+    let extracted = fs
         .extract_to(&files)
         .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+    for (path, digest) in extracted.digests {
+        if let Some(entry) = before.get_mut(&path) {
+            entry.content = Original::Digest(digest);
+        }
+    }
     let mut first_copy: HashMap<PathBuf, PathBuf> = HashMap::new();
-    for (path, host) in rest {
+    for (path, host) in extracted.rest {
         let file = fs
             .content(&path)
             .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;

@@ -312,7 +312,6 @@ pub fn run(
         ignored: &ignored,
         maps: &maps,
         started: outcome.started,
-        lower: request.fs,
     })?;
     Ok(RunOutput {
         diff,

@@ -32,8 +32,6 @@ pub struct SnapshotInput<'a> {
     pub maps: &'a IdMaps,
     /// When the command started: a ctime at or after it means the command touched the inode.
     pub started: (i64, i64),
-    /// The stage's filesystem before the command, where [`Original::InLower`] contents are.
-    pub lower: &'a crate::rootfs::LowerFs,
 }
 
 /// The Diff between `input.before` and the rootfs now, and the rootfs now as the next command
@@ -73,29 +71,6 @@ pub fn snapshot(
             source: e.into(),
         })?;
         now.insert(path, meta);
-    }
-
-    // Files that only a content check can clear, extracted from the lower layers together
-    // (one pass per layer) rather than one by one.
-    let in_lower: Vec<LayerPath> = now
-        .iter()
-        .filter(|(path, meta)| {
-            input.before.get(*path).is_some_and(|before| {
-                matches!(before.content, Original::InLower)
-                    && meta.is_file()
-                    && meta.len() == before.size
-                    && (meta.mtime(), meta.mtime_nsec()) == (before.mtime, before.mtime_nsec)
-                    && (meta.ino() != before.inode
-                        || (meta.ctime(), meta.ctime_nsec()) >= input.started)
-            })
-        })
-        .map(|(path, _)| path.clone())
-        .collect();
-    if !in_lower.is_empty() {
-        input
-            .lower
-            .materialize(&in_lower)
-            .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
     }
 
     let mut diff = Diff::new();
@@ -349,21 +324,13 @@ fn same_content(
     path: &LayerPath,
     before: &Before,
 ) -> Result<bool, SandboxError> {
-    use crate::rootfs::FsView;
-    let original = match &before.content {
-        Original::Known(content) => content.clone(),
-        Original::InLower => input
-            .lower
-            .content(path)
-            .map_err(|e| SandboxError::Rootfs(Box::new(e)))?,
+    let was = match &before.content {
+        Original::Digest(digest) => digest.clone(),
+        Original::Known(FileContent::Bytes(bytes)) => crate::digest::Digest::of(bytes),
+        Original::Known(FileContent::HostFile { path, .. }) => hash_file(path)?,
         Original::None | Original::Unknown => return Ok(false),
     };
-    let now = hash_file(&input.root.join(path.as_str()))?;
-    let was = match &original {
-        FileContent::Bytes(bytes) => crate::digest::Digest::of(bytes),
-        FileContent::HostFile { path, .. } => hash_file(path)?,
-    };
-    Ok(now == was)
+    Ok(hash_file(&input.root.join(path.as_str()))? == was)
 }
 
 fn hash_file(path: &Path) -> Result<crate::digest::Digest, SandboxError> {
