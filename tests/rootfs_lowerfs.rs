@@ -326,3 +326,57 @@ fn missing_blob_is_an_error_naming_it() {
     assert!(matches!(err, RootfsError::OpenBlob { .. }));
     assert!(err.to_string().contains(layer.digest.hex()));
 }
+
+#[test]
+fn extract_to_writes_blob_files_where_asked_keeps_hard_links_and_reports_digests() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = stacked();
+    let out = tempfile::tempdir().unwrap();
+    let target = |name: &str| out.path().join(name.replace('/', "_"));
+    let wanted = [
+        "etc/passwd",
+        "etc/os-release",
+        "usr/.keep",
+        "home/app/x",
+        "bin/sh",
+    ];
+    let targets: Vec<(LayerPath, std::path::PathBuf)> = wanted
+        .iter()
+        .filter(|n| fx.fs.lstat_exact(&p(n)).unwrap().is_some())
+        .map(|n| (p(n), target(n)))
+        .collect();
+    let extracted = fx.fs.extract_to(&targets).unwrap();
+    // bin/sh was a hard link to the whited-out busybox: it keeps the content, from the blob.
+    assert_eq!(std::fs::read(target("bin/sh")).unwrap(), b"BB");
+    assert_eq!(std::fs::read(target("etc/os-release")).unwrap(), b"v2");
+    assert_eq!(
+        std::fs::read(target("etc/passwd")).unwrap(),
+        b"root:x:0:0\n"
+    );
+    let digests: std::collections::BTreeMap<_, _> = extracted.digests.into_iter().collect();
+    assert_eq!(digests[&p("etc/os-release")], Digest::of(b"v2"));
+    assert_eq!(digests[&p("bin/sh")], Digest::of(b"BB"));
+    // A Diff's file is left for the caller; nothing went to the extraction cache.
+    assert_eq!(
+        extracted.rest,
+        vec![(p("home/app/x"), target("home/app/x"))]
+    );
+    assert!(!target("home/app/x").exists());
+
+    // Two paths of one blob entry become one inode.
+    let mut fs = LowerFs::new();
+    let layer = store_layer(
+        &fx.store,
+        &tar_of(&[M::File("a", b"same"), M::Hardlink("b", "a")]),
+        Z::Plain,
+    );
+    fs.push_layer_blob(&fx.store, &layer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    fs.extract_to(&[(p("a"), a.clone()), (p("b"), b.clone())])
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().ino(),
+        std::fs::metadata(&b).unwrap().ino()
+    );
+}
