@@ -729,3 +729,70 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+#[test]
+fn heredocs_exec_form_and_sandbox_always_run_in_the_sandbox() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\n\
+             ENV GREETING=hello\n\
+             WORKDIR /work\n\
+             RUN <<EOF\n\
+             echo \"$GREETING from a heredoc\" > script-out\n\
+             pwd >> script-out\n\
+             EOF\n\
+             RUN cat > /work/fed <<DATA\n\
+             fed to cat\n\
+             DATA\n\
+             RUN [\"/bin/sh\", \"-c\", \"echo exec-form > /work/exec\"]\n",
+            layout.display()
+        ),
+    );
+    let out = work.path().join("out");
+    assert_success(&kiln_build(&context, &work.path().join("cache"), &out, &[]));
+    let (manifest, _) = layout_image(&out);
+    let layers = manifest["layers"].as_array().unwrap();
+    let listing = |index: usize| {
+        let digest = layers[index]["digest"].as_str().unwrap();
+        layer_listing(
+            &out.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+    };
+    let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
+    let n = layers.len();
+    assert!(listing(n - 3)["work/script-out"].ends_with(&digest("hello from a heredoc\n/work\n")));
+    assert!(listing(n - 2)["work/fed"].ends_with(&digest("fed to cat\n")));
+    assert!(listing(n - 1)["work/exec"].ends_with(&digest("exec-form\n")));
+
+    // `rm -rf DIR/*` is computed natively, even on a base with no shell; --sandbox=always runs
+    // it for real, which needs one.
+    let scratch = work.path().join("scratch");
+    write_dockerfile(&scratch, "FROM scratch\nRUN rm -rf /var/cache/apk/*\n");
+    assert_success(&kiln_build(
+        &scratch,
+        &work.path().join("cache"),
+        &work.path().join("o1"),
+        &[],
+    ));
+    write_dockerfile(
+        &scratch,
+        "FROM scratch\nRUN --sandbox=always rm -rf /var/cache/apk/*\n",
+    );
+    let output = kiln_build(
+        &scratch,
+        &work.path().join("cache"),
+        &work.path().join("o2"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`/bin/sh` was not found in the image"),
+        "{stderr}"
+    );
+}
