@@ -74,26 +74,74 @@ pub struct ExecOutcome {
 /// How much of a command's output is kept for the error message.
 pub const OUTPUT_KEPT: usize = 64 * 1024;
 
-/// The setup steps a child may fail in, for messages (indexed by the code it reports).
-const STAGES: &[&str] = &[
-    "enter new namespaces",
-    "wait for the id maps",
-    "fork the command's process",
-    "make the mounts private",
-    "bind the rootfs onto itself",
-    "set the image's file owners",
-    "mount /proc",
-    "mount /dev",
-    "populate /dev",
-    "mount a RUN --mount",
-    "set the hostname",
-    "bring up the loopback interface",
-    "pivot into the rootfs",
-    "enter the working directory",
-    "switch to USER",
-    "set up stdin, stdout and stderr",
-    "execute the command",
-];
+/// The setup steps the sandbox's processes may fail in, as they report them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum Stage {
+    Unshare,
+    Fork,
+    PrivateMounts,
+    BindRoot,
+    Owners,
+    Proc,
+    Dev,
+    DevNodes,
+    RunMounts,
+    Hostname,
+    Loopback,
+    Pivot,
+    Workdir,
+    User,
+    Stdio,
+    Exec,
+}
+
+impl Stage {
+    const ALL: [Stage; 16] = [
+        Stage::Unshare,
+        Stage::Fork,
+        Stage::PrivateMounts,
+        Stage::BindRoot,
+        Stage::Owners,
+        Stage::Proc,
+        Stage::Dev,
+        Stage::DevNodes,
+        Stage::RunMounts,
+        Stage::Hostname,
+        Stage::Loopback,
+        Stage::Pivot,
+        Stage::Workdir,
+        Stage::User,
+        Stage::Stdio,
+        Stage::Exec,
+    ];
+
+    fn from_code(code: u32) -> Option<Stage> {
+        Stage::ALL.get(code as usize).copied()
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Unshare => "enter new namespaces",
+            Stage::Fork => "fork the command's process",
+            Stage::PrivateMounts => "make the mounts private",
+            Stage::BindRoot => "bind the rootfs onto itself",
+            Stage::Owners => "set the image's file owners",
+            Stage::Proc => "mount /proc",
+            Stage::Dev => "mount /dev",
+            Stage::DevNodes => "populate /dev",
+            Stage::RunMounts => "mount a RUN --mount",
+            Stage::Hostname => "set the hostname",
+            Stage::Loopback => "bring up the loopback interface",
+            Stage::Pivot => "pivot into the rootfs",
+            Stage::Workdir => "enter the working directory",
+            Stage::User => "switch to USER",
+            Stage::Stdio => "set up stdin, stdout and stderr",
+            Stage::Exec => "execute the command",
+        }
+    }
+}
+
 const STAGE_STARTED: u32 = u32::MAX;
 
 /// One record the command's process writes to kiln before exec (or instead of it).
@@ -131,9 +179,10 @@ struct Prepared {
     tmpfs: Vec<CString>,
     workdir: CString,
     programs: Vec<CString>,
-    _argv: Vec<CString>,
+    argv_strings: Vec<CString>,
     argv: Vec<*const c_char>,
-    _env: Vec<CString>,
+    /// Owns the strings `envp` points into.
+    _env_strings: Vec<CString>,
     envp: Vec<*const c_char>,
     hostname: CString,
     groups: Vec<libc::gid_t>,
@@ -230,9 +279,9 @@ impl Prepared {
                 .collect::<Result<_, _>>()?,
             workdir: cstr(&spec.workdir)?,
             programs,
-            _argv: argv_owned,
+            argv_strings: argv_owned,
             argv,
-            _env: env_owned,
+            _env_strings: env_owned,
             envp,
             hostname: cstr("kiln")?,
             groups: spec.groups.clone(),
@@ -364,29 +413,30 @@ pub fn execute(
         if report.stage == STAGE_STARTED {
             started = Some((report.seconds, report.nanos));
         } else {
-            let stage = STAGES
-                .get(report.stage as usize)
-                .copied()
-                .unwrap_or("set up");
+            let stage = Stage::from_code(report.stage);
+            let what = stage.map_or("set up", Stage::describe);
             let cause = std::io::Error::from_raw_os_error(report.errno);
-            return Err(SandboxError::Setup(match (report.stage, report.errno) {
-                (14, libc::EINVAL) => format!(
-                    "failed to {stage}: uid {} or gid {} has no mapping in the sandbox; running \
+            return Err(SandboxError::Setup(match (stage, report.errno) {
+                (Some(Stage::User), libc::EINVAL) => format!(
+                    "failed to {what}: uid {} or gid {} has no mapping in the sandbox; running \
                      as another user than root needs /etc/subuid and /etc/subgid ranges and \
                      newuidmap/newgidmap (package uidmap) when kiln runs unprivileged",
                     prepared.uid, prepared.gid
                 ),
-                (0, libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS) => format!(
-                    "failed to {stage}: {cause}; the sandbox needs unprivileged user namespaces \
+                (
+                    Some(Stage::Unshare),
+                    libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS,
+                ) => format!(
+                    "failed to {what}: {cause}; the sandbox needs unprivileged user namespaces \
                      (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu \
                      kernel.unprivileged_userns_clone=1 or an AppArmor profile allowing them); \
                      in a container, run kiln with a seccomp profile that allows unshare"
                 ),
-                (16, libc::ENOENT) => format!(
-                    "failed to {stage}: `{}` was not found in the image",
-                    prepared._argv[0].to_string_lossy()
+                (Some(Stage::Exec), libc::ENOENT) => format!(
+                    "failed to {what}: `{}` was not found in the image",
+                    prepared.argv_strings[0].to_string_lossy()
                 ),
-                _ => format!("failed to {stage}: {cause}"),
+                _ => format!("failed to {what}: {cause}"),
             }));
         }
     }
@@ -446,9 +496,9 @@ struct ChildFds {
 }
 
 /// Reports a failed stage with errno, and exits.
-unsafe fn fail(fds: &ChildFds, stage: u32) -> ! {
+unsafe fn fail(fds: &ChildFds, stage: Stage) -> ! {
     let report = Report {
-        stage,
+        stage: stage as u32,
         errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
         seconds: 0,
         nanos: 0,
@@ -471,7 +521,7 @@ unsafe fn child(p: &Prepared, fds: &ChildFds, flags: c_int) -> ! {
         }
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::unshare(flags) != 0 {
-            fail(fds, 0);
+            fail(fds, Stage::Unshare);
         }
         let mut byte = 1u8;
         libc::write(fds.unshared, (&byte as *const u8).cast(), 1);
@@ -482,7 +532,7 @@ unsafe fn child(p: &Prepared, fds: &ChildFds, flags: c_int) -> ! {
         libc::close(fds.go);
         let pid = libc::fork();
         if pid < 0 {
-            fail(fds, 2);
+            fail(fds, Stage::Fork);
         }
         if pid == 0 {
             command_process(p, fds);
@@ -512,7 +562,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
             std::ptr::null(),
         ) != 0
         {
-            fail(fds, 3);
+            fail(fds, Stage::PrivateMounts);
         }
         if libc::mount(
             p.root.as_ptr(),
@@ -522,18 +572,18 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
             std::ptr::null(),
         ) != 0
         {
-            fail(fds, 4);
+            fail(fds, Stage::BindRoot);
         }
         for chown in &p.chowns {
             let uid = chown.uid.unwrap_or(u32::MAX);
             let gid = chown.gid.unwrap_or(u32::MAX);
             if libc::lchown(chown.path.as_ptr(), uid, gid) != 0 {
-                fail(fds, 5);
+                fail(fds, Stage::Owners);
             }
             if let Some(mode) = chown.mode
                 && libc::chmod(chown.path.as_ptr(), mode) != 0
             {
-                fail(fds, 5);
+                fail(fds, Stage::Owners);
             }
         }
         let no_exec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -545,7 +595,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
             std::ptr::null(),
         ) != 0
         {
-            fail(fds, 6);
+            fail(fds, Stage::Proc);
         }
         if libc::mount(
             p.lit.tmpfs.as_ptr(),
@@ -555,7 +605,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
             p.lit.dev_options.as_ptr().cast(),
         ) != 0
         {
-            fail(fds, 7);
+            fail(fds, Stage::Dev);
         }
         for (target, source) in &p.dev_files {
             let fd = libc::open(
@@ -564,7 +614,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 0o666,
             );
             if fd < 0 {
-                fail(fds, 8);
+                fail(fds, Stage::DevNodes);
             }
             libc::close(fd);
             if libc::mount(
@@ -575,12 +625,12 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 std::ptr::null(),
             ) != 0
             {
-                fail(fds, 8);
+                fail(fds, Stage::DevNodes);
             }
         }
         for (target, link) in &p.dev_links {
             if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
-                fail(fds, 8);
+                fail(fds, Stage::DevNodes);
             }
         }
         // A private devpts and /dev/shm are conveniences: a command that needs neither still runs.
@@ -611,7 +661,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 std::ptr::null(),
             ) != 0
             {
-                fail(fds, 9);
+                fail(fds, Stage::RunMounts);
             }
         }
         for target in &p.tmpfs {
@@ -623,36 +673,36 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 std::ptr::null(),
             ) != 0
             {
-                fail(fds, 9);
+                fail(fds, Stage::RunMounts);
             }
         }
         if libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) != 0 {
-            fail(fds, 10);
+            fail(fds, Stage::Hostname);
         }
         if !p.host_network && !loopback_up() {
-            fail(fds, 11);
+            fail(fds, Stage::Loopback);
         }
         if libc::chdir(p.root.as_ptr()) != 0
             || libc::syscall(libc::SYS_pivot_root, p.lit.dot.as_ptr(), p.lit.dot.as_ptr()) != 0
             || libc::umount2(p.lit.dot.as_ptr(), libc::MNT_DETACH) != 0
             || libc::chdir(p.lit.slash.as_ptr()) != 0
         {
-            fail(fds, 12);
+            fail(fds, Stage::Pivot);
         }
         if libc::chdir(p.workdir.as_ptr()) != 0 {
-            fail(fds, 13);
+            fail(fds, Stage::Workdir);
         }
         if p.setgroups && libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0 {
-            fail(fds, 14);
+            fail(fds, Stage::User);
         }
         if libc::setresgid(p.gid, p.gid, p.gid) != 0 || libc::setresuid(p.uid, p.uid, p.uid) != 0 {
-            fail(fds, 14);
+            fail(fds, Stage::User);
         }
         if libc::dup2(fds.null, 0) < 0
             || libc::dup2(fds.output, 1) < 0
             || libc::dup2(fds.output, 2) < 0
         {
-            fail(fds, 15);
+            fail(fds, Stage::Stdio);
         }
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -682,7 +732,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
             }
         }
         *libc::__errno_location() = errno;
-        fail(fds, 16)
+        fail(fds, Stage::Exec)
     }
 }
 
