@@ -323,7 +323,8 @@ fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
     write_dockerfile(
         &context,
         &format!(
-            "FROM oci:{}:latest\nRUN id && echo made by $(id -u) > /made && mkdir /home && chown 0:0 /home\n",
+            "FROM oci:{}:latest\nRUN id && echo made by $(id -u) > /made && mkdir /home && chown 0:0 /home \
+             && echo locked > /locked && chmod 000 /locked\n",
             layout.display()
         ),
     );
@@ -356,6 +357,11 @@ fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
         "{listing:#?}"
     );
     assert!(listing.contains_key("home"), "{listing:#?}");
+    assert!(
+        listing["locked"].starts_with("file mode=0 uid=0 gid=0")
+            && listing["locked"].ends_with(&hex(&sha2::Sha256::digest(b"locked\n"))),
+        "{listing:#?}"
+    );
 
     let second = run_as_nobody();
     let stderr = assert_success(&second);
@@ -663,7 +669,8 @@ fn unprivileged_user_with_subordinate_ids_keeps_owners_and_runs_as_user() {
             "FROM oci:{}:latest\n\
              RUN mkdir -p /home/app && chown app:app /home/app && chown 123:456 /etc/owned\n\
              USER app\n\
-             RUN id > /home/app/id && touch /home/app/made\n",
+             RUN id > /home/app/id && touch /home/app/made && echo mine > /home/app/private \
+                 && chmod 600 /home/app/private\n",
             layout.display()
         ),
     );
@@ -712,6 +719,12 @@ fn unprivileged_user_with_subordinate_ids_keeps_owners_and_runs_as_user() {
     let second = layer_listing(&blob(layers.len() - 1));
     assert!(
         second["home/app/made"].starts_with("file mode=644 uid=1000 gid=1000"),
+        "{second:#?}"
+    );
+    // Readable only by its owner, a subordinate id: kiln still reads it for the layer.
+    assert!(
+        second["home/app/private"].starts_with("file mode=600 uid=1000 gid=1000")
+            && second["home/app/private"].ends_with(&hex(&sha2::Sha256::digest(b"mine\n"))),
         "{second:#?}"
     );
     // The build removed its scratch files, subordinate owners included.

@@ -760,24 +760,63 @@ unsafe fn loopback_up() -> bool {
 /// command can create is mapped: an unprivileged caller cannot remove what belongs to its
 /// subordinate ids from outside.
 pub fn remove_as_mapped(path: &Path, maps: &IdMaps) -> Result<(), SandboxError> {
-    let program = cstr("/bin/rm")?;
-    let args = [cstr("rm")?, cstr("-rf")?, cstring(path)?];
+    let path_text = path
+        .to_str()
+        .ok_or_else(|| SandboxError::Setup(format!("`{}` is not UTF-8", path.display())))?;
+    host_command_as_mapped("/bin/rm", &["rm", "-rf", path_text], maps).map_err(|code| {
+        SandboxError::Setup(format!(
+            "failed to remove `{}` in the sandbox's user namespace (exit code {code})",
+            path.display()
+        ))
+    })
+}
+
+/// Copies each `(source, copy)` from inside a user namespace with `maps`, where root may read
+/// every file a command left (whatever its mode and owner); the copies belong to the caller.
+pub fn copy_as_mapped(pairs: &[(PathBuf, PathBuf)], maps: &IdMaps) -> Result<(), SandboxError> {
+    let mut args = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        r#"while [ $# -gt 0 ]; do cat -- "$1" > "$2" || exit 1; shift 2; done"#.to_owned(),
+        "sh".to_owned(),
+    ];
+    for (source, copy) in pairs {
+        for path in [source, copy] {
+            args.push(path.to_str().map(str::to_owned).ok_or_else(|| {
+                SandboxError::Setup(format!("`{}` is not UTF-8", path.display()))
+            })?);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    host_command_as_mapped("/bin/sh", &args, maps).map_err(|code| {
+        SandboxError::Setup(format!(
+            "failed to read the files the command left unreadable (exit code {code})"
+        ))
+    })
+}
+
+/// Runs a host program as root of a new user namespace with `maps` (no other namespace, no
+/// change of root); `Err` carries its exit code.
+fn host_command_as_mapped(program: &str, args: &[&str], maps: &IdMaps) -> Result<(), i32> {
+    let prepare = || -> Result<(CString, Vec<CString>), SandboxError> {
+        Ok((
+            cstr(program)?,
+            args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        ))
+    };
+    let (program, args) = prepare().map_err(|_| 126)?;
     let argv: Vec<*const c_char> = args
         .iter()
         .map(|a| a.as_ptr())
         .chain([std::ptr::null()])
         .collect();
     let envp: [*const c_char; 1] = [std::ptr::null()];
-    let (unshared_read, unshared_write) = pipe()?;
-    let (go_read, go_write) = pipe()?;
+    let (unshared_read, unshared_write) = pipe().map_err(|_| 126)?;
+    let (go_read, go_write) = pipe().map_err(|_| 126)?;
     // SAFETY: the child makes only system calls on data prepared above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(SandboxError::Io {
-            action: "fork",
-            path: path.to_owned(),
-            source: std::io::Error::last_os_error(),
-        });
+        return Err(126);
     }
     if pid == 0 {
         // SAFETY: in the forked child; every path ends in _exit or exec.
@@ -804,11 +843,8 @@ pub fn remove_as_mapped(path: &Path, maps: &IdMaps) -> Result<(), SandboxError> 
         let _ = nix::unistd::write(&go_write, &[1]);
     }
     drop(go_write);
-    match wait(pid)? {
+    match wait(pid).map_err(|_| 126)? {
         0 => Ok(()),
-        code => Err(SandboxError::Setup(format!(
-            "failed to remove `{}` in the sandbox's user namespace (exit code {code})",
-            path.display()
-        ))),
+        code => Err(code),
     }
 }

@@ -313,6 +313,7 @@ pub fn run(
         maps: &maps,
         started: outcome.started,
     })?;
+    let diff = readable_copies(diff, &dir, &maps)?;
     Ok(RunOutput {
         diff,
         live: LiveRootfs {
@@ -352,6 +353,49 @@ impl Drop for ScratchDir {
             }
         }
     }
+}
+
+/// The Diff with every file the caller cannot read (a mode without read permission, or an
+/// owner from the subordinate range) replaced by a copy it can: the layer writer, and later
+/// steps, read them from outside the user namespace.
+fn readable_copies(diff: Diff, dir: &Path, maps: &IdMaps) -> Result<Diff, SandboxError> {
+    use crate::layer::{EntryKind, FileContent};
+    let unreadable =
+        |path: &Path| nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_err();
+    let mut pairs = Vec::new();
+    for (path, entry) in diff.iter() {
+        if let EntryKind::File(FileContent::HostFile { path: host, .. }) = &entry.kind
+            && unreadable(host)
+        {
+            let copies = dir.join("readable");
+            std::fs::create_dir_all(&copies).map_err(|source| SandboxError::Io {
+                action: "create",
+                path: copies.clone(),
+                source,
+            })?;
+            let copy = copies.join(crate::digest::Digest::of(path.as_str().as_bytes()).hex());
+            pairs.push((host.clone(), copy));
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(diff);
+    }
+    exec::copy_as_mapped(&pairs, maps)?;
+    let copies: BTreeMap<PathBuf, PathBuf> = pairs.into_iter().collect();
+    let mut readable = Diff::new();
+    for (path, entry) in diff.iter() {
+        let mut entry = entry.clone();
+        if let EntryKind::File(FileContent::HostFile { path: host, size }) = &entry.kind
+            && let Some(copy) = copies.get(host)
+        {
+            entry.kind = EntryKind::File(FileContent::HostFile {
+                path: copy.clone(),
+                size: *size,
+            });
+        }
+        readable.insert(path.clone(), entry);
+    }
+    Ok(readable)
 }
 
 /// Removes the secrets' directory when dropped, whatever happened.

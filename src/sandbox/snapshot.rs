@@ -280,8 +280,17 @@ fn entry_of(
             uid,
             gid,
             mtime: meta.mtime(),
+            // The sandbox does not read extended attributes back: the image's stay while the
+            // inode and its content are the ones materialized (a chmod keeps a capability; a
+            // rewritten or replaced file loses it, as it would in Docker).
             xattrs: before
-                .filter(|b| b.kind == NodeKind::Dir || matches!(b.kind, NodeKind::File { .. }))
+                .filter(|b| {
+                    meta.ino() == b.inode
+                        && (b.kind == NodeKind::Dir
+                            || (matches!(b.kind, NodeKind::File { .. })
+                                && meta.len() == b.size
+                                && (meta.mtime(), meta.mtime_nsec()) == (b.mtime, b.mtime_nsec)))
+                })
                 .map(|b| b.meta.xattrs.clone())
                 .unwrap_or_default(),
         },
