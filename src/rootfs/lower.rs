@@ -93,31 +93,6 @@ pub enum RootfsError {
     NotAFile(String),
 }
 
-/// Blob entry ordinal -> (its size, the paths to write it to).
-type ExtractDestinations = BTreeMap<u64, (u64, Vec<(LayerPath, PathBuf)>)>;
-
-/// Files up to this size are buffered and written by [`LowerFs::extract_to`]'s writer threads.
-const SMALL_FILE: u64 = 256 * 1024;
-
-/// One small file for a writer thread: its content, its path and its hard links.
-struct WriteJob {
-    first: PathBuf,
-    others: Vec<PathBuf>,
-    bytes: Vec<u8>,
-}
-
-fn write_job(job: WriteJob) -> Result<(), RootfsError> {
-    let write_err = |path: &Path, source| RootfsError::Scratch {
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::write(&job.first, &job.bytes).map_err(|e| write_err(&job.first, e))?;
-    for other in &job.others {
-        std::fs::hard_link(&job.first, other).map_err(|e| write_err(other, e))?;
-    }
-    Ok(())
-}
-
 /// What [`LowerFs::extract_to`] wrote.
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -376,7 +351,8 @@ impl LowerFs {
     /// whose content is not in a blob (a Diff's), for the caller to copy through
     /// [`FsView::content`].
     pub fn extract_to(&self, targets: &[(LayerPath, PathBuf)]) -> Result<Extracted, RootfsError> {
-        let mut wanted: BTreeMap<Digest, (Arc<BlobSource>, ExtractDestinations)> = BTreeMap::new();
+        type Destinations = BTreeMap<u64, (u64, Vec<(LayerPath, PathBuf)>)>;
+        let mut wanted: BTreeMap<Digest, (Arc<BlobSource>, Destinations)> = BTreeMap::new();
         let mut rest = Vec::new();
         let mut digests = Vec::new();
         for (path, dest) in targets {
@@ -398,42 +374,6 @@ impl LowerFs {
                 _ => rest.push((path.clone(), dest.clone())),
             }
         }
-        let writers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<WriteJob>(256);
-        let queue = Mutex::new(queue);
-        let failure: Mutex<Option<RootfsError>> = Mutex::new(None);
-        std::thread::scope(|scope| -> Result<(), RootfsError> {
-            for _ in 0..writers {
-                scope.spawn(|| {
-                    loop {
-                        let job = match lock(&queue).recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
-                        };
-                        if let Err(e) = write_job(job) {
-                            lock(&failure).get_or_insert(e);
-                        }
-                    }
-                });
-            }
-            let result = self.extract_layers_to(wanted, &jobs, &mut digests);
-            drop(jobs);
-            result
-        })?;
-        if let Some(error) = lock(&failure).take() {
-            return Err(error);
-        }
-        Ok(Extracted { digests, rest })
-    }
-
-    /// The reading half of [`LowerFs::extract_to`]: one pass per layer; small files are handed
-    /// to `jobs`, large ones written here.
-    fn extract_layers_to(
-        &self,
-        wanted: BTreeMap<Digest, (Arc<BlobSource>, ExtractDestinations)>,
-        jobs: &std::sync::mpsc::SyncSender<WriteJob>,
-        digests: &mut Vec<(LayerPath, Digest)>,
-    ) -> Result<(), RootfsError> {
         let write_err = |path: &Path, source| RootfsError::Scratch {
             path: path.to_owned(),
             source,
@@ -460,36 +400,14 @@ impl LowerFs {
                         ordinal: entry.ordinal,
                     });
                 }
-                let others: Vec<PathBuf> =
-                    destinations[1..].iter().map(|(_, p)| p.clone()).collect();
-                let digest = if size <= SMALL_FILE {
-                    // Creating inodes is most of the cost: small files go to the writers, so
-                    // several are created at once while this thread decompresses.
-                    let mut bytes = Vec::with_capacity(size as usize);
-                    content
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| write_err(first, e))?;
-                    let digest = Digest::of(&bytes);
-                    let job = WriteJob {
-                        first: first.clone(),
-                        others,
-                        bytes,
-                    };
-                    if let Err(unsent) = jobs.send(job) {
-                        write_job(unsent.0)?;
-                    }
-                    digest
-                } else {
-                    let file = File::create(first).map_err(|e| write_err(first, e))?;
-                    let mut out = crate::digest::HashingWriter::new(BufWriter::new(file));
-                    io::copy(content, &mut out).map_err(|e| write_err(first, e))?;
-                    let (mut out, digest, _) = out.finish();
-                    out.flush().map_err(|e| write_err(first, e))?;
-                    for other in &others {
-                        std::fs::hard_link(first, other).map_err(|e| write_err(other, e))?;
-                    }
-                    digest
-                };
+                let file = File::create(first).map_err(|e| write_err(first, e))?;
+                let mut out = crate::digest::HashingWriter::new(BufWriter::new(file));
+                io::copy(content, &mut out).map_err(|e| write_err(first, e))?;
+                let (mut out, digest, _) = out.finish();
+                out.flush().map_err(|e| write_err(first, e))?;
+                for (_, other) in &destinations[1..] {
+                    std::fs::hard_link(first, other).map_err(|e| write_err(other, e))?;
+                }
                 for (path, _) in &destinations {
                     digests.push((path.clone(), digest.clone()));
                 }
@@ -507,7 +425,7 @@ impl LowerFs {
                 });
             }
         }
-        Ok(())
+        Ok(Extracted { digests, rest })
     }
 
     /// One pass over `layer`, copying the entries in `ordinals` into `dir`; found ones are
