@@ -753,15 +753,15 @@ fn heredocs_exec_form_and_sandbox_always_run_in_the_sandbox() {
         &format!(
             "FROM oci:{}:latest\n\
              ENV GREETING=hello\n\
-             WORKDIR /work\n\
+             WORKDIR /srv/app\n\
              RUN <<EOF\n\
              echo \"$GREETING from a heredoc\" > script-out\n\
              pwd >> script-out\n\
              EOF\n\
-             RUN cat > /work/fed <<DATA\n\
+             RUN cat > /srv/app/fed <<DATA\n\
              fed to cat\n\
              DATA\n\
-             RUN [\"/bin/sh\", \"-c\", \"echo exec-form > /work/exec\"]\n",
+             RUN [\"/bin/sh\", \"-c\", \"echo exec-form > /srv/app/exec\"]\n",
             layout.display()
         ),
     );
@@ -778,9 +778,11 @@ fn heredocs_exec_form_and_sandbox_always_run_in_the_sandbox() {
     };
     let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
     let n = layers.len();
-    assert!(listing(n - 3)["work/script-out"].ends_with(&digest("hello from a heredoc\n/work\n")));
-    assert!(listing(n - 2)["work/fed"].ends_with(&digest("fed to cat\n")));
-    assert!(listing(n - 1)["work/exec"].ends_with(&digest("exec-form\n")));
+    assert!(
+        listing(n - 3)["srv/app/script-out"].ends_with(&digest("hello from a heredoc\n/srv/app\n"))
+    );
+    assert!(listing(n - 2)["srv/app/fed"].ends_with(&digest("fed to cat\n")));
+    assert!(listing(n - 1)["srv/app/exec"].ends_with(&digest("exec-form\n")));
 
     // `rm -rf DIR/*` is computed natively, even on a base with no shell; --sandbox=always runs
     // it for real, which needs one.
