@@ -326,19 +326,10 @@ pub fn write(
 mod tests {
     use super::*;
     use crate::python::tags::LinuxTag;
-    use crate::python::target::{Libc, PythonTarget, PythonVersion};
+    use crate::python::target::PythonTarget;
 
     fn target(arch: &str) -> PythonTarget {
-        PythonTarget {
-            version: PythonVersion {
-                major: 3,
-                minor: 11,
-                patch: Some(16),
-            },
-            interpreter: "/usr/local/bin/python3.11".to_owned(),
-            libc: Libc::Musl { major: 1, minor: 2 },
-            arch: arch.to_owned(),
-        }
+        PythonTarget::cpython_311_musl(arch)
     }
 
     fn pick(text: &str, arch: &str) -> Result<Vec<String>, String> {

@@ -451,24 +451,10 @@ fn split_options(tokens: &[&str]) -> Result<Vec<(String, Option<String>)>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pep508_rs::MarkerEnvironmentBuilder;
     use std::collections::BTreeMap;
 
     fn env(machine: &str) -> MarkerEnvironment {
-        MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: "3.11.16",
-            os_name: "posix",
-            platform_machine: machine,
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: "3.11.16",
-            python_version: "3.11",
-            sys_platform: "linux",
-        })
-        .unwrap()
+        crate::python::target::PythonTarget::cpython_311_musl(machine).marker_environment()
     }
 
     fn parse_files(

@@ -330,7 +330,6 @@ mod tests {
     use crate::python::index::{FileLocation, MetadataHint};
     use crate::python::tags::LinuxTag;
     use crate::python::target::Libc;
-    use pep508_rs::MarkerEnvironmentBuilder;
 
     fn file(name: &str, requires_python: Option<&str>, yanked: bool) -> DistFile {
         DistFile {
@@ -419,20 +418,8 @@ mod tests {
 
     #[test]
     fn dependency_closure() {
-        let env = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: "3.11.16",
-            os_name: "posix",
-            platform_machine: "x86_64",
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: "3.11.16",
-            python_version: "3.11",
-            sys_platform: "linux",
-        })
-        .unwrap();
+        let env =
+            crate::python::target::PythonTarget::cpython_311_musl("x86_64").marker_environment();
         let mut set = BTreeMap::new();
         set.insert(
             "flask".to_owned(),

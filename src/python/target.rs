@@ -376,6 +376,22 @@ fn major_minor(text: &str) -> Option<(u16, u16)> {
 }
 
 impl PythonTarget {
+    /// CPython 3.11.16 on musl 1.2 for `arch`, as python:3.11-alpine has it: the target the
+    /// unit tests share.
+    #[cfg(test)]
+    pub(crate) fn cpython_311_musl(arch: &str) -> PythonTarget {
+        PythonTarget {
+            version: PythonVersion {
+                major: 3,
+                minor: 11,
+                patch: Some(16),
+            },
+            interpreter: "/usr/local/bin/python3.11".to_owned(),
+            libc: Libc::Musl { major: 1, minor: 2 },
+            arch: arch.to_owned(),
+        }
+    }
+
     /// The PEP 508 marker environment of the target (not the host): `platform_machine` is the
     /// target arch, `python_full_version` the target version (`X.Y` when the patch is unknown).
     pub fn marker_environment(&self) -> MarkerEnvironment {

@@ -252,16 +252,7 @@ impl Session {
             options,
         )?;
         let url = session.url("v2/")?;
-        let response = session
-            .send(
-                Method::GET,
-                url.clone(),
-                &[],
-                Body::Empty,
-                Retry::Idempotent,
-            )
-            .await?;
-        session.expect(response, &[200], "GET", &url).await?;
+        session.get(&url, &[], &[200]).await?;
         Ok(())
     }
 
@@ -583,6 +574,25 @@ impl Session {
     }
 
     /// Returns the response when its status is one of `ok`, else the registry's error.
+    /// An idempotent `GET url` with `headers`, whose status must be one of `ok`.
+    pub(crate) async fn get(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+        ok: &[u16],
+    ) -> Result<reqwest::Response, RegistryError> {
+        let response = self
+            .send(
+                Method::GET,
+                url.clone(),
+                headers,
+                Body::Empty,
+                Retry::Idempotent,
+            )
+            .await?;
+        self.expect(response, ok, "GET", url).await
+    }
+
     pub(crate) async fn expect(
         &self,
         response: reqwest::Response,

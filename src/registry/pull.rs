@@ -414,15 +414,8 @@ async fn fetch_manifest(
 ) -> Result<(Digest, Vec<u8>), RegistryError> {
     let url = session.url(&format!("v2/{repo}/manifests/{reference}"))?;
     let response = session
-        .send(
-            Method::GET,
-            url.clone(),
-            &[("accept", MANIFEST_ACCEPT.to_owned())],
-            Body::Empty,
-            Retry::Idempotent,
-        )
+        .get(&url, &[("accept", MANIFEST_ACCEPT.to_owned())], &[200])
         .await?;
-    let response = session.expect(response, &[200], "GET", &url).await?;
     let announced = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
     let bytes = session
         .read_limited(response, &url, MAX_MANIFEST_BYTES)
@@ -559,16 +552,7 @@ async fn download_once(
     descriptor: &Descriptor,
     what: &str,
 ) -> Result<(), Transfer> {
-    let response = session
-        .send(
-            Method::GET,
-            url.clone(),
-            &[],
-            Body::Empty,
-            Retry::Idempotent,
-        )
-        .await?;
-    let response = session.expect(response, &[200], "GET", url).await?;
+    let response = session.get(url, &[], &[200]).await?;
     let mut writer = store.writer().map_err(RegistryError::from)?;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {

@@ -577,17 +577,7 @@ impl Pusher<'_> {
 
     /// `GET <upload url>` -> (its Location, the next offset from `Range`).
     async fn upload_status(&self, url: &Url) -> Result<(Url, u64), Fail> {
-        let response = self
-            .session
-            .send(
-                Method::GET,
-                url.clone(),
-                &[],
-                Body::Empty,
-                Retry::Idempotent,
-            )
-            .await?;
-        let response = self.session.expect(response, &[204], "GET", url).await?;
+        let response = self.session.get(url, &[], &[204]).await?;
         let next = match header(&response, "location") {
             Some(_) => location(url, &response)?,
             None => url.clone(),

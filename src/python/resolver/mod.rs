@@ -499,7 +499,6 @@ impl<P: Provider> Search<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pep508_rs::MarkerEnvironmentBuilder;
 
     /// name -> [(version, requires-dist lines)], newest first.
     struct Table(BTreeMap<String, Vec<(Version, Vec<Requirement>)>>);
@@ -566,20 +565,7 @@ mod tests {
     }
 
     fn env(machine: &str) -> MarkerEnvironment {
-        MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: "3.11.16",
-            os_name: "posix",
-            platform_machine: machine,
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: "3.11.16",
-            python_version: "3.11",
-            sys_platform: "linux",
-        })
-        .unwrap()
+        crate::python::target::PythonTarget::cpython_311_musl(machine).marker_environment()
     }
 
     fn run(table: &Table, roots: &[&str], machine: &str) -> Result<String, String> {
