@@ -69,10 +69,7 @@ impl Fetcher {
             RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
             RepoLocation::Http(_) => {
                 let uri = repo.uri(relative);
-                let cached = self
-                    .cache_dir
-                    .as_ref()
-                    .map(|d| d.join("indexes").join(Digest::of(uri.as_bytes()).hex()));
+                let cached = self.cache_dir.as_deref().map(|d| index_path(d, &uri));
                 if self.offline {
                     return match &cached {
                         Some(path) if path.is_file() => read_local(path),
@@ -90,23 +87,30 @@ impl Fetcher {
         let Some(dir) = &self.cache_dir else {
             return Ok(());
         };
-        let path = match what {
+        match what {
             Kept::Index(RepoLocation::Http(_), uri) => {
-                dir.join("indexes").join(Digest::of(uri.as_bytes()).hex())
+                let path = index_path(dir, uri);
+                // The URL beside the index, so `kiln apk-export` can lay the cache out as mirrors.
+                let url_file = path.with_extension("url");
+                if !url_file.is_file() {
+                    store(&url_file, uri.as_bytes())?;
+                }
+                // The mirror moves on: the newest verified index replaces the one kept before.
+                if std::fs::read(&path).is_ok_and(|kept| kept == bytes) {
+                    return Ok(());
+                }
+                store(&path, bytes)
             }
             Kept::Package(RepoLocation::Http(_), checksum_hex) => {
-                dir.join("packages").join(checksum_hex)
+                // Named by its checksum: a package once kept never changes.
+                let path = package_path(dir, checksum_hex);
+                if path.is_file() {
+                    return Ok(());
+                }
+                store(&path, bytes)
             }
-            _ => return Ok(()),
-        };
-        if let Kept::Index(_, uri) = what {
-            // The URL beside the index, so `kiln apk-export` can lay the cache out as mirrors.
-            store(&path.with_extension("url"), uri.as_bytes())?;
+            _ => Ok(()),
         }
-        if path.is_file() {
-            return Ok(());
-        }
-        store(&path, bytes)
     }
 
     /// A package whose index checksum is `checksum_hex`; over HTTP, from the cache when there.
@@ -122,8 +126,8 @@ impl Fetcher {
                 let uri = repo.uri(relative);
                 let cached = self
                     .cache_dir
-                    .as_ref()
-                    .map(|d| d.join("packages").join(checksum_hex));
+                    .as_deref()
+                    .map(|d| package_path(d, checksum_hex));
                 if let Some(path) = &cached
                     && path.is_file()
                 {
@@ -181,6 +185,18 @@ impl Fetcher {
     }
 }
 
+/// Where the index fetched from `uri` is kept.
+fn index_path(cache_dir: &Path, uri: &str) -> PathBuf {
+    cache_dir
+        .join("indexes")
+        .join(Digest::of(uri.as_bytes()).hex())
+}
+
+/// Where the package with index checksum `checksum_hex` is kept.
+fn package_path(cache_dir: &Path, checksum_hex: &str) -> PathBuf {
+    cache_dir.join("packages").join(checksum_hex)
+}
+
 fn read_local(path: &Path) -> Result<Vec<u8>, ApkError> {
     std::fs::read(path).map_err(|source| ApkError::Io {
         path: path.display().to_string(),
@@ -211,5 +227,36 @@ fn fetch_error(uri: &str, detail: String) -> ApkError {
     ApkError::Fetch {
         uri: uri.to_owned(),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_index_is_kept_and_packages_never_change() {
+        let cache = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(Some(cache.path().to_owned()), false);
+        let mirror = RepoLocation::Http("http://mirror.example/alpine/v3.20/main".into());
+        let uri = mirror.uri("x86_64/APKINDEX.tar.gz");
+        fetcher.keep(Kept::Index(&mirror, &uri), b"first").unwrap();
+        fetcher.keep(Kept::Index(&mirror, &uri), b"second").unwrap();
+        let path = index_path(cache.path(), &uri);
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(
+            std::fs::read_to_string(path.with_extension("url")).unwrap(),
+            uri
+        );
+        fetcher
+            .keep(Kept::Package(&mirror, "ab12"), b"pkg")
+            .unwrap();
+        fetcher
+            .keep(Kept::Package(&mirror, "ab12"), b"other")
+            .unwrap();
+        assert_eq!(
+            std::fs::read(package_path(cache.path(), "ab12")).unwrap(),
+            b"pkg"
+        );
     }
 }
