@@ -11,11 +11,13 @@
 //! `/root/.local` produces (the tree the oracle test checks against pip). Missing pip or network
 //! makes the test fail, never skip.
 
+#[path = "support/simple_index.rs"]
+mod simple_index;
 #[path = "support/wheels.rs"]
 mod wheel_cache;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,7 @@ use kiln::python::wheel::{self, InstallOptions, Owner, Requested, Scheme};
 use kiln::rootfs::MemFs;
 use kiln::steps::pip::{PipError, PipOutcome, PipRequest, pip_install};
 use sha2::{Digest, Sha256};
+use simple_index::{make_wheel, wheel_metadata};
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -420,22 +423,6 @@ impl Drop for Server {
     }
 }
 
-fn wheel_metadata(path: &Path) -> Vec<u8> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let name = archive
-        .file_names()
-        .find(|n| n.ends_with(".dist-info/METADATA"))
-        .unwrap()
-        .to_owned();
-    let mut out = Vec::new();
-    archive
-        .by_name(&name)
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
 /// PEP 691 JSON pages (and PEP 503 HTML for other Accept headers) plus PEP 658 metadata.
 fn http_routes(wheels: &[PathBuf], extra: &[(&str, &str)]) -> Routes {
     let mut by_project: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
@@ -533,44 +520,6 @@ fn seed_line_from_http_json_index_with_pep658() {
 }
 
 /// A minimal valid wheel (RECORD hashes included) with the given METADATA lines.
-fn make_wheel(dir: &Path, name: &str, version: &str, metadata_extra: &str) -> PathBuf {
-    let dist_info = format!("{name}-{version}.dist-info");
-    let files: Vec<(String, Vec<u8>)> = vec![
-        (format!("{name}/__init__.py"), b"X = 1\n".to_vec()),
-        (
-            format!("{dist_info}/METADATA"),
-            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata_extra}\n")
-                .into_bytes(),
-        ),
-        (
-            format!("{dist_info}/WHEEL"),
-            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-                .to_vec(),
-        ),
-    ];
-    let mut record = String::new();
-    for (path, bytes) in &files {
-        record.push_str(&format!(
-            "{path},{},{}\n",
-            wheel::record_hash(bytes),
-            bytes.len()
-        ));
-    }
-    record.push_str(&format!("{dist_info}/RECORD,,\n"));
-    let path = dir.join(format!("{name}-{version}-py3-none-any.whl"));
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let options = zip::write::SimpleFileOptions::default();
-    for (member, bytes) in files.iter().chain(std::iter::once(&(
-        format!("{dist_info}/RECORD"),
-        record.into_bytes(),
-    ))) {
-        zip.start_file(member.as_str(), options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-    path
-}
-
 fn hash_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -581,7 +530,13 @@ fn refusals_name_the_package_and_the_fix() {
     let links = find_links_dir(&wheels);
     let extra = tempfile::tempdir().unwrap();
     std::fs::write(extra.path().join("onlysdist-1.0.tar.gz"), b"not really").unwrap();
-    let needs312 = make_wheel(extra.path(), "needs312", "1.0", "Requires-Python: >=3.12");
+    let needs312 = make_wheel(
+        extra.path(),
+        "needs312",
+        "1.0",
+        &[],
+        &["Requires-Python: >=3.12"],
+    );
     let seed = seed_text();
     let flask_only = seed
         .split("flask==")
@@ -691,7 +646,13 @@ fn refusals_name_the_package_and_the_fix() {
 fn http_index_requires_python_and_yanked() {
     let wheels = seed_wheels();
     let extra = tempfile::tempdir().unwrap();
-    let needs312 = make_wheel(extra.path(), "needs312", "1.0", "Requires-Python: >=3.12");
+    let needs312 = make_wheel(
+        extra.path(),
+        "needs312",
+        "1.0",
+        &[],
+        &["Requires-Python: >=3.12"],
+    );
     let mut routes = http_routes(
         &wheels,
         &[(

@@ -71,11 +71,7 @@ pub fn load_oci_archive(
     reference: Option<&str>,
     platform: &Platform,
 ) -> Result<BaseImage, ImageError> {
-    let scratch = tempfile::Builder::new()
-        .prefix(".kiln-oci-archive-")
-        .tempdir_in(store.root())
-        .map_err(|e| ImageError::io("create a temp directory in", store.root(), e))?;
-    unpack_layout_archive(file, scratch.path())?;
+    let scratch = unpacked_archive(store, file)?;
     load(
         store,
         scratch.path(),
@@ -91,12 +87,19 @@ pub fn import_oci_archive(
     file: &Path,
     reference: Option<&str>,
 ) -> Result<Descriptor, ImageError> {
+    let scratch = unpacked_archive(store, file)?;
+    import_layout(store, scratch.path(), reference)
+}
+
+/// The layout files of the oci-archive `file`, unpacked into a temp directory of the store
+/// (removed when dropped).
+fn unpacked_archive(store: &Store, file: &Path) -> Result<tempfile::TempDir, ImageError> {
     let scratch = tempfile::Builder::new()
         .prefix(".kiln-oci-archive-")
         .tempdir_in(store.root())
         .map_err(|e| ImageError::io("create a temp directory in", store.root(), e))?;
     unpack_layout_archive(file, scratch.path())?;
-    import_layout(store, scratch.path(), reference)
+    Ok(scratch)
 }
 
 fn unpack_layout_archive(file: &Path, dest: &Path) -> Result<(), ImageError> {
