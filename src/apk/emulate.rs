@@ -82,31 +82,25 @@ pub(super) fn ensure_applet_links(
         let parent = overlay
             .resolve(&parent, true)
             .map_err(ApkError::view(parent.absolute()))?;
-        let mut parent_is_dir = overlay
+        let parent_node = overlay
             .lstat_exact(&parent)
-            .map_err(ApkError::view(parent.absolute()))?
+            .map_err(ApkError::view(parent.absolute()))?;
+        let mut parent_is_dir = parent_node
+            .as_ref()
             .is_some_and(|node| matches!(node.kind, NodeKind::Dir));
         // The scripts' `mkdir -p /bin /sbin /usr/bin /usr/sbin`, where /usr exists.
-        let grandparent_exists = match parent.parent() {
-            Some(up) => overlay
-                .lstat_exact(&up)
-                .map_err(ApkError::view(up.absolute()))?
-                .is_some_and(|node| matches!(node.kind, NodeKind::Dir)),
-            None => true,
-        };
-        if !parent_is_dir
-            && grandparent_exists
+        if parent_node.is_none()
             && matches!(parent.as_str(), "bin" | "sbin" | "usr/bin" | "usr/sbin")
-            && overlay
-                .lstat_exact(&parent)
-                .map_err(ApkError::view(parent.absolute()))?
-                .is_none()
+            && match parent.parent() {
+                Some(up) => is_dir(overlay, &up)?,
+                None => true,
+            }
         {
             put(
                 overlay,
                 parent.clone(),
                 EntryKind::Dir,
-                link_meta(0o755, epoch),
+                root_meta(0o755, epoch),
             );
             parent_is_dir = true;
         }
@@ -125,13 +119,14 @@ pub(super) fn ensure_applet_links(
             overlay,
             target,
             EntryKind::Symlink("/bin/busybox".into()),
-            link_meta(0o777, epoch),
+            root_meta(0o777, epoch),
         );
     }
     Ok(Vec::new())
 }
 
-fn link_meta(mode: u32, epoch: i64) -> Metadata {
+/// Root-owned metadata with `mode`, stamped with the build's SOURCE_DATE_EPOCH.
+fn root_meta(mode: u32, epoch: i64) -> Metadata {
     Metadata {
         mode,
         uid: 0,
@@ -252,8 +247,18 @@ pub(super) fn update_ca_certificates(
 
     let certs = lp("etc/ssl/certs");
     if !is_dir(overlay, &certs)? {
-        put(overlay, lp("etc/ssl"), EntryKind::Dir, meta(0o755, epoch));
-        put(overlay, certs.clone(), EntryKind::Dir, meta(0o755, epoch));
+        put(
+            overlay,
+            lp("etc/ssl"),
+            EntryKind::Dir,
+            root_meta(0o755, epoch),
+        );
+        put(
+            overlay,
+            certs.clone(),
+            EntryKind::Dir,
+            root_meta(0o755, epoch),
+        );
     }
     let existing = overlay
         .read_dir(&certs)
@@ -277,7 +282,7 @@ pub(super) fn update_ca_certificates(
                 overlay,
                 path,
                 EntryKind::Symlink(target.clone()),
-                meta(0o777, epoch),
+                root_meta(0o777, epoch),
             ),
             _ => {}
         }
@@ -291,14 +296,14 @@ pub(super) fn update_ca_certificates(
             overlay,
             path,
             EntryKind::Symlink(target),
-            meta(0o777, epoch),
+            root_meta(0o777, epoch),
         );
     }
     put(
         overlay,
         lp("etc/ssl/certs/ca-certificates.crt"),
         EntryKind::File(crate::layer::FileContent::Bytes(bundle.into())),
-        meta(0o644, epoch),
+        root_meta(0o644, epoch),
     );
 
     let hooks_dir = lp("etc/ca-certificates/update.d");
@@ -331,10 +336,6 @@ fn is_dir(view: &dyn FsView, path: &LayerPath) -> Result<bool, ApkError> {
         .lstat_exact(path)
         .map_err(ApkError::view(path.absolute()))?
         .is_some_and(|node| matches!(node.kind, NodeKind::Dir)))
-}
-
-fn meta(mode: u32, epoch: i64) -> Metadata {
-    link_meta(mode, epoch)
 }
 
 #[cfg(test)]
