@@ -262,41 +262,12 @@ type Fetched = Result<(Vec<u8>, Package), ApkError>;
 
 /// Fetches and verifies every job's package, in parallel; results in job order.
 fn fetch_packages(fetcher: &Fetcher, jobs: &[FetchJob<'_>]) -> Vec<Fetched> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Fetched>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..FETCH_WORKERS.min(jobs.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let uri = job.location.uri(&job.relative);
-                    let result = fetcher
-                        .package(job.location, &job.relative, &job.checksum.hex())
-                        .and_then(|bytes| {
-                            let pkg = Package::open(&bytes, &uri, Trust::Index(job.checksum))?;
-                            Ok((bytes, pkg))
-                        });
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .zip(jobs)
-        .map(|(slot, job)| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_else(|| {
-                    Err(ApkError::Unsupported(format!(
-                        "fetching `{}` did not finish",
-                        job.relative
-                    )))
-                })
-        })
-        .collect()
+    crate::parallel::map(jobs, FETCH_WORKERS, |job| {
+        let uri = job.location.uri(&job.relative);
+        let bytes = fetcher.package(job.location, &job.relative, &job.checksum.hex())?;
+        let pkg = Package::open(&bytes, &uri, Trust::Index(job.checksum))?;
+        Ok((bytes, pkg))
+    })
 }
 
 /// Runs apk commands natively on `lower` (see the module docs).
