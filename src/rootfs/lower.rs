@@ -612,14 +612,7 @@ impl FsView for LowerFs {
     }
 
     fn read_dir(&self, path: &LayerPath) -> Result<Vec<String>, ViewError> {
-        match self.lstat_exact(path)? {
-            Some(FsNode {
-                kind: NodeKind::Dir,
-                ..
-            }) => {}
-            Some(_) => return Err(ViewError::NotADirectory(path.absolute())),
-            None => return Err(ViewError::NotFound(path.absolute())),
-        }
+        self.expect_dir(path)?;
         // Children are the keys below `path` with exactly one more component; the scan covers
         // the subtree (parents are always present, so no child is only implied by a grandchild).
         let skip = if path.is_root() {

@@ -175,14 +175,7 @@ impl FsView for Overlay<'_> {
     }
 
     fn read_dir(&self, path: &LayerPath) -> Result<Vec<String>, ViewError> {
-        match self.lstat_exact(path)? {
-            Some(FsNode {
-                kind: NodeKind::Dir,
-                ..
-            }) => {}
-            Some(_) => return Err(ViewError::NotADirectory(path.absolute())),
-            None => return Err(ViewError::NotFound(path.absolute())),
-        }
+        self.expect_dir(path)?;
         let lower_visible = match self.upper_state(path) {
             Upper::Entry(entry) => matches!(entry.kind, EntryKind::Dir),
             Upper::Lower => true,

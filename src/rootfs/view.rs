@@ -77,6 +77,19 @@ pub trait FsView {
     /// The content of the regular file at `path` (already resolved), as a Diff can reference it.
     fn content(&self, path: &LayerPath) -> Result<FileContent, ViewError>;
 
+    /// Fails unless the node at `path` (exactly, following nothing) is a directory: what
+    /// [`FsView::read_dir`] checks first.
+    fn expect_dir(&self, path: &LayerPath) -> Result<(), ViewError> {
+        match self.lstat_exact(path)? {
+            Some(FsNode {
+                kind: NodeKind::Dir,
+                ..
+            }) => Ok(()),
+            Some(_) => Err(ViewError::NotADirectory(path.absolute())),
+            None => Err(ViewError::NotFound(path.absolute())),
+        }
+    }
+
     /// Resolves symlinks in `path` inside the root: every intermediate component, and the last
     /// one too when `follow_last` is set. The result may not exist (its parent does, or a
     /// component is missing and the rest is appended lexically).
