@@ -52,6 +52,7 @@ fn busybox_rootfs(dir: &Path) {
             ("etc/meta", "m\n"),
             ("olddir/x", "x\n"),
             ("replace/y", "y\n"),
+            ("root/.cache/pip/w", "w\n"),
         ],
     );
     symlink("motd", root.join("etc/link")).unwrap();
@@ -363,6 +364,12 @@ fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
         "{listing:#?}"
     );
 
+    assert_eq!(
+        cached_bases(&nobody_dir.join("cache")).len(),
+        1,
+        "the RUN ran on an overlay of the unpacked base"
+    );
+
     let second = run_as_nobody();
     let stderr = assert_success(&second);
     assert!(stderr.contains("CACHED"), "{stderr}");
@@ -666,8 +673,11 @@ fn unprivileged_user_with_subordinate_ids_keeps_owners_and_runs_as_user() {
     write_dockerfile(
         &context,
         &format!(
-            "FROM oci:{}:latest\n\
+            // The second stage starts from the first, so its RUN runs on a base kiln unpacked
+            // with subordinate owners (app's home must be app's for the RUN to write there).
+            "FROM oci:{}:latest AS owners\n\
              RUN mkdir -p /home/app && chown app:app /home/app && chown 123:456 /etc/owned\n\
+             FROM owners\n\
              USER app\n\
              RUN id > /home/app/id && touch /home/app/made && echo mine > /home/app/private \
                  && chmod 600 /home/app/private\n",
@@ -726,6 +736,11 @@ fn unprivileged_user_with_subordinate_ids_keeps_owners_and_runs_as_user() {
         second["home/app/private"].starts_with("file mode=600 uid=1000 gid=1000")
             && second["home/app/private"].ends_with(&hex(&sha2::Sha256::digest(b"mine\n"))),
         "{second:#?}"
+    );
+    assert_eq!(
+        cached_bases(&nobody_dir.join("cache")).len(),
+        2,
+        "both stages ran on overlays of unpacked bases"
     );
     // The build removed its scratch files, subordinate owners included.
     let leftovers: Vec<_> = walk(&nobody_dir.join("cache/tmp"));
@@ -808,6 +823,135 @@ fn heredocs_exec_form_and_sandbox_always_run_in_the_sandbox() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("`/bin/sh` was not found in the image"),
+        "{stderr}"
+    );
+}
+
+/// `kiln build` with `KILN_SANDBOX_ROOTFS` set to `mode`; returns the manifest digest.
+fn build_in_mode(context: &Path, cache: &Path, layout: &Path, mode: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--progress", "plain", "--no-cache", "--cache-dir"])
+        .arg(cache)
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg(context)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("KILN_SANDBOX_ROOTFS", mode)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let digest = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    digest
+}
+
+/// The unpacked bases the sandbox keeps in `cache`.
+fn cached_bases(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache.join("sandbox-rootfs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn overlay_and_copy_rootfs_make_the_same_image_and_the_base_is_unpacked_once() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            // Every way a command changes an overlay: new, changed, removed and replaced
+            // paths, a directory removed and made again (opaque), metadata only, a file
+            // opened for writing but left as it was (copied up, not in the layer), changes
+            // over the stage's own earlier steps (a COPY, a removal by the native `rm -rf` of
+            // a cache), a
+            // stage on another stage, and a FROM scratch stage whose first RUN has no base.
+            "FROM oci:{base}:latest AS build\n\
+             COPY Dockerfile /etc/added\n\
+             RUN rm /etc/hostname\n\
+             RUN rm -rf /root/.cache/pip\n\
+             {CHANGES}\
+             RUN rm -r /data/sub && mkdir /data/sub && echo three > /data/sub/c \
+              && echo more >> /etc/added && chown 0:0 /etc/hosts && touch -r /etc/hosts /etc/hosts\n\
+             RUN test -e /etc/hostname && exit 1; test -e /root/.cache/pip && exit 1; chmod 640 /data/sub/c && rm /etc/added \
+              && cat /data/sub/c /etc/motd > /data/both\n\
+             FROM build AS second\n\
+             RUN rm -r /data/empty && echo four > /data/sub/d\n\
+             FROM scratch\n\
+             COPY --from=build /bin/busybox /bin/busybox\n\
+             COPY --from=second /data /data\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /data/hi && /bin/busybox rm /data/a-link\"]\n",
+            base = layout.display()
+        ),
+    );
+
+    let copy_cache = work.path().join("copy-cache");
+    let copied = build_in_mode(&context, &copy_cache, &work.path().join("copy-out"), "copy");
+    assert!(
+        cached_bases(&copy_cache).is_empty(),
+        "copy mode keeps no base"
+    );
+
+    let cache = work.path().join("cache");
+    // auto is overlay on any kernel kiln's tests run on (5.11 or later).
+    let overlaid = build_in_mode(&context, &cache, &work.path().join("out"), "auto");
+    assert_eq!(
+        overlaid, copied,
+        "the overlay rootfs (left) and the copied rootfs (right) made different images"
+    );
+    let bases = cached_bases(&cache);
+    // One for the busybox base (both stages on it share it) and one for `second`'s FROM.
+    assert_eq!(bases.len(), 2, "{bases:?}");
+    for base in &bases {
+        assert!(
+            cache
+                .join("sandbox-rootfs")
+                .join(base)
+                .join("index")
+                .is_file(),
+            "{base} is complete"
+        );
+    }
+
+    let again = build_in_mode(&context, &cache, &work.path().join("out-again"), "overlay");
+    assert_eq!(again, copied);
+    assert_eq!(cached_bases(&cache), bases, "the bases were reused");
+
+    // The listing of what the last stage saw, to be sure the RUNs did run.
+    let (manifest, _) = layout_image(&work.path().join("out"));
+    let last = last_layer(&work.path().join("out"));
+    let listing = layer_listing(&last);
+    assert!(listing.contains_key("data/hi"), "{listing:#?} {manifest:#}");
+    assert!(listing.contains_key("data/.wh.a-link"), "{listing:#?}");
+}
+
+#[test]
+fn an_unknown_rootfs_mode_is_refused_by_name() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!("FROM oci:{}:latest\nRUN echo hi > /x\n", layout.display()),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--progress", "plain", "--cache-dir"])
+        .arg(work.path().join("cache"))
+        .arg(&context)
+        .env("KILN_SANDBOX_ROOTFS", "tmpfs")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("KILN_SANDBOX_ROOTFS=`tmpfs`") && stderr.contains("overlay, copy or auto"),
         "{stderr}"
     );
 }

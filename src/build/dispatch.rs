@@ -42,6 +42,9 @@ enum PendingFs {
 pub(super) struct StageState {
     pub config: ImageConfig,
     pub layers: Vec<Layer>,
+    /// How many of `layers` the stage started with (its FROM's): the sandbox keeps those
+    /// unpacked between builds.
+    pub base_layers: usize,
     fs: Option<LowerFs>,
     pending: Vec<PendingFs>,
     args: BTreeMap<String, Option<String>>,
@@ -341,6 +344,7 @@ impl<'a> Executor<'a> {
                         ..ImageConfig::default()
                     },
                     layers: Vec::new(),
+                    base_layers: 0,
                     fs: None,
                     pending: Vec::new(),
                     args: BTreeMap::new(),
@@ -356,6 +360,7 @@ impl<'a> Executor<'a> {
                     .ok_or_else(|| failure.msg(format!("stage {parent} was not built")))?;
                 state.args.clear();
                 state.cmd_set = false;
+                state.base_layers = state.layers.len();
                 state
             }
             BaseRef::OciLayout { .. } | BaseRef::OciArchive { .. } => {
@@ -436,6 +441,7 @@ impl<'a> Executor<'a> {
             .unwrap_or_else(default_shell);
         StageState {
             pending: base.layers.iter().cloned().map(PendingFs::Blob).collect(),
+            base_layers: base.layers.len(),
             layers: base.layers,
             config: base.config,
             fs: None,

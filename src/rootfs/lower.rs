@@ -199,6 +199,15 @@ impl LowerFs {
         })
     }
 
+    /// The digest of the layer blob a regular file's content is in (`None` when a Diff holds
+    /// it, or `path` is no regular file).
+    pub fn blob_layer(&self, path: &LayerPath) -> Option<&Digest> {
+        match &self.nodes.get(path)?.data {
+            Data::Blob { layer, .. } => Some(&layer.digest),
+            _ => None,
+        }
+    }
+
     /// Indexes the stored blob of `layer` (gzip, zstd or plain, sniffed) and applies it on top.
     /// One decompression pass; contents are not kept. On error the view is unchanged.
     pub fn push_layer_blob(&mut self, store: &Store, layer: &Layer) -> Result<(), RootfsError> {

@@ -29,10 +29,28 @@ pub struct Bind {
     pub target: PathBuf,
 }
 
+/// The rootfs as an overlay mount of layer directories (see [`super::overlay`]).
+pub struct OverlayMount {
+    /// The directory the lower layers are named relative to (it holds short symlinks to them,
+    /// so the mount options stay within a page whatever the paths).
+    pub layers_dir: PathBuf,
+    /// The lower layers' names in `layers_dir`, topmost first.
+    pub lowers: Vec<String>,
+    /// The upper directory: everything the command changes lands there.
+    pub upper: PathBuf,
+    /// overlayfs's work directory (empty, on the upper directory's filesystem).
+    pub work: PathBuf,
+}
+
 /// Everything one command needs.
 pub struct ExecSpec {
-    /// The rootfs directory.
+    /// The rootfs directory (the mount point, when `overlay` is set).
     pub root: PathBuf,
+    /// Mount the rootfs as this overlay instead of binding `root` onto itself.
+    pub overlay: Option<OverlayMount>,
+    /// Mount points to create in the mounted rootfs before anything is mounted on them, in
+    /// order (`true`: an empty file, else a directory); existing ones are kept.
+    pub create: Vec<(PathBuf, bool)>,
     /// The program and its arguments.
     pub argv: Vec<String>,
     /// `KEY=VALUE` pairs.
@@ -81,7 +99,7 @@ enum Stage {
     Unshare,
     Fork,
     PrivateMounts,
-    BindRoot,
+    MountRoot,
     Owners,
     Proc,
     Dev,
@@ -94,14 +112,15 @@ enum Stage {
     User,
     Stdio,
     Exec,
+    MountPoints,
 }
 
 impl Stage {
-    const ALL: [Stage; 16] = [
+    const ALL: [Stage; 17] = [
         Stage::Unshare,
         Stage::Fork,
         Stage::PrivateMounts,
-        Stage::BindRoot,
+        Stage::MountRoot,
         Stage::Owners,
         Stage::Proc,
         Stage::Dev,
@@ -114,6 +133,7 @@ impl Stage {
         Stage::User,
         Stage::Stdio,
         Stage::Exec,
+        Stage::MountPoints,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -125,7 +145,7 @@ impl Stage {
             Stage::Unshare => "enter new namespaces",
             Stage::Fork => "fork the command's process",
             Stage::PrivateMounts => "make the mounts private",
-            Stage::BindRoot => "bind the rootfs onto itself",
+            Stage::MountRoot => "mount the rootfs",
             Stage::Owners => "set the image's file owners",
             Stage::Proc => "mount /proc",
             Stage::Dev => "mount /dev",
@@ -138,6 +158,7 @@ impl Stage {
             Stage::User => "switch to USER",
             Stage::Stdio => "set up stdin, stdout and stderr",
             Stage::Exec => "execute the command",
+            Stage::MountPoints => "create a mount point in the rootfs",
         }
     }
 }
@@ -169,6 +190,9 @@ fn cstr(text: &str) -> Result<CString, SandboxError> {
 /// Data the child reads, all allocated before fork.
 struct Prepared {
     root: CString,
+    /// The layers' directory and the overlay's mount options.
+    overlay: Option<(CString, CString)>,
+    create: Vec<(CString, bool)>,
     proc_dir: CString,
     dev_dir: CString,
     dev_files: Vec<(CString, CString)>,
@@ -196,6 +220,7 @@ struct Prepared {
 
 /// Constant strings for mount(2).
 struct Literals {
+    overlay: CString,
     proc: CString,
     tmpfs: CString,
     devpts: CString,
@@ -259,8 +284,33 @@ impl Prepared {
         };
         let argv = pointers(&argv_owned);
         let envp = pointers(&env_owned);
+        let overlay = match &spec.overlay {
+            None => None,
+            Some(overlay) => {
+                let options = format!(
+                    "lowerdir={},upperdir={},workdir={},userxattr",
+                    overlay.lowers.join(":"),
+                    overlay.upper.display(),
+                    overlay.work.display()
+                );
+                // mount(2) takes at most a page of options.
+                if options.len() >= 4000 {
+                    return Err(SandboxError::Setup(format!(
+                        "the rootfs has too many layers to mount ({} lower layers)",
+                        overlay.lowers.len()
+                    )));
+                }
+                Some((cstring(&overlay.layers_dir)?, cstr(&options)?))
+            }
+        };
         Ok(Prepared {
             root: cstring(&spec.root)?,
+            overlay,
+            create: spec
+                .create
+                .iter()
+                .map(|(path, file)| Ok((cstring(path)?, *file)))
+                .collect::<Result<_, SandboxError>>()?,
             proc_dir: cstring(&spec.proc_dir)?,
             dev_dir: cstring(&spec.dev_dir)?,
             dev_files,
@@ -291,6 +341,7 @@ impl Prepared {
             gid: spec.gid,
             host_network: spec.host_network,
             lit: Literals {
+                overlay: cstr("overlay")?,
                 proc: cstr("proc")?,
                 tmpfs: cstr("tmpfs")?,
                 devpts: cstr("devpts")?,
@@ -564,26 +615,50 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
         {
             fail(fds, Stage::PrivateMounts);
         }
-        if libc::mount(
-            p.root.as_ptr(),
-            p.root.as_ptr(),
-            null,
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(fds, Stage::BindRoot);
+        if !apply_owners(&p.chowns) {
+            fail(fds, Stage::Owners);
         }
-        for chown in &p.chowns {
-            let uid = chown.uid.unwrap_or(u32::MAX);
-            let gid = chown.gid.unwrap_or(u32::MAX);
-            if libc::lchown(chown.path.as_ptr(), uid, gid) != 0 {
-                fail(fds, Stage::Owners);
+        let mounted = match &p.overlay {
+            // Lower layers are named relative to their directory.
+            Some((layers_dir, options)) => {
+                libc::chdir(layers_dir.as_ptr()) == 0
+                    && libc::mount(
+                        p.lit.overlay.as_ptr(),
+                        p.root.as_ptr(),
+                        p.lit.overlay.as_ptr(),
+                        0,
+                        options.as_ptr().cast(),
+                    ) == 0
             }
-            if let Some(mode) = chown.mode
-                && libc::chmod(chown.path.as_ptr(), mode) != 0
-            {
-                fail(fds, Stage::Owners);
+            None => {
+                libc::mount(
+                    p.root.as_ptr(),
+                    p.root.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) == 0
+            }
+        };
+        if !mounted {
+            fail(fds, Stage::MountRoot);
+        }
+        for (path, file) in &p.create {
+            let made = if *file {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd >= 0
+            } else {
+                libc::mkdir(path.as_ptr(), 0o755) == 0 || *libc::__errno_location() == libc::EEXIST
+            };
+            if !made {
+                fail(fds, Stage::MountPoints);
             }
         }
         let no_exec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -736,6 +811,95 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
     }
 }
 
+/// Sets the owners (and modes chown cleared) of `chowns`; false when one fails. System calls
+/// only: runs in forked children.
+unsafe fn apply_owners(chowns: &[Chown]) -> bool {
+    unsafe {
+        for chown in chowns {
+            let uid = chown.uid.unwrap_or(u32::MAX);
+            let gid = chown.gid.unwrap_or(u32::MAX);
+            if libc::lchown(chown.path.as_ptr(), uid, gid) != 0 {
+                return false;
+            }
+            if let Some(mode) = chown.mode
+                && libc::chmod(chown.path.as_ptr(), mode) != 0
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Sets the owners of `chowns` from inside a user namespace with `maps`, where they can be set
+/// (an unprivileged caller owns its subordinate ids only there).
+pub fn chown_as_mapped(chowns: &[Chown], maps: &IdMaps) -> Result<(), SandboxError> {
+    if chowns.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: apply_owners makes only system calls on data prepared before the fork.
+    in_user_namespace(maps, &|| unsafe {
+        if apply_owners(chowns) { 0 } else { 1 }
+    })
+    .map_err(|code| {
+        SandboxError::Setup(format!(
+            "failed to set the image's file owners in the sandbox's user namespace ({})",
+            if code == 1 {
+                "a chown failed".to_owned()
+            } else {
+                format!("exit code {code}")
+            }
+        ))
+    })
+}
+
+/// Whether overlayfs mounts in a user namespace with `maps` here: tries one in `dir` (empty
+/// and kiln's own).
+pub fn overlay_works(dir: &Path, maps: &IdMaps) -> Result<(), SandboxError> {
+    for name in ["lower", "upper", "work", "merged"] {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).map_err(|source| SandboxError::Io {
+            action: "create",
+            path,
+            source,
+        })?;
+    }
+    let merged = cstring(&dir.join("merged"))?;
+    let options = cstr(&format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        dir.join("lower").display(),
+        dir.join("upper").display(),
+        dir.join("work").display()
+    ))?;
+    let overlay = cstr("overlay")?;
+    let slash = cstr("/")?;
+    // SAFETY: system calls on data prepared above.
+    in_user_namespace(maps, &|| unsafe {
+        let null = std::ptr::null::<c_char>();
+        let mounted = libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                null,
+                slash.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                overlay.as_ptr(),
+                merged.as_ptr(),
+                overlay.as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            ) == 0;
+        if mounted { 0 } else { 1 }
+    })
+    .map_err(|code| {
+        SandboxError::Setup(format!(
+            "overlayfs cannot be mounted in a user namespace here (exit code {code})"
+        ))
+    })
+}
+
 /// Sets IFF_UP on `lo` in the new network namespace.
 unsafe fn loopback_up() -> bool {
     unsafe {
@@ -811,6 +975,18 @@ fn host_command_as_mapped(program: &str, args: &[&str], maps: &IdMaps) -> Result
         .chain([std::ptr::null()])
         .collect();
     let envp: [*const c_char; 1] = [std::ptr::null()];
+    // SAFETY: execve on data prepared above.
+    in_user_namespace(maps, &|| unsafe {
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        127
+    })
+}
+
+/// Runs `action` in a forked child that is root of a new user namespace with `maps` (no other
+/// namespace); its return value is the child's exit code, `Err` carries a non-zero one.
+/// `action` runs between fork and exit in a child of a possibly threaded process: system calls
+/// only, no allocation.
+fn in_user_namespace(maps: &IdMaps, action: &dyn Fn() -> i32) -> Result<(), i32> {
     let (unshared_read, unshared_write) = pipe().map_err(|_| 126)?;
     let (go_read, go_write) = pipe().map_err(|_| 126)?;
     // SAFETY: the child makes only system calls on data prepared above.
@@ -831,8 +1007,7 @@ fn host_command_as_mapped(program: &str, args: &[&str], maps: &IdMaps) -> Result
             if libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(125);
             }
-            libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
+            libc::_exit(action());
         }
     }
     drop((unshared_write, go_read));

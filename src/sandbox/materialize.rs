@@ -20,7 +20,7 @@ use nix::sys::time::TimeSpec;
 use super::SandboxError;
 use super::idmap::IdMaps;
 use crate::layer::{FileContent, LayerPath, Metadata};
-use crate::rootfs::{FsView, LowerFs, NodeKind};
+use crate::rootfs::{FsNode, FsView, LowerFs, NodeKind};
 
 /// A path as it was before the command ran.
 #[derive(Clone, Debug)]
@@ -93,8 +93,20 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> S
 
 /// Writes `fs` into `root` (which must not exist yet).
 pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materialized, SandboxError> {
-    let nodes: Vec<(LayerPath, crate::rootfs::FsNode)> =
-        fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
+    let nodes: Vec<(LayerPath, FsNode)> = fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
+    materialize_nodes(fs, &nodes, &[], root, maps)
+}
+
+/// Writes `nodes` of `fs` (in path order, every parent before its children) into `root` (which
+/// must not exist yet), and an overlayfs whiteout (a 0/0 character device, which needs no
+/// privilege) at each of `whiteouts`, whose parents must be among `nodes`.
+pub fn materialize_nodes(
+    fs: &LowerFs,
+    nodes: &[(LayerPath, FsNode)],
+    whiteouts: &[LayerPath],
+    root: &Path,
+    maps: &IdMaps,
+) -> Result<Materialized, SandboxError> {
     std::fs::create_dir(root).map_err(io_err("create", root))?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
         .map_err(io_err("chmod", root))?;
@@ -102,7 +114,7 @@ pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materiali
     let mut before = BTreeMap::new();
     let mut files = Vec::new();
     let mut present = Vec::with_capacity(nodes.len());
-    for (path, node) in &nodes {
+    for (path, node) in nodes {
         let host = root.join(path.as_str());
         let made = match &node.kind {
             NodeKind::Dir => {
@@ -148,6 +160,20 @@ pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materiali
                 present: made,
             },
         );
+    }
+    for path in whiteouts {
+        let host = root.join(path.as_str());
+        nix::sys::stat::mknod(
+            &host,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .map_err(|e| SandboxError::Io {
+            action: "create the whiteout",
+            path: host.clone(),
+            source: e.into(),
+        })?;
     }
     // Files of the layer blobs are written straight from them (no second copy, and no
     // extracted file to keep); those a Diff holds are copied.

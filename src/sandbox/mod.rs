@@ -12,6 +12,7 @@ pub mod exec;
 pub mod idmap;
 pub mod materialize;
 pub mod mounts;
+pub mod overlay;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,10 +21,12 @@ use std::path::{Path, PathBuf};
 
 pub use idmap::IdMaps;
 pub use mounts::{RunMount, SecretSource, parse_mount, parse_secret};
+pub use overlay::BaseLayers;
 
 use crate::layer::{Diff, LayerPath};
 use crate::rootfs::LowerFs;
 use crate::steps::etc_files;
+use overlay::RootfsMode;
 
 /// Whether a sandboxed command shares the host's network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,17 +126,24 @@ pub struct RunRequest<'a> {
     pub scratch_dir: &'a Path,
     /// Where `type=cache` mounts keep their directories between builds.
     pub cache_dir: &'a Path,
+    /// The stage's FROM layers (the start of `fs`), kept unpacked between builds.
+    pub base: BaseLayers<'a>,
+    /// Where the unpacked bases are kept.
+    pub rootfs_cache_dir: &'a Path,
     /// The rootfs the previous RUN of the stage left, when nothing changed the stage's
     /// filesystem since: the command runs there instead of on a new copy.
     pub reuse: Option<LiveRootfs>,
 }
 
-/// A rootfs directory after a command, ready for the stage's next one.
+/// A rootfs after a command, ready for the stage's next one.
 pub struct LiveRootfs {
     dir: PathBuf,
     root: PathBuf,
+    /// Copy mode: what each path of `root` is.
     before: BTreeMap<LayerPath, materialize::Before>,
     ignored: BTreeSet<LayerPath>,
+    /// Overlay mode: the next command's lower layers, topmost (this command's upper) first.
+    layers: Option<Vec<PathBuf>>,
 }
 
 /// What a command did.
@@ -160,38 +170,122 @@ pub fn run(
             source,
         }
     };
-    let (dir, root, before, mut chowns, mut ignored) = match request.reuse {
-        Some(live) => (live.dir, live.root, live.before, Vec::new(), live.ignored),
+    let mode = overlay::rootfs_mode(&maps)?;
+    let new_run_dir = || -> Result<PathBuf, SandboxError> {
+        std::fs::create_dir_all(request.scratch_dir).map_err(io("create", request.scratch_dir))?;
+        Ok(tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(request.scratch_dir)
+            .map_err(io("create a directory in", request.scratch_dir))?
+            .keep())
+    };
+    let (root, dir, before, mut chowns, mut ignored, lowers) = match request.reuse {
+        Some(LiveRootfs {
+            layers: Some(layers),
+            ignored,
+            ..
+        }) => {
+            let dir = new_run_dir()?;
+            (
+                dir.join("rootfs"),
+                dir,
+                BTreeMap::new(),
+                Vec::new(),
+                ignored,
+                Some(layers),
+            )
+        }
+        Some(live) => (
+            live.root,
+            live.dir,
+            live.before,
+            Vec::new(),
+            live.ignored,
+            None,
+        ),
+        None if mode == RootfsMode::Overlay => {
+            let dir = new_run_dir()?;
+            let lowers = overlay::prepare_lowers(
+                request.fs,
+                &request.base,
+                request.rootfs_cache_dir,
+                &dir,
+                &maps,
+            )?;
+            (
+                dir.join("rootfs"),
+                dir,
+                BTreeMap::new(),
+                lowers.chowns,
+                BTreeSet::new(),
+                Some(lowers.dirs),
+            )
+        }
         None => {
-            std::fs::create_dir_all(request.scratch_dir)
-                .map_err(io("create", request.scratch_dir))?;
-            let dir = tempfile::Builder::new()
-                .prefix("run-")
-                .tempdir_in(request.scratch_dir)
-                .map_err(io("create a directory in", request.scratch_dir))?
-                .keep();
+            let dir = new_run_dir()?;
             let root = dir.join("rootfs");
             let materialized = materialize::materialize(request.fs, &root, &maps)?;
             (
-                dir,
                 root,
+                dir,
                 materialized.before,
                 materialized.chowns,
                 BTreeSet::new(),
+                None,
             )
         }
     };
+    // Overlay mode: the mount point, an upper and a work directory, and the lower layers' names.
+    let overlay_mount = match &lowers {
+        None => None,
+        Some(lowers) => {
+            for (path, mode) in [(&root, 0o755), (&dir.join("upper"), 0o755)] {
+                std::fs::create_dir(path).map_err(io("create", path))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io("chmod", path))?;
+            }
+            let work = dir.join("work");
+            std::fs::create_dir(&work).map_err(io("create", &work))?;
+            let layers_dir = dir.join("layers");
+            let mut layers = lowers.clone();
+            if layers.is_empty() {
+                // FROM scratch with nothing before the RUN: overlayfs needs one lower layer.
+                let empty = dir.join("empty");
+                std::fs::create_dir(&empty).map_err(io("create", &empty))?;
+                layers.push(empty);
+            }
+            Some(exec::OverlayMount {
+                lowers: overlay::name_lowers(&layers_dir, &layers)?,
+                layers_dir,
+                upper: dir.join("upper"),
+                work,
+            })
+        }
+    };
+    let mut create = Vec::new();
+    // A missing working directory is made, and kept in the layer, as Docker does.
+    if !LayerPath::new_clamped(&request.workdir).is_ok_and(|p| p.is_root()) {
+        if overlay_mount.is_some() {
+            let plan = overlay::plan_mount_point(request.fs, &root, &request.workdir, false)?;
+            create.extend(plan.create);
+        } else {
+            materialize::mount_point(request.fs, &root, &request.workdir, false)?;
+        }
+    }
     let mut mount_point = |target: &str, file: bool| -> Result<PathBuf, SandboxError> {
-        let (host, created) = materialize::mount_point(request.fs, &root, target, file)?;
-        ignored.extend(created);
-        Ok(host)
+        if overlay_mount.is_some() {
+            let plan = overlay::plan_mount_point(request.fs, &root, target, file)?;
+            ignored.extend(plan.created);
+            create.extend(plan.create);
+            Ok(plan.host)
+        } else {
+            let (host, created) = materialize::mount_point(request.fs, &root, target, file)?;
+            ignored.extend(created);
+            Ok(host)
+        }
     };
     let proc_dir = mount_point("/proc", false)?;
     let dev_dir = mount_point("/dev", false)?;
-    // A missing working directory is made, and kept in the layer, as Docker does.
-    if !LayerPath::new_clamped(&request.workdir).is_ok_and(|p| p.is_root()) {
-        materialize::mount_point(request.fs, &root, &request.workdir, false)?;
-    }
 
     // Secrets live outside the rootfs, in a directory only the caller can read, removed as
     // soon as the command ends.
@@ -276,8 +370,11 @@ pub fn run(
     if !request.env.contains_key("HOME") {
         env.push(format!("HOME={}", user.home));
     }
+    let upper = overlay_mount.as_ref().map(|o| o.upper.clone());
     let spec = exec::ExecSpec {
         root: root.clone(),
+        overlay: overlay_mount,
+        create,
         argv: request.argv.clone(),
         env,
         workdir: request.workdir.clone(),
@@ -306,13 +403,30 @@ pub fn run(
             output: String::from_utf8_lossy(&outcome.output).into_owned(),
         });
     }
-    let (diff, next) = snapshot::snapshot(&snapshot::SnapshotInput {
-        root: &root,
-        before: &before,
-        ignored: &ignored,
-        maps: &maps,
-        started: outcome.started,
-    })?;
+    let (diff, next, layers) = match (upper, lowers) {
+        (Some(upper), Some(lowers)) => {
+            let diff = snapshot::snapshot_upper(&snapshot::UpperInput {
+                upper: &upper,
+                lowers: &lowers,
+                before: &overlay::before_of(request.fs, &maps),
+                ignored: &ignored,
+                maps: &maps,
+            })?;
+            let mut layers = vec![upper];
+            layers.extend(lowers);
+            (diff, BTreeMap::new(), Some(layers))
+        }
+        _ => {
+            let (diff, next) = snapshot::snapshot(&snapshot::SnapshotInput {
+                root: &root,
+                before: &before,
+                ignored: &ignored,
+                maps: &maps,
+                started: outcome.started,
+            })?;
+            (diff, next, None)
+        }
+    };
     let diff = readable_copies(diff, &dir, &maps)?;
     Ok(RunOutput {
         diff,
@@ -321,6 +435,7 @@ pub fn run(
             root,
             before: next,
             ignored,
+            layers,
         },
     })
 }

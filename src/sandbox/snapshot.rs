@@ -39,40 +39,7 @@ pub struct SnapshotInput<'a> {
 pub fn snapshot(
     input: &SnapshotInput<'_>,
 ) -> Result<(Diff, BTreeMap<LayerPath, Before>), SandboxError> {
-    let mut now: BTreeMap<LayerPath, std::fs::Metadata> = BTreeMap::new();
-    let walk = walkdir::WalkDir::new(input.root)
-        .follow_links(false)
-        .min_depth(1);
-    for item in walk {
-        let item = item.map_err(|e| SandboxError::Io {
-            action: "walk",
-            path: input.root.to_owned(),
-            source: e.into(),
-        })?;
-        let relative = item
-            .path()
-            .strip_prefix(input.root)
-            .expect("walkdir stays below its root");
-        let Some(text) = relative.to_str() else {
-            return Err(SandboxError::Io {
-                action: "read",
-                path: item.path().to_owned(),
-                source: std::io::Error::other("the command created a path that is not UTF-8"),
-            });
-        };
-        let path = LayerPath::new(text).map_err(|e| SandboxError::Io {
-            action: "read",
-            path: item.path().to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        let meta = item.metadata().map_err(|e| SandboxError::Io {
-            action: "stat",
-            path: item.path().to_owned(),
-            source: e.into(),
-        })?;
-        now.insert(path, meta);
-    }
-
+    let now = walk(input.root)?;
     let mut diff = Diff::new();
     let mut changed: Vec<LayerPath> = Vec::new();
     let mut links: HashMap<(u64, u64), LayerPath> = HashMap::new();
@@ -147,6 +114,41 @@ pub fn snapshot(
     Ok((diff, next))
 }
 
+/// Every path below `root` with its metadata.
+fn walk(root: &Path) -> Result<BTreeMap<LayerPath, std::fs::Metadata>, SandboxError> {
+    let mut now = BTreeMap::new();
+    for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
+        let item = item.map_err(|e| SandboxError::Io {
+            action: "walk",
+            path: root.to_owned(),
+            source: e.into(),
+        })?;
+        let relative = item
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir stays below its root");
+        let Some(text) = relative.to_str() else {
+            return Err(SandboxError::Io {
+                action: "read",
+                path: item.path().to_owned(),
+                source: std::io::Error::other("the command created a path that is not UTF-8"),
+            });
+        };
+        let path = LayerPath::new(text).map_err(|e| SandboxError::Io {
+            action: "read",
+            path: item.path().to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let meta = item.metadata().map_err(|e| SandboxError::Io {
+            action: "stat",
+            path: item.path().to_owned(),
+            source: e.into(),
+        })?;
+        now.insert(path, meta);
+    }
+    Ok(now)
+}
+
 /// What every path is after the command: the Diff's entry where it changed, what it was
 /// otherwise. A file the command wrote has no separate original any more (its content is the
 /// file itself), so a later content check treats it as changed.
@@ -215,6 +217,18 @@ fn next_before(
     Ok(next)
 }
 
+/// Whether the image's extended attributes still apply to what is on disk at `path`: the
+/// sandbox does not read them back, so they stay while the inode and its content are the ones
+/// materialized (a chmod keeps a capability; a rewritten or replaced file loses it, as it would
+/// in Docker).
+fn keeps_xattrs(meta: &std::fs::Metadata, before: &Before) -> bool {
+    meta.ino() == before.inode
+        && (before.kind == NodeKind::Dir
+            || (matches!(before.kind, NodeKind::File { .. })
+                && meta.len() == before.size
+                && (meta.mtime(), meta.mtime_nsec()) == (before.mtime, before.mtime_nsec)))
+}
+
 /// The entry a path on disk stands for (`None` for sockets, which a layer cannot hold).
 fn entry_of(
     input: &SnapshotInput<'_>,
@@ -222,7 +236,20 @@ fn entry_of(
     meta: &std::fs::Metadata,
     before: Option<&Before>,
 ) -> Result<Option<Entry>, SandboxError> {
-    let host = input.root.join(path.as_str());
+    let keep = before.is_some_and(|b| keeps_xattrs(meta, b));
+    entry_at(input.root, input.maps, path, meta, before, keep)
+}
+
+/// The entry `root/path` stands for; `keep_xattrs`: the image's attributes of `before` apply.
+fn entry_at(
+    root: &Path,
+    maps: &IdMaps,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    before: Option<&Before>,
+    keep_xattrs: bool,
+) -> Result<Option<Entry>, SandboxError> {
+    let host = root.join(path.as_str());
     let file_type = meta.file_type();
     let kind = if file_type.is_dir() {
         EntryKind::Dir
@@ -255,8 +282,8 @@ fn entry_of(
     } else {
         return Ok(None);
     };
-    let shown_uid = input.maps.uid_inside(meta.uid());
-    let shown_gid = input.maps.gid_inside(meta.gid());
+    let shown_uid = maps.uid_inside(meta.uid());
+    let shown_gid = maps.gid_inside(meta.gid());
     // An owner the map cannot hold shows as root; unchanged, it is still the image's.
     let (uid, gid) = match before {
         Some(b) => (
@@ -280,17 +307,8 @@ fn entry_of(
             uid,
             gid,
             mtime: meta.mtime(),
-            // The sandbox does not read extended attributes back: the image's stay while the
-            // inode and its content are the ones materialized (a chmod keeps a capability; a
-            // rewritten or replaced file loses it, as it would in Docker).
             xattrs: before
-                .filter(|b| {
-                    meta.ino() == b.inode
-                        && (b.kind == NodeKind::Dir
-                            || (matches!(b.kind, NodeKind::File { .. })
-                                && meta.len() == b.size
-                                && (meta.mtime(), meta.mtime_nsec()) == (b.mtime, b.mtime_nsec)))
-                })
+                .filter(|_| keep_xattrs)
                 .map(|b| b.meta.xattrs.clone())
                 .unwrap_or_default(),
         },
@@ -359,4 +377,189 @@ fn hash_file(path: &Path) -> Result<crate::digest::Digest, SandboxError> {
         hasher.update(&buffer[..read]);
     }
     Ok(hasher.finish().0)
+}
+
+/// What the snapshot of an overlay's upper directory needs.
+pub struct UpperInput<'a> {
+    /// The upper directory: everything the command created, changed, or merely opened for
+    /// writing (copied up), overlayfs whiteouts for what it removed.
+    pub upper: &'a Path,
+    /// The lower layers, topmost first: where a copied-up file's original is.
+    pub lowers: &'a [std::path::PathBuf],
+    /// Every path before the command ran.
+    pub before: &'a BTreeMap<LayerPath, Before>,
+    /// Paths the sandbox created (mount points) and which are not part of the image.
+    pub ignored: &'a BTreeSet<LayerPath>,
+    /// The id maps the command ran with.
+    pub maps: &'a IdMaps,
+}
+
+/// The Diff an overlay's upper directory stands for, made by the same rules as [`snapshot`]:
+/// only what the upper directory holds can have changed, so nothing else is looked at. A
+/// whiteout (a 0/0 character device) removes its path; a directory overlayfs marked opaque
+/// (`user.overlay.opaque`, the command removed the directory and made a new one) removes
+/// every lower path below it the upper directory does not hold. A copied-up file whose kind,
+/// owner, mode, size and mtime are unchanged is compared by content with its lower original.
+pub fn snapshot_upper(input: &UpperInput<'_>) -> Result<Diff, SandboxError> {
+    let now = walk(input.upper)?;
+    let before_of = |path: &LayerPath| input.before.get(path).filter(|b| b.present);
+    let mut diff = Diff::new();
+    let mut changed: Vec<LayerPath> = Vec::new();
+    let mut links: HashMap<(u64, u64), LayerPath> = HashMap::new();
+    for (path, meta) in &now {
+        if input.ignored.contains(path) {
+            continue;
+        }
+        let before = before_of(path);
+        let file_type = meta.file_type();
+        if file_type.is_char_device() && meta.rdev() == 0 {
+            if before.is_some() {
+                diff.whiteout(path.clone());
+                changed.push(path.clone());
+            }
+            continue;
+        }
+        if file_type.is_dir() && is_opaque(&input.upper.join(path.as_str())) {
+            let mut removed: Option<&LayerPath> = None;
+            let below = input
+                .before
+                .range(path.clone()..)
+                .skip_while(|(p, _)| *p == path)
+                .take_while(|(p, _)| p.starts_with(path));
+            for (lower_path, was) in below {
+                if !was.present
+                    || now.contains_key(lower_path)
+                    || removed.is_some_and(|top| lower_path.starts_with(top))
+                {
+                    continue;
+                }
+                let parent_is_dir = lower_path
+                    .parent()
+                    .and_then(|parent| now.get(&parent))
+                    .is_some_and(|m| m.is_dir());
+                if parent_is_dir {
+                    diff.whiteout(lower_path.clone());
+                    changed.push(lower_path.clone());
+                    removed = Some(lower_path);
+                }
+            }
+        }
+        let keep = before.is_some_and(|b| same_original(meta, b));
+        let Some(entry) = entry_at(input.upper, input.maps, path, meta, before, keep)? else {
+            continue;
+        };
+        let is_changed = match before {
+            None => true,
+            Some(before) => upper_differs(input, path, meta, &entry, before)?,
+        };
+        if !is_changed {
+            continue;
+        }
+        let entry = match entry.kind {
+            EntryKind::File(_) if meta.nlink() > 1 => match links.get(&(meta.dev(), meta.ino())) {
+                Some(first) => Entry {
+                    kind: EntryKind::Hardlink(first.clone()),
+                    meta: entry.meta,
+                },
+                None => {
+                    links.insert((meta.dev(), meta.ino()), path.clone());
+                    entry
+                }
+            },
+            _ => entry,
+        };
+        diff.insert(path.clone(), entry);
+        changed.push(path.clone());
+    }
+    for path in &changed {
+        for ancestor in path.ancestors() {
+            if diff.get(&ancestor).is_some() {
+                continue;
+            }
+            // overlayfs copies up every parent of what changes.
+            if let Some(meta) = now.get(&ancestor) {
+                let before = before_of(&ancestor);
+                let keep = before.is_some_and(|b| same_original(meta, b));
+                if let Some(entry) =
+                    entry_at(input.upper, input.maps, &ancestor, meta, before, keep)?
+                {
+                    diff.insert(ancestor, entry);
+                }
+            }
+        }
+    }
+    Ok(diff)
+}
+
+/// True when the upper entry still looks like its original (a copy-up keeps times and size),
+/// so the image's extended attributes still apply.
+fn same_original(meta: &std::fs::Metadata, before: &Before) -> bool {
+    match before.kind {
+        NodeKind::Dir => meta.is_dir(),
+        NodeKind::File { .. } => {
+            meta.is_file() && meta.len() == before.size && meta.mtime() == before.mtime
+        }
+        _ => false,
+    }
+}
+
+/// True when overlayfs marked the directory opaque.
+fn is_opaque(path: &Path) -> bool {
+    let Ok(name) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+    else {
+        return false;
+    };
+    let mut value = [0u8; 2];
+    // SAFETY: both pointers are valid for the given lengths.
+    let read = unsafe {
+        libc::lgetxattr(
+            name.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    read == 1 && value[0] == b'y'
+}
+
+fn upper_differs(
+    input: &UpperInput<'_>,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    entry: &Entry,
+    before: &Before,
+) -> Result<bool, SandboxError> {
+    let owner_changed = entry.meta.uid != before.meta.uid || entry.meta.gid != before.meta.gid;
+    let mode_changed = entry.meta.mode != before.meta.mode & 0o7777;
+    Ok(match (&entry.kind, &before.kind) {
+        (EntryKind::Dir, NodeKind::Dir) => owner_changed || mode_changed,
+        (EntryKind::Symlink(now), NodeKind::Symlink(was)) => owner_changed || now != was,
+        (EntryKind::Fifo, NodeKind::Fifo) => owner_changed || mode_changed,
+        (EntryKind::File(_), NodeKind::File { .. }) => {
+            owner_changed
+                || mode_changed
+                || !same_original(meta, before)
+                || !same_as_lower(input, path)?
+        }
+        _ => true,
+    })
+}
+
+/// True when the upper file has the content of the topmost lower file at `path`. A lower file
+/// the caller cannot read counts as different: the layer then holds the file once more.
+fn same_as_lower(input: &UpperInput<'_>, path: &LayerPath) -> Result<bool, SandboxError> {
+    for lower in input.lowers {
+        let original = lower.join(path.as_str());
+        match std::fs::symlink_metadata(&original) {
+            Ok(meta) if meta.is_file() => {
+                let Ok(was) = hash_file(&original) else {
+                    return Ok(false);
+                };
+                return Ok(hash_file(&input.upper.join(path.as_str()))? == was);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
 }

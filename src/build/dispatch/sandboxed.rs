@@ -152,6 +152,11 @@ impl Executor<'_> {
             secrets: &self.options.sandbox.secrets,
             scratch_dir: self.sandbox_scratch.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
+            base: sandbox::BaseLayers {
+                store: self.store,
+                layers: &state.layers[..state.base_layers],
+            },
+            rootfs_cache_dir: &self.options.cache_dir.join("sandbox-rootfs"),
             reuse: self
                 .live_rootfs
                 .take()
