@@ -1,12 +1,14 @@
-//! Running one command in new user, mount, pid, uts, ipc (and network) namespaces, rooted in a
-//! materialized rootfs.
+//! Running one command in new user, mount, pid, uts, ipc (and network) namespaces, rooted in an
+//! overlay mount or a materialized rootfs.
 //!
 //! The process tree: kiln forks a child that unshares the namespaces and waits until kiln has
 //! written its uid and gid maps (directly, or through `newuidmap`/`newgidmap`); the child then
 //! forks the command's process, which is pid 1 of the new pid namespace. That process sets the
-//! image's owners on the rootfs (possible only inside the map), mounts /proc, a small /dev on a
-//! tmpfs with the host's null, zero, full, random, urandom and tty bound in, and the RUN's
-//! mounts; pivots into the rootfs, detaches the host's mounts, switches to USER and execs.
+//! image's owners on what kiln wrote (possible only inside the map), mounts the rootfs (the
+//! overlay, or a bind of the copy onto itself) and creates missing mount points in it, mounts
+//! /proc, a small /dev on a tmpfs with the host's null, zero, full, random, urandom and tty bound
+//! in, and the RUN's mounts; pivots into the rootfs, detaches the host's mounts, switches to USER
+//! and execs.
 //!
 //! Between fork and exec only system calls run, on data prepared beforehand: kiln may have
 //! other threads, and allocating in a forked child of a threaded process can deadlock.
@@ -482,6 +484,11 @@ pub fn execute(
                      (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu \
                      kernel.unprivileged_userns_clone=1 or an AppArmor profile allowing them); \
                      in a container, run kiln with a seccomp profile that allows unshare"
+                ),
+                (Some(Stage::MountRoot), _) if prepared.overlay.is_some() => format!(
+                    "failed to {what} as an overlay: {cause}; set {}=copy to run on a copy of \
+                     the stage's filesystem instead",
+                    super::overlay::MODE_VARIABLE
                 ),
                 (Some(Stage::Exec), libc::ENOENT) => format!(
                     "failed to {what}: `{}` was not found in the image",

@@ -1,12 +1,14 @@
 //! Any RUN, rootless: a command the native steps do not compute runs in a user-namespace
-//! sandbox on a copy of the stage's filesystem, and what it changed becomes a [`Diff`], written
-//! by the same layer writer as every other step.
+//! sandbox on the stage's filesystem, and what it changed becomes a [`Diff`], written by the
+//! same layer writer as every other step.
 //!
-//! [`run`] materializes the rootfs ([`materialize`]), prepares the mounts (`/proc`, `/dev`,
-//! `RUN --mount` caches, secrets and tmpfs, the host's resolv.conf with `--network=host`), runs
-//! the command in new user, mount, pid, uts, ipc and network namespaces ([`exec`]) with the id
-//! maps the caller can have ([`idmap`]), then compares the rootfs with what it was
-//! ([`snapshot`]). Nothing needs privileges: an unprivileged user runs as root inside.
+//! [`run`] lays out the rootfs: an overlay of the cached base and the stage's own changes
+//! ([`overlay`]), or a full copy ([`materialize`]) where overlayfs cannot be mounted in a user
+//! namespace. It prepares the mounts (`/proc`, `/dev`, `RUN --mount` caches, secrets and tmpfs,
+//! the host's resolv.conf with `--network=host`), runs the command in new user, mount, pid,
+//! uts, ipc and network namespaces ([`exec`]) with the id maps the caller can have ([`idmap`]),
+//! then reads what changed ([`snapshot`]: the overlay's upper directory, or the copy compared
+//! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
 
 pub mod exec;
 pub mod idmap;
@@ -170,7 +172,7 @@ pub fn run(
             source,
         }
     };
-    let mode = overlay::rootfs_mode(&maps)?;
+    let mode = overlay::rootfs_mode(&maps, request.scratch_dir)?;
     let new_run_dir = || -> Result<PathBuf, SandboxError> {
         std::fs::create_dir_all(request.scratch_dir).map_err(io("create", request.scratch_dir))?;
         Ok(tempfile::Builder::new()

@@ -45,16 +45,19 @@ pub enum RootfsMode {
     Copy,
 }
 
-/// The mode [`MODE_VARIABLE`] asks for, probing the kernel once for `auto`.
-pub fn rootfs_mode(maps: &IdMaps) -> Result<RootfsMode, SandboxError> {
+/// The mode [`MODE_VARIABLE`] asks for. For `auto`, one overlay mount is tried once per
+/// process, with its upper directory in `scratch` (where the commands' upper directories go:
+/// overlayfs refuses some filesystems there, overlayfs itself among them).
+pub fn rootfs_mode(maps: &IdMaps, scratch: &Path) -> Result<RootfsMode, SandboxError> {
     match std::env::var(MODE_VARIABLE).ok().as_deref() {
         Some("copy") => Ok(RootfsMode::Copy),
         Some("overlay") => Ok(RootfsMode::Overlay),
         None | Some("" | "auto") => {
             static WORKS: OnceLock<bool> = OnceLock::new();
             let works = *WORKS.get_or_init(|| {
-                let works = tempfile::tempdir()
-                    .is_ok_and(|dir| exec::overlay_works(dir.path(), maps).is_ok());
+                let works = std::fs::create_dir_all(scratch).is_ok()
+                    && tempfile::tempdir_in(scratch)
+                        .is_ok_and(|dir| exec::overlay_works(dir.path(), maps).is_ok());
                 if !works {
                     tracing::info!(
                         "overlayfs cannot be mounted in a user namespace here: sandboxed RUNs \
