@@ -289,8 +289,10 @@ impl Prepared {
         let overlay = match &spec.overlay {
             None => None,
             Some(overlay) => {
+                // volatile: no fsync after each copy-up; the upper directory is scratch,
+                // read once by the snapshot and removed with the build.
                 let options = format!(
-                    "lowerdir={},upperdir={},workdir={},userxattr",
+                    "lowerdir={},upperdir={},workdir={},userxattr,volatile",
                     overlay.lowers.join(":"),
                     overlay.upper.display(),
                     overlay.work.display()
@@ -873,7 +875,7 @@ pub fn overlay_works(dir: &Path, maps: &IdMaps) -> Result<(), SandboxError> {
     }
     let merged = cstring(&dir.join("merged"))?;
     let options = cstr(&format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={},userxattr,volatile",
         dir.join("lower").display(),
         dir.join("upper").display(),
         dir.join("work").display()
