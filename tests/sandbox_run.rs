@@ -955,3 +955,127 @@ fn an_unknown_rootfs_mode_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bind_mounts_show_context_and_stage_files_read_only_and_key_the_step_cache() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{base}:latest AS build\n\
+             RUN mkdir -p /out && echo built > /out/artifact\n\
+             FROM oci:{base}:latest\n\
+             RUN --mount=type=bind,source=data,target=/src \
+                 --mount=type=bind,from=build,source=/out,target=/from-build \
+                 --mount=type=bind,source=data/one.txt,target=/one.txt \
+                 cat /src/one.txt /src/sub/two.txt /from-build/artifact /one.txt > /combined \
+              && (touch /src/new 2>/dev/null && exit 1 || true) \
+              && test ! -e /src/ignored.txt\n\
+             RUN --mount=type=bind,source=data,target=/rw,rw echo scratch > /rw/one.txt \
+              && cat /rw/one.txt > /rw-read\n",
+            base = layout.display()
+        ),
+    );
+    write_files(
+        &context,
+        &[
+            ("data/one.txt", "one\n"),
+            ("data/sub/two.txt", "two\n"),
+            ("data/ignored.txt", "hidden\n"),
+            (".dockerignore", "data/ignored.txt\n"),
+        ],
+    );
+    let cache = work.path().join("cache");
+    let out = work.path().join("out");
+    assert_success(&kiln_build(&context, &cache, &out, &[]));
+
+    let (manifest, _) = layout_image(&out);
+    let layers = manifest["layers"].as_array().unwrap();
+    let blob = |index: usize| {
+        let digest = layers[index]["digest"].as_str().unwrap();
+        out.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
+    let first = layer_listing(&blob(layers.len() - 2));
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        ["combined"],
+        "only what the command wrote, no mount point: {first:#?}"
+    );
+    assert!(
+        first["combined"].ends_with(&digest("one\ntwo\nbuilt\none\n")),
+        "{first:#?}"
+    );
+    let second = layer_listing(&blob(layers.len() - 1));
+    assert_eq!(
+        second.keys().collect::<Vec<_>>(),
+        ["rw-read"],
+        "{second:#?}"
+    );
+    assert!(second["rw-read"].ends_with(&digest("scratch\n")));
+    assert_eq!(
+        std::fs::read_to_string(context.join("data/one.txt")).unwrap(),
+        "one\n",
+        "a rw bind mount writes to a copy"
+    );
+
+    let again = assert_success(&kiln_build(
+        &context,
+        &cache,
+        &work.path().join("out-again"),
+        &[],
+    ));
+    assert_eq!(
+        again.matches("CACHED").count(),
+        3,
+        "every RUN is a cache hit:\n{again}"
+    );
+    std::fs::write(context.join("data/sub/two.txt"), "TWO\n").unwrap();
+    let out = work.path().join("out-changed");
+    let changed = assert_success(&kiln_build(&context, &cache, &out, &[]));
+    assert_eq!(
+        changed.matches("CACHED").count(),
+        1,
+        "the build stage is a hit, both RUNs with a changed source run again:\n{changed}"
+    );
+    let (manifest, _) = layout_image(&out);
+    let layers = manifest["layers"].as_array().unwrap();
+    let digest_of = layers[layers.len() - 2]["digest"].as_str().unwrap();
+    let first = layer_listing(
+        &out.join("blobs/sha256")
+            .join(digest_of.trim_start_matches("sha256:")),
+    );
+    assert!(
+        first["combined"].ends_with(&digest("one\nTWO\nbuilt\none\n")),
+        "{first:#?}"
+    );
+}
+
+#[test]
+fn a_bind_mount_of_a_missing_source_names_it() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN --mount=type=bind,source=nope,target=/x true\n",
+            layout.display()
+        ),
+    );
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("out"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:2") && stderr.contains("nope"),
+        "{stderr}"
+    );
+}

@@ -892,13 +892,26 @@ impl Plan {
                 pending.push(parent);
             }
             for planned in &stage.instructions {
-                if let Instruction::Copy(CopyInstruction {
-                    from: Some(from), ..
-                }) = &planned.instruction
-                    && let Some(dep) = self.stage_by_reference(from, index)
-                {
-                    pending.push(dep);
-                }
+                let froms: Vec<&str> = match &planned.instruction {
+                    Instruction::Copy(CopyInstruction {
+                        from: Some(from), ..
+                    }) => vec![from.as_str()],
+                    // `RUN --mount=type=bind,from=build,...` (and caches seeded from a stage).
+                    Instruction::Run(run) => run
+                        .mounts
+                        .iter()
+                        .flat_map(|spec| spec.split(','))
+                        .filter_map(|field| field.trim().split_once('='))
+                        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("from"))
+                        .map(|(_, value)| value.trim())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                pending.extend(
+                    froms
+                        .into_iter()
+                        .filter_map(|from| self.stage_by_reference(from, index)),
+                );
             }
         }
         needed.into_iter().collect()
@@ -960,6 +973,25 @@ mod tests {
             err.message
                 .contains("target stage `nope` could not be found"),
             "{err}"
+        );
+
+        // A stage a RUN bind-mounts is needed too.
+        let f = file(vec![
+            node("from", &[], &["scratch", "AS", "tools"], 1),
+            node("from", &[], &["scratch", "AS", "other"], 2),
+            node("from", &[], &["scratch"], 3),
+            node(
+                "run",
+                &["--mount=type=bind,target=/t,FROM=tools"],
+                &["true"],
+                4,
+            ),
+        ]);
+        assert_eq!(
+            super::plan(&f, &PlanOptions::default())
+                .unwrap()
+                .needed_stages(),
+            vec![0, 2]
         );
     }
 

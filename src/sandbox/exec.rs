@@ -29,6 +29,8 @@ pub struct Bind {
     pub source: PathBuf,
     /// Host path of the mount point inside the rootfs.
     pub target: PathBuf,
+    /// Mount it read-only.
+    pub readonly: bool,
 }
 
 /// The rootfs as an overlay mount of layer directories (see [`super::overlay`]).
@@ -201,7 +203,8 @@ struct Prepared {
     dev_links: Vec<(CString, CString)>,
     dev_pts: CString,
     dev_shm: CString,
-    binds: Vec<(CString, CString)>,
+    /// Source, target, and for a read-only bind the flags of its remount.
+    binds: Vec<(CString, CString, Option<libc::c_ulong>)>,
     tmpfs: Vec<CString>,
     workdir: CString,
     programs: Vec<CString>,
@@ -324,7 +327,14 @@ impl Prepared {
             binds: spec
                 .binds
                 .iter()
-                .map(|b| Ok((cstring(&b.source)?, cstring(&b.target)?)))
+                .map(|b| {
+                    let remount = if b.readonly {
+                        Some(readonly_remount_flags(&b.source)?)
+                    } else {
+                        None
+                    };
+                    Ok((cstring(&b.source)?, cstring(&b.target)?, remount))
+                })
                 .collect::<Result<_, SandboxError>>()?,
             tmpfs: spec
                 .tmpfs
@@ -736,7 +746,7 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 p.lit.shm_options.as_ptr().cast(),
             );
         }
-        for (source, target) in &p.binds {
+        for (source, target, remount) in &p.binds {
             if libc::mount(
                 source.as_ptr(),
                 target.as_ptr(),
@@ -744,6 +754,11 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
                 libc::MS_BIND | libc::MS_REC,
                 std::ptr::null(),
             ) != 0
+            {
+                fail(fds, Stage::RunMounts);
+            }
+            if let Some(flags) = remount
+                && libc::mount(null, target.as_ptr(), null, *flags, std::ptr::null()) != 0
             {
                 fail(fds, Stage::RunMounts);
             }
@@ -818,6 +833,31 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
         *libc::__errno_location() = errno;
         fail(fds, Stage::Exec)
     }
+}
+
+/// The flags that remount a bind of `source` read-only. The flags the mount under `source`
+/// already has are kept: in a user namespace the kernel refuses to clear them.
+fn readonly_remount_flags(source: &Path) -> Result<libc::c_ulong, SandboxError> {
+    let stat = nix::sys::statvfs::statvfs(source).map_err(|e| SandboxError::Io {
+        action: "stat the file system of",
+        path: source.to_owned(),
+        source: e.into(),
+    })?;
+    use nix::sys::statvfs::FsFlags;
+    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    for (has, flag) in [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if stat.flags().contains(has) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
 }
 
 /// Sets the owners (and modes chown cleared) of `chowns`; false when one fails. System calls

@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use idmap::IdMaps;
-pub use mounts::{RunMount, SecretSource, parse_mount, parse_secret};
+pub use mounts::{BindSource, RunMount, SecretSource, parse_mount, parse_secret};
 pub use overlay::BaseLayers;
 
 use crate::layer::{Diff, LayerPath};
@@ -124,6 +124,8 @@ pub struct RunRequest<'a> {
     pub mounts: &'a [RunMount],
     /// `--secret`s given to the build.
     pub secrets: &'a BTreeMap<String, SecretSource>,
+    /// The content of each `type=bind` mount, by its index in `mounts`.
+    pub bind_sources: &'a BTreeMap<usize, BindSource>,
     /// A directory for this run's scratch files (the rootfs stays there: the Diff refers to it).
     pub scratch_dir: &'a Path,
     /// Where `type=cache` mounts keep their directories between builds.
@@ -316,7 +318,11 @@ pub fn run(
                     push_chown(&mut chowns, &maps, &source, *uid, *gid, None)?;
                 }
                 let target = mount_point(target, false)?;
-                binds.push(exec::Bind { source, target });
+                binds.push(exec::Bind {
+                    source,
+                    target,
+                    readonly: false,
+                });
             }
             RunMount::Secret {
                 id,
@@ -344,9 +350,37 @@ pub fn run(
                 binds.push(exec::Bind {
                     source: file,
                     target,
+                    readonly: true,
                 });
             }
             RunMount::Tmpfs { target } => tmpfs.push(mount_point(target, false)?),
+            RunMount::Bind {
+                target, writable, ..
+            } => {
+                let source = request.bind_sources.get(&index).ok_or_else(|| {
+                    SandboxError::Setup(format!(
+                        "the source of the bind mount at `{target}` was not prepared"
+                    ))
+                })?;
+                // A private copy: the context and other stages stay untouched even with `rw`,
+                // whose writes go away with it.
+                let copy = dir.join("binds").join(index.to_string());
+                std::fs::create_dir_all(dir.join("binds")).map_err(io("create", &dir))?;
+                let mut fs = LowerFs::new();
+                fs.push_diff(&source.diff)
+                    .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
+                chowns.extend(materialize::materialize(&fs, &copy, &maps)?.chowns);
+                let (host, is_file) = match &source.file_name {
+                    Some(name) => (copy.join(name), true),
+                    None => (copy, false),
+                };
+                let target = mount_point(target, is_file)?;
+                binds.push(exec::Bind {
+                    source: host,
+                    target,
+                    readonly: !writable,
+                });
+            }
         }
     }
     if request.network == NetworkMode::Host {
@@ -357,6 +391,7 @@ pub fn run(
         binds.push(exec::Bind {
             source: copy,
             target,
+            readonly: false,
         });
     }
 

@@ -1,9 +1,10 @@
 //! `RUN --mount=...` (BuildKit's syntax) and `--secret id=...` (buildx's syntax): parsing them,
 //! and what each mount puts in the sandbox.
 //!
-//! kiln supports `type=cache` (a directory kept between builds under the cache directory,
-//! outside the image), `type=secret` (a file readable by the command only, never in a layer)
-//! and `type=tmpfs`. Bind mounts of the context or another stage are refused by name.
+//! kiln supports `type=bind` (a path of the context or of another stage, read-only unless
+//! `rw`, whose writes are then discarded), `type=cache` (a directory kept between builds under
+//! the cache directory, outside the image), `type=secret` (a file readable by the command only,
+//! never in a layer) and `type=tmpfs`. `type=ssh` is refused by name.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,6 +45,17 @@ pub enum RunMount {
         /// Where it appears inside.
         target: String,
     },
+    /// `type=bind` (the default type): `source` of the context, or of the stage `from`.
+    Bind {
+        /// Where it appears inside.
+        target: String,
+        /// The path in the context or stage (default: its root).
+        source: String,
+        /// `from=`: a stage name or index instead of the context.
+        from: Option<String>,
+        /// `rw`: writable, the writes discarded after the command.
+        writable: bool,
+    },
 }
 
 impl RunMount {
@@ -52,7 +64,8 @@ impl RunMount {
         match self {
             RunMount::Cache { target, .. }
             | RunMount::Secret { target, .. }
-            | RunMount::Tmpfs { target } => target,
+            | RunMount::Tmpfs { target }
+            | RunMount::Bind { target, .. } => target,
         }
     }
 
@@ -79,8 +92,27 @@ impl RunMount {
                 format!("secret:{id}:{target}:{mode:o}:{uid}:{gid}")
             }
             RunMount::Tmpfs { target } => format!("tmpfs:{target}"),
+            // The content of the source is keyed by the build (see its step-cache key).
+            RunMount::Bind {
+                target,
+                source,
+                from,
+                writable,
+            } => format!(
+                "bind:{}:{source}:{target}:{writable}",
+                from.as_deref().unwrap_or("")
+            ),
         }
     }
+}
+
+/// What a `type=bind` mount shows, prepared by the build from the context or a stage.
+#[derive(Clone, Debug)]
+pub struct BindSource {
+    /// The source as `COPY SOURCE /` would place it: a directory's content, or one file.
+    pub diff: crate::layer::Diff,
+    /// The file's name when the source is not a directory.
+    pub file_name: Option<String>,
 }
 
 /// Parses one `--mount` value (`type=cache,target=/root/.cache,id=pip`).
@@ -160,8 +192,19 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
         "tmpfs" => Ok(RunMount::Tmpfs {
             target: target.ok_or_else(|| format!("--mount={spec} needs a target"))?,
         }),
-        "bind" | "ssh" => Err(format!(
-            "--mount={spec}: type={kind} is not supported by kiln's sandbox yet (supported: cache, secret, tmpfs)"
+        "bind" => Ok(RunMount::Bind {
+            target: target.ok_or_else(|| format!("--mount={spec} needs a target"))?,
+            source: fields
+                .get("source")
+                .cloned()
+                .unwrap_or_else(|| "/".to_owned()),
+            from: fields.get("from").cloned(),
+            writable: ["rw", "readwrite"]
+                .iter()
+                .any(|flag| fields.get(*flag).is_some_and(|v| v == "true")),
+        }),
+        "ssh" => Err(format!(
+            "--mount={spec}: type=ssh is not supported by kiln's sandbox yet (supported: bind, cache, secret, tmpfs)"
         )),
         other => Err(format!("--mount={spec}: unknown mount type `{other}`")),
     }
@@ -254,7 +297,26 @@ mod tests {
             parse_mount("type=secret,dst=/etc/key,required").unwrap(),
             RunMount::Secret { id, required: true, .. } if id == "key"
         ));
-        assert!(parse_mount("type=bind,source=.,target=/src").is_err());
+        assert_eq!(
+            parse_mount("type=bind,source=.,target=/src").unwrap(),
+            RunMount::Bind {
+                target: "/src".into(),
+                source: ".".into(),
+                from: None,
+                writable: false
+            }
+        );
+        assert_eq!(
+            parse_mount("from=build,dst=/out,rw").unwrap(),
+            RunMount::Bind {
+                target: "/out".into(),
+                source: "/".into(),
+                from: Some("build".into()),
+                writable: true
+            }
+        );
+        assert!(parse_mount("type=bind,source=.").is_err());
+        assert!(parse_mount("type=ssh").is_err());
         assert!(parse_mount("type=cache").is_err());
     }
 

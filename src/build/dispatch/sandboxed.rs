@@ -8,11 +8,15 @@
 
 use super::{Executor, StageState, StepFailure, error_chain};
 use crate::build::{BuildError, StepOutcome};
+use crate::context::ContextKind;
 use crate::dockerfile::plan::{CommandLine, RunInstruction};
 use crate::dockerfile::shell;
 use crate::image::config::History;
 use crate::image::{Platform, rfc3339};
+use crate::layer::LayerPath;
+use crate::rootfs::{FsView, LowerFs, NodeKind};
 use crate::sandbox::{self, NetworkMode, RunRequest, SandboxError};
+use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
 use crate::steps::run as run_step;
 
 impl Executor<'_> {
@@ -90,6 +94,15 @@ impl Executor<'_> {
                 .map_err(|e| failure.msg(e.to_string()))?;
             mounts.push(sandbox::parse_mount(&expanded).map_err(|e| failure.msg(e))?);
         }
+        let mut bind_sources = std::collections::BTreeMap::new();
+        let mut bind_keys = Vec::new();
+        for (index, mount) in mounts.iter().enumerate() {
+            if let sandbox::RunMount::Bind { source, from, .. } = mount {
+                let (prepared, key) = self.bind_source(source, from.as_deref(), failure)?;
+                bind_sources.insert(index, prepared);
+                bind_keys.push(key);
+            }
+        }
         let argv = self.sandbox_argv(state, run);
         let env = state.environment();
         let workdir = state.workdir();
@@ -122,6 +135,9 @@ impl Executor<'_> {
             for mount in &mounts {
                 field(mount.cache_identity().as_bytes());
             }
+            for key in &bind_keys {
+                field(key.to_string().as_bytes());
+            }
             hasher.finish().0
         };
         if !self.options.no_cache
@@ -150,6 +166,7 @@ impl Executor<'_> {
             network,
             mounts: &mounts,
             secrets: &self.options.sandbox.secrets,
+            bind_sources: &bind_sources,
             scratch_dir: self.sandbox_scratch.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
             base: sandbox::BaseLayers {
@@ -213,6 +230,97 @@ impl Executor<'_> {
         // The layer is written: the next RUN of this stage may change the files in place.
         self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
         Ok(StepOutcome::Built)
+    }
+
+    /// What a `RUN --mount=type=bind` shows (its `source` of the context, or of the stage
+    /// `from`, as `COPY` would take it), and a digest of it for the step-cache key: the
+    /// files' stats for the context, the stage's layers for a stage.
+    fn bind_source(
+        &mut self,
+        source: &str,
+        from: Option<&str>,
+        failure: &StepFailure<'_>,
+    ) -> Result<(sandbox::BindSource, crate::digest::Digest), BuildError> {
+        let scratch = self.scratch.path().to_owned();
+        let empty = LowerFs::new();
+        let sources = [source.to_owned()];
+        let request = |from| CopyRequest {
+            sources: &sources,
+            dest: "/",
+            workdir: "/",
+            from,
+            target: &empty,
+            chown: None,
+            chmod: None,
+            link: false,
+            add: AddMode::Copy,
+            scratch_dir: &scratch,
+        };
+        let Some(reference) = from else {
+            let options = self.write_options();
+            let context = self
+                .context()
+                .map_err(failure.err("failed to open the build context"))?;
+            let found = context
+                .resolve(source)
+                .map_err(failure.err("invalid RUN --mount=type=bind source"))?;
+            let [found] = found.as_slice() else {
+                return Err(failure.msg(format!(
+                    "RUN --mount=type=bind source `{source}` names {} paths; it must name one",
+                    found.len()
+                )));
+            };
+            let file_name = (found.entry.kind != ContextKind::Dir)
+                .then(|| found.matched.file_name().to_owned());
+            let diff = copy_step::copy(&request(CopySource::Context(context)))
+                .map_err(|e| failure.msg(error_chain(&e)))?
+                .diff;
+            let key = self
+                .cache
+                .stat_key(&diff, &options)
+                .map_err(failure.err("failed to read the bind mount's source"))?;
+            return Ok((sandbox::BindSource { diff, file_name }, key));
+        };
+        let index = self
+            .plan
+            .stage_by_reference(reference, self.current_stage)
+            .ok_or_else(|| {
+                failure.msg(format!(
+                    "RUN --mount from=`{reference}` names no earlier stage (kiln mounts stages, \
+                     not images)"
+                ))
+            })?;
+        let mut from_state =
+            self.stages.get(&index).cloned().ok_or_else(|| {
+                failure.msg(format!("stage {index} was not built before this RUN"))
+            })?;
+        let fs = from_state
+            .fs(self.store, &scratch)
+            .map_err(failure.err("failed to read the source stage"))?
+            .clone();
+        let path = LayerPath::new_clamped(source)
+            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?;
+        let Some((_, node)) = fs
+            .stat(&path, true)
+            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?
+        else {
+            return Err(failure.msg(format!(
+                "RUN --mount source `{source}` does not exist in stage `{reference}`"
+            )));
+        };
+        let file_name = (node.kind != NodeKind::Dir).then(|| path.file_name().to_owned());
+        let diff = copy_step::copy(&request(CopySource::Stage(&fs)))
+            .map_err(|e| failure.msg(error_chain(&e)))?
+            .diff;
+        let mut hasher = crate::digest::Hasher::new();
+        for part in std::iter::once("kiln-bind-stage-v1".to_owned())
+            .chain(from_state.layers.iter().map(|l| l.diff_id.to_string()))
+            .chain(std::iter::once(path.absolute()))
+        {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Ok((sandbox::BindSource { diff, file_name }, hasher.finish().0))
     }
 
     /// The program and arguments: exec form verbatim, shell form through SHELL. A heredoc that
