@@ -803,3 +803,69 @@ fn heredoc_copies_are_cache_hits_on_rebuild() {
     let log = build();
     assert!(log.contains("(0 layers written, 1 cached)"), "{log}");
 }
+
+#[test]
+fn copy_from_a_stage_of_stored_layers_is_a_cache_hit_on_rebuild() {
+    let work = tempfile::tempdir().unwrap();
+    let base_context = work.path().join("base");
+    write_files(
+        &base_context,
+        &[
+            ("a.txt", "a\n"),
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /data/a.txt\n"),
+        ],
+    );
+    let base = work.path().join("base-layout");
+    kiln_ok(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--cache-dir",
+        work.path().join("base-cache").to_str().unwrap(),
+        "-t",
+        "base:latest",
+        "-o",
+        &format!("type=oci,dest={}", base.display()),
+        base_context.to_str().unwrap(),
+    ]);
+    // The first stage's files come from the base's stored layer, so the COPY reads copies
+    // extracted to new scratch paths in every build.
+    let context = work.path().join("ctx");
+    write_files(
+        &context,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM oci:{}:latest AS files\nFROM scratch\nCOPY --from=files /data /copied/\n",
+                base.display()
+            ),
+        )],
+    );
+    let cache = work.path().join("cache");
+    let build = |name: &str| {
+        let output = kiln(&[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            &format!("type=oci,dest={}", work.path().join(name).display()),
+            context.to_str().unwrap(),
+        ]);
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}");
+        (
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            log,
+        )
+    };
+    let (first, log) = build("one");
+    assert!(log.contains("(1 layers written, 0 cached)"), "{log}");
+    let (again, log) = build("two");
+    assert_eq!(first, again);
+    assert!(
+        log.contains("(0 layers written, 1 cached)"),
+        "nothing is compressed again:\n{log}"
+    );
+}

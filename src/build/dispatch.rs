@@ -1048,6 +1048,15 @@ impl<'a> Executor<'a> {
         Ok(overlay.into_diff())
     }
 
+    /// True when a file of `diff` was extracted from a stored layer into this build's scratch
+    /// directory.
+    fn reads_extracted(&self, diff: &Diff) -> bool {
+        let scratch = self.scratch.path();
+        diff.iter().any(|(_, entry)| {
+            matches!(&entry.kind, EntryKind::File(crate::layer::FileContent::HostFile { path, .. }) if path.starts_with(scratch))
+        })
+    }
+
     fn commit_layer(
         &mut self,
         state: &mut StageState,
@@ -1065,9 +1074,11 @@ impl<'a> Executor<'a> {
         } else {
             match self.cache.lookup(&stat_key, self.store) {
                 Some(layer) => (Some(layer), false),
-                // Seen files with new stats (a fresh checkout, a touch): the content may be the
-                // same, and one pass without compression is cheaper than compressing it again.
-                None if self.cache.seen_before(&diff) => (
+                // Seen files with new stats (a fresh checkout, a touch), or files extracted
+                // from stored layers (COPY --from a stage: new scratch paths every build): the
+                // content may be the same, and one pass without compression is cheaper than
+                // compressing it again.
+                None if self.cache.seen_before(&diff) || self.reads_extracted(&diff) => (
                     self.cache
                         .lookup_content(&diff, &options, self.store)
                         .map_err(failure.err("failed to read the step's inputs"))?,
@@ -1078,8 +1089,9 @@ impl<'a> Executor<'a> {
         };
         let (layer, outcome) = match cached {
             Some(layer) => {
-                if by_content {
-                    // Remember the new stats, so the next build hits without a content pass.
+                if by_content && !self.reads_extracted(&diff) {
+                    // Remember the new stats, so the next build hits without a content pass
+                    // (scratch paths are new every build: nothing to remember).
                     self.cache
                         .record(&stat_key, &diff, &layer, &options)
                         .map_err(failure.err("failed to record the layer in the step cache"))?;
