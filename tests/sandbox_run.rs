@@ -1079,3 +1079,176 @@ fn a_bind_mount_of_a_missing_source_names_it() {
         "{stderr}"
     );
 }
+
+/// Stops a process the test started, by its PID, when dropped.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ssh_mounts_reach_the_agent_through_a_proxy_and_leave_no_trace() {
+    let ssh_add = require_tool("ssh-add");
+    let work = open_tempdir();
+    // The busybox base plus the host's ssh-add and the libraries it loads: a real agent client.
+    let base_context = work.path().join("base");
+    busybox_rootfs(&base_context);
+    let root = base_context.join("rootfs");
+    let libraries = run_ok(Command::new(require_tool("ldd")).arg(&ssh_add));
+    let mut files = vec![ssh_add.clone()];
+    files.extend(
+        libraries
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+            .map(PathBuf::from),
+    );
+    for file in &files {
+        let inside = root.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(file, &inside).unwrap();
+    }
+    std::fs::write(
+        base_context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    let layout = work.path().join("base-layout");
+    kiln_ok(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--cache-dir",
+        work.path().join("base-cache").to_str().unwrap(),
+        "-t",
+        "base:latest",
+        "-o",
+        &format!("type=oci,dest={}", layout.display()),
+        base_context.to_str().unwrap(),
+    ]);
+
+    // A real agent holding a new key.
+    let agent_dir = work.path().join("agent");
+    std::fs::create_dir(&agent_dir).unwrap();
+    let socket = agent_dir.join("socket");
+    let _agent = Started(
+        Command::new(require_tool("ssh-agent"))
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let key = agent_dir.join("key");
+    run_ok(
+        Command::new(require_tool("ssh-keygen"))
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test-key", "-f"])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new(&ssh_add)
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket),
+    );
+    let listed = run_ok(
+        Command::new(&ssh_add)
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &socket),
+    );
+    assert!(listed.contains("kiln-test-key"), "{listed}");
+
+    let context = work.path().join("run");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\n\
+             RUN --mount=type=ssh ssh-add -l > /root-view && echo $SSH_AUTH_SOCK > /socket-path\n\
+             USER app\n\
+             RUN --mount=type=ssh,uid=1000 ssh-add -l > /tmp/app-view\n\
+             RUN --mount=type=ssh ssh-add -l 2>/dev/null || echo refused > /tmp/refused\n",
+            layout.display()
+        ),
+    );
+    let out = work.path().join("out");
+    let ssh_arg = format!("default={}", socket.display());
+    assert_success(&kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &out,
+        &["--ssh", &ssh_arg],
+    ));
+    let (manifest, config) = layout_image(&out);
+    let layers = manifest["layers"].as_array().unwrap();
+    let listing_of = |index: usize| {
+        let digest = layers[index]["digest"].as_str().unwrap();
+        layer_listing(
+            &out.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+    };
+    let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
+    let root_view = listing_of(layers.len() - 3);
+    assert_eq!(
+        root_view.keys().collect::<Vec<_>>(),
+        ["root-view", "socket-path"],
+        "no socket or mount point in the layer: {root_view:#?}"
+    );
+    assert!(
+        root_view["root-view"].ends_with(&digest(&listed)),
+        "{root_view:#?}"
+    );
+    assert!(
+        root_view["socket-path"].ends_with(&digest("/run/buildkit/ssh_agent.0\n")),
+        "{root_view:#?}"
+    );
+    let app_view = listing_of(layers.len() - 2);
+    assert!(
+        app_view["tmp/app-view"].ends_with(&digest(&listed)),
+        "{app_view:#?}"
+    );
+    let refused = listing_of(layers.len() - 1);
+    assert!(
+        refused.contains_key("tmp/refused"),
+        "a socket owned by root is refused to USER app: {refused:#?}"
+    );
+    let env = config["config"]["Env"].to_string();
+    assert!(!env.contains("SSH_AUTH_SOCK"), "{env}");
+    // The private key is in no blob.
+    let private = std::fs::read_to_string(&key).unwrap();
+    let secret_line = private.lines().nth(1).unwrap().to_owned();
+    for entry in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&secret_line));
+    }
+
+    // Without --ssh: a required agent fails the build by name; an optional one is left out.
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN --mount=type=ssh,required ssh-add -l\n",
+            layout.display()
+        ),
+    );
+    let output = kiln_build(
+        &context,
+        &work.path().join("cache"),
+        &work.path().join("o2"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SSH agent `default` is required") && stderr.contains("--ssh default"),
+        "{stderr}"
+    );
+}

@@ -129,6 +129,10 @@ pub(crate) struct BuildArgs {
     /// repeatable. Its value never reaches a layer, the history or the provenance.
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent $SSH_AUTH_SOCK names) or
+    /// `ID=SOCKET`; repeatable. Commands reach the agent through a proxy, never its keys.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
@@ -273,7 +277,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
-        sandbox: sandbox_options(&args.secrets, &args.network)?,
+        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network)?,
     };
 
     let started = Instant::now();
@@ -690,9 +694,10 @@ pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::R
         .collect()
 }
 
-/// `--secret` and `--network`, checked before anything is built.
+/// `--secret`, `--ssh` and `--network`, checked before anything is built.
 fn sandbox_options(
     secrets: &[String],
+    ssh: &[String],
     network: &str,
 ) -> anyhow::Result<kiln::sandbox::SandboxOptions> {
     let mut options = kiln::sandbox::SandboxOptions {
@@ -704,6 +709,10 @@ fn sandbox_options(
     for spec in secrets {
         let (id, source) = kiln::sandbox::parse_secret(spec).map_err(UsageError)?;
         options.secrets.insert(id, source);
+    }
+    for spec in ssh {
+        let (id, socket) = kiln::sandbox::parse_ssh(spec).map_err(UsageError)?;
+        options.ssh.insert(id, socket);
     }
     Ok(options)
 }

@@ -16,13 +16,14 @@ pub mod materialize;
 pub mod mounts;
 pub mod overlay;
 pub mod snapshot;
+pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use idmap::IdMaps;
-pub use mounts::{BindSource, RunMount, SecretSource, parse_mount, parse_secret};
+pub use mounts::{BindSource, RunMount, SecretSource, parse_mount, parse_secret, parse_ssh};
 pub use overlay::BaseLayers;
 
 use crate::layer::{Diff, LayerPath};
@@ -61,6 +62,8 @@ pub struct SandboxOptions {
     pub network: NetworkMode,
     /// `kiln build --secret`: id -> where the value is (values are read only when used).
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `kiln build --ssh`: id -> the SSH agent's socket.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 /// Why a sandboxed RUN failed.
@@ -124,6 +127,8 @@ pub struct RunRequest<'a> {
     pub mounts: &'a [RunMount],
     /// `--secret`s given to the build.
     pub secrets: &'a BTreeMap<String, SecretSource>,
+    /// `--ssh` agents given to the build.
+    pub ssh: &'a BTreeMap<String, PathBuf>,
     /// The content of each `type=bind` mount, by its index in `mounts`.
     pub bind_sources: &'a BTreeMap<usize, BindSource>,
     /// A directory for this run's scratch files (the rootfs stays there: the Diff refers to it).
@@ -299,6 +304,8 @@ pub fn run(
         .map_err(io("chmod", &secrets_dir.0))?;
     let mut binds = Vec::new();
     let mut tmpfs = Vec::new();
+    let mut agents = Vec::new();
+    let mut agent_socket = None;
     for (index, mount) in request.mounts.iter().enumerate() {
         match mount {
             RunMount::Cache {
@@ -354,6 +361,39 @@ pub fn run(
                 });
             }
             RunMount::Tmpfs { target } => tmpfs.push(mount_point(target, false)?),
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(agent) = request.ssh.get(id) else {
+                    if *required {
+                        return Err(SandboxError::Command(format!(
+                            "SSH agent `{id}` is required but was not given (kiln build --ssh {id}[=SOCKET])"
+                        )));
+                    }
+                    continue;
+                };
+                let proxy = ssh::AgentProxy::start(agent)?;
+                std::fs::set_permissions(proxy.path(), std::fs::Permissions::from_mode(*mode))
+                    .map_err(io("chmod", proxy.path()))?;
+                push_chown(&mut chowns, &maps, proxy.path(), *uid, *gid, None)?;
+                let target = if target.is_empty() {
+                    format!("/run/buildkit/ssh_agent.{}", agents.len())
+                } else {
+                    target.clone()
+                };
+                agent_socket.get_or_insert_with(|| target.clone());
+                binds.push(exec::Bind {
+                    source: proxy.path().to_owned(),
+                    target: mount_point(&target, true)?,
+                    readonly: false,
+                });
+                agents.push(proxy);
+            }
             RunMount::Bind {
                 target, writable, ..
             } => {
@@ -404,6 +444,11 @@ pub fn run(
     if !request.env.contains_key("PATH") {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned());
     }
+    if let Some(socket) = agent_socket
+        && !request.env.contains_key("SSH_AUTH_SOCK")
+    {
+        env.push(format!("SSH_AUTH_SOCK={socket}"));
+    }
     if !request.env.contains_key("HOME") {
         env.push(format!("HOME={}", user.home));
     }
@@ -432,6 +477,7 @@ pub fn run(
     };
     let outcome = exec::execute(spec, on_output);
     drop(secrets_dir);
+    drop(agents);
     let outcome = outcome?;
     if outcome.exit_code != 0 {
         return Err(SandboxError::Failed {

@@ -4,7 +4,8 @@
 //! kiln supports `type=bind` (a path of the context or of another stage, read-only unless
 //! `rw`, whose writes are then discarded), `type=cache` (a directory kept between builds under
 //! the cache directory, outside the image), `type=secret` (a file readable by the command only,
-//! never in a layer) and `type=tmpfs`. `type=ssh` is refused by name.
+//! never in a layer), `type=ssh` (a proxy of an SSH agent given with `kiln build --ssh`) and
+//! `type=tmpfs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +46,21 @@ pub enum RunMount {
         /// Where it appears inside.
         target: String,
     },
+    /// `type=ssh`: a socket at `target` that reaches the SSH agent `id` (through a proxy).
+    Ssh {
+        /// The agent's id (`id=`, default `default`).
+        id: String,
+        /// Where the socket appears inside (default `/run/buildkit/ssh_agent.N`).
+        target: String,
+        /// `required=true`: fail when the agent was not given.
+        required: bool,
+        /// `mode=` of the socket (default 0600).
+        mode: u32,
+        /// `uid=` of the socket.
+        uid: u32,
+        /// `gid=` of the socket.
+        gid: u32,
+    },
     /// `type=bind` (the default type): `source` of the context, or of the stage `from`.
     Bind {
         /// Where it appears inside.
@@ -65,6 +81,7 @@ impl RunMount {
             RunMount::Cache { target, .. }
             | RunMount::Secret { target, .. }
             | RunMount::Tmpfs { target }
+            | RunMount::Ssh { target, .. }
             | RunMount::Bind { target, .. } => target,
         }
     }
@@ -92,6 +109,14 @@ impl RunMount {
                 format!("secret:{id}:{target}:{mode:o}:{uid}:{gid}")
             }
             RunMount::Tmpfs { target } => format!("tmpfs:{target}"),
+            RunMount::Ssh {
+                id,
+                target,
+                mode,
+                uid,
+                gid,
+                ..
+            } => format!("ssh:{id}:{target}:{mode:o}:{uid}:{gid}"),
             // The content of the source is keyed by the build (see its step-cache key).
             RunMount::Bind {
                 target,
@@ -203,9 +228,18 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
                 .iter()
                 .any(|flag| fields.get(*flag).is_some_and(|v| v == "true")),
         }),
-        "ssh" => Err(format!(
-            "--mount={spec}: type=ssh is not supported by kiln's sandbox yet (supported: bind, cache, secret, tmpfs)"
-        )),
+        "ssh" => Ok(RunMount::Ssh {
+            id: fields
+                .get("id")
+                .cloned()
+                .unwrap_or_else(|| "default".to_owned()),
+            // Numbered by the RUN (BuildKit's /run/buildkit/ssh_agent.N) when not given.
+            target: target.unwrap_or_default(),
+            required: fields.get("required").is_some_and(|v| v == "true"),
+            mode: octal("mode", 0o600)?,
+            uid: number("uid")?,
+            gid: number("gid")?,
+        }),
         other => Err(format!("--mount={spec}: unknown mount type `{other}`")),
     }
 }
@@ -229,6 +263,40 @@ impl SecretSource {
                 .map(|v| v.into_encoded_bytes())
                 .ok_or_else(|| format!("the secret's environment variable `{var}` is not set")),
         }
+    }
+}
+
+/// Parses one `--ssh` value as buildx does: `ID` (the agent `$SSH_AUTH_SOCK` names) or
+/// `ID=SOCKET`. Key files (`ID=KEY`) are refused: kiln forwards running agents only.
+pub fn parse_ssh(spec: &str) -> Result<(String, PathBuf), String> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, path)) => (id, PathBuf::from(path)),
+        None => (
+            spec,
+            std::env::var_os("SSH_AUTH_SOCK")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    format!("--ssh {spec}: SSH_AUTH_SOCK is not set (give --ssh {spec}=SOCKET)")
+                })?,
+        ),
+    };
+    if id.is_empty() || id.contains(',') {
+        return Err(format!("--ssh {spec}: invalid id `{id}`"));
+    }
+    if path.as_os_str().to_string_lossy().contains(',') {
+        return Err(format!(
+            "--ssh {spec}: several paths are key files, which kiln does not load; give an agent's socket"
+        ));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok((id.to_owned(), path)),
+        Ok(_) => Err(format!(
+            "--ssh {spec}: `{}` is not a socket; kiln forwards a running SSH agent (start \
+             ssh-agent and ssh-add the key), not key files",
+            path.display()
+        )),
+        Err(e) => Err(format!("--ssh {spec}: `{}`: {e}", path.display())),
     }
 }
 
@@ -316,8 +384,34 @@ mod tests {
             }
         );
         assert!(parse_mount("type=bind,source=.").is_err());
-        assert!(parse_mount("type=ssh").is_err());
+        assert_eq!(
+            parse_mount("type=ssh,required").unwrap(),
+            RunMount::Ssh {
+                id: "default".into(),
+                target: String::new(),
+                required: true,
+                mode: 0o600,
+                uid: 0,
+                gid: 0
+            }
+        );
         assert!(parse_mount("type=cache").is_err());
+    }
+
+    #[test]
+    fn ssh_agents_must_be_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("id_ed25519");
+        std::fs::write(&file, "key").unwrap();
+        let err = parse_ssh(&format!("default={}", file.display())).unwrap_err();
+        assert!(err.contains("is not a socket"), "{err}");
+        let socket = dir.path().join("agent");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert_eq!(
+            parse_ssh(&format!("git={}", socket.display())).unwrap(),
+            ("git".to_owned(), socket.clone())
+        );
+        assert!(parse_ssh(&format!("default={},{}", file.display(), file.display())).is_err());
     }
 
     #[test]

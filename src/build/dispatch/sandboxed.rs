@@ -166,6 +166,7 @@ impl Executor<'_> {
             network,
             mounts: &mounts,
             secrets: &self.options.sandbox.secrets,
+            ssh: &self.options.sandbox.ssh,
             bind_sources: &bind_sources,
             scratch_dir: self.sandbox_scratch.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
