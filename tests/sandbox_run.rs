@@ -67,8 +67,14 @@ fn busybox_rootfs(dir: &Path) {
 
 /// Builds the busybox rootfs as a one-layer image `base:latest` in `work/base-layout`.
 fn base_layout(work: &Path) -> PathBuf {
+    base_layout_with(work, |_| {})
+}
+
+/// [`base_layout`] with more files, which `add` puts into the rootfs directory it is given.
+fn base_layout_with(work: &Path, add: impl FnOnce(&Path)) -> PathBuf {
     let context = work.join("base");
     busybox_rootfs(&context);
+    add(&context.join("rootfs"));
     std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
     let layout = work.join("base-layout");
     kiln_ok(&[
@@ -1095,40 +1101,21 @@ fn ssh_mounts_reach_the_agent_through_a_proxy_and_leave_no_trace() {
     let ssh_add = require_tool("ssh-add");
     let work = open_tempdir();
     // The busybox base plus the host's ssh-add and the libraries it loads: a real agent client.
-    let base_context = work.path().join("base");
-    busybox_rootfs(&base_context);
-    let root = base_context.join("rootfs");
-    let libraries = run_ok(Command::new(require_tool("ldd")).arg(&ssh_add));
-    let mut files = vec![ssh_add.clone()];
-    files.extend(
-        libraries
-            .split_whitespace()
-            .filter(|word| word.starts_with('/'))
-            .map(PathBuf::from),
-    );
-    for file in &files {
-        let inside = root.join(file.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-        std::fs::copy(file, &inside).unwrap();
-    }
-    std::fs::write(
-        base_context.join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\n",
-    )
-    .unwrap();
-    let layout = work.path().join("base-layout");
-    kiln_ok(&[
-        "build",
-        "--progress",
-        "quiet",
-        "--cache-dir",
-        work.path().join("base-cache").to_str().unwrap(),
-        "-t",
-        "base:latest",
-        "-o",
-        &format!("type=oci,dest={}", layout.display()),
-        base_context.to_str().unwrap(),
-    ]);
+    let layout = base_layout_with(work.path(), |root| {
+        let libraries = run_ok(Command::new(require_tool("ldd")).arg(&ssh_add));
+        let mut files = vec![ssh_add.clone()];
+        files.extend(
+            libraries
+                .split_whitespace()
+                .filter(|word| word.starts_with('/'))
+                .map(PathBuf::from),
+        );
+        for file in &files {
+            let inside = root.join(file.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+            std::fs::copy(file, &inside).unwrap();
+        }
+    });
 
     // A real agent holding a new key.
     let agent_dir = work.path().join("agent");

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
-use super::SandboxError;
 use super::idmap::IdMaps;
+use super::{SandboxError, io_error};
 use crate::layer::{FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsNode, FsView, LowerFs, NodeKind};
 
@@ -82,15 +82,6 @@ pub struct Materialized {
     pub chowns: Vec<Chown>,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError {
-    let path = path.to_owned();
-    move |source| SandboxError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 /// Writes `fs` into `root` (which must not exist yet).
 pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materialized, SandboxError> {
     let nodes: Vec<(LayerPath, FsNode)> = fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
@@ -107,9 +98,9 @@ pub fn materialize_nodes(
     root: &Path,
     maps: &IdMaps,
 ) -> Result<Materialized, SandboxError> {
-    std::fs::create_dir(root).map_err(io_err("create", root))?;
+    std::fs::create_dir(root).map_err(io_error("create", root))?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
-        .map_err(io_err("chmod", root))?;
+        .map_err(io_error("chmod", root))?;
 
     let mut before = BTreeMap::new();
     let mut files = Vec::new();
@@ -118,9 +109,9 @@ pub fn materialize_nodes(
         let host = root.join(path.as_str());
         let made = match &node.kind {
             NodeKind::Dir => {
-                std::fs::create_dir(&host).map_err(io_err("create", &host))?;
+                std::fs::create_dir(&host).map_err(io_error("create", &host))?;
                 std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700))
-                    .map_err(io_err("chmod", &host))?;
+                    .map_err(io_error("chmod", &host))?;
                 true
             }
             NodeKind::File { .. } => {
@@ -128,7 +119,7 @@ pub fn materialize_nodes(
                 true
             }
             NodeKind::Symlink(target) => {
-                std::os::unix::fs::symlink(target, &host).map_err(io_err("symlink", &host))?;
+                std::os::unix::fs::symlink(target, &host).map_err(io_error("symlink", &host))?;
                 true
             }
             NodeKind::Fifo => {
@@ -192,14 +183,14 @@ pub fn materialize_nodes(
             .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
         match &file {
             FileContent::Bytes(bytes) => {
-                std::fs::write(&host, bytes).map_err(io_err("write", &host))?
+                std::fs::write(&host, bytes).map_err(io_error("write", &host))?
             }
             FileContent::HostFile { path: source, .. } => {
                 // Paths of one hard-link group share their source file.
                 if let Some(first) = first_copy.get(source) {
-                    std::fs::hard_link(first, &host).map_err(io_err("link", &host))?;
+                    std::fs::hard_link(first, &host).map_err(io_error("link", &host))?;
                 } else {
-                    std::fs::copy(source, &host).map_err(io_err("copy", source))?;
+                    std::fs::copy(source, &host).map_err(io_error("copy", source))?;
                     first_copy.insert(source.clone(), host.clone());
                 }
             }
@@ -222,7 +213,7 @@ pub fn materialize_nodes(
                 &host,
                 std::fs::Permissions::from_mode(node.meta.mode & 0o7777),
             )
-            .map_err(io_err("chmod", &host))?;
+            .map_err(io_error("chmod", &host))?;
         }
         let time = TimeSpec::new(node.meta.mtime, 0);
         utimensat(
@@ -237,7 +228,7 @@ pub fn materialize_nodes(
             path: host.clone(),
             source: e.into(),
         })?;
-        let stat = std::fs::symlink_metadata(&host).map_err(io_err("stat", &host))?;
+        let stat = std::fs::symlink_metadata(&host).map_err(io_error("stat", &host))?;
         let uid = (node.meta.uid != 0)
             .then(|| maps.uid_to_host(node.meta.uid).map(|_| node.meta.uid))
             .flatten();
@@ -273,15 +264,26 @@ pub fn materialize_nodes(
     })
 }
 
-/// Creates what is missing of `target` (a directory, or a file when `file`) inside the rootfs,
-/// with symlinks resolved inside the root (so a link in the image can never point a mount at a
-/// host path). Returns the host path and the paths it created, which the snapshot ignores.
-pub fn mount_point(
+/// What a component of a mount target's path is.
+pub enum PartKind {
+    /// A symbolic link (refused: resolution already followed the links it could).
+    Symlink,
+    /// A directory.
+    Dir,
+    /// Anything else.
+    Other,
+}
+
+/// Walks a mount target's path with symlinks resolved inside the image (so a link in the image
+/// can never point a mount at a host path): `kind_of` tells what each component is (`None`:
+/// missing), `missing` is called for each missing one, parents first (`true` for the target
+/// itself). Returns the resolved target.
+pub fn walk_mount_target(
     fs: &LowerFs,
-    root: &Path,
     target: &str,
-    file: bool,
-) -> Result<(PathBuf, Vec<LayerPath>), SandboxError> {
+    mut kind_of: impl FnMut(&LayerPath) -> Result<Option<PartKind>, SandboxError>,
+    mut missing: impl FnMut(&LayerPath, bool) -> Result<(), SandboxError>,
+) -> Result<LayerPath, SandboxError> {
     let bad = |why: String| SandboxError::MountTarget {
         target: target.to_owned(),
         why,
@@ -291,31 +293,62 @@ pub fn mount_point(
         return Err(bad("cannot mount over the root".to_owned()));
     }
     let resolved = fs.resolve(&path, true).map_err(|e| bad(e.to_string()))?;
-    let mut created = Vec::new();
     let mut parts = resolved.ancestors();
     parts.push(resolved.clone());
     for (index, part) in parts.iter().enumerate() {
-        let host = root.join(part.as_str());
         let is_last = index + 1 == parts.len();
-        match std::fs::symlink_metadata(&host) {
-            Ok(meta) if meta.file_type().is_symlink() => {
+        match kind_of(part)? {
+            Some(PartKind::Symlink) => {
                 return Err(bad(format!("`{}` is a symbolic link", part.absolute())));
             }
-            Ok(meta) if !is_last && !meta.is_dir() => {
+            Some(PartKind::Other) if !is_last => {
                 return Err(bad(format!("`{}` is not a directory", part.absolute())));
             }
-            Ok(_) => {}
-            Err(_) => {
-                if is_last && file {
-                    std::fs::write(&host, b"").map_err(io_err("create", &host))?;
-                } else {
-                    std::fs::create_dir(&host).map_err(io_err("create", &host))?;
-                    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
-                        .map_err(io_err("chmod", &host))?;
-                }
-                created.push(part.clone());
-            }
+            Some(_) => {}
+            None => missing(part, is_last)?,
         }
     }
+    Ok(resolved)
+}
+
+/// Creates what is missing of `target` (a directory, or a file when `file`) inside the
+/// materialized rootfs at `root` ([`walk_mount_target`]). Returns the host path and the paths
+/// it created, which the snapshot ignores.
+pub fn mount_point(
+    fs: &LowerFs,
+    root: &Path,
+    target: &str,
+    file: bool,
+) -> Result<(PathBuf, Vec<LayerPath>), SandboxError> {
+    let mut created = Vec::new();
+    let resolved = walk_mount_target(
+        fs,
+        target,
+        |part| {
+            Ok(std::fs::symlink_metadata(root.join(part.as_str()))
+                .ok()
+                .map(|meta| {
+                    if meta.file_type().is_symlink() {
+                        PartKind::Symlink
+                    } else if meta.is_dir() {
+                        PartKind::Dir
+                    } else {
+                        PartKind::Other
+                    }
+                }))
+        },
+        |part, is_last| {
+            let host = root.join(part.as_str());
+            if is_last && file {
+                std::fs::write(&host, b"").map_err(io_error("create", &host))?;
+            } else {
+                std::fs::create_dir(&host).map_err(io_error("create", &host))?;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_error("chmod", &host))?;
+            }
+            created.push(part.clone());
+            Ok(())
+        },
+    )?;
     Ok((root.join(resolved.as_str()), created))
 }

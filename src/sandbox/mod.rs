@@ -165,27 +165,33 @@ pub struct RunOutput {
     pub live: LiveRootfs,
 }
 
+/// Turns an I/O error of `action` on `path` into a [`SandboxError`].
+pub(crate) fn io_error(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let path = path.to_owned();
+    move |source| SandboxError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// Runs the command and returns what it changed. `on_output` sees its output as it comes.
 pub fn run(
     request: RunRequest<'_>,
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<RunOutput, SandboxError> {
     let maps = IdMaps::for_current_user();
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| SandboxError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let mode = overlay::rootfs_mode(&maps, request.scratch_dir)?;
     let new_run_dir = || -> Result<PathBuf, SandboxError> {
-        std::fs::create_dir_all(request.scratch_dir).map_err(io("create", request.scratch_dir))?;
+        std::fs::create_dir_all(request.scratch_dir)
+            .map_err(io_error("create", request.scratch_dir))?;
         Ok(tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(request.scratch_dir)
-            .map_err(io("create a directory in", request.scratch_dir))?
+            .map_err(io_error("create a directory in", request.scratch_dir))?
             .keep())
     };
     let (root, dir, before, mut chowns, mut ignored, lowers) = match request.reuse {
@@ -249,18 +255,18 @@ pub fn run(
         None => None,
         Some(lowers) => {
             for (path, mode) in [(&root, 0o755), (&dir.join("upper"), 0o755)] {
-                std::fs::create_dir(path).map_err(io("create", path))?;
+                std::fs::create_dir(path).map_err(io_error("create", path))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(io("chmod", path))?;
+                    .map_err(io_error("chmod", path))?;
             }
             let work = dir.join("work");
-            std::fs::create_dir(&work).map_err(io("create", &work))?;
+            std::fs::create_dir(&work).map_err(io_error("create", &work))?;
             let layers_dir = dir.join("layers");
             let mut layers = lowers.clone();
             if layers.is_empty() {
                 // FROM scratch with nothing before the RUN: overlayfs needs one lower layer.
                 let empty = dir.join("empty");
-                std::fs::create_dir(&empty).map_err(io("create", &empty))?;
+                std::fs::create_dir(&empty).map_err(io_error("create", &empty))?;
                 layers.push(empty);
             }
             Some(exec::OverlayMount {
@@ -299,9 +305,9 @@ pub fn run(
     // Secrets live outside the rootfs, in a directory only the caller can read, removed as
     // soon as the command ends.
     let secrets_dir = SecretsDir(dir.join("secrets"));
-    std::fs::create_dir(&secrets_dir.0).map_err(io("create", &secrets_dir.0))?;
+    std::fs::create_dir(&secrets_dir.0).map_err(io_error("create", &secrets_dir.0))?;
     std::fs::set_permissions(&secrets_dir.0, std::fs::Permissions::from_mode(0o700))
-        .map_err(io("chmod", &secrets_dir.0))?;
+        .map_err(io_error("chmod", &secrets_dir.0))?;
     let mut binds = Vec::new();
     let mut tmpfs = Vec::new();
     let mut agents = Vec::new();
@@ -319,9 +325,9 @@ pub fn run(
                     .cache_dir
                     .join(crate::digest::Digest::of(id.as_bytes()).hex());
                 if !source.is_dir() {
-                    std::fs::create_dir_all(&source).map_err(io("create", &source))?;
+                    std::fs::create_dir_all(&source).map_err(io_error("create", &source))?;
                     std::fs::set_permissions(&source, std::fs::Permissions::from_mode(*mode))
-                        .map_err(io("chmod", &source))?;
+                        .map_err(io_error("chmod", &source))?;
                     push_chown(&mut chowns, &maps, &source, *uid, *gid, None)?;
                 }
                 let target = mount_point(target, false)?;
@@ -349,9 +355,9 @@ pub fn run(
                 };
                 let value = source.read().map_err(SandboxError::Command)?;
                 let file = secrets_dir.0.join(index.to_string());
-                std::fs::write(&file, value).map_err(io("write", &file))?;
+                std::fs::write(&file, value).map_err(io_error("write", &file))?;
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
-                    .map_err(io("chmod", &file))?;
+                    .map_err(io_error("chmod", &file))?;
                 push_chown(&mut chowns, &maps, &file, *uid, *gid, Some(*mode))?;
                 let target = mount_point(target, true)?;
                 binds.push(exec::Bind {
@@ -379,7 +385,7 @@ pub fn run(
                 };
                 let proxy = ssh::AgentProxy::start(agent)?;
                 std::fs::set_permissions(proxy.path(), std::fs::Permissions::from_mode(*mode))
-                    .map_err(io("chmod", proxy.path()))?;
+                    .map_err(io_error("chmod", proxy.path()))?;
                 push_chown(&mut chowns, &maps, proxy.path(), *uid, *gid, None)?;
                 let target = if target.is_empty() {
                     format!("/run/buildkit/ssh_agent.{}", agents.len())
@@ -405,7 +411,7 @@ pub fn run(
                 // A private copy: the context and other stages stay untouched even with `rw`,
                 // whose writes go away with it.
                 let copy = dir.join("binds").join(index.to_string());
-                std::fs::create_dir_all(dir.join("binds")).map_err(io("create", &dir))?;
+                std::fs::create_dir_all(dir.join("binds")).map_err(io_error("create", &dir))?;
                 let mut fs = LowerFs::new();
                 fs.push_diff(&source.diff)
                     .map_err(|e| SandboxError::Rootfs(Box::new(e)))?;
@@ -426,7 +432,7 @@ pub fn run(
     if request.network == NetworkMode::Host {
         let copy = dir.join("resolv.conf");
         let text = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(&copy, text).map_err(io("write", &copy))?;
+        std::fs::write(&copy, text).map_err(io_error("write", &copy))?;
         let target = mount_point("/etc/resolv.conf", true)?;
         binds.push(exec::Bind {
             source: copy,

@@ -20,10 +20,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::SandboxError;
 use super::exec;
 use super::idmap::IdMaps;
-use super::materialize::{self, Before, Original};
+use super::materialize::{self, Before, Original, PartKind};
+use super::{SandboxError, io_error};
 use crate::digest::Digest;
 use crate::layer::{Layer, LayerPath};
 use crate::rootfs::{FsNode, FsView, LowerFs, NodeKind};
@@ -93,15 +93,6 @@ struct BaseDir {
     index: BTreeMap<LayerPath, String>,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError {
-    let path = path.to_owned();
-    move |source| SandboxError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 fn fingerprint(node: &FsNode) -> String {
     Digest::of(format!("{:?}\n{:?}", node.kind, node.meta).as_bytes())
         .hex()
@@ -143,12 +134,12 @@ fn cached_base(
         );
         return Ok(Some(found));
     }
-    std::fs::create_dir_all(cache).map_err(io_err("create", cache))?;
+    std::fs::create_dir_all(cache).map_err(io_error("create", cache))?;
     let temp = PartialDir {
         path: tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(cache)
-            .map_err(io_err("create a directory in", cache))?
+            .map_err(io_error("create a directory in", cache))?
             .keep(),
         maps,
     };
@@ -161,23 +152,23 @@ fn cached_base(
     exec::chown_as_mapped(&written.chowns, maps)?;
     let index_path = temp.path.join("index");
     let mut index = std::io::BufWriter::new(
-        std::fs::File::create(&index_path).map_err(io_err("create", &index_path))?,
+        std::fs::File::create(&index_path).map_err(io_error("create", &index_path))?,
     );
     for (path, node) in fs.nodes() {
         // NUL ends both fields: no path holds one.
         write!(index, "{}\0{}\0", path.as_str(), fingerprint(&node))
-            .map_err(io_err("write", &index_path))?;
+            .map_err(io_error("write", &index_path))?;
     }
     index
         .into_inner()
         .map_err(|e| e.into_error())
         .and_then(|file| file.sync_all())
-        .map_err(io_err("write", &index_path))?;
+        .map_err(io_error("write", &index_path))?;
     match std::fs::rename(&temp.path, &dir) {
         Ok(()) => std::mem::forget(temp),
         // Another build wrote it meanwhile: use that one (ours is removed with `temp`).
         Err(_) if dir.join("index").is_file() => {}
-        Err(e) => return Err(io_err("rename into", &dir)(e)),
+        Err(e) => return Err(io_error("rename into", &dir)(e)),
     }
     prune(cache, &dir, maps);
     read_base(&dir)?.map(Some).ok_or_else(|| {
@@ -194,7 +185,7 @@ fn read_base(dir: &Path) -> Result<Option<BaseDir>, SandboxError> {
     let text = match std::fs::read(&index_path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", &index_path)(e)),
+        Err(e) => return Err(io_error("read", &index_path)(e)),
     };
     let mut index = BTreeMap::new();
     let mut fields = text.split(|b| *b == 0);
@@ -390,35 +381,30 @@ pub fn plan_mount_point(
     target: &str,
     file: bool,
 ) -> Result<MountPlan, SandboxError> {
-    let bad = |why: String| SandboxError::MountTarget {
-        target: target.to_owned(),
-        why,
-    };
-    let path = LayerPath::new_clamped(target).map_err(|e| bad(e.to_string()))?;
-    if path.is_root() {
-        return Err(bad("cannot mount over the root".to_owned()));
-    }
-    let resolved = fs.resolve(&path, true).map_err(|e| bad(e.to_string()))?;
-    let mut parts = resolved.ancestors();
-    parts.push(resolved.clone());
     let mut created = Vec::new();
     let mut create = Vec::new();
-    for (index, part) in parts.iter().enumerate() {
-        let is_last = index + 1 == parts.len();
-        match fs.lstat_exact(part).map_err(|e| bad(e.to_string()))? {
-            Some(node) if matches!(node.kind, NodeKind::Symlink(_)) => {
-                return Err(bad(format!("`{}` is a symbolic link", part.absolute())));
-            }
-            Some(node) if !is_last && node.kind != NodeKind::Dir => {
-                return Err(bad(format!("`{}` is not a directory", part.absolute())));
-            }
-            Some(_) => {}
-            None => {
-                create.push((root.join(part.as_str()), is_last && file));
-                created.push(part.clone());
-            }
-        }
-    }
+    let resolved = materialize::walk_mount_target(
+        fs,
+        target,
+        |part| {
+            let node = fs
+                .lstat_exact(part)
+                .map_err(|e| SandboxError::MountTarget {
+                    target: target.to_owned(),
+                    why: e.to_string(),
+                })?;
+            Ok(node.map(|node| match node.kind {
+                NodeKind::Symlink(_) => PartKind::Symlink,
+                NodeKind::Dir => PartKind::Dir,
+                _ => PartKind::Other,
+            }))
+        },
+        |part, is_last| {
+            create.push((root.join(part.as_str()), is_last && file));
+            created.push(part.clone());
+            Ok(())
+        },
+    )?;
     Ok(MountPlan {
         host: root.join(resolved.as_str()),
         created,
@@ -428,14 +414,14 @@ pub fn plan_mount_point(
 
 /// Makes `dir` (new) hold short names `0`, `1`, ... for `lowers`, the names overlayfs gets.
 pub fn name_lowers(dir: &Path, lowers: &[PathBuf]) -> Result<Vec<String>, SandboxError> {
-    std::fs::create_dir(dir).map_err(io_err("create", dir))?;
+    std::fs::create_dir(dir).map_err(io_error("create", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(io_err("chmod", dir))?;
+        .map_err(io_error("chmod", dir))?;
     let mut names = Vec::new();
     for (index, lower) in lowers.iter().enumerate() {
         let name = index.to_string();
         let link = dir.join(&name);
-        std::os::unix::fs::symlink(lower, &link).map_err(io_err("symlink", &link))?;
+        std::os::unix::fs::symlink(lower, &link).map_err(io_error("symlink", &link))?;
         names.push(name);
     }
     Ok(names)

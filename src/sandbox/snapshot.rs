@@ -58,20 +58,7 @@ pub fn snapshot(
         if !is_changed {
             continue;
         }
-        let entry = match entry.kind {
-            EntryKind::File(_) if meta.nlink() > 1 => match links.get(&(meta.dev(), meta.ino())) {
-                Some(first) => Entry {
-                    kind: EntryKind::Hardlink(first.clone()),
-                    meta: entry.meta,
-                },
-                None => {
-                    links.insert((meta.dev(), meta.ino()), path.clone());
-                    entry
-                }
-            },
-            _ => entry,
-        };
-        diff.insert(path.clone(), entry);
+        diff.insert(path.clone(), linked(&mut links, path, meta, entry));
         changed.push(path.clone());
     }
 
@@ -112,6 +99,29 @@ pub fn snapshot(
     }
     let next = next_before(input, &now, &diff)?;
     Ok((diff, next))
+}
+
+/// `entry`, or a hard link to the first path of its inode seen in `links` (files of one
+/// hard-link group become one file and hard links to it).
+fn linked(
+    links: &mut HashMap<(u64, u64), LayerPath>,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    entry: Entry,
+) -> Entry {
+    if !matches!(entry.kind, EntryKind::File(_)) || meta.nlink() < 2 {
+        return entry;
+    }
+    match links.get(&(meta.dev(), meta.ino())) {
+        Some(first) => Entry {
+            kind: EntryKind::Hardlink(first.clone()),
+            meta: entry.meta,
+        },
+        None => {
+            links.insert((meta.dev(), meta.ino()), path.clone());
+            entry
+        }
+    }
 }
 
 /// Every path below `root` with its metadata.
@@ -315,12 +325,13 @@ fn entry_at(
     }))
 }
 
-fn differs(
-    input: &SnapshotInput<'_>,
-    path: &LayerPath,
-    meta: &std::fs::Metadata,
+/// Whether `entry` differs from what its path was: kind, owner, mode, symlink target (a
+/// directory's times never count); for a regular file with the same owner and mode,
+/// `file_differs` decides.
+fn differs_by(
     entry: &Entry,
     before: &Before,
+    file_differs: impl FnOnce() -> Result<bool, SandboxError>,
 ) -> Result<bool, SandboxError> {
     let owner_changed = entry.meta.uid != before.meta.uid || entry.meta.gid != before.meta.gid;
     let mode_changed = entry.meta.mode != before.meta.mode & 0o7777;
@@ -329,20 +340,31 @@ fn differs(
         (EntryKind::Symlink(now), NodeKind::Symlink(was)) => owner_changed || now != was,
         (EntryKind::Fifo, NodeKind::Fifo) => owner_changed || mode_changed,
         (EntryKind::File(_), NodeKind::File { .. }) => {
-            if owner_changed
-                || mode_changed
-                || meta.len() != before.size
-                || meta.mtime() != before.mtime
-                || meta.mtime_nsec() != before.mtime_nsec
-            {
-                true
-            } else {
-                let touched = meta.ino() != before.inode
-                    || (meta.ctime(), meta.ctime_nsec()) >= input.started;
-                touched && !same_content(input, path, before)?
-            }
+            owner_changed || mode_changed || file_differs()?
         }
         _ => true,
+    })
+}
+
+/// A file changed when its size or mtime did; with both unchanged, only a file the command
+/// touched (another inode, or a ctime after it started) is compared by content.
+fn differs(
+    input: &SnapshotInput<'_>,
+    path: &LayerPath,
+    meta: &std::fs::Metadata,
+    entry: &Entry,
+    before: &Before,
+) -> Result<bool, SandboxError> {
+    differs_by(entry, before, || {
+        if meta.len() != before.size
+            || meta.mtime() != before.mtime
+            || meta.mtime_nsec() != before.mtime_nsec
+        {
+            return Ok(true);
+        }
+        let touched =
+            meta.ino() != before.inode || (meta.ctime(), meta.ctime_nsec()) >= input.started;
+        Ok(touched && !same_content(input, path, before)?)
     })
 }
 
@@ -455,20 +477,7 @@ pub fn snapshot_upper(input: &UpperInput<'_>) -> Result<Diff, SandboxError> {
         if !is_changed {
             continue;
         }
-        let entry = match entry.kind {
-            EntryKind::File(_) if meta.nlink() > 1 => match links.get(&(meta.dev(), meta.ino())) {
-                Some(first) => Entry {
-                    kind: EntryKind::Hardlink(first.clone()),
-                    meta: entry.meta,
-                },
-                None => {
-                    links.insert((meta.dev(), meta.ino()), path.clone());
-                    entry
-                }
-            },
-            _ => entry,
-        };
-        diff.insert(path.clone(), entry);
+        diff.insert(path.clone(), linked(&mut links, path, meta, entry));
         changed.push(path.clone());
     }
     for path in &changed {
@@ -522,6 +531,7 @@ fn is_opaque(path: &Path) -> bool {
     read == 1 && value[0] == b'y'
 }
 
+/// A copied-up file changed when it no longer looks like its original or its content differs.
 fn upper_differs(
     input: &UpperInput<'_>,
     path: &LayerPath,
@@ -529,19 +539,8 @@ fn upper_differs(
     entry: &Entry,
     before: &Before,
 ) -> Result<bool, SandboxError> {
-    let owner_changed = entry.meta.uid != before.meta.uid || entry.meta.gid != before.meta.gid;
-    let mode_changed = entry.meta.mode != before.meta.mode & 0o7777;
-    Ok(match (&entry.kind, &before.kind) {
-        (EntryKind::Dir, NodeKind::Dir) => owner_changed || mode_changed,
-        (EntryKind::Symlink(now), NodeKind::Symlink(was)) => owner_changed || now != was,
-        (EntryKind::Fifo, NodeKind::Fifo) => owner_changed || mode_changed,
-        (EntryKind::File(_), NodeKind::File { .. }) => {
-            owner_changed
-                || mode_changed
-                || !same_original(meta, before)
-                || !same_as_lower(input, path)?
-        }
-        _ => true,
+    differs_by(entry, before, || {
+        Ok(!same_original(meta, before) || !same_as_lower(input, path)?)
     })
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use super::SandboxError;
+use super::{SandboxError, io_error};
 
 /// A listening proxy of one agent, stopped when dropped.
 pub struct AgentProxy {
@@ -24,21 +24,13 @@ pub struct AgentProxy {
 impl AgentProxy {
     /// Listens on a new socket that forwards to the agent at `agent`.
     pub fn start(agent: &Path) -> Result<AgentProxy, SandboxError> {
-        let io_err = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| SandboxError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         // A socket's path holds at most 107 bytes: a short private directory, not the cache.
         let dir = tempfile::Builder::new()
             .prefix("kiln-ssh-")
             .tempdir()
-            .map_err(io_err("create a directory in", &std::env::temp_dir()))?;
+            .map_err(io_error("create a directory in", &std::env::temp_dir()))?;
         let path = dir.path().join("agent");
-        let listener = UnixListener::bind(&path).map_err(io_err("listen on", &path))?;
+        let listener = UnixListener::bind(&path).map_err(io_error("listen on", &path))?;
         let stop = Arc::new(AtomicBool::new(false));
         let accepting = {
             let stop = stop.clone();
