@@ -835,9 +835,21 @@ fn heredocs_exec_form_and_sandbox_always_run_in_the_sandbox() {
 
 /// `kiln build` with `KILN_SANDBOX_ROOTFS` set to `mode`; returns the manifest digest.
 fn build_in_mode(context: &Path, cache: &Path, layout: &Path, mode: &str) -> String {
+    build_target_in_mode(context, cache, layout, mode, &[])
+}
+
+/// [`build_in_mode`] with more arguments (`--target STAGE`).
+fn build_target_in_mode(
+    context: &Path,
+    cache: &Path,
+    layout: &Path,
+    mode: &str,
+    extra: &[&str],
+) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["build", "--progress", "plain", "--no-cache", "--cache-dir"])
         .arg(cache)
+        .args(extra)
         .arg("-o")
         .arg(format!("type=oci,dest={}", layout.display()))
         .arg(context)
@@ -877,13 +889,16 @@ fn overlay_and_copy_rootfs_make_the_same_image_and_the_base_is_unpacked_once() {
             // paths, a directory removed and made again (opaque), metadata only, a file
             // opened for writing but left as it was (copied up, not in the layer), changes
             // over the stage's own earlier steps (a COPY, a removal by the native `rm -rf` of
-            // a cache), a
+            // a cache), a directory made again whose removed entries sort apart (`d.x`
+            // between `d` and `d/old`), a
             // stage on another stage, and a FROM scratch stage whose first RUN has no base.
             "FROM oci:{base}:latest AS build\n\
              COPY Dockerfile /etc/added\n\
              RUN rm /etc/hostname\n\
              RUN rm -rf /root/.cache/pip\n\
              {CHANGES}\
+             RUN mkdir -p /data/d/sub /data/d.x && touch /data/d/old /data/d/sub/s /data/d.x/keep\n\
+             RUN rm -rf /data/d && mkdir /data/d && echo n > /data/d/new\n\
              RUN rm -r /data/sub && mkdir /data/sub && echo three > /data/sub/c \
               && echo more >> /etc/added && chown 0:0 /etc/hosts && touch -r /etc/hosts /etc/hosts\n\
              RUN test -e /etc/hostname && exit 1; test -e /root/.cache/pip && exit 1; chmod 640 /data/sub/c && rm /etc/added \
@@ -923,6 +938,19 @@ fn overlay_and_copy_rootfs_make_the_same_image_and_the_base_is_unpacked_once() {
                 .join("index")
                 .is_file(),
             "{base} is complete"
+        );
+    }
+
+    // The stages' own layers, whiteouts included, not only what the last stage copies.
+    for stage in ["build", "second"] {
+        let layout = work.path().join(format!("stage-{stage}"));
+        let overlaid =
+            build_target_in_mode(&context, &cache, &layout, "overlay", &["--target", stage]);
+        let copied =
+            build_target_in_mode(&context, &copy_cache, &layout, "copy", &["--target", stage]);
+        assert_eq!(
+            overlaid, copied,
+            "stage {stage}: overlay (left) and copy (right)"
         );
     }
 
@@ -1237,5 +1265,116 @@ fn ssh_mounts_reach_the_agent_through_a_proxy_and_leave_no_trace() {
     assert!(
         stderr.contains("SSH agent `default` is required") && stderr.contains("--ssh default"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_symlink_left_where_a_mount_point_was_does_not_lead_out() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let context = work.path().join("run");
+    // The first RUN's mount point /a/c is no part of the image; the command moves it away and
+    // leaves a symlink to a host directory in its place, which the second RUN's mount target
+    // goes through.
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\n\
+             RUN --mount=type=tmpfs,target=/a/c mv /a /b && mkdir /a && ln -s {} /a/c\n\
+             RUN --mount=type=tmpfs,target=/a/c/pwned true\n",
+            layout.display(),
+            outside.display()
+        ),
+    );
+    for mode in ["auto", "copy"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["build", "--progress", "plain", "--no-cache", "--cache-dir"])
+            .arg(work.path().join(format!("cache-{mode}")))
+            .arg(&context)
+            .env("KILN_SANDBOX_ROOTFS", mode)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{mode}: {stderr}");
+        assert!(
+            stderr.contains("Dockerfile:3") && stderr.contains("mount point")
+                || stderr.contains("symbolic link"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "{mode}: something was made outside the rootfs"
+        );
+    }
+}
+
+#[test]
+fn a_stage_layer_identical_to_a_base_layer_does_not_bring_back_the_base_file() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("run");
+    // Layers are reproducible: the third RUN makes the first RUN's layer again, and on the
+    // rebuild (a cache hit) its file comes from that same blob, which the second stage's base
+    // also holds, under an older version of /f.
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest AS a\n\
+             RUN printf AAAA > /f\n\
+             RUN printf BBBB > /f\n\
+             FROM a\n\
+             RUN printf AAAA > /f\n\
+             ARG ROUND\n\
+             RUN echo $ROUND > /round && cat /f > /out\n",
+            layout.display()
+        ),
+    );
+    let cache = work.path().join("cache");
+    let digest = |text: &str| hex(&sha2::Sha256::digest(text.as_bytes()));
+    for round in ["first", "second"] {
+        let out = work.path().join(round);
+        // A new ROUND makes only the last RUN run again.
+        let round_arg = format!("ROUND={round}");
+        assert_success(&kiln_build(
+            &context,
+            &cache,
+            &out,
+            &["--build-arg", &round_arg],
+        ));
+        let listing = layer_listing(&last_layer(&out));
+        assert!(
+            listing["out"].ends_with(&digest("AAAA")),
+            "{round} build: {listing:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_three_most_recently_used_bases_are_kept() {
+    let work = open_tempdir();
+    let cache = work.path().join("cache");
+    for index in 0..4 {
+        let dir = work.path().join(format!("base-{index}"));
+        std::fs::create_dir(&dir).unwrap();
+        let layout = base_layout_with(&dir, |root| {
+            std::fs::write(root.join("marker"), index.to_string()).unwrap();
+        });
+        let context = dir.join("run");
+        write_dockerfile(
+            &context,
+            &format!(
+                "FROM oci:{}:latest\nRUN cat /marker > /seen\n",
+                layout.display()
+            ),
+        );
+        assert_success(&kiln_build(&context, &cache, &dir.join("out"), &[]));
+    }
+    let bases = cached_bases(&cache);
+    assert_eq!(bases.len(), 3, "{bases:?}");
+    assert!(
+        bases.iter().all(|name| !name.starts_with('.')),
+        "nothing half-written or half-removed is left: {bases:?}"
     );
 }

@@ -199,11 +199,11 @@ impl LowerFs {
         })
     }
 
-    /// The digest of the layer blob a regular file's content is in (`None` when a Diff holds
-    /// it, or `path` is no regular file).
-    pub fn blob_layer(&self, path: &LayerPath) -> Option<&Digest> {
+    /// The layer blob and the entry in it a regular file's content is (`None` when a Diff
+    /// holds it, or `path` is no regular file).
+    pub fn blob_origin(&self, path: &LayerPath) -> Option<(&Digest, u64)> {
         match &self.nodes.get(path)?.data {
-            Data::Blob { layer, .. } => Some(&layer.digest),
+            Data::Blob { layer, ordinal } => Some((&layer.digest, *ordinal)),
             _ => None,
         }
     }

@@ -35,15 +35,16 @@ pub struct Bind {
 
 /// The rootfs as an overlay mount of layer directories (see [`super::overlay`]).
 pub struct OverlayMount {
-    /// The directory the lower layers are named relative to (it holds short symlinks to them,
-    /// so the mount options stay within a page whatever the paths).
+    /// The directory every layer is named relative to: it holds short symlinks to them
+    /// ([`super::overlay::name_layers`]), so the mount options stay within a page and never
+    /// hold a path's commas or colons.
     pub layers_dir: PathBuf,
     /// The lower layers' names in `layers_dir`, topmost first.
     pub lowers: Vec<String>,
-    /// The upper directory: everything the command changes lands there.
-    pub upper: PathBuf,
-    /// overlayfs's work directory (empty, on the upper directory's filesystem).
-    pub work: PathBuf,
+    /// The upper directory's name in `layers_dir`: everything the command changes lands there.
+    pub upper: String,
+    /// The name of overlayfs's work directory (empty, on the upper directory's filesystem).
+    pub work: String,
 }
 
 /// Everything one command needs.
@@ -53,7 +54,9 @@ pub struct ExecSpec {
     /// Mount the rootfs as this overlay instead of binding `root` onto itself.
     pub overlay: Option<OverlayMount>,
     /// Mount points to create in the mounted rootfs before anything is mounted on them, in
-    /// order (`true`: an empty file, else a directory); existing ones are kept.
+    /// order (`true`: an empty file, else a directory); existing ones are kept. Each path,
+    /// below `root`, is walked one component at a time without following a symlink: an earlier
+    /// command may have left one where the image has nothing.
     pub create: Vec<(PathBuf, bool)>,
     /// The program and its arguments.
     pub argv: Vec<String>,
@@ -196,7 +199,8 @@ struct Prepared {
     root: CString,
     /// The layers' directory and the overlay's mount options.
     overlay: Option<(CString, CString)>,
-    create: Vec<(CString, bool)>,
+    /// Components below the root, and whether the last is a file.
+    create: Vec<(Vec<CString>, bool)>,
     proc_dir: CString,
     dev_dir: CString,
     dev_files: Vec<(CString, CString)>,
@@ -297,8 +301,8 @@ impl Prepared {
                 let options = format!(
                     "lowerdir={},upperdir={},workdir={},userxattr,volatile",
                     overlay.lowers.join(":"),
-                    overlay.upper.display(),
-                    overlay.work.display()
+                    overlay.upper,
+                    overlay.work
                 );
                 // mount(2) takes at most a page of options.
                 if options.len() >= 4000 {
@@ -316,7 +320,19 @@ impl Prepared {
             create: spec
                 .create
                 .iter()
-                .map(|(path, file)| Ok((cstring(path)?, *file)))
+                .map(|(path, file)| {
+                    let below = path.strip_prefix(&spec.root).map_err(|_| {
+                        SandboxError::Setup(format!(
+                            "mount point `{}` is not below the rootfs",
+                            path.display()
+                        ))
+                    })?;
+                    let parts = below
+                        .iter()
+                        .map(|part| cstring(Path::new(part)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((parts, *file))
+                })
                 .collect::<Result<_, SandboxError>>()?,
             proc_dir: cstring(&spec.proc_dir)?,
             dev_dir: cstring(&spec.dev_dir)?,
@@ -502,6 +518,11 @@ pub fn execute(
                      the stage's filesystem instead",
                     super::overlay::MODE_VARIABLE
                 ),
+                (Some(Stage::MountPoints), libc::ENOTDIR | libc::ELOOP) => format!(
+                    "failed to {what}: a component of its path is a symbolic link or not a \
+                     directory (a RUN --mount target never goes through a symbolic link an \
+                     earlier command left)"
+                ),
                 (Some(Stage::Exec), libc::ENOENT) => format!(
                     "failed to {what}: `{}` was not found in the image",
                     prepared.argv_strings[0].to_string_lossy()
@@ -662,21 +683,8 @@ unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
         if !mounted {
             fail(fds, Stage::MountRoot);
         }
-        for (path, file) in &p.create {
-            let made = if *file {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                    0o644,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                fd >= 0
-            } else {
-                libc::mkdir(path.as_ptr(), 0o755) == 0 || *libc::__errno_location() == libc::EEXIST
-            };
-            if !made {
+        for (parts, file) in &p.create {
+            if !make_below(p.root.as_ptr(), parts, *file) {
                 fail(fds, Stage::MountPoints);
             }
         }
@@ -860,6 +868,53 @@ fn readonly_remount_flags(source: &Path) -> Result<libc::c_ulong, SandboxError> 
     Ok(flags)
 }
 
+/// Makes `root/parts...` (directories, and the last a file when `file`), keeping what exists,
+/// without following a symlink anywhere below `root`: an existing component must be a real
+/// directory (or, last, a directory or a regular file as asked). System calls only: runs in
+/// forked children.
+unsafe fn make_below(root: *const c_char, parts: &[CString], file: bool) -> bool {
+    unsafe {
+        let path_only = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut dir = libc::open(root, path_only | libc::O_DIRECTORY);
+        if dir < 0 {
+            return false;
+        }
+        let mut ok = true;
+        for (index, part) in parts.iter().enumerate() {
+            let last = index + 1 == parts.len();
+            if last && file {
+                // O_NOFOLLOW: a symlink here fails (ELOOP) instead of creating its target.
+                let fd = libc::openat(
+                    dir,
+                    part.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    0o644,
+                );
+                ok = fd >= 0;
+                if ok {
+                    libc::close(fd);
+                }
+                break;
+            }
+            if libc::mkdirat(dir, part.as_ptr(), 0o755) != 0
+                && *libc::__errno_location() != libc::EEXIST
+            {
+                ok = false;
+                break;
+            }
+            // O_DIRECTORY with O_NOFOLLOW: a symlink or a file fails (ENOTDIR).
+            let next = libc::openat(dir, part.as_ptr(), path_only | libc::O_DIRECTORY);
+            libc::close(dir);
+            dir = next;
+            if dir < 0 {
+                return false;
+            }
+        }
+        libc::close(dir);
+        ok
+    }
+}
+
 /// Sets the owners (and modes chown cleared) of `chowns`; false when one fails. System calls
 /// only: runs in forked children.
 unsafe fn apply_owners(chowns: &[Chown]) -> bool {
@@ -913,19 +968,17 @@ pub fn overlay_works(dir: &Path, maps: &IdMaps) -> Result<(), SandboxError> {
             source,
         })?;
     }
-    let merged = cstring(&dir.join("merged"))?;
-    let options = cstr(&format!(
-        "lowerdir={},upperdir={},workdir={},userxattr,volatile",
-        dir.join("lower").display(),
-        dir.join("upper").display(),
-        dir.join("work").display()
-    ))?;
+    let directory = cstring(dir)?;
+    let merged = cstr("merged")?;
+    // Relative to `dir`, as the sandbox names its layers.
+    let options = cstr("lowerdir=lower,upperdir=upper,workdir=work,userxattr,volatile")?;
     let overlay = cstr("overlay")?;
     let slash = cstr("/")?;
     // SAFETY: system calls on data prepared above.
     in_user_namespace(maps, &|| unsafe {
         let null = std::ptr::null::<c_char>();
         let mounted = libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::chdir(directory.as_ptr()) == 0
             && libc::mount(
                 null,
                 slash.as_ptr(),

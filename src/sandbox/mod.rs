@@ -270,10 +270,10 @@ pub fn run(
                 layers.push(empty);
             }
             Some(exec::OverlayMount {
-                lowers: overlay::name_lowers(&layers_dir, &layers)?,
+                lowers: overlay::name_layers(&layers_dir, &layers, &dir.join("upper"), &work)?,
                 layers_dir,
-                upper: dir.join("upper"),
-                work,
+                upper: "upper".to_owned(),
+                work: "work".to_owned(),
             })
         }
     };
@@ -458,7 +458,7 @@ pub fn run(
     if !request.env.contains_key("HOME") {
         env.push(format!("HOME={}", user.home));
     }
-    let upper = overlay_mount.as_ref().map(|o| o.upper.clone());
+    let upper = overlay_mount.as_ref().map(|_| dir.join("upper"));
     let spec = exec::ExecSpec {
         root: root.clone(),
         overlay: overlay_mount,

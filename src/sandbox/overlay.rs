@@ -2,8 +2,11 @@
 //! small one.
 //!
 //! The stage's FROM layers are written out once, as a merged directory, into the cache
-//! (`<cache>/sandbox-rootfs/<key>`, the key naming the layers' diffIDs and the id maps) and kept
-//! between builds. What the stage's own steps changed before the RUN (COPY, native steps,
+//! (`<cache>/sandbox-rootfs/<key>`, the key naming the layers' diffIDs and the id maps), with an
+//! index of what each path is (kind, metadata, and the blob entry a file's content is), and
+//! kept between builds: the three most recently used, a build holding the ones it uses locked
+//! (`flock`), a base published by a rename once on disk and removed by a rename first. What
+//! the stage's own steps changed before the RUN (COPY, native steps,
 //! cached layers) is written per build as a second, usually small, lower layer: every path
 //! whose node differs from the base, with its parents, and an overlayfs whiteout where the base
 //! had a path the stage no longer has. The command then runs on an overlayfs mounted inside the
@@ -14,7 +17,7 @@
 //! `KILN_SANDBOX_ROOTFS=copy` (or a kernel that refuses overlayfs in a user namespace) selects
 //! the copy mode instead: the whole rootfs written out per stage ([`super::materialize`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -93,8 +96,12 @@ struct BaseDir {
     index: BTreeMap<LayerPath, String>,
 }
 
-fn fingerprint(node: &FsNode) -> String {
-    Digest::of(format!("{:?}\n{:?}", node.kind, node.meta).as_bytes())
+/// What a node is, for telling whether the stage still has the base's: kind, metadata and, for
+/// a file, the blob entry its content is (`None` for content a Diff holds, which never
+/// matches).
+fn fingerprint(node: &FsNode, origin: Option<(&Digest, u64)>) -> String {
+    let origin = origin.map(|(digest, ordinal)| format!("{digest}#{ordinal}"));
+    Digest::of(format!("{:?}\n{:?}\n{origin:?}", node.kind, node.meta).as_bytes())
         .hex()
         .to_owned()
 }
@@ -114,7 +121,7 @@ fn cached_base(
             hasher.update(&(bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
         };
-        field(b"kiln-sandbox-base-v1");
+        field(b"kiln-sandbox-base-v2");
         field(format!("{maps:?}").as_bytes());
         for layer in base.layers {
             field(layer.diff_id.to_string().as_bytes());
@@ -122,7 +129,7 @@ fn cached_base(
         hasher.finish().0
     };
     let dir = cache.join(key.hex());
-    if let Some(found) = read_base(&dir)? {
+    if let Some(found) = use_base(&dir)? {
         // The directory's time orders the bases for pruning.
         let now = nix::sys::time::TimeSpec::UTIME_NOW;
         let _ = nix::sys::stat::utimensat(
@@ -156,22 +163,34 @@ fn cached_base(
     );
     for (path, node) in fs.nodes() {
         // NUL ends both fields: no path holds one.
-        write!(index, "{}\0{}\0", path.as_str(), fingerprint(&node))
-            .map_err(io_error("write", &index_path))?;
+        let print = fingerprint(&node, fs.blob_origin(path));
+        write!(index, "{}\0{print}\0", path.as_str()).map_err(io_error("write", &index_path))?;
     }
     index
         .into_inner()
         .map_err(|e| e.into_error())
         .and_then(|file| file.sync_all())
         .map_err(io_error("write", &index_path))?;
+    // Every file on disk before the base is published: a base is trusted once it has its name.
+    let synced = std::fs::File::open(&temp.path).is_ok_and(|handle| {
+        // SAFETY: syncfs on a descriptor we own.
+        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&handle)) == 0 }
+    });
+    if !synced {
+        return Err(SandboxError::Setup(format!(
+            "failed to write `{}` to disk",
+            temp.path.display()
+        )));
+    }
     match std::fs::rename(&temp.path, &dir) {
         Ok(()) => std::mem::forget(temp),
         // Another build wrote it meanwhile: use that one (ours is removed with `temp`).
         Err(_) if dir.join("index").is_file() => {}
         Err(e) => return Err(io_error("rename into", &dir)(e)),
     }
+    let found = use_base(&dir)?;
     prune(cache, &dir, maps);
-    read_base(&dir)?.map(Some).ok_or_else(|| {
+    found.map(Some).ok_or_else(|| {
         SandboxError::Setup(format!(
             "the cached base `{}` vanished while it was used",
             dir.display()
@@ -179,7 +198,31 @@ fn cached_base(
     })
 }
 
-/// A base directory written earlier (`None` when there is none, or it is incomplete).
+/// Bases this process uses, locked shared (`flock`) until it exits, so that another build's
+/// [`prune`] leaves them alone.
+static BASES_IN_USE: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+
+/// The base in `dir`, locked for this process (`None` when there is none).
+fn use_base(dir: &Path) -> Result<Option<BaseDir>, SandboxError> {
+    let Ok(handle) = std::fs::File::open(dir) else {
+        return Ok(None);
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&handle), libc::LOCK_SH) } != 0 {
+        return Err(io_error("lock", dir)(std::io::Error::last_os_error()));
+    }
+    // Locked: a prune that got here first has moved it away, so look again by name.
+    let Some(found) = read_base(dir)? else {
+        return Ok(None);
+    };
+    BASES_IN_USE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(handle);
+    Ok(Some(found))
+}
+
+/// A base directory written earlier (`None` when there is none).
 fn read_base(dir: &Path) -> Result<Option<BaseDir>, SandboxError> {
     let index_path = dir.join("index");
     let text = match std::fs::read(&index_path) {
@@ -209,8 +252,9 @@ fn read_base(dir: &Path) -> Result<Option<BaseDir>, SandboxError> {
     }))
 }
 
-/// Removes all but the [`KEPT_BASES`] most recently used bases (never `keep`), and what
-/// interrupted writes left. Best effort: a base in use by another build is only unlinked.
+/// Removes all but the [`KEPT_BASES`] most recently used bases (never `keep`, never one a
+/// build holds locked), and what interrupted writes and removals left. A base goes by being
+/// renamed away first, so no build ever finds half of one.
 fn prune(cache: &Path, keep: &Path, maps: &IdMaps) {
     let Ok(entries) = std::fs::read_dir(cache) else {
         return;
@@ -223,7 +267,10 @@ fn prune(cache: &Path, keep: &Path, maps: &IdMaps) {
         };
         let age = meta.modified().ok().and_then(|t| t.elapsed().ok());
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with(".tmp-") {
+        let name = name.to_string_lossy();
+        if name.starts_with(".del-") {
+            remove(&path, maps);
+        } else if name.starts_with(".tmp-") {
             // Another build may be writing it: only day-old leftovers go.
             if age.is_some_and(|age| age.as_secs() > 86_400) {
                 remove(&path, maps);
@@ -234,7 +281,24 @@ fn prune(cache: &Path, keep: &Path, maps: &IdMaps) {
     }
     bases.sort();
     for (_, path) in bases.into_iter().skip(KEPT_BASES - 1) {
-        remove(&path, maps);
+        let Ok(handle) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        let unused = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&handle),
+                libc::LOCK_EX | libc::LOCK_NB,
+            ) == 0
+        };
+        let doomed = cache.join(format!(
+            ".del-{}",
+            Digest::of(path.as_os_str().as_encoded_bytes()).hex()
+        ));
+        if unused && std::fs::rename(&path, &doomed).is_ok() {
+            drop(handle);
+            remove(&doomed, maps);
+        }
     }
 }
 
@@ -277,14 +341,17 @@ pub fn prepare_lowers(
     maps: &IdMaps,
 ) -> Result<Lowers, SandboxError> {
     let base_dir = cached_base(cache, base, maps)?;
-    let base_blobs: HashSet<&Digest> = base.layers.iter().map(|l| &l.digest).collect();
+    // A file is the base's only when its content is the same entry of the same blob: a stage
+    // can make a layer identical to a base layer (reproducible layers), whose entries then
+    // stand at other paths' positions.
     let unchanged = |path: &LayerPath, node: &FsNode| {
-        base_dir
-            .as_ref()
-            .and_then(|b| b.index.get(path))
-            .is_some_and(|print| *print == fingerprint(node))
-            && (!matches!(node.kind, NodeKind::File { .. })
-                || fs.blob_layer(path).is_some_and(|d| base_blobs.contains(d)))
+        let is_file = matches!(node.kind, NodeKind::File { .. });
+        let origin = fs.blob_origin(path);
+        (!is_file || origin.is_some())
+            && base_dir
+                .as_ref()
+                .and_then(|b| b.index.get(path))
+                .is_some_and(|print| *print == fingerprint(node, origin))
     };
     let mut wanted: BTreeSet<LayerPath> = BTreeSet::new();
     let mut nodes: HashMap<LayerPath, FsNode> = HashMap::new();
@@ -412,11 +479,21 @@ pub fn plan_mount_point(
     })
 }
 
-/// Makes `dir` (new) hold short names `0`, `1`, ... for `lowers`, the names overlayfs gets.
-pub fn name_lowers(dir: &Path, lowers: &[PathBuf]) -> Result<Vec<String>, SandboxError> {
+/// Makes `dir` (new) hold short names for the layers, the names overlayfs gets: `upper` and
+/// `work`, and `0`, `1`, ... for `lowers`, whose names it returns.
+pub fn name_layers(
+    dir: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<Vec<String>, SandboxError> {
     std::fs::create_dir(dir).map_err(io_error("create", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io_error("chmod", dir))?;
+    for (target, name) in [(upper, "upper"), (work, "work")] {
+        let link = dir.join(name);
+        std::os::unix::fs::symlink(target, &link).map_err(io_error("symlink", &link))?;
+    }
     let mut names = Vec::new();
     for (index, lower) in lowers.iter().enumerate() {
         let name = index.to_string();

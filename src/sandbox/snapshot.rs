@@ -443,11 +443,13 @@ pub fn snapshot_upper(input: &UpperInput<'_>) -> Result<Diff, SandboxError> {
         }
         if file_type.is_dir() && is_opaque(&input.upper.join(path.as_str())) {
             let mut removed: Option<&LayerPath> = None;
+            // Everything below `path` sorts among the paths that start with its text (`d.x`
+            // sorts between `d` and `d/old`), so the range ends where that prefix does.
             let below = input
                 .before
                 .range(path.clone()..)
-                .skip_while(|(p, _)| *p == path)
-                .take_while(|(p, _)| p.starts_with(path));
+                .take_while(|(p, _)| p.as_str().starts_with(path.as_str()))
+                .filter(|(p, _)| *p != path && p.starts_with(path));
             for (lower_path, was) in below {
                 if !was.present
                     || now.contains_key(lower_path)
