@@ -6,7 +6,7 @@
 #[path = "support/apk_fixture.rs"]
 mod apk_fixture;
 
-use apk_fixture::{ARCH, Node, PkgSpec, build_apk, build_index, fixture, test_key};
+use apk_fixture::{Node, PkgSpec, build_apk, fixture, write_repository};
 use kiln::apk::{ApkOptions, run};
 use kiln::layer::{EntryKind, FileContent, LayerPath};
 use kiln::rootfs::MemFs;
@@ -42,17 +42,7 @@ fn busybox_upgrade_creates_missing_applet_links_only() {
         ..PkgSpec::default()
     });
     let repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join(ARCH)).unwrap();
-    std::fs::write(
-        repo.path().join(ARCH).join(format!("{}.apk", busybox.id())),
-        &busybox.bytes,
-    )
-    .unwrap();
-    std::fs::write(
-        repo.path().join(ARCH).join("APKINDEX.tar.gz"),
-        build_index(&[busybox.index_record()], test_key(), "RSA"),
-    )
-    .unwrap();
+    write_repository(repo.path(), &[&busybox]);
     let options = ApkOptions {
         repositories: Some(vec![repo.path().display().to_string()]),
         source_date_epoch: 1_700_000_100,

@@ -11,7 +11,7 @@ mod apk_fixture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use apk_fixture::{ARCH, MTIME, Node, PkgSpec, build_apk, build_index, fixture, test_key};
+use apk_fixture::{MTIME, Node, PkgSpec, build_apk, fixture, write_repository};
 use kiln::apk::{ApkOptions, PackageConstraint, run};
 use kiln::layer::{Entry, EntryKind, FileContent, LayerPath, Metadata};
 use kiln::rootfs::MemFs;
@@ -69,17 +69,7 @@ fn the_ca_certificates_trigger_rebuilds_links_and_the_bundle() {
         ..PkgSpec::default()
     });
     let repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join(ARCH)).unwrap();
-    std::fs::write(
-        repo.path().join(ARCH).join(format!("{}.apk", package.id())),
-        &package.bytes,
-    )
-    .unwrap();
-    std::fs::write(
-        repo.path().join(ARCH).join("APKINDEX.tar.gz"),
-        build_index(&[package.index_record()], test_key(), "RSA"),
-    )
-    .unwrap();
+    write_repository(repo.path(), &[&package]);
 
     // The lower: a local certificate, a link left from a removed root, an unrelated link.
     let mut lower = fx.lower.clone();

@@ -6,7 +6,7 @@
 #[path = "support/apk_fixture.rs"]
 mod apk_fixture;
 
-use apk_fixture::{ARCH, build_index, fixture, test_key};
+use apk_fixture::{fixture, write_repository};
 use kiln::apk::{ApkOptions, PackageConstraint, run};
 use kiln::layer::{Diff, EntryKind, FileContent, LayerPath};
 use kiln::rootfs::MemFs;
@@ -207,22 +207,10 @@ fn upgrade_available_downgrades_to_what_the_repository_offers() {
 
     // A repository that only has the 1.0 releases (as after a mirror rollback).
     let old_repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(old_repo.path().join(ARCH)).unwrap();
-    let mut records = Vec::new();
-    for id in ["hello-1.0-r0", "libgreet-1.0-r0"] {
-        let pkg = fx.package(id);
-        std::fs::write(
-            old_repo.path().join(ARCH).join(format!("{id}.apk")),
-            &pkg.bytes,
-        )
-        .unwrap();
-        records.push(pkg.index_record());
-    }
-    std::fs::write(
-        old_repo.path().join(ARCH).join("APKINDEX.tar.gz"),
-        build_index(&records, test_key(), "RSA"),
-    )
-    .unwrap();
+    write_repository(
+        old_repo.path(),
+        &[fx.package("hello-1.0-r0"), fx.package("libgreet-1.0-r0")],
+    );
     let only_old = ApkOptions {
         repositories: Some(vec![old_repo.path().display().to_string()]),
         ..options()

@@ -345,12 +345,14 @@ pub fn run(
                 uid,
                 gid,
             } => {
-                let Some(source) = request.secrets.get(id) else {
-                    if *required {
-                        return Err(SandboxError::Command(format!(
-                            "secret `{id}` is required but was not given (kiln build --secret id={id},src=FILE)"
-                        )));
-                    }
+                let Some(source) = given(
+                    request.secrets,
+                    id,
+                    *required,
+                    "secret",
+                    &format!("--secret id={id},src=FILE"),
+                )?
+                else {
                     continue;
                 };
                 let value = source.read().map_err(SandboxError::Command)?;
@@ -375,12 +377,14 @@ pub fn run(
                 uid,
                 gid,
             } => {
-                let Some(agent) = request.ssh.get(id) else {
-                    if *required {
-                        return Err(SandboxError::Command(format!(
-                            "SSH agent `{id}` is required but was not given (kiln build --ssh {id}[=SOCKET])"
-                        )));
-                    }
+                let Some(agent) = given(
+                    request.ssh,
+                    id,
+                    *required,
+                    "SSH agent",
+                    &format!("--ssh {id}[=SOCKET]"),
+                )?
+                else {
                     continue;
                 };
                 let proxy = ssh::AgentProxy::start(agent)?;
@@ -608,6 +612,23 @@ struct SecretsDir(PathBuf);
 impl Drop for SecretsDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the build was given as `id` for a mount; `None` leaves an optional mount out, and a
+/// required one that was not given fails, naming the `kiln build` flag that gives it.
+fn given<'a, T>(
+    sources: &'a BTreeMap<String, T>,
+    id: &str,
+    required: bool,
+    what: &str,
+    flag: &str,
+) -> Result<Option<&'a T>, SandboxError> {
+    match sources.get(id) {
+        None if required => Err(SandboxError::Command(format!(
+            "{what} `{id}` is required but was not given (kiln build {flag})"
+        ))),
+        found => Ok(found),
     }
 }
 

@@ -648,6 +648,26 @@ impl ApkFixture {
     }
 }
 
+/// Writes `packages` and their index, signed with [`test_key`], as the repository `repo`
+/// (`repo/ARCH/...`).
+pub fn write_repository(repo: &Path, packages: &[&BuiltPackage]) {
+    std::fs::create_dir_all(repo.join(ARCH)).expect("repo dir");
+    let mut records = Vec::new();
+    for package in packages {
+        std::fs::write(
+            repo.join(ARCH).join(format!("{}.apk", package.id())),
+            &package.bytes,
+        )
+        .expect("write apk");
+        records.push(package.index_record());
+    }
+    std::fs::write(
+        repo.join(ARCH).join("APKINDEX.tar.gz"),
+        build_index(&records, test_key(), "RSA"),
+    )
+    .expect("index");
+}
+
 fn meta(mode: u32) -> Metadata {
     Metadata {
         mode,
@@ -743,24 +763,9 @@ pub fn fixture() -> ApkFixture {
     let key = test_key();
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = dir.path().join("repo");
-    std::fs::create_dir_all(repo.join(ARCH)).expect("repo dir");
-    let mut packages = BTreeMap::new();
-    let mut records = Vec::new();
-    for spec in specs() {
-        let built = build_apk(&spec);
-        std::fs::write(
-            repo.join(ARCH).join(format!("{}.apk", built.id())),
-            &built.bytes,
-        )
-        .expect("write apk");
-        records.push(built.index_record());
-        packages.insert(built.id(), built);
-    }
-    std::fs::write(
-        repo.join(ARCH).join("APKINDEX.tar.gz"),
-        build_index(&records, key, "RSA"),
-    )
-    .expect("index");
+    let built: Vec<BuiltPackage> = specs().iter().map(build_apk).collect();
+    write_repository(&repo, &built.iter().collect::<Vec<_>>());
+    let packages: BTreeMap<String, BuiltPackage> = built.into_iter().map(|p| (p.id(), p)).collect();
 
     let mut lower = Diff::new();
     for d in [
