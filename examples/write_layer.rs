@@ -93,6 +93,7 @@ fn walk(dir: &std::path::Path) -> anyhow::Result<Diff> {
             EntryKind::File(FileContent::HostFile {
                 path: item.path().to_owned(),
                 size: meta.len(),
+                stamp: None,
             })
         } else if meta.file_type().is_symlink() {
             let target = std::fs::read_link(item.path())

@@ -26,6 +26,10 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Buffer between a writer and its temp file.
 const WRITE_BUFFER: usize = 256 * 1024;
 
+/// How much of a blob is written before the kernel is asked to start writing it back, so that
+/// the fsync at commit waits for the tail only, not for the whole blob.
+const WRITEBACK_CHUNK: u64 = 8 * 1024 * 1024;
+
 /// A content-addressed store rooted at a directory.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -127,6 +131,7 @@ impl Store {
             blobs_dir: self.blobs_dir(),
             file: BufWriter::with_capacity(WRITE_BUFFER, temp),
             hasher: Hasher::new(),
+            writeback_from: 0,
         })
     }
 
@@ -227,6 +232,8 @@ pub struct BlobWriter {
     blobs_dir: PathBuf,
     file: BufWriter<tempfile::NamedTempFile>,
     hasher: Hasher,
+    /// The offset up to which writeback was started.
+    writeback_from: u64,
 }
 
 impl BlobWriter {
@@ -248,6 +255,7 @@ impl BlobWriter {
             blobs_dir,
             file,
             hasher,
+            ..
         } = self;
         let (digest, size) = hasher.finish();
         let temp_path = file.get_ref().path().to_owned();
@@ -280,16 +288,41 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Starts writeback of what reached the file since the last call, once that is at least
+    /// [`WRITEBACK_CHUNK`]. Only a hint: an error here is left for the fsync at commit.
+    fn start_writeback(&mut self) {
+        let in_file = self.hasher.len() - self.file.buffer().len() as u64;
+        if in_file - self.writeback_from < WRITEBACK_CHUNK {
+            return;
+        }
+        use std::os::fd::AsRawFd;
+        let fd = self.file.get_ref().as_file().as_raw_fd();
+        // SAFETY: `fd` is the open temp file this writer owns; the call reads no memory.
+        unsafe {
+            libc::sync_file_range(
+                fd,
+                self.writeback_from as libc::off64_t,
+                (in_file - self.writeback_from) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.writeback_from = in_file;
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.file.write(buf)?;
         self.hasher.update(&buf[..written]);
+        self.start_writeback();
         Ok(written)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)?;
         self.hasher.update(buf);
+        self.start_writeback();
         Ok(())
     }
 

@@ -39,6 +39,7 @@ fn a_300_mb_file_does_not_blow_up_memory() {
             kind: EntryKind::File(FileContent::HostFile {
                 path: host,
                 size: SIZE,
+                stamp: None,
             }),
             meta: Metadata {
                 mode: 0o644,

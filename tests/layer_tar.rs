@@ -317,6 +317,7 @@ fn host_files_stream_and_a_changed_size_is_named() {
             EntryKind::File(FileContent::HostFile {
                 path: host.clone(),
                 size: 1000,
+                stamp: None,
             }),
             meta(0o644, 0, 0),
         ),

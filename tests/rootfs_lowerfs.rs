@@ -247,7 +247,7 @@ fn materialize_extracts_many_files_in_one_pass_and_caches_them() {
     fs.materialize(&paths).unwrap();
     for (name, body) in names.iter().zip(&bodies) {
         match fs.content(&p(name)).unwrap() {
-            FileContent::HostFile { path, size } => {
+            FileContent::HostFile { path, size, .. } => {
                 assert_eq!(size, body.len() as u64);
                 assert_eq!(std::fs::read_to_string(path).unwrap(), *body);
             }

@@ -81,6 +81,7 @@ fn base_rootfs() -> Diff {
             kind: EntryKind::File(FileContent::HostFile {
                 path: busybox,
                 size,
+                stamp: None,
             }),
             meta: meta(0o755, 0),
         },

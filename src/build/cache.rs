@@ -14,16 +14,13 @@
 //!   compressing, and reuses the stored layer when its diffID matches. A cold build (paths never
 //!   seen) skips that pass and compresses straight away.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use crate::digest::{Digest, Hasher, HashingWriter};
-use crate::layer::{Compression, Diff, EntryKind, FileContent, Layer, WriteOptions};
+use crate::layer::{Compression, Diff, EntryKind, FileContent, HostStamp, Layer, WriteOptions};
 use crate::store::Store;
 
 /// Why the cache could not be read or written.
@@ -54,32 +51,11 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct StatKey {
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-    inode: u64,
-    device: u64,
-}
-
-impl StatKey {
-    fn of(meta: &std::fs::Metadata) -> StatKey {
-        StatKey {
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            inode: meta.ino(),
-            device: meta.dev(),
-        }
-    }
-}
-
-/// The persistent cache of one cache directory: step results and the host files seen.
+/// The persistent cache of one cache directory: step results and the host paths seen.
 pub struct StepCache {
     steps_dir: PathBuf,
     seen_path: PathBuf,
-    seen: Mutex<BTreeMap<PathBuf, StatKey>>,
+    seen: Mutex<HashSet<PathBuf>>,
     seen_dirty: Mutex<bool>,
 }
 
@@ -88,8 +64,8 @@ impl StepCache {
     pub fn open(dir: &Path) -> Result<StepCache, CacheError> {
         let steps_dir = dir.join("steps");
         std::fs::create_dir_all(&steps_dir).map_err(io_error("create", &steps_dir))?;
-        let seen_path = dir.join("seen-files.json");
-        // A damaged record of seen files only costs one extra content pass, so it is dropped.
+        let seen_path = dir.join("seen-paths.json");
+        // A damaged record of seen paths only costs one extra content pass, so it is dropped.
         let seen = std::fs::read(&seen_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -127,15 +103,23 @@ impl StepCache {
                     field(b"bytes");
                     field(Digest::of(bytes).hex().as_bytes());
                 }
-                EntryKind::File(FileContent::HostFile { path: host, .. }) => {
-                    let stat = std::fs::metadata(host).map_err(io_error("stat", host))?;
-                    let key = StatKey::of(&stat);
+                EntryKind::File(FileContent::HostFile {
+                    path: host,
+                    size,
+                    stamp,
+                }) => {
+                    let stamp = match stamp {
+                        Some(stamp) => *stamp,
+                        None => {
+                            HostStamp::of(&std::fs::metadata(host).map_err(io_error("stat", host))?)
+                        }
+                    };
                     field(b"host");
                     field(host.as_os_str().as_encoded_bytes());
                     field(
                         format!(
-                            "{}:{}:{}:{}:{}",
-                            key.size, key.mtime_ns, key.ctime_ns, key.inode, key.device
+                            "{size}:{}:{}:{}:{}",
+                            stamp.mtime_ns, stamp.ctime_ns, stamp.inode, stamp.device
                         )
                         .as_bytes(),
                     );
@@ -168,7 +152,7 @@ impl StepCache {
             return false;
         };
         diff.iter().any(|(_, entry)| {
-            matches!(&entry.kind, EntryKind::File(FileContent::HostFile { path, .. }) if seen.contains_key(path))
+            matches!(&entry.kind, EntryKind::File(FileContent::HostFile { path, .. }) if seen.contains(path))
         })
     }
 
@@ -239,19 +223,20 @@ impl StepCache {
             Err(poisoned) => poisoned.into_inner(),
         };
         for (_, entry) in diff.iter() {
+            // A path JSON cannot hold (not UTF-8) is not remembered: it only misses a content
+            // pass.
             if let EntryKind::File(FileContent::HostFile { path, .. }) = &entry.kind
-                && let Ok(meta) = std::fs::metadata(path)
+                && path.to_str().is_some()
+                && seen.insert(path.clone())
+                && let Ok(mut dirty) = self.seen_dirty.lock()
             {
-                seen.insert(path.clone(), StatKey::of(&meta));
+                *dirty = true;
             }
-        }
-        if let Ok(mut dirty) = self.seen_dirty.lock() {
-            *dirty = true;
         }
         Ok(())
     }
 
-    /// Writes the record of seen host files back if it changed.
+    /// Writes the record of seen host paths back if it changed.
     pub fn save(&self) -> Result<(), CacheError> {
         let dirty = self.seen_dirty.lock().map(|d| *d).unwrap_or(false);
         if !dirty {
@@ -311,6 +296,10 @@ mod tests {
     }
 
     fn diff_for(host: &Path, mtime: i64) -> Diff {
+        diff_stamped(host, mtime, None)
+    }
+
+    fn diff_stamped(host: &Path, mtime: i64, stamp: Option<HostStamp>) -> Diff {
         let mut diff = Diff::new();
         let mut meta = Metadata::root_owned(0o644);
         meta.mtime = mtime;
@@ -321,6 +310,7 @@ mod tests {
                 kind: EntryKind::File(FileContent::HostFile {
                     path: host.to_owned(),
                     size,
+                    stamp,
                 }),
                 meta,
             },
@@ -381,5 +371,45 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_stamp_taken_with_the_diff_stands_for_the_file_and_seen_paths_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"one").unwrap();
+        let stamp_before = HostStamp::of(&std::fs::metadata(&file).unwrap());
+        let cache = StepCache::open(&dir.path().join("cache")).unwrap();
+        let stamped = diff_stamped(&file, 0, Some(stamp_before));
+        let key = cache.stat_key(&stamped, &options()).unwrap();
+        assert_eq!(
+            key,
+            cache.stat_key(&diff_for(&file, 0), &options()).unwrap()
+        );
+
+        std::fs::write(&file, b"two").unwrap();
+        let stamp_after = HostStamp::of(&std::fs::metadata(&file).unwrap());
+        assert_ne!(stamp_before, stamp_after, "a rewrite changes the ctime");
+        assert_eq!(
+            key,
+            cache.stat_key(&stamped, &options()).unwrap(),
+            "the stamp of the Diff is used, not a new stat"
+        );
+        assert_ne!(
+            key,
+            cache
+                .stat_key(&diff_stamped(&file, 0, Some(stamp_after)), &options())
+                .unwrap()
+        );
+
+        let layer = crate::layer::write(&diff_for(&file, 0), &store, &options()).unwrap();
+        cache.record(&key, &stamped, &layer, &options()).unwrap();
+        cache.save().unwrap();
+        let reopened = StepCache::open(&dir.path().join("cache")).unwrap();
+        assert!(reopened.seen_before(&diff_for(&file, 0)));
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"one").unwrap();
+        assert!(!reopened.seen_before(&diff_for(&other, 0)));
     }
 }

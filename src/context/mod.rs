@@ -20,7 +20,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::layer::LayerPath;
+use crate::layer::{HostStamp, LayerPath};
 
 pub use glob::{BadPattern, go_match, has_wildcards};
 pub use ignore::{DockerIgnore, IgnoreError, IgnoreMatch, IgnorePattern};
@@ -148,6 +148,8 @@ pub struct ContextEntry {
     /// `(device, inode)` for regular files with more than one link, so hard links inside a
     /// copied tree can be kept.
     pub link_key: Option<(u64, u64)>,
+    /// Its stamp when it was looked at (what the step cache keys an unchanged file by).
+    pub stamp: HostStamp,
 }
 
 /// One thing a COPY source names.
@@ -298,13 +300,8 @@ impl Context {
         out: &mut Vec<ContextEntry>,
     ) -> Result<bool, ContextError> {
         let mut any = false;
-        for name in self.read_dir(dir)? {
-            let Ok(path) = dir.join(&name) else {
-                continue;
-            };
-            let Some(entry) = self.lstat(&path)? else {
-                continue;
-            };
+        for (_, entry) in self.read_dir(dir)? {
+            let path = entry.path.clone();
             let excluded = self.ignored(&path).is_excluded();
             if entry.kind == ContextKind::Dir {
                 if excluded && !self.ignore.may_include_below(path.as_str()) {
@@ -344,18 +341,13 @@ impl Context {
                     src: src.to_owned(),
                 })?
         };
-        for name in self.read_dir(&dir)? {
+        for (name, entry) in self.read_dir(&dir)? {
             let rel = if prefix.is_empty() {
-                name.clone()
+                name
             } else {
                 format!("{prefix}/{name}")
             };
-            let Ok(path) = dir.join(&name) else {
-                continue;
-            };
-            let Some(entry) = self.lstat(&path)? else {
-                continue;
-            };
+            let path = entry.path.clone();
             let excluded = self.ignored(&path).is_excluded();
             let matched = go_match(pattern, &rel).map_err(|cause| ContextError::BadPattern {
                 src: src.to_owned(),
@@ -524,6 +516,15 @@ impl Context {
                 });
             }
         };
+        Self::entry_from(path.clone(), host_path, &meta).map(Some)
+    }
+
+    /// The entry for `path` at `host_path` from its (not followed) metadata.
+    fn entry_from(
+        path: LayerPath,
+        host_path: PathBuf,
+        meta: &fs::Metadata,
+    ) -> Result<ContextEntry, ContextError> {
         let file_type = meta.file_type();
         let kind = if file_type.is_dir() {
             ContextKind::Dir
@@ -543,30 +544,52 @@ impl Context {
             ContextKind::Special("device")
         };
         let link_key = (file_type.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        Ok(Some(ContextEntry {
-            path: path.clone(),
+        Ok(ContextEntry {
+            path,
             host_path,
             kind,
             mode: meta.mode() & 0o7777,
             mtime: meta.mtime(),
             link_key,
-        }))
+            stamp: HostStamp::of(meta),
+        })
     }
 
-    /// The names in directory `dir`, sorted bytewise.
-    fn read_dir(&self, dir: &LayerPath) -> Result<Vec<String>, ContextError> {
+    /// The entries of directory `dir` with their names, sorted bytewise by name. Each is
+    /// stat-ed relative to the open directory, not by its whole path.
+    fn read_dir(&self, dir: &LayerPath) -> Result<Vec<(String, ContextEntry)>, ContextError> {
         let host = self.root.join(dir.as_str());
-        let read_err = |cause| ContextError::Read {
-            path: host.clone(),
-            cause,
+        let read_err = |path: &Path| {
+            let path = path.to_owned();
+            move |cause| ContextError::Read { path, cause }
         };
-        let mut names = Vec::new();
-        for item in fs::read_dir(&host).map_err(read_err)? {
-            let item = item.map_err(read_err)?;
-            names.push(item.file_name().to_string_lossy().into_owned());
+        let mut entries = Vec::new();
+        for item in fs::read_dir(&host).map_err(read_err(&host))? {
+            let item = item.map_err(read_err(&host))?;
+            let host_path = item.path();
+            let Ok(name) = item.file_name().into_string() else {
+                return Err(ContextError::Read {
+                    path: host_path,
+                    cause: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the file name is not valid UTF-8, which kiln cannot put in a layer",
+                    ),
+                });
+            };
+            let meta = match item.metadata() {
+                Ok(meta) => meta,
+                // Removed since the directory was listed.
+                Err(cause) if cause.kind() == io::ErrorKind::NotFound => continue,
+                Err(cause) => return Err(read_err(&host_path)(cause)),
+            };
+            let Ok(path) = dir.join(&name) else {
+                continue;
+            };
+            let entry = Self::entry_from(path, host_path, &meta)?;
+            entries.push((name, entry));
         }
-        names.sort();
-        Ok(names)
+        entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        Ok(entries)
     }
 }
 

@@ -150,6 +150,32 @@ fn walk_is_sorted_skips_ignored_and_keeps_symlinks() {
         .find(|e| e.path.as_str() == "abs-out")
         .expect("listed");
     assert_eq!(link.kind, ContextKind::Symlink("/etc/passwd".into()));
+    let file = walked
+        .iter()
+        .find(|e| e.path.as_str() == "src/main.py")
+        .expect("listed");
+    let meta = fs::symlink_metadata(&file.host_path).expect("stat");
+    assert_eq!(file.kind, ContextKind::File { size: 7 });
+    assert_eq!(file.stamp, HostStamp::of(&meta));
+    assert_eq!(file.host_path, context.root.join("src/main.py"));
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, context) = fixture("");
+    let bad = dir
+        .path()
+        .join("src")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    fs::write(&bad, "x").expect("write");
+    let root = context.resolve(".").expect("root");
+    let error = context.walk(&root[0].entry).expect_err("not UTF-8");
+    let ContextError::Read { path, cause } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(path, &bad);
+    assert!(cause.to_string().contains("not valid UTF-8"), "{cause}");
 }
 
 #[test]

@@ -147,6 +147,33 @@ impl fmt::Debug for LayerPath {
     }
 }
 
+/// What names a host file's state without reading it (BuildKit trusts the same fields): any
+/// write changes the ctime, a replacement the inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostStamp {
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i128,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number.
+    pub device: u64,
+}
+
+impl HostStamp {
+    /// The stamp of a file from its metadata.
+    pub fn of(meta: &std::fs::Metadata) -> HostStamp {
+        use std::os::unix::fs::MetadataExt;
+        HostStamp {
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            inode: meta.ino(),
+            device: meta.dev(),
+        }
+    }
+}
+
 /// Where a regular file's bytes come from when the layer is written.
 #[derive(Clone, PartialEq, Eq)]
 pub enum FileContent {
@@ -159,6 +186,9 @@ pub enum FileContent {
         path: PathBuf,
         /// Size in bytes when the Diff was made.
         size: u64,
+        /// The file's stamp when the Diff was made, when the maker had it at hand (the step
+        /// cache stats the file itself otherwise).
+        stamp: Option<HostStamp>,
     },
 }
 
@@ -176,7 +206,7 @@ impl fmt::Debug for FileContent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FileContent::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
-            FileContent::HostFile { path, size } => {
+            FileContent::HostFile { path, size, .. } => {
                 write!(f, "HostFile({}, {size} bytes)", path.display())
             }
         }

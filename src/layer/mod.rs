@@ -9,7 +9,7 @@ pub mod diff;
 pub mod reader;
 pub mod tar_writer;
 
-pub use diff::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata, PathError};
+pub use diff::{Diff, Entry, EntryKind, FileContent, HostStamp, LayerPath, Metadata, PathError};
 
 use std::path::PathBuf;
 

@@ -551,7 +551,11 @@ fn extract_inner<R: Read>(
                 };
                 let (path, size) = write_scratch(scratch_dir, content, created)
                     .map_err(|(p, e)| scratch_err(&p, e))?;
-                EntryKind::File(FileContent::HostFile { path, size })
+                EntryKind::File(FileContent::HostFile {
+                    path,
+                    size,
+                    stamp: None,
+                })
             }
             TarKind::Symlink(target) => EntryKind::Symlink(target),
             TarKind::Hardlink(target) => {

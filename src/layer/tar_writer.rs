@@ -236,6 +236,7 @@ impl<W: Write> TarWriter<'_, W> {
             FileContent::HostFile {
                 path: host,
                 size: expected,
+                ..
             } => {
                 let read_error = |source| LayerError::ReadHostFile {
                     entry: path.clone(),

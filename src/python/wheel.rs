@@ -1010,6 +1010,7 @@ impl<'a> Sink<'a> {
                 Ok(FileContent::HostFile {
                     path,
                     size: self.size,
+                    stamp: None,
                 })
             }
             None => Ok(FileContent::Bytes(Arc::from(self.memory))),

@@ -666,7 +666,11 @@ impl FsView for LowerFs {
                             .ok_or_else(|| ViewError::NotFound(path.absolute()))?
                     }
                 };
-                Ok(FileContent::HostFile { path: host, size })
+                Ok(FileContent::HostFile {
+                    path: host,
+                    size,
+                    stamp: None,
+                })
             }
             Data::None => Err(ViewError::NotFound(path.absolute())),
         }

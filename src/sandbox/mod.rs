@@ -593,12 +593,15 @@ fn readable_copies(diff: Diff, dir: &Path, maps: &IdMaps) -> Result<Diff, Sandbo
     let mut readable = Diff::new();
     for (path, entry) in diff.iter() {
         let mut entry = entry.clone();
-        if let EntryKind::File(FileContent::HostFile { path: host, size }) = &entry.kind
+        if let EntryKind::File(FileContent::HostFile {
+            path: host, size, ..
+        }) = &entry.kind
             && let Some(copy) = copies.get(host)
         {
             entry.kind = EntryKind::File(FileContent::HostFile {
                 path: copy.clone(),
                 size: *size,
+                stamp: None,
             });
         }
         readable.insert(path.clone(), entry);

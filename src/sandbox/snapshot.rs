@@ -17,7 +17,7 @@ use super::SandboxError;
 use super::idmap::IdMaps;
 use super::materialize::{Before, Original};
 use crate::digest::Hasher;
-use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::layer::{Diff, Entry, EntryKind, FileContent, HostStamp, LayerPath, Metadata};
 use crate::rootfs::NodeKind;
 
 /// What the snapshot needs besides the rootfs.
@@ -267,6 +267,7 @@ fn entry_at(
         EntryKind::File(FileContent::HostFile {
             path: host,
             size: meta.len(),
+            stamp: Some(HostStamp::of(meta)),
         })
     } else if file_type.is_symlink() {
         let target = std::fs::read_link(&host).map_err(|source| SandboxError::Io {

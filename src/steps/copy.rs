@@ -472,6 +472,7 @@ fn context_item(entry: &ContextEntry) -> Result<Item, CopyError> {
         ContextKind::File { size } => ItemKind::File(FileContent::HostFile {
             path: entry.host_path.clone(),
             size: *size,
+            stamp: Some(entry.stamp),
         }),
         ContextKind::Symlink(target) => ItemKind::Symlink(target.clone()),
         ContextKind::Special(kind) => {

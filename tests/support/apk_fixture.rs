@@ -799,6 +799,7 @@ pub fn fixture() -> ApkFixture {
             kind: EntryKind::File(FileContent::HostFile {
                 path: busybox,
                 size: bb_size,
+                stamp: None,
             }),
             meta: meta(0o755),
         },
