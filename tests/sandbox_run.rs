@@ -1124,26 +1124,123 @@ impl Drop for Started {
     }
 }
 
+/// Copies the host program `tool` and the libraries it loads (as `ldd` lists them) into `root`
+/// at the same paths.
+fn copy_with_libraries(root: &Path, tool: &Path) {
+    let libraries = run_ok(Command::new(require_tool("ldd")).arg(tool));
+    let mut files = vec![tool.to_owned()];
+    files.extend(
+        libraries
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+            .map(PathBuf::from),
+    );
+    for file in &files {
+        let inside = root.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(file, &inside).unwrap();
+    }
+}
+
+/// The `security.capability` attribute of each entry of a layer that has one.
+fn layer_capabilities(blob: &Path) -> BTreeMap<String, Vec<u8>> {
+    let file = std::fs::File::open(blob).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    let mut found = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if let Some(extensions) = entry.pax_extensions().unwrap() {
+            for extension in extensions {
+                let extension = extension.unwrap();
+                if extension.key().unwrap() == "SCHILY.xattr.security.capability" {
+                    found.insert(path.clone(), extension.value_bytes().to_vec());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn file_capabilities_set_by_a_command_enter_the_layer_as_revision_2() {
+    let setcap = require_tool("setcap");
+    let work = open_tempdir();
+    let layout = base_layout_with(work.path(), |root| copy_with_libraries(root, &setcap));
+    let context = work.path().join("caps");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest
+             RUN cp /bin/busybox /bin/pinger && {setcap} cap_net_raw+ep /bin/pinger                  && {setcap} cap_net_bind_service+ep /etc/meta
+",
+            layout.display(),
+            setcap = setcap.display(),
+        ),
+    );
+    // Revision 2, effective; permitted: bit 13 (CAP_NET_RAW) and bit 10 (CAP_NET_BIND_SERVICE).
+    let revision_2 = |permitted: u32| {
+        let mut value = vec![0x01, 0, 0, 0x02];
+        value.extend(permitted.to_le_bytes());
+        value.extend([0u8; 12]);
+        value
+    };
+    let expected = BTreeMap::from([
+        ("bin/pinger".to_owned(), revision_2(1 << 13)),
+        // Only its attribute changed: the file enters the layer all the same.
+        ("etc/meta".to_owned(), revision_2(1 << 10)),
+    ]);
+
+    let mut digests = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let out = work.path().join(format!("out-{mode}"));
+        let cache = work.path().join(format!("cache-{mode}"));
+        digests.push(build_in_mode(&context, &cache, &out, mode));
+        assert_eq!(layer_capabilities(&last_layer(&out)), expected, "{mode}");
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "both rootfs modes make the same image"
+    );
+
+    // Unprivileged, the kernel stores revision 3 naming the namespace's root (uid 65534 on the
+    // host); the layer holds the same revision 2 value.
+    let nobody_dir = work.path().join("nobody");
+    std::fs::create_dir(&nobody_dir).unwrap();
+    std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
+    let output = Command::new(require_tool("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--progress", "plain", "--cache-dir"])
+        .arg(nobody_dir.join("cache"))
+        .arg("-o")
+        .arg(format!(
+            "type=oci,dest={}",
+            nobody_dir.join("out").display()
+        ))
+        .arg(&context)
+        .env("HOME", &nobody_dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert_eq!(
+        layer_capabilities(&last_layer(&nobody_dir.join("out"))),
+        expected
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        digests[0],
+        "the same image as root's"
+    );
+}
+
 #[test]
 fn ssh_mounts_reach_the_agent_through_a_proxy_and_leave_no_trace() {
     let ssh_add = require_tool("ssh-add");
     let work = open_tempdir();
     // The busybox base plus the host's ssh-add and the libraries it loads: a real agent client.
-    let layout = base_layout_with(work.path(), |root| {
-        let libraries = run_ok(Command::new(require_tool("ldd")).arg(&ssh_add));
-        let mut files = vec![ssh_add.clone()];
-        files.extend(
-            libraries
-                .split_whitespace()
-                .filter(|word| word.starts_with('/'))
-                .map(PathBuf::from),
-        );
-        for file in &files {
-            let inside = root.join(file.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-            std::fs::copy(file, &inside).unwrap();
-        }
-    });
+    let layout = base_layout_with(work.path(), |root| copy_with_libraries(root, &ssh_add));
 
     // A real agent holding a new key.
     let agent_dir = work.path().join("agent");

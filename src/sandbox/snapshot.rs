@@ -7,6 +7,11 @@
 //! diffs (a directory changes its mtime whenever an entry is added or removed). Paths that
 //! vanished become whiteouts; the parents of every change are included with their metadata;
 //! files of one hard-link group become one file and hard links to it.
+//!
+//! Of the extended attributes on disk only `security.capability` is read back, as Docker does
+//! (`RUN setcap ...`): the kernel stores a capability set inside a user namespace as revision 3,
+//! naming the namespace's root, which means nothing in another namespace, so it enters the
+//! layer as revision 2. A file the command left alone keeps the image's attributes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -261,9 +266,11 @@ fn entry_at(
 ) -> Result<Option<Entry>, SandboxError> {
     let host = root.join(path.as_str());
     let file_type = meta.file_type();
+    let mut capability = None;
     let kind = if file_type.is_dir() {
         EntryKind::Dir
     } else if file_type.is_file() {
+        capability = file_capability(&host)?;
         EntryKind::File(FileContent::HostFile {
             path: host,
             size: meta.len(),
@@ -311,6 +318,13 @@ fn entry_at(
         ),
         None => (shown_uid, shown_gid),
     };
+    let mut xattrs = before
+        .filter(|_| keep_xattrs)
+        .map(|b| b.meta.xattrs.clone())
+        .unwrap_or_default();
+    if let Some(capability) = capability {
+        xattrs.insert(CAPABILITY_XATTR.to_owned(), capability);
+    }
     Ok(Some(Entry {
         kind,
         meta: Metadata {
@@ -318,12 +332,54 @@ fn entry_at(
             uid,
             gid,
             mtime: meta.mtime(),
-            xattrs: before
-                .filter(|_| keep_xattrs)
-                .map(|b| b.meta.xattrs.clone())
-                .unwrap_or_default(),
+            xattrs,
         },
     }))
+}
+
+const CAPABILITY_XATTR: &str = "security.capability";
+
+/// The file capability set on `path`, as revision 2 (`VFS_CAP_REVISION_2`, 20 bytes); `None`
+/// when there is none.
+fn file_capability(path: &Path) -> Result<Option<Vec<u8>>, SandboxError> {
+    let error = |source| SandboxError::Io {
+        action: "read the file capabilities of",
+        path: path.to_owned(),
+        source,
+    };
+    let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    // Revision 3 is the largest: magic, two (permitted, inheritable) pairs, root id.
+    let mut value = [0u8; 24];
+    // SAFETY: both pointers are valid for the given lengths.
+    let read = unsafe {
+        libc::lgetxattr(
+            name.as_ptr(),
+            c"security.capability".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    if read < 0 {
+        let cause = std::io::Error::last_os_error();
+        return match cause.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(error(cause)),
+        };
+    }
+    Ok(Some(capability_as_revision_2(&value[..read as usize])))
+}
+
+/// A `security.capability` value as revision 2: a revision 3 value loses its root id (the
+/// revision is the high byte of the little-endian magic word); others are kept as they are.
+fn capability_as_revision_2(value: &[u8]) -> Vec<u8> {
+    const REVISION_2_SIZE: usize = 20;
+    let mut value = value.to_vec();
+    if value.len() == 24 && value[3] == 3 {
+        value[3] = 2;
+        value.truncate(REVISION_2_SIZE);
+    }
+    value
 }
 
 /// Whether `entry` differs from what its path was: kind, owner, mode, symlink target (a
@@ -341,7 +397,10 @@ fn differs_by(
         (EntryKind::Symlink(now), NodeKind::Symlink(was)) => owner_changed || now != was,
         (EntryKind::Fifo, NodeKind::Fifo) => owner_changed || mode_changed,
         (EntryKind::File(_), NodeKind::File { .. }) => {
-            owner_changed || mode_changed || file_differs()?
+            owner_changed
+                || mode_changed
+                || entry.meta.xattrs != before.meta.xattrs
+                || file_differs()?
         }
         _ => true,
     })
