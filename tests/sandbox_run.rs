@@ -322,6 +322,26 @@ fn run_layer_matches_buildah() {
     }
 }
 
+/// `kiln build` of `context` as user nobody (no subordinate ids: only root inside), with its
+/// cache and output layout (`out`) in `nobody_dir`.
+fn build_as_nobody(nobody_dir: &Path, context: &Path) -> std::process::Output {
+    Command::new(require_tool("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--progress", "plain", "--cache-dir"])
+        .arg(nobody_dir.join("cache"))
+        .arg("-o")
+        .arg(format!(
+            "type=oci,dest={}",
+            nobody_dir.join("out").display()
+        ))
+        .arg(context)
+        .env("HOME", nobody_dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
     let work = open_tempdir();
@@ -338,23 +358,7 @@ fn unprivileged_user_builds_and_sandboxed_runs_are_cached() {
     let nobody_dir = work.path().join("nobody");
     std::fs::create_dir(&nobody_dir).unwrap();
     std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
-    let run_as_nobody = || {
-        Command::new(require_tool("setpriv"))
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_kiln"))
-            .args(["build", "--progress", "plain", "--cache-dir"])
-            .arg(nobody_dir.join("cache"))
-            .arg("-o")
-            .arg(format!(
-                "type=oci,dest={}",
-                nobody_dir.join("out").display()
-            ))
-            .arg(&context)
-            .env("HOME", &nobody_dir)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
-    };
+    let run_as_nobody = || build_as_nobody(&nobody_dir, &context);
     let first = run_as_nobody();
     let stderr = assert_success(&first);
     assert!(stderr.contains("uid=0(root) gid=0(root)"), "{stderr}");
@@ -1208,21 +1212,7 @@ fn file_capabilities_set_by_a_command_enter_the_layer_as_revision_2() {
     let nobody_dir = work.path().join("nobody");
     std::fs::create_dir(&nobody_dir).unwrap();
     std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
-    let output = Command::new(require_tool("setpriv"))
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "--progress", "plain", "--cache-dir"])
-        .arg(nobody_dir.join("cache"))
-        .arg("-o")
-        .arg(format!(
-            "type=oci,dest={}",
-            nobody_dir.join("out").display()
-        ))
-        .arg(&context)
-        .env("HOME", &nobody_dir)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
+    let output = build_as_nobody(&nobody_dir, &context);
     assert_success(&output);
     assert_eq!(
         layer_capabilities(&last_layer(&nobody_dir.join("out"))),

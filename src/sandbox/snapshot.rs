@@ -342,20 +342,32 @@ const CAPABILITY_XATTR: &str = "security.capability";
 /// The file capability set on `path`, as revision 2 (`VFS_CAP_REVISION_2`, 20 bytes); `None`
 /// when there is none.
 fn file_capability(path: &Path) -> Result<Option<Vec<u8>>, SandboxError> {
-    let error = |source| SandboxError::Io {
-        action: "read the file capabilities of",
-        path: path.to_owned(),
-        source,
-    };
-    let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
     // Revision 3 is the largest: magic, two (permitted, inheritable) pairs, root id.
     let mut value = [0u8; 24];
+    let read = read_xattr(path, c"security.capability", &mut value).map_err(|source| {
+        SandboxError::Io {
+            action: "read the file capabilities of",
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    Ok(read.map(|length| capability_as_revision_2(&value[..length])))
+}
+
+/// Reads the extended attribute `name` of `path` (a symlink itself, not followed) into
+/// `value`: its length, or `None` when the file has no such attribute.
+fn read_xattr(
+    path: &Path,
+    name: &std::ffi::CStr,
+    value: &mut [u8],
+) -> std::io::Result<Option<usize>> {
+    let path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: both pointers are valid for the given lengths.
     let read = unsafe {
         libc::lgetxattr(
+            path.as_ptr(),
             name.as_ptr(),
-            c"security.capability".as_ptr(),
             value.as_mut_ptr().cast(),
             value.len(),
         )
@@ -364,10 +376,10 @@ fn file_capability(path: &Path) -> Result<Option<Vec<u8>>, SandboxError> {
         let cause = std::io::Error::last_os_error();
         return match cause.raw_os_error() {
             Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(None),
-            _ => Err(error(cause)),
+            _ => Err(cause),
         };
     }
-    Ok(Some(capability_as_revision_2(&value[..read as usize])))
+    Ok(Some(read as usize))
 }
 
 /// A `security.capability` value as revision 2: a revision 3 value loses its root id (the
@@ -576,21 +588,8 @@ fn same_original(meta: &std::fs::Metadata, before: &Before) -> bool {
 
 /// True when overlayfs marked the directory opaque.
 fn is_opaque(path: &Path) -> bool {
-    let Ok(name) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-    else {
-        return false;
-    };
     let mut value = [0u8; 2];
-    // SAFETY: both pointers are valid for the given lengths.
-    let read = unsafe {
-        libc::lgetxattr(
-            name.as_ptr(),
-            c"user.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    read == 1 && value[0] == b'y'
+    matches!(read_xattr(path, c"user.overlay.opaque", &mut value), Ok(Some(1)) if value[0] == b'y')
 }
 
 /// A copied-up file changed when it no longer looks like its original or its content differs.
