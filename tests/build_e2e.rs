@@ -673,6 +673,60 @@ fn workdir_creates_missing_directories_owned_by_user() {
 }
 
 #[test]
+fn command_line_labels_win_over_the_dockerfile_and_iidfile_names_the_config() {
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[(
+            "Dockerfile",
+            "FROM scratch\nLABEL a=dockerfile b=kept\nCOPY Dockerfile /\n",
+        )],
+    );
+    let layout = work.path().join("layout");
+    let iidfile = work.path().join("iid");
+    let output = kiln(&[
+        "build",
+        "-q",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "--label",
+        "a=command-line",
+        "--label",
+        "org.opencontainers.image.source=https://example.test/o/app",
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        "--output",
+        &format!("type=oci,dest={}", layout.display()),
+        work.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "-q prints no progress: {output:?}"
+    );
+    let (manifest, config) = layout_image(&layout);
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({
+            "a": "command-line",
+            "b": "kept",
+            "org.opencontainers.image.source": "https://example.test/o/app",
+        })
+    );
+    assert_eq!(
+        std::fs::read_to_string(&iidfile).unwrap(),
+        manifest["config"]["digest"].as_str().unwrap()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        index["manifests"][0]["digest"].as_str().unwrap(),
+        "standard output is the manifest digest"
+    );
+}
+
+#[test]
 fn command_line_mistakes_exit_2() {
     let work = tempfile::tempdir().unwrap();
     write_files(work.path(), &[("Dockerfile", "FROM scratch\n")]);
@@ -683,6 +737,7 @@ fn command_line_mistakes_exit_2() {
         vec!["build", "--compression-level", "12", context],
         vec!["build", "--bogus-flag", context],
         vec!["build", "--source-date-epoch", "yesterday", context],
+        vec!["build", "--label", "no-value", context],
     ] {
         let output = kiln(&args);
         assert_eq!(

@@ -47,6 +47,9 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Annotations for the image manifest.
     pub annotations: BTreeMap<String, String>,
+    /// Labels set on the built image's config after its Dockerfile's own (`--label`; they win
+    /// over a `LABEL` of the same name, as in BuildKit).
+    pub labels: BTreeMap<String, String>,
     /// How `FROM <registry reference>` pulls: insecure registries, credentials, offline mode.
     pub registry: crate::registry::RegistryOptions,
     /// `--apk-repository`: repositories added after the image's /etc/apk/repositories.
@@ -235,6 +238,14 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
             source: "empty plan".into(),
         });
     };
+    if !options.labels.is_empty() {
+        stage
+            .config
+            .config
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(options.labels.clone());
+    }
     let image = crate::image::assemble(&store, &stage.config, &stage.layers, &options.annotations)
         .map_err(|e| BuildError::storage("failed to assemble the image", e))?;
     let (cached_steps, built_steps) = executor.counts();

@@ -79,6 +79,16 @@ pub(crate) struct BuildArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
+    /// Print nothing but the manifest digest on success (`--progress quiet`).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Set a label `KEY=VALUE` on the image's config; repeatable. It wins over a Dockerfile
+    /// `LABEL` of the same name.
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Write the image ID (the config digest, `sha256:...`) to FILE, as `docker build` does.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
     /// Write the build result (digests, descriptor) as JSON to this file, like buildx.
     #[arg(long)]
     metadata_file: Option<PathBuf>,
@@ -196,6 +206,10 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     args.tags = expand_tag_templates(&args.tags, &args.context)?;
     let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
     let annotations = key_value_pairs(&args.annotations, "--annotation")?;
+    let labels = key_value_pairs(&args.labels, "--label")?;
+    if args.quiet {
+        args.progress = ProgressMode::Quiet;
+    }
     let outputs = args
         .outputs
         .iter()
@@ -277,6 +291,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
+        labels,
         sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network)?,
     };
 
@@ -321,6 +336,13 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &image::metadata_json(&outcome.image))?;
+    }
+    if let Some(path) = &args.iidfile {
+        write_file_atomically(
+            path,
+            outcome.image.config_digest.to_string().as_bytes(),
+            "the image ID file",
+        )?;
     }
     if args.progress != ProgressMode::Quiet {
         eprintln!(

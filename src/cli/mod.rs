@@ -169,16 +169,22 @@ pub(crate) fn report_push(pushed: &kiln::registry::PushResult, verbose: bool) {
 }
 
 pub(crate) fn write_metadata(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_file_atomically(path, text.as_bytes(), "the metadata file")
+}
+
+/// Writes `bytes` to `path` through a temp file beside it, so `path` is whole or unchanged;
+/// `what` names the file in errors.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("failed to create a temp file in `{}`", dir.display()))?;
-    temp.write_all(text.as_bytes())?;
-    temp.write_all(b"\n")?;
+    temp.write_all(bytes)?;
     temp.persist(path)
-        .with_context(|| format!("failed to write the metadata file `{}`", path.display()))?;
+        .with_context(|| format!("failed to write {what} `{}`", path.display()))?;
     Ok(())
 }
