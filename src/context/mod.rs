@@ -300,13 +300,14 @@ impl Context {
         out: &mut Vec<ContextEntry>,
     ) -> Result<bool, ContextError> {
         let mut any = false;
-        for (_, entry) in self.read_dir(dir)? {
-            let path = entry.path.clone();
+        for listed in self.read_dir(dir)? {
+            let path = listed.entry.path.clone();
             let excluded = self.ignored(&path).is_excluded();
-            if entry.kind == ContextKind::Dir {
+            if listed.entry.kind == ContextKind::Dir {
                 if excluded && !self.ignore.may_include_below(path.as_str()) {
                     continue;
                 }
+                let entry = listed.taken()?;
                 let index = out.len();
                 out.push(entry);
                 let below = self.walk_into(&path, out)?;
@@ -316,7 +317,7 @@ impl Context {
                 }
                 any = true;
             } else if !excluded {
-                out.push(entry);
+                out.push(listed.taken()?);
                 any = true;
             }
         }
@@ -341,12 +342,13 @@ impl Context {
                     src: src.to_owned(),
                 })?
         };
-        for (name, entry) in self.read_dir(&dir)? {
+        for listed in self.read_dir(&dir)? {
             let rel = if prefix.is_empty() {
-                name
+                listed.name.clone()
             } else {
-                format!("{prefix}/{name}")
+                format!("{prefix}/{}", listed.name)
             };
+            let entry = &listed.entry;
             let path = entry.path.clone();
             let excluded = self.ignored(&path).is_excluded();
             let matched = go_match(pattern, &rel).map_err(|cause| ContextError::BadPattern {
@@ -354,7 +356,8 @@ impl Context {
                 cause,
             })?;
             if matched {
-                if self.visible(&entry)? {
+                if self.visible(entry)? {
+                    listed.check_name()?;
                     found.push(path);
                 }
                 continue;
@@ -364,6 +367,7 @@ impl Context {
                 && deeper
                 && (!excluded || self.ignore.may_include_below(path.as_str()))
             {
+                listed.check_name()?;
                 self.collect_matches(base, &rel, pattern, depth, found, src)?;
             }
         }
@@ -555,9 +559,9 @@ impl Context {
         })
     }
 
-    /// The entries of directory `dir` with their names, sorted bytewise by name. Each is
-    /// stat-ed relative to the open directory, not by its whole path.
-    fn read_dir(&self, dir: &LayerPath) -> Result<Vec<(String, ContextEntry)>, ContextError> {
+    /// The entries of directory `dir`, sorted bytewise by name. Each is stat-ed relative to the
+    /// open directory, not by its whole path.
+    fn read_dir(&self, dir: &LayerPath) -> Result<Vec<Listed>, ContextError> {
         let host = self.root.join(dir.as_str());
         let read_err = |path: &Path| {
             let path = path.to_owned();
@@ -567,15 +571,9 @@ impl Context {
         for item in fs::read_dir(&host).map_err(read_err(&host))? {
             let item = item.map_err(read_err(&host))?;
             let host_path = item.path();
-            let Ok(name) = item.file_name().into_string() else {
-                return Err(ContextError::Read {
-                    path: host_path,
-                    cause: io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "the file name is not valid UTF-8, which kiln cannot put in a layer",
-                    ),
-                });
-            };
+            let file_name = item.file_name();
+            let name_is_utf8 = file_name.to_str().is_some();
+            let name = file_name.to_string_lossy().into_owned();
             let meta = match item.metadata() {
                 Ok(meta) => meta,
                 // Removed since the directory was listed.
@@ -586,10 +584,44 @@ impl Context {
                 continue;
             };
             let entry = Self::entry_from(path, host_path, &meta)?;
-            entries.push((name, entry));
+            entries.push(Listed {
+                name,
+                entry,
+                name_is_utf8,
+            });
         }
-        entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+}
+
+/// A directory entry as listed. A name that is not UTF-8 is held in its lossy form, so that
+/// ignore rules and wildcards can pass over it; only taking it is an error.
+struct Listed {
+    name: String,
+    entry: ContextEntry,
+    name_is_utf8: bool,
+}
+
+impl Listed {
+    /// The entry, for a build to copy or descend into.
+    fn taken(self) -> Result<ContextEntry, ContextError> {
+        self.check_name()?;
+        Ok(self.entry)
+    }
+
+    /// Fails when the name is not UTF-8.
+    fn check_name(&self) -> Result<(), ContextError> {
+        if self.name_is_utf8 {
+            return Ok(());
+        }
+        Err(ContextError::Read {
+            path: self.entry.host_path.clone(),
+            cause: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file name is not valid UTF-8, which kiln cannot put in a layer",
+            ),
+        })
     }
 }
 

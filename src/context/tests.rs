@@ -161,14 +161,25 @@ fn walk_is_sorted_skips_ignored_and_keeps_symlinks() {
 }
 
 #[test]
-fn a_file_name_that_is_not_utf8_is_an_error_naming_it() {
+fn a_file_name_that_is_not_utf8_is_an_error_naming_it_unless_ignored_or_unmatched() {
     use std::os::unix::ffi::OsStrExt;
-    let (dir, context) = fixture("");
+    let (dir, context) = fixture("**/*.bak\n");
     let bad = dir
         .path()
         .join("src")
         .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
     fs::write(&bad, "x").expect("write");
+    let ignored = dir
+        .path()
+        .join("src")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.bak"));
+    fs::write(&ignored, "x").expect("write");
+    // Neither a wildcard it does not match nor the ignored one fails.
+    assert_eq!(
+        names(&context.resolve("src/*.py").expect("resolve")),
+        ["src/main.py"]
+    );
+
     let root = context.resolve(".").expect("root");
     let error = context.walk(&root[0].entry).expect_err("not UTF-8");
     let ContextError::Read { path, cause } = &error else {
@@ -176,6 +187,19 @@ fn a_file_name_that_is_not_utf8_is_an_error_naming_it() {
     };
     assert_eq!(path, &bad);
     assert!(cause.to_string().contains("not valid UTF-8"), "{cause}");
+    let error = context
+        .resolve("src/*.txt")
+        .expect_err("matched, not UTF-8");
+    assert!(
+        matches!(&error, ContextError::Read { path, .. } if path == &bad),
+        "{error:?}"
+    );
+
+    fs::remove_file(&bad).expect("remove");
+    let walked = context
+        .walk(&root[0].entry)
+        .expect("the ignored name is passed over");
+    assert!(walked.iter().all(|e| e.host_path != ignored));
 }
 
 #[test]
