@@ -1166,41 +1166,124 @@ fn layer_capabilities(blob: &Path) -> BTreeMap<String, Vec<u8>> {
     found
 }
 
+/// The content of the file `path` in a layer blob, if the layer has it.
+fn layer_file(blob: &Path, path: &str) -> Option<Vec<u8>> {
+    let file = std::fs::File::open(blob).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == path {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            return Some(content);
+        }
+    }
+    None
+}
+
+/// The blobs of the image's layers in an OCI layout, in order.
+fn layer_blobs(layout: &Path) -> Vec<PathBuf> {
+    let (manifest, _) = layout_image(layout);
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let digest = layer["digest"].as_str().unwrap();
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        })
+        .collect()
+}
+
+/// A `security.capability` value: effective, `permitted` (low word), revision 2, or revision
+/// 3 naming `root`.
+fn capability(permitted: u32, root: Option<u32>) -> Vec<u8> {
+    let mut value = vec![0x01, 0, 0, if root.is_some() { 3 } else { 2 }];
+    value.extend(permitted.to_le_bytes());
+    value.extend([0u8; 12]);
+    if let Some(root) = root {
+        value.extend(root.to_le_bytes());
+    }
+    value
+}
+
+const CAP_NET_RAW: u32 = 1 << 13;
+const CAP_NET_BIND_SERVICE: u32 = 1 << 10;
+
 #[test]
-fn file_capabilities_set_by_a_command_enter_the_layer_as_revision_2() {
+fn file_capabilities_reach_the_layer_as_docker_writes_them_and_the_disk_has_the_last_word() {
     let setcap = require_tool("setcap");
+    let getcap = require_tool("getcap");
     let work = open_tempdir();
-    let layout = base_layout_with(work.path(), |root| copy_with_libraries(root, &setcap));
+    let layout = base_layout_with(work.path(), |root| {
+        copy_with_libraries(root, &setcap);
+        copy_with_libraries(root, &getcap);
+    });
     let context = work.path().join("caps");
+    // The second stage starts from the first: its RUNs run on a base whose capabilities an
+    // earlier RUN set, written out by the sandbox.
     write_dockerfile(
         &context,
         &format!(
-            "FROM oci:{}:latest
-             RUN cp /bin/busybox /bin/pinger && {setcap} cap_net_raw+ep /bin/pinger                  && {setcap} cap_net_bind_service+ep /etc/meta
-",
-            layout.display(),
+            "FROM oci:{layout}:latest AS caps\n\
+             RUN cp /bin/busybox /bin/pinger && {setcap} cap_net_raw+ep /bin/pinger \
+                 && {setcap} cap_net_bind_service+ep /etc/meta\n\
+             FROM caps\n\
+             RUN {getcap} /bin/pinger /etc/meta > /seen && cp /bin/busybox /bin/chowned \
+                 && {setcap} cap_net_raw+ep /bin/chowned\n\
+             RUN {setcap} -r /etc/meta && chown 0:0 /bin/chowned \
+                 && cp -p /bin/pinger /tmp/p && mv /tmp/p /bin/pinger\n",
+            layout = layout.display(),
             setcap = setcap.display(),
+            getcap = getcap.display(),
         ),
     );
-    // Revision 2, effective; permitted: bit 13 (CAP_NET_RAW) and bit 10 (CAP_NET_BIND_SERVICE).
-    let revision_2 = |permitted: u32| {
-        let mut value = vec![0x01, 0, 0, 0x02];
-        value.extend(permitted.to_le_bytes());
-        value.extend([0u8; 12]);
-        value
+    let check = |out: &Path, what: &str| {
+        let blobs = layer_blobs(out);
+        assert_eq!(blobs.len(), 4, "{what}");
+        assert_eq!(
+            layer_capabilities(&blobs[1]),
+            BTreeMap::from([
+                ("bin/pinger".to_owned(), capability(CAP_NET_RAW, None)),
+                // Only its attribute changed: the file is in the layer all the same.
+                (
+                    "etc/meta".to_owned(),
+                    capability(CAP_NET_BIND_SERVICE, None)
+                ),
+            ]),
+            "{what}"
+        );
+        let seen = String::from_utf8(layer_file(&blobs[2], "seen").unwrap()).unwrap();
+        assert!(
+            seen.contains("/bin/pinger cap_net_raw=ep")
+                && seen.contains("/etc/meta cap_net_bind_service=ep"),
+            "a command sees the capabilities of its base ({what}): {seen}"
+        );
+        assert_eq!(
+            layer_capabilities(&blobs[2]),
+            BTreeMap::from([("bin/chowned".to_owned(), capability(CAP_NET_RAW, None))]),
+            "{what}"
+        );
+        // setcap -r, a chown (which clears capabilities) and a copy put in place with the
+        // same content and times: all three files are in the last layer, without one.
+        let last = layer_listing(&blobs[3]);
+        assert!(
+            ["etc/meta", "bin/chowned", "bin/pinger"]
+                .iter()
+                .all(|path| last.contains_key(*path)),
+            "{what}: {last:#?}"
+        );
+        assert_eq!(layer_capabilities(&blobs[3]), BTreeMap::new(), "{what}");
     };
-    let expected = BTreeMap::from([
-        ("bin/pinger".to_owned(), revision_2(1 << 13)),
-        // Only its attribute changed: the file enters the layer all the same.
-        ("etc/meta".to_owned(), revision_2(1 << 10)),
-    ]);
 
     let mut digests = Vec::new();
     for mode in ["overlay", "copy"] {
         let out = work.path().join(format!("out-{mode}"));
         let cache = work.path().join(format!("cache-{mode}"));
         digests.push(build_in_mode(&context, &cache, &out, mode));
-        assert_eq!(layer_capabilities(&last_layer(&out)), expected, "{mode}");
+        check(&out, mode);
     }
     assert_eq!(
         digests[0], digests[1],
@@ -1208,21 +1291,52 @@ fn file_capabilities_set_by_a_command_enter_the_layer_as_revision_2() {
     );
 
     // Unprivileged, the kernel stores revision 3 naming the namespace's root (uid 65534 on the
-    // host); the layer holds the same revision 2 value.
+    // host); the layers hold the same revision 2 values.
     let nobody_dir = work.path().join("nobody");
     std::fs::create_dir(&nobody_dir).unwrap();
     std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
     let output = build_as_nobody(&nobody_dir, &context);
     assert_success(&output);
-    assert_eq!(
-        layer_capabilities(&last_layer(&nobody_dir.join("out"))),
-        expected
-    );
+    check(&nobody_dir.join("out"), "unprivileged");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         digests[0],
         "the same image as root's"
     );
+}
+
+#[test]
+fn a_capability_for_another_namespace_root_keeps_naming_it() {
+    let setcap = require_tool("setcap");
+    let work = open_tempdir();
+    let layout = base_layout_with(work.path(), |root| copy_with_libraries(root, &setcap));
+    let context = work.path().join("nscap");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\n\
+             RUN cp /bin/busybox /bin/nsonly && {setcap} -n 1000 cap_net_raw+ep /bin/nsonly\n",
+            layout.display(),
+            setcap = setcap.display(),
+        ),
+    );
+    let mut digests = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let out = work.path().join(format!("out-{mode}"));
+        digests.push(build_in_mode(
+            &context,
+            &work.path().join(format!("cache-{mode}")),
+            &out,
+            mode,
+        ));
+        // Effective only where uid 1000 is a user namespace's root, never for every user.
+        assert_eq!(
+            layer_capabilities(&last_layer(&out)),
+            BTreeMap::from([("bin/nsonly".to_owned(), capability(CAP_NET_RAW, Some(1000)))]),
+            "{mode}"
+        );
+    }
+    assert_eq!(digests[0], digests[1]);
 }
 
 #[test]

@@ -153,7 +153,7 @@ impl Stage {
             Stage::Fork => "fork the command's process",
             Stage::PrivateMounts => "make the mounts private",
             Stage::MountRoot => "mount the rootfs",
-            Stage::Owners => "set the image's file owners",
+            Stage::Owners => "set the image's file owners and capabilities",
             Stage::Proc => "mount /proc",
             Stage::Dev => "mount /dev",
             Stage::DevNodes => "populate /dev",
@@ -920,13 +920,28 @@ unsafe fn make_below(root: *const c_char, parts: &[CString], file: bool) -> bool
 unsafe fn apply_owners(chowns: &[Chown]) -> bool {
     unsafe {
         for chown in chowns {
-            let uid = chown.uid.unwrap_or(u32::MAX);
-            let gid = chown.gid.unwrap_or(u32::MAX);
-            if libc::lchown(chown.path.as_ptr(), uid, gid) != 0 {
+            if (chown.uid.is_some() || chown.gid.is_some())
+                && libc::lchown(
+                    chown.path.as_ptr(),
+                    chown.uid.unwrap_or(u32::MAX),
+                    chown.gid.unwrap_or(u32::MAX),
+                ) != 0
+            {
                 return false;
             }
             if let Some(mode) = chown.mode
                 && libc::chmod(chown.path.as_ptr(), mode) != 0
+            {
+                return false;
+            }
+            if let Some(capability) = &chown.capability
+                && libc::lsetxattr(
+                    chown.path.as_ptr(),
+                    c"security.capability".as_ptr(),
+                    capability.as_ptr().cast(),
+                    capability.len(),
+                    0,
+                ) != 0
             {
                 return false;
             }
@@ -947,9 +962,10 @@ pub fn chown_as_mapped(chowns: &[Chown], maps: &IdMaps) -> Result<(), SandboxErr
     })
     .map_err(|code| {
         SandboxError::Setup(format!(
-            "failed to set the image's file owners in the sandbox's user namespace ({})",
+            "failed to set the image's file owners and capabilities in the sandbox's user \
+             namespace ({})",
             if code == 1 {
-                "a chown failed".to_owned()
+                "a chown, chmod or setxattr failed".to_owned()
             } else {
                 format!("exit code {code}")
             }

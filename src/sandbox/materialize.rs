@@ -18,7 +18,7 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::idmap::IdMaps;
-use super::{SandboxError, io_error};
+use super::{CAPABILITY_XATTR, SandboxError, io_error};
 use crate::layer::{FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsNode, FsView, LowerFs, NodeKind};
 
@@ -60,7 +60,8 @@ pub enum Original {
     Unknown,
 }
 
-/// An owner (and the mode to restore, since chown clears setuid/setgid) to set inside.
+/// An owner (and the mode to restore, since chown clears setuid/setgid) and a file capability
+/// to set inside the user namespace, where an unprivileged caller may set them.
 pub struct Chown {
     /// The host path.
     pub path: CString,
@@ -70,6 +71,9 @@ pub struct Chown {
     pub gid: Option<u32>,
     /// Mode to set again after the chown (not for symlinks).
     pub mode: Option<u32>,
+    /// The `security.capability` value to set after the chown (which clears it); regular
+    /// files only.
+    pub capability: Option<Vec<u8>>,
 }
 
 /// A rootfs written to disk.
@@ -235,7 +239,12 @@ pub fn materialize_nodes(
         let gid = (node.meta.gid != 0)
             .then(|| maps.gid_to_host(node.meta.gid).map(|_| node.meta.gid))
             .flatten();
-        if uid.is_some() || gid.is_some() {
+        // The image's file capabilities are on disk, so that commands see them and the
+        // snapshot can take the disk's word for them.
+        let capability = matches!(node.kind, NodeKind::File { .. })
+            .then(|| capability_on_disk(&node.meta, maps).cloned())
+            .flatten();
+        if uid.is_some() || gid.is_some() || capability.is_some() {
             chowns.push(Chown {
                 path: CString::new(host.as_os_str().as_bytes()).map_err(|_| SandboxError::Io {
                     action: "name",
@@ -246,6 +255,7 @@ pub fn materialize_nodes(
                 gid,
                 mode: (!is_symlink && node.meta.mode & 0o6000 != 0)
                     .then_some(node.meta.mode & 0o7777),
+                capability,
             });
         }
         if let Some(entry) = before.get_mut(path) {
@@ -262,6 +272,20 @@ pub fn materialize_nodes(
         before,
         chowns,
     })
+}
+
+/// The file capability of `meta` that the sandbox puts on disk: any but a revision 3 value
+/// naming a root id that has no mapping here (the kernel would refuse it).
+pub fn capability_on_disk<'a>(meta: &'a Metadata, maps: &IdMaps) -> Option<&'a Vec<u8>> {
+    let value = meta.xattrs.get(CAPABILITY_XATTR)?;
+    let settable = match value.get(..24) {
+        Some(v3) if v3[3] == 3 => {
+            let root = u32::from_le_bytes([v3[20], v3[21], v3[22], v3[23]]);
+            maps.uid_to_host(root).is_some()
+        }
+        _ => true,
+    };
+    settable.then_some(value)
 }
 
 /// What a component of a mount target's path is.

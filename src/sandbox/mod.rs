@@ -165,6 +165,9 @@ pub struct RunOutput {
     pub live: LiveRootfs,
 }
 
+/// The extended attribute of a file capability set (`setcap`).
+pub(crate) const CAPABILITY_XATTR: &str = "security.capability";
+
 /// Turns an I/O error of `action` on `path` into a [`SandboxError`].
 pub(crate) fn io_error(
     action: &'static str,
@@ -661,6 +664,7 @@ fn push_chown(
         uid: Some(uid),
         gid: Some(gid),
         mode,
+        capability: None,
     });
     Ok(())
 }

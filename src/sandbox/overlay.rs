@@ -121,7 +121,7 @@ fn cached_base(
             hasher.update(&(bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
         };
-        field(b"kiln-sandbox-base-v2");
+        field(b"kiln-sandbox-base-v3");
         field(format!("{maps:?}").as_bytes());
         for layer in base.layers {
             field(layer.diff_id.to_string().as_bytes());

@@ -9,18 +9,22 @@
 //! files of one hard-link group become one file and hard links to it.
 //!
 //! Of the extended attributes on disk only `security.capability` is read back, as Docker does
-//! (`RUN setcap ...`): the kernel stores a capability set inside a user namespace as revision 3,
-//! naming the namespace's root, which means nothing in another namespace, so it enters the
-//! layer as revision 2. A file the command left alone keeps the image's attributes.
+//! (`RUN setcap ...`); the rootfs has the image's capabilities on disk too, so the disk's word
+//! is final (`setcap -r`, and a chown that clears them, count). The kernel stores a capability
+//! set inside a user namespace as revision 3 naming the namespace's root on the host: for the
+//! sandbox's root it enters the layer as revision 2, for another id as revision 3 naming that
+//! id as the sandbox sees it. Other attributes are the image's while the file still looks like
+//! its original (same kind, size and mtime), as after a chmod; a rewritten or replaced file
+//! loses them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::SandboxError;
 use super::idmap::IdMaps;
-use super::materialize::{Before, Original};
+use super::materialize::{Before, Original, capability_on_disk};
+use super::{CAPABILITY_XATTR, SandboxError};
 use crate::digest::Hasher;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, HostStamp, LayerPath, Metadata};
 use crate::rootfs::NodeKind;
@@ -232,18 +236,6 @@ fn next_before(
     Ok(next)
 }
 
-/// Whether the image's extended attributes still apply to what is on disk at `path`: the
-/// sandbox does not read them back, so they stay while the inode and its content are the ones
-/// materialized (a chmod keeps a capability; a rewritten or replaced file loses it, as it would
-/// in Docker).
-fn keeps_xattrs(meta: &std::fs::Metadata, before: &Before) -> bool {
-    meta.ino() == before.inode
-        && (before.kind == NodeKind::Dir
-            || (matches!(before.kind, NodeKind::File { .. })
-                && meta.len() == before.size
-                && (meta.mtime(), meta.mtime_nsec()) == (before.mtime, before.mtime_nsec)))
-}
-
 /// The entry a path on disk stands for (`None` for sockets, which a layer cannot hold).
 fn entry_of(
     input: &SnapshotInput<'_>,
@@ -251,7 +243,7 @@ fn entry_of(
     meta: &std::fs::Metadata,
     before: Option<&Before>,
 ) -> Result<Option<Entry>, SandboxError> {
-    let keep = before.is_some_and(|b| keeps_xattrs(meta, b));
+    let keep = before.is_some_and(|b| same_original(meta, b));
     entry_at(input.root, input.maps, path, meta, before, keep)
 }
 
@@ -270,7 +262,7 @@ fn entry_at(
     let kind = if file_type.is_dir() {
         EntryKind::Dir
     } else if file_type.is_file() {
-        capability = file_capability(&host)?;
+        capability = file_capability(&host, maps)?;
         EntryKind::File(FileContent::HostFile {
             path: host,
             size: meta.len(),
@@ -322,6 +314,13 @@ fn entry_at(
         .filter(|_| keep_xattrs)
         .map(|b| b.meta.xattrs.clone())
         .unwrap_or_default();
+    // The disk has the image's capability, unless the sandbox could not put it there.
+    let not_on_disk = before.is_some_and(|b| {
+        b.meta.xattrs.contains_key(CAPABILITY_XATTR) && capability_on_disk(&b.meta, maps).is_none()
+    });
+    if !not_on_disk {
+        xattrs.remove(CAPABILITY_XATTR);
+    }
     if let Some(capability) = capability {
         xattrs.insert(CAPABILITY_XATTR.to_owned(), capability);
     }
@@ -337,11 +336,9 @@ fn entry_at(
     }))
 }
 
-const CAPABILITY_XATTR: &str = "security.capability";
-
-/// The file capability set on `path`, as revision 2 (`VFS_CAP_REVISION_2`, 20 bytes); `None`
-/// when there is none.
-fn file_capability(path: &Path) -> Result<Option<Vec<u8>>, SandboxError> {
+/// The file capability set on `path` as the image holds it (see the module doc); `None` when
+/// there is none.
+fn file_capability(path: &Path, maps: &IdMaps) -> Result<Option<Vec<u8>>, SandboxError> {
     // Revision 3 is the largest: magic, two (permitted, inheritable) pairs, root id.
     let mut value = [0u8; 24];
     let read = read_xattr(path, c"security.capability", &mut value).map_err(|source| {
@@ -351,7 +348,7 @@ fn file_capability(path: &Path) -> Result<Option<Vec<u8>>, SandboxError> {
             source,
         }
     })?;
-    Ok(read.map(|length| capability_as_revision_2(&value[..length])))
+    Ok(read.map(|length| capability_for_image(&value[..length], maps)))
 }
 
 /// Reads the extended attribute `name` of `path` (a symlink itself, not followed) into
@@ -382,14 +379,21 @@ fn read_xattr(
     Ok(Some(read as usize))
 }
 
-/// A `security.capability` value as revision 2: a revision 3 value loses its root id (the
-/// revision is the high byte of the little-endian magic word); others are kept as they are.
-fn capability_as_revision_2(value: &[u8]) -> Vec<u8> {
+/// A `security.capability` value read on the host as the image holds it: revision 3 (the high
+/// byte of the little-endian magic word) names a root id on the host, which becomes revision 2
+/// when it is the sandbox's root and otherwise names the id inside. Other values are kept.
+fn capability_for_image(value: &[u8], maps: &IdMaps) -> Vec<u8> {
     const REVISION_2_SIZE: usize = 20;
     let mut value = value.to_vec();
     if value.len() == 24 && value[3] == 3 {
-        value[3] = 2;
-        value.truncate(REVISION_2_SIZE);
+        let host_root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
+        match maps.uid_inside(host_root) {
+            0 => {
+                value[3] = 2;
+                value.truncate(REVISION_2_SIZE);
+            }
+            inside => value[20..].copy_from_slice(&inside.to_le_bytes()),
+        }
     }
     value
 }
