@@ -53,6 +53,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 
 /// The persistent cache of one cache directory: step results and the host paths seen.
 pub struct StepCache {
+    dir: PathBuf,
     steps_dir: PathBuf,
     seen_path: PathBuf,
     seen: Mutex<HashSet<PathBuf>>,
@@ -71,6 +72,7 @@ impl StepCache {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         Ok(StepCache {
+            dir: dir.to_owned(),
             steps_dir,
             seen_path,
             seen: Mutex::new(seen),
@@ -224,9 +226,10 @@ impl StepCache {
         };
         for (_, entry) in diff.iter() {
             // A path JSON cannot hold (not UTF-8) is not remembered: it only misses a content
-            // pass.
+            // pass. Nor is a build's scratch file below the cache: its path is new each build.
             if let EntryKind::File(FileContent::HostFile { path, .. }) = &entry.kind
                 && path.to_str().is_some()
+                && !path.starts_with(&self.dir)
                 && seen.insert(path.clone())
                 && let Ok(mut dirty) = self.seen_dirty.lock()
             {
@@ -411,5 +414,17 @@ mod tests {
         let other = dir.path().join("other");
         std::fs::write(&other, b"one").unwrap();
         assert!(!reopened.seen_before(&diff_for(&other, 0)));
+
+        let scratch = dir.path().join("cache/tmp/build-1/f");
+        std::fs::create_dir_all(scratch.parent().unwrap()).unwrap();
+        std::fs::write(&scratch, b"one").unwrap();
+        let extracted = diff_for(&scratch, 0);
+        reopened
+            .record(&key, &extracted, &layer, &options())
+            .unwrap();
+        assert!(
+            !reopened.seen_before(&extracted),
+            "a scratch file of a build is not remembered"
+        );
     }
 }
