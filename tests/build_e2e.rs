@@ -687,6 +687,7 @@ fn command_line_labels_win_over_the_dockerfile_and_iidfile_names_the_config() {
     let output = kiln(&[
         "build",
         "-q",
+        "--pull",
         "--cache-dir",
         work.path().join("cache").to_str().unwrap(),
         "--label",
@@ -738,6 +739,7 @@ fn command_line_mistakes_exit_2() {
         vec!["build", "--bogus-flag", context],
         vec!["build", "--source-date-epoch", "yesterday", context],
         vec!["build", "--label", "no-value", context],
+        vec!["build", "--pull", "--offline", context],
     ] {
         let output = kiln(&args);
         assert_eq!(

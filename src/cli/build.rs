@@ -89,6 +89,10 @@ pub(crate) struct BuildArgs {
     /// Write the image ID (the config digest, `sha256:...`) to FILE, as `docker build` does.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Resolve every base image tag at its registry. kiln always does (a base pinned by digest
+    /// needs no lookup); the flag is taken for `docker build` command lines.
+    #[arg(long, conflicts_with = "offline")]
+    pull: bool,
     /// Write the build result (digests, descriptor) as JSON to this file, like buildx.
     #[arg(long)]
     metadata_file: Option<PathBuf>,
