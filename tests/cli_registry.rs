@@ -1,7 +1,7 @@
 //! The registry commands through the `kiln` binary against a real registry (Debian's
 //! docker-registry on 127.0.0.1): `kiln build --push`, a build `FROM` the pushed image (pulled,
-//! then rebuilt offline from the cache), `kiln push` of an OCI layout, and `kiln pull` with an
-//! export; skopeo reads back the same digests.
+//! then rebuilt offline from the cache), `kiln push` of an OCI layout, `kiln pull` with an
+//! export, and buildx's pushing `--output` types; skopeo reads back the same digests.
 
 #[path = "support/registry.rs"]
 mod registry_support;
@@ -310,4 +310,59 @@ fn pin_follows_a_moved_tag() {
         std::fs::read_to_string(&dockerfile).unwrap(),
         original.replace(&base, &format!("{base}@{second}"))
     );
+}
+
+#[test]
+fn buildx_pushing_outputs_push_to_their_names() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    write_files(
+        work.path(),
+        &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")],
+    );
+    let context = work.path().to_str().unwrap();
+    let cache = work.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let registry_name = reg.reference("kiln/out:registry");
+    let image_name = reg.reference("kiln/out:image");
+    let layout = work.path().join("layout");
+    let digest = kiln_ok(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--provenance=false",
+        "--sbom=false",
+        "--cache-dir",
+        cache,
+        "--output",
+        &format!("type=registry,name={registry_name}"),
+        "--output",
+        &format!("type=image,name={image_name},push=true,oci-mediatypes=true"),
+        "--output",
+        &format!("type=oci,dest={}", layout.display()),
+        context,
+    ]);
+    for name in [&registry_name, &image_name] {
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ]);
+        assert_eq!(registry_support::sha256(&raw), digest.trim(), "{name}");
+    }
+    // The names are the image's names in the layout too, as -t tags would be.
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(index.contains(&registry_name), "{index}");
+
+    for (spec, message) in [
+        ("type=image", "push=true"),
+        ("type=registry,push=false", "always pushes"),
+        ("type=registry,compression=zstd", "`compression`"),
+    ] {
+        let output = kiln(&["build", "--cache-dir", cache, "--output", spec, context]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
 }

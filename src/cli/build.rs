@@ -214,11 +214,17 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     if args.quiet {
         args.progress = ProgressMode::Quiet;
     }
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|spec| parse_output(spec))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut outputs = Vec::new();
+    let mut push_names = Vec::new();
+    for spec in &args.outputs {
+        match registry_output(spec)? {
+            Some(names) => {
+                args.push = true;
+                push_names.extend(names);
+            }
+            None => outputs.push(parse_output(spec)?),
+        }
+    }
     let platform = args
         .platform
         .as_deref()
@@ -265,6 +271,12 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         .cache_dir
         .clone()
         .unwrap_or_else(build::default_cache_dir);
+    // A pushing output's names are the image's names, as -t tags are.
+    for name in expand_tag_templates(&push_names, &args.context)? {
+        if !args.tags.contains(&name) {
+            args.tags.push(name);
+        }
+    }
     if args.push && args.tags.is_empty() {
         return Err(usage(
             "--push needs at least one -t NAME:TAG to push to".to_owned(),
@@ -366,6 +378,45 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", outcome.image.manifest.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// buildx's pushing outputs: `type=registry[,name=REF]...` and `type=image,push=true[,name=REF]`
+/// give the references to push to (none: the `-t` tags); any other output gives `None`.
+fn registry_output(spec: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let mut kind = None;
+    let mut push = None;
+    let mut names = Vec::new();
+    let mut others = Vec::new();
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", value)) => kind = Some(value),
+            Some(("push", value)) => push = Some(value == "true"),
+            Some(("name", value)) => names.push(value.to_owned()),
+            Some((key, _)) => others.push(key),
+            None => others.push(part),
+        }
+    }
+    match (kind, push) {
+        (Some("registry"), Some(false)) => Err(usage(format!(
+            "invalid --output `{spec}`: type=registry always pushes"
+        ))),
+        (Some("registry"), _) | (Some("image"), Some(true)) => {
+            // kiln always writes OCI media types and pushes what it built.
+            if let Some(key) = others.iter().find(|k| **k != "oci-mediatypes") {
+                return Err(usage(format!(
+                    "invalid --output `{spec}`: kiln does not support `{key}` for a pushing \
+                     output (it takes name= and push=)"
+                )));
+            }
+            Ok(Some(names))
+        }
+        (Some("image"), _) => Err(usage(format!(
+            "unsupported --output `{spec}`: type=image without push=true keeps the image in \
+             the builder's store; kiln keeps every image in its cache (--cache-dir) already, \
+             use type=oci,dest=DIR to export it or push=true to push it"
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// The provenance and SBOM statements for a build, signed when a key is given.
