@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::Path;
 use std::process::Command;
@@ -725,6 +726,92 @@ fn command_line_labels_win_over_the_dockerfile_and_iidfile_names_the_config() {
         index["manifests"][0]["digest"].as_str().unwrap(),
         "standard output is the manifest digest"
     );
+}
+
+/// Every path below `root` with what a local export must keep: kind, mode, link target or
+/// content digest (owners are the caller's, as buildx's local exporter writes them).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.unwrap();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let what = if meta.file_type().is_symlink() {
+            format!(
+                "symlink {}",
+                std::fs::read_link(entry.path()).unwrap().display()
+            )
+        } else if meta.is_dir() {
+            format!("dir {:o}", meta.mode() & 0o7777)
+        } else {
+            let content = std::fs::read(entry.path()).unwrap();
+            format!(
+                "file {:o} {} links={}",
+                meta.mode() & 0o7777,
+                kiln::digest::Digest::of(&content),
+                meta.nlink()
+            )
+        };
+        let path = entry.path().strip_prefix(root).unwrap();
+        found.insert(path.display().to_string(), what);
+    }
+    found
+}
+
+#[test]
+fn a_local_output_is_the_filesystem_umoci_unpacks() {
+    let umoci = require_tool("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    write_files(
+        &context,
+        &[("v1/app.txt", "one\n"), ("v2/app.txt", "two\n")],
+    );
+    std::fs::hard_link(context.join("v2/app.txt"), context.join("v2/app-link.txt")).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nCOPY v1/ /srv/\nCOPY --chmod=4750 v2/ /srv/\n\
+         WORKDIR /srv/empty\n",
+    )
+    .unwrap();
+    let layout = work.path().join("layout");
+    let local = work.path().join("local");
+    build_to_layout(
+        &context,
+        &work.path().join("cache"),
+        &layout,
+        "local",
+        &["-o", local.to_str().unwrap()],
+    );
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new(&umoci)
+            .args(["unpack", "--image", &format!("{}:local", layout.display())])
+            .arg(&bundle),
+    );
+    let exported = tree(&local);
+    assert_eq!(exported, tree(&bundle.join("rootfs")));
+    // The later layer's file, with its mode; the hard link kept.
+    assert!(
+        exported["srv/app.txt"].starts_with("file 4750")
+            && exported["srv/app.txt"].ends_with("links=2"),
+        "{exported:#?}"
+    );
+    assert_eq!(exported["bin/sh"], "symlink busybox");
+
+    // A directory with something in it is left alone.
+    let output = kiln(&[
+        "build",
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+        "--output",
+        &format!("type=local,dest={}", local.display()),
+        context.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert_eq!(tree(&local), exported);
 }
 
 #[test]

@@ -128,6 +128,26 @@ fn build_push_pull_and_offline_rebuild() {
     assert_eq!(pulled.trim(), online.trim());
     let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1", exported.display())]);
     assert_eq!(registry_support::sha256(&raw), online.trim());
+
+    // The pulled image's filesystem, unpacked: the base's files and the app's.
+    let unpacked = work.path().join("unpacked");
+    kiln_ok(&[
+        "pull",
+        "--cache-dir",
+        work.path().join("pull-cache").to_str().unwrap(),
+        &target,
+        "-o",
+        unpacked.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read_to_string(unpacked.join("etc/passwd"))
+            .unwrap()
+            .contains("appuser")
+    );
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("home/appuser/app.txt")).unwrap(),
+        "hello\n"
+    );
 }
 
 #[test]

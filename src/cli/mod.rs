@@ -70,6 +70,8 @@ pub(crate) enum OutputKind {
     OciLayout,
     OciArchive,
     DockerArchive,
+    /// The image's filesystem in a directory (buildx's `type=local`).
+    Local,
 }
 
 pub(crate) struct OutputSpec {
@@ -78,6 +80,13 @@ pub(crate) struct OutputSpec {
 }
 
 pub(crate) fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
+    // As in buildx, `-o DIR` is `-o type=local,dest=DIR`.
+    if !spec.contains('=') && !spec.is_empty() && spec != "-" {
+        return Ok(OutputSpec {
+            kind: OutputKind::Local,
+            dest: PathBuf::from(spec),
+        });
+    }
     let mut kind = None;
     let mut dest = None;
     let mut tar = None;
@@ -107,10 +116,11 @@ pub(crate) fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
         ("oci", Some(true)) | ("oci-archive", _) => OutputKind::OciArchive,
         ("oci", _) => OutputKind::OciLayout,
         ("docker-archive" | "docker", _) => OutputKind::DockerArchive,
+        ("local", _) => OutputKind::Local,
         (other, _) => {
             return Err(usage(format!(
                 "unsupported output type `{other}`: kiln writes type=oci (a directory), \
-             type=oci-archive and type=docker-archive"
+             type=oci-archive, type=docker-archive and type=local (the filesystem)"
             )));
         }
     };
@@ -137,9 +147,95 @@ pub(crate) fn write_outputs(
             OutputKind::DockerArchive => {
                 image::archive::write_docker_archive(store, &output.dest, images)
             }
+            OutputKind::Local => {
+                write_local(store, images, &output.dest).with_context(|| {
+                    format!("failed to write the output `{}`", output.dest.display())
+                })?;
+                continue;
+            }
         };
         written
             .with_context(|| format!("failed to write the output `{}`", output.dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes the filesystem of the one image in `images` (its layers applied in order) as the new
+/// directory `dest` (absent or empty), as buildx's local exporter does: modes, links and times
+/// as in the image, every file owned by the caller. Nothing appears at `dest` unless all of it
+/// was written.
+fn write_local(
+    store: &kiln::store::Store,
+    images: &[(image::BuiltImage, Vec<String>)],
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let [(image, _)] = images else {
+        anyhow::bail!(
+            "type=local writes one image's filesystem, not {}",
+            images.len()
+        );
+    };
+    let dest_is_empty_dir = match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                anyhow::bail!(
+                    "`{}` is not empty: type=local writes a new directory, so that nothing of \
+                     an earlier output is left mixed in",
+                    dest.display()
+                );
+            }
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dest.display())),
+    };
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".kiln-local-")
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "failed to create a temp directory in `{}`",
+                parent.display()
+            )
+        })?;
+    let mut fs = kiln::rootfs::lower::LowerFs::new();
+    for layer in &image.layers {
+        fs.push_layer_blob(store, layer)
+            .with_context(|| format!("failed to read layer {}", layer.digest))?;
+    }
+    let devices: Vec<String> = fs
+        .nodes()
+        .filter(|(_, node)| {
+            matches!(
+                node.kind,
+                kiln::rootfs::view::NodeKind::CharDevice(..)
+                    | kiln::rootfs::view::NodeKind::BlockDevice(..)
+            )
+        })
+        .map(|(path, _)| path.absolute())
+        .collect();
+    let root = scratch.path().join("rootfs");
+    let maps = kiln::sandbox::idmap::IdMaps::single(
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    kiln::sandbox::materialize::materialize(&fs, &root, &maps)?;
+    if dest_is_empty_dir {
+        std::fs::remove_dir(dest)
+            .with_context(|| format!("failed to replace `{}`", dest.display()))?;
+    }
+    std::fs::rename(&root, dest)
+        .with_context(|| format!("failed to move the filesystem to `{}`", dest.display()))?;
+    if let Some(first) = devices.first() {
+        eprintln!(
+            "kiln: type=local: {} device node(s) of the image (e.g. {first}) were not written: \
+             only root can create them",
+            devices.len()
+        );
     }
     Ok(())
 }
