@@ -1306,6 +1306,37 @@ fn file_capabilities_reach_the_layer_as_docker_writes_them_and_the_disk_has_the_
 }
 
 #[test]
+fn a_relative_cache_dir_works_in_overlay_mode() {
+    let work = open_tempdir();
+    let layout = base_layout(work.path());
+    let context = work.path().join("rel");
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest\nRUN echo made > /made\n",
+            layout.display()
+        ),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            "relative-cache",
+        ])
+        .args(["-o", "type=oci,dest=relative-out", "rel"])
+        .current_dir(work.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("KILN_SANDBOX_ROOTFS", "overlay")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let listing = layer_listing(&last_layer(&work.path().join("relative-out")));
+    assert!(listing.contains_key("made"), "{listing:#?}");
+}
+
+#[test]
 fn a_capability_for_another_namespace_root_keeps_naming_it() {
     let setcap = require_tool("setcap");
     let work = open_tempdir();

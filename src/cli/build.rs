@@ -271,6 +271,9 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         .cache_dir
         .clone()
         .unwrap_or_else(build::default_cache_dir);
+    // The sandbox names paths below it from other directories (the overlay's layer links).
+    let cache_dir = std::path::absolute(&cache_dir)
+        .with_context(|| format!("invalid --cache-dir `{}`", cache_dir.display()))?;
     // A pushing output's names are the image's names, as -t tags are.
     for name in expand_tag_templates(&push_names, &args.context)? {
         if !args.tags.contains(&name) {

@@ -242,7 +242,12 @@ pub fn materialize_nodes(
         // The image's file capabilities are on disk, so that commands see them and the
         // snapshot can take the disk's word for them.
         let capability = matches!(node.kind, NodeKind::File { .. })
-            .then(|| capability_on_disk(&node.meta, maps).cloned())
+            .then(|| {
+                node.meta
+                    .xattrs
+                    .get(CAPABILITY_XATTR)
+                    .and_then(|value| settable_capability(value, maps))
+            })
             .flatten();
         if uid.is_some() || gid.is_some() || capability.is_some() {
             chowns.push(Chown {
@@ -274,18 +279,27 @@ pub fn materialize_nodes(
     })
 }
 
-/// The file capability of `meta` that the sandbox puts on disk: any but a revision 3 value
-/// naming a root id that has no mapping here (the kernel would refuse it).
-pub fn capability_on_disk<'a>(meta: &'a Metadata, maps: &IdMaps) -> Option<&'a Vec<u8>> {
-    let value = meta.xattrs.get(CAPABILITY_XATTR)?;
-    let settable = match value.get(..24) {
-        Some(v3) if v3[3] == 3 => {
-            let root = u32::from_le_bytes([v3[20], v3[21], v3[22], v3[23]]);
-            maps.uid_to_host(root).is_some()
+/// An image's `security.capability` value as the sandbox sets it on disk (and as it then reads
+/// back): revision 2 as it is, revision 3 as revision 2 when it names root 0 and as it is when
+/// it names a root the id maps hold. `None` for what the kernel would refuse: revision 1, flags
+/// other than "effective", a wrong length, a root with no mapping here.
+pub fn settable_capability(value: &[u8], maps: &IdMaps) -> Option<Vec<u8>> {
+    const REVISION_2_SIZE: usize = 20;
+    let flags_known = |value: &[u8]| value[0] & !1 == 0 && value[1] == 0 && value[2] == 0;
+    match (value.len(), value.get(3)) {
+        (REVISION_2_SIZE, Some(2)) if flags_known(value) => Some(value.to_vec()),
+        (24, Some(3)) if flags_known(value) => {
+            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
+            if root == 0 {
+                let mut revision_2 = value[..REVISION_2_SIZE].to_vec();
+                revision_2[3] = 2;
+                Some(revision_2)
+            } else {
+                maps.uid_to_host(root).map(|_| value.to_vec())
+            }
         }
-        _ => true,
-    };
-    settable.then_some(value)
+        _ => None,
+    }
 }
 
 /// What a component of a mount target's path is.
@@ -375,4 +389,67 @@ pub fn mount_point(
         },
     )?;
     Ok((root.join(resolved.as_str()), created))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::idmap::IdRange;
+
+    fn capability(revision: u8, flags: u8, root: Option<u32>) -> Vec<u8> {
+        let mut value = vec![flags, 0, 0, revision, 0, 0x20, 0, 0];
+        value.extend([0u8; 12]);
+        if let Some(root) = root {
+            value.extend(root.to_le_bytes());
+        }
+        value
+    }
+
+    #[test]
+    fn capabilities_are_set_as_the_kernel_takes_them() {
+        let maps = IdMaps::single(1000, 1000);
+        let v2 = capability(2, 1, None);
+        assert_eq!(settable_capability(&v2, &maps), Some(v2.clone()));
+        assert_eq!(
+            settable_capability(&capability(3, 1, Some(0)), &maps),
+            Some(v2),
+            "revision 3 for root 0 is revision 2"
+        );
+        // Only root (0) is mapped by a single map: root 1000 inside cannot be named.
+        assert_eq!(
+            settable_capability(&capability(3, 1, Some(1000)), &maps),
+            None
+        );
+        let ranges = IdMaps {
+            uids: vec![
+                IdRange {
+                    inside: 0,
+                    outside: 1000,
+                    count: 1,
+                },
+                IdRange {
+                    inside: 1,
+                    outside: 300_000,
+                    count: 65535,
+                },
+            ],
+            ..IdMaps::single(1000, 1000)
+        };
+        let for_1000 = capability(3, 1, Some(1000));
+        assert_eq!(settable_capability(&for_1000, &ranges), Some(for_1000));
+        assert_eq!(
+            settable_capability(&capability(2, 3, None), &maps),
+            None,
+            "unknown flag"
+        );
+        assert_eq!(
+            settable_capability(&[1, 0, 0, 1, 0, 0x20, 0, 0, 0, 0, 0, 0], &maps),
+            None
+        );
+        assert_eq!(
+            settable_capability(&capability(2, 1, Some(0)), &maps),
+            None,
+            "length"
+        );
+    }
 }

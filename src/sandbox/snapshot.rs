@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::idmap::IdMaps;
-use super::materialize::{Before, Original, capability_on_disk};
+use super::materialize::{Before, Original, settable_capability};
 use super::{CAPABILITY_XATTR, SandboxError};
 use crate::digest::Hasher;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, HostStamp, LayerPath, Metadata};
@@ -314,15 +314,21 @@ fn entry_at(
         .filter(|_| keep_xattrs)
         .map(|b| b.meta.xattrs.clone())
         .unwrap_or_default();
-    // The disk has the image's capability, unless the sandbox could not put it there.
-    let not_on_disk = before.is_some_and(|b| {
-        b.meta.xattrs.contains_key(CAPABILITY_XATTR) && capability_on_disk(&b.meta, maps).is_none()
-    });
-    if !not_on_disk {
-        xattrs.remove(CAPABILITY_XATTR);
-    }
-    if let Some(capability) = capability {
-        xattrs.insert(CAPABILITY_XATTR.to_owned(), capability);
+    // The disk has the image's capability as the sandbox set it, unless it could not be set.
+    let image_capability = before
+        .filter(|_| keep_xattrs)
+        .and_then(|b| b.meta.xattrs.get(CAPABILITY_XATTR))
+        .map(|value| settable_capability(value, maps));
+    match (image_capability, capability) {
+        // Unchanged: the image's own bytes stay.
+        (Some(Some(set)), Some(now)) if set == now => {}
+        (Some(None), None) => {}
+        (_, Some(now)) => {
+            xattrs.insert(CAPABILITY_XATTR.to_owned(), now);
+        }
+        (_, None) => {
+            xattrs.remove(CAPABILITY_XATTR);
+        }
     }
     Ok(Some(Entry {
         kind,
