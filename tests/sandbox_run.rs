@@ -1306,6 +1306,74 @@ fn file_capabilities_reach_the_layer_as_docker_writes_them_and_the_disk_has_the_
 }
 
 #[test]
+fn image_capabilities_the_kernel_refuses_or_rewrites_change_nothing() {
+    let setcap = require_tool("setcap");
+    let work = open_tempdir();
+    let busybox = busybox();
+    let program = std::fs::read(&busybox).unwrap();
+    // Files whose capabilities come from a layer written elsewhere: revision 1, and revision 3
+    // naming root 0 (the kernel keeps that one as revision 2).
+    let mut revision_1 = vec![0x01, 0, 0, 0x01];
+    revision_1.extend(CAP_NET_RAW.to_le_bytes());
+    revision_1.extend([0u8; 4]);
+    let archive = work.path().join("base/caps.tar");
+    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (name, value) in [
+        ("bin/v1", revision_1),
+        ("bin/v3-root-0", capability(CAP_NET_RAW, Some(0))),
+    ] {
+        builder
+            .append_pax_extensions([("SCHILY.xattr.security.capability", &value[..])])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(program.len() as u64);
+        header.set_mode(0o755);
+        header.set_mtime(1);
+        builder
+            .append_data(&mut header, name, &program[..])
+            .unwrap();
+    }
+    builder.finish().unwrap();
+    drop(builder);
+    let layout = base_layout_with(work.path(), |root| copy_with_libraries(root, &setcap));
+    let context = work.path().join("refused");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::copy(&archive, context.join("caps.tar")).unwrap();
+    write_dockerfile(
+        &context,
+        &format!(
+            "FROM oci:{}:latest AS withcaps\nADD caps.tar /\n\
+             FROM withcaps\nRUN echo ran > /ran\n",
+            layout.display()
+        ),
+    );
+    let mut digests = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let out = work.path().join(format!("out-{mode}"));
+        digests.push(build_in_mode(
+            &context,
+            &work.path().join(format!("cache-{mode}")),
+            &out,
+            mode,
+        ));
+        let blobs = layer_blobs(&out);
+        assert_eq!(
+            layer_capabilities(&blobs[blobs.len() - 2]).len(),
+            2,
+            "the ADDed layer keeps both values ({mode})"
+        );
+        let run_layer = layer_listing(&blobs[blobs.len() - 1]);
+        assert_eq!(
+            run_layer.keys().collect::<Vec<_>>(),
+            ["ran"],
+            "the RUN changed nothing else ({mode})"
+        );
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
 fn a_relative_cache_dir_works_in_overlay_mode() {
     let work = open_tempdir();
     let layout = base_layout(work.path());
