@@ -80,6 +80,27 @@ fn build_to_layout(
     kiln_ok(&refs).trim().to_owned()
 }
 
+/// A successful `kiln build --progress plain` of `context` into the OCI layout `dest`: the
+/// manifest digest and the build log.
+fn build_logged(cache: &Path, dest: &Path, context: &Path) -> (String, String) {
+    let output = kiln(&[
+        "build",
+        "--progress",
+        "plain",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--output",
+        &format!("type=oci,dest={}", dest.display()),
+        context.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{log}");
+    (
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        log,
+    )
+}
+
 #[test]
 fn busybox_image_runs_under_runc_with_its_config() {
     let work = tempfile::tempdir().unwrap();
@@ -328,27 +349,7 @@ fn step_cache_reuses_layers_and_redoes_only_what_changed() {
         ],
     );
     let cache = work.path().join("cache");
-    let build = |name: &str| {
-        let output = kiln(&[
-            "build",
-            "--progress",
-            "plain",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--output",
-            &format!("type=oci,dest={}", work.path().join(name).display()),
-            context.to_str().unwrap(),
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let build = |name: &str| build_logged(&cache, &work.path().join(name), &context);
     let (first, log) = build("one");
     assert!(log.contains("(2 layers written, 0 cached)"), "{log}");
     let (again, log) = build("two");
@@ -986,24 +987,7 @@ fn copy_from_a_stage_of_stored_layers_is_a_cache_hit_on_rebuild() {
         )],
     );
     let cache = work.path().join("cache");
-    let build = |name: &str| {
-        let output = kiln(&[
-            "build",
-            "--progress",
-            "plain",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--output",
-            &format!("type=oci,dest={}", work.path().join(name).display()),
-            context.to_str().unwrap(),
-        ]);
-        let log = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{log}");
-        (
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            log,
-        )
-    };
+    let build = |name: &str| build_logged(&cache, &work.path().join(name), &context);
     let (first, log) = build("one");
     assert!(log.contains("(1 layers written, 0 cached)"), "{log}");
     let (again, log) = build("two");

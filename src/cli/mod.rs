@@ -189,10 +189,7 @@ fn write_local(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dest.display())),
     };
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = parent_dir(dest);
     let scratch = tempfile::Builder::new()
         .prefix(".kiln-local-")
         .tempdir_in(parent)
@@ -270,13 +267,18 @@ pub(crate) fn write_metadata(path: &Path, value: &serde_json::Value) -> anyhow::
     write_file_atomically(path, text.as_bytes(), "the metadata file")
 }
 
+/// The directory `path` is in (`.` for a bare file name), where its temp files go so that a
+/// rename puts them in place.
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes `bytes` to `path` through a temp file beside it, so `path` is whole or unchanged;
 /// `what` names the file in errors.
 pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let mut temp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("failed to create a temp file in `{}`", dir.display()))?;
     temp.write_all(bytes)?;

@@ -284,22 +284,38 @@ pub fn materialize_nodes(
 /// it names a root the id maps hold. `None` for what the kernel would refuse: revision 1, flags
 /// other than "effective", a wrong length, a root with no mapping here.
 pub fn settable_capability(value: &[u8], maps: &IdMaps) -> Option<Vec<u8>> {
-    const REVISION_2_SIZE: usize = 20;
-    let flags_known = |value: &[u8]| value[0] & !1 == 0 && value[1] == 0 && value[2] == 0;
-    match (value.len(), value.get(3)) {
-        (REVISION_2_SIZE, Some(2)) if flags_known(value) => Some(value.to_vec()),
-        (24, Some(3)) if flags_known(value) => {
-            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
-            if root == 0 {
-                let mut revision_2 = value[..REVISION_2_SIZE].to_vec();
-                revision_2[3] = 2;
-                Some(revision_2)
-            } else {
-                maps.uid_to_host(root).map(|_| value.to_vec())
-            }
-        }
-        _ => None,
+    let well_formed = matches!(
+        (value.len(), value.get(..4)),
+        (CAPABILITY_V2_SIZE, Some([flags, 0, 0, 2])) | (CAPABILITY_V3_SIZE, Some([flags, 0, 0, 3]))
+            if flags & !1 == 0
+    );
+    if !well_formed {
+        return None;
     }
+    remap_capability_root(value, |root| maps.uid_to_host(root).map(|_| root))
+}
+
+const CAPABILITY_V2_SIZE: usize = 20;
+const CAPABILITY_V3_SIZE: usize = 24;
+
+/// `value` with the root id of a revision 3 capability passed through `remap` (`None`: the id
+/// has no counterpart): revision 2 when it becomes 0, revision 3 naming the new id otherwise.
+/// Other values are returned as they are.
+pub fn remap_capability_root(value: &[u8], remap: impl Fn(u32) -> Option<u32>) -> Option<Vec<u8>> {
+    let mut value = value.to_vec();
+    if value.len() != CAPABILITY_V3_SIZE || value[3] != 3 {
+        return Some(value);
+    }
+    let root = remap(u32::from_le_bytes([
+        value[20], value[21], value[22], value[23],
+    ]))?;
+    if root == 0 {
+        value[3] = 2;
+        value.truncate(CAPABILITY_V2_SIZE);
+    } else {
+        value[CAPABILITY_V2_SIZE..].copy_from_slice(&root.to_le_bytes());
+    }
+    Some(value)
 }
 
 /// What a component of a mount target's path is.

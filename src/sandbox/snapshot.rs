@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::idmap::IdMaps;
-use super::materialize::{Before, Original, settable_capability};
+use super::materialize::{Before, Original, remap_capability_root, settable_capability};
 use super::{CAPABILITY_XATTR, SandboxError};
 use crate::digest::Hasher;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, HostStamp, LayerPath, Metadata};
@@ -389,19 +389,8 @@ fn read_xattr(
 /// byte of the little-endian magic word) names a root id on the host, which becomes revision 2
 /// when it is the sandbox's root and otherwise names the id inside. Other values are kept.
 fn capability_for_image(value: &[u8], maps: &IdMaps) -> Vec<u8> {
-    const REVISION_2_SIZE: usize = 20;
-    let mut value = value.to_vec();
-    if value.len() == 24 && value[3] == 3 {
-        let host_root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
-        match maps.uid_inside(host_root) {
-            0 => {
-                value[3] = 2;
-                value.truncate(REVISION_2_SIZE);
-            }
-            inside => value[20..].copy_from_slice(&inside.to_le_bytes()),
-        }
-    }
-    value
+    remap_capability_root(value, |host| Some(maps.uid_inside(host)))
+        .unwrap_or_else(|| value.to_vec())
 }
 
 /// Whether `entry` differs from what its path was: kind, owner, mode, symlink target (a
