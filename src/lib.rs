@@ -13,6 +13,7 @@ pub mod build;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
+pub mod http;
 pub mod image;
 pub mod layer;
 pub mod parallel;

@@ -80,15 +80,36 @@ fn run_debug_dockerfile(file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Diagnostics on standard error. By default only kiln's own warnings, without time stamps;
+/// `KILN_LOG` (or `RUST_LOG`) takes a filter such as `debug` or `kiln=debug,reqwest=trace` for
+/// debugging. Colour only on a terminal, and never with `NO_COLOR` set.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let requested = std::env::var("KILN_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .filter(|filter| !filter.trim().is_empty());
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(requested.is_some());
+    match requested {
+        Some(filter) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init(),
+        // Dependencies' log lines are for debugging, not for users.
+        None => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new("off,kiln=warn"))
+            .without_time()
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let result = match cli.command {
         Command::Build(args) => run_build(*args),
         Command::Push(args) => run_push(args),

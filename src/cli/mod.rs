@@ -15,12 +15,26 @@ use anyhow::Context as _;
 use kiln::image;
 
 /// Flags shared by every command that talks to a registry.
-#[derive(clap::Args, Clone, Default)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct RegistryFlags {
-    /// Talk plain HTTP to this registry (`host[:port]`; loopback registries always are);
-    /// repeatable.
-    #[arg(long = "insecure-registry")]
+    /// Reach this registry (`host[:port]`) as Docker reaches an insecure registry: HTTPS
+    /// without verifying its certificate, else plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
+    /// `--tls-verify=false` treats every registry as insecure (as in buildah, podman, skopeo).
+    #[arg(
+        long = "tls-verify",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    tls_verify: bool,
+    /// Read registry CA certificates (`*.crt`) and the client certificate (`*.cert` + `*.key`)
+    /// from DIR instead of the certs.d directories.
+    #[arg(long = "cert-dir", value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
     /// Use only what is cached; fail naming anything that would need the network.
     #[arg(long)]
     offline: bool,
@@ -38,6 +52,16 @@ impl RegistryFlags {
             .cache_dir(cache_dir.join("registry"));
         for host in &self.insecure_registries {
             options = options.insecure_registry(host);
+        }
+        options = options.tls_verify(self.tls_verify);
+        if let Some(dir) = &self.cert_dir {
+            if !dir.is_dir() {
+                return Err(usage(format!(
+                    "--cert-dir `{}` is not a directory",
+                    dir.display()
+                )));
+            }
+            options = options.cert_dir(dir);
         }
         let conf = self
             .registries_conf

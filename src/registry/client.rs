@@ -5,15 +5,22 @@
 //! follows redirects of GET/HEAD by hand so `Authorization` never reaches another host, answers
 //! a 401 by running the challenge (token request with every scope the operation needs) and
 //! trying once more, and retries transport errors, 408, 429 (honouring `Retry-After`) and 5xx
-//! with exponential backoff and jitter. Request bodies are described by [`Body`], which can be
-//! rebuilt for each attempt: file bodies are reopened from the store.
+//! with exponential backoff and jitter, one line on standard error per retry. Certificate and
+//! name-resolution failures are not retried: waiting does not fix them. Request bodies are
+//! described by [`Body`], which can be rebuilt for each attempt: file bodies are reopened from
+//! the store.
+//!
+//! The HTTP client comes from [`crate::http`] with the registry's own trust (its certs.d
+//! directory). Loopback and insecure registries are tried over HTTPS first and switch to plain
+//! HTTP when the port does not speak TLS (remembered for the process); a redirect from HTTPS to
+//! plain HTTP is refused.
 //!
 //! Errors name the URL and status and carry the registry's own error code and message; they
 //! never contain a credential (tokens and passwords live only in headers marked sensitive).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,9 +29,10 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::{self, Challenge, Credential, Token};
-use super::reference::{DOCKER_HUB, Reference};
+use super::reference::{DOCKER_HUB, Reference, Transport};
 use super::{RegistryError, RegistryOptions, Reporter, RetryPolicy};
 use crate::digest::Digest;
+use crate::http::{self, FailureKind, Trust};
 
 /// Redirects followed for one request before giving up.
 const MAX_REDIRECTS: usize = 5;
@@ -73,8 +81,15 @@ struct AuthState {
 /// A connection to one registry for one operation (a pull, a push to one repository).
 pub(crate) struct Session {
     http: reqwest::Client,
-    /// `http://127.0.0.1:5000` or `https://registry-1.docker.io`.
+    /// `https://127.0.0.1:5000/` or `https://registry-1.docker.io/` (always HTTPS: a switch to
+    /// plain HTTP is applied to each URL, see [`Session::effective`]).
     base: Url,
+    /// `host[:port]` of `base`.
+    api_host: String,
+    /// HTTPS only, or HTTPS then plain HTTP.
+    transport: Transport,
+    /// What the client trusts (for hints naming the certs.d directory).
+    trust: Trust,
     /// The registry's name as in references (`docker.io`), for credentials and messages.
     registry: String,
     credential: Option<Credential>,
@@ -85,59 +100,36 @@ pub(crate) struct Session {
     pub(crate) reporter: Arc<dyn Reporter>,
 }
 
-/// A transport error described with its causes (reqwest's top-level message alone says little).
+/// A transport error in words (for callers that only report it).
 pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
-    let mut text = e.without_url_ref().to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
+    http::classify(e).detail
 }
 
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
+/// API hosts found to speak plain HTTP, remembered for the process so each operation does not
+/// knock on the TLS port again.
+fn plain_http_hosts() -> &'static Mutex<HashSet<String>> {
+    static HOSTS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    HOSTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        // The URL is already part of kiln's message; keep reqwest's kind only.
-        if self.is_connect() {
-            "connection failed".to_owned()
-        } else if self.is_timeout() {
-            "timed out".to_owned()
-        } else if self.is_body() || self.is_request() {
-            "request failed".to_owned()
-        } else if self.is_decode() {
-            "response could not be decoded".to_owned()
-        } else {
-            "network error".to_owned()
-        }
-    }
+fn is_plain_http(api_host: &str) -> bool {
+    plain_http_hosts()
+        .lock()
+        .map(|hosts| hosts.contains(api_host))
+        .unwrap_or(false)
 }
 
-fn http_client() -> Result<reqwest::Client, RegistryError> {
-    // reqwest is built without a default crypto provider (ring is smaller to build than aws-lc);
-    // installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        // A connection that makes no progress for this long is dead; retries take over.
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| RegistryError::Connect {
-            action: "create an HTTP client for".to_owned(),
-            url: "(all registries)".to_owned(),
-            detail: describe_transport(&e),
-            hint: None,
-        })
+fn http_client(trust: &Trust, registry: &str) -> Result<reqwest::Client, RegistryError> {
+    http::async_client(
+        trust,
+        http::Redirects::Manual,
+        http::Timeouts {
+            // A connection that makes no progress for this long is dead; retries take over.
+            connect: Duration::from_secs(30),
+            idle: Duration::from_secs(120),
+        },
+    )
+    .map_err(|e| RegistryError::Usage(format!("registry `{registry}`: {e}")))
 }
 
 /// The registry's error body (`{"errors":[{"code","message"}]}`) as one line, or a short
@@ -207,7 +199,7 @@ impl Session {
         Session::for_registry(
             reference.registry(),
             reference.api_host(),
-            reference.scheme(&options.insecure),
+            options.transport(reference),
             scopes,
             options,
         )
@@ -216,19 +208,25 @@ impl Session {
     fn for_registry(
         registry: &str,
         api_host: &str,
-        scheme: super::reference::Scheme,
+        transport: Transport,
         scopes: Vec<String>,
         options: &RegistryOptions,
     ) -> Result<Session, RegistryError> {
-        let base_text = format!("{}://{api_host}/", scheme.as_str());
+        let base_text = format!("https://{api_host}/");
         let base = Url::parse(&base_text).map_err(|e| {
             RegistryError::Usage(format!(
                 "registry `{registry}` does not make a valid URL `{base_text}`: {e}"
             ))
         })?;
+        let trust = Trust::for_registry(registry, options.cert_dir.as_deref())
+            .map_err(|e| RegistryError::Usage(format!("registry `{registry}`: {e}")))?
+            .skip_verify(transport == Transport::Insecure);
         Ok(Session {
-            http: http_client()?,
+            http: http_client(&trust, registry)?,
             base,
+            api_host: api_host.to_owned(),
+            transport,
+            trust,
             registry: registry.to_owned(),
             credential: auth::lookup(registry, options)?,
             scopes,
@@ -247,7 +245,7 @@ impl Session {
         let session = Session::for_registry(
             registry,
             probe.api_host(),
-            probe.scheme(&options.insecure),
+            options.transport(&probe),
             Vec::new(),
             options,
         )?;
@@ -268,13 +266,57 @@ impl Session {
 
     /// `<base>/<path>` (path without the leading `/`).
     pub(crate) fn url(&self, path: &str) -> Result<Url, RegistryError> {
-        self.base.join(path).map_err(|e| {
+        let url = self.base.join(path).map_err(|e| {
             RegistryError::Usage(format!("bad URL path `{path}` on `{}`: {e}", self.base))
-        })
+        })?;
+        Ok(self.effective(&url))
+    }
+
+    /// Whether this registry may be spoken to in plain HTTP when its port does not speak TLS.
+    fn may_use_plain_http(&self) -> bool {
+        self.transport != Transport::Https
+    }
+
+    /// `url` with the scheme this registry is spoken to in: plain HTTP once its port was found
+    /// not to speak TLS.
+    fn effective(&self, url: &Url) -> Url {
+        let mut url = url.clone();
+        if self.may_use_plain_http()
+            && url.scheme() == "https"
+            && url.origin() == self.base.origin()
+            && is_plain_http(&self.api_host)
+        {
+            // Infallible for an http(s) URL; on failure the URL stays HTTPS.
+            let _ = url.set_scheme("http");
+        }
+        url
     }
 
     fn same_origin(&self, url: &Url) -> bool {
-        url.origin() == self.base.origin()
+        if url.origin() == self.base.origin() {
+            return true;
+        }
+        let mut plain = self.base.clone();
+        self.may_use_plain_http()
+            && plain.set_scheme("http").is_ok()
+            && url.origin() == plain.origin()
+    }
+
+    /// Whether a failed HTTPS attempt on `url` should be repeated in plain HTTP: for a
+    /// loopback registry when the port does not speak TLS; for an insecure registry whenever
+    /// HTTPS failed in a way plain HTTP on the same port might not.
+    fn falls_back_to_plain_http(&self, url: &Url, failure: &http::Failure) -> bool {
+        if url.scheme() != "https" || url.origin() != self.base.origin() {
+            return false;
+        }
+        match self.transport {
+            Transport::Https => false,
+            Transport::HttpsOrPlain => failure.kind == FailureKind::NotTls,
+            Transport::Insecure => !matches!(
+                failure.kind,
+                FailureKind::Dns | FailureKind::Refused | FailureKind::Timeout
+            ),
+        }
     }
 
     fn scope_key(&self, extra: Option<&str>) -> Vec<String> {
@@ -425,9 +467,11 @@ impl Session {
         headers: &[(&str, String)],
         body: &Body,
     ) -> Result<Result<reqwest::Response, reqwest::Error>, RegistryError> {
-        let mut url = url.clone();
+        let mut url = self.effective(url);
         let mut method = method.clone();
-        for _ in 0..=MAX_REDIRECTS {
+        let mut tried_plain_http = false;
+        let mut redirects = 0;
+        while redirects <= MAX_REDIRECTS {
             let mut request = self.http.request(method.clone(), url.clone());
             if self.same_origin(&url)
                 && let Some(value) = self.authorization().await?
@@ -445,7 +489,19 @@ impl Session {
             }
             let response = match request.send().await {
                 Ok(response) => response,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => {
+                    if !tried_plain_http && self.falls_back_to_plain_http(&url, &http::classify(&e))
+                    {
+                        tried_plain_http = true;
+                        tracing::debug!(host = %self.api_host, "no TLS on this port; using plain HTTP");
+                        if let Ok(mut hosts) = plain_http_hosts().lock() {
+                            hosts.insert(self.api_host.clone());
+                        }
+                        url = self.effective(&url);
+                        continue;
+                    }
+                    return Ok(Err(e));
+                }
             };
             let follow =
                 matches!(method, Method::GET | Method::HEAD) && response.status().is_redirection();
@@ -455,13 +511,23 @@ impl Session {
             let Some(location) = header_str(response.headers(), "location") else {
                 return Ok(Ok(response));
             };
-            url = url.join(&location).map_err(|e| RegistryError::Status {
+            let next = url.join(&location).map_err(|e| RegistryError::Status {
                 method: method.to_string(),
                 url: url.to_string(),
                 status: response.status().as_u16(),
                 detail: Some(format!("redirect to an invalid Location `{location}`: {e}")),
                 hint: None,
             })?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(RegistryError::Connect {
+                    action: method.to_string(),
+                    url: url.to_string(),
+                    detail: format!("refused a redirect from HTTPS to plain HTTP (`{next}`)"),
+                    hint: Some("a redirect never lowers the protection of a request; fix the registry's or its storage's redirect URL".to_owned()),
+                });
+            }
+            url = next;
+            redirects += 1;
             if response.status() == StatusCode::SEE_OTHER {
                 method = Method::GET;
             }
@@ -497,20 +563,24 @@ impl Session {
             let response = match self.send_once(&method, &url, headers, &body).await? {
                 Ok(response) => response,
                 Err(e) => {
-                    if attempt < attempts {
+                    let failure = http::classify(&e);
+                    let shown = self.effective(&url);
+                    if attempt < attempts && failure.kind.is_transient() {
                         let delay = self.backoff(attempt);
-                        tracing::warn!(%url, %method, error = %describe_transport(&e), ?delay, "registry request failed; retrying");
+                        http::report_retry(
+                            delay,
+                            attempt + 1,
+                            attempts,
+                            &format!("{} from {shown}", failure.detail),
+                        );
                         tokio::time::sleep(delay).await;
                         continue;
                     }
                     return Err(RegistryError::Connect {
                         action: method.to_string(),
-                        url: url.to_string(),
-                        detail: describe_transport(&e),
-                        hint: (e.is_connect()).then(|| format!(
-                            "is the registry `{}` running and reachable? (use --insecure-registry for a plain-HTTP registry)",
-                            self.registry
-                        )),
+                        url: shown.to_string(),
+                        hint: http::hint(&failure, &self.api_host, Some(&self.trust)),
+                        detail: failure.detail,
                     });
                 }
             };
@@ -537,7 +607,12 @@ impl Session {
                 }
                 if attempt < attempts {
                     let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    tracing::warn!(%url, %method, status = status.as_u16(), ?delay, "registry answered with a retryable status; retrying");
+                    http::report_retry(
+                        delay,
+                        attempt + 1,
+                        attempts,
+                        &format!("{} from {}", status.as_u16(), self.effective(&url)),
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }

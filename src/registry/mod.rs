@@ -311,6 +311,8 @@ pub enum UploadMode {
 #[derive(Clone)]
 pub struct RegistryOptions {
     insecure: Vec<String>,
+    cert_dir: Option<PathBuf>,
+    tls_verify: bool,
     config_dir: Option<PathBuf>,
     credentials: Vec<(String, Credential)>,
     use_environment: bool,
@@ -328,6 +330,8 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             insecure: Vec::new(),
+            cert_dir: None,
+            tls_verify: true,
             config_dir: None,
             credentials: Vec::new(),
             use_environment: true,
@@ -348,6 +352,8 @@ impl std::fmt::Debug for RegistryOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryOptions")
             .field("insecure", &self.insecure)
+            .field("cert_dir", &self.cert_dir)
+            .field("tls_verify", &self.tls_verify)
             .field("config_dir", &self.config_dir)
             .field(
                 "credentials",
@@ -370,11 +376,35 @@ impl std::fmt::Debug for RegistryOptions {
 }
 
 impl RegistryOptions {
-    /// Talk plain HTTP to `host` (`host` or `host:port`, as in `--insecure-registry`). Default:
-    /// none; loopback hosts always use HTTP.
+    /// Treat `host` (`host` or `host:port`) as Docker treats an `--insecure-registry`: HTTPS
+    /// without verifying its certificate, else plain HTTP. Default: none (loopback hosts use
+    /// verified HTTPS, or plain HTTP when their port does not speak TLS).
     pub fn insecure_registry(mut self, host: &str) -> Self {
         self.insecure.push(host.to_ascii_lowercase());
         self
+    }
+
+    /// Read CA certificates (`*.crt`) and the client certificate (`*.cert` + `*.key`) for
+    /// every registry from `dir` instead of the certs.d directories (`--cert-dir`). Default:
+    /// the certs.d lookup of [`crate::http`].
+    pub fn cert_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cert_dir = Some(dir.into());
+        self
+    }
+
+    /// `false` treats every registry as insecure (`--tls-verify=false`). Default: true.
+    pub fn tls_verify(mut self, yes: bool) -> Self {
+        self.tls_verify = yes;
+        self
+    }
+
+    /// How `reference`'s registry is reached.
+    pub(crate) fn transport(&self, reference: &Reference) -> reference::Transport {
+        if self.tls_verify {
+            reference.transport(&self.insecure)
+        } else {
+            reference::Transport::Insecure
+        }
     }
 
     /// Read (and, for [`login`], write) `config.json` in `dir`. Default: `$DOCKER_CONFIG`,
@@ -440,7 +470,8 @@ impl RegistryOptions {
 
     /// Where registries really live (containers-registries.conf `[[registry]]` tables): every
     /// pull and push goes to the location a reference maps to, pulls try its mirrors first,
-    /// and insecure locations speak plain HTTP. Default: no remapping.
+    /// and insecure locations are treated as `--insecure-registry` hosts. Default: no
+    /// remapping.
     pub fn registry_map(mut self, map: RegistryMap) -> Self {
         self.insecure.extend(map.insecure_hosts());
         self.map = Arc::new(map);

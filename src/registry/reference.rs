@@ -6,8 +6,10 @@
 //! by the API host `registry-1.docker.io`. A digest pins the image exactly and wins over a tag
 //! (`name:tag@sha256:...` keeps the tag for display only). No tag and no digest means `latest`.
 //!
-//! [`Reference::scheme`] decides HTTP vs HTTPS: loopback registries (`localhost`, 127.0.0.0/8,
-//! `[::1]`) use plain HTTP as Docker does, any other host HTTPS unless it is listed as insecure.
+//! [`Reference::transport`] decides how to reach the registry, as Docker does: HTTPS with a
+//! verified certificate; for loopback registries (`localhost`, 127.0.0.0/8, `[::1]`) plain HTTP
+//! when the port does not speak TLS; for insecure registries HTTPS without verification, then
+//! plain HTTP.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -43,21 +45,15 @@ pub struct ReferenceError {
 
 /// How kiln talks to a registry host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheme {
-    /// TLS (the default for every non-loopback host).
+pub enum Transport {
+    /// HTTPS with the certificate verified (every host not listed below).
     Https,
-    /// Plain HTTP (loopback hosts, and hosts listed with `--insecure-registry`).
-    Http,
-}
-
-impl Scheme {
-    /// `http` or `https`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Https => "https",
-            Scheme::Http => "http",
-        }
-    }
+    /// HTTPS with the certificate verified, or plain HTTP when the port does not speak TLS
+    /// (loopback hosts).
+    HttpsOrPlain,
+    /// HTTPS without verifying the certificate, else plain HTTP (hosts listed with
+    /// `--insecure-registry`, `insecure = true`, or every host with `--tls-verify=false`).
+    Insecure,
 }
 
 impl Reference {
@@ -144,18 +140,20 @@ impl Reference {
         host_is_loopback(&self.registry)
     }
 
-    /// HTTP for loopback hosts and for hosts in `insecure` (compared with the registry name,
-    /// with and without its port), HTTPS otherwise.
-    pub fn scheme(&self, insecure: &[String]) -> Scheme {
+    /// [`Transport::Insecure`] for hosts in `insecure` (compared with the registry name, with
+    /// and without its port), [`Transport::HttpsOrPlain`] for loopback hosts,
+    /// [`Transport::Https`] otherwise.
+    pub fn transport(&self, insecure: &[String]) -> Transport {
         let host_only = split_port(&self.registry).0;
-        if self.is_loopback()
-            || insecure
-                .iter()
-                .any(|h| h == &self.registry || h == host_only)
+        if insecure
+            .iter()
+            .any(|h| h == &self.registry || h == host_only)
         {
-            Scheme::Http
+            Transport::Insecure
+        } else if self.is_loopback() {
+            Transport::HttpsOrPlain
         } else {
-            Scheme::Https
+            Transport::Https
         }
     }
 }
@@ -555,23 +553,28 @@ mod tests {
     }
 
     #[test]
-    fn schemes() {
-        let insecure = vec!["reg.internal:5000".to_owned(), "plain.example".to_owned()];
-        let cases: &[(&str, Scheme)] = &[
-            ("127.0.0.1:5000/a", Scheme::Http),
-            ("127.1.2.3/a", Scheme::Http),
-            ("localhost:1234/a", Scheme::Http),
-            ("[::1]:5000/a", Scheme::Http),
-            ("ghcr.io/a/b", Scheme::Https),
-            ("alpine", Scheme::Https),
-            ("reg.internal:5000/a", Scheme::Http),
-            ("reg.internal:6000/a", Scheme::Https),
-            ("plain.example:8080/a", Scheme::Http),
-            ("10.0.0.1:5000/a", Scheme::Https),
+    fn transports() {
+        let insecure = vec![
+            "reg.internal:5000".to_owned(),
+            "plain.example".to_owned(),
+            "127.0.0.1:7000".to_owned(),
         ];
-        for (input, scheme) in cases {
+        let cases: &[(&str, Transport)] = &[
+            ("127.0.0.1:5000/a", Transport::HttpsOrPlain),
+            ("127.1.2.3/a", Transport::HttpsOrPlain),
+            ("localhost:1234/a", Transport::HttpsOrPlain),
+            ("[::1]:5000/a", Transport::HttpsOrPlain),
+            ("127.0.0.1:7000/a", Transport::Insecure),
+            ("ghcr.io/a/b", Transport::Https),
+            ("alpine", Transport::Https),
+            ("reg.internal:5000/a", Transport::Insecure),
+            ("reg.internal:6000/a", Transport::Https),
+            ("plain.example:8080/a", Transport::Insecure),
+            ("10.0.0.1:5000/a", Transport::Https),
+        ];
+        for (input, transport) in cases {
             let r: Reference = input.parse().unwrap();
-            assert_eq!(r.scheme(&insecure), *scheme, "{input}");
+            assert_eq!(r.transport(&insecure), *transport, "{input}");
         }
     }
 }

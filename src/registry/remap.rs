@@ -5,7 +5,8 @@
 //! matches a reference's `registry/repository` at a `/` boundary; the longest match wins. Its
 //! `location` replaces the prefix for every operation (pull and push), so a pipeline written
 //! for `ghcr.io/acme/app` runs unchanged against a registry on 127.0.0.1. `insecure = true`
-//! means plain HTTP to the location and its mirrors, `blocked = true` refuses the prefix,
+//! makes the location (or mirror) an insecure registry as Docker means it: HTTPS without
+//! verifying the certificate, else plain HTTP, `blocked = true` refuses the prefix,
 //! `[[registry.mirror]]` entries are tried in order before the location when pulling
 //! (`pull-from-mirror = "all" | "digest-only" | "tag-only"`, default `all`).
 //!

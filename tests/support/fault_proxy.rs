@@ -78,6 +78,13 @@ fn serve(
     _lock: &Mutex<()>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
+    // A TLS handshake (kiln tries HTTPS first on loopback): answered as a plain-HTTP server
+    // answers it, and not counted as a request.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        let mut client = client;
+        client.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut headers = Vec::new();
