@@ -419,9 +419,22 @@ pub struct Failure {
 
 /// Classifies `error` by walking its causes.
 pub fn classify(error: &reqwest::Error) -> Failure {
+    // reqwest's own message names the URL, which may carry credentials: its kind in words
+    // stands in until a cause says more.
+    let mut innermost = if error.is_connect() {
+        "connection failed"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_decode() {
+        "the response could not be decoded"
+    } else if error.is_redirect() {
+        "redirect failed"
+    } else {
+        "request failed"
+    }
+    .to_owned();
     let mut kind = None;
-    let mut innermost = String::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if kind.is_none() {
             kind = classify_cause(cause);
@@ -465,13 +478,7 @@ pub fn classify(error: &reqwest::Error) -> Failure {
         FailureKind::Refused => "connection refused: nothing listens on that port".to_owned(),
         FailureKind::Timeout => "no answer in time".to_owned(),
         FailureKind::Downgrade => innermost.clone(),
-        FailureKind::Other => {
-            if innermost.is_empty() {
-                "network error".to_owned()
-            } else {
-                innermost.clone()
-            }
-        }
+        FailureKind::Other => innermost.clone(),
     };
     Failure { kind, detail }
 }
@@ -516,6 +523,15 @@ fn classify_io(io: &std::io::Error) -> Option<FailureKind> {
     }
 }
 
+/// `registry.example` from rustls's `DnsName("registry.example")` (names are shown as the
+/// user wrote them in the certificate request).
+fn bare_name(presented: &str) -> String {
+    match (presented.find("(\""), presented.rfind("\")")) {
+        (Some(start), Some(end)) if start + 2 <= end => presented[start + 2..end].to_owned(),
+        _ => presented.to_owned(),
+    }
+}
+
 fn classify_tls(error: &rustls::Error) -> FailureKind {
     use rustls::AlertDescription;
     match error {
@@ -523,7 +539,7 @@ fn classify_tls(error: &rustls::Error) -> FailureKind {
             CertificateError::UnknownIssuer => FailureKind::UnknownCa,
             CertificateError::NotValidForName => FailureKind::NameMismatch(Vec::new()),
             CertificateError::NotValidForNameContext { presented, .. } => {
-                FailureKind::NameMismatch(presented.clone())
+                FailureKind::NameMismatch(presented.iter().map(|n| bare_name(n)).collect())
             }
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
@@ -601,6 +617,15 @@ mod tests {
         assert!(shown[n - 1].ends_with("etc/docker/certs.d/reg.example:5000"));
         assert!(certs_d_candidates("../x").is_empty());
         assert!(certs_d_candidates("..").is_empty());
+    }
+
+    #[test]
+    fn presented_names_are_shown_bare() {
+        assert_eq!(
+            bare_name("DnsName(\"registry.example\")"),
+            "registry.example"
+        );
+        assert_eq!(bare_name("127.0.0.1"), "127.0.0.1");
     }
 
     #[test]

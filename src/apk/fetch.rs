@@ -145,15 +145,14 @@ impl Fetcher {
         let client = match self.client.get() {
             Some(client) => client,
             None => {
-                // reqwest is built without a default crypto provider (see the registry
-                // client); installing it twice is harmless.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let client = reqwest::blocking::Client::builder()
-                    .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(Duration::from_secs(30))
-                    .timeout(Duration::from_secs(600))
-                    .build()
-                    .map_err(|e| fetch_error(uri, e.to_string()))?;
+                let client = crate::http::blocking_client(
+                    &crate::http::Trust::system(),
+                    crate::http::Timeouts {
+                        connect: Duration::from_secs(30),
+                        idle: Duration::from_secs(600),
+                    },
+                )
+                .map_err(|e| fetch_error(uri, e.to_string()))?;
                 self.client.get_or_init(|| client)
             }
         };
@@ -178,7 +177,20 @@ impl Fetcher {
                 Ok(response) => {
                     return Err(fetch_error(uri, format!("HTTP {}", response.status())));
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    let failure = crate::http::classify(&e);
+                    let host = reqwest::Url::parse(uri)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    last = match crate::http::hint(&failure, &host, None) {
+                        Some(hint) => format!("{}; {hint}", failure.detail),
+                        None => failure.detail.clone(),
+                    };
+                    if !failure.kind.is_transient() {
+                        break;
+                    }
+                }
             }
         }
         Err(fetch_error(uri, last))

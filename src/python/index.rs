@@ -420,18 +420,17 @@ impl IndexClient {
         if let Some(client) = locked(&self.http).as_ref() {
             return Ok(client.clone());
         }
-        // reqwest is built without a default crypto provider (see the registry client);
-        // installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::blocking::Client::builder()
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| IndexError::Http {
-                url: String::new(),
-                problem: format!("cannot create the HTTP client: {e}"),
-            })?;
+        let client = crate::http::blocking_client(
+            &crate::http::Trust::system(),
+            crate::http::Timeouts {
+                connect: Duration::from_secs(30),
+                idle: Duration::from_secs(300),
+            },
+        )
+        .map_err(|e| IndexError::Http {
+            url: String::new(),
+            problem: e.to_string(),
+        })?;
         *locked(&self.http) = Some(client.clone());
         Ok(client)
     }
@@ -475,10 +474,14 @@ impl IndexClient {
                     }
                 }
                 Err(e) => {
-                    let retry = e.is_connect() || e.is_timeout() || e.is_request();
                     // reqwest's message includes the URL; show ours (without credentials).
-                    last = error_chain(&e.without_url());
-                    if !retry {
+                    let failure = crate::http::classify(&e);
+                    let hint = crate::http::hint(&failure, url.host_str().unwrap_or(""), None);
+                    last = match hint {
+                        Some(hint) => format!("{}; {hint}", failure.detail),
+                        None => failure.detail.clone(),
+                    };
+                    if !failure.kind.is_transient() {
                         break;
                     }
                 }
@@ -663,18 +666,6 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// An error and its causes, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 fn copy_hashing(

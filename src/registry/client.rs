@@ -416,7 +416,7 @@ impl Session {
         };
         RegistryError::Unauthorized {
             method: method.to_string(),
-            url: url.to_string(),
+            url: self.effective(url).to_string(),
             status,
             detail,
             hint,
@@ -571,7 +571,7 @@ impl Session {
                             delay,
                             attempt + 1,
                             attempts,
-                            &format!("{} from {shown}", failure.detail),
+                            &format!("{shown}: {}", failure.detail),
                         );
                         tokio::time::sleep(delay).await;
                         continue;
@@ -641,7 +641,7 @@ impl Session {
             )
         };
         RegistryError::RateLimited {
-            url: url.to_string(),
+            url: self.effective(url).to_string(),
             limit,
             remaining,
             hint,
@@ -710,7 +710,7 @@ impl Session {
         };
         RegistryError::Status {
             method: method.to_owned(),
-            url: url.to_string(),
+            url: self.effective(url).to_string(),
             status,
             detail,
             hint,

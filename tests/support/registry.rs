@@ -90,12 +90,18 @@ fn run(command: &mut Command) -> Vec<u8> {
 impl TestRegistry {
     /// Starts a registry with `auth`; returns once it accepts connections.
     pub fn start(auth: Auth) -> TestRegistry {
+        TestRegistry::start_with_http(auth, "")
+    }
+
+    /// Starts a registry with `auth` and `http_extra` added to its `http:` section (indented
+    /// by two spaces, e.g. `  tls:\n    certificate: ...\n`).
+    pub fn start_with_http(auth: Auth, http_extra: &str) -> TestRegistry {
         let binary = require_tool("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let data = dir.path().join("data");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n{http_extra}",
             data.display()
         );
         let mut token = None;

@@ -1,0 +1,572 @@
+//! The `kiln` binary against Debian's docker-registry serving HTTPS with a private CA made by
+//! openssl in the test: trust from each certs.d location (the `/etc` ones through
+//! `KILN_CERTS_D_PREFIX`), `--cert-dir` and `SSL_CERT_FILE`; mutual TLS; insecure registries
+//! (`--insecure-registry`, `--tls-verify=false`, registries.conf `insecure = true`) against a
+//! self-signed HTTPS registry and a plain-HTTP one; and the exact standard error of each
+//! failure kind (no colour when piped, one line per retry, the fix on the last line).
+
+#[path = "support/registry.rs"]
+mod registry_support;
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use registry_support::{Auth, TestRegistry, require_tool};
+use support::write_files;
+
+/// Keys and certificates made by openssl for one test.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn openssl(args: &[&str], cwd: &Path) {
+    require_tool("openssl");
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Pki {
+    /// A CA (`ca.crt`) in `dir`.
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kiln test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+            dir,
+        );
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// `NAME.crt` + `NAME.key` signed by the CA with `extensions` (an openssl extension file).
+    fn issue(&self, name: &str, extensions: &str) -> (PathBuf, PathBuf) {
+        let ext = format!("{name}.ext");
+        std::fs::write(self.dir.join(&ext), extensions).unwrap();
+        openssl(
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+            &self.dir,
+        );
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &format!("{name}.crt"),
+            ],
+            &self.dir,
+        );
+        (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        )
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost.
+    fn server(&self) -> (PathBuf, PathBuf) {
+        self.issue(
+            "server",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+    }
+}
+
+/// docker-registry on HTTPS with `cert`/`key`, requiring client certificates signed by
+/// `client_ca` when given.
+fn tls_registry(cert: &Path, key: &Path, client_ca: Option<&Path>) -> TestRegistry {
+    let mut http = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    if let Some(ca) = client_ca {
+        http.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+    }
+    TestRegistry::start_with_http(Auth::None, &http)
+}
+
+/// A sandbox for one kiln run: its own HOME, certs.d prefix and cache.
+struct Env {
+    root: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+    fn prefix(&self) -> PathBuf {
+        self.root.path().join("sysroot")
+    }
+    fn cache(&self) -> PathBuf {
+        self.root.path().join("cache")
+    }
+
+    /// Runs kiln with this HOME and certs.d prefix, no `SSL_CERT_FILE` unless in `env`.
+    fn kiln(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
+        std::fs::create_dir_all(self.home()).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(args)
+            .env("HOME", self.home())
+            .env("KILN_CERTS_D_PREFIX", self.prefix())
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("KILN_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("start kiln")
+    }
+
+    fn kiln_ok(&self, args: &[&str], env: &[(&str, &Path)]) -> String {
+        let output = self.kiln(args, env);
+        assert!(
+            output.status.success(),
+            "kiln {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Pushes a small image built FROM scratch to `reference`; returns its digest.
+    fn push_image(&self, reference: &str, extra: &[&str], env: &[(&str, &Path)]) -> String {
+        let context = self.root.path().join("context");
+        write_files(
+            &context,
+            &[
+                ("hello.txt", "hello over TLS\n"),
+                ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+            ],
+        );
+        let cache = self.cache();
+        let mut args = vec![
+            "build",
+            "--progress",
+            "quiet",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-t",
+            reference,
+            "--push",
+        ];
+        args.extend_from_slice(extra);
+        args.push(context.to_str().unwrap());
+        self.kiln_ok(&args, env).trim().to_owned()
+    }
+
+    fn pull(&self, reference: &str, extra: &[&str], env: &[(&str, &Path)]) -> Output {
+        let cache = self.root.path().join("pull-cache");
+        let mut args = vec!["pull", "--cache-dir", cache.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(reference);
+        self.kiln(&args, env)
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn copy_into(dir: &Path, files: &[(&Path, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (from, name) in files {
+        std::fs::copy(from, dir.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn the_ca_is_trusted_from_each_certs_d_location_cert_dir_and_ssl_cert_file() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let (cert, key) = pki.server();
+    let reg = tls_registry(&cert, &key, None);
+    let host = reg.host();
+
+    // Pushed with the CA from SSL_CERT_FILE.
+    let pusher = Env::new();
+    let reference = reg.reference("tls/app:1");
+    let digest = pusher.push_image(&reference, &[], &[("SSL_CERT_FILE", &pki.ca())]);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    // Pulled with the CA in each certs.d location in turn, and with --cert-dir.
+    let locations: &[&dyn Fn(&Env) -> PathBuf] = &[
+        &|env| env.prefix().join("etc/containers/certs.d").join(&host),
+        &|env| env.prefix().join("etc/docker/certs.d").join(&host),
+        &|env| env.home().join(".config/containers/certs.d").join(&host),
+    ];
+    for location in locations {
+        let env = Env::new();
+        let dir = location(&env);
+        copy_into(&dir, &[(&pki.ca(), "ca.crt")]);
+        let output = env.pull(&reference, &[], &[]);
+        assert!(
+            output.status.success(),
+            "CA in {}: {}",
+            dir.display(),
+            stderr(&output)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest);
+    }
+    let env = Env::new();
+    let cert_dir = env.root.path().join("certs");
+    copy_into(&cert_dir, &[(&pki.ca(), "my-ca.crt")]);
+    let output = env.pull(&reference, &["--cert-dir", cert_dir.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "--cert-dir: {}", stderr(&output));
+
+    // kiln pin and a build FROM the image, with the CA in /etc/containers/certs.d.
+    let env = Env::new();
+    copy_into(
+        &env.prefix().join("etc/containers/certs.d").join(&host),
+        &[(&pki.ca(), "ca.crt")],
+    );
+    let context = env.root.path().join("from");
+    write_files(
+        &context,
+        &[
+            ("Dockerfile", &format!("FROM {reference}\nENV STAGE=two\n")),
+            ("x", "x"),
+        ],
+    );
+    env.kiln_ok(&["pin", context.join("Dockerfile").to_str().unwrap()], &[]);
+    let pinned = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    assert!(
+        pinned.contains(&format!("{reference}@{digest}")),
+        "{pinned}"
+    );
+    let layout = env.root.path().join("layout");
+    env.kiln_ok(
+        &[
+            "build",
+            "--progress",
+            "quiet",
+            "--cache-dir",
+            env.cache().to_str().unwrap(),
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+            context.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(layout.join("index.json").is_file());
+
+    // Without the CA: one clear error, no retries.
+    let env = Env::new();
+    let output = env.pull(&reference, &[], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(!text.contains("retrying"), "{text}");
+    assert!(text.contains("unknown certificate authority"), "{text}");
+}
+
+#[test]
+fn mutual_tls_needs_the_client_certificate_from_certs_d() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let (cert, key) = pki.server();
+    let (client_cert, client_key) = pki.issue(
+        "client",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    let reg = tls_registry(&cert, &key, Some(&pki.ca()));
+    let host = reg.host();
+    let reference = reg.reference("mtls/app:1");
+
+    let env = Env::new();
+    let certs_d = env.prefix().join("etc/containers/certs.d").join(&host);
+    copy_into(
+        &certs_d,
+        &[
+            (&pki.ca(), "ca.crt"),
+            (&client_cert, "client.cert"),
+            (&client_key, "client.key"),
+        ],
+    );
+    let digest = env.push_image(&reference, &[], &[]);
+    let output = env.pull(&reference, &[], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest);
+
+    // The CA alone: the registry refuses the handshake, and kiln names what is missing.
+    let env = Env::new();
+    let certs_d = env.prefix().join("etc/containers/certs.d").join(&host);
+    copy_into(&certs_d, &[(&pki.ca(), "ca.crt")]);
+    let output = env.pull(&reference, &[], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("requires a client certificate")
+            && text.contains(&format!(
+                "`client.cert` and `client.key` in `{}`",
+                certs_d.display()
+            )),
+        "{text}"
+    );
+    assert!(!text.contains("retrying"), "{text}");
+}
+
+#[test]
+fn insecure_registries_skip_verification_then_fall_back_to_plain_http() {
+    let work = tempfile::tempdir().unwrap();
+    // A certificate from a CA nobody trusts: a self-signed registry.
+    let pki = Pki::new(&work.path().join("pki"));
+    let (cert, key) = pki.server();
+    let self_signed = tls_registry(&cert, &key, None);
+    let plain = TestRegistry::start(Auth::None);
+
+    for reg in [&self_signed, &plain] {
+        let host = reg.host();
+        let reference = reg.reference("insecure/app:1");
+        let env = Env::new();
+        let digest = env.push_image(&reference, &["--insecure-registry", &host], &[]);
+        let output = env.pull(&reference, &["--tls-verify=false"], &[]);
+        assert!(output.status.success(), "{host}: {}", stderr(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest);
+        let conf = env.root.path().join("registries.conf");
+        std::fs::write(
+            &conf,
+            format!("[[registry]]\nlocation = \"{host}\"\ninsecure = true\n"),
+        )
+        .unwrap();
+        let output = env.pull(
+            &reference,
+            &["--registries-conf", conf.to_str().unwrap()],
+            &[],
+        );
+        assert!(output.status.success(), "{host}: {}", stderr(&output));
+    }
+    // The plain-HTTP loopback registry works without any flag; the self-signed one does not.
+    let env = Env::new();
+    env.push_image(&plain.reference("noflag/app:1"), &[], &[]);
+    let output = env.pull(&self_signed.reference("insecure/app:1"), &[], &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown certificate authority"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A one-answer HTTP server on 127.0.0.1 (plain HTTP; TLS handshakes are closed as a
+/// plain-HTTP server closes them): every request gets `status` and `headers`.
+fn canned_server(status: &'static str, headers: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader
+                .fill_buf()
+                .map(|b| b.first() == Some(&0x16))
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Standard error of `kiln pull REFERENCE` with the port, the test's directories and the
+/// retry delays (jittered) replaced by placeholders.
+fn pull_stderr(env: &Env, reference: &str, port: u16, extra_env: &[(&str, &Path)]) -> String {
+    let output = env.pull(reference, &[], extra_env);
+    assert!(!output.status.success(), "pull of {reference} succeeded");
+    let text = stderr(&output);
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in piped stderr: {text:?}"
+    );
+    let mut text = text
+        .replace(&port.to_string(), "PORT")
+        .replace(&env.root.path().display().to_string(), "ROOT");
+    // `retrying in 0.2 s` -> `retrying in N s` (backoff has jitter).
+    while let Some(start) = text.find("retrying in ") {
+        let from = start + "retrying in ".len();
+        let Some(len) = text[from..].find(" s ") else {
+            break;
+        };
+        text.replace_range(start..from + len, "RETRYING-IN-N");
+    }
+    text.replace("RETRYING-IN-N", "retrying in N")
+}
+
+/// A failure case: its name, the reference pulled, the port to hide, extra environment.
+type Case<'a> = (&'a str, String, u16, Vec<(&'a str, &'a Path)>);
+
+#[test]
+fn each_failure_prints_its_cause_and_fix_without_colour() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let (cert, key) = pki.server();
+    let tls = tls_registry(&cert, &key, None);
+    let (wrong_cert, wrong_key) = pki.issue(
+        "wrong-name",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:registry.example,DNS:other.example\n",
+    );
+    let wrong_name = tls_registry(&wrong_cert, &wrong_key, None);
+    let plain = TestRegistry::start(Auth::None);
+    let basic = TestRegistry::start(Auth::Htpasswd);
+    let env = Env::new();
+    let ca = pki.ca();
+
+    let cases: Vec<Case> = vec![
+        ("unknown CA", tls.reference("a/b:1"), tls.port, vec![]),
+        (
+            "name mismatch",
+            wrong_name.reference("a/b:1"),
+            wrong_name.port,
+            vec![("SSL_CERT_FILE", ca.as_path())],
+        ),
+        (
+            "DNS failure",
+            "no-such-registry.invalid/a/b:1".to_owned(),
+            0,
+            vec![],
+        ),
+        (
+            "404 of a tag",
+            plain.reference("a/b:missing"),
+            plain.port,
+            vec![],
+        ),
+        ("401", basic.reference("a/b:1"), basic.port, vec![]),
+    ];
+    let mut report = String::new();
+    for (name, reference, port, extra_env) in &cases {
+        let actual = pull_stderr(&env, reference, *port, extra_env);
+        report.push_str(&format!("--- {name}\n{actual}"));
+    }
+    // Connection refused: retried (a registry may be restarting), one line per retry.
+    let closed = registry_support::free_port();
+    let refused = pull_stderr(&env, &format!("127.0.0.1:{closed}/a/b:1"), closed, &[]);
+    report.push_str(&format!("--- refused\n{refused}"));
+    // 403 and 429 from a server that answers only that.
+    let forbidden = canned_server("403 Forbidden", "");
+    let text = pull_stderr(
+        &env,
+        &format!("127.0.0.1:{forbidden}/a/b:1"),
+        forbidden,
+        &[],
+    );
+    report.push_str(&format!("--- 403\n{text}"));
+    let busy = canned_server("429 Too Many Requests", "Retry-After: 1\r\n");
+    let text = pull_stderr(&env, &format!("127.0.0.1:{busy}/a/b:1"), busy, &[]);
+    report.push_str(&format!("--- 429\n{text}"));
+    assert_eq!(report, EXPECTED_REPORT, "actual:\n{report}");
+}
+
+/// The exact standard error of each failure, in the order of the test.
+const EXPECTED_REPORT: &str = concat!(
+    "--- unknown CA\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: failed to HEAD `https://127.0.0.1:PORT/v2/a/b/manifests/1`: the server's certificate is signed by an unknown certificate authority; trust the registry's CA: put its certificate in `ROOT/sysroot/etc/containers/certs.d/127.0.0.1:PORT/ca.crt` (or pass --cert-dir DIR, or set SSL_CERT_FILE)\n",
+    "--- name mismatch\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: failed to HEAD `https://127.0.0.1:PORT/v2/a/b/manifests/1`: the server's certificate is not valid for this host name; it holds `registry.example`, `other.example`; use a name the certificate holds instead of `127.0.0.1:PORT`, or reissue the certificate for `127.0.0.1:PORT`\n",
+    "--- DNS failure\n",
+    "error: failed to pull `no-such-registry.invalid/a/b:1`\n",
+    "  caused by: failed to HEAD `https://no-such-registry.invalid/v2/a/b/manifests/1`: the host name cannot be resolved; check the spelling of `no-such-registry.invalid` and this machine's DNS settings\n",
+    "--- 404 of a tag\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:missing`\n",
+    "  caused by: GET `http://127.0.0.1:PORT/v2/a/b/manifests/missing` failed: HTTP 404: MANIFEST_UNKNOWN manifest unknown; check the repository name and tag, and that you may read `/v2/a/b/manifests/missing`\n",
+    "--- 401\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: HEAD `http://127.0.0.1:PORT/v2/a/b/manifests/1`: authentication failed (HTTP 401); no credentials for `127.0.0.1:PORT`: run `kiln login 127.0.0.1:PORT` or set KILN_REGISTRY_AUTH_127_0_0_1_PORT=user:password\n",
+    "--- refused\n",
+    "retrying in N s (attempt 2 of 5): https://127.0.0.1:PORT/v2/a/b/manifests/1: connection refused: nothing listens on that port\n",
+    "retrying in N s (attempt 3 of 5): https://127.0.0.1:PORT/v2/a/b/manifests/1: connection refused: nothing listens on that port\n",
+    "retrying in N s (attempt 4 of 5): https://127.0.0.1:PORT/v2/a/b/manifests/1: connection refused: nothing listens on that port\n",
+    "retrying in N s (attempt 5 of 5): https://127.0.0.1:PORT/v2/a/b/manifests/1: connection refused: nothing listens on that port\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: failed to HEAD `https://127.0.0.1:PORT/v2/a/b/manifests/1`: connection refused: nothing listens on that port; is the server at `127.0.0.1:PORT` running? check the host and port\n",
+    "--- 403\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: GET `http://127.0.0.1:PORT/v2/a/b/manifests/1`: authentication failed (HTTP 403): DENIED requested access to the resource is denied; no credentials for `127.0.0.1:PORT`: run `kiln login 127.0.0.1:PORT` or set KILN_REGISTRY_AUTH_127_0_0_1_PORT=user:password\n",
+    "--- 429\n",
+    "retrying in N s (attempt 2 of 5): 429 from http://127.0.0.1:PORT/v2/a/b/manifests/1\n",
+    "retrying in N s (attempt 3 of 5): 429 from http://127.0.0.1:PORT/v2/a/b/manifests/1\n",
+    "retrying in N s (attempt 4 of 5): 429 from http://127.0.0.1:PORT/v2/a/b/manifests/1\n",
+    "retrying in N s (attempt 5 of 5): 429 from http://127.0.0.1:PORT/v2/a/b/manifests/1\n",
+    "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
+    "  caused by: `http://127.0.0.1:PORT/v2/a/b/manifests/1`: rate limited (HTTP 429); the registry `127.0.0.1:PORT` is throttling requests; wait and retry, or log in\n",
+);
