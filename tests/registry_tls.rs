@@ -570,3 +570,169 @@ const EXPECTED_REPORT: &str = concat!(
     "error: failed to pull `127.0.0.1:PORT/a/b:1`\n",
     "  caused by: `http://127.0.0.1:PORT/v2/a/b/manifests/1`: rate limited (HTTP 429); the registry `127.0.0.1:PORT` is throttling requests; wait and retry, or log in\n",
 );
+
+/// An HTTPS front (Python's http.server) relaying every request to a plain-HTTP upstream on
+/// 127.0.0.1 (with `X-Forwarded-Proto: https`, so the registry's URLs say HTTPS), logging each
+/// request line and whether it carried an Authorization header; with a redirect base, blob
+/// GETs are answered with a 307 to that base instead, as a registry redirects to its storage.
+struct TlsFront {
+    port: u16,
+    log: PathBuf,
+    child: std::process::Child,
+}
+
+const FRONT: &str = r#"
+import http.server, http.client, ssl, sys
+port, upstream, cert, key, log, redirect = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+class Front(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def relay(self):
+        with open(log, "a") as f:
+            f.write("%s %s auth=%s\n" % (self.command, self.path, "yes" if self.headers.get("Authorization") else "no"))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if redirect and self.command == "GET" and "/blobs/sha256:" in self.path:
+            self.send_response(307)
+            self.send_header("Location", redirect + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+        headers["X-Forwarded-Proto"] = "https"
+        conn = http.client.HTTPConnection("127.0.0.1", upstream)
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() in ("connection", "transfer-encoding", "date", "server"):
+                continue
+            if k.lower() == "content-length" and self.command != "HEAD":
+                continue
+            self.send_header(k, v)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = relay
+    def log_message(self, *a):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Front)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+impl TlsFront {
+    fn start(upstream: u16, cert: &Path, key: &Path, redirect: &str, dir: &Path) -> TlsFront {
+        require_tool("python3");
+        let port = registry_support::free_port();
+        let log = dir.join(format!("front-{port}.log"));
+        std::fs::write(&log, "").unwrap();
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(FRONT)
+            .arg(port.to_string())
+            .arg(upstream.to_string())
+            .arg(cert)
+            .arg(key)
+            .arg(&log)
+            .arg(redirect)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS front did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TlsFront { port, log, child }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn token_auth_over_tls_and_a_storage_redirect_without_the_authorization_header() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let (cert, key) = pki.server();
+    // The blob storage: another host name (`localhost`), serving the blobs without auth.
+    let storage_registry = TestRegistry::start(Auth::None);
+    let storage = TlsFront::start(storage_registry.port, &cert, &key, "", work.path());
+    // The registry: token auth, the token server behind HTTPS too, blobs redirected.
+    let mut token_front = None;
+    let registry = TestRegistry::start_with_token_realm("", &mut |token_port| {
+        let front = TlsFront::start(token_port, &cert, &key, "", work.path());
+        let realm = format!("https://127.0.0.1:{}/token", front.port);
+        token_front = Some(front);
+        realm
+    });
+    let token_front = token_front.expect("token front started");
+    let front = TlsFront::start(
+        registry.port,
+        &cert,
+        &key,
+        &format!("https://localhost:{}", storage.port),
+        work.path(),
+    );
+
+    let env = Env::new();
+    let ca = pki.ca();
+    let credential = format!("{}:{}", registry_support::USER, registry_support::PASSWORD);
+    let credential_path = PathBuf::from(&credential);
+    let auth_var = format!("KILN_REGISTRY_AUTH_127_0_0_1_{}", front.port);
+    let trusted: Vec<(&str, &Path)> = vec![
+        ("SSL_CERT_FILE", ca.as_path()),
+        (auth_var.as_str(), credential_path.as_path()),
+    ];
+    // The same image in the storage (plain HTTP) and, through the fronts, in the registry.
+    let stored = env.push_image(&storage_registry.reference("tok/app:1"), &[], &[]);
+    let reference = format!("127.0.0.1:{}/tok/app:1", front.port);
+    let pushed = env.push_image(&reference, &[], &trusted);
+    assert_eq!(stored, pushed);
+    assert!(
+        token_front.log().contains("GET /token"),
+        "the token came over HTTPS: {}",
+        token_front.log()
+    );
+
+    let output = env.pull(&reference, &[], &trusted);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let registry_log = front.log();
+    assert!(
+        registry_log.contains("auth=yes"),
+        "the registry got the token: {registry_log}"
+    );
+    assert!(
+        registry_log.contains("GET /v2/tok/app/blobs/sha256:"),
+        "{registry_log}"
+    );
+    let storage_log = storage.log();
+    let blob_gets: Vec<&str> = storage_log
+        .lines()
+        .filter(|l| l.contains("/blobs/sha256:"))
+        .collect();
+    assert!(
+        !blob_gets.is_empty(),
+        "blobs came from the storage host: {storage_log}"
+    );
+    assert!(
+        blob_gets.iter().all(|l| l.ends_with("auth=no")),
+        "an Authorization header reached the storage host: {storage_log}"
+    );
+}

@@ -96,6 +96,23 @@ impl TestRegistry {
     /// Starts a registry with `auth` and `http_extra` added to its `http:` section (indented
     /// by two spaces, e.g. `  tls:\n    certificate: ...\n`).
     pub fn start_with_http(auth: Auth, http_extra: &str) -> TestRegistry {
+        TestRegistry::launch(auth, http_extra, None)
+    }
+
+    /// Starts a registry with token auth whose realm is `realm(token server port)` (a test may
+    /// put a TLS front before the token server).
+    pub fn start_with_token_realm(
+        http_extra: &str,
+        realm: &mut dyn FnMut(u16) -> String,
+    ) -> TestRegistry {
+        TestRegistry::launch(Auth::Token, http_extra, Some(realm))
+    }
+
+    fn launch(
+        auth: Auth,
+        http_extra: &str,
+        realm: Option<&mut dyn FnMut(u16) -> String>,
+    ) -> TestRegistry {
         let binary = require_tool("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -141,9 +158,12 @@ impl TestRegistry {
                     .arg(&cert)
                     .stderr(Stdio::null()));
                 let server = TokenServer::start(&key, &cert);
+                let realm = match realm {
+                    Some(realm) => realm(server.port),
+                    None => format!("http://127.0.0.1:{}/token", server.port),
+                };
                 config.push_str(&format!(
-                    "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: kiln-test-registry\n    issuer: kiln-test-issuer\n    rootcertbundle: {}\n",
-                    server.port,
+                    "auth:\n  token:\n    realm: {realm}\n    service: kiln-test-registry\n    issuer: kiln-test-issuer\n    rootcertbundle: {}\n",
                     cert.display()
                 ));
                 token = Some(server);
