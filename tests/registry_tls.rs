@@ -2,8 +2,11 @@
 //! openssl in the test: trust from each certs.d location (the `/etc` ones through
 //! `KILN_CERTS_D_PREFIX`), `--cert-dir` and `SSL_CERT_FILE`; mutual TLS; insecure registries
 //! (`--insecure-registry`, `--tls-verify=false`, registries.conf `insecure = true`) against a
-//! self-signed HTTPS registry and a plain-HTTP one; and the exact standard error of each
-//! failure kind (no colour when piped, one line per retry, the fix on the last line).
+//! self-signed HTTPS registry and a plain-HTTP one; token auth with the token server behind
+//! HTTPS and a blob redirect to another host that never sees the Authorization header; and the
+//! exact standard error of each failure kind (no colour when piped, one line per retry, the
+//! fix on the last line). Push, pull, `kiln verify`, `kiln pin` and a build `FROM` the image
+//! all go through the same trust.
 
 #[path = "support/registry.rs"]
 mod registry_support;
@@ -248,10 +251,13 @@ fn the_ca_is_trusted_from_each_certs_d_location_cert_dir_and_ssl_cert_file() {
     let reg = tls_registry(&cert, &key, None);
     let host = reg.host();
 
-    // Pushed with the CA from SSL_CERT_FILE.
+    // Pushed, signed, with the CA from SSL_CERT_FILE.
     let pusher = Env::new();
+    let keys = work.path().join("keys");
+    pusher.kiln_ok(&["keygen", keys.to_str().unwrap()], &[]);
+    let sign = format!("--sign-key={}", keys.join("private.pem").display());
     let reference = reg.reference("tls/app:1");
-    let digest = pusher.push_image(&reference, &[], &[("SSL_CERT_FILE", &pki.ca())]);
+    let digest = pusher.push_image(&reference, &[&sign], &[("SSL_CERT_FILE", &pki.ca())]);
     assert!(digest.starts_with("sha256:"), "{digest}");
 
     // Pulled with the CA in each certs.d location in turn, and with --cert-dir.
@@ -279,11 +285,22 @@ fn the_ca_is_trusted_from_each_certs_d_location_cert_dir_and_ssl_cert_file() {
     let output = env.pull(&reference, &["--cert-dir", cert_dir.to_str().unwrap()], &[]);
     assert!(output.status.success(), "--cert-dir: {}", stderr(&output));
 
-    // kiln pin and a build FROM the image, with the CA in /etc/containers/certs.d.
+    // kiln verify, kiln pin and a build FROM the image, with the CA in /etc/containers/certs.d.
     let env = Env::new();
     copy_into(
         &env.prefix().join("etc/containers/certs.d").join(&host),
         &[(&pki.ca(), "ca.crt")],
+    );
+    env.kiln_ok(
+        &[
+            "verify",
+            &reference,
+            "--key",
+            keys.join("public.pem").to_str().unwrap(),
+            "--cache-dir",
+            env.cache().to_str().unwrap(),
+        ],
+        &[],
     );
     let context = env.root.path().join("from");
     write_files(
