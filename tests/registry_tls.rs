@@ -752,4 +752,30 @@ fn token_auth_over_tls_and_a_storage_redirect_without_the_authorization_header()
         blob_gets.iter().all(|l| l.ends_with("auth=no")),
         "an Authorization header reached the storage host: {storage_log}"
     );
+
+    // A redirect from HTTPS to plain HTTP is refused, not followed.
+    let downgrading = TlsFront::start(
+        registry.port,
+        &cert,
+        &key,
+        &format!("http://localhost:{}", storage_registry.port),
+        work.path(),
+    );
+    let auth_var = format!("KILN_REGISTRY_AUTH_127_0_0_1_{}", downgrading.port);
+    let trusted: Vec<(&str, &Path)> = vec![
+        ("SSL_CERT_FILE", ca.as_path()),
+        (auth_var.as_str(), credential_path.as_path()),
+    ];
+    let fresh = Env::new();
+    let output = fresh.pull(
+        &format!("127.0.0.1:{}/tok/app:1", downgrading.port),
+        &[],
+        &trusted,
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("refused a redirect from HTTPS to plain HTTP"),
+        "{}",
+        stderr(&output)
+    );
 }

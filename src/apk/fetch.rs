@@ -158,9 +158,12 @@ impl Fetcher {
         };
         let mut last = String::new();
         // Three attempts with a short pause: mirrors drop connections now and then.
-        for attempt in 0..3u64 {
+        const ATTEMPTS: u32 = 3;
+        for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(300 * attempt));
+                let delay = Duration::from_millis(300 * u64::from(attempt));
+                crate::http::report_retry(delay, attempt + 1, ATTEMPTS, &format!("{uri}: {last}"));
+                std::thread::sleep(delay);
             }
             match client.get(uri).send() {
                 Ok(response) if response.status().is_success() => {

@@ -453,7 +453,14 @@ impl IndexClient {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(500 << attempt));
+                let delay = Duration::from_millis(500 << attempt);
+                crate::http::report_retry(
+                    delay,
+                    attempt + 1,
+                    ATTEMPTS,
+                    &format!("{shown}: {last}"),
+                );
+                std::thread::sleep(delay);
             }
             let mut request = client.get(url.clone());
             if let Some(accept) = accept {
