@@ -63,16 +63,13 @@ impl Trust {
             Some(dir) => Some(dir.to_owned()),
             None => certs_d_candidates(host).into_iter().find(|d| d.is_dir()),
         };
+        // Where a hint tells the user to put the CA: the directory in use, else
+        // `/etc/containers/certs.d/HOST`, the system-wide place podman documents.
+        let hint_dir = dir
+            .clone()
+            .or_else(|| certs_d_candidates(host).into_iter().rev().nth(1));
         let mut trust = Trust {
-            ca_hint_dir: Some(match (&dir, cert_dir) {
-                (Some(dir), _) => dir.clone(),
-                // `/etc/containers/certs.d/HOST`: the system-wide place podman documents.
-                (None, _) => certs_d_candidates(host)
-                    .into_iter()
-                    .rev()
-                    .nth(1)
-                    .unwrap_or_default(),
-            }),
+            ca_hint_dir: hint_dir,
             ..Trust::default()
         };
         if let Some(dir) = dir.filter(|d| d.is_dir()) {

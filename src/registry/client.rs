@@ -303,8 +303,9 @@ impl Session {
     }
 
     /// Whether a failed HTTPS attempt on `url` should be repeated in plain HTTP: for a
-    /// loopback registry when the port does not speak TLS; for an insecure registry whenever
-    /// HTTPS failed in a way plain HTTP on the same port might not.
+    /// loopback registry when the port does not speak TLS; for an insecure registry also when
+    /// the connection broke in another way during the handshake (certificate problems cannot
+    /// happen there, and a refused client certificate is reported as such).
     fn falls_back_to_plain_http(&self, url: &Url, failure: &http::Failure) -> bool {
         if url.scheme() != "https" || url.origin() != self.base.origin() {
             return false;
@@ -312,10 +313,9 @@ impl Session {
         match self.transport {
             Transport::Https => false,
             Transport::HttpsOrPlain => failure.kind == FailureKind::NotTls,
-            Transport::Insecure => !matches!(
-                failure.kind,
-                FailureKind::Dns | FailureKind::Refused | FailureKind::Timeout
-            ),
+            Transport::Insecure => {
+                matches!(failure.kind, FailureKind::NotTls | FailureKind::Other)
+            }
         }
     }
 
