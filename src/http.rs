@@ -41,7 +41,7 @@ pub struct Trust {
     extra_roots: Vec<CertificateDer<'static>>,
     /// The client certificate chain and its key (`*.cert` + `*.key`).
     identity: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
-    /// False: any server certificate is accepted (insecure registries).
+    /// True: any server certificate is accepted (insecure registries).
     skip_verify: bool,
     /// The certs.d directory read, for messages.
     certs_dir: Option<PathBuf>,
