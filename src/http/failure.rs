@@ -197,8 +197,15 @@ fn classify_tls(error: &rustls::Error) -> FailureKind {
 /// Reports one retry as one line on standard error:
 /// `retrying in 1.5 s (attempt 2 of 5): 503 from https://...`.
 pub fn report_retry(delay: Duration, next_attempt: u32, attempts: u32, what: &str) {
+    use std::io::IsTerminal as _;
+    // On a terminal a progress line may be half drawn: start from a clean line.
+    let clear = if std::io::stderr().is_terminal() {
+        "\x1b[2K\r"
+    } else {
+        ""
+    };
     eprintln!(
-        "retrying in {:.1} s (attempt {next_attempt} of {attempts}): {what}",
+        "{clear}retrying in {:.1} s (attempt {next_attempt} of {attempts}): {what}",
         delay.as_secs_f64()
     );
 }
