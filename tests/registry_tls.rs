@@ -6,7 +6,8 @@
 //! HTTPS and a blob redirect to another host that never sees the Authorization header; and the
 //! exact standard error of each failure kind (no colour when piped, one line per retry, the
 //! fix on the last line). Push, pull, `kiln verify`, `kiln pin` and a build `FROM` the image
-//! all go through the same trust.
+//! all go through the same trust. Library log lines appear only with `KILN_LOG`/`RUST_LOG`,
+//! coloured only on a terminal (util-linux `script`) without `NO_COLOR`.
 
 #[path = "support/registry.rs"]
 mod registry_support;
@@ -778,4 +779,56 @@ fn token_auth_over_tls_and_a_storage_redirect_without_the_authorization_header()
         "{}",
         stderr(&output)
     );
+}
+
+/// Runs `kiln ARGS` under a pseudo-terminal (util-linux `script`), returning what it printed.
+fn kiln_on_a_terminal(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> String {
+    require_tool("script");
+    let mut line = String::from(env!("CARGO_BIN_EXE_kiln"));
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let mut command = Command::new("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", env.home())
+        .env_remove("NO_COLOR")
+        .env_remove("KILN_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run script");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn logs_only_when_asked_and_colour_only_on_a_terminal_without_no_color() {
+    let reg = TestRegistry::start(Auth::None);
+    let env = Env::new();
+    let reference = reg.reference("logs/app:1");
+    env.push_image(&reference, &[], &[]);
+    let cache = env.root.path().join("log-cache");
+    let pull = ["pull", "--cache-dir", cache.to_str().unwrap(), &reference];
+
+    // By default: no log lines from kiln's libraries, even for the TLS probe of the port.
+    let quiet = env.kiln(&pull, &[]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("DEBUG"), "{}", stderr(&quiet));
+    // KILN_LOG (or RUST_LOG) turns them on, without colour when piped.
+    let debug_path = PathBuf::from("debug");
+    for name in ["KILN_LOG", "RUST_LOG"] {
+        let logged = env.kiln(&pull, &[(name, &debug_path)]);
+        let text = stderr(&logged);
+        assert!(text.contains("DEBUG"), "{name}: {text}");
+        assert!(!text.contains('\u{1b}'), "{name}: {text:?}");
+    }
+    // On a terminal: colour, unless NO_COLOR is set.
+    let coloured = kiln_on_a_terminal(&env, &pull, &[("KILN_LOG", "debug")]);
+    assert!(coloured.contains("DEBUG"), "{coloured}");
+    assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+    let plain = kiln_on_a_terminal(&env, &pull, &[("KILN_LOG", "debug"), ("NO_COLOR", "1")]);
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(!plain.contains("\u{1b}["), "{plain:?}");
 }
