@@ -252,86 +252,102 @@ fn the_ca_is_trusted_from_each_certs_d_location_cert_dir_and_ssl_cert_file() {
     let reg = tls_registry(&cert, &key, None);
     let host = reg.host();
 
-    // Pushed, signed, with the CA from SSL_CERT_FILE.
-    let pusher = Env::new();
     let keys = work.path().join("keys");
-    pusher.kiln_ok(&["keygen", keys.to_str().unwrap()], &[]);
+    Env::new().kiln_ok(&["keygen", keys.to_str().unwrap()], &[]);
     let sign = format!("--sign-key={}", keys.join("private.pem").display());
-    let reference = reg.reference("tls/app:1");
-    let digest = pusher.push_image(&reference, &[&sign], &[("SSL_CERT_FILE", &pki.ca())]);
-    assert!(digest.starts_with("sha256:"), "{digest}");
+    let public = keys.join("public.pem");
 
-    // Pulled with the CA in each certs.d location in turn, and with --cert-dir.
-    let locations: &[&dyn Fn(&Env) -> PathBuf] = &[
-        &|env| env.prefix().join("etc/containers/certs.d").join(&host),
-        &|env| env.prefix().join("etc/docker/certs.d").join(&host),
-        &|env| env.home().join(".config/containers/certs.d").join(&host),
+    // Each place the CA may be: push (signed), pull, verify, pin and a build FROM the image.
+    let places = [
+        "/etc/containers/certs.d",
+        "/etc/docker/certs.d",
+        "~/.config/containers/certs.d",
+        "--cert-dir",
+        "SSL_CERT_FILE",
     ];
-    for location in locations {
+    for (index, place) in places.iter().enumerate() {
         let env = Env::new();
-        let dir = location(&env);
-        copy_into(&dir, &[(&pki.ca(), "ca.crt")]);
-        let output = env.pull(&reference, &[], &[]);
-        assert!(
-            output.status.success(),
-            "CA in {}: {}",
-            dir.display(),
-            stderr(&output)
-        );
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest);
-    }
-    let env = Env::new();
-    let cert_dir = env.root.path().join("certs");
-    copy_into(&cert_dir, &[(&pki.ca(), "my-ca.crt")]);
-    let output = env.pull(&reference, &["--cert-dir", cert_dir.to_str().unwrap()], &[]);
-    assert!(output.status.success(), "--cert-dir: {}", stderr(&output));
+        let ca = pki.ca();
+        let cert_dir = env.root.path().join("certs");
+        let mut flags: Vec<&str> = Vec::new();
+        let mut vars: Vec<(&str, &Path)> = Vec::new();
+        match *place {
+            "/etc/containers/certs.d" => copy_into(
+                &env.prefix().join("etc/containers/certs.d").join(&host),
+                &[(&ca, "ca.crt")],
+            ),
+            "/etc/docker/certs.d" => copy_into(
+                &env.prefix().join("etc/docker/certs.d").join(&host),
+                &[(&ca, "ca.crt")],
+            ),
+            "~/.config/containers/certs.d" => copy_into(
+                &env.home().join(".config/containers/certs.d").join(&host),
+                &[(&ca, "ca.crt")],
+            ),
+            "--cert-dir" => {
+                copy_into(&cert_dir, &[(&ca, "my-ca.crt")]);
+                flags = vec!["--cert-dir", cert_dir.to_str().unwrap()];
+            }
+            _ => vars.push(("SSL_CERT_FILE", ca.as_path())),
+        }
+        let reference = reg.reference(&format!("tls/app:{index}"));
+        let mut push_flags = flags.clone();
+        push_flags.push(&sign);
+        let digest = env.push_image(&reference, &push_flags, &vars);
+        assert!(digest.starts_with("sha256:"), "{place}: {digest}");
 
-    // kiln verify, kiln pin and a build FROM the image, with the CA in /etc/containers/certs.d.
-    let env = Env::new();
-    copy_into(
-        &env.prefix().join("etc/containers/certs.d").join(&host),
-        &[(&pki.ca(), "ca.crt")],
-    );
-    env.kiln_ok(
-        &[
+        let output = env.pull(&reference, &flags, &vars);
+        assert!(output.status.success(), "{place}: {}", stderr(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest);
+
+        let verify_cache = env.root.path().join("verify-cache");
+        let mut verify = vec![
             "verify",
             &reference,
             "--key",
-            keys.join("public.pem").to_str().unwrap(),
+            public.to_str().unwrap(),
             "--cache-dir",
-            env.cache().to_str().unwrap(),
-        ],
-        &[],
-    );
-    let context = env.root.path().join("from");
-    write_files(
-        &context,
-        &[
-            ("Dockerfile", &format!("FROM {reference}\nENV STAGE=two\n")),
-            ("x", "x"),
-        ],
-    );
-    env.kiln_ok(&["pin", context.join("Dockerfile").to_str().unwrap()], &[]);
-    let pinned = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
-    assert!(
-        pinned.contains(&format!("{reference}@{digest}")),
-        "{pinned}"
-    );
-    let layout = env.root.path().join("layout");
-    env.kiln_ok(
-        &[
+            verify_cache.to_str().unwrap(),
+        ];
+        verify.extend_from_slice(&flags);
+        env.kiln_ok(&verify, &vars);
+
+        let context = env.root.path().join("from");
+        write_files(
+            &context,
+            &[
+                ("Dockerfile", &format!("FROM {reference}\nENV STAGE=two\n")),
+                ("x", "x"),
+            ],
+        );
+        let dockerfile = context.join("Dockerfile");
+        let mut pin = vec!["pin", dockerfile.to_str().unwrap()];
+        pin.extend_from_slice(&flags);
+        env.kiln_ok(&pin, &vars);
+        let pinned = std::fs::read_to_string(&dockerfile).unwrap();
+        assert!(
+            pinned.contains(&format!("{reference}@{digest}")),
+            "{place}: {pinned}"
+        );
+
+        let layout = env.root.path().join("layout");
+        let output_spec = format!("type=oci,dest={}", layout.display());
+        let fresh_cache = env.root.path().join("from-cache");
+        let mut build = vec![
             "build",
             "--progress",
             "quiet",
             "--cache-dir",
-            env.cache().to_str().unwrap(),
+            fresh_cache.to_str().unwrap(),
             "--output",
-            &format!("type=oci,dest={}", layout.display()),
-            context.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(layout.join("index.json").is_file());
+            &output_spec,
+        ];
+        build.extend_from_slice(&flags);
+        build.push(context.to_str().unwrap());
+        env.kiln_ok(&build, &vars);
+        assert!(layout.join("index.json").is_file(), "{place}");
+    }
+    let reference = reg.reference("tls/app:0");
 
     // Without the CA: one clear error, no retries.
     let env = Env::new();
