@@ -1,7 +1,8 @@
 //! The same trust for Alpine mirrors and Python indexes as for registries: the fixture's signed
 //! apk repository and a PEP 503 index of a generated wheel, served over HTTPS by Python's
 //! `http.server` with a certificate from a CA made by openssl, are read with the CA trusted
-//! through `SSL_CERT_FILE`; an HTTPS redirect to plain HTTP is refused.
+//! through `SSL_CERT_FILE`; a 429 is retried after its `Retry-After`; an HTTPS redirect to
+//! plain HTTP is refused.
 //!
 //! One test in this binary: it sets `SSL_CERT_FILE` for the whole process before any client
 //! reads the trust store, which no other test thread may race.
@@ -100,7 +101,8 @@ fn make_pki(dir: &Path) {
 }
 
 /// Python's static file server over HTTPS on 127.0.0.1, serving `root`; `/redirect` answers
-/// with a redirect to plain HTTP. Killed by its PID when dropped.
+/// with a redirect to plain HTTP; `/busy/PATH` answers the first request for each PATH with 429
+/// and `Retry-After: 1`, then serves PATH. Killed by its PID when dropped.
 struct HttpsServer {
     port: u16,
     child: Child,
@@ -109,10 +111,20 @@ struct HttpsServer {
 const SERVER: &str = r#"
 import http.server, ssl, sys
 root, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+busy = set()
 class Handler(http.server.SimpleHTTPRequestHandler):
     def __init__(self, *a, **k):
         super().__init__(*a, directory=root, **k)
     def do_GET(self):
+        if self.path.startswith("/busy/"):
+            if self.path not in busy:
+                busy.add(self.path)
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.path = self.path[len("/busy"):]
         if self.path.startswith("/redirect"):
             self.send_response(302)
             self.send_header("Location", "http://127.0.0.1:%d/x86_64/APKINDEX.tar.gz" % port)
@@ -218,6 +230,21 @@ fn https_alpine_mirror_and_python_index_trust_the_ca_in_ssl_cert_file() {
             .iter()
             .any(|m| m.uri.starts_with(&mirror.url()))
     );
+
+    // A mirror that answers 429 first is asked again after its Retry-After (1 s, longer than
+    // the 300 ms kiln would otherwise wait).
+    let started = Instant::now();
+    let from_busy = run(
+        &apk_commands(),
+        &lower,
+        &apk_options(
+            format!("{}/busy", mirror.url()),
+            tempfile::tempdir().unwrap().path(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(from_busy.diff, from_dir.diff);
+    assert!(started.elapsed() >= Duration::from_secs(1));
 
     // A mirror that redirects from HTTPS to plain HTTP is refused.
     let err = run(

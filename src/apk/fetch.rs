@@ -159,9 +159,13 @@ impl Fetcher {
         let mut last = String::new();
         // Three attempts with a short pause: mirrors drop connections now and then.
         const ATTEMPTS: u32 = 3;
+        // A 429's `Retry-After`, when it asked for a wait.
+        let mut asked: Option<Duration> = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let delay = Duration::from_millis(300 * u64::from(attempt));
+                let delay = asked
+                    .take()
+                    .unwrap_or(Duration::from_millis(300 * u64::from(attempt)));
                 crate::http::report_retry(delay, attempt + 1, ATTEMPTS, &format!("{uri}: {last}"));
                 std::thread::sleep(delay);
             }
@@ -174,8 +178,11 @@ impl Fetcher {
                         .map_err(|e| fetch_error(uri, e.to_string()))?;
                     return Ok(bytes);
                 }
-                Ok(response) if response.status().is_server_error() => {
+                Ok(response)
+                    if response.status().is_server_error() || response.status().as_u16() == 429 =>
+                {
                     last = format!("HTTP {}", response.status());
+                    asked = crate::http::retry_after(response.headers(), Duration::from_secs(30));
                 }
                 Ok(response) => {
                     return Err(fetch_error(uri, format!("HTTP {}", response.status())));

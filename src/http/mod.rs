@@ -16,7 +16,7 @@
 mod failure;
 mod trust;
 
-pub use failure::{Failure, FailureKind, classify, hint, report_retry};
+pub use failure::{Failure, FailureKind, classify, hint, report_retry, retry_after};
 pub use trust::{CERTS_D_PREFIX_ENV, Trust, TrustError, certs_d_candidates};
 
 use std::time::Duration;

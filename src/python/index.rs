@@ -451,9 +451,13 @@ impl IndexClient {
         let client = self.client()?;
         locked(&self.requested).push(shown.clone());
         let mut last = String::new();
+        // A 429's `Retry-After`, when it asked for a wait.
+        let mut asked: Option<Duration> = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let delay = Duration::from_millis(500 << attempt);
+                let delay = asked
+                    .take()
+                    .unwrap_or(Duration::from_millis(500 << attempt));
                 crate::http::report_retry(
                     delay,
                     attempt + 1,
@@ -476,6 +480,7 @@ impl IndexClient {
                         return Ok(Some(response));
                     }
                     last = format!("HTTP {status}");
+                    asked = crate::http::retry_after(response.headers(), Duration::from_secs(30));
                     if !(status.is_server_error() || status.as_u16() == 429) {
                         break;
                     }
