@@ -166,6 +166,11 @@ pub struct UserAddArgs {
     pub user_group: Option<bool>,
     /// `-c COMMENT`: the GECOS field.
     pub comment: Option<String>,
+    /// `-k SKEL`: the skeleton directory `-m` copies (default `SKEL` of
+    /// /etc/default/useradd, else `/etc/skel`).
+    pub skel: Option<String>,
+    /// `-l`/`--no-log-init`: leave /var/log/faillog and /var/log/lastlog alone.
+    pub no_log_init: bool,
 }
 
 /// Why a RUN could not be recognized.
@@ -219,6 +224,24 @@ pub enum RecognizeError {
         #[source]
         source: ConstraintError,
     },
+}
+
+impl RecognizeError {
+    /// Why the RUN goes to the sandbox instead, in a few words for the build output
+    /// (`useradd --foo is not emulated`).
+    pub fn sandbox_reason(&self) -> String {
+        match self {
+            RecognizeError::NotUnderstood { reason, .. } => reason.clone(),
+            RecognizeError::UnknownFlag { tool, flag, .. } => {
+                format!("{tool} {flag} is not emulated")
+            }
+            RecognizeError::Usage { tool, message, .. } => format!("{tool}: {message}"),
+            RecognizeError::Expand { source, .. } => {
+                format!("its words do not expand natively ({source})")
+            }
+            RecognizeError::Package { source, .. } => format!("apk package spec: {source}"),
+        }
+    }
 }
 
 /// One word as written, and whether it holds unquoted glob characters.
@@ -581,6 +604,12 @@ fn map_command(
         "adduser" => recognize_adduser(text, args),
         "groupadd" => recognize_groupadd(text, args),
         "useradd" => recognize_useradd(text, args),
+        // The other user and group tools run for real: chpasswd hashes with a random salt,
+        // and the rest are not emulated.
+        "deluser" | "delgroup" | "userdel" | "usermod" | "groupdel" | "groupmod" | "chpasswd"
+        | "gpasswd" | "passwd" | "chage" | "chsh" | "chfn" => {
+            Err(not_understood(format!("`{base}` is not emulated")))
+        }
         "apk" => recognize_apk(text, args),
         "pip" | "pip3" => recognize_pip(text, args),
         "python" | "python3" if args.first().map(String::as_str) == Some("-m") => {
@@ -966,6 +995,8 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
         opt('N', "no-user-group", "N", Arg::None),
         opt('U', "user-group", "U", Arg::None),
         opt('c', "comment", "comment", Arg::Required),
+        opt('k', "skel", "skel", Arg::Required),
+        opt('l', "no-log-init", "no-log-init", Arg::None),
     ];
     let (opts, operands) = getopt(text, "useradd", args, TABLE)?;
     operand_count(text, "useradd", &operands, 1..=1, "useradd [options] LOGIN")?;
@@ -999,8 +1030,17 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
             ("system", _) => out.system = true,
             ("N", _) => out.user_group = Some(false),
             ("U", _) => out.user_group = Some(true),
+            ("skel", v) => out.skel = v,
+            ("no-log-init", _) => out.no_log_init = true,
             (_, v) => out.comment = v,
         }
+    }
+    if out.skel.is_some() && out.create_home != Some(true) {
+        return Err(RecognizeError::Usage {
+            command: text.to_owned(),
+            tool: "useradd".to_owned(),
+            message: "-k flag is only allowed with -m flag".to_owned(),
+        });
     }
     if out.user_group == Some(true) && out.group.is_some() {
         return Err(RecognizeError::Usage {
