@@ -101,6 +101,12 @@ const DEBIAN_CASES: &[(&str, Route)] = &[
         Native,
     ),
     ("useradd -m one && useradd -m two", Native),
+    ("useradd -m app && usermod -aG users,audio app", Native),
+    ("usermod -a -G sudo,staff root", Native),
+    (
+        "useradd -G audio,video app && usermod -G video,users app",
+        Native,
+    ),
     (
         "useradd --expiredate 2030-01-01 temp",
         Sandbox("useradd --expiredate is not emulated"),

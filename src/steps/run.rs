@@ -40,6 +40,8 @@ pub enum NativeCommand {
     GroupAdd(GroupAddArgs),
     /// shadow's `useradd`.
     UserAdd(UserAddArgs),
+    /// shadow's `usermod -G` (with or without `-a`), the only usermod kiln computes.
+    UserMod(UserModArgs),
     /// `apk update`: refresh the package indexes.
     ApkUpdate,
     /// `apk upgrade`.
@@ -171,6 +173,18 @@ pub struct UserAddArgs {
     pub skel: Option<String>,
     /// `-l`/`--no-log-init`: leave /var/log/faillog and /var/log/lastlog alone.
     pub no_log_init: bool,
+}
+
+/// Arguments of shadow's `usermod [-a] -G G1,G2 USER`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserModArgs {
+    /// The login name.
+    pub user: String,
+    /// `-G G1,G2`: the supplementary groups (names or numbers).
+    pub groups: Vec<String>,
+    /// `-a`: add to `groups`, keeping the others; without it the user leaves every group
+    /// not listed.
+    pub append: bool,
 }
 
 /// Why a RUN could not be recognized.
@@ -606,8 +620,9 @@ fn map_command(
         "useradd" => recognize_useradd(text, args),
         // The other user and group tools run for real: chpasswd hashes with a random salt,
         // and the rest are not emulated.
-        "deluser" | "delgroup" | "userdel" | "usermod" | "groupdel" | "groupmod" | "chpasswd"
-        | "gpasswd" | "passwd" | "chage" | "chsh" | "chfn" => {
+        "usermod" => recognize_usermod(text, args),
+        "deluser" | "delgroup" | "userdel" | "groupdel" | "groupmod" | "chpasswd" | "gpasswd"
+        | "passwd" | "chage" | "chsh" | "chfn" => {
             Err(not_understood(format!("`{base}` is not emulated")))
         }
         "apk" => recognize_apk(text, args),
@@ -1050,6 +1065,46 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
         });
     }
     Ok(NativeCommand::UserAdd(out))
+}
+
+fn recognize_usermod(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeError> {
+    const TABLE: &[Opt] = &[
+        opt('a', "append", "append", Arg::None),
+        opt('G', "groups", "groups", Arg::Required),
+    ];
+    let (opts, operands) = getopt(text, "usermod", args, TABLE)?;
+    operand_count(text, "usermod", &operands, 1..=1, "usermod [options] LOGIN")?;
+    let mut out = UserModArgs {
+        user: operands[0].clone(),
+        ..UserModArgs::default()
+    };
+    let mut groups_given = false;
+    for (key, value) in opts {
+        match key {
+            "append" => out.append = true,
+            _ => {
+                groups_given = true;
+                out.groups = value
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+    }
+    if !groups_given {
+        return Err(RecognizeError::Usage {
+            command: text.to_owned(),
+            tool: "usermod".to_owned(),
+            message: if out.append {
+                "-a flag is ONLY allowed with the -G flag".to_owned()
+            } else {
+                "no changes".to_owned()
+            },
+        });
+    }
+    Ok(NativeCommand::UserMod(out))
 }
 
 fn recognize_apk(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeError> {

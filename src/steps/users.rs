@@ -46,6 +46,7 @@ use crate::rootfs::{FsNode, FsView, NodeKind, Overlay, ViewError};
 use crate::steps::etc_files::{self, GroupEntry, PasswdEntry};
 use crate::steps::run::{
     AddGroupArgs, AddUserArgs, BUSYBOX_LAST_ID, GroupAddArgs, NativeCommand, UserAddArgs,
+    UserModArgs,
 };
 
 /// Settings the caller provides.
@@ -112,7 +113,9 @@ pub fn apply(
         diff: Diff::new(),
         written: BTreeMap::new(),
         kept_mode_bits: match command {
-            NativeCommand::GroupAdd(_) | NativeCommand::UserAdd(_) => SHADOW_KEPT_MODE_BITS,
+            NativeCommand::GroupAdd(_) | NativeCommand::UserAdd(_) | NativeCommand::UserMod(_) => {
+                SHADOW_KEPT_MODE_BITS
+            }
             _ => BUSYBOX_KEPT_MODE_BITS,
         },
     };
@@ -121,6 +124,7 @@ pub fn apply(
         NativeCommand::AddUser(args) => ctx.adduser(args)?,
         NativeCommand::GroupAdd(args) => ctx.groupadd(args)?,
         NativeCommand::UserAdd(args) => ctx.useradd(args)?,
+        NativeCommand::UserMod(args) => ctx.usermod(args)?,
         NativeCommand::Noop { .. } => {}
         other => return Err(UsersError::NotUsers(format!("{other:?}"))),
     }
@@ -152,6 +156,7 @@ pub fn sandbox_reason(
                     | NativeCommand::AddUser(_)
                     | NativeCommand::GroupAdd(_)
                     | NativeCommand::UserAdd(_)
+                    | NativeCommand::UserMod(_)
             )
         })
         .cloned()
@@ -161,6 +166,7 @@ pub fn sandbox_reason(
             NativeCommand::AddGroup(_) => ("addgroup", true),
             NativeCommand::AddUser(_) => ("adduser", true),
             NativeCommand::GroupAdd(_) => ("groupadd", false),
+            NativeCommand::UserMod(_) => ("usermod", false),
             _ => ("useradd", false),
         };
         if let Some(reason) = program_reason(view, path_env, program, wanted_busybox)? {
@@ -1144,6 +1150,78 @@ impl Ctx<'_> {
                 return Err(UsersError::NotEmulated(format!(
                     "useradd would reset uid {uid}'s record in /{file} ({size} bytes), which is not emulated (add --no-log-init to skip it)"
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// shadow's `usermod [-a] -G GROUPS USER`: in /etc/group and /etc/gshadow, the user is
+    /// appended to the member list of each listed group it is not in and, without `-a`,
+    /// removed from every other group; only files with a changed line are rewritten.
+    fn usermod(&mut self, args: &UserModArgs) -> Result<(), UsersError> {
+        const TOOL: &str = "usermod";
+        let name = &args.user;
+        if !self.passwd(TOOL)?.iter().any(|u| &u.name == name) {
+            return Err(tool_err(TOOL, format!("user '{name}' does not exist")));
+        }
+        let groups = self.groups(TOOL)?;
+        let mut wanted = Vec::new();
+        for spec in &args.groups {
+            let found = groups.iter().find(|g| &g.name == spec).or_else(|| {
+                spec.parse::<u32>()
+                    .ok()
+                    .and_then(|id| groups.iter().find(|g| g.gid == id))
+            });
+            match found {
+                Some(group) => wanted.push(group.name.clone()),
+                None => return Err(tool_err(TOOL, format!("group '{spec}' does not exist"))),
+            }
+        }
+        // Both files are NAME:PASSWORD:(GID|ADMINS):MEMBERS.
+        for file in ["group", "gshadow"] {
+            let Some(current) = self.load(TOOL, file)? else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(current.text.len() + 64);
+            let mut changed = false;
+            for line in lines(&current.text) {
+                let text = String::from_utf8_lossy(line);
+                let fields: Vec<&str> = text.splitn(4, ':').collect();
+                let new_members = match fields.as_slice() {
+                    [group, _, _, members] => {
+                        let mut members: Vec<&str> =
+                            members.split(',').filter(|m| !m.is_empty()).collect();
+                        let was_member = members.contains(&name.as_str());
+                        let is_member =
+                            (was_member && args.append) || wanted.iter().any(|w| w == group);
+                        match (was_member, is_member) {
+                            (true, false) => {
+                                members.retain(|m| m != name);
+                                Some(members)
+                            }
+                            (false, true) => {
+                                members.push(name);
+                                Some(members)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                match new_members {
+                    Some(members) => {
+                        changed = true;
+                        let line = format!("{}:{}", fields[..3].join(":"), members.join(","));
+                        out.extend_from_slice(line.as_bytes());
+                    }
+                    None => out.extend_from_slice(line),
+                }
+                out.push(b'\n');
+            }
+            if changed {
+                self.write(&current, out);
             }
         }
         Ok(())

@@ -626,7 +626,10 @@ fn unemulated_user_commands_and_flags_say_why() {
         ),
         ("useradd -o -u 0 x", "useradd -o is not emulated"),
         ("adduser -D --foo x", "adduser --foo is not emulated"),
-        ("usermod -aG wheel app", "`usermod` is not emulated"),
+        (
+            "usermod -aG wheel -s /bin/sh app",
+            "usermod -s is not emulated",
+        ),
         ("userdel -r app", "`userdel` is not emulated"),
         ("groupmod -g 2000 app", "`groupmod` is not emulated"),
         ("echo 'app:pw' | chpasswd", "pipes"),
@@ -649,4 +652,57 @@ fn unemulated_user_commands_and_flags_say_why() {
     };
     assert!(args.no_log_init);
     assert_eq!(args.skel.as_deref(), Some("/srv/skel"));
+}
+
+#[test]
+fn usermod_adds_to_and_removes_from_groups() {
+    let mut lower = debian_like();
+    lower.insert(
+        path("etc/gshadow"),
+        file("wheel:!::root\naudio:!::\nvideo:!:adm:app\n", 0o640, 42),
+    );
+    let diff = run(
+        &lower,
+        "useradd -N app && usermod -aG wheel,18 app && usermod -a -G wheel app",
+    )
+    .expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
+    assert!(group.contains("\naudio:x:18:app\n"), "{group}");
+    assert_eq!(
+        text(&diff, "etc/gshadow"),
+        "wheel:!::root,app\naudio:!::app\nvideo:!:adm:app\n"
+    );
+    // Without -a, the user leaves the groups not listed (here video in gshadow, audio).
+    let diff = run(&lower, "useradd -N -G audio app && usermod -G wheel app").expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
+    assert!(group.contains("\naudio:x:18:\n"), "{group}");
+    assert_eq!(
+        text(&diff, "etc/gshadow"),
+        "wheel:!::root,app\naudio:!::\nvideo:!:adm:\n"
+    );
+    for (script, want) in [
+        (
+            "usermod -aG wheel nobody2",
+            "usermod: user 'nobody2' does not exist",
+        ),
+        (
+            "usermod -aG nope root",
+            "usermod: group 'nope' does not exist",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+    for (script, message) in [
+        (
+            "usermod -a root",
+            "-a flag is ONLY allowed with the -G flag",
+        ),
+        ("usermod -s /bin/sh root", "usermod -s is not emulated"),
+    ] {
+        let err = recognize(script, &|_| None).expect_err(script);
+        assert!(err.sandbox_reason().contains(message), "{script}: {err}");
+    }
 }
