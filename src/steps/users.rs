@@ -27,16 +27,25 @@
 //! - Errors are busybox's messages: `adduser: user 'x' in use`, `addgroup: group 'x' in use`,
 //!   `addgroup: gid '1000' in use`, `adduser: uid '1000' in use`, `addgroup: unknown user x`.
 //!
-//! Reproducibility: the shadow "last change" field is `SOURCE_DATE_EPOCH / 86400` (days since
-//! the epoch), given by the caller in [`UsersOptions`], not today's date; every written entry's
-//! mtime is that time too. Rewritten files keep the owner of the file they replace and its
-//! permission bits (`mode & 0777`, as `update_passwd` does); xattrs are not carried over.
+//! Reproducibility: where the tools write today's day as the shadow "last change" field, kiln
+//! writes SOURCE_DATE_EPOCH's day (given by the caller in [`UsersOptions`]), or leaves the field
+//! empty when that day is 0, as shadow's `useradd` does with SOURCE_DATE_EPOCH=0 (never `0`,
+//! which means "change the password at next login"); every written entry's mtime is that time
+//! too. busybox's rewritten files keep the owner and `mode & 0777` of the file they replace and
+//! its backup is the old file itself; shadow's keep `mode & 0664`, and its backup is a copy
+//! with the old owner and mtime. The directories whose entries a tool changes (/etc, a new
+//! home's parent) are in the Diff with that time, as a snapshot of the real tool's run shows
+//! them.
 //!
-//! shadow's `useradd`/`groupadd` follow login.defs (`UID_MIN`, `UID_MAX`, `SYS_UID_MIN`,
-//! `SYS_UID_MAX`, the GID twins, `USERGROUPS_ENAB`, `CREATE_HOME`, `HOME_MODE`/`UMASK`, and
-//! `PASS_MIN_DAYS`/`PASS_MAX_DAYS`/`PASS_WARN_AGE`) and /etc/default/useradd (`HOME`, `SHELL`,
-//! `GROUP`), with Debian's defaults when absent. Left out: /etc/subuid and /etc/subgid
-//! ranges, lastlog/faillog, SELinux.
+//! shadow's `useradd`/`groupadd`/`usermod -G` follow login.defs (`UID_MIN`, `UID_MAX`,
+//! `SYS_UID_MIN`, `SYS_UID_MAX`, the GID twins, `USERGROUPS_ENAB`, `CREATE_HOME`,
+//! `HOME_MODE`/`UMASK`, `PASS_MIN_DAYS`/`PASS_MAX_DAYS`/`PASS_WARN_AGE`, which system
+//! accounts do not get, and `SUB_UID_*`/`SUB_GID_*` for the /etc/subuid and /etc/subgid
+//! ranges of regular users) and /etc/default/useradd (`HOME`, `SHELL`, `GROUP`, `SKEL`,
+//! `INACTIVE`), with shadow's defaults when absent. What they would do beyond that (reset a
+//! faillog/lastlog record, an `EXPIRE` default) is [`UsersError::NotEmulated`], and
+//! [`sandbox_reason`] sends such a RUN, and any RUN whose tools the image's PATH does not
+//! resolve to the emulated ones, to the sandbox. Left out: SELinux.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

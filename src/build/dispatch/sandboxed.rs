@@ -1,8 +1,9 @@
 //! RUN in the sandbox: which RUNs go there, their step-cache key, and committing their layer.
 //!
-//! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command, the
-//! exec form, a heredoc, `--mount`, `--network`, `--security`) or when it says
-//! `--sandbox=always`. Its result is cached under a key of everything it can see: the parent
+//! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command or
+//! flag, a users command the image's own tool would do differently, the exec form, a heredoc,
+//! `--mount`, `--network`, `--security`) or when it says `--sandbox=always`; for a shell-form
+//! RUN kiln could have computed, the build output says why. Its result is cached under a key of everything it can see: the parent
 //! layers, the command, environment, working directory, user, network and the identities of its
 //! mounts (never a secret's value), since its Diff only exists after it ran.
 
