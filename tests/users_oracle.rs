@@ -70,9 +70,18 @@ const BUSYBOX_CASES: &[(&str, Route)] = &[
         "adduser --disabled-password --uid 1500 --home /home/x --shell /bin/sh --gecos X x",
         Native,
     ),
+    ("adduser -D gone && deluser gone", Native),
     (
-        "adduser -D gone && deluser gone",
-        Sandbox("`deluser` is not emulated"),
+        "adduser -D a && adduser -D b && addgroup a b && addgroup a users && deluser a",
+        Native,
+    ),
+    (
+        "adduser -D m && addgroup m users && delgroup m users && addgroup -S g && delgroup g",
+        Native,
+    ),
+    (
+        "adduser -D gone && deluser --remove-home gone",
+        Sandbox("deluser --remove-home is not emulated"),
     ),
 ];
 

@@ -42,6 +42,13 @@ pub enum NativeCommand {
     UserAdd(UserAddArgs),
     /// shadow's `usermod -G` (with or without `-a`), the only usermod kiln computes.
     UserMod(UserModArgs),
+    /// busybox `deluser USER`.
+    DelUser {
+        /// The login name.
+        user: String,
+    },
+    /// busybox `delgroup GROUP` or `delgroup USER GROUP`.
+    DelGroup(DelGroupArgs),
     /// `apk update`: refresh the package indexes.
     ApkUpdate,
     /// `apk upgrade`.
@@ -173,6 +180,15 @@ pub struct UserAddArgs {
     pub skel: Option<String>,
     /// `-l`/`--no-log-init`: leave /var/log/faillog and /var/log/lastlog alone.
     pub no_log_init: bool,
+}
+
+/// Arguments of busybox `delgroup [USER] GROUP`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DelGroupArgs {
+    /// The group to delete, or to remove `member` from.
+    pub group: String,
+    /// `delgroup USER GROUP`: the user to remove from the group's member list.
+    pub member: Option<String>,
 }
 
 /// Arguments of shadow's `usermod [-a] -G G1,G2 USER`.
@@ -621,10 +637,29 @@ fn map_command(
         // The other user and group tools run for real: chpasswd hashes with a random salt,
         // and the rest are not emulated.
         "usermod" => recognize_usermod(text, args),
-        "deluser" | "delgroup" | "userdel" | "groupdel" | "groupmod" | "chpasswd" | "gpasswd"
-        | "passwd" | "chage" | "chsh" | "chfn" => {
-            Err(not_understood(format!("`{base}` is not emulated")))
+        "deluser" => {
+            let (_, operands) = getopt(text, "deluser", args, &[])?;
+            operand_count(text, "deluser", &operands, 1..=1, "deluser USER")?;
+            Ok(NativeCommand::DelUser {
+                user: operands[0].clone(),
+            })
         }
+        "delgroup" => {
+            let (_, operands) = getopt(text, "delgroup", args, &[])?;
+            operand_count(text, "delgroup", &operands, 1..=2, "delgroup [USER] GROUP")?;
+            Ok(NativeCommand::DelGroup(match operands.as_slice() {
+                [user, group] => DelGroupArgs {
+                    group: group.clone(),
+                    member: Some(user.clone()),
+                },
+                _ => DelGroupArgs {
+                    group: operands[0].clone(),
+                    member: None,
+                },
+            }))
+        }
+        "userdel" | "groupdel" | "groupmod" | "chpasswd" | "gpasswd" | "passwd" | "chage"
+        | "chsh" | "chfn" => Err(not_understood(format!("`{base}` is not emulated"))),
         "apk" => recognize_apk(text, args),
         "pip" | "pip3" => recognize_pip(text, args),
         "python" | "python3" if args.first().map(String::as_str) == Some("-m") => {

@@ -54,8 +54,8 @@ use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsNode, FsView, NodeKind, Overlay, ViewError};
 use crate::steps::etc_files::{self, GroupEntry, PasswdEntry};
 use crate::steps::run::{
-    AddGroupArgs, AddUserArgs, BUSYBOX_LAST_ID, GroupAddArgs, NativeCommand, UserAddArgs,
-    UserModArgs,
+    AddGroupArgs, AddUserArgs, BUSYBOX_LAST_ID, DelGroupArgs, GroupAddArgs, NativeCommand,
+    UserAddArgs, UserModArgs,
 };
 
 /// Settings the caller provides.
@@ -134,6 +134,8 @@ pub fn apply(
         NativeCommand::GroupAdd(args) => ctx.groupadd(args)?,
         NativeCommand::UserAdd(args) => ctx.useradd(args)?,
         NativeCommand::UserMod(args) => ctx.usermod(args)?,
+        NativeCommand::DelUser { user } => ctx.deluser(user)?,
+        NativeCommand::DelGroup(args) => ctx.delgroup(args, false)?,
         NativeCommand::Noop { .. } => {}
         other => return Err(UsersError::NotUsers(format!("{other:?}"))),
     }
@@ -166,6 +168,8 @@ pub fn sandbox_reason(
                     | NativeCommand::GroupAdd(_)
                     | NativeCommand::UserAdd(_)
                     | NativeCommand::UserMod(_)
+                    | NativeCommand::DelUser { .. }
+                    | NativeCommand::DelGroup(_)
             )
         })
         .cloned()
@@ -174,6 +178,8 @@ pub fn sandbox_reason(
         let (program, wanted_busybox) = match command {
             NativeCommand::AddGroup(_) => ("addgroup", true),
             NativeCommand::AddUser(_) => ("adduser", true),
+            NativeCommand::DelUser { .. } => ("deluser", true),
+            NativeCommand::DelGroup(_) => ("delgroup", true),
             NativeCommand::GroupAdd(_) => ("groupadd", false),
             NativeCommand::UserMod(_) => ("usermod", false),
             _ => ("useradd", false),
@@ -363,8 +369,14 @@ impl Ctx<'_> {
     fn write(&mut self, file: &EtcFile, text: Vec<u8>) {
         let mtime = self.options.source_date_epoch;
         let backup = LayerPath::new(&format!("{}-", file.path.as_str()));
-        if let (false, Ok(backup)) = (self.written.contains_key(&file.path), backup) {
-            let mut meta = file.meta.clone();
+        // shadow backs a file up once, as it opened it; busybox links the backup to the file
+        // as it is at each rewrite (deluser rewrites /etc/group twice).
+        let first_write = !self.written.contains_key(&file.path);
+        if let (true, Ok(backup)) = (first_write || !self.is_shadow(), backup) {
+            let mut meta = match self.diff.get(&file.path) {
+                Some(rewritten) => rewritten.meta.clone(),
+                None => file.meta.clone(),
+            };
             if self.is_shadow() {
                 meta.mode &= SHADOW_KEPT_MODE_BITS;
                 meta.xattrs = BTreeMap::new();
@@ -1166,6 +1178,112 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// busybox's `update_passwd` on /etc/NAME: every line passed through `edit` (`None` drops
+    /// it), and the file rewritten, with its backup, even when nothing changed; a missing
+    /// passwd or group file is an error, a missing shadow file is not.
+    fn bb_rewrite(
+        &mut self,
+        tool: &'static str,
+        name: &str,
+        edit: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), UsersError> {
+        let Some(current) = self.load(tool, name)? else {
+            if name.contains("shadow") {
+                return Ok(());
+            }
+            return Err(tool_err(
+                tool,
+                format!("can't open '/etc/{name}': No such file or directory"),
+            ));
+        };
+        let mut out = Vec::with_capacity(current.text.len());
+        for line in lines(&current.text) {
+            let text = String::from_utf8_lossy(line);
+            if let Some(kept) = edit(&text) {
+                out.extend_from_slice(kept.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        self.write(&current, out);
+        Ok(())
+    }
+
+    /// busybox's `deluser USER`: the user's lines leave passwd and shadow, the user leaves
+    /// every group's member list, then the same-named group goes if there is one
+    /// (`delgroup USER`).
+    fn deluser(&mut self, user: &str) -> Result<(), UsersError> {
+        const TOOL: &str = "deluser";
+        if !self.passwd(TOOL)?.iter().any(|u| u.name == user) {
+            return Err(tool_err(TOOL, format!("unknown user {user}")));
+        }
+        let prefix = format!("{user}:");
+        for file in ["passwd", "shadow"] {
+            self.bb_rewrite(TOOL, file, |line| {
+                (!line.starts_with(&prefix)).then(|| line.to_owned())
+            })?;
+        }
+        self.bb_rewrite(TOOL, "group", |line| {
+            Some(match line.rfind(':') {
+                Some(at) => format!("{}{}", &line[..=at], without_member(&line[at + 1..], user)),
+                None => line.to_owned(),
+            })
+        })?;
+        if self.groups(TOOL)?.iter().any(|g| g.name == user) {
+            self.delgroup(
+                &DelGroupArgs {
+                    group: user.to_owned(),
+                    member: None,
+                },
+                true,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// busybox's `delgroup GROUP` (refused while a user has it as primary group) and
+    /// `delgroup USER GROUP` (USER leaves GROUP's member list in group and gshadow).
+    fn delgroup(&mut self, args: &DelGroupArgs, after_deluser: bool) -> Result<(), UsersError> {
+        let tool = if after_deluser { "deluser" } else { "delgroup" };
+        let group = &args.group;
+        let Some(entry) = self.groups(tool)?.into_iter().find(|g| &g.name == group) else {
+            return Err(tool_err(tool, format!("unknown group {group}")));
+        };
+        let prefix = format!("{group}:");
+        match &args.member {
+            None => {
+                if let Some(user) = self.passwd(tool)?.iter().find(|u| u.gid == entry.gid) {
+                    return Err(tool_err(
+                        tool,
+                        format!(
+                            "'{}' still has '{group}' as their primary group!",
+                            user.name
+                        ),
+                    ));
+                }
+                for file in ["group", "gshadow"] {
+                    self.bb_rewrite(tool, file, |line| {
+                        (!line.starts_with(&prefix)).then(|| line.to_owned())
+                    })?;
+                }
+            }
+            Some(member) => {
+                for file in ["group", "gshadow"] {
+                    self.bb_rewrite(tool, file, |line| {
+                        Some(match (line.starts_with(&prefix), line.rfind(':')) {
+                            (true, Some(at)) => format!(
+                                "{}{}",
+                                &line[..=at],
+                                without_member(&line[at + 1..], member)
+                            ),
+                            _ => line.to_owned(),
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// shadow's `usermod [-a] -G GROUPS USER`: in /etc/group and /etc/gshadow, the user is
     /// appended to the member list of each listed group it is not in and, without `-a`,
     /// removed from every other group; only files with a changed line are rewritten.
@@ -1281,6 +1399,15 @@ fn shadow_new_id(
         Some(_) => (min..=max).find(|&id| !taken(id)),
         None => Some(min),
     }
+}
+
+/// A comma-separated member list without the elements equal to `member` (other elements,
+/// empty ones included, kept in order), as busybox edits it.
+fn without_member(list: &str, member: &str) -> String {
+    list.split(',')
+        .filter(|element| *element != member)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The shadow "last change" field for SOURCE_DATE_EPOCH `epoch` (see `Ctx::last_change`).

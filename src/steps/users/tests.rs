@@ -634,8 +634,11 @@ fn unemulated_user_commands_and_flags_say_why() {
         ("groupmod -g 2000 app", "`groupmod` is not emulated"),
         ("echo 'app:pw' | chpasswd", "pipes"),
         ("/usr/sbin/chpasswd", "`chpasswd` is not emulated"),
-        ("deluser app", "`deluser` is not emulated"),
-        ("delgroup app", "`delgroup` is not emulated"),
+        (
+            "deluser --remove-home app",
+            "deluser --remove-home is not emulated",
+        ),
+        ("delgroup a b c", "delgroup: usage: delgroup [USER] GROUP"),
         (
             "useradd -k /etc/skel x",
             "useradd: -k flag is only allowed with -m flag",
@@ -705,4 +708,36 @@ fn usermod_adds_to_and_removes_from_groups() {
         let err = recognize(script, &|_| None).expect_err(script);
         assert!(err.sandbox_reason().contains(message), "{script}: {err}");
     }
+}
+
+#[test]
+fn busybox_deluser_and_delgroup() {
+    let lower = alpine();
+    let diff = run(
+        &lower,
+        "adduser -D a && addgroup a wheel && addgroup a audio && deluser a",
+    )
+    .expect("applies");
+    assert_eq!(text(&diff, "etc/passwd"), PASSWD);
+    assert_eq!(text(&diff, "etc/shadow"), SHADOW);
+    // The user left wheel and audio, and its own group went too.
+    assert_eq!(text(&diff, "etc/group"), GROUP);
+    // busybox links the backup at every rewrite: group- is the file after the member removal.
+    assert_eq!(text(&diff, "etc/group-"), format!("{GROUP}a:x:1000:\n"));
+    let diff = run(&lower, "addgroup a && delgroup a").expect("applies");
+    assert_eq!(text(&diff, "etc/group"), GROUP);
+    let diff = run(&lower, "delgroup root wheel").expect("applies");
+    assert!(text(&diff, "etc/group").contains("\nwheel:x:10:\n"));
+    for (script, want) in [
+        ("deluser nope", "deluser: unknown user nope"),
+        ("delgroup nope", "delgroup: unknown group nope"),
+        (
+            "delgroup nobody",
+            "delgroup: 'nobody' still has 'nobody' as their primary group!",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+    assert_eq!(without_member("a,b,,a,c", "a"), "b,,c");
 }
