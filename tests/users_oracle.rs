@@ -116,6 +116,8 @@ const DEBIAN_CASES: &[(&str, Route)] = &[
         "useradd -G audio,video app && usermod -G video,users app",
         Native,
     ),
+    ("groupadd -g 1500 tmpgrp && groupdel tmpgrp", Native),
+    ("groupdel staff", Native),
     (
         "useradd --expiredate 2030-01-01 temp",
         Sandbox("useradd --expiredate is not emulated"),

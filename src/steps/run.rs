@@ -42,6 +42,11 @@ pub enum NativeCommand {
     UserAdd(UserAddArgs),
     /// shadow's `usermod -G` (with or without `-a`), the only usermod kiln computes.
     UserMod(UserModArgs),
+    /// shadow's `groupdel GROUP`.
+    GroupDel {
+        /// The group to delete.
+        group: String,
+    },
     /// busybox `deluser USER`.
     DelUser {
         /// The login name.
@@ -658,8 +663,22 @@ fn map_command(
                 },
             }))
         }
-        "userdel" | "groupdel" | "groupmod" | "chpasswd" | "gpasswd" | "passwd" | "chage"
-        | "chsh" | "chfn" => Err(not_understood(format!("`{base}` is not emulated"))),
+        "groupdel" => {
+            let (_, operands) = getopt(text, "groupdel", args, &[])?;
+            operand_count(
+                text,
+                "groupdel",
+                &operands,
+                1..=1,
+                "groupdel [options] GROUP",
+            )?;
+            Ok(NativeCommand::GroupDel {
+                group: operands[0].clone(),
+            })
+        }
+        "userdel" | "groupmod" | "chpasswd" | "gpasswd" | "passwd" | "chage" | "chsh" | "chfn" => {
+            Err(not_understood(format!("`{base}` is not emulated")))
+        }
         "apk" => recognize_apk(text, args),
         "pip" | "pip3" => recognize_pip(text, args),
         "python" | "python3" if args.first().map(String::as_str) == Some("-m") => {

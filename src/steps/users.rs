@@ -122,9 +122,10 @@ pub fn apply(
         diff: Diff::new(),
         written: BTreeMap::new(),
         kept_mode_bits: match command {
-            NativeCommand::GroupAdd(_) | NativeCommand::UserAdd(_) | NativeCommand::UserMod(_) => {
-                SHADOW_KEPT_MODE_BITS
-            }
+            NativeCommand::GroupAdd(_)
+            | NativeCommand::UserAdd(_)
+            | NativeCommand::UserMod(_)
+            | NativeCommand::GroupDel { .. } => SHADOW_KEPT_MODE_BITS,
             _ => BUSYBOX_KEPT_MODE_BITS,
         },
     };
@@ -135,6 +136,7 @@ pub fn apply(
         NativeCommand::UserAdd(args) => ctx.useradd(args)?,
         NativeCommand::UserMod(args) => ctx.usermod(args)?,
         NativeCommand::DelUser { user } => ctx.deluser(user)?,
+        NativeCommand::GroupDel { group } => ctx.groupdel(group)?,
         NativeCommand::DelGroup(args) => ctx.delgroup(args, false)?,
         NativeCommand::Noop { .. } => {}
         other => return Err(UsersError::NotUsers(format!("{other:?}"))),
@@ -170,6 +172,7 @@ pub fn sandbox_reason(
                     | NativeCommand::UserMod(_)
                     | NativeCommand::DelUser { .. }
                     | NativeCommand::DelGroup(_)
+                    | NativeCommand::GroupDel { .. }
             )
         })
         .cloned()
@@ -182,6 +185,7 @@ pub fn sandbox_reason(
             NativeCommand::DelGroup(_) => ("delgroup", true),
             NativeCommand::GroupAdd(_) => ("groupadd", false),
             NativeCommand::UserMod(_) => ("usermod", false),
+            NativeCommand::GroupDel { .. } => ("groupdel", false),
             _ => ("useradd", false),
         };
         if let Some(reason) = program_reason(view, path_env, program, wanted_busybox)? {
@@ -1279,6 +1283,41 @@ impl Ctx<'_> {
                         })
                     })?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// shadow's `groupdel GROUP`: refused while a user has it as primary group; its first
+    /// line leaves /etc/group and, when it has one there, /etc/gshadow.
+    fn groupdel(&mut self, group: &str) -> Result<(), UsersError> {
+        const TOOL: &str = "groupdel";
+        let Some(entry) = self.groups(TOOL)?.into_iter().find(|g| g.name == group) else {
+            return Err(tool_err(TOOL, format!("group '{group}' does not exist")));
+        };
+        if let Some(user) = self.passwd(TOOL)?.iter().find(|u| u.gid == entry.gid) {
+            return Err(tool_err(
+                TOOL,
+                format!("cannot remove the primary group of user '{}'", user.name),
+            ));
+        }
+        let prefix = format!("{group}:");
+        for file in ["group", "gshadow"] {
+            let Some(current) = self.load(TOOL, file)? else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(current.text.len());
+            let mut removed = false;
+            for line in lines(&current.text) {
+                if !removed && line.starts_with(prefix.as_bytes()) {
+                    removed = true;
+                    continue;
+                }
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            if removed {
+                self.write(&current, out);
             }
         }
         Ok(())

@@ -632,6 +632,7 @@ fn unemulated_user_commands_and_flags_say_why() {
         ),
         ("userdel -r app", "`userdel` is not emulated"),
         ("groupmod -g 2000 app", "`groupmod` is not emulated"),
+        ("groupdel -f app", "groupdel -f is not emulated"),
         ("echo 'app:pw' | chpasswd", "pipes"),
         ("/usr/sbin/chpasswd", "`chpasswd` is not emulated"),
         (
@@ -740,4 +741,35 @@ fn busybox_deluser_and_delgroup() {
         assert_eq!(err.to_string(), want, "{script}");
     }
     assert_eq!(without_member("a,b,,a,c", "a"), "b,,c");
+}
+
+#[test]
+fn groupdel_removes_the_group_unless_it_is_a_primary_group() {
+    let mut lower = debian_like();
+    lower.insert(
+        path("etc/gshadow"),
+        file("wheel:!::root\naudio:!::\n", 0o640, 42),
+    );
+    let diff = run(&lower, "groupdel wheel && groupdel audio").expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(
+        !group.contains("\nwheel:") && !group.contains("\naudio:"),
+        "{group}"
+    );
+    assert_eq!(text(&diff, "etc/gshadow"), "");
+    let diff = run(&lower, "groupdel cdrom").expect("applies");
+    assert!(
+        diff.get(&path("etc/gshadow")).is_none(),
+        "no cdrom line there"
+    );
+    for (script, want) in [
+        ("groupdel nope", "groupdel: group 'nope' does not exist"),
+        (
+            "groupdel root",
+            "groupdel: cannot remove the primary group of user 'root'",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
 }
