@@ -17,7 +17,11 @@ fn busybox_context(dir: &Path) {
     let busybox = busybox();
     std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
     std::fs::copy(&busybox, dir.join("rootfs/bin/busybox")).unwrap();
-    symlink("busybox", dir.join("rootfs/bin/sh")).unwrap();
+    // busybox's user applets as Alpine links them: kiln computes `adduser` natively only when
+    // the PATH finds busybox's.
+    for applet in ["sh", "adduser", "addgroup"] {
+        symlink("busybox", dir.join("rootfs/bin").join(applet)).unwrap();
+    }
     write_files(
         dir,
         &[

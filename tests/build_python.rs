@@ -11,7 +11,7 @@ mod wheels;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use support::{kiln_ok, layout_image, run_ok, write_files};
+use support::{busybox, kiln_ok, layout_image, run_ok, write_files};
 
 #[test]
 fn seed_app_dockerfile_installs_wheels_natively() {
@@ -45,6 +45,14 @@ fn seed_app_dockerfile_installs_wheels_natively() {
             ),
         ],
     );
+    // busybox with its user applets linked: kiln computes `adduser` natively only when the
+    // image's PATH finds busybox's.
+    let bin = context.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox(), bin.join("busybox")).unwrap();
+    for applet in ["sh", "adduser", "addgroup"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
     let layout = work.path().join("layout");
     let digest = kiln_ok(&[
         "build",

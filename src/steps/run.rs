@@ -40,6 +40,20 @@ pub enum NativeCommand {
     GroupAdd(GroupAddArgs),
     /// shadow's `useradd`.
     UserAdd(UserAddArgs),
+    /// shadow's `usermod -G` (with or without `-a`), the only usermod kiln computes.
+    UserMod(UserModArgs),
+    /// shadow's `groupdel GROUP`.
+    GroupDel {
+        /// The group to delete.
+        group: String,
+    },
+    /// busybox `deluser USER`.
+    DelUser {
+        /// The login name.
+        user: String,
+    },
+    /// busybox `delgroup GROUP` or `delgroup USER GROUP`.
+    DelGroup(DelGroupArgs),
     /// `apk update`: refresh the package indexes.
     ApkUpdate,
     /// `apk upgrade`.
@@ -166,6 +180,32 @@ pub struct UserAddArgs {
     pub user_group: Option<bool>,
     /// `-c COMMENT`: the GECOS field.
     pub comment: Option<String>,
+    /// `-k SKEL`: the skeleton directory `-m` copies (default `SKEL` of
+    /// /etc/default/useradd, else `/etc/skel`).
+    pub skel: Option<String>,
+    /// `-l`/`--no-log-init`: leave /var/log/faillog and /var/log/lastlog alone.
+    pub no_log_init: bool,
+}
+
+/// Arguments of busybox `delgroup [USER] GROUP`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DelGroupArgs {
+    /// The group to delete, or to remove `member` from.
+    pub group: String,
+    /// `delgroup USER GROUP`: the user to remove from the group's member list.
+    pub member: Option<String>,
+}
+
+/// Arguments of shadow's `usermod [-a] -G G1,G2 USER`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserModArgs {
+    /// The login name.
+    pub user: String,
+    /// `-G G1,G2`: the supplementary groups (names or numbers).
+    pub groups: Vec<String>,
+    /// `-a`: add to `groups`, keeping the others; without it the user leaves every group
+    /// not listed.
+    pub append: bool,
 }
 
 /// Why a RUN could not be recognized.
@@ -219,6 +259,24 @@ pub enum RecognizeError {
         #[source]
         source: ConstraintError,
     },
+}
+
+impl RecognizeError {
+    /// Why the RUN goes to the sandbox instead, in a few words for the build output
+    /// (`useradd --foo is not emulated`).
+    pub fn sandbox_reason(&self) -> String {
+        match self {
+            RecognizeError::NotUnderstood { reason, .. } => reason.clone(),
+            RecognizeError::UnknownFlag { tool, flag, .. } => {
+                format!("{tool} {flag} is not emulated")
+            }
+            RecognizeError::Usage { tool, message, .. } => format!("{tool}: {message}"),
+            RecognizeError::Expand { source, .. } => {
+                format!("its words do not expand natively ({source})")
+            }
+            RecognizeError::Package { source, .. } => format!("apk package spec: {source}"),
+        }
+    }
 }
 
 /// One word as written, and whether it holds unquoted glob characters.
@@ -581,6 +639,46 @@ fn map_command(
         "adduser" => recognize_adduser(text, args),
         "groupadd" => recognize_groupadd(text, args),
         "useradd" => recognize_useradd(text, args),
+        // The other user and group tools run for real: chpasswd hashes with a random salt,
+        // and the rest are not emulated.
+        "usermod" => recognize_usermod(text, args),
+        "deluser" => {
+            let (_, operands) = getopt(text, "deluser", args, &[])?;
+            operand_count(text, "deluser", &operands, 1..=1, "deluser USER")?;
+            Ok(NativeCommand::DelUser {
+                user: operands[0].clone(),
+            })
+        }
+        "delgroup" => {
+            let (_, operands) = getopt(text, "delgroup", args, &[])?;
+            operand_count(text, "delgroup", &operands, 1..=2, "delgroup [USER] GROUP")?;
+            Ok(NativeCommand::DelGroup(match operands.as_slice() {
+                [user, group] => DelGroupArgs {
+                    group: group.clone(),
+                    member: Some(user.clone()),
+                },
+                _ => DelGroupArgs {
+                    group: operands[0].clone(),
+                    member: None,
+                },
+            }))
+        }
+        "groupdel" => {
+            let (_, operands) = getopt(text, "groupdel", args, &[])?;
+            operand_count(
+                text,
+                "groupdel",
+                &operands,
+                1..=1,
+                "groupdel [options] GROUP",
+            )?;
+            Ok(NativeCommand::GroupDel {
+                group: operands[0].clone(),
+            })
+        }
+        "userdel" | "groupmod" | "chpasswd" | "gpasswd" | "passwd" | "chage" | "chsh" | "chfn" => {
+            Err(not_understood(format!("`{base}` is not emulated")))
+        }
         "apk" => recognize_apk(text, args),
         "pip" | "pip3" => recognize_pip(text, args),
         "python" | "python3" if args.first().map(String::as_str) == Some("-m") => {
@@ -966,6 +1064,8 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
         opt('N', "no-user-group", "N", Arg::None),
         opt('U', "user-group", "U", Arg::None),
         opt('c', "comment", "comment", Arg::Required),
+        opt('k', "skel", "skel", Arg::Required),
+        opt('l', "no-log-init", "no-log-init", Arg::None),
     ];
     let (opts, operands) = getopt(text, "useradd", args, TABLE)?;
     operand_count(text, "useradd", &operands, 1..=1, "useradd [options] LOGIN")?;
@@ -999,8 +1099,17 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
             ("system", _) => out.system = true,
             ("N", _) => out.user_group = Some(false),
             ("U", _) => out.user_group = Some(true),
+            ("skel", v) => out.skel = v,
+            ("no-log-init", _) => out.no_log_init = true,
             (_, v) => out.comment = v,
         }
+    }
+    if out.skel.is_some() && out.create_home != Some(true) {
+        return Err(RecognizeError::Usage {
+            command: text.to_owned(),
+            tool: "useradd".to_owned(),
+            message: "-k flag is only allowed with -m flag".to_owned(),
+        });
     }
     if out.user_group == Some(true) && out.group.is_some() {
         return Err(RecognizeError::Usage {
@@ -1010,6 +1119,46 @@ fn recognize_useradd(text: &str, args: &[String]) -> Result<NativeCommand, Recog
         });
     }
     Ok(NativeCommand::UserAdd(out))
+}
+
+fn recognize_usermod(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeError> {
+    const TABLE: &[Opt] = &[
+        opt('a', "append", "append", Arg::None),
+        opt('G', "groups", "groups", Arg::Required),
+    ];
+    let (opts, operands) = getopt(text, "usermod", args, TABLE)?;
+    operand_count(text, "usermod", &operands, 1..=1, "usermod [options] LOGIN")?;
+    let mut out = UserModArgs {
+        user: operands[0].clone(),
+        ..UserModArgs::default()
+    };
+    let mut groups_given = false;
+    for (key, value) in opts {
+        match key {
+            "append" => out.append = true,
+            _ => {
+                groups_given = true;
+                out.groups = value
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+    }
+    if !groups_given {
+        return Err(RecognizeError::Usage {
+            command: text.to_owned(),
+            tool: "usermod".to_owned(),
+            message: if out.append {
+                "-a flag is ONLY allowed with the -G flag".to_owned()
+            } else {
+                "no changes".to_owned()
+            },
+        });
+    }
+    Ok(NativeCommand::UserMod(out))
 }
 
 fn recognize_apk(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeError> {

@@ -27,16 +27,25 @@
 //! - Errors are busybox's messages: `adduser: user 'x' in use`, `addgroup: group 'x' in use`,
 //!   `addgroup: gid '1000' in use`, `adduser: uid '1000' in use`, `addgroup: unknown user x`.
 //!
-//! Reproducibility: the shadow "last change" field is `SOURCE_DATE_EPOCH / 86400` (days since
-//! the epoch), given by the caller in [`UsersOptions`], not today's date; every written entry's
-//! mtime is that time too. Rewritten files keep the owner of the file they replace and its
-//! permission bits (`mode & 0777`, as `update_passwd` does); xattrs are not carried over.
+//! Reproducibility: where the tools write today's day as the shadow "last change" field, kiln
+//! writes SOURCE_DATE_EPOCH's day (given by the caller in [`UsersOptions`]), or leaves the field
+//! empty when that day is 0, as shadow's `useradd` does with SOURCE_DATE_EPOCH=0 (never `0`,
+//! which means "change the password at next login"); every written entry's mtime is that time
+//! too. busybox's rewritten files keep the owner and `mode & 0777` of the file they replace and
+//! its backup is the old file itself; shadow's keep `mode & 0664`, and its backup is a copy
+//! with the old owner and mtime. The directories whose entries a tool changes (/etc, a new
+//! home's parent) are in the Diff with that time, as a snapshot of the real tool's run shows
+//! them.
 //!
-//! shadow's `useradd`/`groupadd` follow login.defs (`UID_MIN`, `UID_MAX`, `SYS_UID_MIN`,
-//! `SYS_UID_MAX`, the GID twins, `USERGROUPS_ENAB`, `CREATE_HOME`, `HOME_MODE`/`UMASK`, and
-//! `PASS_MIN_DAYS`/`PASS_MAX_DAYS`/`PASS_WARN_AGE`) and /etc/default/useradd (`HOME`, `SHELL`,
-//! `GROUP`), with Debian's defaults when absent. Left out: /etc/subuid and /etc/subgid
-//! ranges, lastlog/faillog, SELinux.
+//! shadow's `useradd`/`groupadd`/`usermod -G` follow login.defs (`UID_MIN`, `UID_MAX`,
+//! `SYS_UID_MIN`, `SYS_UID_MAX`, the GID twins, `USERGROUPS_ENAB`, `CREATE_HOME`,
+//! `HOME_MODE`/`UMASK`, `PASS_MIN_DAYS`/`PASS_MAX_DAYS`/`PASS_WARN_AGE`, which system
+//! accounts do not get, and `SUB_UID_*`/`SUB_GID_*` for the /etc/subuid and /etc/subgid
+//! ranges of regular users) and /etc/default/useradd (`HOME`, `SHELL`, `GROUP`, `SKEL`,
+//! `INACTIVE`), with shadow's defaults when absent. What they would do beyond that (reset a
+//! faillog/lastlog record, an `EXPIRE` default) is [`UsersError::NotEmulated`], and
+//! [`sandbox_reason`] sends such a RUN, and any RUN whose tools the image's PATH does not
+//! resolve to the emulated ones, to the sandbox. Left out: SELinux.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,7 +54,8 @@ use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsNode, FsView, NodeKind, Overlay, ViewError};
 use crate::steps::etc_files::{self, GroupEntry, PasswdEntry};
 use crate::steps::run::{
-    AddGroupArgs, AddUserArgs, BUSYBOX_LAST_ID, GroupAddArgs, NativeCommand, UserAddArgs,
+    AddGroupArgs, AddUserArgs, BUSYBOX_LAST_ID, DelGroupArgs, GroupAddArgs, NativeCommand,
+    UserAddArgs, UserModArgs,
 };
 
 /// Settings the caller provides.
@@ -81,12 +91,22 @@ pub enum UsersError {
         #[source]
         source: ViewError,
     },
+    /// The real tool would do something kiln does not compute exactly: the RUN must run in the
+    /// sandbox instead (the message says what).
+    #[error("{0}")]
+    NotEmulated(String),
     /// The command is not a users command.
     #[error("`{0}` is not a users command; apply it with its own step")]
     NotUsers(String),
 }
 
 const BB_FIRST_SYSTEM_ID: u32 = 100;
+/// busybox's `update_passwd` gives the new file `st_mode & 0777` of the old one and keeps the
+/// old inode, hard-linked, as the backup.
+const BUSYBOX_KEPT_MODE_BITS: u32 = 0o777;
+/// shadow's `commonio` (`fopen_set_perms`) gives both the new file and the backup copy
+/// `st_mode & 0664` of the old one.
+const SHADOW_KEPT_MODE_BITS: u32 = 0o664;
 const BB_LAST_SYSTEM_ID: u32 = 999;
 
 /// Applies one users command to `view` (see the module docs); [`NativeCommand::Noop`] gives an
@@ -101,16 +121,153 @@ pub fn apply(
         options,
         diff: Diff::new(),
         written: BTreeMap::new(),
+        kept_mode_bits: match command {
+            NativeCommand::GroupAdd(_)
+            | NativeCommand::UserAdd(_)
+            | NativeCommand::UserMod(_)
+            | NativeCommand::GroupDel { .. } => SHADOW_KEPT_MODE_BITS,
+            _ => BUSYBOX_KEPT_MODE_BITS,
+        },
     };
     match command {
         NativeCommand::AddGroup(args) => ctx.addgroup(args)?,
         NativeCommand::AddUser(args) => ctx.adduser(args)?,
         NativeCommand::GroupAdd(args) => ctx.groupadd(args)?,
         NativeCommand::UserAdd(args) => ctx.useradd(args)?,
+        NativeCommand::UserMod(args) => ctx.usermod(args)?,
+        NativeCommand::DelUser { user } => ctx.deluser(user)?,
+        NativeCommand::GroupDel { group } => ctx.groupdel(group)?,
+        NativeCommand::DelGroup(args) => ctx.delgroup(args, false)?,
         NativeCommand::Noop { .. } => {}
         other => return Err(UsersError::NotUsers(format!("{other:?}"))),
     }
     Ok(ctx.diff)
+}
+
+/// The default PATH a RUN sees when the image sets none (BuildKit's).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why the users commands among `commands` cannot be computed natively on `view` (the stage's
+/// filesystem before the RUN), or `None` when every one of them can. Decided from the image:
+/// the program the stage's `PATH` finds must be the one emulated (busybox's `adduser` and
+/// `addgroup`; shadow's `useradd` and `groupadd` on a Debian-family image, whose build and
+/// defaults the emulation follows), and applying them must meet nothing left unemulated
+/// (a faillog/lastlog record to reset, an `EXPIRE` default). Errors the tool itself would
+/// report are not reasons: the native step reports them in the tool's words.
+pub fn sandbox_reason(
+    commands: &[NativeCommand],
+    view: &dyn FsView,
+    path_env: Option<&str>,
+    options: &UsersOptions,
+) -> Result<Option<String>, UsersError> {
+    let users_commands: Vec<NativeCommand> = commands
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                NativeCommand::AddGroup(_)
+                    | NativeCommand::AddUser(_)
+                    | NativeCommand::GroupAdd(_)
+                    | NativeCommand::UserAdd(_)
+                    | NativeCommand::UserMod(_)
+                    | NativeCommand::DelUser { .. }
+                    | NativeCommand::DelGroup(_)
+                    | NativeCommand::GroupDel { .. }
+            )
+        })
+        .cloned()
+        .collect();
+    for command in &users_commands {
+        let (program, wanted_busybox) = match command {
+            NativeCommand::AddGroup(_) => ("addgroup", true),
+            NativeCommand::AddUser(_) => ("adduser", true),
+            NativeCommand::DelUser { .. } => ("deluser", true),
+            NativeCommand::DelGroup(_) => ("delgroup", true),
+            NativeCommand::GroupAdd(_) => ("groupadd", false),
+            NativeCommand::UserMod(_) => ("usermod", false),
+            NativeCommand::GroupDel { .. } => ("groupdel", false),
+            _ => ("useradd", false),
+        };
+        if let Some(reason) = program_reason(view, path_env, program, wanted_busybox)? {
+            return Ok(Some(reason));
+        }
+        if let NativeCommand::UserAdd(_) = command {
+            let ctx = Ctx {
+                view,
+                options,
+                diff: Diff::new(),
+                written: BTreeMap::new(),
+                kept_mode_bits: SHADOW_KEPT_MODE_BITS,
+            };
+            let defaults = ctx.useradd_defaults("useradd")?;
+            if defaults.get("EXPIRE").is_some_and(|v| !v.is_empty()) {
+                return Ok(Some(
+                    "useradd with an EXPIRE default in /etc/default/useradd is not emulated"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    match apply_all(&users_commands, view, options) {
+        Err(UsersError::NotEmulated(reason)) => Ok(Some(reason)),
+        _ => Ok(None),
+    }
+}
+
+/// Why `program`, as the stage's PATH finds it, is not the implementation kiln emulates.
+fn program_reason(
+    view: &dyn FsView,
+    path_env: Option<&str>,
+    program: &str,
+    wanted_busybox: bool,
+) -> Result<Option<String>, UsersError> {
+    let path_env = path_env.unwrap_or(DEFAULT_PATH);
+    let mut found = None;
+    for dir in path_env.split(':').filter(|d| d.starts_with('/')) {
+        let Ok(candidate) = LayerPath::new(&format!("{dir}/{program}")) else {
+            continue;
+        };
+        match view.stat(&candidate, true) {
+            Ok(Some((resolved, node))) if matches!(node.kind, NodeKind::File { .. }) => {
+                found = Some(resolved);
+                break;
+            }
+            Ok(_) | Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => {}
+            Err(source) => {
+                return Err(UsersError::Read {
+                    tool: "users",
+                    path: candidate.absolute(),
+                    source,
+                });
+            }
+        }
+    }
+    let Some(resolved) = found else {
+        return Ok(Some(format!(
+            "`{program}` is not in this image's PATH before the RUN, so kiln cannot tell which {program} it is"
+        )));
+    };
+    let is_busybox = resolved.file_name() == "busybox";
+    if wanted_busybox && !is_busybox {
+        return Ok(Some(format!(
+            "{program} in this image is {}, not busybox's; only busybox's {program} is emulated",
+            resolved.absolute()
+        )));
+    }
+    if !wanted_busybox {
+        if is_busybox {
+            return Ok(Some(format!(
+                "{program} in this image is busybox's; only shadow's {program} is emulated"
+            )));
+        }
+        let debian = LayerPath::new("etc/debian_version").unwrap_or_else(|_| LayerPath::root());
+        if !matches!(view.stat(&debian, true), Ok(Some(_))) {
+            return Ok(Some(format!(
+                "{program} is emulated as Debian's shadow builds it, and this image is not of the Debian family (no /etc/debian_version)"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Applies `commands` in order, each on `lower` plus the previous commands' changes, and
@@ -142,6 +299,9 @@ struct Ctx<'v> {
     /// Files already rewritten by this command: resolved path -> new text (the backup keeps
     /// the state before the command).
     written: BTreeMap<LayerPath, Vec<u8>>,
+    /// The permission bits a rewritten file (and, for shadow's tools, its backup) keeps of the
+    /// file it replaces: busybox's `update_passwd` keeps `0777`, shadow's `commonio` `0664`.
+    kept_mode_bits: u32,
 }
 
 fn tool_err(tool: &'static str, message: impl Into<String>) -> UsersError {
@@ -207,16 +367,29 @@ impl Ctx<'_> {
     }
 
     /// Writes `text` as the new content of `file`, and its backup `file-` (the content before
-    /// this command) the first time the file is written.
+    /// this command) the first time the file is written. busybox's backup is the old inode
+    /// (hard-linked: every attribute kept); shadow's is a copy with the old owner, mtime and
+    /// `mode & 0664`.
     fn write(&mut self, file: &EtcFile, text: Vec<u8>) {
         let mtime = self.options.source_date_epoch;
         let backup = LayerPath::new(&format!("{}-", file.path.as_str()));
-        if let (false, Ok(backup)) = (self.written.contains_key(&file.path), backup) {
+        // shadow backs a file up once, as it opened it; busybox links the backup to the file
+        // as it is at each rewrite (deluser rewrites /etc/group twice).
+        let first_write = !self.written.contains_key(&file.path);
+        if let (true, Ok(backup)) = (first_write || !self.is_shadow(), backup) {
+            let mut meta = match self.diff.get(&file.path) {
+                Some(rewritten) => rewritten.meta.clone(),
+                None => file.meta.clone(),
+            };
+            if self.is_shadow() {
+                meta.mode &= SHADOW_KEPT_MODE_BITS;
+                meta.xattrs = BTreeMap::new();
+            }
             self.diff.insert(
                 backup,
                 Entry {
                     kind: EntryKind::File(FileContent::Bytes(Arc::from(file.text.as_slice()))),
-                    meta: file.meta.clone(),
+                    meta,
                 },
             );
         }
@@ -225,7 +398,7 @@ impl Ctx<'_> {
             Entry {
                 kind: EntryKind::File(FileContent::Bytes(Arc::from(text.as_slice()))),
                 meta: Metadata {
-                    mode: file.meta.mode & 0o777,
+                    mode: file.meta.mode & self.kept_mode_bits,
                     uid: file.meta.uid,
                     gid: file.meta.gid,
                     mtime,
@@ -234,6 +407,39 @@ impl Ctx<'_> {
             },
         );
         self.written.insert(file.path.clone(), text);
+        if let Some(parent) = file.path.parent() {
+            self.touch_dir(&parent);
+        }
+    }
+
+    /// True for shadow's tools, false for busybox's.
+    fn is_shadow(&self) -> bool {
+        self.kept_mode_bits == SHADOW_KEPT_MODE_BITS
+    }
+
+    /// Records that the tool changed the entries of directory `dir` (a file renamed into it,
+    /// a backup linked, a home created): the directory gets the build's time, so it is in the
+    /// layer as it is in the real tool's (whose snapshot sees its mtime change).
+    fn touch_dir(&mut self, dir: &LayerPath) {
+        if dir.is_root() || self.diff.get(dir).is_some() {
+            return;
+        }
+        if let Ok(Some(FsNode {
+            kind: NodeKind::Dir,
+            meta,
+        })) = self.view.lstat_exact(dir)
+        {
+            self.diff.insert(
+                dir.clone(),
+                Entry {
+                    kind: EntryKind::Dir,
+                    meta: Metadata {
+                        mtime: self.options.source_date_epoch,
+                        ..meta
+                    },
+                },
+            );
+        }
     }
 
     /// Appends `line` to /etc/NAME (every existing line rewritten with a trailing newline, as
@@ -292,8 +498,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn days(&self) -> i64 {
-        self.options.source_date_epoch.div_euclid(86_400)
+    /// The shadow "last change" field: the SOURCE_DATE_EPOCH day where the tools write
+    /// today's, empty when that day is 0 (as shadow's `useradd` writes it with
+    /// SOURCE_DATE_EPOCH=0: "better disable aging than requiring a password change"), never
+    /// `0`, which means "must change the password at next login".
+    fn last_change(&self) -> String {
+        last_change_field(self.options.source_date_epoch)
     }
 
     // ---- busybox ----
@@ -413,11 +623,11 @@ impl Ctx<'_> {
             &format!("{name}:x:{uid}:{gid}:{gecos}:{home}:{shell}"),
             true,
         )?;
-        let days = self.days();
+        let last_change = self.last_change();
         self.append(
             TOOL,
             "shadow",
-            &format!("{name}:!:{days}:0:99999:7:::"),
+            &format!("{name}:!:{last_change}:0:99999:7:::"),
             false,
         )?;
         // busybox runs `addgroup` and ignores its failure.
@@ -502,6 +712,9 @@ impl Ctx<'_> {
         if !parent_is_dir {
             return Ok(());
         }
+        if let Some(parent) = resolved.parent() {
+            self.touch_dir(&parent);
+        }
         self.diff.insert(
             resolved.clone(),
             Entry {
@@ -538,11 +751,17 @@ impl Ctx<'_> {
             let Some(node) = self.view.lstat_exact(&src).map_err(&err)? else {
                 continue;
             };
+            // shadow's copy_tree keeps the skeleton's times; busybox's copy_file does not.
+            let mtime = if self.is_shadow() {
+                node.meta.mtime
+            } else {
+                self.options.source_date_epoch
+            };
             let meta = |mode: u32| Metadata {
                 mode,
                 uid,
                 gid,
-                mtime: self.options.source_date_epoch,
+                mtime,
                 xattrs: BTreeMap::new(),
             };
             let entry = match node.kind {
@@ -553,6 +772,16 @@ impl Ctx<'_> {
                 NodeKind::File { .. } => Entry {
                     kind: EntryKind::File(self.view.content(&src).map_err(&err)?),
                     meta: meta(node.meta.mode & 0o777),
+                },
+                // busybox chowns the copied tree following symlinks, so a link stays its
+                // creator's (root's); shadow's copy_tree lchowns it to the user.
+                NodeKind::Symlink(target) if !self.is_shadow() => Entry {
+                    kind: EntryKind::Symlink(target),
+                    meta: Metadata {
+                        uid: 0,
+                        gid: 0,
+                        ..meta(0o777)
+                    },
                 },
                 NodeKind::Symlink(target) => Entry {
                     kind: EntryKind::Symlink(target),
@@ -704,28 +933,57 @@ impl Ctx<'_> {
             .or_else(|| defaults.get("SHELL").cloned())
             .unwrap_or_else(|| "/bin/sh".into());
         let comment = args.comment.clone().unwrap_or_default();
+        // Without /etc/shadow (or /etc/gshadow) the locked password goes into passwd (group).
+        let password = if self.load(TOOL, "shadow")?.is_some() {
+            "x"
+        } else {
+            "!"
+        };
+        let group_password = if self.load(TOOL, "gshadow")?.is_some() {
+            "x"
+        } else {
+            "!"
+        };
         self.append(
             TOOL,
             "passwd",
-            &format!("{name}:x:{uid}:{gid}:{comment}:{home}:{shell}"),
+            &format!("{name}:{password}:{uid}:{gid}:{comment}:{home}:{shell}"),
             true,
         )?;
-        let field =
-            |key: &str, default: &str| defs.get(key).cloned().unwrap_or_else(|| default.to_owned());
-        let days = self.days();
+        let last_change = self.last_change();
+        // getdef_num(KEY, -1): a missing or malformed value is -1, written as an empty field;
+        // system accounts get no aging at all.
+        let age = |key: &str| -> String {
+            if args.system {
+                return String::new();
+            }
+            match defs.get(key).and_then(|v| parse_c_long(v)) {
+                Some(n) if n >= 0 => n.to_string(),
+                _ => String::new(),
+            }
+        };
+        let inactive = match defaults.get("INACTIVE").and_then(|v| parse_c_long(v)) {
+            Some(n) if n >= 0 && !args.system => n.to_string(),
+            _ => String::new(),
+        };
         self.append(
             TOOL,
             "shadow",
             &format!(
-                "{name}:!:{days}:{}:{}:{}:::",
-                field("PASS_MIN_DAYS", "0"),
-                field("PASS_MAX_DAYS", "99999"),
-                field("PASS_WARN_AGE", "7")
+                "{name}:!:{last_change}:{}:{}:{}:{inactive}::",
+                age("PASS_MIN_DAYS"),
+                age("PASS_MAX_DAYS"),
+                age("PASS_WARN_AGE"),
             ),
             false,
         )?;
         if user_group {
-            self.append(TOOL, "group", &format!("{name}:x:{gid}:"), true)?;
+            self.append(
+                TOOL,
+                "group",
+                &format!("{name}:{group_password}:{gid}:"),
+                true,
+            )?;
             self.append(TOOL, "gshadow", &format!("{name}:!::"), false)?;
         }
         for extra in &args.groups {
@@ -749,11 +1007,388 @@ impl Ctx<'_> {
                     0o777 & !umask
                 }
             };
-            let skel = defaults
-                .get("SKEL")
-                .map(String::as_str)
+            let skel = args
+                .skel
+                .as_deref()
+                .or_else(|| defaults.get("SKEL").map(String::as_str))
                 .unwrap_or("/etc/skel");
             self.make_home(&home, uid, gid, mode, Some(skel), false)?;
+        }
+        // Subordinate ids: only when the file exists, not for system accounts, and not for an
+        // explicit uid outside UID_MIN..=UID_MAX.
+        let uid_min = defs
+            .get("UID_MIN")
+            .and_then(|v| parse_c_long(v))
+            .unwrap_or(1000);
+        let uid_max = defs
+            .get("UID_MAX")
+            .and_then(|v| parse_c_long(v))
+            .unwrap_or(60000);
+        let explicit_in_range = args
+            .uid
+            .is_none_or(|id| (uid_min..=uid_max).contains(&i64::from(id)));
+        if !args.system && explicit_in_range {
+            self.add_subordinate_range("subuid", "SUB_UID", &defs, name)?;
+            self.add_subordinate_range("subgid", "SUB_GID", &defs, name)?;
+        }
+        if !args.no_log_init {
+            self.check_log_untouched(&defs, uid)?;
+        }
+        Ok(())
+    }
+
+    /// shadow's `find_new_sub_uids` and `sub_uid_add`: the lowest free range of
+    /// `SUB_*_COUNT` ids in `SUB_*_MIN..=SUB_*_MAX` (every existing range taken, whoever owns
+    /// it), appended as `NAME:START:COUNT` after the existing entries, which the allocation
+    /// sorts by range (lines that are not ranges after them).
+    fn add_subordinate_range(
+        &mut self,
+        file: &str,
+        prefix: &str,
+        defs: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<(), UsersError> {
+        const TOOL: &str = "useradd";
+        let get = |key: &str, default: u64| {
+            defs.get(&format!("{prefix}_{key}"))
+                .and_then(|v| parse_c_long(v))
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(default)
+        };
+        let count = get("COUNT", 65536);
+        if count == 0 {
+            return Ok(());
+        }
+        let Some(current) = self.load(TOOL, file)? else {
+            return Ok(());
+        };
+        let (min, max) = (get("MIN", 100_000), get("MAX", 600_100_000));
+        if min > max || count >= max || min + count - 1 > max {
+            return Err(tool_err(
+                TOOL,
+                format!(
+                    "Invalid configuration: {prefix}_MIN ({min}), {prefix}_MAX ({max}), {prefix}_COUNT ({count})"
+                ),
+            ));
+        }
+        let mut ranges: Vec<(u64, u64, String, Vec<u8>)> = Vec::new(); // start, count, owner, line
+        let mut unparsed: Vec<Vec<u8>> = Vec::new();
+        for line in lines(&current.text) {
+            let text = String::from_utf8_lossy(line);
+            let fields: Vec<&str> = text.split(':').collect();
+            match fields.as_slice() {
+                [owner, start, count] if !owner.is_empty() => {
+                    match (start.parse::<u64>(), count.parse::<u64>()) {
+                        (Ok(start), Ok(count)) => {
+                            ranges.push((start, count, (*owner).to_owned(), line.to_vec()))
+                        }
+                        _ => unparsed.push(line.to_vec()),
+                    }
+                }
+                _ => unparsed.push(line.to_vec()),
+            }
+        }
+        ranges.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        let mut low = min;
+        let mut start = None;
+        for (first, length, _, _) in &ranges {
+            let high = (*first).min(max + 1);
+            if high > low && high - low >= count {
+                start = Some(low);
+                break;
+            }
+            let last = first + length.saturating_sub(1);
+            if low < last + 1 {
+                low = last + 1;
+            }
+            if low > max {
+                break;
+            }
+        }
+        if start.is_none() && low <= max && max - low + 1 >= count {
+            start = Some(low);
+        }
+        let Some(start) = start else {
+            let kind = if file == "subuid" { "UID" } else { "GID" };
+            return Err(tool_err(
+                TOOL,
+                format!("Can't get unique subordinate {kind} range"),
+            ));
+        };
+        // The sorted entries, the lines that are not ranges, then the new range appended.
+        let added = format!("{name}:{start}:{count}").into_bytes();
+        let mut out = Vec::new();
+        for line in ranges
+            .iter()
+            .map(|r| &r.3)
+            .chain(unparsed.iter())
+            .chain([&added])
+        {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        self.write(&current, out);
+        Ok(())
+    }
+
+    /// Without `--no-log-init`, useradd zeroes the new uid's record in /var/log/faillog and
+    /// /var/log/lastlog when the file already reaches it (it never grows them). Images ship
+    /// those files empty; a record to zero (whose size depends on the C library's
+    /// architecture) is not emulated and sends the RUN to the sandbox.
+    fn check_log_untouched(
+        &self,
+        defs: &BTreeMap<String, String>,
+        uid: u32,
+    ) -> Result<(), UsersError> {
+        const TOOL: &str = "useradd";
+        // The smallest record any architecture's C library has: a larger file sends the RUN
+        // to the sandbox whatever the record size is there.
+        const FAILLOG_RECORD: u64 = 16;
+        const LASTLOG_RECORD_MIN: u64 = 292;
+        let lastlog_max = defs
+            .get("LASTLOG_UID_MAX")
+            .and_then(|v| parse_c_long(v))
+            .unwrap_or(i64::from(u32::MAX));
+        for (file, record, applies) in [
+            ("var/log/faillog", FAILLOG_RECORD, true),
+            (
+                "var/log/lastlog",
+                LASTLOG_RECORD_MIN,
+                i64::from(uid) <= lastlog_max,
+            ),
+        ] {
+            let path = LayerPath::new(file).unwrap_or_else(|_| LayerPath::root());
+            let node = self
+                .view
+                .stat(&path, true)
+                .map_err(Self::read_err(TOOL, &path))?;
+            if let Some((
+                _,
+                FsNode {
+                    kind: NodeKind::File { size, .. },
+                    ..
+                },
+            )) = node
+                && applies
+                && size > u64::from(uid) * record
+            {
+                return Err(UsersError::NotEmulated(format!(
+                    "useradd would reset uid {uid}'s record in /{file} ({size} bytes), which is not emulated (add --no-log-init to skip it)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// busybox's `update_passwd` on /etc/NAME: every line passed through `edit` (`None` drops
+    /// it), and the file rewritten, with its backup, even when nothing changed; a missing
+    /// passwd or group file is an error, a missing shadow file is not.
+    fn bb_rewrite(
+        &mut self,
+        tool: &'static str,
+        name: &str,
+        edit: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), UsersError> {
+        let Some(current) = self.load(tool, name)? else {
+            if name.contains("shadow") {
+                return Ok(());
+            }
+            return Err(tool_err(
+                tool,
+                format!("can't open '/etc/{name}': No such file or directory"),
+            ));
+        };
+        let mut out = Vec::with_capacity(current.text.len());
+        for line in lines(&current.text) {
+            let text = String::from_utf8_lossy(line);
+            if let Some(kept) = edit(&text) {
+                out.extend_from_slice(kept.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        self.write(&current, out);
+        Ok(())
+    }
+
+    /// busybox's `deluser USER`: the user's lines leave passwd and shadow, the user leaves
+    /// every group's member list, then the same-named group goes if there is one
+    /// (`delgroup USER`).
+    fn deluser(&mut self, user: &str) -> Result<(), UsersError> {
+        const TOOL: &str = "deluser";
+        if !self.passwd(TOOL)?.iter().any(|u| u.name == user) {
+            return Err(tool_err(TOOL, format!("unknown user {user}")));
+        }
+        let prefix = format!("{user}:");
+        for file in ["passwd", "shadow"] {
+            self.bb_rewrite(TOOL, file, |line| {
+                (!line.starts_with(&prefix)).then(|| line.to_owned())
+            })?;
+        }
+        self.bb_rewrite(TOOL, "group", |line| {
+            Some(match line.rfind(':') {
+                Some(at) => format!("{}{}", &line[..=at], without_member(&line[at + 1..], user)),
+                None => line.to_owned(),
+            })
+        })?;
+        if self.groups(TOOL)?.iter().any(|g| g.name == user) {
+            self.delgroup(
+                &DelGroupArgs {
+                    group: user.to_owned(),
+                    member: None,
+                },
+                true,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// busybox's `delgroup GROUP` (refused while a user has it as primary group) and
+    /// `delgroup USER GROUP` (USER leaves GROUP's member list in group and gshadow).
+    fn delgroup(&mut self, args: &DelGroupArgs, after_deluser: bool) -> Result<(), UsersError> {
+        let tool = if after_deluser { "deluser" } else { "delgroup" };
+        let group = &args.group;
+        let Some(entry) = self.groups(tool)?.into_iter().find(|g| &g.name == group) else {
+            return Err(tool_err(tool, format!("unknown group {group}")));
+        };
+        let prefix = format!("{group}:");
+        match &args.member {
+            None => {
+                if let Some(user) = self.passwd(tool)?.iter().find(|u| u.gid == entry.gid) {
+                    return Err(tool_err(
+                        tool,
+                        format!(
+                            "'{}' still has '{group}' as their primary group!",
+                            user.name
+                        ),
+                    ));
+                }
+                for file in ["group", "gshadow"] {
+                    self.bb_rewrite(tool, file, |line| {
+                        (!line.starts_with(&prefix)).then(|| line.to_owned())
+                    })?;
+                }
+            }
+            Some(member) => {
+                for file in ["group", "gshadow"] {
+                    self.bb_rewrite(tool, file, |line| {
+                        Some(match (line.starts_with(&prefix), line.rfind(':')) {
+                            (true, Some(at)) => format!(
+                                "{}{}",
+                                &line[..=at],
+                                without_member(&line[at + 1..], member)
+                            ),
+                            _ => line.to_owned(),
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// shadow's `groupdel GROUP`: refused while a user has it as primary group; its first
+    /// line leaves /etc/group and, when it has one there, /etc/gshadow.
+    fn groupdel(&mut self, group: &str) -> Result<(), UsersError> {
+        const TOOL: &str = "groupdel";
+        let Some(entry) = self.groups(TOOL)?.into_iter().find(|g| g.name == group) else {
+            return Err(tool_err(TOOL, format!("group '{group}' does not exist")));
+        };
+        if let Some(user) = self.passwd(TOOL)?.iter().find(|u| u.gid == entry.gid) {
+            return Err(tool_err(
+                TOOL,
+                format!("cannot remove the primary group of user '{}'", user.name),
+            ));
+        }
+        let prefix = format!("{group}:");
+        for file in ["group", "gshadow"] {
+            let Some(current) = self.load(TOOL, file)? else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(current.text.len());
+            let mut removed = false;
+            for line in lines(&current.text) {
+                if !removed && line.starts_with(prefix.as_bytes()) {
+                    removed = true;
+                    continue;
+                }
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            if removed {
+                self.write(&current, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// shadow's `usermod [-a] -G GROUPS USER`: in /etc/group and /etc/gshadow, the user is
+    /// appended to the member list of each listed group it is not in and, without `-a`,
+    /// removed from every other group; only files with a changed line are rewritten.
+    fn usermod(&mut self, args: &UserModArgs) -> Result<(), UsersError> {
+        const TOOL: &str = "usermod";
+        let name = &args.user;
+        if !self.passwd(TOOL)?.iter().any(|u| &u.name == name) {
+            return Err(tool_err(TOOL, format!("user '{name}' does not exist")));
+        }
+        let groups = self.groups(TOOL)?;
+        let mut wanted = Vec::new();
+        for spec in &args.groups {
+            let found = groups.iter().find(|g| &g.name == spec).or_else(|| {
+                spec.parse::<u32>()
+                    .ok()
+                    .and_then(|id| groups.iter().find(|g| g.gid == id))
+            });
+            match found {
+                Some(group) => wanted.push(group.name.clone()),
+                None => return Err(tool_err(TOOL, format!("group '{spec}' does not exist"))),
+            }
+        }
+        // Both files are NAME:PASSWORD:(GID|ADMINS):MEMBERS.
+        for file in ["group", "gshadow"] {
+            let Some(current) = self.load(TOOL, file)? else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(current.text.len() + 64);
+            let mut changed = false;
+            for line in lines(&current.text) {
+                let text = String::from_utf8_lossy(line);
+                let fields: Vec<&str> = text.splitn(4, ':').collect();
+                let new_members = match fields.as_slice() {
+                    [group, _, _, members] => {
+                        let mut members: Vec<&str> =
+                            members.split(',').filter(|m| !m.is_empty()).collect();
+                        let was_member = members.contains(&name.as_str());
+                        let is_member =
+                            (was_member && args.append) || wanted.iter().any(|w| w == group);
+                        match (was_member, is_member) {
+                            (true, false) => {
+                                members.retain(|m| m != name);
+                                Some(members)
+                            }
+                            (false, true) => {
+                                members.push(name);
+                                Some(members)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                match new_members {
+                    Some(members) => {
+                        changed = true;
+                        let line = format!("{}:{}", fields[..3].join(":"), members.join(","));
+                        out.extend_from_slice(line.as_bytes());
+                    }
+                    None => out.extend_from_slice(line),
+                }
+                out.push(b'\n');
+            }
+            if changed {
+                self.write(&current, out);
+            }
         }
         Ok(())
     }
@@ -761,7 +1396,7 @@ impl Ctx<'_> {
 
 /// shadow's id allocation: `-r` takes the highest free id counting down from `SYS_*_MAX`;
 /// otherwise one above the highest used id in `*_MIN..=*_MAX` (or the first free one when that
-/// overflows). `prefer` (a user group's gid = uid) wins when free and in range.
+/// overflows). `prefer` (a user group's gid = uid) wins when free and within the range.
 fn shadow_new_id(
     defs: &BTreeMap<String, String>,
     kind: &str,
@@ -785,10 +1420,11 @@ fn shadow_new_id(
             get(format!("{kind}_MAX"), 60000),
         )
     };
-    if let Some(id) = prefer {
-        if !taken(id) {
-            return Some(id);
-        }
+    if let Some(id) = prefer
+        && (min..=max).contains(&id)
+        && !taken(id)
+    {
+        return Some(id);
     }
     if min > max {
         return None;
@@ -802,6 +1438,43 @@ fn shadow_new_id(
         Some(_) => (min..=max).find(|&id| !taken(id)),
         None => Some(min),
     }
+}
+
+/// A comma-separated member list without the elements equal to `member` (other elements,
+/// empty ones included, kept in order), as busybox edits it.
+fn without_member(list: &str, member: &str) -> String {
+    list.split(',')
+        .filter(|element| *element != member)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The shadow "last change" field for SOURCE_DATE_EPOCH `epoch` (see `Ctx::last_change`).
+pub fn last_change_field(epoch: i64) -> String {
+    match epoch.div_euclid(86_400) {
+        day if day > 0 => day.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A login.defs number as `strtol(value, NULL, 0)` reads a whole value: decimal, `0x` hex or
+/// `0` octal; `None` when malformed (getdef's callers then use their default).
+fn parse_c_long(value: &str) -> Option<i64> {
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value.strip_prefix('+').unwrap_or(value)),
+    };
+    let magnitude = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse::<i64>().ok()?
+    };
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// The first id in `first..=max` not `taken`.

@@ -1,8 +1,9 @@
 //! RUN in the sandbox: which RUNs go there, their step-cache key, and committing their layer.
 //!
-//! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command, the
-//! exec form, a heredoc, `--mount`, `--network`, `--security`) or when it says
-//! `--sandbox=always`. Its result is cached under a key of everything it can see: the parent
+//! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command or
+//! flag, a users command the image's own tool would do differently, the exec form, a heredoc,
+//! `--mount`, `--network`, `--security`) or when it says `--sandbox=always`; for a shell-form
+//! RUN kiln could have computed, the build output says why. Its result is cached under a key of everything it can see: the parent
 //! layers, the command, environment, working directory, user, network and the identities of its
 //! mounts (never a secret's value), since its Diff only exists after it ran.
 
@@ -18,12 +19,15 @@ use crate::rootfs::{FsView, LowerFs, NodeKind};
 use crate::sandbox::{self, NetworkMode, RunRequest, SandboxError};
 use crate::steps::copy::{self as copy_step, AddMode, CopyRequest, CopySource};
 use crate::steps::run as run_step;
+use crate::steps::users;
 
 impl Executor<'_> {
-    /// True when `run` must execute in the sandbox.
+    /// True when `run` must execute in the sandbox. When kiln could have computed a shell-form
+    /// RUN but cannot do it exactly, the build output says why (`RUN useradd --foo x: runs in
+    /// the sandbox: useradd --foo is not emulated`).
     pub(super) fn needs_sandbox(
         &self,
-        state: &StageState,
+        state: &mut StageState,
         run: &RunInstruction,
         failure: &StepFailure<'_>,
     ) -> Result<bool, BuildError> {
@@ -43,12 +47,31 @@ impl Executor<'_> {
         {
             return Ok(true);
         }
-        Ok(match &run.command {
-            CommandLine::Exec(_) => true,
-            CommandLine::Shell(script) => {
-                run_step::recognize(script, &|name| state.lookup(name)).is_err()
+        let CommandLine::Shell(script) = &run.command else {
+            return Ok(true);
+        };
+        let reason = match run_step::recognize(script, &|name| state.lookup(name)) {
+            Err(e) => Some(e.sandbox_reason()),
+            Ok(commands) => {
+                let options = users::UsersOptions {
+                    source_date_epoch: self.options.source_date_epoch,
+                    shell_env: state.env_value("SHELL"),
+                };
+                let path_env = state.env_value("PATH");
+                let fs = state
+                    .fs(self.store, self.scratch.path())
+                    .map_err(failure.err("failed to read the stage's filesystem"))?;
+                users::sandbox_reason(&commands, fs, path_env.as_deref(), &options)
+                    .map_err(|e| failure.msg(error_chain(&e)))?
             }
-        })
+        };
+        if let Some(reason) = &reason {
+            self.reporter.note(&format!(
+                "RUN {}: runs in the sandbox: {reason}",
+                script.trim()
+            ));
+        }
+        Ok(reason.is_some())
     }
 
     /// Runs `run` in the sandbox (or takes its layer from the step cache) and adds its layer.

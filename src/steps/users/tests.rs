@@ -183,12 +183,14 @@ fn seed_golden_lines() {
     assert_eq!(
         paths,
         [
+            "/etc",
             "/etc/group",
             "/etc/group-",
             "/etc/passwd",
             "/etc/passwd-",
             "/etc/shadow",
             "/etc/shadow-",
+            "/home",
             "/home/appuser"
         ]
     );
@@ -380,7 +382,8 @@ fn shell_comes_from_env_then_root() {
     };
     let diff = apply_all(&commands, &fs, &opts).expect("applies");
     assert!(text(&diff, "etc/passwd").ends_with(":/home/a:/bin/ash\n"));
-    assert!(text(&diff, "etc/shadow").ends_with("a:!:0:0:99999:7:::\n"));
+    // SOURCE_DATE_EPOCH 0: the last-change day is left empty, never 0 ("must change").
+    assert!(text(&diff, "etc/shadow").ends_with("a:!::0:99999:7:::\n"));
 }
 
 #[test]
@@ -409,9 +412,15 @@ fn shadow_useradd_and_groupadd() {
     let group = text(&diff, "etc/group");
     assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
     assert!(group.contains("\naudio:x:18:app\n"), "{group}");
-    assert!(group.ends_with("svcgrp:x:998:\napp:x:1000:\n"), "{group}");
+    // Without /etc/gshadow useradd locks the user group in /etc/group ("!"); groupadd
+    // always writes "x".
+    assert!(group.ends_with("svcgrp:x:998:\napp:!:1000:\n"), "{group}");
+    // login.defs has no PASS_MIN_DAYS/PASS_WARN_AGE (empty fields); a system account gets
+    // no aging at all.
     assert!(
-        text(&diff, "etc/shadow").ends_with("app:!:19875:0:90:7:::\ndaemon2:!:19875:0:90:7:::\n")
+        text(&diff, "etc/shadow").ends_with("app:!:19875::90::::\ndaemon2:!:19875::::::\n"),
+        "{}",
+        text(&diff, "etc/shadow")
     );
     assert_eq!(diff.get(&path("home/app")).expect("home").meta.mode, 0o700);
     assert!(diff.get(&path("home/daemon2")).is_none());
@@ -439,4 +448,328 @@ fn other_commands_are_refused() {
     assert!(err.to_string().contains("not a users command"), "{err}");
     let noop = NativeCommand::Noop { reason: "x".into() };
     assert!(apply(&noop, &fs, &options()).expect("noop").is_empty());
+}
+
+/// A Debian-like lower: shadow's files, login.defs' id ranges, empty subuid/subgid, and
+/// `useradd` (a regular file) and busybox's `adduser` link on the PATH.
+fn debian_like() -> Diff {
+    let mut lower = alpine();
+    lower.insert(path("etc/debian_version"), file("12.11\n", 0o644, 0));
+    lower.insert(
+        path("etc/login.defs"),
+        file(
+            "UID_MIN 1000\nUID_MAX 60000\nPASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n",
+            0o644,
+            0,
+        ),
+    );
+    lower.insert(path("etc/subuid"), file("", 0o644, 0));
+    lower.insert(
+        path("etc/subgid"),
+        file("old:300000:65536\nbase:100000:65536\n", 0o644, 0),
+    );
+    lower.insert(path("usr"), dir(0o755));
+    lower.insert(path("usr/sbin"), dir(0o755));
+    lower.insert(path("usr/sbin/useradd"), file("ELF", 0o755, 0));
+    lower.insert(path("usr/sbin/groupadd"), file("ELF", 0o755, 0));
+    lower.insert(path("bin"), dir(0o755));
+    lower.insert(path("bin/busybox"), file("ELF", 0o755, 0));
+    lower.insert(
+        path("bin/adduser"),
+        Entry {
+            kind: EntryKind::Symlink("busybox".into()),
+            meta: Metadata::root_owned(0o777),
+        },
+    );
+    lower
+}
+
+#[test]
+fn useradd_writes_shadows_aging_subordinate_ids_and_backups() {
+    let lower = debian_like();
+    let diff = run(
+        &lower,
+        "useradd -m app && useradd -r svc && useradd -u 500 low",
+    )
+    .expect("applies");
+    // The regular user: SOURCE_DATE_EPOCH's day and login.defs' aging; the system account
+    // and nothing else gets aging fields.
+    assert_eq!(
+        added(&diff, "etc/shadow", SHADOW),
+        [
+            "app:!:19875:0:99999:7:::",
+            "svc:!:19875::::::",
+            "low:!:19875:0:99999:7:::"
+        ]
+    );
+    // Subordinate ids: the lowest free range, not for the system account nor for a uid
+    // outside UID_MIN..UID_MAX; the allocation sorts the existing ranges, the new one is
+    // appended.
+    assert_eq!(text(&diff, "etc/subuid"), "app:100000:65536\n");
+    assert_eq!(
+        text(&diff, "etc/subgid"),
+        "base:100000:65536\nold:300000:65536\napp:165536:65536\n"
+    );
+    assert_eq!(
+        text(&diff, "etc/subgid-"),
+        "old:300000:65536\nbase:100000:65536\n"
+    );
+    // shadow's backups are copies with the old owner and mtime and `mode & 0664`, of the file
+    // as the last command to write it found it.
+    let backup = diff.get(&path("etc/shadow-")).expect("shadow backup");
+    assert_eq!(
+        (backup.meta.mode, backup.meta.gid, backup.meta.mtime),
+        (0o640, 42, EPOCH)
+    );
+    let untouched_since = diff.get(&path("etc/subgid-")).expect("subgid backup");
+    assert_eq!(untouched_since.meta.mtime, 100);
+    assert_eq!(
+        text(&diff, "etc/shadow-"),
+        format!("{SHADOW}app:!:19875:0:99999:7:::\nsvc:!:19875::::::\n")
+    );
+    // A user group below GID_MIN (uid 500) does not take the uid as its gid.
+    assert!(text(&diff, "etc/passwd").ends_with("low:x:500:1001::/home/low:/bin/sh\n"));
+}
+
+#[test]
+fn last_change_is_the_epoch_day_or_empty() {
+    assert_eq!(last_change_field(EPOCH), "19875");
+    assert_eq!(last_change_field(0), "");
+    assert_eq!(last_change_field(86_399), "");
+    assert_eq!(last_change_field(-5), "");
+    let fs = MemFs::from_diff(&debian_like());
+    let commands = recognize("useradd a && adduser -D b", &|_| None).expect("recognized");
+    let zero = UsersOptions {
+        source_date_epoch: 0,
+        shell_env: None,
+    };
+    let diff = apply_all(&commands, &fs, &zero).expect("applies");
+    assert_eq!(
+        added(&diff, "etc/shadow", SHADOW),
+        ["a:!::0:99999:7:::", "b:!::0:99999:7:::"]
+    );
+}
+
+#[test]
+fn the_image_decides_native_or_sandbox() {
+    let reason = |lower: &Diff, script: &str, path_env: Option<&str>| {
+        let fs = MemFs::from_diff(lower);
+        let commands = recognize(script, &|_| None).expect("recognized");
+        sandbox_reason(&commands, &fs, path_env, &options()).expect("reads")
+    };
+    let debian = debian_like();
+    assert_eq!(reason(&debian, "useradd -m app", None), None);
+    assert_eq!(reason(&debian, "adduser -D app", None), None);
+    assert_eq!(reason(&debian, "apk add x", None), None);
+    let missing = reason(&debian, "addgroup g", None).expect("no addgroup");
+    assert!(
+        missing.contains("`addgroup` is not in this image's PATH"),
+        "{missing}"
+    );
+    let outside = reason(&debian, "useradd app", Some("/bin")).expect("not on PATH");
+    assert!(
+        outside.contains("`useradd` is not in this image's PATH"),
+        "{outside}"
+    );
+
+    // Debian's adduser is a script, not busybox's.
+    let mut perl = debian.clone();
+    perl.insert(
+        path("usr/sbin/adduser"),
+        file("#!/usr/bin/perl\n", 0o755, 0),
+    );
+    let not_busybox = reason(&perl, "adduser -D app", None).expect("not busybox");
+    assert_eq!(
+        not_busybox,
+        "adduser in this image is /usr/sbin/adduser, not busybox's; only busybox's adduser is emulated"
+    );
+
+    // shadow's useradd outside the Debian family, or busybox's useradd.
+    let mut alpine_shadow = alpine();
+    for (entry_path, entry) in debian.iter() {
+        if entry_path.as_str() != "etc/debian_version" {
+            alpine_shadow.insert(entry_path.clone(), entry.clone());
+        }
+    }
+    let foreign = reason(&alpine_shadow, "useradd app", None).expect("not Debian");
+    assert!(foreign.contains("no /etc/debian_version"), "{foreign}");
+
+    // A lastlog that already reaches the new uid's record.
+    let mut logs = debian.clone();
+    logs.insert(path("var"), dir(0o755));
+    logs.insert(path("var/log"), dir(0o755));
+    logs.insert(
+        path("var/log/lastlog"),
+        file(&"\0".repeat(300_000), 0o664, 0),
+    );
+    let lastlog = reason(&logs, "useradd app", None).expect("lastlog record");
+    assert!(lastlog.contains("/var/log/lastlog"), "{lastlog}");
+    assert_eq!(reason(&logs, "useradd --no-log-init app", None), None);
+
+    // An EXPIRE default.
+    let mut expire = debian.clone();
+    expire.insert(path("etc/default"), dir(0o755));
+    expire.insert(
+        path("etc/default/useradd"),
+        file("EXPIRE=2030-01-01\n", 0o644, 0),
+    );
+    let expiring = reason(&expire, "useradd app", None).expect("EXPIRE");
+    assert!(expiring.contains("EXPIRE"), "{expiring}");
+}
+
+#[test]
+fn unemulated_user_commands_and_flags_say_why() {
+    for (script, reason) in [
+        (
+            "useradd --expiredate 2030-01-01 x",
+            "useradd --expiredate is not emulated",
+        ),
+        ("useradd -o -u 0 x", "useradd -o is not emulated"),
+        ("adduser -D --foo x", "adduser --foo is not emulated"),
+        (
+            "usermod -aG wheel -s /bin/sh app",
+            "usermod -s is not emulated",
+        ),
+        ("userdel -r app", "`userdel` is not emulated"),
+        ("groupmod -g 2000 app", "`groupmod` is not emulated"),
+        ("groupdel -f app", "groupdel -f is not emulated"),
+        ("echo 'app:pw' | chpasswd", "pipes"),
+        ("/usr/sbin/chpasswd", "`chpasswd` is not emulated"),
+        (
+            "deluser --remove-home app",
+            "deluser --remove-home is not emulated",
+        ),
+        ("delgroup a b c", "delgroup: usage: delgroup [USER] GROUP"),
+        (
+            "useradd -k /etc/skel x",
+            "useradd: -k flag is only allowed with -m flag",
+        ),
+    ] {
+        let err = recognize(script, &|_| None).expect_err(script);
+        let said = err.sandbox_reason();
+        assert!(said.contains(reason), "{script}: {said}");
+    }
+    let commands =
+        recognize("useradd -l -m -k /srv/skel --no-log-init app", &|_| None).expect("recognized");
+    let NativeCommand::UserAdd(args) = &commands[0] else {
+        panic!("{commands:?}");
+    };
+    assert!(args.no_log_init);
+    assert_eq!(args.skel.as_deref(), Some("/srv/skel"));
+}
+
+#[test]
+fn usermod_adds_to_and_removes_from_groups() {
+    let mut lower = debian_like();
+    lower.insert(
+        path("etc/gshadow"),
+        file("wheel:!::root\naudio:!::\nvideo:!:adm:app\n", 0o640, 42),
+    );
+    let diff = run(
+        &lower,
+        "useradd -N app && usermod -aG wheel,18 app && usermod -a -G wheel app",
+    )
+    .expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
+    assert!(group.contains("\naudio:x:18:app\n"), "{group}");
+    assert_eq!(
+        text(&diff, "etc/gshadow"),
+        "wheel:!::root,app\naudio:!::app\nvideo:!:adm:app\n"
+    );
+    // Without -a, the user leaves the groups not listed (here video in gshadow, audio).
+    let diff = run(&lower, "useradd -N -G audio app && usermod -G wheel app").expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(group.contains("\nwheel:x:10:root,app\n"), "{group}");
+    assert!(group.contains("\naudio:x:18:\n"), "{group}");
+    assert_eq!(
+        text(&diff, "etc/gshadow"),
+        "wheel:!::root,app\naudio:!::\nvideo:!:adm:\n"
+    );
+    for (script, want) in [
+        (
+            "usermod -aG wheel nobody2",
+            "usermod: user 'nobody2' does not exist",
+        ),
+        (
+            "usermod -aG nope root",
+            "usermod: group 'nope' does not exist",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+    for (script, message) in [
+        (
+            "usermod -a root",
+            "-a flag is ONLY allowed with the -G flag",
+        ),
+        ("usermod -s /bin/sh root", "usermod -s is not emulated"),
+    ] {
+        let err = recognize(script, &|_| None).expect_err(script);
+        assert!(err.sandbox_reason().contains(message), "{script}: {err}");
+    }
+}
+
+#[test]
+fn busybox_deluser_and_delgroup() {
+    let lower = alpine();
+    let diff = run(
+        &lower,
+        "adduser -D a && addgroup a wheel && addgroup a audio && deluser a",
+    )
+    .expect("applies");
+    assert_eq!(text(&diff, "etc/passwd"), PASSWD);
+    assert_eq!(text(&diff, "etc/shadow"), SHADOW);
+    // The user left wheel and audio, and its own group went too.
+    assert_eq!(text(&diff, "etc/group"), GROUP);
+    // busybox links the backup at every rewrite: group- is the file after the member removal.
+    assert_eq!(text(&diff, "etc/group-"), format!("{GROUP}a:x:1000:\n"));
+    let diff = run(&lower, "addgroup a && delgroup a").expect("applies");
+    assert_eq!(text(&diff, "etc/group"), GROUP);
+    let diff = run(&lower, "delgroup root wheel").expect("applies");
+    assert!(text(&diff, "etc/group").contains("\nwheel:x:10:\n"));
+    for (script, want) in [
+        ("deluser nope", "deluser: unknown user nope"),
+        ("delgroup nope", "delgroup: unknown group nope"),
+        (
+            "delgroup nobody",
+            "delgroup: 'nobody' still has 'nobody' as their primary group!",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
+    assert_eq!(without_member("a,b,,a,c", "a"), "b,,c");
+}
+
+#[test]
+fn groupdel_removes_the_group_unless_it_is_a_primary_group() {
+    let mut lower = debian_like();
+    lower.insert(
+        path("etc/gshadow"),
+        file("wheel:!::root\naudio:!::\n", 0o640, 42),
+    );
+    let diff = run(&lower, "groupdel wheel && groupdel audio").expect("applies");
+    let group = text(&diff, "etc/group");
+    assert!(
+        !group.contains("\nwheel:") && !group.contains("\naudio:"),
+        "{group}"
+    );
+    assert_eq!(text(&diff, "etc/gshadow"), "");
+    let diff = run(&lower, "groupdel cdrom").expect("applies");
+    assert!(
+        diff.get(&path("etc/gshadow")).is_none(),
+        "no cdrom line there"
+    );
+    for (script, want) in [
+        ("groupdel nope", "groupdel: group 'nope' does not exist"),
+        (
+            "groupdel root",
+            "groupdel: cannot remove the primary group of user 'root'",
+        ),
+    ] {
+        let err = run(&lower, script).expect_err(script);
+        assert_eq!(err.to_string(), want, "{script}");
+    }
 }
