@@ -247,6 +247,8 @@ pub enum DependencyError {
         version: String,
         /// The requirement as in its metadata (without marker).
         requirement: String,
+        /// The dependency's project, as the requirement names it.
+        dependency: String,
     },
     /// The dependency is pinned to a version that does not satisfy the requirement.
     #[error(
@@ -298,6 +300,7 @@ pub fn check_dependencies(
                     package: dist.metadata.name.clone(),
                     version: dist.metadata.version.to_string(),
                     requirement: requirement_spec(requirement),
+                    dependency: requirement.name.to_string(),
                 });
             };
             if let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url {
