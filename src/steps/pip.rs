@@ -58,6 +58,7 @@ use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, SourceKind,
     parallel,
 };
+use crate::python::launcher::{self, Launcher};
 use crate::python::metadata::{CoreMetadata, MetadataError};
 use crate::python::pip_args::{self, InstallLocation, PipArgsError};
 use crate::python::pylock::{self, PylockError};
@@ -231,6 +232,23 @@ pub enum PipError {
     MissingHash {
         /// `name==version --hash=sha256:HEX` for each, in name order.
         lines: Vec<String>,
+    },
+    /// PEP 668: the image's Python is marked EXTERNALLY-MANAGED and pip would refuse.
+    #[error(
+        "error: externally-managed-environment\n\n× This environment is externally \
+         managed\n╰─> {}\n\nnote: If you believe this is a mistake, please contact your Python \
+         installation or OS distribution provider. You can override this, at the risk of \
+         breaking your Python installation or OS, by passing --break-system-packages.\nhint: \
+         See PEP 668 for the detailed specification.\n(kiln: the image has {marker}; pass \
+         --break-system-packages or set PIP_BREAK_SYSTEM_PACKAGES=1, or install into a venv, \
+         --target or --prefix)",
+        explanation.lines().collect::<Vec<_>>().join("\n    ")
+    )]
+    ExternallyManaged {
+        /// The marker file in the image.
+        marker: String,
+        /// Its `Error` text (or pip's default).
+        explanation: String,
     },
     /// One project pinned twice to different versions.
     #[error("`{package}` is pinned twice: `{first}` and `{second}`; keep one")]
@@ -530,6 +548,14 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         },
         other => other.clone(),
     };
+    // PEP 668, as pip checks it: only when installing into the interpreter's own environment
+    // (its prefix or the user site), not with --target or --prefix.
+    if matches!(location, InstallLocation::System | InstallLocation::User)
+        && !parsed.break_system_packages
+        && config.break_system_packages != Some(true)
+    {
+        check_externally_managed(request.fs, &sys_prefix, &target)?;
+    }
     let mut settings = Settings {
         location,
         no_deps: parsed.no_deps || config.no_deps == Some(true),
@@ -799,6 +825,135 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         materials,
         installed,
     })
+}
+
+/// Fails as pip does when the interpreter's stdlib directory holds PEP 668's
+/// `EXTERNALLY-MANAGED` marker.
+fn check_externally_managed(
+    fs: &dyn FsView,
+    sys_prefix: &str,
+    target: &PythonTarget,
+) -> Result<(), PipError> {
+    let marker = format!(
+        "{}/lib/python{}.{}/EXTERNALLY-MANAGED",
+        sys_prefix.trim_end_matches('/'),
+        target.version.major,
+        target.version.minor
+    );
+    let Ok(path) = LayerPath::new(&marker) else {
+        return Ok(());
+    };
+    let text = match fs.read_file(&path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => return Ok(()),
+        Err(source) => {
+            return Err(PipError::Read {
+                path: marker,
+                source,
+            });
+        }
+    };
+    let explanation = externally_managed_error(&text).unwrap_or_else(|| {
+        format!(
+            "The Python environment under {sys_prefix} is managed externally, and may not be\n\
+             manipulated by the user. Please use specific tooling from the distributor of\n\
+             the Python installation to interact with this Python environment instead."
+        )
+    });
+    Err(PipError::ExternallyManaged {
+        marker,
+        explanation,
+    })
+}
+
+/// The `Error` key of the `[externally-managed]` section (INI continuation lines joined).
+fn externally_managed_error(text: &str) -> Option<String> {
+    let mut in_section = false;
+    let mut value: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            if value.is_some() {
+                break;
+            }
+            in_section = trimmed == "[externally-managed]";
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        match &mut value {
+            Some(lines) if line.starts_with([' ', '\t']) => lines.push(trimmed.to_owned()),
+            Some(_) => break,
+            None => {
+                if let Some((key, rest)) = line.split_once(['=', ':']) {
+                    if key.trim() == "Error" {
+                        value = Some(vec![rest.trim().to_owned()]);
+                    }
+                }
+            }
+        }
+    }
+    value.map(|lines| {
+        lines
+            .into_iter()
+            .skip_while(|l| l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// Why this `pip install` must run in the sandbox, decided from the image: the pip that
+/// `launcher` (the RUN's program word) finds on the RUN's PATH is not the one kiln's native
+/// install is exact for ([`crate::python::launcher`]). `None` when native is exact.
+pub fn sandbox_reason(
+    launcher: &str,
+    request: &PipRequest<'_>,
+) -> Result<Option<String>, PipError> {
+    let target = match target::detect(request.fs, request.platform) {
+        Ok(target) => target,
+        // No interpreter: Docker's shell finds no pip either, and fails; so does the sandbox.
+        Err(TargetError::NoPython) => {
+            return Ok(Some(format!(
+                "the image has no Python, so no `{launcher}` (the RUN fails as Docker's does)"
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let path_var = (request.env)("PATH");
+    match launcher::decide(
+        request.fs,
+        launcher,
+        path_var.as_deref(),
+        request.workdir,
+        &target,
+    ) {
+        Ok(Launcher::Native) => Ok(None),
+        Ok(Launcher::Sandbox(reason)) => Ok(Some(reason)),
+        Err(source) => Err(PipError::Read {
+            path: launcher.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl PipError {
+    /// When the real pip can do what kiln refuses (build an sdist, `--no-binary`), the reason
+    /// to run it in the sandbox instead of failing.
+    pub fn sandbox_reason(&self) -> Option<String> {
+        match self {
+            PipError::Select(SelectError::SdistOnly {
+                package, version, ..
+            }) => Some(format!(
+                "`{package}` {version} is only available as a source distribution, which pip \
+                 builds"
+            )),
+            PipError::NoBinary { value, .. } => {
+                Some(format!("--no-binary {value} asks pip to build from source"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A wheel chosen for the install, verified in the cache.
