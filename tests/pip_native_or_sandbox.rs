@@ -83,7 +83,7 @@ fn stage(extra: &[(&str, &str)]) -> MemFs {
     MemFs::from_diff(&diff)
 }
 
-fn install(fs: &MemFs, args: &str, env: &[(&str, &str)]) -> Result<(), PipError> {
+fn install(fs: &MemFs, args: &str, env: &[(&str, &str)]) -> Result<(), Box<PipError>> {
     let env: BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -106,6 +106,7 @@ fn install(fs: &MemFs, args: &str, env: &[(&str, &str)]) -> Result<(), PipError>
         },
     )
     .map(|_| ())
+    .map_err(Box::new)
 }
 
 fn reason(fs: &MemFs, launcher: &str, env: &[(&str, &str)]) -> Option<String> {
@@ -153,7 +154,7 @@ fn pep_668_refuses_as_pip_does_and_its_overrides_pass() {
     }
     // --user installs into the same environment: refused too, as pip does.
     let err = install(&fs, "--user six==1.16.0", &[]).unwrap_err();
-    assert!(matches!(err, PipError::ExternallyManaged { .. }), "{err}");
+    assert!(matches!(*err, PipError::ExternallyManaged { .. }), "{err}");
     // The overrides pass the check (and stop at the next thing: no index configured).
     for (args, env) in [
         ("--break-system-packages six==1.16.0", &[][..]),
@@ -162,11 +163,11 @@ fn pep_668_refuses_as_pip_does_and_its_overrides_pass() {
         ("--prefix /opt/deps six==1.16.0", &[][..]),
     ] {
         let err = install(&fs, args, env).unwrap_err();
-        assert!(matches!(err, PipError::NoSources), "{args} {env:?}: {err}");
+        assert!(matches!(*err, PipError::NoSources), "{args} {env:?}: {err}");
     }
     // No marker: no refusal.
     let err = install(&stage(&[]), "six==1.16.0", &[]).unwrap_err();
-    assert!(matches!(err, PipError::NoSources), "{err}");
+    assert!(matches!(*err, PipError::NoSources), "{err}");
 }
 
 #[test]

@@ -76,9 +76,11 @@ pub enum SelectError {
         package: String,
         /// The version.
         version: String,
-        /// The target, e.g. `CPython 3.11 on musl 1.2 x86_64`.
+        /// The target and its best tags: `CPython 3.11 on musl 1.2 x86_64 (whose tags are, best
+        /// first: ...)`.
         target: String,
-        /// `file: reason` for each wheel.
+        /// `file: reason` for each wheel, then the closest versions that have a wheel for the
+        /// target.
         reasons: String,
     },
     /// The wheels need a newer (or other) Python.
@@ -96,6 +98,42 @@ pub enum SelectError {
         /// The target's Python.
         python: String,
     },
+}
+
+/// The target's three best tags and how many it has, for messages.
+fn best_tags(tags: &Tags) -> String {
+    let best: Vec<String> = tags.iter().take(3).map(|t| t.to_string()).collect();
+    format!("{}, ... ({} in all)", best.join(", "), tags.len())
+}
+
+/// Up to five versions of the project, other than `wanted`, with a wheel that installs on the
+/// target, nearest to `wanted` first (the older one first at equal distance).
+fn closest_fitting(wanted: &Version, files: &[DistFile], fit: &TargetFit<'_>) -> Vec<String> {
+    let mut all: BTreeSet<Version> = BTreeSet::new();
+    let mut fitting: BTreeSet<Version> = BTreeSet::new();
+    for file in files {
+        let Some((_, text)) = project_of(&file.filename) else {
+            continue;
+        };
+        let Ok(version) = Version::from_str(&text) else {
+            continue;
+        };
+        all.insert(version.clone());
+        let installs = WheelFilename::parse(&file.filename)
+            .is_ok_and(|w| matches!(fit.tags.compatibility(&w), Compatibility::Compatible { .. }));
+        if installs && version != *wanted {
+            fitting.insert(version);
+        }
+    }
+    let order: Vec<&Version> = all.iter().collect();
+    let position = |v: &Version| order.iter().position(|o| *o == v).unwrap_or(0);
+    let at = position(wanted);
+    let mut nearest: Vec<&Version> = fitting.iter().collect();
+    nearest.sort_by_key(|v| {
+        let p = position(v);
+        (p.abs_diff(at), p > at)
+    });
+    nearest.into_iter().take(5).map(|v| v.to_string()).collect()
 }
 
 /// What [`candidates`] needs to know about the target.
@@ -148,6 +186,7 @@ pub fn candidates(
                 .collect(),
         });
     }
+    let files_all = files;
     let mut first_error: Option<SelectError> = None;
     let mut out = Vec::new();
     for (version, files) in matching.iter().rev() {
@@ -196,8 +235,23 @@ pub fn candidates(
                 SelectError::NoCompatibleWheel {
                     package: package.to_owned(),
                     version: version.to_string(),
-                    target: fit.description.to_owned(),
-                    reasons: reasons.join("; "),
+                    target: format!(
+                        "{} (whose tags are, best first: {})",
+                        fit.description,
+                        best_tags(fit.tags)
+                    ),
+                    reasons: {
+                        let closest = closest_fitting(version, files_all, fit);
+                        let hint = if closest.is_empty() {
+                            "no version of it has a wheel for this target".to_owned()
+                        } else {
+                            format!(
+                                "the closest versions with a wheel for this target: {}",
+                                closest.join(", ")
+                            )
+                        };
+                        format!("{}; {hint}", reasons.join("; "))
+                    },
                 }
             } else {
                 SelectError::SdistOnly {
