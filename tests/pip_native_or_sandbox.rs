@@ -222,11 +222,28 @@ fn the_image_decides_native_or_sandbox() {
         EntryKind::Dir,
         0o755,
     );
-    let debian = MemFs::from_diff(&debian);
-    assert!(
-        reason(&debian, "pip", &[])
-            .is_some_and(|r| r.contains("Debian's Python") && r.contains("dist-packages")),
+    put(
+        &mut debian,
+        "etc/passwd",
+        text("root:x:0:0:root:/root:/bin/sh\n"),
+        0o644,
     );
+    put(&mut debian, "root", EntryKind::Dir, 0o700);
+    let debian = MemFs::from_diff(&debian);
+    // Its pip is the interpreter's own, but an install into its prefix follows Debian's scheme.
+    assert_eq!(reason(&debian, "pip", &[]), None);
+    let err = install(&debian, "six==1.16.0", &[]).unwrap_err();
+    assert_eq!(
+        err.sandbox_reason().as_deref(),
+        Some(
+            "the image's pip belongs to Debian's Python (/usr/bin/python3.11), which installs \
+             into /usr/local/lib/python3.11/dist-packages"
+        ),
+        "{err}"
+    );
+    // --user is the same scheme on Debian: native (it stops at the missing index).
+    let err = install(&debian, "--user six==1.16.0", &[]).unwrap_err();
+    assert!(matches!(*err, PipError::NoSources), "{err}");
 }
 
 #[test]
@@ -350,7 +367,12 @@ fn buildah_build(context: &Path, storage: &Path, layout: &Path) -> (bool, String
         .output()
         .unwrap();
     if !output.status.success() {
-        return (false, String::from_utf8_lossy(&output.stderr).into_owned());
+        // The RUN's own output is on stdout, buildah's on stderr.
+        return (
+            false,
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        );
     }
     run_ok(
         Command::new(&buildah)

@@ -11,9 +11,11 @@
 //! - nothing on PATH has that name (the shell fails, `pip: not found`; so does the sandbox);
 //! - the pip (or python) belongs to a virtual environment (a `pyvenv.cfg` beside its `bin`);
 //! - the pip's shebang names another interpreter than the detected one;
-//! - the interpreter is Debian's (`/usr/bin/python3.X` with `/usr/lib/python3/dist-packages`),
-//!   whose pip installs into `/usr/local/lib/python3.X/dist-packages` (Debian's scheme);
 //! - `python3 -m pip` where the interpreter has no `pip` package.
+//!
+//! [`is_debian_python`] tells the install step that the interpreter's own prefix follows
+//! Debian's scheme (its pip installs into `/usr/local/lib/python3.X/dist-packages`), which the
+//! native step does not emulate; `--user`, `--target` and `--prefix` are unaffected.
 
 use crate::layer::LayerPath;
 use crate::python::target::PythonTarget;
@@ -85,12 +87,6 @@ pub fn decide(
         )));
     }
     let version = format!("python{}.{}", target.version.major, target.version.minor);
-    if target.interpreter.starts_with("/usr/bin/") && is_dir(fs, "usr/lib/python3/dist-packages")? {
-        return Ok(Launcher::Sandbox(format!(
-            "the image's {launcher} belongs to Debian's Python, which installs into \
-             /usr/local/lib/{version}/dist-packages"
-        )));
-    }
     if is_python {
         let prefix = if target.interpreter.starts_with("/usr/local/") {
             "usr/local"
@@ -183,6 +179,11 @@ fn shebang_interpreter(
         return find_program(fs, name, path_var, "/");
     }
     Ok(LayerPath::new(program).ok())
+}
+
+/// The interpreter is Debian's own (`/usr/bin/python3.X` beside `/usr/lib/python3/dist-packages`).
+pub fn is_debian_python(fs: &dyn FsView, target: &PythonTarget) -> Result<bool, ViewError> {
+    Ok(target.interpreter.starts_with("/usr/bin/") && is_dir(fs, "usr/lib/python3/dist-packages")?)
 }
 
 fn is_dir(fs: &dyn FsView, path: &str) -> Result<bool, ViewError> {
@@ -288,13 +289,13 @@ mod tests {
             ("usr/lib/python3/dist-packages/pip", None, None),
         ];
         let fs = image(&debian);
-        let Launcher::Sandbox(why) = decision(&fs, "pip", "/usr/bin/python3.11") else {
-            panic!("Debian's pip is not native")
-        };
-        assert!(
-            why.contains("/usr/local/lib/python3.11/dist-packages"),
-            "{why}"
+        // Its pip is the interpreter's own; the install step knows the scheme is Debian's.
+        assert_eq!(
+            decision(&fs, "pip", "/usr/bin/python3.11"),
+            Launcher::Native
         );
+        assert!(is_debian_python(&fs, &target("/usr/bin/python3.11")).unwrap());
+        assert!(!is_debian_python(&fs, &target(local)).unwrap());
 
         let no_pip = [("usr/local/bin/python3.11", Some("\x7fELF"), None)];
         let fs = image(&no_pip);

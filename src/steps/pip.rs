@@ -250,6 +250,18 @@ pub enum PipError {
         /// Its `Error` text (or pip's default).
         explanation: String,
     },
+    /// An install into Debian's Python's own prefix, whose scheme kiln does not emulate.
+    #[error(
+        "{interpreter} is Debian's Python, whose pip installs into {site}; kiln's native step \
+         does not write that scheme yet: install with --user, --target or --prefix, or let the \
+         RUN go to the sandbox"
+    )]
+    DebianScheme {
+        /// The interpreter.
+        interpreter: String,
+        /// Where its pip installs.
+        site: String,
+    },
     /// One project pinned twice to different versions.
     #[error("`{package}` is pinned twice: `{first}` and `{second}`; keep one")]
     DoublePin {
@@ -555,6 +567,20 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         && config.break_system_packages != Some(true)
     {
         check_externally_managed(request.fs, &sys_prefix, &target)?;
+    }
+    if matches!(location, InstallLocation::System)
+        && launcher::is_debian_python(request.fs, &target).map_err(|source| PipError::Read {
+            path: "/usr/lib/python3/dist-packages".to_owned(),
+            source,
+        })?
+    {
+        return Err(PipError::DebianScheme {
+            interpreter: target.interpreter.clone(),
+            site: format!(
+                "/usr/local/lib/python{}.{}/dist-packages",
+                target.version.major, target.version.minor
+            ),
+        });
     }
     let mut settings = Settings {
         location,
@@ -947,6 +973,10 @@ impl PipError {
             }) => Some(format!(
                 "`{package}` {version} is only available as a source distribution, which pip \
                  builds"
+            )),
+            PipError::DebianScheme { interpreter, site } => Some(format!(
+                "the image's pip belongs to Debian's Python ({interpreter}), which installs into \
+                 {site}"
             )),
             PipError::NoBinary { value, .. } => {
                 Some(format!("--no-binary {value} asks pip to build from source"))
