@@ -1219,7 +1219,19 @@ fn describe_native(command: &NativeCommand) -> String {
                 .join(" ")
         ),
         NativeCommand::ApkDel { packages, .. } => format!("apk del {}", packages.join(" ")),
-        NativeCommand::Pip { launcher, args } => format!("{launcher} install {}", args.join(" ")),
+        NativeCommand::Pip { launcher, args } => {
+            let module = if launcher
+                .rsplit('/')
+                .next()
+                .unwrap_or(launcher)
+                .starts_with("python")
+            {
+                " -m pip"
+            } else {
+                ""
+            };
+            format!("{launcher}{module} install {}", args.join(" "))
+        }
         other => format!("{other:?}"),
     }
 }

@@ -10,8 +10,10 @@
 //! [`check_dependencies`] takes the distributions that will be installed with their core
 //! metadata and the extras asked for, evaluates each `Requires-Dist` marker for the TARGET
 //! (with the extras, propagated through `dep[extra]` requirements), and reports the first
-//! requirement the set does not satisfy: pip's check for `--no-deps`-free pinned installs in
-//! hash-checking mode. There is no resolver for loose requirements yet.
+//! requirement the set does not satisfy: pip's rule for hash-checking mode, where every
+//! dependency must be listed (everything else is resolved by [`crate::python::resolver`]).
+//! When no wheel fits a version, the error names the target's best tags, why each wheel does
+//! not fit, and the closest versions that have a wheel for the target.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
