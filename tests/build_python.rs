@@ -23,6 +23,12 @@ fn seed_app_dockerfile_installs_wheels_natively() {
         &context,
         &[
             ("rootfs/usr/local/bin/python3.11", ""),
+            // The official image's pip: the launcher the RUN's PATH finds, and its package.
+            ("rootfs/usr/local/bin/pip", "#!/usr/local/bin/python3.11\n"),
+            (
+                "rootfs/usr/local/lib/python3.11/site-packages/pip/__init__.py",
+                "",
+            ),
             ("rootfs/lib/ld-musl-x86_64.so.1", "musl\u{0}1.2.5\u{0}"),
             ("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
             ("rootfs/etc/group", "root:x:0:root\n"),
@@ -53,6 +59,12 @@ fn seed_app_dockerfile_installs_wheels_natively() {
     for applet in ["sh", "adduser", "addgroup"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
+    // The shell runs only executable files: the pip launcher is one.
+    std::fs::set_permissions(
+        context.join("rootfs/usr/local/bin/pip"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let layout = work.path().join("layout");
     let digest = kiln_ok(&[
         "build",

@@ -95,6 +95,12 @@ fn build_installs_the_lock_as_it_installs_the_loose_requirements() {
         &context,
         &[
             ("rootfs/usr/local/bin/python3.11", ""),
+            // The official image's pip: the launcher the RUN's PATH finds, and its package.
+            ("rootfs/usr/local/bin/pip", "#!/usr/local/bin/python3.11\n"),
+            (
+                "rootfs/usr/local/lib/python3.11/site-packages/pip/__init__.py",
+                "",
+            ),
             ("rootfs/lib/ld-musl-x86_64.so.1", "musl\u{0}1.2.5\u{0}"),
             ("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
             ("rootfs/etc/group", "root:x:0:root\n"),
@@ -110,6 +116,12 @@ fn build_installs_the_lock_as_it_installs_the_loose_requirements() {
             ),
         ],
     );
+    // The shell runs only executable files: the pip launcher is one.
+    std::fs::set_permissions(
+        context.join("rootfs/usr/local/bin/pip"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     kiln_ok(&[
         "lock",
         "pip",

@@ -518,11 +518,27 @@ fn debian_base_runs_the_app_under_runc_as_uid_1000() {
         std::fs::copy(&rootfs_tar, &in_context).unwrap();
     }
     let checksum = registry::sha256(&registry::read(&rootfs_tar));
+    // The base stands in for an image with Python and pip: the rootfs has Debian's python3 but
+    // not its pip, so a launcher like Debian's takes its place (kiln installs natively for the
+    // pip of the image's interpreter and never runs it). Debian marks its Python
+    // EXTERNALLY-MANAGED (PEP 668); pip installs in such images need PIP_BREAK_SYSTEM_PACKAGES.
+    std::fs::write(
+        context.join("pip"),
+        "#!/usr/bin/python3\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        context.join("pip"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(
         context.join("Dockerfile"),
         format!(
             "FROM scratch\n\
              ADD --checksum={checksum} rootfs.tar /\n\
+             COPY pip /usr/bin/pip\n\
+             ENV PIP_BREAK_SYSTEM_PACKAGES=1\n\
              ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8\n\
              LABEL org.opencontainers.image.description=\"Debian bookworm with CPython 3.11 and a non-root user\"\n\
              RUN groupadd -g 1000 appuser && useradd -m -u 1000 -g appuser appuser\n\

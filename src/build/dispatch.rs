@@ -670,9 +670,18 @@ impl<'a> Executor<'a> {
                 if self.needs_sandbox(state, run, &failure)? {
                     outcome = self.sandboxed_run(state, run, &history_text, &failure)?;
                 } else {
-                    let diff = self.run_diff(state, run, &failure)?;
-                    if !diff.is_empty() {
-                        outcome = self.commit_layer(state, diff, &history_text, &failure)?;
+                    match self.run_diff(state, run, &failure)? {
+                        Ok(diff) => {
+                            if !diff.is_empty() {
+                                outcome =
+                                    self.commit_layer(state, diff, &history_text, &failure)?;
+                            }
+                        }
+                        // Native would not be exact: the real tool runs, and the output says so.
+                        Err(why) => {
+                            self.reporter.note(&why);
+                            outcome = self.sandboxed_run(state, run, &history_text, &failure)?;
+                        }
                     }
                 }
             }
@@ -947,13 +956,15 @@ impl<'a> Executor<'a> {
 
     /// A RUN made only of commands kiln computes natively becomes one Diff, as Docker would
     /// have made one layer of it ([`Executor::needs_sandbox`] sends every other RUN to the
-    /// sandbox).
+    /// sandbox). `Ok(Err(message))` when the image shows that a native step would not be
+    /// exact (a virtualenv's pip, an sdist to build, ...): the RUN then runs in the sandbox and
+    /// the message says why.
     fn run_diff(
         &mut self,
         state: &mut StageState,
         run: &RunInstruction,
         failure: &StepFailure<'_>,
-    ) -> Result<Diff, BuildError> {
+    ) -> Result<Result<Diff, String>, BuildError> {
         let CommandLine::Shell(script) = &run.command else {
             return Err(failure.msg("an exec-form RUN runs in the sandbox"));
         };
@@ -962,7 +973,7 @@ impl<'a> Executor<'a> {
         let user = state.config.config.user.clone().unwrap_or_default();
         let runs_as_root = matches!(user.as_str(), "" | "root" | "0" | "0:0" | "root:root");
         if let Some(command) = commands.iter().find(|c| {
-            !runs_as_root && !matches!(c, NativeCommand::Pip(_) | NativeCommand::Noop { .. })
+            !runs_as_root && !matches!(c, NativeCommand::Pip { .. } | NativeCommand::Noop { .. })
         }) {
             return Err(failure.msg(format!(
                 "`{}` needs root, but this RUN runs as USER `{user}`",
@@ -1011,7 +1022,7 @@ impl<'a> Executor<'a> {
                         sha256: m.sha256.clone(),
                     }));
                 outcome.diff
-            } else if let NativeCommand::Pip(args) = command {
+            } else if let NativeCommand::Pip { launcher, args } = command {
                 rest = &rest[1..];
                 let env = |name: &str| run_env.get(name).cloned();
                 let request = PipRequest {
@@ -1025,8 +1036,24 @@ impl<'a> Executor<'a> {
                     cache_dir: &self.options.cache_dir.join("pip"),
                     offline: self.options.offline,
                 };
-                let outcome =
-                    pip_install(args, &request).map_err(|e| failure.msg(error_chain(&e)))?;
+                let in_sandbox = |why: String| {
+                    Ok(Err(format!(
+                        "RUN {}: runs pip in the sandbox: {why}",
+                        script.trim()
+                    )))
+                };
+                if let Some(why) = crate::steps::pip::sandbox_reason(launcher, &request)
+                    .map_err(|e| failure.msg(error_chain(&e)))?
+                {
+                    return in_sandbox(why);
+                }
+                let outcome = match pip_install(args, &request) {
+                    Ok(outcome) => outcome,
+                    Err(e) => match e.sandbox_reason() {
+                        Some(why) => return in_sandbox(why),
+                        None => return Err(failure.msg(error_chain(&e))),
+                    },
+                };
                 self.materials
                     .extend(outcome.materials.iter().map(|m| Material {
                         uri: m.uri.clone(),
@@ -1045,7 +1072,7 @@ impl<'a> Executor<'a> {
             };
             overlay.apply(diff);
         }
-        Ok(overlay.into_diff())
+        Ok(Ok(overlay.into_diff()))
     }
 
     /// True when a file of `diff` was extracted from a stored layer into this build's scratch
@@ -1192,7 +1219,19 @@ fn describe_native(command: &NativeCommand) -> String {
                 .join(" ")
         ),
         NativeCommand::ApkDel { packages, .. } => format!("apk del {}", packages.join(" ")),
-        NativeCommand::Pip(args) => format!("pip {}", args.join(" ")),
+        NativeCommand::Pip { launcher, args } => {
+            let module = if launcher
+                .rsplit('/')
+                .next()
+                .unwrap_or(launcher)
+                .starts_with("python")
+            {
+                " -m pip"
+            } else {
+                ""
+            };
+            format!("{launcher}{module} install {}", args.join(" "))
+        }
         other => format!("{other:?}"),
     }
 }

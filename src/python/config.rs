@@ -57,6 +57,10 @@ pub struct PipConfig {
     pub only_binary: Vec<String>,
     /// `no-binary` (comma-separated).
     pub no_binary: Vec<String>,
+    /// `constraint` (`PIP_CONSTRAINT`; split on whitespace): constraint files.
+    pub constraints: Vec<ConfigValue>,
+    /// `break-system-packages` (`PIP_BREAK_SYSTEM_PACKAGES`).
+    pub break_system_packages: Option<bool>,
     /// The configuration files that were read, in load order (image paths).
     pub files_read: Vec<String>,
 }
@@ -145,6 +149,8 @@ const ENV_OPTIONS: &[&str] = &[
     "prefix",
     "only-binary",
     "no-binary",
+    "constraint",
+    "break-system-packages",
 ];
 
 /// Joins `path` to `base` unless it is absolute.
@@ -277,6 +283,8 @@ pub fn load(inputs: &ConfigInputs<'_>) -> Result<PipConfig, ConfigError> {
             "prefix" => out.prefix = Some(single()),
             "only-binary" => out.only_binary = commas(),
             "no-binary" => out.no_binary = commas(),
+            "constraint" | "c" => out.constraints = list(),
+            "break-system-packages" => out.break_system_packages = Some(boolean()?),
             _ => {}
         }
     }

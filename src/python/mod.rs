@@ -7,6 +7,8 @@
 //! verified wheel into a [`crate::layer::Diff`] laid out like pip's `--user`, `--prefix` or
 //! `--target` schemes.
 //!
+//! [`launcher`] decides whether the pip a RUN's PATH finds is the one kiln emulates.
+//!
 //! [`config`] reads pip's configuration files from the image and `PIP_*` from the RUN's
 //! environment; [`index`] lists and fetches distribution files from find-links locations and
 //! simple-API indexes (host directories or HTTP); [`metadata`] parses core metadata;
@@ -19,6 +21,7 @@
 
 pub mod config;
 pub mod index;
+pub mod launcher;
 pub mod lock;
 pub mod metadata;
 pub mod pip_args;

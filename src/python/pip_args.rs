@@ -51,6 +51,11 @@ pub struct PipInstall {
     pub only_binary: Vec<String>,
     /// `--upgrade` / `-U`.
     pub upgrade: bool,
+    /// `--upgrade-strategy` (`only-if-needed`, pip's default, or `eager`).
+    pub upgrade_strategy: Option<String>,
+    /// `--break-system-packages`: install even where the image's Python is marked
+    /// EXTERNALLY-MANAGED (PEP 668).
+    pub break_system_packages: bool,
     /// `--pre`.
     pub pre: bool,
     /// `--no-compile` (kiln never compiles: see `python::wheel`).
@@ -99,6 +104,7 @@ const WITH_VALUE: &[&str] = &[
     "-f",
     "--find-links",
     "--only-binary",
+    "--upgrade-strategy",
 ];
 
 /// Parses the arguments after `pip install`.
@@ -171,6 +177,11 @@ pub fn parse(args: &[String]) -> Result<PipInstall, PipArgsError> {
             "--no-deps" => out.no_deps = true,
             "--require-hashes" => out.require_hashes = true,
             "-U" | "--upgrade" => out.upgrade = true,
+            "--upgrade-strategy" => match value.as_str() {
+                "only-if-needed" | "eager" => out.upgrade_strategy = Some(value),
+                _ => return Err(PipArgsError::UnknownFlag(format!("{flag} {value}"))),
+            },
+            "--break-system-packages" => out.break_system_packages = true,
             "--pre" => out.pre = true,
             "--no-compile" => out.no_compile = true,
             "--no-cache-dir" => out.no_cache_dir = true,
@@ -227,8 +238,8 @@ mod tests {
         for (args, want) in [
             ("-e . ", PipArgsError::UnknownFlag("-e".into())),
             (
-                "--break-system-packages flask",
-                PipArgsError::UnknownFlag("--break-system-packages".into()),
+                "--upgrade-strategy sometimes flask",
+                PipArgsError::UnknownFlag("--upgrade-strategy sometimes".into()),
             ),
             (
                 "--user=yes flask",

@@ -10,8 +10,10 @@
 //! [`check_dependencies`] takes the distributions that will be installed with their core
 //! metadata and the extras asked for, evaluates each `Requires-Dist` marker for the TARGET
 //! (with the extras, propagated through `dep[extra]` requirements), and reports the first
-//! requirement the set does not satisfy: pip's check for `--no-deps`-free pinned installs in
-//! hash-checking mode. There is no resolver for loose requirements yet.
+//! requirement the set does not satisfy: pip's rule for hash-checking mode, where every
+//! dependency must be listed (everything else is resolved by [`crate::python::resolver`]).
+//! When no wheel fits a version, the error names the target's best tags, why each wheel does
+//! not fit, and the closest versions that have a wheel for the target.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -76,9 +78,11 @@ pub enum SelectError {
         package: String,
         /// The version.
         version: String,
-        /// The target, e.g. `CPython 3.11 on musl 1.2 x86_64`.
+        /// The target and its best tags: `CPython 3.11 on musl 1.2 x86_64 (whose tags are, best
+        /// first: ...)`.
         target: String,
-        /// `file: reason` for each wheel.
+        /// `file: reason` for each wheel, then the closest versions that have a wheel for the
+        /// target.
         reasons: String,
     },
     /// The wheels need a newer (or other) Python.
@@ -96,6 +100,42 @@ pub enum SelectError {
         /// The target's Python.
         python: String,
     },
+}
+
+/// The target's three best tags and how many it has, for messages.
+fn best_tags(tags: &Tags) -> String {
+    let best: Vec<String> = tags.iter().take(3).map(|t| t.to_string()).collect();
+    format!("{}, ... ({} in all)", best.join(", "), tags.len())
+}
+
+/// Up to five versions of the project, other than `wanted`, with a wheel that installs on the
+/// target, nearest to `wanted` first (the older one first at equal distance).
+fn closest_fitting(wanted: &Version, files: &[DistFile], fit: &TargetFit<'_>) -> Vec<String> {
+    let mut all: BTreeSet<Version> = BTreeSet::new();
+    let mut fitting: BTreeSet<Version> = BTreeSet::new();
+    for file in files {
+        let Some((_, text)) = project_of(&file.filename) else {
+            continue;
+        };
+        let Ok(version) = Version::from_str(&text) else {
+            continue;
+        };
+        all.insert(version.clone());
+        let installs = WheelFilename::parse(&file.filename)
+            .is_ok_and(|w| matches!(fit.tags.compatibility(&w), Compatibility::Compatible { .. }));
+        if installs && version != *wanted {
+            fitting.insert(version);
+        }
+    }
+    let order: Vec<&Version> = all.iter().collect();
+    let position = |v: &Version| order.iter().position(|o| *o == v).unwrap_or(0);
+    let at = position(wanted);
+    let mut nearest: Vec<&Version> = fitting.iter().collect();
+    nearest.sort_by_key(|v| {
+        let p = position(v);
+        (p.abs_diff(at), p > at)
+    });
+    nearest.into_iter().take(5).map(|v| v.to_string()).collect()
 }
 
 /// What [`candidates`] needs to know about the target.
@@ -148,6 +188,7 @@ pub fn candidates(
                 .collect(),
         });
     }
+    let files_all = files;
     let mut first_error: Option<SelectError> = None;
     let mut out = Vec::new();
     for (version, files) in matching.iter().rev() {
@@ -196,8 +237,23 @@ pub fn candidates(
                 SelectError::NoCompatibleWheel {
                     package: package.to_owned(),
                     version: version.to_string(),
-                    target: fit.description.to_owned(),
-                    reasons: reasons.join("; "),
+                    target: format!(
+                        "{} (whose tags are, best first: {})",
+                        fit.description,
+                        best_tags(fit.tags)
+                    ),
+                    reasons: {
+                        let closest = closest_fitting(version, files_all, fit);
+                        let hint = if closest.is_empty() {
+                            "no version of it has a wheel for this target".to_owned()
+                        } else {
+                            format!(
+                                "the closest versions with a wheel for this target: {}",
+                                closest.join(", ")
+                            )
+                        };
+                        format!("{}; {hint}", reasons.join("; "))
+                    },
                 }
             } else {
                 SelectError::SdistOnly {
@@ -247,6 +303,8 @@ pub enum DependencyError {
         version: String,
         /// The requirement as in its metadata (without marker).
         requirement: String,
+        /// The dependency's project, as the requirement names it.
+        dependency: String,
     },
     /// The dependency is pinned to a version that does not satisfy the requirement.
     #[error(
@@ -298,6 +356,7 @@ pub fn check_dependencies(
                     package: dist.metadata.name.clone(),
                     version: dist.metadata.version.to_string(),
                     requirement: requirement_spec(requirement),
+                    dependency: requirement.name.to_string(),
                 });
             };
             if let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url {

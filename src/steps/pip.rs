@@ -27,18 +27,18 @@
 //! how to configure one. Downloads are verified and cached by sha256 in the cache directory;
 //! with `offline`, only host directories and the cache are used.
 //!
-//! kiln installs pinned requirements (`name==version`, ideally with `--hash`): for each, the
-//! best wheel for the target is chosen ([`crate::python::resolve::candidates`]), its sha256
-//! checked against the allowed hashes in hash-checking mode, its PEP 658 metadata (when the
-//! index serves it) checked for `Requires-Python` before the download, and it is installed with
-//! [`crate::python::wheel::install_wheel`] into the scheme of `--user`, `--prefix`, `--target`
-//! or the interpreter's own prefix. Unless `--no-deps` is given, every dependency of every
-//! installed distribution must be in the set at a satisfying version.
+//! Requirements resolve as `pip install` resolves them. Outside hash-checking mode, `==` pins
+//! are fixed points and every dependency they leave open is resolved for the target by
+//! [`crate::python::resolver`] (newest compatible versions first, markers for the target,
+//! extras, `-c` constraints, backtracking on conflicts; a conflict names every requirement
+//! involved and who made it); `--no-deps` installs only what is listed. For each decided
+//! project the best wheel for the target is chosen ([`crate::python::resolve::candidates`]) and
+//! installed with [`crate::python::wheel::install_wheel`] into the scheme of `--user`,
+//! `--prefix`, `--target` or the interpreter's own prefix. Hash-checking mode (any `--hash`,
+//! `--require-hashes`, `PIP_REQUIRE_HASHES`) keeps pip's rule: every requirement, dependencies
+//! included, is listed, pinned and hashed; each file's sha256 must be an allowed one, and the
+//! failures are worded as pip words them.
 //!
-//! Loose requirements (`flask`, `requests>=2,<3`: any requirement not pinned with `==`) are
-//! resolved for the target by [`crate::python::resolver`] (newest compatible versions first,
-//! backtracking on conflicts; a conflict names every requirement involved and who made it),
-//! unless hash-checking mode is on, which, as in pip, needs every requirement pinned and hashed.
 //! A PEP 751 lock file given with `-r pylock.toml` (or `pylock.<name>.toml`) is installed
 //! exactly as listed ([`crate::python::pylock`]): no resolution, each package's wheel for the
 //! target, its sha256 checked. The chosen files are downloaded in parallel. The Diffs merge in
@@ -58,6 +58,7 @@ use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, SourceKind,
     parallel,
 };
+use crate::python::launcher::{self, Launcher};
 use crate::python::metadata::{CoreMetadata, MetadataError};
 use crate::python::pip_args::{self, InstallLocation, PipArgsError};
 use crate::python::pylock::{self, PylockError};
@@ -66,7 +67,9 @@ use crate::python::resolve::{self, Candidate, DependencyError, Planned, SelectEr
 use crate::python::resolver::{self, Conflict, Demand, ProviderError, Requirer, ResolveError};
 use crate::python::tags::{LinuxTag, Tags};
 use crate::python::target::{self, Libc, PythonTarget, TargetError};
-use crate::python::wheel::{self, InstallOptions, Owner, Requested, Scheme, WheelError};
+use crate::python::wheel::{
+    self, InstallOptions, Owner, Requested, Scheme, WheelError, normalize_name,
+};
 use crate::rootfs::{FsView, NodeKind, ViewError};
 use crate::steps::etc_files;
 
@@ -185,12 +188,12 @@ pub enum PipError {
          paths and file:// URLs name directories on the build host (see docs/pip.md)"
     )]
     NoSources,
-    /// A loose requirement in hash-checking mode.
+    /// A loose requirement in hash-checking mode (pip's `HashUnpinned`, in pip's words).
     #[error(
-        "`{requirement}` ({origin}) is not pinned with `==`, but hash-checking mode is on (a \
-         --hash elsewhere, or --require-hashes / PIP_REQUIRE_HASHES), which needs every \
-         requirement pinned and hashed: write the set with `kiln lock pip` (it writes the \
-         hashes), or drop the hashes to let kiln resolve"
+        "In --require-hashes mode, all requirements must have their versions pinned with ==. \
+         These do not:\n    {requirement} (from {origin})\nhash-checking mode is on (a --hash \
+         somewhere, or --require-hashes / PIP_REQUIRE_HASHES): pin it with == and its --hash \
+         (`kiln lock pip` writes the complete set), or drop the hashes to let kiln resolve"
     )]
     Unpinned {
         /// The requirement as written (without marker).
@@ -198,16 +201,66 @@ pub enum PipError {
         /// Where it was written (`requirements.txt:3`, `command line`).
         origin: String,
     },
-    /// A requirement not pinned and hashed while hash-checking mode is on.
+    /// A dependency that hash-checking mode needs listed, pinned and hashed, but that the
+    /// requirements do not list (pip's `HashUnpinned` for a dependency, in pip's words).
     #[error(
-        "`{package}` ({origin}) has no --hash, but hash-checking mode is on (a --hash elsewhere, \
-         or --require-hashes / PIP_REQUIRE_HASHES); add --hash=sha256:... for it"
+        "In --require-hashes mode, all requirements must have their versions pinned with ==. \
+         These do not:\n    {requirement} (from {parent}->{origin})\nhash-checking mode needs \
+         every dependency listed too: add `{package}==VERSION --hash=sha256:...` (`kiln lock pip` \
+         writes the complete set), or pass --no-deps if it is not needed"
+    )]
+    UnpinnedDependency {
+        /// The dependency's project.
+        package: String,
+        /// The dependency as its dependent states it (`charset-normalizer<4,>=2`).
+        requirement: String,
+        /// The dependent, `name==version`.
+        parent: String,
+        /// Where the dependent was required.
+        origin: String,
+    },
+    /// Pinned requirements without a hash in hash-checking mode (pip's `HashMissing`, in pip's
+    /// words, with the hash of the file each would install).
+    #[error(
+        "Hashes are required in --require-hashes mode, but they are missing from some \
+         requirements. Here is a list of those requirements along with the hashes their \
+         downloaded archives actually had. Add lines like these to your requirements files to \
+         prevent tampering. (If you did not enable --require-hashes manually, note that it turns \
+         on automatically when any package has a hash.)\n{}",
+        lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
     )]
     MissingHash {
-        /// The package.
-        package: String,
-        /// Where it was written.
-        origin: String,
+        /// `name==version --hash=sha256:HEX` for each, in name order.
+        lines: Vec<String>,
+    },
+    /// PEP 668: the image's Python is marked EXTERNALLY-MANAGED and pip would refuse.
+    #[error(
+        "error: externally-managed-environment\n\n× This environment is externally \
+         managed\n╰─> {}\n\nnote: If you believe this is a mistake, please contact your Python \
+         installation or OS distribution provider. You can override this, at the risk of \
+         breaking your Python installation or OS, by passing --break-system-packages.\nhint: \
+         See PEP 668 for the detailed specification.\n(kiln: the image has {marker}; pass \
+         --break-system-packages or set PIP_BREAK_SYSTEM_PACKAGES=1, or install into a venv, \
+         --target or --prefix)",
+        explanation.lines().collect::<Vec<_>>().join("\n    ")
+    )]
+    ExternallyManaged {
+        /// The marker file in the image.
+        marker: String,
+        /// Its `Error` text (or pip's default).
+        explanation: String,
+    },
+    /// An install into Debian's Python's own prefix, whose scheme kiln does not emulate.
+    #[error(
+        "{interpreter} is Debian's Python, whose pip installs into {site}; kiln's native step \
+         does not write that scheme yet: install with --user, --target or --prefix, or let the \
+         RUN go to the sandbox"
+    )]
+    DebianScheme {
+        /// The interpreter.
+        interpreter: String,
+        /// Where its pip installs.
+        site: String,
     },
     /// One project pinned twice to different versions.
     #[error("`{package}` is pinned twice: `{first}` and `{second}`; keep one")]
@@ -507,6 +560,28 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         },
         other => other.clone(),
     };
+    // PEP 668, as pip checks it: only when installing into the interpreter's own environment
+    // (its prefix or the user site), not with --target or --prefix.
+    if matches!(location, InstallLocation::System | InstallLocation::User)
+        && !parsed.break_system_packages
+        && config.break_system_packages != Some(true)
+    {
+        check_externally_managed(request.fs, &sys_prefix, &target)?;
+    }
+    if matches!(location, InstallLocation::System)
+        && launcher::is_debian_python(request.fs, &target).map_err(|source| PipError::Read {
+            path: "/usr/lib/python3/dist-packages".to_owned(),
+            source,
+        })?
+    {
+        return Err(PipError::DebianScheme {
+            interpreter: target.interpreter.clone(),
+            site: format!(
+                "/usr/local/lib/python{}.{}/dist-packages",
+                target.version.major, target.version.minor
+            ),
+        });
+    }
     let mut settings = Settings {
         location,
         no_deps: parsed.no_deps || config.no_deps == Some(true),
@@ -559,7 +634,13 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         lines.extend(parsed_file.requirements);
         constraints.extend(parsed_file.constraints);
     }
-    for file in &parsed.constraint_files {
+    // PIP_CONSTRAINT (or `constraint` in pip.conf) adds to the command line's `-c` files.
+    let constraint_files = config
+        .constraints
+        .iter()
+        .map(|c| &c.value)
+        .chain(&parsed.constraint_files);
+    for file in constraint_files {
         let path = image_path(request.workdir, file);
         let parsed_file = requirements::parse(&path, &mut read, &env)?;
         constraints.extend(parsed_file.requirements);
@@ -588,7 +669,6 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
     if lines.iter().any(|l| !l.hashes.is_empty()) {
         settings.hash_checking = true;
     }
-    let loose = lines.iter().any(|l| l.pinned_version().is_none());
     let sources = match (sources(&settings), lock_files.is_empty()) {
         // A lock file names its own URLs; configured sources only help find listed files.
         (Err(PipError::NoSources), false) => Vec::new(),
@@ -612,13 +692,17 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
 
     // Choose and fetch every file first (nothing is installed if one is missing).
     let mut check_deps = !settings.no_deps;
+    // Where each requirement of a pinned hash-checked set was written, for pip's messages.
+    let mut pinned_origins: BTreeMap<String, String> = BTreeMap::new();
     let selection = if let Some((path, text)) = lock_files.first() {
         if lock_files.len() > 1 || !lines.is_empty() {
             return Err(PipError::PylockMixed { file: path.clone() });
         }
         check_deps = false;
         select_locked(path, text, &client, &env, &fit, request.offline)?
-    } else if loose && !settings.hash_checking {
+    } else if !settings.hash_checking {
+        // As pip outside hash-checking mode: `==` pins are fixed points of the resolution and
+        // every dependency they leave open is resolved for the target.
         check_deps = false;
         let pre = parsed.pre || file_pre;
         select_resolved(
@@ -626,21 +710,32 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             &constraints,
             &client,
             &fit,
-            &env,
-            settings.no_deps,
-            pre,
+            &resolver::ResolveOptions {
+                env: &env,
+                no_deps: settings.no_deps,
+                pre,
+            },
+            request.offline,
         )?
     } else {
-        let wanted = merge_requirements(&lines, settings.hash_checking)?;
+        let wanted = merge_requirements(&lines)?;
         check_constraints(&wanted, &constraints)?;
         let entries: Vec<(&String, &Wanted)> = wanted.iter().collect();
-        let (offline, hash_checking) = (request.offline, settings.hash_checking);
+        let offline = request.offline;
+        // A pin without hashes is fetched anyway: pip names the hash its file has.
         let picked = parallel(&entries, |(name, want)| {
-            choose(name, want, &client, &fit, hash_checking, offline)
+            choose(name, want, &client, &fit, !want.hashes.is_empty(), offline)
         });
         let mut selection = Vec::new();
+        let mut unhashed = Vec::new();
         for ((name, want), result) in entries.into_iter().zip(picked) {
             let (candidate, cached) = result?;
+            if want.hashes.is_empty() {
+                unhashed.push(format!(
+                    "{}=={} --hash=sha256:{}",
+                    want.display, want.version, cached.sha256
+                ));
+            }
             selection.push(Selected {
                 name: name.clone(),
                 display: want.display.clone(),
@@ -650,6 +745,13 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
                 requested: true,
             });
         }
+        if !unhashed.is_empty() {
+            return Err(PipError::MissingHash { lines: unhashed });
+        }
+        pinned_origins = wanted
+            .iter()
+            .map(|(name, want)| (name.clone(), want.origin.clone()))
+            .collect();
         selection
     };
 
@@ -725,7 +827,23 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         diff.merge(result.diff);
     }
     if check_deps {
-        resolve::check_dependencies(&planned, &env)?;
+        resolve::check_dependencies(&planned, &env).map_err(|e| match e {
+            DependencyError::Missing {
+                package,
+                version,
+                requirement,
+                dependency,
+            } => PipError::UnpinnedDependency {
+                origin: pinned_origins
+                    .get(&normalize_name(&package))
+                    .cloned()
+                    .unwrap_or_default(),
+                parent: format!("{package}=={version}"),
+                package: dependency,
+                requirement,
+            },
+            other => PipError::Dependency(other),
+        })?;
     }
     keep_existing_dirs(&mut diff, request.fs, request.source_date_epoch)?;
     Ok(PipOutcome {
@@ -733,6 +851,139 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         materials,
         installed,
     })
+}
+
+/// Fails as pip does when the interpreter's stdlib directory holds PEP 668's
+/// `EXTERNALLY-MANAGED` marker.
+fn check_externally_managed(
+    fs: &dyn FsView,
+    sys_prefix: &str,
+    target: &PythonTarget,
+) -> Result<(), PipError> {
+    let marker = format!(
+        "{}/lib/python{}.{}/EXTERNALLY-MANAGED",
+        sys_prefix.trim_end_matches('/'),
+        target.version.major,
+        target.version.minor
+    );
+    let Ok(path) = LayerPath::new(&marker) else {
+        return Ok(());
+    };
+    let text = match fs.read_file(&path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => return Ok(()),
+        Err(source) => {
+            return Err(PipError::Read {
+                path: marker,
+                source,
+            });
+        }
+    };
+    let explanation = externally_managed_error(&text).unwrap_or_else(|| {
+        format!(
+            "The Python environment under {sys_prefix} is managed externally, and may not be\n\
+             manipulated by the user. Please use specific tooling from the distributor of\n\
+             the Python installation to interact with this Python environment instead."
+        )
+    });
+    Err(PipError::ExternallyManaged {
+        marker,
+        explanation,
+    })
+}
+
+/// The `Error` key of the `[externally-managed]` section (INI continuation lines joined).
+fn externally_managed_error(text: &str) -> Option<String> {
+    let mut in_section = false;
+    let mut value: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            if value.is_some() {
+                break;
+            }
+            in_section = trimmed == "[externally-managed]";
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        match &mut value {
+            Some(lines) if line.starts_with([' ', '\t']) => lines.push(trimmed.to_owned()),
+            Some(_) => break,
+            None => {
+                if let Some((key, rest)) = line.split_once(['=', ':']) {
+                    if key.trim() == "Error" {
+                        value = Some(vec![rest.trim().to_owned()]);
+                    }
+                }
+            }
+        }
+    }
+    value.map(|lines| {
+        lines
+            .into_iter()
+            .skip_while(|l| l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// Why this `pip install` must run in the sandbox, decided from the image: the pip that
+/// `launcher` (the RUN's program word) finds on the RUN's PATH is not the one kiln's native
+/// install is exact for ([`crate::python::launcher`]). `None` when native is exact.
+pub fn sandbox_reason(
+    launcher: &str,
+    request: &PipRequest<'_>,
+) -> Result<Option<String>, PipError> {
+    let target = match target::detect(request.fs, request.platform) {
+        Ok(target) => target,
+        // No interpreter: Docker's shell finds no pip either, and fails; so does the sandbox.
+        Err(TargetError::NoPython) => {
+            return Ok(Some(format!(
+                "the image has no Python, so no `{launcher}` (the RUN fails as Docker's does)"
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let path_var = (request.env)("PATH");
+    match launcher::decide(
+        request.fs,
+        launcher,
+        path_var.as_deref(),
+        request.workdir,
+        &target,
+    ) {
+        Ok(Launcher::Native) => Ok(None),
+        Ok(Launcher::Sandbox(reason)) => Ok(Some(reason)),
+        Err(source) => Err(PipError::Read {
+            path: launcher.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl PipError {
+    /// When the real pip can do what kiln refuses (build an sdist, `--no-binary`), the reason
+    /// to run it in the sandbox instead of failing.
+    pub fn sandbox_reason(&self) -> Option<String> {
+        match self {
+            PipError::Select(SelectError::SdistOnly {
+                package, version, ..
+            }) => Some(format!(
+                "`{package}` {version} is only available as a source distribution, which pip \
+                 builds"
+            )),
+            PipError::DebianScheme { interpreter, site } => Some(format!(
+                "the image's pip belongs to Debian's Python ({interpreter}), which installs into \
+                 {site}"
+            )),
+            PipError::NoBinary { value, .. } => {
+                Some(format!("--no-binary {value} asks pip to build from source"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A wheel chosen for the install, verified in the cache.
@@ -853,15 +1104,15 @@ fn select_locked(
     Ok(out)
 }
 
-/// Resolves loose requirements for the target, then fetches the chosen wheels.
+/// Resolves the requirements for the target (pins as fixed points), then fetches the chosen
+/// wheels. `offline` only shapes the message for a pin the cache lacks.
 fn select_resolved(
     lines: &[RequirementLine],
     constraints: &[RequirementLine],
     client: &IndexClient,
     fit: &TargetFit<'_>,
-    env: &pep508_rs::MarkerEnvironment,
-    no_deps: bool,
-    pre: bool,
+    options: &resolver::ResolveOptions<'_>,
+    offline: bool,
 ) -> Result<Vec<Selected>, PipError> {
     let demand = |line: &RequirementLine, requirer: Requirer| Demand {
         requirement: line.requirement.clone(),
@@ -875,9 +1126,18 @@ fn select_resolved(
         .iter()
         .map(|l| demand(l, Requirer::Constraint(origin_of(l))))
         .collect();
+    // A pin that nothing can satisfy fails as pip's does, before any resolution: named with
+    // what the sources have for it (other versions, sdists only, wheels for other targets).
+    let pins: Vec<&RequirementLine> = lines
+        .iter()
+        .filter(|l| l.pinned_version().is_some())
+        .collect();
+    let prechecked = parallel(&pins, |line| precheck_pin(line, client, fit, offline));
+    prechecked
+        .into_iter()
+        .collect::<Result<Vec<()>, PipError>>()?;
     let provider = resolver::IndexProvider::new(client, fit);
-    let options = resolver::ResolveOptions { env, no_deps, pre };
-    let resolution = match resolver::resolve(&provider, roots, constraints, &options) {
+    let resolution = match resolver::resolve(&provider, roots, constraints, options) {
         Ok(resolution) => resolution,
         Err(ResolveError::Provider(e)) => return Err(e.into()),
         Err(ResolveError::Conflict(c)) => return Err(c.into()),
@@ -899,6 +1159,38 @@ fn select_resolved(
         });
     }
     Ok(out)
+}
+
+/// Fails when no file of the sources fits the pinned `line` on the target.
+fn precheck_pin(
+    line: &RequirementLine,
+    client: &IndexClient,
+    fit: &TargetFit<'_>,
+    offline: bool,
+) -> Result<(), PipError> {
+    let display = line.requirement.name.to_string();
+    let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &line.requirement.version_or_url else {
+        return Ok(());
+    };
+    let files = client
+        .files(&line.normalized_name())
+        .map_err(|source| PipError::Index {
+            package: display.clone(),
+            source: Box::new(source),
+        })?;
+    match resolve::candidates(&display, specifiers, &files, fit) {
+        Ok(_) => Ok(()),
+        Err(SelectError::NotFound { .. })
+            if offline && client.sources().iter().any(Source::is_remote) =>
+        {
+            Err(PipError::Offline {
+                package: display,
+                version: line.pinned_version().unwrap_or_default(),
+                sources: fit.sources.to_owned(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `/usr/local/bin/python3.11` -> `/usr/local`.
@@ -954,10 +1246,7 @@ fn origin_of(line: &RequirementLine) -> String {
 }
 
 /// One [`Wanted`] per project (normalized name), pinned (and hashed in hash-checking mode).
-fn merge_requirements(
-    lines: &[RequirementLine],
-    hash_checking: bool,
-) -> Result<BTreeMap<String, Wanted>, PipError> {
+fn merge_requirements(lines: &[RequirementLine]) -> Result<BTreeMap<String, Wanted>, PipError> {
     let mut out: BTreeMap<String, Wanted> = BTreeMap::new();
     for line in lines {
         let name = line.normalized_name();
@@ -968,12 +1257,6 @@ fn merge_requirements(
                 origin: origin_of(line),
             });
         };
-        if hash_checking && line.hashes.is_empty() {
-            return Err(PipError::MissingHash {
-                package: line.requirement.name.to_string(),
-                origin: origin_of(line),
-            });
-        }
         let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &line.requirement.version_or_url
         else {
             continue;

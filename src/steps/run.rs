@@ -89,9 +89,14 @@ pub enum NativeCommand {
         /// `--purge`: also remove modified configuration files.
         purge: bool,
     },
-    /// The raw arguments after `install` of `pip install`, `pip3 install`, `python -m pip
-    /// install` or `python3 -m pip install`.
-    Pip(Vec<String>),
+    /// `pip install`, `pip3 install`, `python -m pip install` or `python3 -m pip install`.
+    Pip {
+        /// The program word as written (`pip`, `/venv/bin/pip`, `python3` for `-m pip`): which
+        /// pip runs is decided from the image's PATH (see `crate::steps::pip::launcher_decision`).
+        launcher: String,
+        /// The raw arguments after `install`.
+        args: Vec<String>,
+    },
     /// A command with no effect on the image.
     Noop {
         /// Why it has none (shown in progress output).
@@ -680,10 +685,10 @@ fn map_command(
             Err(not_understood(format!("`{base}` is not emulated")))
         }
         "apk" => recognize_apk(text, args),
-        "pip" | "pip3" => recognize_pip(text, args),
+        "pip" | "pip3" => recognize_pip(text, program, args),
         "python" | "python3" if args.first().map(String::as_str) == Some("-m") => {
             match args.get(1).map(String::as_str) {
-                Some("pip") => recognize_pip(text, &args[2..]),
+                Some("pip") => recognize_pip(text, program, &args[2..]),
                 _ => Err(not_understood(format!(
                     "`{program} -m` is only understood with `pip install`"
                 ))),
@@ -1301,9 +1306,16 @@ fn recognize_apk(text: &str, args: &[String]) -> Result<NativeCommand, Recognize
     }
 }
 
-fn recognize_pip(text: &str, args: &[String]) -> Result<NativeCommand, RecognizeError> {
+fn recognize_pip(
+    text: &str,
+    launcher: &str,
+    args: &[String],
+) -> Result<NativeCommand, RecognizeError> {
     match args.split_first() {
-        Some((sub, rest)) if sub == "install" => Ok(NativeCommand::Pip(rest.to_vec())),
+        Some((sub, rest)) if sub == "install" => Ok(NativeCommand::Pip {
+            launcher: launcher.to_owned(),
+            args: rest.to_vec(),
+        }),
         _ => Err(RecognizeError::NotUnderstood {
             command: text.to_owned(),
             reason: "only `pip install` is understood".to_owned(),
@@ -1362,7 +1374,14 @@ mod tests {
     }
 
     fn pip(args: &[&str]) -> NativeCommand {
-        NativeCommand::Pip(args.iter().map(|a| a.to_string()).collect())
+        pip_via("pip", args)
+    }
+
+    fn pip_via(launcher: &str, args: &[&str]) -> NativeCommand {
+        NativeCommand::Pip {
+            launcher: launcher.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
     }
 
     fn upgrade() -> NativeCommand {
@@ -1586,13 +1605,22 @@ mod tests {
                     purge: true,
                 }],
             ),
-            ("pip3 install flask==3.0", vec![pip(&["flask==3.0"])]),
-            ("python -m pip install -U pip", vec![pip(&["-U", "pip"])]),
+            (
+                "pip3 install flask==3.0",
+                vec![pip_via("pip3", &["flask==3.0"])],
+            ),
+            (
+                "python -m pip install -U pip",
+                vec![pip_via("python", &["-U", "pip"])],
+            ),
             (
                 "python3 -m pip install 'requests>=2' --user",
-                vec![pip(&["requests>=2", "--user"])],
+                vec![pip_via("python3", &["requests>=2", "--user"])],
             ),
-            ("/usr/local/bin/pip install x", vec![pip(&["x"])]),
+            (
+                "/venv/bin/pip install x",
+                vec![pip_via("/venv/bin/pip", &["x"])],
+            ),
             (
                 "pip install -r requirements.txt # comment && rm -rf /",
                 vec![pip(&["-r", "requirements.txt"])],

@@ -99,6 +99,19 @@ pub fn write(out: &Path, repository: &str) -> Standins {
         bytes("#!/bin/sh\necho 'stand-in base: no Python interpreter here' >&2\nexit 127\n"),
         0o755,
     );
+    // The official image's pip: the launcher a RUN's PATH finds, and its package directory.
+    put(
+        &mut lower,
+        "usr/local/bin/pip",
+        bytes("#!/usr/local/bin/python3.11\n# stand-in: kiln installs natively for this pip\n"),
+        0o755,
+    );
+    put(
+        &mut lower,
+        "usr/local/lib/python3.11/site-packages/pip",
+        EntryKind::Dir,
+        0o755,
+    );
     for (link, target) in [
         ("usr/local/bin/python3", "python3.11"),
         ("usr/local/bin/python", "python3"),
