@@ -15,6 +15,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;
+pub mod lock;
 pub mod parallel;
 pub mod pin;
 pub mod python;
