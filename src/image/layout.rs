@@ -244,7 +244,7 @@ pub(crate) fn check_layout_file(dir: &Path) -> Result<(), ImageError> {
 }
 
 /// Reads `dir/index.json`, if there is one.
-pub(crate) fn read_index(dir: &Path) -> Result<Option<Index>, ImageError> {
+pub fn read_index(dir: &Path) -> Result<Option<Index>, ImageError> {
     let path = dir.join("index.json");
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
