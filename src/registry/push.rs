@@ -197,11 +197,20 @@ enum Fail {
 fn classify(e: RegistryError) -> Fail {
     let retry = match &e {
         RegistryError::Connect { .. } | RegistryError::RateLimited { .. } => true,
-        RegistryError::Status { status, detail, .. } => {
+        RegistryError::Status {
+            status,
+            detail,
+            url,
+            ..
+        } => {
             matches!(status, 408 | 413 | 416 | 429 | 500 | 502 | 503 | 504)
                 // The session vanished (expired or finished by an earlier attempt).
                 || *status == 404
-                || (*status == 400 && damaged_in_transit(detail.as_deref()))
+                // The registry refused what it received of the upload (`DIGEST_INVALID`, or an
+                // answer whose error body was itself cut off): kiln's blob is verified, so a new
+                // session may pass (bounded by the retry policy).
+                || (*status == 400
+                    && (url.contains("/blobs/uploads/") || damaged_in_transit(detail.as_deref())))
         }
         // The registry committed other bytes than kiln's verified blob: damaged on the way.
         RegistryError::DigestMismatch { .. } => true,
@@ -214,10 +223,22 @@ fn classify(e: RegistryError) -> Fail {
     }
 }
 
-/// Whether a 400's error code says the bytes the registry received are not the bytes kiln
-/// sent (kiln's store verified them, so they changed on the way and another upload may pass).
+/// Whether a 400's error body says the bytes the registry received are not the bytes kiln
+/// sent (kiln's store verified them, so they changed on the way and another upload may pass):
+/// `DIGEST_INVALID`, `MANIFEST_INVALID`, `SIZE_INVALID`, a `BLOB_UNKNOWN` named by a manifest
+/// (kiln pushes every blob before the manifest, so a damaged digest in it), or no readable error
+/// body at all (the answer itself was cut off on the way).
 fn damaged_in_transit(detail: Option<&str>) -> bool {
-    detail.is_some_and(|d| d.contains("DIGEST_INVALID") || d.contains("MANIFEST_INVALID"))
+    detail.is_none_or(|d| {
+        [
+            "DIGEST_INVALID",
+            "MANIFEST_INVALID",
+            "SIZE_INVALID",
+            "BLOB_UNKNOWN",
+        ]
+        .iter()
+        .any(|code| d.contains(code))
+    })
 }
 
 impl From<RegistryError> for Fail {
