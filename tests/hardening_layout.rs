@@ -182,6 +182,24 @@ fn what_a_killed_merge_left_is_removed_by_the_next_write() {
 }
 
 #[test]
+fn a_layout_whose_first_write_was_killed_writing_its_marker_is_completed() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    std::fs::write(layout.join(".tmp-Ab12Cd"), b"{\"imageLayout").unwrap();
+    let ctx = context(&work.path().join("ctx"), "x\n");
+    let out = build_command(&ctx, &work.path().join("cache"), &layout, "app:x")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(&layout), Vec::<PathBuf>::new());
+}
+
+#[test]
 fn a_layout_whose_first_write_was_killed_before_its_index_is_completed() {
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");

@@ -194,10 +194,21 @@ pub(crate) fn lock_layout(dir: &Path) -> Result<DirLock, ImageError> {
         .map_err(|e| ImageError::io("create the layout directory", dir, e))?;
     let lock =
         DirLock::exclusive(dir).map_err(|e| ImageError::io("lock the layout directory", dir, e))?;
-    if dir.join("oci-layout").is_file() {
+    if dir.join("oci-layout").is_file() || only_temp_files(dir) {
         remove_leftovers(dir);
     }
     Ok(lock)
+}
+
+/// Whether everything in `dir` is a `.tmp-*` file: what a first write killed while writing the
+/// `oci-layout` marker leaves.
+fn only_temp_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| {
+            entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+    })
 }
 
 /// Best effort: a leftover that cannot be removed is hidden and ignored by readers anyway.
