@@ -16,6 +16,7 @@ pub mod dockerfile;
 pub mod http;
 pub mod image;
 pub mod layer;
+pub mod lock;
 pub mod parallel;
 pub mod pin;
 pub mod python;

@@ -186,12 +186,20 @@ pub(crate) struct Layout<'a> {
     /// Present when opened for writing ([`Store::open`] creates directories).
     store: Option<Store>,
     pub index: Index,
+    /// The layout's exclusive lock, held from reading `index.json` to writing it when opened
+    /// for writing (another kiln process may be merging into the same layout).
+    _lock: Option<crate::lock::DirLock>,
 }
 
 impl<'a> Layout<'a> {
     /// Opens the layout at `dir`; `writable` opens its blob store for writing too.
     pub fn open(dir: &'a Path, writable: bool) -> Result<Layout<'a>, AttestError> {
         crate::image::layout::check_layout_file(dir)?;
+        let lock = if writable {
+            Some(crate::image::layout::lock_layout(dir)?)
+        } else {
+            None
+        };
         let index = crate::image::layout::read_index(dir)?.ok_or_else(|| AttestError::Attach {
             path: dir.to_owned(),
             reason: "the layout has no `index.json`".to_owned(),
@@ -201,7 +209,12 @@ impl<'a> Layout<'a> {
         } else {
             None
         };
-        Ok(Layout { dir, store, index })
+        Ok(Layout {
+            dir,
+            store,
+            index,
+            _lock: lock,
+        })
     }
 
     fn store(&self) -> Result<&Store, AttestError> {

@@ -166,9 +166,7 @@ pub(super) struct Executor<'a> {
     reporter: &'a dyn Reporter,
     context: Option<Context>,
     stages: BTreeMap<usize, StageState>,
-    /// Declared before `scratch`, so it is removed first.
-    sandbox_scratch: crate::sandbox::ScratchDir,
-    scratch: tempfile::TempDir,
+    scratch: super::scratch::BuildScratch,
     dockerfile_name: String,
     current_stage: usize,
     materials: Vec<Material>,
@@ -229,10 +227,15 @@ impl<'a> Executor<'a> {
             BuildError::storage(format!("failed to create `{}`", scratch_root.display()), e)
         })?;
         spread_subdirectories(&scratch_root);
-        let scratch = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(&scratch_root)
-            .map_err(|e| BuildError::storage("failed to create a scratch directory", e))?;
+        let scratch = super::scratch::create(&scratch_root).map_err(|e| {
+            BuildError::storage(
+                format!(
+                    "failed to create a scratch directory in `{}`",
+                    scratch_root.display()
+                ),
+                e,
+            )
+        })?;
         let dockerfile_name = options
             .dockerfile
             .file_name()
@@ -246,7 +249,6 @@ impl<'a> Executor<'a> {
             reporter,
             context: None,
             stages: BTreeMap::new(),
-            sandbox_scratch: crate::sandbox::ScratchDir::new(scratch.path().join("sandbox")),
             scratch,
             dockerfile_name,
             current_stage: 0,
@@ -289,7 +291,7 @@ impl<'a> Executor<'a> {
         state: &mut StageState,
     ) -> Result<Vec<crate::attest::sbom::SbomPackage>, BuildError> {
         let fs = state
-            .fs(self.store, self.scratch.path())
+            .fs(self.store, self.scratch.dir.path())
             .map_err(|e| BuildError::storage("failed to read the image's filesystem", e))?;
         crate::attest::packages_from_rootfs(fs)
             .map_err(|e| BuildError::storage("failed to list the image's packages", e))
@@ -719,7 +721,7 @@ impl<'a> Executor<'a> {
         }
         let user = state.config.config.user.clone().filter(|u| !u.is_empty());
         let fs = state
-            .fs(self.store, self.scratch.path())
+            .fs(self.store, self.scratch.dir.path())
             .map_err(|e| e.to_string())?;
         let mut missing = Vec::new();
         for candidate in path.ancestors().into_iter().chain([path.clone()]) {
@@ -880,7 +882,7 @@ impl<'a> Executor<'a> {
         };
 
         let workdir = state.workdir();
-        let scratch = self.scratch.path().to_owned();
+        let scratch = self.scratch.dir.path().to_owned();
         let from_stage = match &from {
             None => None,
             Some(reference) => match self.plan.stage_by_reference(reference, self.current_stage) {
@@ -1000,7 +1002,7 @@ impl<'a> Executor<'a> {
             shell_env: state.env_value("SHELL"),
         };
         let fs = state
-            .fs(self.store, self.scratch.path())
+            .fs(self.store, self.scratch.dir.path())
             .map_err(failure.err("failed to read the stage's filesystem"))?;
         // Each command sees the effects of the ones before it, as in the shell; consecutive apk
         // commands run as one transaction, as `apk update && apk upgrade` does.
@@ -1032,7 +1034,7 @@ impl<'a> Executor<'a> {
                     env: &env,
                     platform: &platform,
                     source_date_epoch: self.options.source_date_epoch,
-                    scratch_dir: self.scratch.path(),
+                    scratch_dir: self.scratch.dir.path(),
                     cache_dir: &self.options.cache_dir.join("pip"),
                     offline: self.options.offline,
                 };
@@ -1078,7 +1080,7 @@ impl<'a> Executor<'a> {
     /// True when a file of `diff` was extracted from a stored layer into this build's scratch
     /// directory.
     fn reads_extracted(&self, diff: &Diff) -> bool {
-        let scratch = self.scratch.path();
+        let scratch = self.scratch.dir.path();
         diff.iter().any(|(_, entry)| {
             matches!(&entry.kind, EntryKind::File(crate::layer::FileContent::HostFile { path, .. }) if path.starts_with(scratch))
         })

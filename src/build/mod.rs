@@ -10,6 +10,7 @@
 pub mod cache;
 mod dispatch;
 pub mod progress;
+mod scratch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -606,17 +606,41 @@ pub(crate) fn push_attestations(
     let subject = &outcome.image.manifest.digest;
     for tag in &attached.fallback_tags {
         let descriptor = image::base::import_layout(&outcome.store, &layout, Some(tag))?;
-        let bytes = outcome.store.read_bytes(&descriptor.digest)?;
+        push_referrers(
+            &outcome.store,
+            subject,
+            tag,
+            &descriptor,
+            targets,
+            &options.registry,
+        )?;
+    }
+    Ok(())
+}
+
+/// Pushes the referrers that the index `descriptor` (in `store`, the `tag` fallback index of
+/// `subject`) lists to each of `targets`: by digest to a registry with the referrers API, else
+/// under the fallback tag, merged with what the registry already lists there.
+pub(crate) fn push_referrers(
+    store: &kiln::store::Store,
+    subject: &kiln::digest::Digest,
+    tag: &str,
+    descriptor: &image::manifest::Descriptor,
+    targets: &[kiln::registry::Reference],
+    registry_options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    {
+        let bytes = store.read_bytes(&descriptor.digest)?;
         let index: image::manifest::Index = serde_json::from_slice(&bytes)
             .context("the attestations' referrers index is not an OCI index")?;
         for target in targets {
             // A registry with the referrers API indexes artifact manifests by their subject;
             // others get the fallback tag index that lists them.
-            if kiln::registry::supports_referrers(target, subject, &options.registry)
+            if kiln::registry::supports_referrers(target, subject, registry_options)
                 .unwrap_or(false)
             {
                 for referrer in &index.manifests {
-                    let manifest = outcome.store.read_bytes(&referrer.digest)?;
+                    let manifest = store.read_bytes(&referrer.digest)?;
                     // By digest only: the tags keep naming the image.
                     let by_digest = kiln::registry::Reference::new(
                         target.registry(),
@@ -626,11 +650,11 @@ pub(crate) fn push_attestations(
                     )
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                     kiln::registry::push_manifest(
-                        &outcome.store,
+                        store,
                         &manifest,
                         &referrer.media_type,
                         &[by_digest],
-                        &options.registry,
+                        registry_options,
                     )
                     .context("failed to push an attestation")?;
                 }
@@ -640,7 +664,7 @@ pub(crate) fn push_attestations(
                 // the same image), as the OCI spec asks of clients maintaining it.
                 let mut merged = index.clone();
                 if let Ok((_, existing)) =
-                    kiln::registry::fetch_raw_manifest(&tagged, &options.registry)
+                    kiln::registry::fetch_raw_manifest(&tagged, registry_options)
                     && let Ok(existing) =
                         serde_json::from_slice::<image::manifest::Index>(&existing)
                 {
@@ -658,31 +682,26 @@ pub(crate) fn push_attestations(
                         )
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                         let (_, manifest_bytes) =
-                            kiln::registry::fetch_raw_manifest(&by_digest, &options.registry)?;
+                            kiln::registry::fetch_raw_manifest(&by_digest, registry_options)?;
                         let manifest: image::manifest::Manifest =
                             serde_json::from_slice(&manifest_bytes).with_context(|| {
                                 format!("referrer {} is not an OCI manifest", earlier.digest)
                             })?;
                         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                            kiln::registry::fetch_blob(
-                                &by_digest,
-                                blob,
-                                &outcome.store,
-                                &options.registry,
-                            )?;
+                            kiln::registry::fetch_blob(&by_digest, blob, store, registry_options)?;
                         }
-                        outcome.store.put_bytes(&manifest_bytes)?;
+                        store.put_bytes(&manifest_bytes)?;
                         merged.manifests.insert(0, earlier);
                     }
                 }
                 let merged_bytes = image::canonical::to_vec(&merged)?;
-                outcome.store.put_bytes(&merged_bytes)?;
+                store.put_bytes(&merged_bytes)?;
                 kiln::registry::push_manifest(
-                    &outcome.store,
+                    store,
                     &merged_bytes,
                     &descriptor.media_type,
                     &[tagged],
-                    &options.registry,
+                    registry_options,
                 )
                 .context("failed to push the attestations")?;
             }

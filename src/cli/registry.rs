@@ -23,6 +23,12 @@ pub(crate) struct PushArgs {
     /// Mount blobs from this repository of the target registry instead of uploading them.
     #[arg(long)]
     mount_from: Option<String>,
+    /// Push the attestations an `oci:DIR` layout holds for the image too: its referrers
+    /// (`sha256-<hex>` fallback tag entries), or the attestation manifests of a buildx-style
+    /// index (`--attestations=false` leaves them out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    attestations: bool,
     #[command(flatten)]
     registry: RegistryFlags,
     /// Directory for the blob store (see `kiln build --cache-dir`).
@@ -361,8 +367,10 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(build::default_cache_dir);
     let store = build::open_store(&cache_dir)?;
     let targets = parse_references(&args.targets)?;
+    let mut layout_dir = None;
     let descriptor = if let Some(rest) = args.source.strip_prefix("oci:") {
         let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        layout_dir = Some(PathBuf::from(&dir));
         image::base::import_layout(&store, Path::new(&dir), reference.as_deref())
     } else if let Some(rest) = args.source.strip_prefix("oci-archive:") {
         let (file, reference) = kiln::dockerfile::plan::split_local_reference(rest);
@@ -378,13 +386,79 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     if let Some(repository) = &args.mount_from {
         options = options.mount_from(repository);
     }
-    let bytes = store.read_bytes(&descriptor.digest)?;
+    let mut bytes = store.read_bytes(&descriptor.digest)?;
+    if !args.attestations {
+        bytes = without_attestation_manifests(&store, &descriptor, bytes)?;
+    }
     let pushed =
         kiln::registry::push_manifest(&store, &bytes, &descriptor.media_type, &targets, &options)
             .context("failed to push")?;
     report_push(&pushed, true);
+    if args.attestations
+        && let Some(dir) = &layout_dir
+    {
+        push_layout_referrers(&store, dir, &bytes, &descriptor, &targets, &options)?;
+    }
     println!("{}", pushed.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bytes` (the manifest or index `descriptor` names), without the attestation manifests a
+/// buildx-style index lists: the same bytes when it lists none, else a new index (stored).
+fn without_attestation_manifests(
+    store: &kiln::store::Store,
+    descriptor: &image::manifest::Descriptor,
+    bytes: Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
+    if descriptor.media_type != image::manifest::MEDIA_TYPE_OCI_INDEX {
+        return Ok(bytes);
+    }
+    let mut index: image::manifest::Index = serde_json::from_slice(&bytes)
+        .with_context(|| format!("index {} is not an OCI index", descriptor.digest))?;
+    let before = index.manifests.len();
+    index
+        .manifests
+        .retain(|m| !attest::attach::is_attestation_manifest(m));
+    if index.manifests.len() == before {
+        return Ok(bytes);
+    }
+    let stripped = image::canonical::to_vec(&index)?;
+    store.put_bytes(&stripped)?;
+    Ok(stripped)
+}
+
+/// Pushes the referrers the layout `dir` holds (under `sha256-<hex>` fallback tags) for the
+/// pushed manifest and, when it is an index, for each manifest it lists.
+fn push_layout_referrers(
+    store: &kiln::store::Store,
+    dir: &Path,
+    bytes: &[u8],
+    descriptor: &image::manifest::Descriptor,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    let mut subjects = vec![kiln::digest::Digest::of(bytes)];
+    if descriptor.media_type == image::manifest::MEDIA_TYPE_OCI_INDEX
+        && let Ok(index) = serde_json::from_slice::<image::manifest::Index>(bytes)
+    {
+        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+    }
+    let index = image::layout::read_index(dir)?.unwrap_or_else(image::manifest::Index::empty);
+    for subject in subjects {
+        let tag = format!("sha256-{}", subject.hex());
+        if !index
+            .manifests
+            .iter()
+            .any(|m| m.ref_name() == Some(tag.as_str()))
+        {
+            continue;
+        }
+        let referrers = image::base::import_layout(store, dir, Some(&tag))
+            .with_context(|| format!("failed to read the attestations of {subject}"))?;
+        super::build::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
+        eprintln!("kiln: pushed the attestations of {subject} ({tag})");
+    }
+    Ok(())
 }
 
 pub(crate) fn run_pull(args: PullArgs) -> anyhow::Result<ExitCode> {

@@ -10,6 +10,13 @@
 //! (with an optional following `/`) crosses any number of directories, `[...]` is a class,
 //! `\` escapes the next character. Results are reasons, not booleans: an [`IgnoreMatch`] names
 //! the pattern as the user wrote it and its line.
+//!
+//! Cost: patterns are indexed by the literal a matching path must equal, start with or end
+//! with ([`PatternIndex`]), so a path is checked only against the patterns that can match it
+//! (plus those with no literal at all, like `*`): a 100,000-line file costs about as much per
+//! path as a short one, not 100,000 pattern tests.
+
+use std::collections::HashMap;
 
 use super::glob::go_match;
 
@@ -74,6 +81,104 @@ impl IgnoreMatch<'_> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DockerIgnore {
     patterns: Vec<IgnorePattern>,
+    index: PatternIndex,
+}
+
+/// The patterns (by position) filed under the literal a path must have for them to match it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PatternIndex {
+    /// The path must equal the key.
+    exact: HashMap<String, Vec<usize>>,
+    /// The path must start with the key.
+    prefix: HashMap<String, Vec<usize>>,
+    /// The path must end with the key.
+    suffix: HashMap<String, Vec<usize>>,
+    /// No literal to file them under: tried on every path.
+    anywhere: Vec<usize>,
+    /// Whether there is any `!` pattern.
+    has_exceptions: bool,
+    /// The most components of a `!` pattern without `**`.
+    exception_depth: usize,
+    /// Whether some `!` pattern has `**` (it may re-include at any depth).
+    exception_any_depth: bool,
+}
+
+impl PatternIndex {
+    fn build(patterns: &[IgnorePattern]) -> PatternIndex {
+        let mut index = PatternIndex::default();
+        for (position, pattern) in patterns.iter().enumerate() {
+            if pattern.exception {
+                index.has_exceptions = true;
+                if pattern.cleaned.contains("**") {
+                    index.exception_any_depth = true;
+                }
+                index.exception_depth = index.exception_depth.max(pattern.dirs);
+            }
+            let file = |map: &mut HashMap<String, Vec<usize>>, key: String| {
+                map.entry(key).or_default().push(position);
+            };
+            match &pattern.matcher {
+                Matcher::Exact(literal) => file(&mut index.exact, literal.clone()),
+                Matcher::Prefix(literal) if !literal.is_empty() => {
+                    file(&mut index.prefix, literal.clone())
+                }
+                Matcher::Suffix(literal) if !literal.is_empty() => {
+                    // `**/x` also matches `x` itself.
+                    if let Some(bare) = literal.strip_prefix('/') {
+                        file(&mut index.exact, bare.to_owned());
+                    }
+                    file(&mut index.suffix, literal.clone());
+                }
+                Matcher::Tokens(tokens) => {
+                    let literal = |tokens: &mut dyn Iterator<Item = &Token>| -> String {
+                        tokens
+                            .map_while(|t| match t {
+                                Token::Char(c) => Some(*c),
+                                _ => None,
+                            })
+                            .collect()
+                    };
+                    let head = literal(&mut tokens.iter());
+                    let tail: String = literal(&mut tokens.iter().rev()).chars().rev().collect();
+                    if !head.is_empty() {
+                        file(&mut index.prefix, head);
+                    } else if !tail.is_empty() {
+                        file(&mut index.suffix, tail);
+                    } else {
+                        index.anywhere.push(position);
+                    }
+                }
+                Matcher::Prefix(_) | Matcher::Suffix(_) => index.anywhere.push(position),
+            }
+        }
+        index
+    }
+
+    /// The positions of the patterns that may match one of `candidates`, in file order.
+    fn candidates(&self, candidates: &[&str]) -> Vec<usize> {
+        let mut found = self.anywhere.clone();
+        for text in candidates {
+            if let Some(positions) = self.exact.get(*text) {
+                found.extend(positions);
+            }
+            if self.prefix.is_empty() && self.suffix.is_empty() {
+                continue;
+            }
+            for (at, _) in text.char_indices().skip(1).chain([(text.len(), ' ')]) {
+                if let Some(positions) = self.prefix.get(&text[..at]) {
+                    found.extend(positions);
+                }
+            }
+            for (at, _) in text.char_indices() {
+                if let Some(positions) = self.suffix.get(&text[at..]) {
+                    found.extend(positions);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
 }
 
 impl DockerIgnore {
@@ -121,7 +226,8 @@ impl DockerIgnore {
                 cleaned,
             });
         }
-        Ok(DockerIgnore { patterns })
+        let index = PatternIndex::build(&patterns);
+        Ok(DockerIgnore { patterns, index })
     }
 
     /// The patterns in file order.
@@ -132,7 +238,7 @@ impl DockerIgnore {
     /// True when any pattern is an exception (`!`), so an excluded directory may still hold
     /// included files and must be walked.
     pub fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exception)
+        self.index.has_exceptions
     }
 
     /// What the file says about `path` (relative to the context root, `/`-separated), checking
@@ -144,27 +250,22 @@ impl DockerIgnore {
         if path.is_empty() || path == "." {
             return IgnoreMatch::None;
         }
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(idx) => path[..idx].split('/').collect(),
-            None => Vec::new(),
-        };
+        // The path and each parent directory (`a`, `a/b`, ..., the path itself).
+        let mut candidates: Vec<&str> =
+            path.match_indices('/').map(|(at, _)| &path[..at]).collect();
+        candidates.push(path);
         let mut result = IgnoreMatch::None;
-        for pattern in &self.patterns {
+        // Patterns that match none of the candidates change nothing, so the fold over those
+        // that may match, in file order, decides as the fold over all of them would.
+        for position in self.index.candidates(&candidates) {
+            let pattern = &self.patterns[position];
             let excluded = result.is_excluded();
             // An exclusion is only worth testing while the path is included, an exception only
             // while it is excluded.
             if pattern.exception != excluded {
                 continue;
             }
-            let mut hit = pattern.matcher.matches(path);
-            if !hit {
-                for i in 0..parents.len() {
-                    if pattern.matcher.matches(&parents[..=i].join("/")) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
+            let hit = candidates.iter().any(|c| pattern.matcher.matches(c));
             if hit {
                 result = if pattern.exception {
                     IgnoreMatch::Include(pattern)
@@ -180,9 +281,7 @@ impl DockerIgnore {
     /// excluded `dir` must still be walked.
     pub fn may_include_below(&self, dir: &str) -> bool {
         let depth = dir.split('/').count();
-        self.patterns
-            .iter()
-            .any(|p| p.exception && (p.dirs > depth || p.cleaned.contains("**")))
+        self.index.exception_any_depth || self.index.exception_depth > depth
     }
 }
 
@@ -600,5 +699,109 @@ mod tests {
         ] {
             assert_eq!(clean(raw), want, "{raw}");
         }
+    }
+
+    /// The definition: every pattern in order against the path and each parent.
+    fn reference_is_excluded(ignore: &DockerIgnore, path: &str) -> Option<usize> {
+        let mut candidates: Vec<&str> =
+            path.match_indices('/').map(|(at, _)| &path[..at]).collect();
+        candidates.push(path);
+        let mut result: Option<(bool, usize)> = None;
+        for pattern in ignore.patterns() {
+            let excluded = matches!(result, Some((false, _)));
+            if pattern.exception != excluded {
+                continue;
+            }
+            if candidates.iter().any(|c| pattern.matcher.matches(c)) {
+                result = Some((pattern.exception, pattern.line));
+            }
+        }
+        result
+            .filter(|(exception, _)| !exception)
+            .map(|(_, line)| line)
+    }
+
+    #[test]
+    fn the_index_decides_as_trying_every_pattern_does() {
+        let text = "\
+*.log\n!keep.log\nbuild/**\n!build/keep/**\n**/*.tmp\n**/cache\nsrc/gen?/*.rs\n[ab]*/x\n\
+docs\n!docs/readme.md\na/b/c\n*\n!src\n!src/**\nsrc/*/skip\n**\n!**/*.md\n";
+        let ignore = DockerIgnore::parse(text, ".dockerignore").unwrap();
+        let paths = [
+            "a.log",
+            "keep.log",
+            "x/keep.log",
+            "build/o/x.o",
+            "build/keep/y",
+            "src/a.tmp",
+            "deep/er/cache",
+            "deep/cache/f",
+            "src/gen1/m.rs",
+            "src/gen12/m.rs",
+            "a1/x",
+            "c/x",
+            "docs/readme.md",
+            "docs/other",
+            "a/b/c/d",
+            "src/mod/skip",
+            "src/mod/keep",
+            "README.md",
+            "plain",
+            "dir/sub/file.md",
+        ];
+        // Prefixes of the pattern list too, so that each pattern is the last one somewhere.
+        let patterns = ignore.patterns().len();
+        for n in 0..=patterns {
+            let lines: Vec<&str> = text.lines().take(n).collect();
+            let partial = DockerIgnore::parse(&lines.join("\n"), ".dockerignore").unwrap();
+            for path in paths {
+                let got = match partial.matches(path) {
+                    IgnoreMatch::Exclude(p) => Some(p.line),
+                    _ => None,
+                };
+                assert_eq!(
+                    got,
+                    reference_is_excluded(&partial, path),
+                    "{n} patterns, {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_100000_line_ignore_file_costs_little_per_path() {
+        let mut text = String::new();
+        for i in 0..100_000 {
+            text.push_str(&match i % 5 {
+                0 => format!("build/out{i}/file.o\n"),
+                1 => format!("src/mod{}/gen{i}.tmp\n", i % 40),
+                2 => format!("cache{i}/**\n"),
+                3 => format!("**/*.bak{i}\n"),
+                _ => format!("!src/mod{}/keep{i}.txt\n", i % 40),
+            });
+        }
+        text.push_str("*.log\n");
+        let ignore = DockerIgnore::parse(&text, ".dockerignore").unwrap();
+        let started = std::time::Instant::now();
+        let mut excluded = 0;
+        for d in 0..40 {
+            for f in 0..42 {
+                excluded += usize::from(
+                    ignore
+                        .matches(&format!("src/mod{d}/file{f}.txt"))
+                        .is_excluded(),
+                );
+            }
+        }
+        for f in 0..20 {
+            excluded += usize::from(ignore.matches(&format!("top{f}.log")).is_excluded());
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(excluded, 20);
+        // Trying every pattern on every path took minutes here; the index takes milliseconds.
+        assert!(
+            elapsed < std::time::Duration::from_secs(10),
+            "{elapsed:?} for 1,700 paths"
+        );
     }
 }

@@ -10,6 +10,12 @@
 //! possible, copied (and verified) otherwise, each through a temp name and a rename; the
 //! rewritten `index.json` lands last, so a failure never leaves a half blob or an index
 //! pointing at a missing one.
+//!
+//! Two kiln processes may write one layout at once (two builds with the same `--output
+//! type=oci,dest=DIR`): each merge holds the layout's exclusive lock ([`lock_layout`]) from
+//! reading `index.json` to renaming the new one, so neither loses the other's entries. Whoever
+//! takes the lock first also removes what a killed writer left (temp files, an ingest
+//! directory): while the lock is held, no live writer can own them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -17,6 +23,7 @@ use std::path::Path;
 use super::manifest::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Index};
 use super::{BuiltImage, ImageError, blobs, canonical};
 use crate::digest::Digest;
+use crate::lock::DirLock;
 use crate::store::Store;
 
 /// The content of the `oci-layout` file.
@@ -144,6 +151,7 @@ pub fn write_oci_layout(
     images: &[(BuiltImage, Vec<String>)],
 ) -> Result<(), ImageError> {
     let entries = index_entries(images)?;
+    let _lock = lock_layout(dest)?;
     let layout_file = dest.join("oci-layout");
     let index_file = dest.join("index.json");
     let existing = if layout_file.exists() {
@@ -162,17 +170,64 @@ pub fn write_oci_layout(
         None
     };
 
+    // The marker first: a write killed before `index.json` leaves a layout (of no image) that
+    // the next write recognizes, cleans and completes, not a directory it must refuse.
+    if !layout_file.exists() {
+        blobs::write_file_atomic(&layout_file, OCI_LAYOUT_FILE)?;
+    }
     let blob_dir = dest.join("blobs/sha256");
     std::fs::create_dir_all(&blob_dir)
         .map_err(|e| ImageError::io("create the layout directory", &blob_dir, e))?;
     for digest in image_blobs(images) {
         copy_blob(store, &digest, &blob_dir)?;
     }
-    if !layout_file.exists() {
-        blobs::write_file_atomic(&layout_file, OCI_LAYOUT_FILE)?;
-    }
     let index = merge_index(existing.unwrap_or_else(Index::empty), entries);
     blobs::write_file_atomic(&index_file, &canonical::to_vec(&index)?)
+}
+
+/// Creates the layout directory `dir` if needed and waits for its exclusive lock (held by one
+/// merge at a time, released when the returned value drops). Then, when `dir` is a layout,
+/// removes what killed writers left: `.tmp-*` files at the top and in `blobs/sha256/`, and the
+/// `.kiln-ingest` directory.
+pub(crate) fn lock_layout(dir: &Path) -> Result<DirLock, ImageError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ImageError::io("create the layout directory", dir, e))?;
+    let lock =
+        DirLock::exclusive(dir).map_err(|e| ImageError::io("lock the layout directory", dir, e))?;
+    if dir.join("oci-layout").is_file() || only_temp_files(dir) {
+        remove_leftovers(dir);
+    }
+    Ok(lock)
+}
+
+/// Whether everything in `dir` is a `.tmp-*` file: what a first write killed while writing the
+/// `oci-layout` marker leaves.
+fn only_temp_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| {
+            entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+    })
+}
+
+/// Best effort: a leftover that cannot be removed is hidden and ignored by readers anyway.
+fn remove_leftovers(dir: &Path) {
+    for folder in [dir.to_owned(), dir.join("blobs/sha256")] {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let is_temp = entry.file_name().to_string_lossy().starts_with(".tmp-");
+            if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let ingest = dir.join(".kiln-ingest");
+    if ingest.is_dir() {
+        let _ = std::fs::remove_dir_all(&ingest);
+    }
 }
 
 /// Checks `dir/oci-layout` says version 1.0.0.
@@ -200,7 +255,7 @@ pub(crate) fn check_layout_file(dir: &Path) -> Result<(), ImageError> {
 }
 
 /// Reads `dir/index.json`, if there is one.
-pub(crate) fn read_index(dir: &Path) -> Result<Option<Index>, ImageError> {
+pub fn read_index(dir: &Path) -> Result<Option<Index>, ImageError> {
     let path = dir.join("index.json");
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -226,10 +281,11 @@ fn copy_blob(store: &Store, digest: &Digest, blob_dir: &Path) -> Result<(), Imag
     let link = blob_dir.join(format!(".tmp-link-{}-{}", digest.hex(), std::process::id()));
     let _ = std::fs::remove_file(&link);
     if std::fs::hard_link(&source, &link).is_ok() {
-        return std::fs::rename(&link, &target).map_err(|e| {
-            let _ = std::fs::remove_file(&link);
-            ImageError::io("rename a blob into", &target, e)
-        });
+        let renamed = std::fs::rename(&link, &target);
+        // When `target` appeared meanwhile as another link to the same store file, rename(2)
+        // succeeds without doing anything and `link` stays: remove it either way.
+        let _ = std::fs::remove_file(&link);
+        return renamed.map_err(|e| ImageError::io("rename a blob into", &target, e));
     }
     let (temp, actual, _) = blobs::write_temp(blob_dir, blobs::open_blob(store, digest)?)?;
     if &actual != digest {

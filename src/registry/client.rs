@@ -66,7 +66,8 @@ pub(crate) enum Body {
 pub(crate) enum Retry {
     /// Retried in place on transport errors, 408, 429 and 5xx.
     Idempotent,
-    /// Sent once (upload steps: the push ladder decides what to do after a failure).
+    /// Sent once, except after a 429 (upload steps: the push ladder decides what to do after
+    /// any other failure).
     Once,
 }
 
@@ -597,6 +598,13 @@ impl Session {
                 return Err(self.unauthorized(&method, &url, 401, error_detail(&body)));
             }
             let retryable = matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504);
+            // A 429 refused the request before doing anything with it, so even a request sent
+            // `Retry::Once` (an upload step) is safely sent again after the `Retry-After`.
+            let attempts = if status == StatusCode::TOO_MANY_REQUESTS {
+                self.retry.attempts.max(1)
+            } else {
+                attempts
+            };
             if retryable {
                 let retry_after = header_str(response.headers(), "retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())

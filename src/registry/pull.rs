@@ -405,8 +405,31 @@ async fn manifest_bytes(
 }
 
 /// GETs a manifest (by tag or digest), checks the size limit and the digest (the requested
-/// one, else `Docker-Content-Digest` when sent), and returns its digest and bytes.
+/// one, else `Docker-Content-Digest` when sent), and returns its digest and bytes. A body cut
+/// off or damaged on the way is fetched again, like a blob (bounded by the retry policy).
 async fn fetch_manifest(
+    session: &Session,
+    repo: &str,
+    reference: &str,
+    expected: Option<&Digest>,
+) -> Result<(Digest, Vec<u8>), RegistryError> {
+    let attempts = session_attempts(session);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match fetch_manifest_once(session, repo, reference, expected).await {
+            Err(e @ (RegistryError::Connect { .. } | RegistryError::DigestMismatch { .. }))
+                if attempt < attempts =>
+            {
+                tracing::warn!(error = %e, "manifest download broke; fetching it again");
+                tokio::time::sleep(session.delay(attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn fetch_manifest_once(
     session: &Session,
     repo: &str,
     reference: &str,
@@ -523,7 +546,13 @@ async fn download_blob(
                     hint: None,
                 });
             }
-            Err(Transfer::Fatal(e)) => return Err(e),
+            Err(Transfer::Damaged(e)) if attempt < attempts => {
+                session.reporter.blob_rollback(&descriptor.digest);
+                tracing::warn!(%url, error = %e, "blob download damaged; restarting it");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+            }
+            Err(Transfer::Damaged(e) | Transfer::Fatal(e)) => return Err(e),
         }
     }
 }
@@ -535,6 +564,8 @@ fn session_attempts(session: &Session) -> u32 {
 enum Transfer {
     /// The connection broke mid-body: restart.
     Broken(String),
+    /// The bytes arrived whole but are not the blob: restart, and report this error at the end.
+    Damaged(RegistryError),
     /// Anything else.
     Fatal(RegistryError),
 }
@@ -585,9 +616,11 @@ async fn download_once(
     }
     match writer.commit(Some(&descriptor.digest)) {
         Ok(_) => Ok(()),
+        // Nothing was stored; bytes damaged on the way are fetched again (bounded), and a
+        // registry that keeps serving other bytes fails with the mismatch after the last try.
         Err(crate::store::StoreError::DigestMismatch {
             expected, actual, ..
-        }) => Err(Transfer::Fatal(RegistryError::DigestMismatch {
+        }) => Err(Transfer::Damaged(RegistryError::DigestMismatch {
             what: what.to_owned(),
             url: url.to_string(),
             expected,

@@ -196,12 +196,24 @@ enum Fail {
 
 fn classify(e: RegistryError) -> Fail {
     let retry = match &e {
-        RegistryError::Connect { .. } => true,
-        RegistryError::Status { status, .. } => {
+        RegistryError::Connect { .. } | RegistryError::RateLimited { .. } => true,
+        RegistryError::Status {
+            status,
+            detail,
+            url,
+            ..
+        } => {
             matches!(status, 408 | 413 | 416 | 429 | 500 | 502 | 503 | 504)
                 // The session vanished (expired or finished by an earlier attempt).
                 || *status == 404
+                // The registry refused what it received of the upload (`DIGEST_INVALID`, or an
+                // answer whose error body was itself cut off): kiln's blob is verified, so a new
+                // session may pass (bounded by the retry policy).
+                || (*status == 400
+                    && (url.contains("/blobs/uploads/") || damaged_in_transit(detail.as_deref())))
         }
+        // The registry committed other bytes than kiln's verified blob: damaged on the way.
+        RegistryError::DigestMismatch { .. } => true,
         _ => false,
     };
     if retry {
@@ -209,6 +221,24 @@ fn classify(e: RegistryError) -> Fail {
     } else {
         Fail::Fatal(e)
     }
+}
+
+/// Whether a 400's error body says the bytes the registry received are not the bytes kiln
+/// sent (kiln's store verified them, so they changed on the way and another upload may pass):
+/// `DIGEST_INVALID`, `MANIFEST_INVALID`, `SIZE_INVALID`, a `BLOB_UNKNOWN` named by a manifest
+/// (kiln pushes every blob before the manifest, so a damaged digest in it), or no readable error
+/// body at all (the answer itself was cut off on the way).
+fn damaged_in_transit(detail: Option<&str>) -> bool {
+    detail.is_none_or(|d| {
+        [
+            "DIGEST_INVALID",
+            "MANIFEST_INVALID",
+            "SIZE_INVALID",
+            "BLOB_UNKNOWN",
+        ]
+        .iter()
+        .any(|code| d.contains(code))
+    })
 }
 
 impl From<RegistryError> for Fail {
@@ -298,8 +328,37 @@ impl Pusher<'_> {
         }
     }
 
-    /// `PUT /v2/<repo>/manifests/<reference>` with the exact bytes and media type.
+    /// `PUT /v2/<repo>/manifests/<reference>` with the exact bytes and media type; sent again
+    /// (bounded by the retry policy) when the registry got damaged bytes: it answers
+    /// `DIGEST_INVALID`/`MANIFEST_INVALID`, or stored a manifest with another digest (a PUT by
+    /// tag), which the next PUT replaces.
     async fn put_manifest(
+        &self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let attempts = self.session.attempts();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .put_manifest_once(reference, bytes, media_type, digest)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < attempts && manifest_put_retryable(&e) => {
+                    let delay = self.session.delay(attempt);
+                    tracing::warn!(%digest, error = %e, ?delay, "manifest upload failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn put_manifest_once(
         &self,
         reference: &str,
         bytes: &[u8],
@@ -597,6 +656,21 @@ impl Pusher<'_> {
             .session
             .send(Method::DELETE, url, &[], Body::Empty, Retry::Once)
             .await;
+    }
+}
+
+/// Whether a failed manifest PUT is worth sending again: a transport error or exhausted
+/// retryable status (the in-place retries already ran), or bytes damaged on the way.
+fn manifest_put_retryable(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Connect { .. }
+        | RegistryError::RateLimited { .. }
+        | RegistryError::DigestMismatch { .. } => true,
+        RegistryError::Status { status, detail, .. } => {
+            matches!(status, 408 | 500 | 502 | 503 | 504)
+                || (*status == 400 && damaged_in_transit(detail.as_deref()))
+        }
+        _ => false,
     }
 }
 

@@ -187,16 +187,22 @@ impl LowerFs {
     }
 
     /// Every path of the merged view (the root not included) with its node, in path order.
+    /// A layer's own root entry (`./`, what `tar -C dir -cf - .` writes first) is not among
+    /// them: it sets the root's metadata ([`FsView::lstat_exact`] of the root), as containerd
+    /// and umoci apply it, and is never a path to create.
     pub fn nodes(&self) -> impl Iterator<Item = (&LayerPath, FsNode)> + '_ {
-        self.nodes.iter().map(|(path, node)| {
-            (
-                path,
-                FsNode {
-                    kind: node.kind.clone(),
-                    meta: node.meta.clone(),
-                },
-            )
-        })
+        self.nodes
+            .iter()
+            .filter(|(path, _)| !path.is_root())
+            .map(|(path, node)| {
+                (
+                    path,
+                    FsNode {
+                        kind: node.kind.clone(),
+                        meta: node.meta.clone(),
+                    },
+                )
+            })
     }
 
     /// The layer blob and the entry in it a regular file's content is (`None` when a Diff

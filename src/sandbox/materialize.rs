@@ -89,7 +89,19 @@ pub struct Materialized {
 /// Writes `fs` into `root` (which must not exist yet).
 pub fn materialize(fs: &LowerFs, root: &Path, maps: &IdMaps) -> Result<Materialized, SandboxError> {
     let nodes: Vec<(LayerPath, FsNode)> = fs.nodes().map(|(p, n)| (p.clone(), n)).collect();
-    materialize_nodes(fs, &nodes, &[], root, maps)
+    let materialized = materialize_nodes(fs, &nodes, &[], root, maps)?;
+    // The root's mode as the layers set it (a `./` entry), as containerd and umoci apply it;
+    // the owner and times stay the caller's, like every directory made here.
+    if let Ok(Some(node)) = fs.lstat_exact(&LayerPath::root())
+        && node.kind == NodeKind::Dir
+    {
+        std::fs::set_permissions(
+            root,
+            std::fs::Permissions::from_mode(node.meta.mode & 0o7777),
+        )
+        .map_err(io_error("chmod", root))?;
+    }
+    Ok(materialized)
 }
 
 /// Writes `nodes` of `fs` (in path order, every parent before its children) into `root` (which

@@ -177,7 +177,7 @@ impl Executor<'_> {
         }
 
         let fs = state
-            .fs(self.store, self.scratch.path())
+            .fs(self.store, self.scratch.dir.path())
             .map_err(failure.err("failed to read the stage's filesystem"))?
             .clone();
         let request = RunRequest {
@@ -191,7 +191,7 @@ impl Executor<'_> {
             secrets: &self.options.sandbox.secrets,
             ssh: &self.options.sandbox.ssh,
             bind_sources: &bind_sources,
-            scratch_dir: self.sandbox_scratch.path(),
+            scratch_dir: self.scratch.sandbox.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),
             base: sandbox::BaseLayers {
                 store: self.store,
@@ -265,7 +265,7 @@ impl Executor<'_> {
         from: Option<&str>,
         failure: &StepFailure<'_>,
     ) -> Result<(sandbox::BindSource, crate::digest::Digest), BuildError> {
-        let scratch = self.scratch.path().to_owned();
+        let scratch = self.scratch.dir.path().to_owned();
         let empty = LowerFs::new();
         let sources = [source.to_owned()];
         let request = |from| CopyRequest {
