@@ -59,7 +59,7 @@ impl Executor<'_> {
                 };
                 let path_env = state.env_value("PATH");
                 let fs = state
-                    .fs(self.store, self.scratch.path())
+                    .fs(self.store, self.scratch.dir.path())
                     .map_err(failure.err("failed to read the stage's filesystem"))?;
                 users::sandbox_reason(&commands, fs, path_env.as_deref(), &options)
                     .map_err(|e| failure.msg(error_chain(&e)))?
