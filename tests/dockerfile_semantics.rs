@@ -1,0 +1,155 @@
+//! Docker's semantics on inputs people bring: configs that stay valid JSON whatever the strings
+//! hold, multi-pair ENV expanded against the state before the instruction, deep expansions and
+//! huge Dockerfiles that fail or finish in bounded time, USER without `/etc/passwd`, the
+//! Dockerfile on standard input, and the sandbox's hostname and `/etc/hosts`.
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+/// A context with a busybox root filesystem under `rootfs/` (enough for a sandboxed RUN).
+fn busybox_context(dir: &Path) {
+    std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+    std::fs::copy(busybox(), dir.join("rootfs/bin/busybox")).unwrap();
+    symlink("busybox", dir.join("rootfs/bin/sh")).unwrap();
+}
+
+/// `kiln build` of `context` into the OCI layout `layout` tagged `tag`; the manifest digest.
+fn build(context: &Path, work: &Path, layout: &Path, tag: &str, extra: &[&str]) -> String {
+    let cache = work.join("cache");
+    let mut args = vec![
+        "build".to_owned(),
+        "--progress".to_owned(),
+        "quiet".to_owned(),
+        "--cache-dir".to_owned(),
+        cache.display().to_string(),
+        "-t".to_owned(),
+        format!("kiln-test:{tag}"),
+        "--output".to_owned(),
+        format!("type=oci,dest={}", layout.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(context.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    kiln_ok(&refs).trim().to_owned()
+}
+
+/// Every control character, U+0000..U+001F and U+007F.
+fn control_characters() -> String {
+    (0u8..0x20).chain([0x7f]).map(char::from).collect()
+}
+
+/// Every JSON file of a layout (index.json and each blob that starts like JSON) parses as
+/// strict RFC 8259 JSON.
+fn assert_layout_json_is_valid(layout: &Path) {
+    let mut files: Vec<PathBuf> = vec![layout.join("index.json")];
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let mut checked = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        if bytes.first() == Some(&b'{') {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                panic!("{} is not valid JSON: {e}", file.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "index, manifest and config at least");
+}
+
+/// Control characters in a RUN line (a tab), in a heredoc, and in LABEL and ENV values (every
+/// one of U+0000..U+001F and U+007F, from the Dockerfile and from a build argument) reach the
+/// config as RFC 8259 escapes: umoci, skopeo and oci-image-tool read the image, and every
+/// string comes back exactly.
+#[test]
+fn control_characters_make_valid_configs_that_round_trip() {
+    require_tool("umoci");
+    require_tool("skopeo");
+    require_tool("oci-image-tool");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    let all = control_characters();
+    // A Dockerfile line cannot hold a line feed or a carriage return: those come from the
+    // build argument, the rest from the Dockerfile's own bytes.
+    let in_line: String = all.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
+    let from_arg: String = all.chars().filter(|c| *c != '\0').collect();
+    // NUL cannot be in a process's environment, so the ENV holding it comes after the RUNs.
+    let dockerfile = format!(
+        "FROM scratch\nCOPY rootfs/ /\nARG CTL\nRUN echo\tone > /tab\n\
+         RUN <<EOF\necho\ttwo > /heredoc\nEOF\n\
+         LABEL raw=\"{in_line}\" arg=\"$CTL\"\nENV RAW=\"{in_line}\" ARGV=\"$CTL\"\n"
+    );
+    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+
+    for (layout, extra) in [
+        ("plain", vec!["--provenance=false", "--sbom=false"]),
+        ("attested", vec![]),
+    ] {
+        let layout = work.path().join(layout);
+        let mut args = vec!["--build-arg".to_owned(), format!("CTL={from_arg}")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&context, work.path(), &layout, "v1", &refs);
+        assert_layout_json_is_valid(&layout);
+
+        let inspected = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--config",
+            &format!("oci:{}:v1", layout.display()),
+        ]));
+        let config: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+        let labels = &config["config"]["Labels"];
+        assert_eq!(labels["raw"], in_line.as_str());
+        assert_eq!(labels["arg"], from_arg.as_str());
+        let env: Vec<&str> = config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&format!("RAW={in_line}").as_str()), "{env:?}");
+        assert!(
+            env.contains(&format!("ARGV={from_arg}").as_str()),
+            "{env:?}"
+        );
+        let history: Vec<&str> = config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["created_by"].as_str())
+            .collect();
+        assert!(history.contains(&"RUN echo\tone > /tab"), "{history:?}");
+
+        let bundle = work
+            .path()
+            .join(format!("bundle-{}", layout.display()).replace('/', "_"));
+        run_ok(
+            Command::new("umoci")
+                .args(["unpack", "--image", &format!("{}:v1", layout.display())])
+                .arg(&bundle),
+        );
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("rootfs/tab")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("rootfs/heredoc")).unwrap(),
+            "two\n"
+        );
+    }
+    // oci-image-tool 1.0.0-rc1 predates OCI 1.1 and refuses the attestations' fallback-tag
+    // index, so it checks the image built without them.
+    let out = run_ok(
+        Command::new("oci-image-tool")
+            .args(["validate", "--type", "image", "--ref", "name=v1"])
+            .arg(work.path().join("plain")),
+    );
+    assert!(out.contains("Validation succeeded"), "{out}");
+}
