@@ -5,7 +5,7 @@
 //! expansion happens here, not in the planner, because ENV values may use the base image's
 //! environment. ENV takes precedence over ARG of the same name, as in Docker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
@@ -50,16 +50,62 @@ pub(super) struct StageState {
     args: BTreeMap<String, Option<String>>,
     cmd_set: bool,
     shell: Vec<String>,
+    env_index: EnvIndex,
+}
+
+/// Where each name sits in the config's `Env` list, so that setting or reading a variable
+/// does not scan the list (a scan made 100,000 ENV lines quadratic). Built on first use and
+/// kept up to date by [`StageState::set_env`]; an answer is trusted only while the list has
+/// the length it was indexed at and the entry found still carries the name, otherwise the
+/// list is scanned (and re-indexed on the next write).
+#[derive(Clone, Default)]
+struct EnvIndex {
+    positions: HashMap<String, usize>,
+    indexed_len: usize,
+}
+
+impl EnvIndex {
+    fn rebuild(&mut self, env: &[String]) {
+        self.positions.clear();
+        for (position, kv) in env.iter().enumerate() {
+            let name = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            // The last of duplicate names wins, as when the list is read into an environment.
+            self.positions.insert(name.to_owned(), position);
+        }
+        self.indexed_len = env.len();
+    }
+
+    /// `Some(position)` of `name`, `Some(None)` when it is known to be absent, `None` when
+    /// the index cannot tell.
+    fn find(&self, env: &[String], name: &str) -> Option<Option<usize>> {
+        if self.indexed_len != env.len() {
+            return None;
+        }
+        match self.positions.get(name) {
+            None => Some(None),
+            Some(&position) => env
+                .get(position)
+                .filter(|kv| env_value_of(kv, name).is_some())
+                .map(|_| Some(position)),
+        }
+    }
+}
+
+/// The value in `NAME=value` when the entry is for `name`.
+fn env_value_of<'a>(kv: &'a str, name: &str) -> Option<&'a str> {
+    kv.split_once('=')
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 impl StageState {
     fn env_value(&self, name: &str) -> Option<String> {
         let env = self.config.config.env.as_ref()?;
-        env.iter().rev().find_map(|kv| {
-            kv.split_once('=')
-                .filter(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_owned())
-        })
+        match self.env_index.find(env, name) {
+            Some(found) => found.and_then(|position| env_value_of(&env[position], name)),
+            None => env.iter().rev().find_map(|kv| env_value_of(kv, name)),
+        }
+        .map(str::to_owned)
     }
 
     fn lookup(&self, name: &str) -> Option<String> {
@@ -87,12 +133,20 @@ impl StageState {
     fn set_env(&mut self, key: String, value: String) {
         let env = self.config.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env
-            .iter_mut()
-            .find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
-        {
-            Some(existing) => *existing = entry,
-            None => env.push(entry),
+        let found = match self.env_index.find(env, &key) {
+            Some(found) => found,
+            None => {
+                self.env_index.rebuild(env);
+                self.env_index.find(env, &key).flatten()
+            }
+        };
+        match found {
+            Some(position) => env[position] = entry,
+            None => {
+                self.env_index.positions.insert(key, env.len());
+                env.push(entry);
+                self.env_index.indexed_len = env.len();
+            }
         }
     }
 
@@ -376,6 +430,7 @@ impl<'a> Executor<'a> {
                     args: BTreeMap::new(),
                     cmd_set: false,
                     shell: default_shell(),
+                    env_index: EnvIndex::default(),
                 }
             }
             BaseRef::Stage(parent) => {
@@ -474,6 +529,7 @@ impl<'a> Executor<'a> {
             args: BTreeMap::new(),
             cmd_set: false,
             shell,
+            env_index: EnvIndex::default(),
         }
     }
 
@@ -526,35 +582,19 @@ impl<'a> Executor<'a> {
                 }
             }
             Instruction::Env(pairs) => {
-                let mut parts = Vec::new();
+                // Every pair is expanded against the state before the instruction, as
+                // BuildKit does: `ENV a=two b=$a` gives `b` the earlier `a`.
+                let pairs = expand_pairs(pairs, "ENV", &|word| expand(state, word), &failure)?;
+                history_text = pairs_history("ENV", &pairs);
                 for (key, value) in pairs {
-                    let key = expand(state, key)?;
-                    let value = expand(state, value)?;
-                    if key.is_empty() {
-                        return Err(failure.msg("ENV names can not be blank"));
-                    }
-                    parts.push(format!("{key}={value}"));
                     state.set_env(key, value);
                 }
-                history_text = format!("ENV {}", parts.join(" "));
             }
             Instruction::Label(pairs) => {
-                let mut parts = Vec::new();
-                for (key, value) in pairs {
-                    let key = expand(state, key)?;
-                    let value = expand(state, value)?;
-                    if key.is_empty() {
-                        return Err(failure.msg("LABEL names can not be blank"));
-                    }
-                    parts.push(format!("{key}={value}"));
-                    state
-                        .config
-                        .config
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key, value);
-                }
-                history_text = format!("LABEL {}", parts.join(" "));
+                let pairs = expand_pairs(pairs, "LABEL", &|word| expand(state, word), &failure)?;
+                history_text = pairs_history("LABEL", &pairs);
+                let labels = state.config.config.labels.get_or_insert_with(BTreeMap::new);
+                labels.extend(pairs);
             }
             Instruction::Maintainer(name) => state.config.author = Some(name.clone()),
             Instruction::User(user) => {
@@ -1195,6 +1235,38 @@ fn describe_native(command: &NativeCommand) -> String {
         NativeCommand::Pip(args) => format!("pip {}", args.join(" ")),
         other => format!("{other:?}"),
     }
+}
+
+/// ENV's or LABEL's pairs, each key and value expanded by `expand` (against one state, the
+/// one before the instruction); a key that expands to nothing is refused.
+fn expand_pairs(
+    pairs: &[(String, String)],
+    what: &str,
+    expand: &dyn Fn(&str) -> Result<String, BuildError>,
+    failure: &StepFailure<'_>,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let mut expanded = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        let key = expand(key)?;
+        let value = expand(value)?;
+        if key.is_empty() {
+            return Err(failure.msg(format!("{what} names can not be blank")));
+        }
+        expanded.push((key, value));
+    }
+    Ok(expanded)
+}
+
+/// The history text of an ENV or LABEL: its expanded pairs as `key=value`.
+fn pairs_history(what: &str, pairs: &[(String, String)]) -> String {
+    let mut text = what.to_owned();
+    for (key, value) in pairs {
+        text.push(' ');
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+    }
+    text
 }
 
 fn default_shell() -> Vec<String> {

@@ -10,16 +10,31 @@
 //! `${VAR##p}`, `${VAR%p}`, `${VAR%%p}`, `${VAR/p/r}`, `${VAR//p/r}` (`*` and `?` wildcards,
 //! no brackets), single and double quotes, escapes. Positional and special parameters (`$1`,
 //! `$@`, `$$`, ...) are never set. Unset variables expand to the empty string.
-//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, unterminated quotes and braces.
+//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, unterminated quotes and braces, and `${...}`
+//! nested more than [`MAX_NESTING`] deep (the lexer recurses once per level; BuildKit's grows
+//! its stack instead, kiln's thread stack would overflow near ten thousand levels).
+
+/// How deep `${...}` forms may nest inside each other: far beyond any real Dockerfile, far
+/// below what overflows a 1 MiB stack.
+pub const MAX_NESTING: usize = 256;
 
 /// An expansion failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{message} in `{word}`")]
+#[error("{message} in `{}`", shortened(word))]
 pub struct ExpandError {
     /// The word being expanded.
     pub word: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// `word` cut to its first 200 characters (a hostile word can be megabytes long).
+fn shortened(word: &str) -> String {
+    const SHOWN: usize = 200;
+    match word.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}...", &word[..end]),
+        None => word.to_owned(),
+    }
 }
 
 /// Expands one word: variables substituted, quotes removed, escapes applied; no splitting.
@@ -138,6 +153,8 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
     mode: Mode,
+    /// How many `${` the lexer is inside of.
+    nesting: usize,
 }
 
 type Lexed = Result<(String, Vec<String>), String>;
@@ -156,6 +173,7 @@ impl<'a> Lexer<'a> {
             lookup,
             escape,
             mode,
+            nesting: 0,
         }
     }
 
@@ -337,6 +355,19 @@ impl<'a> Lexer<'a> {
             });
         }
         self.pos += 1;
+        if self.nesting >= MAX_NESTING {
+            return Err(format!(
+                "variable expansions nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.nesting += 1;
+        let expanded = self.braced();
+        self.nesting -= 1;
+        expanded
+    }
+
+    /// The rest of a `${...}` form, after the `{`.
+    fn braced(&mut self) -> Result<String, String> {
         match self.peek() {
             None => return Err("syntax error: missing '}'".to_owned()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".to_owned()),
@@ -521,6 +552,38 @@ mod tests {
     fn words_split_expansions_not_quotes() {
         let got = expand_words("x$A \"$A\"", &env, '\\').expect("expands");
         assert_eq!(got, ["xa", "b", "a b"]);
+    }
+
+    /// `${v:-${v:-...}}` nested: up to the limit it expands (on a thread with a 1 MiB stack,
+    /// half of what a tokio worker gets), one more level is an error, and ten thousand levels
+    /// are an error rather than a stack overflow.
+    #[test]
+    fn nesting_is_limited() {
+        fn nested(levels: usize) -> String {
+            format!("{}x{}", "${v:-".repeat(levels), "}".repeat(levels))
+        }
+        let outcome = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(|| {
+                (
+                    expand_word(&nested(MAX_NESTING), &env, '\\'),
+                    expand_word(&format!("\"{}\"", nested(MAX_NESTING)), &env, '\\'),
+                    expand_word(&nested(MAX_NESTING + 1), &env, '\\'),
+                    expand_word(&nested(10_300), &env, '\\'),
+                )
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(outcome.0.as_deref(), Ok("x"));
+        assert_eq!(outcome.1.as_deref(), Ok("x"));
+        for err in [outcome.2.unwrap_err(), outcome.3.unwrap_err()] {
+            assert_eq!(
+                err.message,
+                format!("variable expansions nested more than {MAX_NESTING} levels deep")
+            );
+            assert!(err.to_string().len() < 400, "the word is shortened: {err}");
+        }
     }
 
     #[test]
