@@ -5,9 +5,10 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use support::*;
 
@@ -274,4 +275,219 @@ fn one_hundred_thousand_env_lines_build_in_linear_time() {
         large < small * 30,
         "10,000 ENV lines took {small:?}, 100,000 took {large:?}: not linear"
     );
+}
+
+/// (uid, gid) of `path`.
+fn owner_of(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid())
+}
+
+/// In a stage without `/etc/passwd` and `/etc/group`, `root` is 0:0 and numbers are taken as
+/// they are, for COPY --chown, WORKDIR and a sandboxed RUN (BuildKit's rule); WORKDIR under an
+/// unknown name creates root-owned directories as BuildKit does; a RUN or a COPY --chown that
+/// needs an unknown name fails naming it.
+#[test]
+fn root_and_numeric_users_need_no_passwd_file() {
+    require_tool("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    write_files(
+        &context,
+        &[
+            ("f", "file\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY rootfs/ /\n\
+                 COPY --chown=root f /by-root\nCOPY --chown=root:root f /by-root-root\n\
+                 COPY --chown=1000 f /by-number\nCOPY --chown=1000:root f /by-number-root\n\
+                 USER root\nWORKDIR /as-root\nRUN id -u > /as-root/ids && id -g >> /as-root/ids\n\
+                 USER 1000\nWORKDIR /as-number\nRUN id -u > ids && id -g >> ids\n\
+                 USER nobody\nWORKDIR /as-unknown\nUSER 0:0\n",
+            ),
+        ],
+    );
+    assert!(!context.join("rootfs/etc").exists());
+    let layout = work.path().join("layout");
+    // The last USER is numeric: umoci resolves the config's USER against /etc/passwd too.
+    build(&context, work.path(), &layout, "v1", &[]);
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:v1", layout.display())])
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    for (path, want) in [
+        ("by-root", (0, 0)),
+        ("by-root-root", (0, 0)),
+        ("by-number", (1000, 1000)),
+        ("by-number-root", (1000, 0)),
+        ("as-root", (0, 0)),
+        ("as-number", (1000, 1000)),
+        ("as-unknown", (0, 0)),
+    ] {
+        assert_eq!(owner_of(&root.join(path)), want, "{path}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("as-root/ids")).unwrap(),
+        "0\n0\n"
+    );
+    // A number with no passwd entry runs with group 0, as runc resolves it.
+    assert_eq!(
+        std::fs::read_to_string(root.join("as-number/ids")).unwrap(),
+        "1000\n0\n"
+    );
+
+    for (step, instruction) in [
+        ("USER nobody\nRUN id", "RUN id"),
+        ("COPY --chown=nobody f /f", "COPY --chown=nobody f /f"),
+    ] {
+        let failing = work.path().join(format!("ctx-{}", instruction.len()));
+        busybox_context(&failing);
+        write_files(
+            &failing,
+            &[
+                ("f", "file\n"),
+                (
+                    "Dockerfile",
+                    &format!("FROM scratch\nCOPY rootfs/ /\n{step}\n"),
+                ),
+            ],
+        );
+        let output = kiln(&[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            work.path().join("cache").to_str().unwrap(),
+            "--output",
+            &format!("type=oci,dest={}", work.path().join("failed").display()),
+            failing.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(instruction), "{stderr}");
+        assert!(stderr.contains("unable to find user nobody"), "{stderr}");
+    }
+}
+
+/// Runs `kiln ARGS` with `stdin` on its standard input.
+fn kiln_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start the kiln binary");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin)
+        .expect("kiln reads its standard input");
+    child.wait_with_output().expect("kiln finishes")
+}
+
+/// `kiln build -f - DIR` reads the Dockerfile from standard input and the files from DIR;
+/// `kiln build -` reads it from standard input with an empty context (a COPY finds nothing);
+/// an empty standard input, `-` with `-f`, and an archive fail with a usage error.
+#[test]
+fn the_dockerfile_can_come_from_standard_input() {
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    write_files(&context, &[("hello.txt", "hello\n")]);
+    let cache = work.path().join("cache");
+    let layout = work.path().join("layout");
+    let output_arg = format!("type=oci,dest={}", layout.display());
+    let base_args = [
+        "build",
+        "--progress",
+        "quiet",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--output",
+        &output_arg,
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base_args
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+
+    let args = with(&["-t", "kiln-test:file", "-f", "-", context.to_str().unwrap()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = kiln_with_stdin(
+        &refs,
+        b"FROM scratch\nCOPY hello.txt /hello.txt\nLABEL from=stdin\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let args = with(&["-t", "kiln-test:nocontext", "-"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = kiln_with_stdin(&refs, b"FROM scratch\nENV only=stdin\n");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    assert!(
+        tags.contains(&"file") && tags.contains(&"nocontext"),
+        "{tags:?}"
+    );
+
+    let output = kiln_with_stdin(&refs, b"FROM scratch\nCOPY hello.txt /hello.txt\n");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an empty context has no files"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("hello.txt"));
+
+    for (extra, stdin, want) in [
+        (
+            vec!["-f", "-", context.to_str().unwrap()],
+            &b""[..],
+            "standard input holds no Dockerfile",
+        ),
+        (
+            vec!["-"],
+            &b"\n  \n"[..],
+            "standard input holds no Dockerfile",
+        ),
+        (vec!["-f", "-", "-"], &b"FROM scratch\n"[..], "takes no -f"),
+    ] {
+        let args = with(&extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = kiln_with_stdin(&refs, stdin);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: {stderr}");
+    }
+    let mut archive = vec![0u8; 1024];
+    archive[257..262].copy_from_slice(b"ustar");
+    let args = with(&["-"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = kiln_with_stdin(&refs, &archive);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds an archive"), "{stderr}");
 }

@@ -769,11 +769,16 @@ impl<'a> Executor<'a> {
             return Ok(diff);
         }
         let (uid, gid) = match &user {
-            Some(user) => {
-                let owner = copy_step::parse_chown(user, fs)
-                    .map_err(|e| format!("cannot create WORKDIR as USER `{user}`: {e}"))?;
-                (owner.uid, owner.gid)
-            }
+            Some(user) => match copy_step::parse_chown(user, fs) {
+                Ok(owner) => (owner.uid, owner.gid),
+                // BuildKit creates the directories as root when the USER's name (or group)
+                // is not in the stage's passwd (or group) file, or the file is missing.
+                Err(
+                    copy_step::CopyError::UnknownUser { .. }
+                    | copy_step::CopyError::UnknownGroup { .. },
+                ) => (0, 0),
+                Err(e) => return Err(format!("cannot create WORKDIR as USER `{user}`: {e}")),
+            },
             None => (0, 0),
         };
         for dir in missing {

@@ -42,11 +42,15 @@ pub(crate) enum ProgressMode {
 
 #[derive(clap::Args)]
 pub(crate) struct BuildArgs {
-    /// Build context directory.
+    /// Build context directory; `-` reads the Dockerfile from standard input and builds with
+    /// an empty context, as `docker build -` does.
     context: PathBuf,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    /// Dockerfile path (default: CONTEXT/Dockerfile); `-` reads it from standard input.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
+    /// Set when the Dockerfile came from standard input (the provenance names it `-`).
+    #[arg(skip)]
+    dockerfile_from_stdin: bool,
     /// Name and tag for the image (`name:tag`); repeatable. `{{date}}` (YYYYMMDD, UTC),
     /// `{{git_sha}}` and `{{git_short_sha}}` (the context's commit) are expanded.
     #[arg(short = 't', long = "tag")]
@@ -206,7 +210,78 @@ pub(crate) fn source_date_epoch(
     }
 }
 
+/// The name that stands for standard input, for the context and for `-f`.
+const STDIN: &str = "-";
+
+/// Reads the Dockerfile from standard input when `-f -` or the context `-` asks for it (as
+/// `docker build -f - DIR` and `docker build - < Dockerfile` do), writes it to a temporary
+/// directory and points `args` at it: `-f -` keeps the context, `-` builds with an empty one.
+/// Returns the directory, which must live until the build is done.
+fn take_stdin_dockerfile(args: &mut BuildArgs) -> anyhow::Result<Option<tempfile::TempDir>> {
+    let file_from_stdin = args.file.as_deref() == Some(Path::new(STDIN));
+    let context_from_stdin = args.context.as_path() == Path::new(STDIN);
+    if !file_from_stdin && !context_from_stdin {
+        return Ok(None);
+    }
+    if context_from_stdin && args.file.is_some() {
+        return Err(usage(
+            "`kiln build -` reads the Dockerfile from standard input, so it takes no -f; \
+             give a context directory with `-f -` instead"
+                .to_owned(),
+        ));
+    }
+    let asked = if file_from_stdin {
+        "-f -"
+    } else {
+        "kiln build -"
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(usage(format!(
+            "`{asked}` reads the Dockerfile from standard input, which is a terminal; \
+             pipe the Dockerfile in (`{asked} < Dockerfile`)"
+        )));
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut stdin.lock(), &mut text)
+        .with_context(|| format!("`{asked}`: failed to read the Dockerfile from standard input"))?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(usage(format!(
+            "`{asked}`: standard input holds no Dockerfile (it was empty); \
+             pipe the Dockerfile in (`{asked} < Dockerfile`)"
+        )));
+    }
+    // docker also takes a context archive on standard input; kiln takes only a Dockerfile.
+    let is_tar = text.get(257..262) == Some(b"ustar".as_slice());
+    let is_compressed =
+        text.starts_with(&[0x1f, 0x8b]) || text.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if is_tar || is_compressed {
+        return Err(usage(format!(
+            "`{asked}`: standard input holds an archive; kiln reads only a Dockerfile there \
+             (unpack the context into a directory and build that)"
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-stdin-")
+        .tempdir()
+        .context("failed to create a directory for the Dockerfile read from standard input")?;
+    let dockerfile = dir.path().join("Dockerfile");
+    std::fs::write(&dockerfile, &text)
+        .with_context(|| format!("failed to write `{}`", dockerfile.display()))?;
+    if context_from_stdin {
+        let context = dir.path().join("context");
+        std::fs::create_dir(&context)
+            .with_context(|| format!("failed to create `{}`", context.display()))?;
+        args.context = context;
+    }
+    args.file = Some(dockerfile);
+    args.dockerfile_from_stdin = true;
+    Ok(Some(dir))
+}
+
 pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // Kept alive until the build is done: it holds the Dockerfile read from standard input.
+    let _stdin_dockerfile = take_stdin_dockerfile(&mut args)?;
     args.tags = expand_tag_templates(&args.tags, &args.context)?;
     let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
     let annotations = key_value_pairs(&args.annotations, "--annotation")?;
@@ -461,12 +536,16 @@ pub(crate) fn make_attestations(
         let dockerfile_bytes = std::fs::read(&options.dockerfile)
             .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
         params.dockerfile = Some(attest::provenance::DockerfileSource {
-            path: options
-                .dockerfile
-                .strip_prefix(&options.context_dir)
-                .unwrap_or(&options.dockerfile)
-                .display()
-                .to_string(),
+            path: if args.dockerfile_from_stdin {
+                STDIN.to_owned()
+            } else {
+                options
+                    .dockerfile
+                    .strip_prefix(&options.context_dir)
+                    .unwrap_or(&options.dockerfile)
+                    .display()
+                    .to_string()
+            },
             digest: kiln::digest::Digest::of(&dockerfile_bytes),
         });
         params.target = options.target.clone();

@@ -699,6 +699,8 @@ fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> 
     let name = if name.is_empty() { "0" } else { name };
     let entry = match name.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|e| e.uid == uid),
+        // `root` is uid 0 even without a passwd entry or file, as in BuildKit.
+        Err(_) if name == "root" => passwd.iter().find(|e| e.name == name),
         Err(_) => Some(passwd.iter().find(|e| e.name == name).ok_or_else(|| {
             SandboxError::Command(format!(
                 "unable to find user {name}: no matching entries in passwd file"
@@ -715,6 +717,9 @@ fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> 
         None => primary,
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
+            Err(_) if group == "root" => {
+                groups.iter().find(|g| g.name == group).map_or(0, |g| g.gid)
+            }
             Err(_) => groups
                 .iter()
                 .find(|g| g.name == group)
