@@ -491,3 +491,73 @@ fn the_dockerfile_can_come_from_standard_input() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("holds an archive"), "{stderr}");
 }
+
+/// A sandboxed RUN sees BuildKit's hostname (`buildkitsandbox`) and BuildKit's `/etc/hosts`
+/// with the `--add-host` entries; the image's own `/etc/hosts` is left as it was; a
+/// `host-gateway` or a bad address is refused with a usage error.
+#[test]
+fn sandboxed_runs_see_buildkits_hostname_and_added_hosts() {
+    require_tool("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    busybox_context(&context);
+    write_files(
+        &context,
+        &[
+            ("rootfs/etc/hosts", "# the image's own\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY rootfs/ /\n\
+                 RUN hostname > /hostname && cat /etc/hosts > /hosts\n",
+            ),
+        ],
+    );
+    let layout = work.path().join("layout");
+    build(
+        &context,
+        work.path(),
+        &layout,
+        "v1",
+        &[
+            "--add-host",
+            "db.internal:10.0.0.2",
+            "--add-host",
+            "six:::1",
+            "--add-host",
+            "eq=192.168.1.1",
+        ],
+    );
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:v1", layout.display())])
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    assert_eq!(read("hostname"), "buildkitsandbox\n");
+    assert_eq!(
+        read("hosts"),
+        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         10.0.0.2\tdb.internal\n::1\tsix\n192.168.1.1\teq\n"
+    );
+    assert_eq!(read("etc/hosts"), "# the image's own\n");
+
+    for (spec, want) in [
+        ("gw:host-gateway", "host-gateway"),
+        ("db:10.0.0.300", "invalid IP address"),
+        ("nohost", "expected HOST:IP"),
+    ] {
+        let output = kiln(&[
+            "build",
+            "--add-host",
+            spec,
+            "--output",
+            &format!("type=oci,dest={}", work.path().join("refused").display()),
+            context.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(want), "{spec}: {stderr}");
+    }
+}

@@ -154,6 +154,10 @@ pub(crate) struct BuildArgs {
     /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// An `/etc/hosts` entry for sandboxed RUN commands, `HOST:IP` (or `HOST=IP`); repeatable.
+    /// `host-gateway` is refused: there is no daemon gateway to map it to.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<String>,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -386,7 +390,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
         labels,
-        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network)?,
+        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
     };
 
     let started = Instant::now();
@@ -858,6 +862,7 @@ fn sandbox_options(
     secrets: &[String],
     ssh: &[String],
     network: &str,
+    add_hosts: &[String],
 ) -> anyhow::Result<kiln::sandbox::SandboxOptions> {
     let mut options = kiln::sandbox::SandboxOptions {
         network: network
@@ -872,6 +877,11 @@ fn sandbox_options(
     for spec in ssh {
         let (id, socket) = kiln::sandbox::parse_ssh(spec).map_err(UsageError)?;
         options.ssh.insert(id, socket);
+    }
+    for spec in add_hosts {
+        let entry = kiln::sandbox::parse_add_host(spec)
+            .map_err(|e| UsageError(format!("--add-host {e}")))?;
+        options.extra_hosts.push(entry);
     }
     Ok(options)
 }
