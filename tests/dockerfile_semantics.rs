@@ -561,3 +561,91 @@ fn sandboxed_runs_see_buildkits_hostname_and_added_hosts() {
         assert!(stderr.contains(want), "{spec}: {stderr}");
     }
 }
+
+/// The provenance statement of the image tagged `tag` in `layout`.
+fn provenance_of(layout: &Path, cache: &Path, tag: &str) -> serde_json::Value {
+    let inspected = kiln_ok(&[
+        "inspect",
+        "--format",
+        "json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        &format!("oci:{}:{tag}", layout.display()),
+    ]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let blob = inspected["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["predicateType"] == "https://slsa.dev/provenance/v1")
+        .and_then(|a| a["blob"].as_str())
+        .expect("a provenance statement")
+        .trim_start_matches("sha256:")
+        .to_owned();
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(blob)).unwrap()).unwrap()
+}
+
+/// A `FROM scratch` build lists its context among the resolved dependencies (by its digest;
+/// by repository and commit when the context is a git checkout), not only in
+/// `externalParameters`.
+#[test]
+fn provenance_lists_the_context_as_a_resolved_dependency() {
+    let git = require_tool("git");
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("ctx");
+    write_files(
+        &context,
+        &[
+            ("hello.txt", "hello\n"),
+            ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ],
+    );
+    let layout = work.path().join("layout");
+    build(&context, work.path(), &layout, "v1", &["--reproducible"]);
+    let statement = provenance_of(&layout, &work.path().join("cache"), "v1");
+    let definition = &statement["predicate"]["buildDefinition"];
+    let source = &definition["externalParameters"]["source"];
+    assert_eq!(source["uri"], "context", "{definition}");
+    let dependencies = definition["resolvedDependencies"].as_array().unwrap();
+    assert!(
+        dependencies
+            .iter()
+            .any(|d| d["uri"] == "context" && d["digest"] == source["digest"]),
+        "{definition}"
+    );
+
+    let git_run = |args: &[&str]| {
+        run_ok(
+            Command::new(&git)
+                .args(["-c", "user.name=kiln", "-c", "user.email=kiln@localhost"])
+                .args(args)
+                .current_dir(&context),
+        )
+    };
+    git_run(&["init", "-q"]);
+    git_run(&[
+        "remote",
+        "add",
+        "origin",
+        "https://example.com/acme/app.git",
+    ]);
+    git_run(&["add", "."]);
+    git_run(&["commit", "-q", "-m", "context"]);
+    let commit = git_run(&["rev-parse", "HEAD"]).trim().to_owned();
+    let layout = work.path().join("layout-git");
+    build(&context, work.path(), &layout, "v1", &["--reproducible"]);
+    let statement = provenance_of(&layout, &work.path().join("cache"), "v1");
+    let dependencies = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        dependencies
+            .iter()
+            .any(|d| d["digest"]["gitCommit"] == commit.as_str()
+                && d["uri"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("example.com/acme/app"))),
+        "{dependencies:?}"
+    );
+}
