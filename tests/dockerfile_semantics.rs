@@ -649,3 +649,100 @@ fn provenance_lists_the_context_as_a_resolved_dependency() {
         "{dependencies:?}"
     );
 }
+
+/// buildx's `--build-context NAME=DIR|oci-layout://DIR[:TAG]`: `FROM NAME` starts from the
+/// directory's files (its .dockerignore applied) or the layout's image, and `COPY --from=NAME`
+/// copies from either; other kinds of context are refused by name.
+#[test]
+fn named_build_contexts_serve_from_and_copy_from() {
+    require_tool("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let base_context = work.path().join("base-ctx");
+    write_files(
+        &base_context,
+        &[
+            ("b.txt", "from the image\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY b.txt /b.txt\nENV FROM_IMAGE=yes\n",
+            ),
+        ],
+    );
+    let base = work.path().join("base");
+    build(
+        &base_context,
+        work.path(),
+        &base,
+        "1",
+        &["--provenance=false", "--sbom=false"],
+    );
+    let extra = work.path().join("extra");
+    write_files(
+        &extra,
+        &[
+            ("e.txt", "extra\n"),
+            ("ignored.txt", "no\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
+    );
+    let context = work.path().join("ctx");
+    write_files(
+        &context,
+        &[
+            ("m.txt", "main\n"),
+            (
+                "Dockerfile",
+                "FROM extra AS from_dir\nCOPY m.txt /m.txt\n\
+                 FROM img\nCOPY --from=extra e.txt /copied/e.txt\n\
+                 COPY --from=img /b.txt /copied/b.txt\nCOPY --from=from_dir / /from-dir/\n",
+            ),
+        ],
+    );
+    let layout = work.path().join("layout");
+    let extra_arg = format!("extra={}", extra.display());
+    let img_arg = format!("img=oci-layout://{}:1", base.display());
+    build(
+        &context,
+        work.path(),
+        &layout,
+        "v1",
+        &["--build-context", &extra_arg, "--build-context", &img_arg],
+    );
+    let config = config_of(&layout);
+    assert!(
+        env_of(&config).contains(&"FROM_IMAGE=yes".to_owned()),
+        "{config}"
+    );
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:v1", layout.display())])
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    assert_eq!(read("b.txt"), "from the image\n");
+    assert_eq!(read("copied/e.txt"), "extra\n");
+    assert_eq!(read("copied/b.txt"), "from the image\n");
+    assert_eq!(read("from-dir/e.txt"), "extra\n");
+    assert_eq!(read("from-dir/m.txt"), "main\n");
+    assert!(!root.join("from-dir/ignored.txt").exists());
+
+    for (spec, want) in [
+        ("x=docker-image://alpine", "not supported yet"),
+        ("x=/nonexistent/dir", "is not a directory"),
+        ("novalue", "expected NAME=VALUE"),
+    ] {
+        let output = kiln(&[
+            "build",
+            "--build-context",
+            spec,
+            "--output",
+            &format!("type=oci,dest={}", work.path().join("refused").display()),
+            context.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(want), "{spec}: {stderr}");
+    }
+}

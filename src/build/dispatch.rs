@@ -14,7 +14,7 @@ use super::{
 };
 use crate::context::Context;
 use crate::dockerfile::plan::{
-    BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
+    BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, NamedContext, Plan,
     PlannedInstruction, RunInstruction,
 };
 use crate::dockerfile::shell;
@@ -407,31 +407,48 @@ impl<'a> Executor<'a> {
         };
         let epoch_time = rfc3339(self.options.source_date_epoch);
         let mut state = match &stage.base {
-            BaseRef::Scratch => {
-                let platform = platform.clone().unwrap_or_else(Platform::host);
-                StageState {
-                    config: ImageConfig {
-                        architecture: platform.architecture.clone(),
-                        os: platform.os.clone(),
-                        variant: platform.variant.clone(),
-                        config: RuntimeConfig {
-                            env: Some(vec![
-                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                                    .to_owned(),
-                            ]),
-                            ..RuntimeConfig::default()
-                        },
-                        ..ImageConfig::default()
-                    },
-                    layers: Vec::new(),
-                    base_layers: 0,
-                    fs: None,
-                    pending: Vec::new(),
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                    shell: default_shell(),
-                    env_index: EnvIndex::default(),
-                }
+            BaseRef::Scratch => scratch_state(platform.clone().unwrap_or_else(Platform::host)),
+            BaseRef::Context(name) => {
+                // `FROM NAME` of a `--build-context NAME=DIR`: the directory's files (its
+                // .dockerignore applied) as the stage's one layer, on an empty config.
+                let dir = match self.options.named_contexts.get(name) {
+                    Some(NamedContext::Dir(dir)) => dir.clone(),
+                    _ => return Err(failure.msg(format!("no build context `{name}`"))),
+                };
+                let context = Context::open(&dir, None)
+                    .map_err(failure.err("failed to read the named build context"))?;
+                let mut state = scratch_state(platform.clone().unwrap_or_else(Platform::host));
+                let scratch = self.scratch.path().to_owned();
+                let target = state
+                    .fs(self.store, &scratch)
+                    .map_err(failure.err("failed to read the stage's filesystem"))?;
+                let request = CopyRequest {
+                    sources: &[".".to_owned()],
+                    dest: "/",
+                    workdir: "/",
+                    from: CopySource::Context(&context),
+                    target,
+                    chown: None,
+                    chmod: None,
+                    link: false,
+                    add: AddMode::Copy,
+                    scratch_dir: &scratch,
+                };
+                let diff = copy_step::copy(&request)
+                    .map_err(|e| failure.msg(error_chain(&e)))?
+                    .diff;
+                let dockerfile_name = self.dockerfile_name.clone();
+                let failure = StepFailure {
+                    dockerfile: &dockerfile_name,
+                    planned: &failure_planned,
+                };
+                self.commit_layer(
+                    &mut state,
+                    diff,
+                    &format!("FROM {name} (build context)"),
+                    &failure,
+                )?;
+                state
             }
             BaseRef::Stage(parent) => {
                 let mut state = self
@@ -917,23 +934,53 @@ impl<'a> Executor<'a> {
 
         let workdir = state.workdir();
         let scratch = self.scratch.path().to_owned();
+        // `--from=` an earlier stage, else a `--build-context` of that name: a directory (read
+        // like the context) or an image in an OCI layout (read like a stage).
+        let mut named_dir = None;
+        let mut named_image = None;
         let from_stage = match &from {
             None => None,
             Some(reference) => match self.plan.stage_by_reference(reference, self.current_stage) {
                 Some(index) => Some(index),
-                None => {
-                    return Err(failure.msg(format!(
-                        "COPY --from=`{reference}` names no earlier stage; copying from an image \
-                         needs registry support, which kiln does not have yet"
-                    )));
-                }
+                None => match self.options.named_contexts.get(reference) {
+                    Some(NamedContext::Dir(dir)) => {
+                        named_dir = Some(
+                            Context::open(dir, None)
+                                .map_err(failure.err("failed to read the named build context"))?,
+                        );
+                        None
+                    }
+                    Some(NamedContext::OciLayout { dir, reference }) => {
+                        let wanted = Platform {
+                            architecture: state.config.architecture.clone(),
+                            os: state.config.os.clone(),
+                            variant: state.config.variant.clone(),
+                            ..Platform::host()
+                        };
+                        let base = crate::image::base::load_oci_layout(
+                            self.store,
+                            Path::new(dir),
+                            reference.as_deref(),
+                            &wanted,
+                        )
+                        .map_err(failure.err("failed to load the named build context's image"))?;
+                        named_image = Some(self.start_from_base(&format!("oci:{dir}"), base));
+                        None
+                    }
+                    None => {
+                        return Err(failure.msg(format!(
+                            "COPY --from=`{reference}` names no earlier stage and no \
+                             --build-context; copying from a registry image is not supported yet"
+                        )));
+                    }
+                },
             },
         };
         let mut from_state = match from_stage {
             Some(index) => Some(self.stages.get(&index).cloned().ok_or_else(|| {
                 failure.msg(format!("stage {index} was not built before this COPY"))
             })?),
-            None => None,
+            None => named_image,
         };
         let store = self.store;
         let heredoc_ctx_owned = match &heredoc_context {
@@ -941,7 +988,7 @@ impl<'a> Executor<'a> {
                 Context::open(dir, None)
                     .map_err(failure.err("failed to read the heredoc files"))?,
             ),
-            None => None,
+            None => named_dir,
         };
         if heredoc_ctx_owned.is_none() && from_state.is_none() {
             self.context()
@@ -1434,6 +1481,33 @@ fn healthcheck_config(
             }
             Ok(config)
         }
+    }
+}
+
+/// A stage's state on `FROM scratch` (or a directory context): no layers, Docker's default
+/// PATH, the platform's os and architecture.
+fn scratch_state(platform: Platform) -> StageState {
+    StageState {
+        config: ImageConfig {
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            config: RuntimeConfig {
+                env: Some(vec![
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+                ]),
+                ..RuntimeConfig::default()
+            },
+            ..ImageConfig::default()
+        },
+        layers: Vec::new(),
+        base_layers: 0,
+        fs: None,
+        pending: Vec::new(),
+        args: BTreeMap::new(),
+        cmd_set: false,
+        shell: default_shell(),
+        env_index: EnvIndex::default(),
     }
 }
 

@@ -154,6 +154,10 @@ pub(crate) struct BuildArgs {
     /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// A named build context, `NAME=DIR` or `NAME=oci-layout://DIR[:TAG][@sha256:...]`, that
+    /// `FROM NAME` and `COPY --from=NAME` use (buildx's); repeatable.
+    #[arg(long = "build-context", value_name = "NAME=DIR|oci-layout://DIR")]
+    build_contexts: Vec<String>,
     /// An `/etc/hosts` entry for sandboxed RUN commands, `HOST:IP` (or `HOST=IP`); repeatable.
     /// `host-gateway` is refused: there is no daemon gateway to map it to.
     #[arg(long = "add-host", value_name = "HOST:IP")]
@@ -390,6 +394,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
         labels,
+        named_contexts: named_contexts(&args.build_contexts)?,
         sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
     };
 
@@ -858,6 +863,54 @@ pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::R
 }
 
 /// `--secret`, `--ssh` and `--network`, checked before anything is built.
+/// Parses `--build-context NAME=VALUE`s as buildx does, for the kinds kiln reads: a directory,
+/// or `oci-layout://DIR[:TAG][@sha256:...]`. Other kinds are refused by name.
+fn named_contexts(
+    specs: &[String],
+) -> anyhow::Result<BTreeMap<String, kiln::dockerfile::plan::NamedContext>> {
+    use kiln::dockerfile::plan::{NamedContext, split_local_reference};
+    let mut contexts = BTreeMap::new();
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+            .ok_or_else(|| usage(format!("--build-context `{spec}`: expected NAME=VALUE")))?;
+        let context = if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (dir, reference) = split_local_reference(rest);
+            if !Path::new(&dir).join("index.json").is_file() {
+                return Err(usage(format!(
+                    "--build-context `{spec}`: `{dir}` is not an OCI layout (no index.json)"
+                )));
+            }
+            NamedContext::OciLayout { dir, reference }
+        } else if let Some((kind, _)) = value.split_once("://") {
+            return Err(usage(format!(
+                "--build-context `{spec}`: `{kind}://` contexts are not supported yet; \
+                 give a directory or oci-layout://DIR"
+            )));
+        } else if value.starts_with("target:") || value.starts_with("git@") {
+            return Err(usage(format!(
+                "--build-context `{spec}`: this kind of context is not supported yet; \
+                 give a directory or oci-layout://DIR"
+            )));
+        } else {
+            let dir = PathBuf::from(value);
+            if !dir.is_dir() {
+                return Err(usage(format!(
+                    "--build-context `{spec}`: `{value}` is not a directory"
+                )));
+            }
+            NamedContext::Dir(dir)
+        };
+        if contexts.insert(name.to_owned(), context).is_some() {
+            return Err(usage(format!(
+                "--build-context: `{name}` is given more than once"
+            )));
+        }
+    }
+    Ok(contexts)
+}
+
 fn sandbox_options(
     secrets: &[String],
     ssh: &[String],

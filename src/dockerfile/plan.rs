@@ -168,6 +168,23 @@ pub enum BaseRef {
     },
     /// A registry reference (`python:3.11-alpine`, `ghcr.io/o/n@sha256:...`).
     Registry(String),
+    /// A `--build-context NAME=DIR` named by FROM: the directory's files as the only layer.
+    Context(String),
+}
+
+/// A `--build-context NAME=...` that `FROM NAME` and `COPY --from=NAME` use (buildx's named
+/// contexts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory on the build host (`NAME=DIR`).
+    Dir(std::path::PathBuf),
+    /// An image in an OCI layout (`NAME=oci-layout://DIR[:TAG][@sha256:...]`).
+    OciLayout {
+        /// The layout directory.
+        dir: String,
+        /// Tag or digest inside it.
+        reference: Option<String>,
+    },
 }
 
 /// One build stage.
@@ -221,6 +238,8 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// Automatic platform ARGs (`TARGETPLATFORM`, `TARGETOS`, `BUILDPLATFORM`, ...).
     pub platform_args: BTreeMap<String, String>,
+    /// `--build-context` names.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// Plans `file`.
@@ -389,7 +408,7 @@ fn plan_from(
             format!("base name ({image_word}) should not be blank"),
         ));
     }
-    let base = classify_base(&base_text, earlier);
+    let base = classify_base(&base_text, earlier, &options.named_contexts);
     Ok(Stage {
         index,
         name,
@@ -401,7 +420,11 @@ fn plan_from(
     })
 }
 
-fn classify_base(text: &str, earlier: &[Stage]) -> BaseRef {
+fn classify_base(
+    text: &str,
+    earlier: &[Stage],
+    named_contexts: &BTreeMap<String, NamedContext>,
+) -> BaseRef {
     if text.eq_ignore_ascii_case("scratch") {
         return BaseRef::Scratch;
     }
@@ -411,6 +434,16 @@ fn classify_base(text: &str, earlier: &[Stage]) -> BaseRef {
         .find(|s| s.name.as_deref() == Some(lower.as_str()))
     {
         return BaseRef::Stage(stage.index);
+    }
+    match named_contexts.get(text) {
+        Some(NamedContext::Dir(_)) => return BaseRef::Context(text.to_owned()),
+        Some(NamedContext::OciLayout { dir, reference }) => {
+            return BaseRef::OciLayout {
+                dir: dir.clone(),
+                reference: reference.clone(),
+            };
+        }
+        None => {}
     }
     if let Some(rest) = text.strip_prefix("oci:") {
         let (dir, reference) = split_local_reference(rest);
@@ -1078,7 +1111,7 @@ mod tests {
             ),
             ("SCRATCH", BaseRef::Scratch),
         ] {
-            assert_eq!(classify_base(text, &[]), want, "{text}");
+            assert_eq!(classify_base(text, &[], &BTreeMap::new()), want, "{text}");
         }
     }
 }
