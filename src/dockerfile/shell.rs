@@ -586,6 +586,22 @@ mod tests {
         }
     }
 
+    /// Many `*` against a long value that does not match: polynomial, not exponential.
+    #[test]
+    fn patterns_with_many_stars_are_fast() {
+        let long = |name: &str| match name {
+            "L" => Some("a".repeat(2_000)),
+            _ => None,
+        };
+        let pattern = format!("{}b", "*a".repeat(30));
+        let started = std::time::Instant::now();
+        for form in ["#", "##", "%", "%%"] {
+            let word = format!("${{L{form}{pattern}}}");
+            assert_eq!(expand_word(&word, &long, '\\').unwrap(), "a".repeat(2_000));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
     #[test]
     fn heredoc_names() {
         assert_eq!(heredoc_name("EOF"), Some(("EOF".into(), "EOF".into())));
@@ -634,27 +650,44 @@ impl Glob {
         Ok(Glob(tokens))
     }
 
-    /// True when the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        fn go(p: &[GlobToken], t: &[char]) -> bool {
-            match p.split_first() {
-                None => t.is_empty(),
-                Some((GlobToken::Star, rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-                Some((GlobToken::One, rest)) => !t.is_empty() && go(rest, &t[1..]),
-                Some((GlobToken::Char(c), rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+    /// Where a match of the pattern starting at `start` of `text` can end: one flag per
+    /// position. The pattern is walked once over a set of positions (O(pattern x text)), so
+    /// patterns with many `*` cost no more than others (trying every split recursively was
+    /// exponential in the number of `*`).
+    fn match_ends(tokens: &[GlobToken], text: &[char], start: usize) -> Vec<bool> {
+        let mut reached = vec![false; text.len() + 1];
+        reached[start] = true;
+        for token in tokens {
+            let mut next = vec![false; text.len() + 1];
+            match token {
+                GlobToken::Star => {
+                    if let Some(first) = reached.iter().position(|&r| r) {
+                        next[first..].iter_mut().for_each(|n| *n = true);
+                    }
+                }
+                GlobToken::One => next[1..].copy_from_slice(&reached[..text.len()]),
+                GlobToken::Char(c) => {
+                    for i in 0..text.len() {
+                        next[i + 1] = reached[i] && text[i] == *c;
+                    }
+                }
+            }
+            reached = next;
+            if !reached.contains(&true) {
+                break;
             }
         }
-        go(&self.0, text)
+        reached
     }
 
-    /// Lengths of the prefixes of `text` matching, shortest or longest first.
+    /// The end of the shortest or longest match starting at `start`.
     fn prefix_len(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let lens = start..=text.len();
-        let hit = |&end: &usize| self.matches(&text[start..end]);
+        let ends = Self::match_ends(&self.0, text, start);
+        let mut hits = (start..=text.len()).filter(|&end| ends[end]);
         if greedy {
-            lens.rev().find(hit)
+            hits.next_back()
         } else {
-            lens.clone().find(hit)
+            hits.next()
         }
     }
 
@@ -666,15 +699,20 @@ impl Glob {
         }
     }
 
+    /// Matched from the end: the reversed pattern over the reversed text.
     fn trim_suffix(&self, value: &str, greedy: bool) -> String {
         let text: Vec<char> = value.chars().collect();
-        let starts: Vec<usize> = if greedy {
-            (0..=text.len()).collect()
+        let reversed_text: Vec<char> = text.iter().rev().copied().collect();
+        let reversed_pattern: Vec<GlobToken> = self.0.iter().rev().copied().collect();
+        let ends = Self::match_ends(&reversed_pattern, &reversed_text, 0);
+        let mut lengths = (0..=text.len()).filter(|&len| ends[len]);
+        let length = if greedy {
+            lengths.next_back()
         } else {
-            (0..=text.len()).rev().collect()
+            lengths.next()
         };
-        match starts.into_iter().find(|&s| self.matches(&text[s..])) {
-            Some(start) => text[..start].iter().collect(),
+        match length {
+            Some(length) => text[..text.len() - length].iter().collect(),
             None => value.to_owned(),
         }
     }
