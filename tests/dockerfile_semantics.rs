@@ -652,7 +652,8 @@ fn provenance_lists_the_context_as_a_resolved_dependency() {
 
 /// buildx's `--build-context NAME=DIR|oci-layout://DIR[:TAG]`: `FROM NAME` starts from the
 /// directory's files (its .dockerignore applied) or the layout's image, and `COPY --from=NAME`
-/// copies from either; other kinds of context are refused by name.
+/// copies from either, in place of a stage of the same name (never built); other kinds of
+/// context are refused by name.
 #[test]
 fn named_build_contexts_serve_from_and_copy_from() {
     require_tool("umoci");
@@ -692,7 +693,8 @@ fn named_build_contexts_serve_from_and_copy_from() {
             ("m.txt", "main\n"),
             (
                 "Dockerfile",
-                "FROM extra AS from_dir\nCOPY m.txt /m.txt\n\
+                "FROM registry.invalid/never-pulled AS extra\n\
+                 FROM extra AS from_dir\nCOPY m.txt /m.txt\n\
                  FROM img\nCOPY --from=extra e.txt /copied/e.txt\n\
                  COPY --from=img /b.txt /copied/b.txt\nCOPY --from=from_dir / /from-dir/\n",
             ),

@@ -227,6 +227,8 @@ pub struct Plan {
     pub target: usize,
     /// The escape character of the file.
     pub escape: char,
+    /// `--build-context` names: they win over stages of the same name, as in buildx.
+    pub named_contexts: BTreeSet<String>,
 }
 
 /// Inputs to planning that come from the command line.
@@ -323,6 +325,7 @@ pub fn plan(file: &Dockerfile, options: &PlanOptions) -> Result<Plan, PlanError>
         global_args,
         target,
         escape,
+        named_contexts: options.named_contexts.keys().cloned().collect(),
     };
     plan.check_copy_from_stages()?;
     Ok(plan)
@@ -428,13 +431,7 @@ fn classify_base(
     if text.eq_ignore_ascii_case("scratch") {
         return BaseRef::Scratch;
     }
-    let lower = text.to_lowercase();
-    if let Some(stage) = earlier
-        .iter()
-        .find(|s| s.name.as_deref() == Some(lower.as_str()))
-    {
-        return BaseRef::Stage(stage.index);
-    }
+    // A named context replaces a stage of the same name, as in buildx.
     match named_contexts.get(text) {
         Some(NamedContext::Dir(_)) => return BaseRef::Context(text.to_owned()),
         Some(NamedContext::OciLayout { dir, reference }) => {
@@ -444,6 +441,13 @@ fn classify_base(
             };
         }
         None => {}
+    }
+    let lower = text.to_lowercase();
+    if let Some(stage) = earlier
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
+        return BaseRef::Stage(stage.index);
     }
     if let Some(rest) = text.strip_prefix("oci:") {
         let (dir, reference) = split_local_reference(rest);
@@ -864,8 +868,12 @@ pub fn plan_trigger(
 
 impl Plan {
     /// Finds the stage a `--from=` value or `FROM <name>` names: a stage name or an index of an
-    /// earlier stage. `None` means it names an image, not a stage.
+    /// earlier stage. `None` means it names an image or a `--build-context` (which replaces a
+    /// stage of the same name), not a stage.
     pub fn stage_by_reference(&self, reference: &str, before: usize) -> Option<usize> {
+        if self.named_contexts.contains(reference) {
+            return None;
+        }
         let lower = reference.to_lowercase();
         let before = before.min(self.stages.len());
         if let Some(stage) = self.stages[..before]
@@ -884,7 +892,7 @@ impl Plan {
                     from: Some(from), ..
                 }) = &planned.instruction
                 {
-                    if from.contains('$') {
+                    if from.contains('$') || self.named_contexts.contains(from) {
                         continue;
                     }
                     let names_a_later_stage = self.stages[stage.index..]
