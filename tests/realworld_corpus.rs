@@ -230,16 +230,27 @@ fn run_case(case: &Case, bases: &Bases, scratch: &Path) -> Vec<String> {
         buildah_time.as_secs_f64()
     );
 
-    let kiln_tree = corpus::read_tree(&corpus::unpack(
-        &kiln_out,
-        "kiln",
-        &work.path().join("kiln-bundle"),
-    ));
-    let buildah_tree = corpus::read_tree(&corpus::unpack(
-        &buildah_out,
-        "buildah",
-        &work.path().join("buildah-bundle"),
-    ));
+    let kiln_tree = corpus::read_image_tree(&kiln_out, "kiln");
+    let buildah_tree = corpus::read_image_tree(&buildah_out, "buildah");
+    if std::env::var_os("KILN_CORPUS_CROSSCHECK").is_some() {
+        let unpacked = corpus::read_tree(&corpus::unpack(
+            &kiln_out,
+            "kiln",
+            &work.path().join("kiln-bundle"),
+        ));
+        let diffs = corpus::tree_differences(&kiln_tree, &unpacked);
+        assert!(diffs.is_empty(), "layer reader vs umoci: {diffs:#?}");
+        let unpacked = corpus::read_tree(&corpus::unpack(
+            &buildah_out,
+            "buildah",
+            &work.path().join("buildah-bundle"),
+        ));
+        let diffs = corpus::tree_differences(&buildah_tree, &unpacked);
+        assert!(
+            diffs.is_empty(),
+            "layer reader vs umoci (buildah): {diffs:#?}"
+        );
+    }
     // A comparison of two empty or broken unpacks would pass: both trees must hold the base.
     for (builder, tree) in [("kiln", &kiln_tree), ("buildah", &buildah_tree)] {
         assert!(
@@ -250,7 +261,7 @@ fn run_case(case: &Case, bases: &Bases, scratch: &Path) -> Vec<String> {
         );
     }
     eprintln!(
-        "corpus {}: {} paths compared, unpacked and read in {:.1} s",
+        "corpus {}: {} paths compared, both images read in {:.1} s",
         case.name,
         kiln_tree.len(),
         started.elapsed().as_secs_f64() - buildah_time.as_secs_f64()
@@ -275,6 +286,15 @@ fn run_case(case: &Case, bases: &Bases, scratch: &Path) -> Vec<String> {
         })
         .map(|(path, what)| format!("{}: {path}: {what}", case.name))
         .collect();
+    if unlisted.is_empty() {
+        eprintln!("corpus {}: no unlisted differences", case.name);
+    } else {
+        eprintln!(
+            "corpus {}: unlisted differences:\n{}",
+            case.name,
+            unlisted.join("\n")
+        );
+    }
     // A case's scratch (two images, a vfs store) is large: removed before the next case.
     drop(work);
     unlisted

@@ -142,6 +142,9 @@ fn local_ca_layer() -> Option<Vec<u8>> {
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(0o755);
         header.set_size(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
         out.append_data(&mut header, path, std::io::empty())
             .unwrap();
     };
@@ -149,6 +152,9 @@ fn local_ca_layer() -> Option<Vec<u8>> {
         let mut header = tar::Header::new_gnu();
         header.set_mode(0o644);
         header.set_size(data.len() as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
         out.append_data(&mut header, path, data).unwrap();
     };
     for dir in [
@@ -379,6 +385,147 @@ pub fn read_tree(rootfs: &Path) -> BTreeMap<String, Entry> {
         );
     }
     tree
+}
+
+/// The root filesystem of the image `tag` in the OCI layout `layout`, read straight from its
+/// layers (whiteouts and opaque directories applied, hard links resolved to their target's
+/// content) without unpacking it to disk; keyed by path in the image, exclusions left out.
+pub fn read_image_tree(layout: &Path, tag: &str) -> BTreeMap<String, Entry> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"]
+        .as_array()
+        .and_then(|list| {
+            list.iter().find(|m| {
+                m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
+            })
+        })
+        .unwrap_or_else(|| panic!("{} has no image tagged `{tag}`", layout.display()));
+    let manifest = crate::support::layout_blob_json(layout, manifest["digest"].as_str().unwrap());
+    let mut tree: BTreeMap<String, Entry> = BTreeMap::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        let media_type = layer["mediaType"].as_str().unwrap_or("");
+        let path = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else if media_type.ends_with("zstd") {
+            Box::new(zstd::stream::read::Decoder::new(file).unwrap())
+        } else {
+            Box::new(file)
+        };
+        apply_layer(&mut tree, reader);
+    }
+    tree.retain(|path, _| !excluded(path));
+    tree
+}
+
+/// `/a/b` from a member name `./a/b/`, `a/b` or `/a/b`.
+fn image_path(name: &Path) -> String {
+    let text = name.to_string_lossy();
+    let trimmed = text
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/');
+    format!("/{trimmed}")
+}
+
+/// Removes every path under `prefix` (`/dir/`): they sort together, so one range is enough.
+fn remove_under(tree: &mut BTreeMap<String, Entry>, prefix: &str) {
+    let doomed: Vec<String> = tree
+        .range(prefix.to_owned()..)
+        .take_while(|(p, _)| p.starts_with(prefix))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in doomed {
+        tree.remove(&path);
+    }
+}
+
+fn apply_layer(tree: &mut BTreeMap<String, Entry>, reader: impl Read) {
+    let mut archive = tar::Archive::new(reader);
+    for member in archive.entries().unwrap() {
+        let mut member = member.unwrap();
+        let path = image_path(&member.path().unwrap());
+        if path == "/" {
+            continue;
+        }
+        let (parent, base) = path.rsplit_once('/').unwrap();
+        if base == ".wh..wh..opq" {
+            remove_under(tree, &format!("{parent}/"));
+            continue;
+        }
+        if let Some(hidden) = base.strip_prefix(".wh.") {
+            let gone = format!("{parent}/{hidden}");
+            tree.remove(&gone);
+            remove_under(tree, &format!("{gone}/"));
+            continue;
+        }
+        let header = member.header();
+        let mode = header.mode().unwrap() & 0o7777;
+        let uid = header.uid().unwrap() as u32;
+        let gid = header.gid().unwrap() as u32;
+        let entry_type = header.entry_type();
+        let link = member
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        let entry = match entry_type {
+            tar::EntryType::Link => {
+                let target = image_path(Path::new(link.as_deref().unwrap_or("")));
+                let mut entry = tree
+                    .get(&target)
+                    .unwrap_or_else(|| panic!("hard link {path} to missing {target}"))
+                    .clone();
+                entry.mode = mode;
+                entry.uid = uid;
+                entry.gid = gid;
+                entry
+            }
+            _ => {
+                let kind = match entry_type {
+                    tar::EntryType::Directory => "dir",
+                    tar::EntryType::Symlink => "symlink",
+                    tar::EntryType::Fifo => "fifo",
+                    tar::EntryType::Char => "char",
+                    tar::EntryType::Block => "block",
+                    _ => "file",
+                };
+                let mut content = None;
+                let mut size = 0;
+                if kind == "file" {
+                    let mut hasher = Sha256::new();
+                    let mut buffer = vec![0u8; 1 << 16];
+                    loop {
+                        let read = member.read(&mut buffer).unwrap();
+                        if read == 0 {
+                            break;
+                        }
+                        hasher.update(&buffer[..read]);
+                        size += read as u64;
+                    }
+                    content = Some(hex::encode(hasher.finalize()));
+                }
+                Entry {
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    content,
+                    size,
+                    link: (kind == "symlink").then(|| link.unwrap_or_default()),
+                }
+            }
+        };
+        if entry.kind != "dir" {
+            // A non-directory replaces whatever was there, a directory's contents included.
+            remove_under(tree, &format!("{path}/"));
+        }
+        tree.insert(path, entry);
+    }
 }
 
 /// Unpacks the image `layout:tag` with umoci (as root: owners kept) into `bundle`; returns
