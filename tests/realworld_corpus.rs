@@ -17,6 +17,8 @@
 //! cores; `KILN_CORPUS=all` runs every case of cases.tsv; `KILN_CORPUS=a,b` runs those.
 //! `scripts/corpus` runs them all. Per-case times and results are in docs/corpus.md.
 //! The builds need the network (`--network host`: apt-get reaches Debian's mirror).
+//! Both images are read straight from their layers; `KILN_CORPUS_CROSSCHECK=1` also unpacks
+//! them with umoci and checks that reader against the unpacked trees.
 
 #[path = "support/corpus.rs"]
 mod corpus;
