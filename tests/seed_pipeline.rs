@@ -15,6 +15,8 @@
 
 #[path = "support/apk_fixture.rs"]
 mod apk_fixture;
+#[path = "support/debian_rootfs.rs"]
+mod debian_rootfs;
 #[path = "support/registry.rs"]
 mod registry;
 #[path = "support/seed_standins.rs"]
@@ -454,59 +456,9 @@ fn chrono_free_today() -> String {
         .to_owned()
 }
 
-/// A Debian bookworm minbase rootfs with python3 as an uncompressed tar, made once per machine
-/// by debootstrap (as root) and kept in `$XDG_CACHE_HOME/kiln-tests` (else
-/// `~/.cache/kiln-tests`).
-fn debian_rootfs_tar() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME is set")
-        .join("kiln-tests");
-    let tar = cache.join("debian-bookworm-minbase-python3.tar");
-    if tar.is_file() {
-        return tar;
-    }
-    require_tool("debootstrap");
-    let uid = run_ok(Command::new("id").arg("-u"));
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "debootstrap needs root to make the Debian rootfs once (then it is cached at {})",
-        tar.display()
-    );
-    std::fs::create_dir_all(&cache).unwrap();
-    let scratch = tempfile::tempdir_in(&cache).unwrap();
-    let rootfs = scratch.path().join("rootfs");
-    // No mirror argument: debootstrap uses its own default, like apt's configuration would.
-    run_ok(
-        Command::new("debootstrap")
-            .args(["--variant=minbase", "--include=python3", "bookworm"])
-            .arg(&rootfs),
-    );
-    let partial = scratch.path().join("rootfs.tar");
-    run_ok(
-        Command::new("tar")
-            .args(["--numeric-owner", "--sort=name", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&partial)
-            .args([
-                "--exclude=./dev/*",
-                "--exclude=./proc/*",
-                "--exclude=./sys/*",
-                "--exclude=./var/cache/apt/*",
-                "--exclude=./var/lib/apt/lists/*",
-                ".",
-            ]),
-    );
-    std::fs::rename(&partial, &tar).unwrap();
-    tar
-}
-
 #[test]
 fn debian_base_runs_the_app_under_runc_as_uid_1000() {
-    let rootfs_tar = debian_rootfs_tar();
+    let rootfs_tar = debian_rootfs::debian_rootfs_tar();
     let p = Pipeline::start();
 
     // The base: the debootstrapped rootfs pinned by checksum, the same user and layout as

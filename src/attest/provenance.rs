@@ -7,7 +7,9 @@
 //! - `buildType` = [`BUILD_TYPE`]; its `externalParameters` keys are `dockerfile`
 //!   (`{path, digest}`), `target`, `platforms`, `buildArgs`, `baseImages` (the `FROM`
 //!   references as the Dockerfile wrote them; stage names and `scratch` left out) and `source`
-//!   (a ResourceDescriptor: the git checkout, or the context digest).
+//!   (a ResourceDescriptor: the git checkout, or the context digest). The same source is
+//!   also the first of the `resolvedDependencies` (`git+...` with `gitCommit`, or `context`
+//!   with the context's sha256).
 //! - `builder.id`: on GitHub Actions (`GITHUB_WORKFLOW_REF` set) it is
 //!   `$GITHUB_SERVER_URL/$GITHUB_WORKFLOW_REF` (`https://github.com/acme/app/.github/workflows/build.yml@refs/heads/main`),
 //!   the workflow that ran kiln; elsewhere [`LOCAL_BUILDER_ID`]. `builder.version.kiln` is the
@@ -518,6 +520,9 @@ pub fn statement(params: &ProvenanceParams) -> Result<Statement, AttestError> {
                 "source".into(),
                 json!({"uri": "context", "digest": {"sha256": digest.hex()}}),
             );
+            // The context is what the build resolved its files from, so it is a resolved
+            // dependency too, as SLSA's own build types list their source.
+            dependencies.push(Material::sha256("context", digest));
         }
         ContextSource::Local { digest: None } | ContextSource::None => {}
     }

@@ -5,7 +5,7 @@
 //! expansion happens here, not in the planner, because ENV values may use the base image's
 //! environment. ENV takes precedence over ARG of the same name, as in Docker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use super::{
 };
 use crate::context::Context;
 use crate::dockerfile::plan::{
-    BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, Plan,
+    BaseRef, CommandLine, CopyInstruction, HealthcheckInstruction, Instruction, NamedContext, Plan,
     PlannedInstruction, RunInstruction,
 };
 use crate::dockerfile::shell;
@@ -50,16 +50,62 @@ pub(super) struct StageState {
     args: BTreeMap<String, Option<String>>,
     cmd_set: bool,
     shell: Vec<String>,
+    env_index: EnvIndex,
+}
+
+/// Where each name sits in the config's `Env` list, so that setting or reading a variable
+/// does not scan the list (a scan made 100,000 ENV lines quadratic). Built on first use and
+/// kept up to date by [`StageState::set_env`]; an answer is trusted only while the list has
+/// the length it was indexed at and the entry found still carries the name, otherwise the
+/// list is scanned (and re-indexed on the next write).
+#[derive(Clone, Default)]
+struct EnvIndex {
+    positions: HashMap<String, usize>,
+    indexed_len: usize,
+}
+
+impl EnvIndex {
+    fn rebuild(&mut self, env: &[String]) {
+        self.positions.clear();
+        for (position, kv) in env.iter().enumerate() {
+            let name = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            // The last of duplicate names wins, as when the list is read into an environment.
+            self.positions.insert(name.to_owned(), position);
+        }
+        self.indexed_len = env.len();
+    }
+
+    /// `Some(position)` of `name`, `Some(None)` when it is known to be absent, `None` when
+    /// the index cannot tell.
+    fn find(&self, env: &[String], name: &str) -> Option<Option<usize>> {
+        if self.indexed_len != env.len() {
+            return None;
+        }
+        match self.positions.get(name) {
+            None => Some(None),
+            Some(&position) => env
+                .get(position)
+                .filter(|kv| env_value_of(kv, name).is_some())
+                .map(|_| Some(position)),
+        }
+    }
+}
+
+/// The value in `NAME=value` when the entry is for `name`.
+fn env_value_of<'a>(kv: &'a str, name: &str) -> Option<&'a str> {
+    kv.split_once('=')
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 impl StageState {
     fn env_value(&self, name: &str) -> Option<String> {
         let env = self.config.config.env.as_ref()?;
-        env.iter().rev().find_map(|kv| {
-            kv.split_once('=')
-                .filter(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_owned())
-        })
+        match self.env_index.find(env, name) {
+            Some(found) => found.and_then(|position| env_value_of(&env[position], name)),
+            None => env.iter().rev().find_map(|kv| env_value_of(kv, name)),
+        }
+        .map(str::to_owned)
     }
 
     fn lookup(&self, name: &str) -> Option<String> {
@@ -87,12 +133,20 @@ impl StageState {
     fn set_env(&mut self, key: String, value: String) {
         let env = self.config.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env
-            .iter_mut()
-            .find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
-        {
-            Some(existing) => *existing = entry,
-            None => env.push(entry),
+        let found = match self.env_index.find(env, &key) {
+            Some(found) => found,
+            None => {
+                self.env_index.rebuild(env);
+                self.env_index.find(env, &key).flatten()
+            }
+        };
+        match found {
+            Some(position) => env[position] = entry,
+            None => {
+                self.env_index.positions.insert(key, env.len());
+                env.push(entry);
+                self.env_index.indexed_len = env.len();
+            }
         }
     }
 
@@ -355,30 +409,48 @@ impl<'a> Executor<'a> {
         };
         let epoch_time = rfc3339(self.options.source_date_epoch);
         let mut state = match &stage.base {
-            BaseRef::Scratch => {
-                let platform = platform.clone().unwrap_or_else(Platform::host);
-                StageState {
-                    config: ImageConfig {
-                        architecture: platform.architecture.clone(),
-                        os: platform.os.clone(),
-                        variant: platform.variant.clone(),
-                        config: RuntimeConfig {
-                            env: Some(vec![
-                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                                    .to_owned(),
-                            ]),
-                            ..RuntimeConfig::default()
-                        },
-                        ..ImageConfig::default()
-                    },
-                    layers: Vec::new(),
-                    base_layers: 0,
-                    fs: None,
-                    pending: Vec::new(),
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                    shell: default_shell(),
-                }
+            BaseRef::Scratch => scratch_state(platform.clone().unwrap_or_else(Platform::host)),
+            BaseRef::Context(name) => {
+                // `FROM NAME` of a `--build-context NAME=DIR`: the directory's files (its
+                // .dockerignore applied) as the stage's one layer, on an empty config.
+                let dir = match self.options.named_contexts.get(name) {
+                    Some(NamedContext::Dir(dir)) => dir.clone(),
+                    _ => return Err(failure.msg(format!("no build context `{name}`"))),
+                };
+                let context = Context::open(&dir, None)
+                    .map_err(failure.err("failed to read the named build context"))?;
+                let mut state = scratch_state(platform.clone().unwrap_or_else(Platform::host));
+                let scratch = self.scratch.dir.path().to_owned();
+                let target = state
+                    .fs(self.store, &scratch)
+                    .map_err(failure.err("failed to read the stage's filesystem"))?;
+                let request = CopyRequest {
+                    sources: &[".".to_owned()],
+                    dest: "/",
+                    workdir: "/",
+                    from: CopySource::Context(&context),
+                    target,
+                    chown: None,
+                    chmod: None,
+                    link: false,
+                    add: AddMode::Copy,
+                    scratch_dir: &scratch,
+                };
+                let diff = copy_step::copy(&request)
+                    .map_err(|e| failure.msg(error_chain(&e)))?
+                    .diff;
+                let dockerfile_name = self.dockerfile_name.clone();
+                let failure = StepFailure {
+                    dockerfile: &dockerfile_name,
+                    planned: &failure_planned,
+                };
+                self.commit_layer(
+                    &mut state,
+                    diff,
+                    &format!("FROM {name} (build context)"),
+                    &failure,
+                )?;
+                state
             }
             BaseRef::Stage(parent) => {
                 let mut state = self
@@ -476,6 +548,7 @@ impl<'a> Executor<'a> {
             args: BTreeMap::new(),
             cmd_set: false,
             shell,
+            env_index: EnvIndex::default(),
         }
     }
 
@@ -528,35 +601,19 @@ impl<'a> Executor<'a> {
                 }
             }
             Instruction::Env(pairs) => {
-                let mut parts = Vec::new();
+                // Every pair is expanded against the state before the instruction, as
+                // BuildKit does: `ENV a=two b=$a` gives `b` the earlier `a`.
+                let pairs = expand_pairs(pairs, "ENV", &|word| expand(state, word), &failure)?;
+                history_text = pairs_history("ENV", &pairs);
                 for (key, value) in pairs {
-                    let key = expand(state, key)?;
-                    let value = expand(state, value)?;
-                    if key.is_empty() {
-                        return Err(failure.msg("ENV names can not be blank"));
-                    }
-                    parts.push(format!("{key}={value}"));
                     state.set_env(key, value);
                 }
-                history_text = format!("ENV {}", parts.join(" "));
             }
             Instruction::Label(pairs) => {
-                let mut parts = Vec::new();
-                for (key, value) in pairs {
-                    let key = expand(state, key)?;
-                    let value = expand(state, value)?;
-                    if key.is_empty() {
-                        return Err(failure.msg("LABEL names can not be blank"));
-                    }
-                    parts.push(format!("{key}={value}"));
-                    state
-                        .config
-                        .config
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key, value);
-                }
-                history_text = format!("LABEL {}", parts.join(" "));
+                let pairs = expand_pairs(pairs, "LABEL", &|word| expand(state, word), &failure)?;
+                history_text = pairs_history("LABEL", &pairs);
+                let labels = state.config.config.labels.get_or_insert_with(BTreeMap::new);
+                labels.extend(pairs);
             }
             Instruction::Maintainer(name) => state.config.author = Some(name.clone()),
             Instruction::User(user) => {
@@ -740,11 +797,16 @@ impl<'a> Executor<'a> {
             return Ok(diff);
         }
         let (uid, gid) = match &user {
-            Some(user) => {
-                let owner = copy_step::parse_chown(user, fs)
-                    .map_err(|e| format!("cannot create WORKDIR as USER `{user}`: {e}"))?;
-                (owner.uid, owner.gid)
-            }
+            Some(user) => match copy_step::parse_chown(user, fs) {
+                Ok(owner) => (owner.uid, owner.gid),
+                // BuildKit creates the directories as root when the USER's name (or group)
+                // is not in the stage's passwd (or group) file, or the file is missing.
+                Err(
+                    copy_step::CopyError::UnknownUser { .. }
+                    | copy_step::CopyError::UnknownGroup { .. },
+                ) => (0, 0),
+                Err(e) => return Err(format!("cannot create WORKDIR as USER `{user}`: {e}")),
+            },
             None => (0, 0),
         };
         for dir in missing {
@@ -883,23 +945,53 @@ impl<'a> Executor<'a> {
 
         let workdir = state.workdir();
         let scratch = self.scratch.dir.path().to_owned();
+        // `--from=` an earlier stage, else a `--build-context` of that name: a directory (read
+        // like the context) or an image in an OCI layout (read like a stage).
+        let mut named_dir = None;
+        let mut named_image = None;
         let from_stage = match &from {
             None => None,
             Some(reference) => match self.plan.stage_by_reference(reference, self.current_stage) {
                 Some(index) => Some(index),
-                None => {
-                    return Err(failure.msg(format!(
-                        "COPY --from=`{reference}` names no earlier stage; copying from an image \
-                         needs registry support, which kiln does not have yet"
-                    )));
-                }
+                None => match self.options.named_contexts.get(reference) {
+                    Some(NamedContext::Dir(dir)) => {
+                        named_dir = Some(
+                            Context::open(dir, None)
+                                .map_err(failure.err("failed to read the named build context"))?,
+                        );
+                        None
+                    }
+                    Some(NamedContext::OciLayout { dir, reference }) => {
+                        let wanted = Platform {
+                            architecture: state.config.architecture.clone(),
+                            os: state.config.os.clone(),
+                            variant: state.config.variant.clone(),
+                            ..Platform::host()
+                        };
+                        let base = crate::image::base::load_oci_layout(
+                            self.store,
+                            Path::new(dir),
+                            reference.as_deref(),
+                            &wanted,
+                        )
+                        .map_err(failure.err("failed to load the named build context's image"))?;
+                        named_image = Some(self.start_from_base(&format!("oci:{dir}"), base));
+                        None
+                    }
+                    None => {
+                        return Err(failure.msg(format!(
+                            "COPY --from=`{reference}` names no earlier stage and no \
+                             --build-context; copying from a registry image is not supported yet"
+                        )));
+                    }
+                },
             },
         };
         let mut from_state = match from_stage {
             Some(index) => Some(self.stages.get(&index).cloned().ok_or_else(|| {
                 failure.msg(format!("stage {index} was not built before this COPY"))
             })?),
-            None => None,
+            None => named_image,
         };
         let store = self.store;
         let heredoc_ctx_owned = match &heredoc_context {
@@ -907,7 +999,7 @@ impl<'a> Executor<'a> {
                 Context::open(dir, None)
                     .map_err(failure.err("failed to read the heredoc files"))?,
             ),
-            None => None,
+            None => named_dir,
         };
         if heredoc_ctx_owned.is_none() && from_state.is_none() {
             self.context()
@@ -1238,6 +1330,38 @@ fn describe_native(command: &NativeCommand) -> String {
     }
 }
 
+/// ENV's or LABEL's pairs, each key and value expanded by `expand` (against one state, the
+/// one before the instruction); a key that expands to nothing is refused.
+fn expand_pairs(
+    pairs: &[(String, String)],
+    what: &str,
+    expand: &dyn Fn(&str) -> Result<String, BuildError>,
+    failure: &StepFailure<'_>,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let mut expanded = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        let key = expand(key)?;
+        let value = expand(value)?;
+        if key.is_empty() {
+            return Err(failure.msg(format!("{what} names can not be blank")));
+        }
+        expanded.push((key, value));
+    }
+    Ok(expanded)
+}
+
+/// The history text of an ENV or LABEL: its expanded pairs as `key=value`.
+fn pairs_history(what: &str, pairs: &[(String, String)]) -> String {
+    let mut text = what.to_owned();
+    for (key, value) in pairs {
+        text.push(' ');
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+    }
+    text
+}
+
 fn default_shell() -> Vec<String> {
     vec!["/bin/sh".to_owned(), "-c".to_owned()]
 }
@@ -1398,6 +1522,33 @@ fn healthcheck_config(
             }
             Ok(config)
         }
+    }
+}
+
+/// A stage's state on `FROM scratch` (or a directory context): no layers, Docker's default
+/// PATH, the platform's os and architecture.
+fn scratch_state(platform: Platform) -> StageState {
+    StageState {
+        config: ImageConfig {
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            config: RuntimeConfig {
+                env: Some(vec![
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+                ]),
+                ..RuntimeConfig::default()
+            },
+            ..ImageConfig::default()
+        },
+        layers: Vec::new(),
+        base_layers: 0,
+        fs: None,
+        pending: Vec::new(),
+        args: BTreeMap::new(),
+        cmd_set: false,
+        shell: default_shell(),
+        env_index: EnvIndex::default(),
     }
 }
 

@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub list_packages: bool,
     /// How sandboxed RUN commands run: network, secrets.
     pub sandbox: crate::sandbox::SandboxOptions,
+    /// `--build-context NAME=...`: what `FROM NAME` and `COPY --from=NAME` use.
+    pub named_contexts: BTreeMap<String, crate::dockerfile::plan::NamedContext>,
 }
 
 /// A base image a stage started from.
@@ -215,6 +217,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         platform_args: platform_args(&target_platform),
+        named_contexts: options.named_contexts.clone(),
     };
     let plan =
         dockerfile::plan::plan(&parsed, &plan_options).map_err(|source| BuildError::Plan {

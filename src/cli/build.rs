@@ -42,11 +42,15 @@ pub(crate) enum ProgressMode {
 
 #[derive(clap::Args)]
 pub(crate) struct BuildArgs {
-    /// Build context directory.
+    /// Build context directory; `-` reads the Dockerfile from standard input and builds with
+    /// an empty context, as `docker build -` does.
     context: PathBuf,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    /// Dockerfile path (default: CONTEXT/Dockerfile); `-` reads it from standard input.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
+    /// Set when the Dockerfile came from standard input (the provenance names it `-`).
+    #[arg(skip)]
+    dockerfile_from_stdin: bool,
     /// Name and tag for the image (`name:tag`); repeatable. `{{date}}` (YYYYMMDD, UTC),
     /// `{{git_sha}}` and `{{git_short_sha}}` (the context's commit) are expanded.
     #[arg(short = 't', long = "tag")]
@@ -150,6 +154,14 @@ pub(crate) struct BuildArgs {
     /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// A named build context, `NAME=DIR` or `NAME=oci-layout://DIR[:TAG][@sha256:...]`, that
+    /// `FROM NAME` and `COPY --from=NAME` use (buildx's); repeatable.
+    #[arg(long = "build-context", value_name = "NAME=DIR|oci-layout://DIR")]
+    build_contexts: Vec<String>,
+    /// An `/etc/hosts` entry for sandboxed RUN commands, `HOST:IP` (or `HOST=IP`); repeatable.
+    /// `host-gateway` is refused: there is no daemon gateway to map it to.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<String>,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -206,7 +218,78 @@ pub(crate) fn source_date_epoch(
     }
 }
 
+/// The name that stands for standard input, for the context and for `-f`.
+const STDIN: &str = "-";
+
+/// Reads the Dockerfile from standard input when `-f -` or the context `-` asks for it (as
+/// `docker build -f - DIR` and `docker build - < Dockerfile` do), writes it to a temporary
+/// directory and points `args` at it: `-f -` keeps the context, `-` builds with an empty one.
+/// Returns the directory, which must live until the build is done.
+fn take_stdin_dockerfile(args: &mut BuildArgs) -> anyhow::Result<Option<tempfile::TempDir>> {
+    let file_from_stdin = args.file.as_deref() == Some(Path::new(STDIN));
+    let context_from_stdin = args.context.as_path() == Path::new(STDIN);
+    if !file_from_stdin && !context_from_stdin {
+        return Ok(None);
+    }
+    if context_from_stdin && args.file.is_some() {
+        return Err(usage(
+            "`kiln build -` reads the Dockerfile from standard input, so it takes no -f; \
+             give a context directory with `-f -` instead"
+                .to_owned(),
+        ));
+    }
+    let asked = if file_from_stdin {
+        "-f -"
+    } else {
+        "kiln build -"
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(usage(format!(
+            "`{asked}` reads the Dockerfile from standard input, which is a terminal; \
+             pipe the Dockerfile in (`{asked} < Dockerfile`)"
+        )));
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut stdin.lock(), &mut text)
+        .with_context(|| format!("`{asked}`: failed to read the Dockerfile from standard input"))?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(usage(format!(
+            "`{asked}`: standard input holds no Dockerfile (it was empty); \
+             pipe the Dockerfile in (`{asked} < Dockerfile`)"
+        )));
+    }
+    // docker also takes a context archive on standard input; kiln takes only a Dockerfile.
+    let is_tar = text.get(257..262) == Some(b"ustar".as_slice());
+    let is_compressed =
+        text.starts_with(&[0x1f, 0x8b]) || text.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if is_tar || is_compressed {
+        return Err(usage(format!(
+            "`{asked}`: standard input holds an archive; kiln reads only a Dockerfile there \
+             (unpack the context into a directory and build that)"
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-stdin-")
+        .tempdir()
+        .context("failed to create a directory for the Dockerfile read from standard input")?;
+    let dockerfile = dir.path().join("Dockerfile");
+    std::fs::write(&dockerfile, &text)
+        .with_context(|| format!("failed to write `{}`", dockerfile.display()))?;
+    if context_from_stdin {
+        let context = dir.path().join("context");
+        std::fs::create_dir(&context)
+            .with_context(|| format!("failed to create `{}`", context.display()))?;
+        args.context = context;
+    }
+    args.file = Some(dockerfile);
+    args.dockerfile_from_stdin = true;
+    Ok(Some(dir))
+}
+
 pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // Kept alive until the build is done: it holds the Dockerfile read from standard input.
+    let _stdin_dockerfile = take_stdin_dockerfile(&mut args)?;
     args.tags = expand_tag_templates(&args.tags, &args.context)?;
     let build_args = key_value_pairs(&args.build_args, "--build-arg")?;
     let annotations = key_value_pairs(&args.annotations, "--annotation")?;
@@ -311,7 +394,8 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         annotations,
         labels,
-        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network)?,
+        named_contexts: named_contexts(&args.build_contexts)?,
+        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
     };
 
     let started = Instant::now();
@@ -461,12 +545,16 @@ pub(crate) fn make_attestations(
         let dockerfile_bytes = std::fs::read(&options.dockerfile)
             .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
         params.dockerfile = Some(attest::provenance::DockerfileSource {
-            path: options
-                .dockerfile
-                .strip_prefix(&options.context_dir)
-                .unwrap_or(&options.dockerfile)
-                .display()
-                .to_string(),
+            path: if args.dockerfile_from_stdin {
+                STDIN.to_owned()
+            } else {
+                options
+                    .dockerfile
+                    .strip_prefix(&options.context_dir)
+                    .unwrap_or(&options.dockerfile)
+                    .display()
+                    .to_string()
+            },
             digest: kiln::digest::Digest::of(&dockerfile_bytes),
         });
         params.target = options.target.clone();
@@ -794,10 +882,59 @@ pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::R
 }
 
 /// `--secret`, `--ssh` and `--network`, checked before anything is built.
+/// Parses `--build-context NAME=VALUE`s as buildx does, for the kinds kiln reads: a directory,
+/// or `oci-layout://DIR[:TAG][@sha256:...]`. Other kinds are refused by name.
+fn named_contexts(
+    specs: &[String],
+) -> anyhow::Result<BTreeMap<String, kiln::dockerfile::plan::NamedContext>> {
+    use kiln::dockerfile::plan::{NamedContext, split_local_reference};
+    let mut contexts = BTreeMap::new();
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+            .ok_or_else(|| usage(format!("--build-context `{spec}`: expected NAME=VALUE")))?;
+        let context = if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (dir, reference) = split_local_reference(rest);
+            if !Path::new(&dir).join("index.json").is_file() {
+                return Err(usage(format!(
+                    "--build-context `{spec}`: `{dir}` is not an OCI layout (no index.json)"
+                )));
+            }
+            NamedContext::OciLayout { dir, reference }
+        } else if let Some((kind, _)) = value.split_once("://") {
+            return Err(usage(format!(
+                "--build-context `{spec}`: `{kind}://` contexts are not supported yet; \
+                 give a directory or oci-layout://DIR"
+            )));
+        } else if value.starts_with("target:") || value.starts_with("git@") {
+            return Err(usage(format!(
+                "--build-context `{spec}`: this kind of context is not supported yet; \
+                 give a directory or oci-layout://DIR"
+            )));
+        } else {
+            let dir = PathBuf::from(value);
+            if !dir.is_dir() {
+                return Err(usage(format!(
+                    "--build-context `{spec}`: `{value}` is not a directory"
+                )));
+            }
+            NamedContext::Dir(dir)
+        };
+        if contexts.insert(name.to_owned(), context).is_some() {
+            return Err(usage(format!(
+                "--build-context: `{name}` is given more than once"
+            )));
+        }
+    }
+    Ok(contexts)
+}
+
 fn sandbox_options(
     secrets: &[String],
     ssh: &[String],
     network: &str,
+    add_hosts: &[String],
 ) -> anyhow::Result<kiln::sandbox::SandboxOptions> {
     let mut options = kiln::sandbox::SandboxOptions {
         network: network
@@ -812,6 +949,11 @@ fn sandbox_options(
     for spec in ssh {
         let (id, socket) = kiln::sandbox::parse_ssh(spec).map_err(UsageError)?;
         options.ssh.insert(id, socket);
+    }
+    for spec in add_hosts {
+        let entry = kiln::sandbox::parse_add_host(spec)
+            .map_err(|e| UsageError(format!("--add-host {e}")))?;
+        options.extra_hosts.push(entry);
     }
     Ok(options)
 }

@@ -168,6 +168,23 @@ pub enum BaseRef {
     },
     /// A registry reference (`python:3.11-alpine`, `ghcr.io/o/n@sha256:...`).
     Registry(String),
+    /// A `--build-context NAME=DIR` named by FROM: the directory's files as the only layer.
+    Context(String),
+}
+
+/// A `--build-context NAME=...` that `FROM NAME` and `COPY --from=NAME` use (buildx's named
+/// contexts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory on the build host (`NAME=DIR`).
+    Dir(std::path::PathBuf),
+    /// An image in an OCI layout (`NAME=oci-layout://DIR[:TAG][@sha256:...]`).
+    OciLayout {
+        /// The layout directory.
+        dir: String,
+        /// Tag or digest inside it.
+        reference: Option<String>,
+    },
 }
 
 /// One build stage.
@@ -210,6 +227,8 @@ pub struct Plan {
     pub target: usize,
     /// The escape character of the file.
     pub escape: char,
+    /// `--build-context` names: they win over stages of the same name, as in buildx.
+    pub named_contexts: BTreeSet<String>,
 }
 
 /// Inputs to planning that come from the command line.
@@ -221,6 +240,8 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// Automatic platform ARGs (`TARGETPLATFORM`, `TARGETOS`, `BUILDPLATFORM`, ...).
     pub platform_args: BTreeMap<String, String>,
+    /// `--build-context` names.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// Plans `file`.
@@ -304,6 +325,7 @@ pub fn plan(file: &Dockerfile, options: &PlanOptions) -> Result<Plan, PlanError>
         global_args,
         target,
         escape,
+        named_contexts: options.named_contexts.keys().cloned().collect(),
     };
     plan.check_copy_from_stages()?;
     Ok(plan)
@@ -389,7 +411,7 @@ fn plan_from(
             format!("base name ({image_word}) should not be blank"),
         ));
     }
-    let base = classify_base(&base_text, earlier);
+    let base = classify_base(&base_text, earlier, &options.named_contexts);
     Ok(Stage {
         index,
         name,
@@ -401,9 +423,24 @@ fn plan_from(
     })
 }
 
-fn classify_base(text: &str, earlier: &[Stage]) -> BaseRef {
+fn classify_base(
+    text: &str,
+    earlier: &[Stage],
+    named_contexts: &BTreeMap<String, NamedContext>,
+) -> BaseRef {
     if text.eq_ignore_ascii_case("scratch") {
         return BaseRef::Scratch;
+    }
+    // A named context replaces a stage of the same name, as in buildx.
+    match named_contexts.get(text) {
+        Some(NamedContext::Dir(_)) => return BaseRef::Context(text.to_owned()),
+        Some(NamedContext::OciLayout { dir, reference }) => {
+            return BaseRef::OciLayout {
+                dir: dir.clone(),
+                reference: reference.clone(),
+            };
+        }
+        None => {}
     }
     let lower = text.to_lowercase();
     if let Some(stage) = earlier
@@ -831,8 +868,12 @@ pub fn plan_trigger(
 
 impl Plan {
     /// Finds the stage a `--from=` value or `FROM <name>` names: a stage name or an index of an
-    /// earlier stage. `None` means it names an image, not a stage.
+    /// earlier stage. `None` means it names an image or a `--build-context` (which replaces a
+    /// stage of the same name), not a stage.
     pub fn stage_by_reference(&self, reference: &str, before: usize) -> Option<usize> {
+        if self.named_contexts.contains(reference) {
+            return None;
+        }
         let lower = reference.to_lowercase();
         let before = before.min(self.stages.len());
         if let Some(stage) = self.stages[..before]
@@ -851,7 +892,7 @@ impl Plan {
                     from: Some(from), ..
                 }) = &planned.instruction
                 {
-                    if from.contains('$') {
+                    if from.contains('$') || self.named_contexts.contains(from) {
                         continue;
                     }
                     let names_a_later_stage = self.stages[stage.index..]
@@ -1078,7 +1119,7 @@ mod tests {
             ),
             ("SCRATCH", BaseRef::Scratch),
         ] {
-            assert_eq!(classify_base(text, &[]), want, "{text}");
+            assert_eq!(classify_base(text, &[], &BTreeMap::new()), want, "{text}");
         }
     }
 }

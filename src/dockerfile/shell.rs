@@ -10,16 +10,31 @@
 //! `${VAR##p}`, `${VAR%p}`, `${VAR%%p}`, `${VAR/p/r}`, `${VAR//p/r}` (`*` and `?` wildcards,
 //! no brackets), single and double quotes, escapes. Positional and special parameters (`$1`,
 //! `$@`, `$$`, ...) are never set. Unset variables expand to the empty string.
-//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, unterminated quotes and braces.
+//! Rejected: `${}`, `${VAR:=w}`, `${VAR:w}`, unterminated quotes and braces, and `${...}`
+//! nested more than [`MAX_NESTING`] deep (the lexer recurses once per level; BuildKit's grows
+//! its stack instead, kiln's thread stack would overflow near ten thousand levels).
+
+/// How deep `${...}` forms may nest inside each other: far beyond any real Dockerfile, far
+/// below what overflows a 1 MiB stack.
+pub const MAX_NESTING: usize = 256;
 
 /// An expansion failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{message} in `{word}`")]
+#[error("{message} in `{}`", shortened(word))]
 pub struct ExpandError {
     /// The word being expanded.
     pub word: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// `word` cut to its first 200 characters (a hostile word can be megabytes long).
+fn shortened(word: &str) -> String {
+    const SHOWN: usize = 200;
+    match word.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}...", &word[..end]),
+        None => word.to_owned(),
+    }
 }
 
 /// Expands one word: variables substituted, quotes removed, escapes applied; no splitting.
@@ -138,6 +153,8 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
     mode: Mode,
+    /// How many `${` the lexer is inside of.
+    nesting: usize,
 }
 
 type Lexed = Result<(String, Vec<String>), String>;
@@ -156,6 +173,7 @@ impl<'a> Lexer<'a> {
             lookup,
             escape,
             mode,
+            nesting: 0,
         }
     }
 
@@ -337,6 +355,19 @@ impl<'a> Lexer<'a> {
             });
         }
         self.pos += 1;
+        if self.nesting >= MAX_NESTING {
+            return Err(format!(
+                "variable expansions nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.nesting += 1;
+        let expanded = self.braced();
+        self.nesting -= 1;
+        expanded
+    }
+
+    /// The rest of a `${...}` form, after the `{`.
+    fn braced(&mut self) -> Result<String, String> {
         match self.peek() {
             None => return Err("syntax error: missing '}'".to_owned()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".to_owned()),
@@ -523,6 +554,54 @@ mod tests {
         assert_eq!(got, ["xa", "b", "a b"]);
     }
 
+    /// `${v:-${v:-...}}` nested: up to the limit it expands (on a thread with a 1 MiB stack,
+    /// half of what a tokio worker gets), one more level is an error, and ten thousand levels
+    /// are an error rather than a stack overflow.
+    #[test]
+    fn nesting_is_limited() {
+        fn nested(levels: usize) -> String {
+            format!("{}x{}", "${v:-".repeat(levels), "}".repeat(levels))
+        }
+        let outcome = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(|| {
+                (
+                    expand_word(&nested(MAX_NESTING), &env, '\\'),
+                    expand_word(&format!("\"{}\"", nested(MAX_NESTING)), &env, '\\'),
+                    expand_word(&nested(MAX_NESTING + 1), &env, '\\'),
+                    expand_word(&nested(10_300), &env, '\\'),
+                )
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(outcome.0.as_deref(), Ok("x"));
+        assert_eq!(outcome.1.as_deref(), Ok("x"));
+        for err in [outcome.2.unwrap_err(), outcome.3.unwrap_err()] {
+            assert_eq!(
+                err.message,
+                format!("variable expansions nested more than {MAX_NESTING} levels deep")
+            );
+            assert!(err.to_string().len() < 400, "the word is shortened: {err}");
+        }
+    }
+
+    /// Many `*` against a long value that does not match: polynomial, not exponential.
+    #[test]
+    fn patterns_with_many_stars_are_fast() {
+        let long = |name: &str| match name {
+            "L" => Some("a".repeat(2_000)),
+            _ => None,
+        };
+        let pattern = format!("{}b", "*a".repeat(30));
+        let started = std::time::Instant::now();
+        for form in ["#", "##", "%", "%%"] {
+            let word = format!("${{L{form}{pattern}}}");
+            assert_eq!(expand_word(&word, &long, '\\').unwrap(), "a".repeat(2_000));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
     #[test]
     fn heredoc_names() {
         assert_eq!(heredoc_name("EOF"), Some(("EOF".into(), "EOF".into())));
@@ -571,27 +650,44 @@ impl Glob {
         Ok(Glob(tokens))
     }
 
-    /// True when the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        fn go(p: &[GlobToken], t: &[char]) -> bool {
-            match p.split_first() {
-                None => t.is_empty(),
-                Some((GlobToken::Star, rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-                Some((GlobToken::One, rest)) => !t.is_empty() && go(rest, &t[1..]),
-                Some((GlobToken::Char(c), rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+    /// Where a match of the pattern starting at `start` of `text` can end: one flag per
+    /// position. The pattern is walked once over a set of positions (O(pattern x text)), so
+    /// patterns with many `*` cost no more than others (trying every split recursively was
+    /// exponential in the number of `*`).
+    fn match_ends(tokens: &[GlobToken], text: &[char], start: usize) -> Vec<bool> {
+        let mut reached = vec![false; text.len() + 1];
+        reached[start] = true;
+        for token in tokens {
+            let mut next = vec![false; text.len() + 1];
+            match token {
+                GlobToken::Star => {
+                    if let Some(first) = reached.iter().position(|&r| r) {
+                        next[first..].iter_mut().for_each(|n| *n = true);
+                    }
+                }
+                GlobToken::One => next[1..].copy_from_slice(&reached[..text.len()]),
+                GlobToken::Char(c) => {
+                    for i in 0..text.len() {
+                        next[i + 1] = reached[i] && text[i] == *c;
+                    }
+                }
+            }
+            reached = next;
+            if !reached.contains(&true) {
+                break;
             }
         }
-        go(&self.0, text)
+        reached
     }
 
-    /// Lengths of the prefixes of `text` matching, shortest or longest first.
+    /// The end of the shortest or longest match starting at `start`.
     fn prefix_len(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let lens = start..=text.len();
-        let hit = |&end: &usize| self.matches(&text[start..end]);
+        let ends = Self::match_ends(&self.0, text, start);
+        let mut hits = (start..=text.len()).filter(|&end| ends[end]);
         if greedy {
-            lens.rev().find(hit)
+            hits.next_back()
         } else {
-            lens.clone().find(hit)
+            hits.next()
         }
     }
 
@@ -603,15 +699,20 @@ impl Glob {
         }
     }
 
+    /// Matched from the end: the reversed pattern over the reversed text.
     fn trim_suffix(&self, value: &str, greedy: bool) -> String {
         let text: Vec<char> = value.chars().collect();
-        let starts: Vec<usize> = if greedy {
-            (0..=text.len()).collect()
+        let reversed_text: Vec<char> = text.iter().rev().copied().collect();
+        let reversed_pattern: Vec<GlobToken> = self.0.iter().rev().copied().collect();
+        let ends = Self::match_ends(&reversed_pattern, &reversed_text, 0);
+        let mut lengths = (0..=text.len()).filter(|&len| ends[len]);
+        let length = if greedy {
+            lengths.next_back()
         } else {
-            (0..=text.len()).rev().collect()
+            lengths.next()
         };
-        match starts.into_iter().find(|&s| self.matches(&text[s..])) {
-            Some(start) => text[..start].iter().collect(),
+        match length {
+            Some(length) => text[..text.len() - length].iter().collect(),
             None => value.to_owned(),
         }
     }

@@ -363,7 +363,7 @@ impl Prepared {
             argv,
             _env_strings: env_owned,
             envp,
-            hostname: cstr("kiln")?,
+            hostname: cstr(super::HOSTNAME)?,
             groups: spec.groups.clone(),
             setgroups: spec.maps.setgroups_allowed(),
             chowns: spec.chowns,

@@ -5,7 +5,8 @@
 //! [`run`] lays out the rootfs: an overlay of the cached base and the stage's own changes
 //! ([`overlay`]), or a full copy ([`materialize`]) where overlayfs cannot be mounted in a user
 //! namespace. It prepares the mounts (`/proc`, `/dev`, `RUN --mount` caches, secrets and tmpfs,
-//! the host's resolv.conf with `--network=host`), runs the command in new user, mount, pid,
+//! BuildKit's `/etc/hosts` with the `--add-host` entries, the host's resolv.conf with
+//! `--network=host`), runs the command in new user, mount, pid,
 //! uts, ipc and network namespaces ([`exec`]) with the id maps the caller can have ([`idmap`]),
 //! then reads what changed ([`snapshot`]: the overlay's upper directory, or the copy compared
 //! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
@@ -64,6 +65,63 @@ pub struct SandboxOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `kiln build --ssh`: id -> the SSH agent's socket.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// `kiln build --add-host`: extra `/etc/hosts` entries, in the order given.
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// The hostname of every sandboxed RUN: BuildKit's, since package scripts record it.
+pub const HOSTNAME: &str = "buildkitsandbox";
+
+/// One `--add-host HOST:IP` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraHost {
+    /// The name.
+    pub host: String,
+    /// The address it resolves to.
+    pub ip: std::net::IpAddr,
+}
+
+/// Parses `--add-host` as docker does: `HOST:IP` (split at the first `:`, so `HOST:::1` is an
+/// IPv6 address) or buildx's `HOST=IP`. `host-gateway` (docker's name for the daemon's route
+/// to the host) is refused: a sandboxed RUN has no such gateway.
+pub fn parse_add_host(spec: &str) -> Result<ExtraHost, String> {
+    let (host, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .ok_or_else(|| format!("`{spec}`: expected HOST:IP"))?;
+    let host = host.trim();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{spec}`: invalid host name `{host}`"));
+    }
+    if ip == "host-gateway" {
+        return Err(format!(
+            "`{spec}`: host-gateway names a Docker daemon's gateway to the host, and kiln has no \
+             daemon; give the address (with --network=host, 127.0.0.1 is the host)"
+        ));
+    }
+    // docker also takes an IPv6 address in brackets.
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(ip);
+    let ip = bare
+        .parse()
+        .map_err(|_| format!("`{spec}`: invalid IP address `{ip}`"))?;
+    Ok(ExtraHost {
+        host: host.to_owned(),
+        ip,
+    })
+}
+
+/// The sandbox's `/etc/hosts`, as BuildKit writes it: localhost with the hostname, the IPv6
+/// loopback names, then each extra entry as `IP<tab>HOST`.
+pub fn hosts_file(extra: &[ExtraHost]) -> String {
+    let mut text =
+        format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for entry in extra {
+        text.push_str(&format!("{}\t{}\n", entry.ip, entry.host));
+    }
+    text
 }
 
 /// Why a sandboxed RUN failed.
@@ -129,6 +187,8 @@ pub struct RunRequest<'a> {
     pub secrets: &'a BTreeMap<String, SecretSource>,
     /// `--ssh` agents given to the build.
     pub ssh: &'a BTreeMap<String, PathBuf>,
+    /// `--add-host` entries for `/etc/hosts`.
+    pub extra_hosts: &'a [ExtraHost],
     /// The content of each `type=bind` mount, by its index in `mounts`.
     pub bind_sources: &'a BTreeMap<usize, BindSource>,
     /// A directory for this run's scratch files (the rootfs stays there: the Diff refers to it).
@@ -436,6 +496,16 @@ pub fn run(
             }
         }
     }
+    // BuildKit's /etc/hosts, bound over the image's, which the layer keeps as it was. Writable
+    // like the resolv.conf below: a command that touches it changes this run's copy only.
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, hosts_file(request.extra_hosts)).map_err(io_error("write", &hosts))?;
+    let target = mount_point("/etc/hosts", true)?;
+    binds.push(exec::Bind {
+        source: hosts,
+        target,
+        readonly: false,
+    });
     if request.network == NetworkMode::Host {
         let copy = dir.join("resolv.conf");
         let text = std::fs::read("/etc/resolv.conf").unwrap_or_default();
@@ -699,6 +769,8 @@ fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> 
     let name = if name.is_empty() { "0" } else { name };
     let entry = match name.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|e| e.uid == uid),
+        // `root` is uid 0 even without a passwd entry or file, as in BuildKit.
+        Err(_) if name == "root" => passwd.iter().find(|e| e.name == name),
         Err(_) => Some(passwd.iter().find(|e| e.name == name).ok_or_else(|| {
             SandboxError::Command(format!(
                 "unable to find user {name}: no matching entries in passwd file"
@@ -715,6 +787,9 @@ fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> 
         None => primary,
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
+            Err(_) if group == "root" => {
+                groups.iter().find(|g| g.name == group).map_or(0, |g| g.gid)
+            }
             Err(_) => groups
                 .iter()
                 .find(|g| g.name == group)
@@ -752,4 +827,44 @@ fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> 
         groups: supplementary,
         home,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_host_takes_dockers_and_buildxs_forms() {
+        let v4: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        let v6: std::net::IpAddr = "fe80::1".parse().unwrap();
+        for (spec, host, ip) in [
+            ("db:10.1.2.3", "db", v4),
+            ("db=10.1.2.3", "db", v4),
+            ("db:fe80::1", "db", v6),
+            ("db:[fe80::1]", "db", v6),
+            ("db=fe80::1", "db", v6),
+        ] {
+            let entry = parse_add_host(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!((entry.host.as_str(), entry.ip), (host, ip), "{spec}");
+        }
+        for spec in [
+            "db",
+            ":10.1.2.3",
+            "db:host-gateway",
+            "db:10.1.2",
+            "a b:10.1.2.3",
+        ] {
+            assert!(parse_add_host(spec).is_err(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn hosts_file_is_buildkits() {
+        let extra = [parse_add_host("db:10.0.0.2").unwrap()];
+        assert_eq!(
+            hosts_file(&extra),
+            "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             10.0.0.2\tdb\n"
+        );
+    }
 }

@@ -155,6 +155,8 @@ impl Executor<'_> {
             field(workdir.as_bytes());
             field(user.as_bytes());
             field(format!("{network:?}").as_bytes());
+            // The hosts file is part of what the command sees (BuildKit keys it too).
+            field(sandbox::hosts_file(&self.options.sandbox.extra_hosts).as_bytes());
             for mount in &mounts {
                 field(mount.cache_identity().as_bytes());
             }
@@ -190,6 +192,7 @@ impl Executor<'_> {
             mounts: &mounts,
             secrets: &self.options.sandbox.secrets,
             ssh: &self.options.sandbox.ssh,
+            extra_hosts: &self.options.sandbox.extra_hosts,
             bind_sources: &bind_sources,
             scratch_dir: self.scratch.sandbox.path(),
             cache_dir: &self.options.cache_dir.join("run-mounts"),

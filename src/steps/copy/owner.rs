@@ -3,7 +3,9 @@
 //! `--chown` takes `user`, `user:group`, `uid` or `uid:gid` (names and numbers mix). Names are
 //! looked up in the destination stage's `/etc/passwd` and `/etc/group` (symlinks resolved inside
 //! its root). A user given without a group gets the user's primary group from passwd when named,
-//! and the same number as the uid when numeric (BuildKit's `readUser`). `--chmod` takes an octal
+//! and the same number as the uid when numeric (BuildKit's `readUser`). `root` is id 0 without
+//! a look-up, as a number is (BuildKit's `parseUID`), so both work in a stage without
+//! `/etc/passwd` or `/etc/group`; any other name must be in the file. `--chmod` takes an octal
 //! mode up to `7777`.
 
 use crate::layer::LayerPath;
@@ -81,8 +83,12 @@ pub fn parse_chmod(value: &str) -> Result<u32, CopyError> {
     }
 }
 
-/// `Some(Ok(n))` for a decimal number, `Some(Err)` for digits that overflow, `None` for a name.
+/// `Some(Ok(n))` for a decimal number (or `root`, which is 0), `Some(Err)` for digits that
+/// overflow, `None` for a name.
 fn numeric(value: &str) -> Option<Result<u32, ()>> {
+    if value == "root" {
+        return Some(Ok(0));
+    }
     value
         .bytes()
         .all(|b| b.is_ascii_digit())
