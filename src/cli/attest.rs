@@ -14,12 +14,22 @@ use super::build::AttestModeName;
 
 #[derive(clap::Args)]
 pub(crate) struct KeygenArgs {
-    /// Directory to write `private.pem` (mode 0600) and `public.pem` into; existing files are
-    /// never overwritten.
+    /// Directory to write `private.pem` (mode 0600) and `public.pem` into (`cosign.key` and
+    /// `cosign.pub` with `--format cosign`); existing files are never overwritten.
     dir: PathBuf,
     /// Key type.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     algorithm: KeyAlgorithmName,
+    /// Private key file format: unencrypted PKCS#8 PEM, or cosign's password-encrypted
+    /// `ENCRYPTED SIGSTORE PRIVATE KEY` (password from KILN_PASSWORD or COSIGN_PASSWORD).
+    #[arg(long, value_enum, default_value = "pkcs8")]
+    format: KeyFormatName,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum KeyFormatName {
+    Pkcs8,
+    Cosign,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,7 +190,16 @@ pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("failed to create `{}`", args.dir.display()))?;
-    let (private, public) = attest::keygen(&args.dir, algorithm)?;
+    let (private, public) = match args.format {
+        KeyFormatName::Pkcs8 => attest::keygen(&args.dir, algorithm)?,
+        KeyFormatName::Cosign => {
+            let [first, second] = attest::cosign_key::PASSWORD_VARIABLES;
+            let password = attest::cosign_key::password_from_env().with_context(|| {
+                format!("`kiln keygen --format cosign` encrypts the key with a password: set {first} (or {second})")
+            })?;
+            attest::keys::keygen_cosign(&args.dir, algorithm, &password)?
+        }
+    };
     let key = attest::PublicKey::load(&public)?;
     eprintln!(
         "kiln: wrote `{}` (keep it secret) and `{}` (keyid {})",
