@@ -418,3 +418,128 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// Which signature layouts a signing push writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SignatureFormatName {
+    /// cosign's tags: `sha256-<hex>.sig` (simple signing) and `sha256-<hex>.att` (DSSE).
+    CosignTags,
+    /// Sigstore bundle v0.3 referrers (not written yet).
+    Bundle,
+    /// Both layouts.
+    Both,
+}
+
+impl SignatureFormatName {
+    /// The cosign-tag layout, or an error for the layouts kiln does not write yet.
+    pub(crate) fn require_cosign_tags(self) -> anyhow::Result<()> {
+        match self {
+            SignatureFormatName::CosignTags => Ok(()),
+            SignatureFormatName::Bundle | SignatureFormatName::Both => Err(anyhow::anyhow!(
+                "--signature-format bundle (and both) is not implemented yet: kiln writes \
+                 cosign's .sig/.att tags only; use --signature-format cosign-tags"
+            )),
+        }
+    }
+}
+
+/// The manifest under `tagged`, or None when the registry has no such tag (404).
+fn existing_tag_manifest(
+    tagged: &kiln::registry::Reference,
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<Option<image::manifest::Manifest>> {
+    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
+        Ok((_, bytes)) => bytes,
+        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to read `{tagged}` to keep the entries already under it")
+            });
+        }
+    };
+    let manifest: image::manifest::Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{tagged}` is not an OCI image manifest"))?;
+    // The push walks the manifest from the store: bring its blobs (already on the registry,
+    // so nothing is uploaded again) in first.
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        kiln::registry::fetch_blob(tagged, blob, store, options)
+            .with_context(|| format!("failed to fetch {} of `{tagged}`", blob.digest))?;
+    }
+    Ok(Some(manifest))
+}
+
+/// Writes (or extends) `tag` in `target`'s repository with `layers`.
+fn push_tag_layers(
+    store: &kiln::store::Store,
+    target: &kiln::registry::Reference,
+    tag: &str,
+    layers: &[image::manifest::Descriptor],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    let tagged = target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let existing = existing_tag_manifest(&tagged, store, options)?;
+    let bytes = attest::cosign::merge_manifest(store, existing.as_ref(), layers)?;
+    kiln::registry::push_manifest(
+        store,
+        &bytes,
+        image::manifest::MEDIA_TYPE_OCI_MANIFEST,
+        std::slice::from_ref(&tagged),
+        options,
+    )
+    .with_context(|| format!("failed to push `{tagged}`"))?;
+    Ok(())
+}
+
+/// Signs every manifest in `subjects` with `key` under cosign's `.sig` tag of each target's
+/// repository, and puts the signed `attestations` whose subject it is under its `.att` tag.
+/// Entries already under those tags are kept.
+pub(crate) fn push_cosign_tags(
+    store: &kiln::store::Store,
+    subjects: &[kiln::digest::Digest],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    for target in targets {
+        let docker_reference = target.name();
+        for subject in subjects {
+            let signature =
+                attest::cosign::signature_layer(store, key, &docker_reference, subject)?;
+            let tag = attest::cosign::signature_tag(subject);
+            push_tag_layers(store, target, &tag, &[signature], options)?;
+            let mut envelopes = Vec::new();
+            for attestation in attestations {
+                if attestation.subjects().contains(subject)
+                    && let Some(layer) = attest::cosign::attestation_layer(store, attestation)?
+                {
+                    envelopes.push(layer);
+                }
+            }
+            if !envelopes.is_empty() {
+                let tag = attest::cosign::attestation_tag(subject);
+                push_tag_layers(store, target, &tag, &envelopes, options)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The manifests a signature of `digest` (in `store`) covers: itself and, for an index, each
+/// of its child manifests (containers/image checks each platform's manifest).
+pub(crate) fn signing_subjects(
+    store: &kiln::store::Store,
+    digest: &kiln::digest::Digest,
+    media_type: &str,
+) -> anyhow::Result<Vec<kiln::digest::Digest>> {
+    let mut subjects = vec![digest.clone()];
+    if media_type == image::manifest::MEDIA_TYPE_OCI_INDEX
+        || media_type == image::manifest::MEDIA_TYPE_DOCKER_LIST
+    {
+        let index: image::manifest::Index = serde_json::from_slice(&store.read_bytes(digest)?)
+            .with_context(|| format!("{digest} is not an image index"))?;
+        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+    }
+    Ok(subjects)
+}

@@ -122,6 +122,11 @@ pub(crate) struct BuildArgs {
     /// How attestations are attached to OCI layout outputs and pushes.
     #[arg(long, value_enum, default_value = "referrers")]
     attest_mode: AttestModeName,
+    /// With `--push` and `--sign-key`: also sign the pushed manifest, and put the signed
+    /// attestations, in this layout for cosign, containers/image and Kyverno
+    /// (`cosign-tags`: the `sha256-<hex>.sig` and `.att` tags).
+    #[arg(long, value_enum, default_value = "cosign-tags")]
+    signature_format: super::attest::SignatureFormatName,
     /// Leave times and the invocation id out of the provenance, so two builds of the same
     /// inputs give byte-identical attestations.
     #[arg(long)]
@@ -324,7 +329,17 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let started_on = unix_now();
     let outcome = build::build(&options, reporter)?;
+    if args.sign_key.is_some() && !push_targets.is_empty() {
+        // Refuse before building rather than after pushing the image.
+        args.signature_format.require_cosign_tags()?;
+    }
     let attestations = make_attestations(&args, &options, &outcome, started_on)?;
+    let signing_key = match (&args.sign_key, push_targets.is_empty()) {
+        (Some(path), false) => {
+            Some(attest::SigningKey::load(path).context("failed to load the signing key")?)
+        }
+        _ => None,
+    };
     let images = [(outcome.image.clone(), args.tags.clone())];
     write_outputs(&outcome.store, &images, &outputs)?;
     for output in &outputs {
@@ -351,6 +366,18 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         report_push(&pushed, args.progress != ProgressMode::Quiet);
         if !attestations.is_empty() {
             push_attestations(&outcome, &attestations, &push_targets, &options)?;
+        }
+        if let Some(key) = &signing_key {
+            args.signature_format.require_cosign_tags()?;
+            super::attest::push_cosign_tags(
+                &outcome.store,
+                std::slice::from_ref(&outcome.image.manifest.digest),
+                &attestations,
+                key,
+                &push_targets,
+                &options.registry,
+            )
+            .context("failed to push the cosign signatures")?;
         }
     }
     if let Some(path) = &args.metadata_file {

@@ -28,6 +28,13 @@ pub(crate) struct PushArgs {
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Sign the pushed manifest and, for an index, every manifest it lists, with this private
+    /// key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD/COSIGN_PASSWORD).
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// The signature layout (`cosign-tags`: cosign's `sha256-<hex>.sig` tag).
+    #[arg(long, value_enum, default_value = "cosign-tags")]
+    signature_format: super::attest::SignatureFormatName,
 }
 
 #[derive(clap::Args)]
@@ -378,11 +385,29 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     if let Some(repository) = &args.mount_from {
         options = options.mount_from(repository);
     }
+    // The key is loaded (and its password checked) before anything is pushed.
+    let signing_key = match &args.sign_key {
+        Some(path) => {
+            args.signature_format.require_cosign_tags()?;
+            Some(kiln::attest::SigningKey::load(path).context("failed to load the signing key")?)
+        }
+        None => None,
+    };
     let bytes = store.read_bytes(&descriptor.digest)?;
     let pushed =
         kiln::registry::push_manifest(&store, &bytes, &descriptor.media_type, &targets, &options)
             .context("failed to push")?;
     report_push(&pushed, true);
+    if let Some(key) = &signing_key {
+        let subjects =
+            super::attest::signing_subjects(&store, &descriptor.digest, &descriptor.media_type)?;
+        super::attest::push_cosign_tags(&store, &subjects, &[], key, &targets, &options)
+            .context("failed to push the cosign signatures")?;
+        eprintln!(
+            "kiln: signed {} manifest(s) under cosign's .sig tags",
+            subjects.len()
+        );
+    }
     println!("{}", pushed.digest);
     Ok(ExitCode::SUCCESS)
 }
