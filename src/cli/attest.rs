@@ -424,23 +424,50 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
 pub(crate) enum SignatureFormatName {
     /// cosign's tags: `sha256-<hex>.sig` (simple signing) and `sha256-<hex>.att` (DSSE).
     CosignTags,
-    /// Sigstore bundle v0.3 referrers (not written yet).
+    /// Sigstore bundle v0.3 referrers, listed in the `sha256-<hex>` fallback tag.
     Bundle,
     /// Both layouts.
     Both,
 }
 
 impl SignatureFormatName {
-    /// The cosign-tag layout, or an error for the layouts kiln does not write yet.
-    pub(crate) fn require_cosign_tags(self) -> anyhow::Result<()> {
-        match self {
-            SignatureFormatName::CosignTags => Ok(()),
-            SignatureFormatName::Bundle | SignatureFormatName::Both => Err(anyhow::anyhow!(
-                "--signature-format bundle (and both) is not implemented yet: kiln writes \
-                 cosign's .sig/.att tags only; use --signature-format cosign-tags"
-            )),
-        }
+    /// Whether cosign's `.sig`/`.att` tags are written.
+    pub(crate) fn cosign_tags(self) -> bool {
+        matches!(
+            self,
+            SignatureFormatName::CosignTags | SignatureFormatName::Both
+        )
     }
+
+    /// Whether Sigstore bundle referrers are written.
+    pub(crate) fn bundles(self) -> bool {
+        matches!(
+            self,
+            SignatureFormatName::Bundle | SignatureFormatName::Both
+        )
+    }
+}
+
+/// Signs `subjects` (and puts the signed `attestations` about them) in the layouts `format`
+/// names, in every target's repository.
+pub(crate) fn push_signatures(
+    format: SignatureFormatName,
+    store: &kiln::store::Store,
+    subjects: &[image::manifest::Descriptor],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    if format.cosign_tags() {
+        push_cosign_tags(store, subjects, attestations, key, targets, options)
+            .context("failed to push cosign's .sig/.att tags")?;
+    }
+    if format.bundles() {
+        push_bundles(store, subjects, attestations, key, targets, options)
+            .context("failed to push the Sigstore bundles")?;
+    }
+    Ok(())
 }
 
 /// The manifest under `tagged`, or None when the registry has no such tag (404).
@@ -496,7 +523,7 @@ fn push_tag_layers(
 /// Entries already under those tags are kept.
 pub(crate) fn push_cosign_tags(
     store: &kiln::store::Store,
-    subjects: &[kiln::digest::Digest],
+    subjects: &[image::manifest::Descriptor],
     attestations: &[attest::Attestation],
     key: &attest::SigningKey,
     targets: &[kiln::registry::Reference],
@@ -504,7 +531,7 @@ pub(crate) fn push_cosign_tags(
 ) -> anyhow::Result<()> {
     for target in targets {
         let docker_reference = target.name();
-        for subject in subjects {
+        for subject in subjects.iter().map(|s| &s.digest) {
             let signature =
                 attest::cosign::signature_layer(store, key, &docker_reference, subject)?;
             let tag = attest::cosign::signature_tag(subject);
@@ -526,20 +553,132 @@ pub(crate) fn push_cosign_tags(
     Ok(())
 }
 
-/// The manifests a signature of `digest` (in `store`) covers: itself and, for an index, each
-/// of its child manifests (containers/image checks each platform's manifest).
+/// The manifests a signature of `descriptor` (in `store`) covers: itself and, for an index,
+/// each of its child manifests (containers/image checks each platform's manifest).
 pub(crate) fn signing_subjects(
     store: &kiln::store::Store,
-    digest: &kiln::digest::Digest,
-    media_type: &str,
-) -> anyhow::Result<Vec<kiln::digest::Digest>> {
-    let mut subjects = vec![digest.clone()];
-    if media_type == image::manifest::MEDIA_TYPE_OCI_INDEX
-        || media_type == image::manifest::MEDIA_TYPE_DOCKER_LIST
+    descriptor: &image::manifest::Descriptor,
+) -> anyhow::Result<Vec<image::manifest::Descriptor>> {
+    let mut subjects = vec![descriptor.clone()];
+    if descriptor.media_type == image::manifest::MEDIA_TYPE_OCI_INDEX
+        || descriptor.media_type == image::manifest::MEDIA_TYPE_DOCKER_LIST
     {
+        let digest = &descriptor.digest;
         let index: image::manifest::Index = serde_json::from_slice(&store.read_bytes(digest)?)
             .with_context(|| format!("{digest} is not an image index"))?;
-        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+        subjects.extend(index.manifests);
     }
     Ok(subjects)
+}
+
+/// Pushes a Sigstore bundle v0.3 referrer per signature (one per manifest in `subjects`) and
+/// per signed attestation whose subject it is, by digest, and lists them in each subject's
+/// `sha256-<hex>` fallback tag index (keeping its earlier entries) on registries without the
+/// referrers API.
+pub(crate) fn push_bundles(
+    store: &kiln::store::Store,
+    subjects: &[image::manifest::Descriptor],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    for target in targets {
+        for subject in subjects {
+            let mut bundles = vec![(
+                attest::bundle::signature_bundle(key, &target.name(), &subject.digest)?,
+                attest::bundle::SIGN_PREDICATE_TYPE.to_owned(),
+            )];
+            for attestation in attestations {
+                if attestation.subjects().contains(&subject.digest)
+                    && let Some(bundle) = attest::bundle::attestation_bundle(attestation, key)?
+                {
+                    bundles.push((bundle, attestation.predicate_type().to_owned()));
+                }
+            }
+            let mut entries = Vec::new();
+            for (bundle, predicate_type) in &bundles {
+                let (bytes, descriptor) =
+                    attest::bundle::referrer_manifest(store, bundle, predicate_type, subject)?;
+                let by_digest = kiln::registry::Reference::new(
+                    target.registry(),
+                    target.repository(),
+                    None,
+                    Some(descriptor.digest.clone()),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                kiln::registry::push_manifest(
+                    store,
+                    &bytes,
+                    &descriptor.media_type,
+                    &[by_digest],
+                    options,
+                )
+                .context("failed to push a Sigstore bundle")?;
+                entries.push(descriptor);
+            }
+            if kiln::registry::supports_referrers(target, &subject.digest, options).unwrap_or(false)
+            {
+                continue;
+            }
+            let tag = attest::attach::fallback_tag(&subject.digest);
+            let tagged = target.with_tag(&tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut index = existing_fallback_index(&tagged, store, options)?
+                .unwrap_or_else(image::manifest::Index::empty);
+            for entry in entries {
+                if !index.manifests.iter().any(|m| m.digest == entry.digest) {
+                    index.manifests.push(entry);
+                }
+            }
+            let bytes = image::canonical::to_vec(&index)?;
+            store.put_bytes(&bytes)?;
+            kiln::registry::push_manifest(
+                store,
+                &bytes,
+                image::manifest::MEDIA_TYPE_OCI_INDEX,
+                std::slice::from_ref(&tagged),
+                options,
+            )
+            .with_context(|| format!("failed to push the fallback tag `{tagged}`"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The index under the fallback tag `tagged`, with every referrer it lists brought into
+/// `store` (the push walks the index from the store; nothing is uploaded again), or None when
+/// the registry has no such tag.
+fn existing_fallback_index(
+    tagged: &kiln::registry::Reference,
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<Option<image::manifest::Index>> {
+    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
+        Ok((_, bytes)) => bytes,
+        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to read `{tagged}` to keep the referrers it lists")
+            });
+        }
+    };
+    let index: image::manifest::Index = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{tagged}` is not an OCI index"))?;
+    for entry in &index.manifests {
+        let by_digest = kiln::registry::Reference::new(
+            tagged.registry(),
+            tagged.repository(),
+            None,
+            Some(entry.digest.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (_, manifest_bytes) = kiln::registry::fetch_raw_manifest(&by_digest, options)?;
+        let manifest: image::manifest::Manifest = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("referrer {} is not an OCI manifest", entry.digest))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            kiln::registry::fetch_blob(&by_digest, blob, store, options)?;
+        }
+        store.put_bytes(&manifest_bytes)?;
+    }
+    Ok(Some(index))
 }

@@ -123,9 +123,10 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_enum, default_value = "referrers")]
     attest_mode: AttestModeName,
     /// With `--push` and `--sign-key`: also sign the pushed manifest, and put the signed
-    /// attestations, in this layout for cosign, containers/image and Kyverno
-    /// (`cosign-tags`: the `sha256-<hex>.sig` and `.att` tags).
-    #[arg(long, value_enum, default_value = "cosign-tags")]
+    /// attestations, in these layouts: `cosign-tags` (the `sha256-<hex>.sig` and `.att` tags
+    /// cosign 2, containers/image and Kyverno read), `bundle` (Sigstore bundle v0.3
+    /// referrers, cosign 3's default) or `both`.
+    #[arg(long, value_enum, default_value = "both")]
     signature_format: super::attest::SignatureFormatName,
     /// Leave times and the invocation id out of the provenance, so two builds of the same
     /// inputs give byte-identical attestations.
@@ -329,10 +330,6 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let started_on = unix_now();
     let outcome = build::build(&options, reporter)?;
-    if args.sign_key.is_some() && !push_targets.is_empty() {
-        // Refuse before building rather than after pushing the image.
-        args.signature_format.require_cosign_tags()?;
-    }
     let attestations = make_attestations(&args, &options, &outcome, started_on)?;
     let signing_key = match (&args.sign_key, push_targets.is_empty()) {
         (Some(path), false) => {
@@ -368,16 +365,21 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             push_attestations(&outcome, &attestations, &push_targets, &options)?;
         }
         if let Some(key) = &signing_key {
-            args.signature_format.require_cosign_tags()?;
-            super::attest::push_cosign_tags(
+            let manifest = &outcome.image.manifest;
+            let subject = image::manifest::Descriptor::new(
+                &manifest.media_type,
+                manifest.digest.clone(),
+                manifest.size,
+            );
+            super::attest::push_signatures(
+                args.signature_format,
                 &outcome.store,
-                std::slice::from_ref(&outcome.image.manifest.digest),
+                &[subject],
                 &attestations,
                 key,
                 &push_targets,
                 &options.registry,
-            )
-            .context("failed to push the cosign signatures")?;
+            )?;
         }
     }
     if let Some(path) = &args.metadata_file {

@@ -32,8 +32,9 @@ pub(crate) struct PushArgs {
     /// key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD/COSIGN_PASSWORD).
     #[arg(long, env = "KILN_SIGN_KEY")]
     sign_key: Option<PathBuf>,
-    /// The signature layout (`cosign-tags`: cosign's `sha256-<hex>.sig` tag).
-    #[arg(long, value_enum, default_value = "cosign-tags")]
+    /// The signature layouts: `cosign-tags` (cosign's `sha256-<hex>.sig` tag), `bundle`
+    /// (Sigstore bundle v0.3 referrers) or `both`.
+    #[arg(long, value_enum, default_value = "both")]
     signature_format: super::attest::SignatureFormatName,
 }
 
@@ -388,7 +389,6 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     // The key is loaded (and its password checked) before anything is pushed.
     let signing_key = match &args.sign_key {
         Some(path) => {
-            args.signature_format.require_cosign_tags()?;
             Some(kiln::attest::SigningKey::load(path).context("failed to load the signing key")?)
         }
         None => None,
@@ -399,14 +399,17 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
             .context("failed to push")?;
     report_push(&pushed, true);
     if let Some(key) = &signing_key {
-        let subjects =
-            super::attest::signing_subjects(&store, &descriptor.digest, &descriptor.media_type)?;
-        super::attest::push_cosign_tags(&store, &subjects, &[], key, &targets, &options)
-            .context("failed to push the cosign signatures")?;
-        eprintln!(
-            "kiln: signed {} manifest(s) under cosign's .sig tags",
-            subjects.len()
-        );
+        let subjects = super::attest::signing_subjects(&store, &descriptor)?;
+        super::attest::push_signatures(
+            args.signature_format,
+            &store,
+            &subjects,
+            &[],
+            key,
+            &targets,
+            &options,
+        )?;
+        eprintln!("kiln: signed {} manifest(s)", subjects.len());
     }
     println!("{}", pushed.digest);
     Ok(ExitCode::SUCCESS)
