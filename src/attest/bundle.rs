@@ -135,3 +135,26 @@ pub fn referrer_manifest(
     );
     Ok((bytes, descriptor))
 }
+
+/// Checks a bundle: a v0.3 DSSE bundle signed by one of `keys` whose statement is about
+/// `digest`. Returns its predicate type.
+pub fn verify_bundle(
+    bundle: &[u8],
+    what: &str,
+    keys: &[super::PublicKey],
+    digest: &Digest,
+) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bundle).map_err(|e| format!("{what}: not JSON: {e}"))?;
+    if value["mediaType"] != BUNDLE_MEDIA_TYPE {
+        return Err(format!(
+            "{what}: media type {} is not {BUNDLE_MEDIA_TYPE}",
+            value["mediaType"]
+        ));
+    }
+    let envelope = value
+        .get("dsseEnvelope")
+        .ok_or_else(|| format!("{what}: no dsseEnvelope (kiln reads DSSE bundles only)"))?;
+    let bytes = serde_json::to_vec(envelope).map_err(|e| format!("{what}: {e}"))?;
+    super::cosign::verify_envelope(&bytes, what, keys, digest)
+}

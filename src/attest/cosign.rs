@@ -146,6 +146,77 @@ pub fn merge_manifest(
     Ok(bytes)
 }
 
+/// The predicate type of the in-toto statement `payload` when one of its subjects is `digest`;
+/// otherwise why not.
+pub fn statement_about(payload: &[u8], digest: &Digest) -> Result<String, String> {
+    let statement: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("the statement is not JSON: {e}"))?;
+    let names_digest = statement["subject"].as_array().is_some_and(|subjects| {
+        subjects
+            .iter()
+            .any(|s| s["digest"][digest.algorithm()].as_str() == Some(digest.hex()))
+    });
+    if !names_digest {
+        return Err(format!("the statement's subjects do not include {digest}"));
+    }
+    statement["predicateType"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the statement has no predicateType".to_owned())
+}
+
+/// Checks one `.sig` layer: its signature (annotation) over `payload` by one of `keys`, and a
+/// payload naming `digest`. Returns the payload's docker-reference.
+pub fn verify_signature_layer(
+    layer: &Descriptor,
+    payload: &[u8],
+    keys: &[super::PublicKey],
+    digest: &Digest,
+) -> Result<String, String> {
+    let signature = layer
+        .annotations
+        .get(SIGNATURE_ANNOTATION)
+        .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .ok_or_else(|| {
+            format!(
+                "layer {} has no base64 `{SIGNATURE_ANNOTATION}`",
+                layer.digest
+            )
+        })?;
+    if !keys.iter().any(|key| key.verify(payload, &signature)) {
+        return Err(format!(
+            "layer {}: no trusted key made its signature",
+            layer.digest
+        ));
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("layer {}: the payload is not JSON: {e}", layer.digest))?;
+    let critical = &parsed["critical"];
+    if critical["image"]["docker-manifest-digest"].as_str() != Some(&digest.to_string()) {
+        return Err(format!(
+            "layer {}: the payload signs {}, not {digest}",
+            layer.digest, critical["image"]["docker-manifest-digest"]
+        ));
+    }
+    Ok(critical["identity"]["docker-reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Checks one DSSE envelope (an `.att` layer or a bundle's envelope): signed by one of `keys`
+/// and a statement about `digest`. Returns its predicate type.
+pub fn verify_envelope(
+    envelope: &[u8],
+    what: &str,
+    keys: &[super::PublicKey],
+    digest: &Digest,
+) -> Result<String, String> {
+    let envelope = super::dsse::Envelope::from_slice(envelope, what).map_err(|e| e.to_string())?;
+    let verified = envelope.verify(keys, 1, what).map_err(|e| e.to_string())?;
+    statement_about(&verified.payload, digest).map_err(|e| format!("{what}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

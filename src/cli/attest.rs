@@ -248,6 +248,43 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
+    // Registry images: also cosign's tags and Sigstore bundles, reported per layout; a layout
+    // holding entries of which none verifies fails.
+    let mut layout_failures = Vec::new();
+    if !args.image.starts_with("oci:") {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        let options = args.registry.options(&cache_dir)?;
+        let store = build::open_store(&cache_dir)?;
+        for findings in cosign_layouts(&args.image, &keys, &options, &store)? {
+            if findings.found == 0 {
+                eprintln!("{}: none", findings.label);
+                continue;
+            }
+            eprintln!(
+                "{}: {} found, {} verified{}",
+                findings.label,
+                findings.found,
+                findings.verified.len(),
+                if findings.verified.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", findings.verified.join(", "))
+                }
+            );
+            for problem in &findings.problems {
+                eprintln!("  not verified: {problem}");
+            }
+            if findings.verified.is_empty() {
+                layout_failures.push(format!(
+                    "{}: none of {} entries verified with the trusted keys",
+                    findings.label, findings.found
+                ));
+            }
+        }
+    }
     // The chain: each registry base the provenance names must carry its own trusted provenance.
     let mut chain_failures = Vec::new();
     if policy.require_base_provenance {
@@ -295,6 +332,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    chain_failures.extend(layout_failures);
     if report.passed() && chain_failures.is_empty() {
         eprintln!("kiln: verified `{}`: every check passed", args.image);
         Ok(ExitCode::SUCCESS)
@@ -681,4 +719,135 @@ fn existing_fallback_index(
         store.put_bytes(&manifest_bytes)?;
     }
     Ok(Some(index))
+}
+
+/// What `kiln verify` found in one signature layout of a registry image.
+struct LayoutFindings {
+    /// The layout and the manifest, as printed.
+    label: String,
+    /// Entries found.
+    found: usize,
+    /// What verified (predicate types, or `signature by <reference>`).
+    verified: Vec<String>,
+    /// Why the other entries did not verify.
+    problems: Vec<String>,
+}
+
+/// Reads cosign's `.sig` and `.att` tags and the Sigstore bundle referrers of `image` (and of
+/// each platform manifest of an index) and checks each entry against `keys`.
+fn cosign_layouts(
+    image: &str,
+    keys: &[attest::PublicKey],
+    options: &kiln::registry::RegistryOptions,
+    store: &kiln::store::Store,
+) -> anyhow::Result<Vec<LayoutFindings>> {
+    let reference = super::parse_references(&[image.to_owned()])?.remove(0);
+    let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, options)
+        .with_context(|| format!("failed to read `{image}`"))?;
+    let mut subjects = vec![digest];
+    if let Ok(index) = serde_json::from_slice::<image::manifest::Index>(&bytes)
+        && !index.manifests.is_empty()
+    {
+        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+    }
+    let blob = |tagged: &kiln::registry::Reference,
+                descriptor: &image::manifest::Descriptor|
+     -> anyhow::Result<Vec<u8>> {
+        kiln::registry::fetch_blob(tagged, descriptor, store, options)?;
+        Ok(store.read_bytes(&descriptor.digest)?)
+    };
+    let mut out = Vec::new();
+    for subject in &subjects {
+        let short = &subject.hex()[..12];
+        // cosign's .sig tag.
+        let tagged = reference
+            .with_tag(&attest::cosign::signature_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut sig = LayoutFindings {
+            label: format!("cosign .sig for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
+            for layer in &manifest.layers {
+                sig.found += 1;
+                let payload = blob(&tagged, layer)?;
+                match attest::cosign::verify_signature_layer(layer, &payload, keys, subject) {
+                    Ok(identity) => sig.verified.push(format!("signature by {identity}")),
+                    Err(problem) => sig.problems.push(problem),
+                }
+            }
+        }
+        out.push(sig);
+        // cosign's .att tag.
+        let tagged = reference
+            .with_tag(&attest::cosign::attestation_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut att = LayoutFindings {
+            label: format!("cosign .att for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
+            for layer in &manifest.layers {
+                att.found += 1;
+                let envelope = blob(&tagged, layer)?;
+                let what = format!("layer {}", layer.digest);
+                match attest::cosign::verify_envelope(&envelope, &what, keys, subject) {
+                    Ok(predicate_type) => att.verified.push(predicate_type),
+                    Err(problem) => att.problems.push(problem),
+                }
+            }
+        }
+        out.push(att);
+        // Sigstore bundles among the referrers (fallback tag).
+        let tagged = reference
+            .with_tag(&attest::attach::fallback_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut bundles = LayoutFindings {
+            label: format!("sigstore bundles for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        let index = match kiln::registry::fetch_raw_manifest(&tagged, options) {
+            Ok((_, bytes)) => serde_json::from_slice::<image::manifest::Index>(&bytes).ok(),
+            Err(kiln::registry::RegistryError::Status { status: 404, .. }) => None,
+            Err(e) => return Err(e).with_context(|| format!("failed to read `{tagged}`")),
+        };
+        for entry in index.map(|i| i.manifests).unwrap_or_default() {
+            if entry.extra.get("artifactType").and_then(|v| v.as_str())
+                != Some(attest::bundle::BUNDLE_MEDIA_TYPE)
+            {
+                continue;
+            }
+            bundles.found += 1;
+            let by_digest = kiln::registry::Reference::new(
+                reference.registry(),
+                reference.repository(),
+                None,
+                Some(entry.digest.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (_, manifest_bytes) = kiln::registry::fetch_raw_manifest(&by_digest, options)?;
+            let manifest: image::manifest::Manifest = serde_json::from_slice(&manifest_bytes)
+                .with_context(|| format!("referrer {} is not an OCI manifest", entry.digest))?;
+            let Some(layer) = manifest.layers.first() else {
+                bundles
+                    .problems
+                    .push(format!("referrer {} has no layer", entry.digest));
+                continue;
+            };
+            let bundle = blob(&by_digest, layer)?;
+            let what = format!("bundle {}", layer.digest);
+            match attest::bundle::verify_bundle(&bundle, &what, keys, subject) {
+                Ok(predicate_type) => bundles.verified.push(predicate_type),
+                Err(problem) => bundles.problems.push(problem),
+            }
+        }
+        out.push(bundles);
+    }
+    Ok(out)
 }
