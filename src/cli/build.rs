@@ -119,6 +119,13 @@ pub(crate) struct BuildArgs {
     /// Ed25519, as `kiln keygen` writes).
     #[arg(long, env = "KILN_SIGN_KEY")]
     sign_key: Option<PathBuf>,
+    /// Check every registry base image against this policy (the `kiln verify` format) before
+    /// any step runs; the build stops, naming the base, the check and the fix, when one fails.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A public key (PEM) the policy trusts; repeatable.
+    #[arg(long = "policy-key", requires = "policy")]
+    policy_keys: Vec<PathBuf>,
     /// How attestations are attached to OCI layout outputs and pushes.
     #[arg(long, value_enum, default_value = "referrers")]
     attest_mode: AttestModeName,
@@ -329,6 +336,29 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         ProgressMode::Auto | ProgressMode::Plain => &plain,
     };
     let started_on = unix_now();
+    if let Some(path) = &args.policy {
+        let policy = attest::Policy::load(path)?;
+        let keys = args
+            .policy_keys
+            .iter()
+            .map(|key| attest::PublicKey::load(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let failures = super::attest::check_build_policy(
+            &options,
+            &policy,
+            &path.display().to_string(),
+            &keys,
+        )?;
+        if !failures.is_empty() {
+            for failure in &failures {
+                eprintln!("POLICY FAILED {failure}");
+            }
+            return Err(anyhow::anyhow!(
+                "the base images do not comply with the policy `{}`; nothing was built",
+                path.display()
+            ));
+        }
+    }
     let outcome = build::build(&options, reporter)?;
     let attestations = make_attestations(&args, &options, &outcome, started_on)?;
     let signing_key = match (&args.sign_key, push_targets.is_empty()) {
