@@ -379,3 +379,55 @@ fn push_of_an_index_signs_every_platform_manifest() {
         assert_eq!(wrong.signatures, 0, "{digest} verified with a wrong key");
     }
 }
+
+#[test]
+fn kiln_sign_signs_an_image_already_in_the_registry() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(&work.path().join("k"));
+    let (_, other) = keygen(&work.path().join("other"));
+    let ctx = work.path().join("ctx");
+    write_files(
+        &ctx,
+        &[
+            ("hello.txt", "unsigned\n"),
+            ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ],
+    );
+    let cache = work.path().join("cache");
+    let target = reg.reference("test/later:1");
+    let digest = kiln_ok(&[
+        "build",
+        "--progress=quiet",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-t",
+        &target,
+        "--push",
+        ctx.to_str().unwrap(),
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(
+        check(&reg, "test/later", &digest, &digest, &public).signatures,
+        0,
+        "signed before kiln sign"
+    );
+    let signed = kiln_ok(&[
+        "sign",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--key",
+        &key,
+        &target,
+    ]);
+    assert_eq!(signed.trim(), digest);
+    assert_eq!(
+        check(&reg, "test/later", &digest, &digest, &public).signatures,
+        1
+    );
+    assert_eq!(
+        check(&reg, "test/later", &digest, &digest, &other).signatures,
+        0
+    );
+}

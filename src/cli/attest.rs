@@ -976,3 +976,73 @@ pub(crate) fn check_build_policy(
     }
     Ok(failures)
 }
+
+#[derive(clap::Args)]
+pub(crate) struct SignArgs {
+    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`); an index is
+    /// signed with each platform manifest it lists.
+    image: String,
+    /// The private key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD or
+    /// COSIGN_PASSWORD).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signature layouts: `cosign-tags`, `bundle` or `both`.
+    #[arg(long, value_enum, default_value = "both")]
+    signature_format: SignatureFormatName,
+    #[command(flatten)]
+    registry: super::RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// `kiln sign`: signs an image already in a registry, like `cosign sign --key`.
+pub(crate) fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    if args.image.starts_with("oci:") {
+        return Err(super::usage(
+            "kiln sign reads registry images only so far; push the layout with `kiln push oci:DIR REF --sign-key KEY`, which signs it".to_owned(),
+        ));
+    }
+    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let options = args.registry.options(&cache_dir)?;
+    let reference = super::parse_references(std::slice::from_ref(&args.image))?.remove(0);
+    let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, &options)
+        .with_context(|| format!("failed to read `{}`", args.image))?;
+    store.put_bytes(&bytes)?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| image::manifest::MEDIA_TYPE_OCI_MANIFEST.to_owned());
+    let descriptor =
+        image::manifest::Descriptor::new(&media_type, digest.clone(), bytes.len() as u64);
+    let subjects = signing_subjects(&store, &descriptor)?;
+    // Signatures live in the image's repository, tagged by digest: the target carries no tag.
+    let target = kiln::registry::Reference::new(
+        reference.registry(),
+        reference.repository(),
+        None,
+        Some(digest.clone()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    push_signatures(
+        args.signature_format,
+        &store,
+        &subjects,
+        &[],
+        &key,
+        &[target],
+        &options,
+    )?;
+    eprintln!(
+        "kiln: signed {} manifest(s) of `{}`",
+        subjects.len(),
+        args.image
+    );
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
