@@ -129,4 +129,44 @@ fn the_policy_stops_the_build_before_its_first_step() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(dest.join("index.json").exists());
+
+    // Keys named in the policy file (relative to it) are trusted without --policy-key.
+    let keyed = work.path().join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        "require_signed = true\nrequire_base_digest = true\nkeys = [\"k/public.pem\"]\n",
+    )
+    .unwrap();
+    let from = format!("{signed_name}@{signed}");
+    let ctx = work.path().join("app-keyed");
+    write_files(
+        &ctx,
+        &[
+            ("app.txt", "app\n"),
+            ("Dockerfile", &format!("FROM {from}\nCOPY app.txt /\n")),
+        ],
+    );
+    let run = |policy: &Path| {
+        kiln(&[
+            "build",
+            "--progress=quiet",
+            "--cache-dir",
+            work.path().join("cache").to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ])
+    };
+    let ok = run(&keyed);
+    assert!(
+        ok.status.success(),
+        "the policy file's key was not trusted:\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let unkeyed = work.path().join("unkeyed.toml");
+    std::fs::write(&unkeyed, "require_signed = true\n").unwrap();
+    assert!(
+        !run(&unkeyed).status.success(),
+        "no trusted key, yet it built"
+    );
 }

@@ -234,7 +234,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             (layout.display().to_string(), Some("image".to_owned()))
         }
     };
-    let keys = args
+    let mut keys = args
         .keys
         .iter()
         .map(|path| attest::PublicKey::load(path))
@@ -247,6 +247,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             ..attest::Policy::default()
         },
     };
+    keys.extend(policy.load_keys()?);
     let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
     // Registry images: also cosign's tags and Sigstore bundles, reported per layout; a layout
     // holding entries of which none verifies fails.

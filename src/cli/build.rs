@@ -338,11 +338,12 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started_on = unix_now();
     if let Some(path) = &args.policy {
         let policy = attest::Policy::load(path)?;
-        let keys = args
+        let mut keys = args
             .policy_keys
             .iter()
             .map(|key| attest::PublicKey::load(key))
             .collect::<Result<Vec<_>, _>>()?;
+        keys.extend(policy.load_keys()?);
         let failures = super::attest::check_build_policy(
             &options,
             &policy,
