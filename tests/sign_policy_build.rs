@@ -129,6 +129,26 @@ fn the_policy_stops_the_build_before_its_first_step() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(dest.join("index.json").exists());
+    // The provenance records the policy's digest and the verdict.
+    let policy_digest = registry_support::sha256(&std::fs::read(&strict).unwrap());
+    let provenance = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .filter_map(|entry| {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(entry.unwrap().path()).ok()?)
+                .ok()
+        })
+        .find(|doc| doc["predicateType"] == "https://slsa.dev/provenance/v1")
+        .expect("no provenance statement in the layout");
+    let recorded = &provenance["predicate"]["buildDefinition"]["internalParameters"]["basePolicy"];
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            recorded["digest"]["sha256"].as_str().unwrap_or_default()
+        ),
+        policy_digest,
+        "{provenance:#}"
+    );
+    assert_eq!(recorded["verdict"], "passed");
 
     // Keys named in the policy file (relative to it) are trusted without --policy-key.
     let keyed = work.path().join("keyed.toml");

@@ -336,6 +336,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         ProgressMode::Auto | ProgressMode::Plain => &plain,
     };
     let started_on = unix_now();
+    let mut base_policy_record = None;
     if let Some(path) = &args.policy {
         let policy = attest::Policy::load(path)?;
         let mut keys = args
@@ -359,9 +360,22 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 path.display()
             ));
         }
+        let policy_bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read the policy `{}`", path.display()))?;
+        base_policy_record = Some(attest::provenance::BasePolicyRecord {
+            digest: kiln::digest::Digest::of(&policy_bytes),
+            verdict: "passed".to_owned(),
+            trusted_keyids: keys.iter().map(|k| k.keyid()).collect(),
+        });
     }
     let outcome = build::build(&options, reporter)?;
-    let attestations = make_attestations(&args, &options, &outcome, started_on)?;
+    let attestations = make_attestations(
+        &args,
+        &options,
+        &outcome,
+        started_on,
+        base_policy_record.as_ref(),
+    )?;
     let signing_key = match (&args.sign_key, push_targets.is_empty()) {
         (Some(path), false) => {
             Some(attest::SigningKey::load(path).context("failed to load the signing key")?)
@@ -488,6 +502,7 @@ pub(crate) fn make_attestations(
     options: &BuildOptions,
     outcome: &build::BuildOutcome,
     started_on: i64,
+    base_policy: Option<&attest::provenance::BasePolicyRecord>,
 ) -> anyhow::Result<Vec<attest::Attestation>> {
     if !args.provenance && !args.sbom {
         return Ok(Vec::new());
@@ -564,6 +579,7 @@ pub(crate) fn make_attestations(
                 finished_on: unix_now(),
             }
         };
+        params.base_policy = base_policy.cloned();
         out.push(wrap(&attest::provenance::statement(&params)?)?);
     }
     if args.sbom {
