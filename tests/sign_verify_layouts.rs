@@ -17,7 +17,8 @@ use std::process::{Command, Output};
 use registry_support::{Auth, TestRegistry};
 use support::{kiln, kiln_ok, write_files};
 
-/// argv: host, repository, manifest digest, private key path (PKCS#8 PEM, P-256).
+/// argv: host, repository, manifest digest, private key path (PKCS#8 PEM, P-256), manifest
+/// size, and optionally the docker-reference to sign for (default: the repository).
 const PYTHON_SIGNER: &str = r#"
 import base64, hashlib, json, sys, urllib.request
 from cryptography.hazmat.primitives import hashes, serialization
@@ -58,7 +59,8 @@ hexd = digest.split(":", 1)[1]
 config = put_blob(b"{}")
 config["mediaType"] = "application/vnd.oci.image.config.v1+json"
 # .sig
-payload = json.dumps({"critical": {"identity": {"docker-reference": f"{host}/{repo}"},
+identity = sys.argv[6] if len(sys.argv) > 6 else f"{host}/{repo}"
+payload = json.dumps({"critical": {"identity": {"docker-reference": identity},
     "image": {"docker-manifest-digest": digest}, "type": "cosign container image signature"},
     "optional": {}}).encode()
 layer = put_blob(payload)
@@ -248,4 +250,53 @@ fn signatures_from_an_independent_signer_verify_in_each_layout() {
     let (bad, stderr) = verify(&target, &work.path().join("b/public.pem"), &policy, &cache);
     assert!(!bad.status.success(), "another key verified:\n{stderr}");
     assert!(stderr.contains("none of 1 entries verified"), "{stderr}");
+}
+
+#[test]
+fn require_exact_repository_refuses_a_signature_for_another_repository() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let private = work.path().join("py.key");
+    let public = work.path().join("py.pub");
+    python(
+        PYTHON_KEYGEN,
+        &[private.to_str().unwrap(), public.to_str().unwrap()],
+    );
+    let target = reg.reference("test/moved:1");
+    let digest = build_push(
+        work.path(),
+        &target,
+        &["--provenance=false", "--sbom=false"],
+    );
+    python(
+        PYTHON_SIGNER,
+        &[
+            &reg.host(),
+            "test/moved",
+            &digest,
+            private.to_str().unwrap(),
+            "0",
+            "registry.example.com/elsewhere",
+        ],
+    );
+    let cache = work.path().join("cache");
+    let short = &digest[7..19];
+    let lax = work.path().join("lax.toml");
+    std::fs::write(&lax, "require_provenance = false\n").unwrap();
+    let (ok, stderr) = verify(&target, &public, &lax, &cache);
+    assert!(ok.status.success(), "{stderr}");
+    let exact = work.path().join("exact.toml");
+    std::fs::write(
+        &exact,
+        "require_provenance = false\nrequire_exact_repository = true\n",
+    )
+    .unwrap();
+    let (refused, stderr) = verify(&target, &public, &exact, &cache);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cosign .sig for {short}: 1 found, 0 verified"))
+            && stderr.contains("not `")
+            && stderr.contains("require_exact_repository"),
+        "{stderr}"
+    );
 }

@@ -69,6 +69,11 @@ pub struct Policy {
     /// (checked by the caller, which can reach the registry: `kiln verify`).
     #[serde(default)]
     pub require_base_provenance: bool,
+    /// cosign `.sig` signatures count only when their `docker-reference` is exactly the
+    /// verified image's repository (`registry/repository`), as containers/image's
+    /// `matchRepository` demands.
+    #[serde(default)]
+    pub require_exact_repository: bool,
     /// Public key files (PEM) the policy trusts, besides those given on the command line;
     /// [`Policy::load`] resolves relative paths against the policy file's directory.
     #[serde(default)]

@@ -259,7 +259,13 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(build::default_cache_dir);
         let options = args.registry.options(&cache_dir)?;
         let store = build::open_store(&cache_dir)?;
-        for findings in cosign_layouts(&args.image, &keys, &options, &store)? {
+        for findings in cosign_layouts(
+            &args.image,
+            &keys,
+            policy.require_exact_repository,
+            &options,
+            &store,
+        )? {
             if findings.found == 0 {
                 eprintln!("{}: none", findings.label);
                 continue;
@@ -739,6 +745,7 @@ struct LayoutFindings {
 fn cosign_layouts(
     image: &str,
     keys: &[attest::PublicKey],
+    exact_repository: bool,
     options: &kiln::registry::RegistryOptions,
     store: &kiln::store::Store,
 ) -> anyhow::Result<Vec<LayoutFindings>> {
@@ -775,7 +782,14 @@ fn cosign_layouts(
                 sig.found += 1;
                 let payload = blob(&tagged, layer)?;
                 match attest::cosign::verify_signature_layer(layer, &payload, keys, subject) {
-                    Ok(identity) => sig.verified.push(format!("signature by {identity}")),
+                    Ok(identity) if exact_repository && identity != reference.name() => {
+                        sig.problems.push(format!(
+                            "layer {}: signed for `{identity}`, not `{}` (require_exact_repository)",
+                            layer.digest,
+                            reference.name()
+                        ));
+                    }
+                    Ok(identity) => sig.verified.push(format!("signature for {identity}")),
                     Err(problem) => sig.problems.push(problem),
                 }
             }
@@ -920,7 +934,13 @@ pub(crate) fn check_build_policy(
         {
             continue;
         }
-        let layouts = match cosign_layouts(base, keys, &options.registry, &store) {
+        let layouts = match cosign_layouts(
+            base,
+            keys,
+            policy.require_exact_repository,
+            &options.registry,
+            &store,
+        ) {
             Ok(layouts) => layouts,
             Err(e) => {
                 fail(
