@@ -431,3 +431,63 @@ fn kiln_sign_signs_an_image_already_in_the_registry() {
         0
     );
 }
+
+#[test]
+fn a_signed_layout_carries_the_tags_and_they_verify_after_a_push() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(&work.path().join("k"));
+    let ctx = work.path().join("ctx");
+    write_files(
+        &ctx,
+        &[
+            ("hello.txt", "layout\n"),
+            ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ],
+    );
+    let cache = work.path().join("cache");
+    let layout = work.path().join("layout");
+    let target = reg.reference("test/lay:1");
+    let digest = kiln_ok(&[
+        "build",
+        "--progress=quiet",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-t",
+        &target,
+        "--sign-key",
+        &key,
+        "--output",
+        &format!("type=oci,dest={}", layout.display()),
+        ctx.to_str().unwrap(),
+    ])
+    .trim()
+    .to_owned();
+    let tag = digest.replace(':', "-");
+    for reference in [
+        format!("oci:{}@{digest}", layout.display()),
+        format!("oci:{}:{tag}.sig", layout.display()),
+        format!("oci:{}:{tag}.att", layout.display()),
+    ] {
+        let pushed_tag = reference.rsplit([':', '@']).next().unwrap();
+        let destination = if reference.contains('@') {
+            target.clone()
+        } else {
+            reg.reference(&format!("test/lay:{pushed_tag}"))
+        };
+        kiln_ok(&[
+            "push",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            &reference,
+            &destination,
+        ]);
+    }
+    let found = check(&reg, "test/lay", &digest, &digest, &public);
+    assert_eq!(found.signatures, 1, "the layout's .sig does not verify");
+    assert_eq!(
+        found.attestations.len(),
+        2,
+        "the layout's .att does not verify"
+    );
+}

@@ -376,11 +376,11 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         started_on,
         base_policy_record.as_ref(),
     )?;
-    let signing_key = match (&args.sign_key, push_targets.is_empty()) {
-        (Some(path), false) => {
+    let signing_key = match &args.sign_key {
+        Some(path) => {
             Some(attest::SigningKey::load(path).context("failed to load the signing key")?)
         }
-        _ => None,
+        None => None,
     };
     let images = [(outcome.image.clone(), args.tags.clone())];
     write_outputs(&outcome.store, &images, &outputs)?;
@@ -395,6 +395,29 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 &attestations,
                 args.attest_mode,
             )?;
+            if let Some(key) = &signing_key
+                && args.signature_format.cosign_tags()
+            {
+                let docker_reference = match args.tags.first() {
+                    Some(tag) => super::parse_references(std::slice::from_ref(tag))?
+                        .remove(0)
+                        .name(),
+                    None => String::new(),
+                };
+                attest::cosign::sign_layout(
+                    &output.dest,
+                    &outcome.image.manifest.digest,
+                    &docker_reference,
+                    key,
+                    &attestations,
+                )
+                .with_context(|| {
+                    format!(
+                        "failed to write cosign's tags into `{}`",
+                        output.dest.display()
+                    )
+                })?;
+            }
         }
     }
     if !push_targets.is_empty() {
