@@ -46,6 +46,9 @@ enum Command {
     Attest(AttestArgs),
     /// Create a signing key pair for attestations (`private.pem`, `public.pem`).
     Keygen(KeygenArgs),
+    /// Sign an image in a registry (like `cosign sign --key`): cosign's `.sig` tag and a
+    /// Sigstore bundle referrer, for an index also each platform manifest.
+    Sign(SignArgs),
     /// Verify the attestations of an image in an OCI layout: signatures, subject, policy.
     Verify(VerifyArgs),
     /// Snapshot the Alpine indexes and packages kiln has cached as local repositories, for
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Pin(args) => run_pin(args),
         Command::Attest(args) => run_attest(args),
         Command::Keygen(args) => run_keygen(args),
+        Command::Sign(args) => run_sign(args),
         Command::Verify(args) => run_verify(args),
         Command::ApkExport(args) => run_apk_export(args),
         Command::Lock(args) => cli::lock::run_lock(args),

@@ -344,6 +344,8 @@ fn referrers_use_the_fallback_tag_and_a_second_attachment_keeps_the_first() {
             allowed_registries: vec!["docker.io".to_owned()],
             required_predicate_types: vec!["https://spdx.dev/Document".to_owned()],
             require_base_provenance: false,
+            require_exact_repository: false,
+            keys: Vec::new(),
         },
     )
     .unwrap();

@@ -105,6 +105,11 @@ impl Attestation {
         &self.bytes
     }
 
+    /// The digests of the statement's subjects.
+    pub fn subjects(&self) -> &[Digest] {
+        &self.subjects
+    }
+
     /// True for a DSSE envelope.
     pub fn is_signed(&self) -> bool {
         self.signed

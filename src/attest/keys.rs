@@ -3,8 +3,10 @@
 //! Formats: private keys are unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, what
 //! [`keygen`], `openssl genpkey` and `cosign import-key-pair` inputs use; SEC1
 //! `EC PRIVATE KEY` is read too); public keys are SPKI PEM (`-----BEGIN PUBLIC KEY-----`, the
-//! `cosign.pub` format). Encrypted keys (cosign's own scrypt+secretbox `ENCRYPTED SIGSTORE/COSIGN
-//! PRIVATE KEY`, PKCS#8 `ENCRYPTED PRIVATE KEY`) are refused with a message saying so.
+//! `cosign.pub` format). cosign's own password-encrypted keys (`ENCRYPTED SIGSTORE PRIVATE KEY`,
+//! `ENCRYPTED COSIGN PRIVATE KEY`) are decrypted with the password from `KILN_PASSWORD` or
+//! `COSIGN_PASSWORD` (see [`super::cosign_key`]); [`keygen_cosign`] writes them. PKCS#8
+//! `ENCRYPTED PRIVATE KEY` is refused with a message saying so.
 //!
 //! Signatures: ECDSA P-256 with SHA-256, ASN.1 DER encoded (what cosign and securesystemslib
 //! produce and expect); Ed25519 (RFC 8032, verified with `verify_strict`).
@@ -26,7 +28,7 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use sha2::Digest as _;
 
-use super::AttestError;
+use super::{AttestError, cosign_key};
 
 /// File name of the private key [`keygen`] writes.
 pub const PRIVATE_KEY_FILE: &str = "private.pem";
@@ -109,10 +111,26 @@ impl SigningKey {
             Some("EC PRIVATE KEY") => p256::SecretKey::from_sec1_pem(text)
                 .map(|k| SigningKey::EcdsaP256(k.into()))
                 .map_err(|_| key_error(source_name, "not a P-256 SEC1 private key")),
+            Some(label) if cosign_key::is_cosign_label(label) => {
+                let password = cosign_key::password_from_env().ok_or_else(|| {
+                    key_error(
+                        source_name,
+                        format!(
+                            "`{label}` is password-encrypted; set its password in {} or {}",
+                            cosign_key::PASSWORD_VARIABLES[0],
+                            cosign_key::PASSWORD_VARIABLES[1]
+                        ),
+                    )
+                })?;
+                let mut der = cosign_key::decrypt(text, &password, source_name)?;
+                let key = SigningKey::from_pkcs8_der(&der, source_name);
+                der.fill(0);
+                key
+            }
             Some(label) if label.contains("ENCRYPTED") => Err(key_error(
                 source_name,
                 format!(
-                    "encrypted cosign keys are not supported (`{label}`); use an unencrypted PKCS#8 key (`kiln keygen`, or `openssl pkcs8 -topk8 -nocrypt`)"
+                    "PKCS#8 encrypted keys are not supported (`{label}`); decrypt it (`openssl pkcs8 -topk8 -nocrypt`) or use `kiln keygen --format cosign`"
                 ),
             )),
             Some(label) => Err(key_error(
@@ -121,6 +139,35 @@ impl SigningKey {
             )),
             None => Err(key_error(source_name, "no PEM block found")),
         }
+    }
+
+    /// Parses a PKCS#8 DER private key (ECDSA P-256 or Ed25519).
+    pub fn from_pkcs8_der(der: &[u8], source_name: &str) -> Result<SigningKey, AttestError> {
+        if let Ok(key) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+            return Ok(SigningKey::EcdsaP256(key));
+        }
+        ed25519_dalek::SigningKey::from_pkcs8_der(der)
+            .map(SigningKey::Ed25519)
+            .map_err(|_| {
+                key_error(
+                    source_name,
+                    "not an ECDSA P-256 or Ed25519 PKCS#8 private key",
+                )
+            })
+    }
+
+    /// The key as PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, AttestError> {
+        let document = match self {
+            SigningKey::EcdsaP256(key) => key.to_pkcs8_der(),
+            SigningKey::Ed25519(key) => {
+                use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+                key.to_pkcs8_der()
+            }
+        };
+        document
+            .map(|d| d.as_bytes().to_vec())
+            .map_err(|e| key_error("<memory>", format!("PKCS#8 encoding failed: {e}")))
     }
 
     /// Reads a PEM private key file.
@@ -283,6 +330,37 @@ pub fn keygen(dir: &Path, algorithm: KeyAlgorithm) -> Result<(PathBuf, PathBuf),
     Ok((private_path, public_path))
 }
 
+/// File name of the private key [`keygen_cosign`] writes (cosign's name).
+pub const COSIGN_PRIVATE_KEY_FILE: &str = "cosign.key";
+/// File name of the public key [`keygen_cosign`] writes (cosign's name).
+pub const COSIGN_PUBLIC_KEY_FILE: &str = "cosign.pub";
+
+/// Writes a new key pair into `dir` (created if missing) in cosign's format:
+/// [`COSIGN_PRIVATE_KEY_FILE`] (`ENCRYPTED SIGSTORE PRIVATE KEY` under `password`, mode 0600)
+/// and [`COSIGN_PUBLIC_KEY_FILE`] (SPKI PEM, mode 0644). Existing files are never overwritten.
+/// Returns (private, public) paths.
+pub fn keygen_cosign(
+    dir: &Path,
+    algorithm: KeyAlgorithm,
+    password: &[u8],
+) -> Result<(PathBuf, PathBuf), AttestError> {
+    std::fs::create_dir_all(dir).map_err(|e| AttestError::io("create directory", dir, e))?;
+    let private_path = dir.join(COSIGN_PRIVATE_KEY_FILE);
+    let public_path = dir.join(COSIGN_PUBLIC_KEY_FILE);
+    for path in [&private_path, &public_path] {
+        if path.exists() {
+            return Err(AttestError::KeyExists { path: path.clone() });
+        }
+    }
+    let key = SigningKey::generate(algorithm)?;
+    let mut der = key.to_pkcs8_der()?;
+    let encrypted = cosign_key::encrypt(&der, password);
+    der.fill(0);
+    write_new_file(&private_path, encrypted?.as_bytes(), 0o600)?;
+    write_new_file(&public_path, key.public_key().to_pem()?.as_bytes(), 0o644)?;
+    Ok((private_path, public_path))
+}
+
 /// Writes `bytes` to a temp file with `mode`, fsyncs, and links it into place without
 /// replacing an existing file.
 fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AttestError> {
@@ -333,21 +411,29 @@ mod tests {
     }
 
     #[test]
-    fn encrypted_keys_are_refused_by_name() {
-        for label in [
-            "ENCRYPTED SIGSTORE PRIVATE KEY",
-            "ENCRYPTED COSIGN PRIVATE KEY",
-            "ENCRYPTED PRIVATE KEY",
-        ] {
-            let text = format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n");
-            let err = SigningKey::from_pem(&text, "cosign.key")
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("encrypted cosign keys are not supported")
-                    && err.contains("unencrypted PKCS#8"),
-                "{err}"
-            );
+    fn pkcs8_encrypted_keys_are_refused_by_name() {
+        let label = "ENCRYPTED PRIVATE KEY";
+        let text = format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n");
+        let err = SigningKey::from_pem(&text, "enc.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PKCS#8 encrypted keys are not supported") && err.contains("enc.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cosign_keygen_round_trips_through_the_encrypted_format() {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+            let sub = dir.path().join(format!("{alg:?}"));
+            let (private, public) = keygen_cosign(&sub, alg, b"pw").unwrap();
+            let text = std::fs::read_to_string(&private).unwrap();
+            assert!(text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+            let der = cosign_key::decrypt(&text, b"pw", "k").unwrap();
+            let key = SigningKey::from_pkcs8_der(&der, "k").unwrap();
+            assert_eq!(PublicKey::load(&public).unwrap(), key.public_key());
         }
     }
 

@@ -56,6 +56,9 @@
 //! has a home; change that one constant to move them.
 
 pub mod attach;
+pub mod bundle;
+pub mod cosign;
+pub mod cosign_key;
 pub mod dsse;
 pub mod keys;
 pub mod material;

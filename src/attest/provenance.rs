@@ -439,6 +439,20 @@ pub struct ProvenanceParams {
     pub builder: Builder,
     /// Default [`Timing::Reproducible`].
     pub timing: Timing,
+    /// The base-image policy the build was checked against (`kiln build --policy`); default
+    /// None. Written as `internalParameters.basePolicy`.
+    pub base_policy: Option<BasePolicyRecord>,
+}
+
+/// What `kiln build --policy` checked: the policy file's digest and the verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasePolicyRecord {
+    /// sha256 of the policy file's bytes.
+    pub digest: Digest,
+    /// `passed` (a failing policy stops the build, so no provenance records a failure).
+    pub verdict: String,
+    /// The keyids of the keys the policy trusted.
+    pub trusted_keyids: Vec<String>,
 }
 
 impl ProvenanceParams {
@@ -456,6 +470,7 @@ impl ProvenanceParams {
             materials: Vec::new(),
             builder: Builder::local(),
             timing: Timing::Reproducible,
+            base_policy: None,
         }
     }
 
@@ -557,7 +572,7 @@ pub fn statement(params: &ProvenanceParams) -> Result<Statement, AttestError> {
             "finishedOn": rfc3339(*finished_on),
         });
     }
-    let predicate = json!({
+    let mut predicate = json!({
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": Value::Object(external),
@@ -565,6 +580,15 @@ pub fn statement(params: &ProvenanceParams) -> Result<Statement, AttestError> {
         },
         "runDetails": run_details,
     });
+    if let Some(policy) = &params.base_policy {
+        predicate["buildDefinition"]["internalParameters"] = json!({
+            "basePolicy": {
+                "digest": {policy.digest.algorithm(): policy.digest.hex()},
+                "verdict": policy.verdict,
+                "trustedKeyids": policy.trusted_keyids,
+            },
+        });
+    }
     let statement = Statement::new(&params.subjects, SLSA_PROVENANCE_V1, predicate);
     check_no_secrets(params, &statement.to_bytes()?, "provenance")?;
     Ok(statement)

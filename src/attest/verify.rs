@@ -45,6 +45,7 @@ use crate::image::manifest::{Descriptor, Index, Manifest};
 /// require_base_digest = true
 /// allowed_registries = ["ghcr.io", "docker.io"]
 /// required_predicate_types = ["https://spdx.dev/Document"]
+/// keys = ["keys/release.pub"]          # trusted public keys, relative to the policy file
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +69,15 @@ pub struct Policy {
     /// (checked by the caller, which can reach the registry: `kiln verify`).
     #[serde(default)]
     pub require_base_provenance: bool,
+    /// cosign `.sig` signatures count only when their `docker-reference` is exactly the
+    /// verified image's repository (`registry/repository`), as containers/image's
+    /// `matchRepository` demands.
+    #[serde(default)]
+    pub require_exact_repository: bool,
+    /// Public key files (PEM) the policy trusts, besides those given on the command line;
+    /// [`Policy::load`] resolves relative paths against the policy file's directory.
+    #[serde(default)]
+    pub keys: Vec<std::path::PathBuf>,
 }
 
 impl Policy {
@@ -89,7 +99,22 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, AttestError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| AttestError::io("read policy file", path, e))?;
-        Policy::parse(&text, &path.display().to_string())
+        let mut policy = Policy::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for key in &mut policy.keys {
+            if key.is_relative() {
+                *key = base.join(&*key);
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The public keys the policy file names ([`Policy::keys`]), loaded.
+    pub fn load_keys(&self) -> Result<Vec<super::PublicKey>, AttestError> {
+        self.keys
+            .iter()
+            .map(|path| super::PublicKey::load(path))
+            .collect()
     }
 }
 

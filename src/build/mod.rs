@@ -275,7 +275,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
 }
 
 /// BuildKit's automatic platform ARGs.
-fn platform_args(target: &Platform) -> BTreeMap<String, String> {
+pub fn platform_args(target: &Platform) -> BTreeMap<String, String> {
     let host = Platform::host();
     let mut args = BTreeMap::new();
     for (prefix, platform) in [("TARGET", target), ("BUILD", &host)] {

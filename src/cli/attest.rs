@@ -14,12 +14,22 @@ use super::build::AttestModeName;
 
 #[derive(clap::Args)]
 pub(crate) struct KeygenArgs {
-    /// Directory to write `private.pem` (mode 0600) and `public.pem` into; existing files are
-    /// never overwritten.
+    /// Directory to write `private.pem` (mode 0600) and `public.pem` into (`cosign.key` and
+    /// `cosign.pub` with `--format cosign`); existing files are never overwritten.
     dir: PathBuf,
     /// Key type.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     algorithm: KeyAlgorithmName,
+    /// Private key file format: unencrypted PKCS#8 PEM, or cosign's password-encrypted
+    /// `ENCRYPTED SIGSTORE PRIVATE KEY` (password from KILN_PASSWORD or COSIGN_PASSWORD).
+    #[arg(long, value_enum, default_value = "pkcs8")]
+    format: KeyFormatName,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum KeyFormatName {
+    Pkcs8,
+    Cosign,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,7 +190,16 @@ pub(crate) fn run_keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("failed to create `{}`", args.dir.display()))?;
-    let (private, public) = attest::keygen(&args.dir, algorithm)?;
+    let (private, public) = match args.format {
+        KeyFormatName::Pkcs8 => attest::keygen(&args.dir, algorithm)?,
+        KeyFormatName::Cosign => {
+            let [first, second] = attest::cosign_key::PASSWORD_VARIABLES;
+            let password = attest::cosign_key::password_from_env().with_context(|| {
+                format!("`kiln keygen --format cosign` encrypts the key with a password: set {first} (or {second})")
+            })?;
+            attest::keys::keygen_cosign(&args.dir, algorithm, &password)?
+        }
+    };
     let key = attest::PublicKey::load(&public)?;
     eprintln!(
         "kiln: wrote `{}` (keep it secret) and `{}` (keyid {})",
@@ -215,7 +234,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             (layout.display().to_string(), Some("image".to_owned()))
         }
     };
-    let keys = args
+    let mut keys = args
         .keys
         .iter()
         .map(|path| attest::PublicKey::load(path))
@@ -228,7 +247,51 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             ..attest::Policy::default()
         },
     };
+    keys.extend(policy.load_keys()?);
     let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
+    // Registry images: also cosign's tags and Sigstore bundles, reported per layout; a layout
+    // holding entries of which none verifies fails.
+    let mut layout_failures = Vec::new();
+    if !args.image.starts_with("oci:") {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(build::default_cache_dir);
+        let options = args.registry.options(&cache_dir)?;
+        let store = build::open_store(&cache_dir)?;
+        for findings in cosign_layouts(
+            &args.image,
+            &keys,
+            policy.require_exact_repository,
+            &options,
+            &store,
+        )? {
+            if findings.found == 0 {
+                eprintln!("{}: none", findings.label);
+                continue;
+            }
+            eprintln!(
+                "{}: {} found, {} verified{}",
+                findings.label,
+                findings.found,
+                findings.verified.len(),
+                if findings.verified.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", findings.verified.join(", "))
+                }
+            );
+            for problem in &findings.problems {
+                eprintln!("  not verified: {problem}");
+            }
+            if findings.verified.is_empty() {
+                layout_failures.push(format!(
+                    "{}: none of {} entries verified with the trusted keys",
+                    findings.label, findings.found
+                ));
+            }
+        }
+    }
     // The chain: each registry base the provenance names must carry its own trusted provenance.
     let mut chain_failures = Vec::new();
     if policy.require_base_provenance {
@@ -276,6 +339,7 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    chain_failures.extend(layout_failures);
     if report.passed() && chain_failures.is_empty() {
         eprintln!("kiln: verified `{}`: every check passed", args.image);
         Ok(ExitCode::SUCCESS)
@@ -397,5 +461,610 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
         "kiln: attached {} to {}",
         statement.predicate_type, built.manifest.digest
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which signature layouts a signing push writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SignatureFormatName {
+    /// cosign's tags: `sha256-<hex>.sig` (simple signing) and `sha256-<hex>.att` (DSSE).
+    CosignTags,
+    /// Sigstore bundle v0.3 referrers, listed in the `sha256-<hex>` fallback tag.
+    Bundle,
+    /// Both layouts.
+    Both,
+}
+
+impl SignatureFormatName {
+    /// Whether cosign's `.sig`/`.att` tags are written.
+    pub(crate) fn cosign_tags(self) -> bool {
+        matches!(
+            self,
+            SignatureFormatName::CosignTags | SignatureFormatName::Both
+        )
+    }
+
+    /// Whether Sigstore bundle referrers are written.
+    pub(crate) fn bundles(self) -> bool {
+        matches!(
+            self,
+            SignatureFormatName::Bundle | SignatureFormatName::Both
+        )
+    }
+}
+
+/// Signs `subjects` (and puts the signed `attestations` about them) in the layouts `format`
+/// names, in every target's repository.
+pub(crate) fn push_signatures(
+    format: SignatureFormatName,
+    store: &kiln::store::Store,
+    subjects: &[image::manifest::Descriptor],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    if format.cosign_tags() {
+        push_cosign_tags(store, subjects, attestations, key, targets, options)
+            .context("failed to push cosign's .sig/.att tags")?;
+    }
+    if format.bundles() {
+        push_bundles(store, subjects, attestations, key, targets, options)
+            .context("failed to push the Sigstore bundles")?;
+    }
+    Ok(())
+}
+
+/// The manifest under `tagged`, or None when the registry has no such tag (404).
+fn existing_tag_manifest(
+    tagged: &kiln::registry::Reference,
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<Option<image::manifest::Manifest>> {
+    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
+        Ok((_, bytes)) => bytes,
+        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to read `{tagged}` to keep the entries already under it")
+            });
+        }
+    };
+    let manifest: image::manifest::Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{tagged}` is not an OCI image manifest"))?;
+    // The push walks the manifest from the store: bring its blobs (already on the registry,
+    // so nothing is uploaded again) in first.
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        kiln::registry::fetch_blob(tagged, blob, store, options)
+            .with_context(|| format!("failed to fetch {} of `{tagged}`", blob.digest))?;
+    }
+    Ok(Some(manifest))
+}
+
+/// Writes (or extends) `tag` in `target`'s repository with `layers`.
+fn push_tag_layers(
+    store: &kiln::store::Store,
+    target: &kiln::registry::Reference,
+    tag: &str,
+    layers: &[image::manifest::Descriptor],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    let tagged = target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let existing = existing_tag_manifest(&tagged, store, options)?;
+    let bytes = attest::cosign::merge_manifest(store, existing.as_ref(), layers)?;
+    kiln::registry::push_manifest(
+        store,
+        &bytes,
+        image::manifest::MEDIA_TYPE_OCI_MANIFEST,
+        std::slice::from_ref(&tagged),
+        options,
+    )
+    .with_context(|| format!("failed to push `{tagged}`"))?;
+    Ok(())
+}
+
+/// Signs every manifest in `subjects` with `key` under cosign's `.sig` tag of each target's
+/// repository, and puts the signed `attestations` whose subject it is under its `.att` tag.
+/// Entries already under those tags are kept.
+pub(crate) fn push_cosign_tags(
+    store: &kiln::store::Store,
+    subjects: &[image::manifest::Descriptor],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    for target in targets {
+        let docker_reference = target.name();
+        for subject in subjects.iter().map(|s| &s.digest) {
+            let signature =
+                attest::cosign::signature_layer(store, key, &docker_reference, subject)?;
+            let tag = attest::cosign::signature_tag(subject);
+            push_tag_layers(store, target, &tag, &[signature], options)?;
+            let mut envelopes = Vec::new();
+            for attestation in attestations {
+                if attestation.subjects().contains(subject)
+                    && let Some(layer) = attest::cosign::attestation_layer(store, attestation)?
+                {
+                    envelopes.push(layer);
+                }
+            }
+            if !envelopes.is_empty() {
+                let tag = attest::cosign::attestation_tag(subject);
+                push_tag_layers(store, target, &tag, &envelopes, options)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The manifests a signature of `descriptor` (in `store`) covers: itself and, for an index,
+/// each of its child manifests (containers/image checks each platform's manifest).
+pub(crate) fn signing_subjects(
+    store: &kiln::store::Store,
+    descriptor: &image::manifest::Descriptor,
+) -> anyhow::Result<Vec<image::manifest::Descriptor>> {
+    let mut subjects = vec![descriptor.clone()];
+    if descriptor.media_type == image::manifest::MEDIA_TYPE_OCI_INDEX
+        || descriptor.media_type == image::manifest::MEDIA_TYPE_DOCKER_LIST
+    {
+        let digest = &descriptor.digest;
+        let index: image::manifest::Index = serde_json::from_slice(&store.read_bytes(digest)?)
+            .with_context(|| format!("{digest} is not an image index"))?;
+        subjects.extend(index.manifests);
+    }
+    Ok(subjects)
+}
+
+/// Pushes a Sigstore bundle v0.3 referrer per signature (one per manifest in `subjects`) and
+/// per signed attestation whose subject it is, by digest, and lists them in each subject's
+/// `sha256-<hex>` fallback tag index (keeping its earlier entries) on registries without the
+/// referrers API.
+pub(crate) fn push_bundles(
+    store: &kiln::store::Store,
+    subjects: &[image::manifest::Descriptor],
+    attestations: &[attest::Attestation],
+    key: &attest::SigningKey,
+    targets: &[kiln::registry::Reference],
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<()> {
+    for target in targets {
+        for subject in subjects {
+            let mut bundles = vec![(
+                attest::bundle::signature_bundle(key, &target.name(), &subject.digest)?,
+                attest::bundle::SIGN_PREDICATE_TYPE.to_owned(),
+            )];
+            for attestation in attestations {
+                if attestation.subjects().contains(&subject.digest)
+                    && let Some(bundle) = attest::bundle::attestation_bundle(attestation, key)?
+                {
+                    bundles.push((bundle, attestation.predicate_type().to_owned()));
+                }
+            }
+            let mut entries = Vec::new();
+            for (bundle, predicate_type) in &bundles {
+                let (bytes, descriptor) =
+                    attest::bundle::referrer_manifest(store, bundle, predicate_type, subject)?;
+                let by_digest = kiln::registry::Reference::new(
+                    target.registry(),
+                    target.repository(),
+                    None,
+                    Some(descriptor.digest.clone()),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                kiln::registry::push_manifest(
+                    store,
+                    &bytes,
+                    &descriptor.media_type,
+                    &[by_digest],
+                    options,
+                )
+                .context("failed to push a Sigstore bundle")?;
+                entries.push(descriptor);
+            }
+            if kiln::registry::supports_referrers(target, &subject.digest, options).unwrap_or(false)
+            {
+                continue;
+            }
+            let tag = attest::attach::fallback_tag(&subject.digest);
+            let tagged = target.with_tag(&tag).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut index = existing_fallback_index(&tagged, store, options)?
+                .unwrap_or_else(image::manifest::Index::empty);
+            for entry in entries {
+                if !index.manifests.iter().any(|m| m.digest == entry.digest) {
+                    index.manifests.push(entry);
+                }
+            }
+            let bytes = image::canonical::to_vec(&index)?;
+            store.put_bytes(&bytes)?;
+            kiln::registry::push_manifest(
+                store,
+                &bytes,
+                image::manifest::MEDIA_TYPE_OCI_INDEX,
+                std::slice::from_ref(&tagged),
+                options,
+            )
+            .with_context(|| format!("failed to push the fallback tag `{tagged}`"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The index under the fallback tag `tagged`, with every referrer it lists brought into
+/// `store` (the push walks the index from the store; nothing is uploaded again), or None when
+/// the registry has no such tag.
+fn existing_fallback_index(
+    tagged: &kiln::registry::Reference,
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+) -> anyhow::Result<Option<image::manifest::Index>> {
+    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
+        Ok((_, bytes)) => bytes,
+        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to read `{tagged}` to keep the referrers it lists")
+            });
+        }
+    };
+    let index: image::manifest::Index = serde_json::from_slice(&bytes)
+        .with_context(|| format!("`{tagged}` is not an OCI index"))?;
+    for entry in &index.manifests {
+        let by_digest = kiln::registry::Reference::new(
+            tagged.registry(),
+            tagged.repository(),
+            None,
+            Some(entry.digest.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (_, manifest_bytes) = kiln::registry::fetch_raw_manifest(&by_digest, options)?;
+        let manifest: image::manifest::Manifest = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("referrer {} is not an OCI manifest", entry.digest))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            kiln::registry::fetch_blob(&by_digest, blob, store, options)?;
+        }
+        store.put_bytes(&manifest_bytes)?;
+    }
+    Ok(Some(index))
+}
+
+/// What `kiln verify` found in one signature layout of a registry image.
+struct LayoutFindings {
+    /// The layout and the manifest, as printed.
+    label: String,
+    /// Entries found.
+    found: usize,
+    /// What verified (predicate types, or `signature by <reference>`).
+    verified: Vec<String>,
+    /// Why the other entries did not verify.
+    problems: Vec<String>,
+}
+
+/// Reads cosign's `.sig` and `.att` tags and the Sigstore bundle referrers of `image` (and of
+/// each platform manifest of an index) and checks each entry against `keys`.
+fn cosign_layouts(
+    image: &str,
+    keys: &[attest::PublicKey],
+    exact_repository: bool,
+    options: &kiln::registry::RegistryOptions,
+    store: &kiln::store::Store,
+) -> anyhow::Result<Vec<LayoutFindings>> {
+    let reference = super::parse_references(&[image.to_owned()])?.remove(0);
+    let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, options)
+        .with_context(|| format!("failed to read `{image}`"))?;
+    let mut subjects = vec![digest];
+    if let Ok(index) = serde_json::from_slice::<image::manifest::Index>(&bytes)
+        && !index.manifests.is_empty()
+    {
+        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+    }
+    let blob = |tagged: &kiln::registry::Reference,
+                descriptor: &image::manifest::Descriptor|
+     -> anyhow::Result<Vec<u8>> {
+        kiln::registry::fetch_blob(tagged, descriptor, store, options)?;
+        Ok(store.read_bytes(&descriptor.digest)?)
+    };
+    let mut out = Vec::new();
+    for subject in &subjects {
+        let short = &subject.hex()[..12];
+        // cosign's .sig tag.
+        let tagged = reference
+            .with_tag(&attest::cosign::signature_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut sig = LayoutFindings {
+            label: format!("cosign .sig for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
+            for layer in &manifest.layers {
+                sig.found += 1;
+                let payload = blob(&tagged, layer)?;
+                match attest::cosign::verify_signature_layer(layer, &payload, keys, subject) {
+                    Ok(identity) if exact_repository && identity != reference.name() => {
+                        sig.problems.push(format!(
+                            "layer {}: signed for `{identity}`, not `{}` (require_exact_repository)",
+                            layer.digest,
+                            reference.name()
+                        ));
+                    }
+                    Ok(identity) => sig.verified.push(format!("signature for {identity}")),
+                    Err(problem) => sig.problems.push(problem),
+                }
+            }
+        }
+        out.push(sig);
+        // cosign's .att tag.
+        let tagged = reference
+            .with_tag(&attest::cosign::attestation_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut att = LayoutFindings {
+            label: format!("cosign .att for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
+            for layer in &manifest.layers {
+                att.found += 1;
+                let envelope = blob(&tagged, layer)?;
+                let what = format!("layer {}", layer.digest);
+                match attest::cosign::verify_envelope(&envelope, &what, keys, subject) {
+                    Ok(predicate_type) => att.verified.push(predicate_type),
+                    Err(problem) => att.problems.push(problem),
+                }
+            }
+        }
+        out.push(att);
+        // Sigstore bundles among the referrers (fallback tag).
+        let tagged = reference
+            .with_tag(&attest::attach::fallback_tag(subject))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut bundles = LayoutFindings {
+            label: format!("sigstore bundles for {short}"),
+            found: 0,
+            verified: Vec::new(),
+            problems: Vec::new(),
+        };
+        let index = match kiln::registry::fetch_raw_manifest(&tagged, options) {
+            Ok((_, bytes)) => serde_json::from_slice::<image::manifest::Index>(&bytes).ok(),
+            Err(kiln::registry::RegistryError::Status { status: 404, .. }) => None,
+            Err(e) => return Err(e).with_context(|| format!("failed to read `{tagged}`")),
+        };
+        for entry in index.map(|i| i.manifests).unwrap_or_default() {
+            if entry.extra.get("artifactType").and_then(|v| v.as_str())
+                != Some(attest::bundle::BUNDLE_MEDIA_TYPE)
+            {
+                continue;
+            }
+            bundles.found += 1;
+            let by_digest = kiln::registry::Reference::new(
+                reference.registry(),
+                reference.repository(),
+                None,
+                Some(entry.digest.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (_, manifest_bytes) = kiln::registry::fetch_raw_manifest(&by_digest, options)?;
+            let manifest: image::manifest::Manifest = serde_json::from_slice(&manifest_bytes)
+                .with_context(|| format!("referrer {} is not an OCI manifest", entry.digest))?;
+            let Some(layer) = manifest.layers.first() else {
+                bundles
+                    .problems
+                    .push(format!("referrer {} has no layer", entry.digest));
+                continue;
+            };
+            let bundle = blob(&by_digest, layer)?;
+            let what = format!("bundle {}", layer.digest);
+            match attest::bundle::verify_bundle(&bundle, &what, keys, subject) {
+                Ok(predicate_type) => bundles.verified.push(predicate_type),
+                Err(problem) => bundles.problems.push(problem),
+            }
+        }
+        out.push(bundles);
+    }
+    Ok(out)
+}
+
+/// `kiln build --policy`: checks every registry base image the build needs against `policy`
+/// (the `kiln verify` format) and the trusted `keys` before any step runs. Returns the
+/// failures, each naming the base, the check and the fix; empty when every base complies.
+pub(crate) fn check_build_policy(
+    options: &build::BuildOptions,
+    policy: &attest::Policy,
+    policy_name: &str,
+    keys: &[attest::PublicKey],
+) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read(&options.dockerfile)
+        .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
+    let parsed = kiln::dockerfile::parse(&String::from_utf8_lossy(&text))
+        .with_context(|| format!("failed to parse `{}`", options.dockerfile.display()))?;
+    let platform = options
+        .platform
+        .clone()
+        .unwrap_or_else(image::Platform::host);
+    let plan = kiln::dockerfile::plan::plan(
+        &parsed,
+        &kiln::dockerfile::plan::PlanOptions {
+            build_args: options.build_args.clone(),
+            target: options.target.clone(),
+            platform_args: build::platform_args(&platform),
+            named_contexts: options.named_contexts.clone(),
+        },
+    )
+    .with_context(|| format!("failed to plan `{}`", options.dockerfile.display()))?;
+    let store = build::open_store(&options.cache_dir)?;
+    let mut failures = Vec::new();
+    for index in plan.needed_stages() {
+        let kiln::dockerfile::plan::BaseRef::Registry(base) = &plan.stages[index].base else {
+            continue;
+        };
+        let reference = super::parse_references(std::slice::from_ref(base))?.remove(0);
+        let mut fail = |check: &str, reason: String| {
+            failures.push(format!(
+                "base `{base}`: {check}: {reason} (policy `{policy_name}`)"
+            ));
+        };
+        if !policy.allowed_registries.is_empty()
+            && !policy
+                .allowed_registries
+                .iter()
+                .any(|r| r == reference.registry())
+        {
+            fail(
+                "allowed-registries",
+                format!(
+                    "registry `{}` is not one of {:?}; use a base from an allowed registry or add it to allowed_registries",
+                    reference.registry(),
+                    policy.allowed_registries
+                ),
+            );
+            continue;
+        }
+        if policy.require_base_digest && reference.digest().is_none() {
+            fail(
+                "base-digest",
+                "not pinned by digest; write `FROM name@sha256:...` (`kiln pin` pins a Dockerfile)"
+                    .to_owned(),
+            );
+        }
+        if !(policy.require_signed
+            || policy.require_provenance
+            || !policy.required_predicate_types.is_empty())
+        {
+            continue;
+        }
+        let layouts = match cosign_layouts(
+            base,
+            keys,
+            policy.require_exact_repository,
+            &options.registry,
+            &store,
+        ) {
+            Ok(layouts) => layouts,
+            Err(e) => {
+                fail(
+                    "signature",
+                    format!(
+                        "could not read its signatures: {e:#}; check the registry is reachable"
+                    ),
+                );
+                continue;
+            }
+        };
+        let signed_in_cosign_layouts = layouts.iter().any(|l| !l.verified.is_empty());
+        // kiln's own DSSE referrers, with the provenance and predicate checks.
+        let scratch = tempfile::Builder::new()
+            .prefix("policy-")
+            .tempdir()
+            .context("failed to create a scratch directory")?;
+        let layout = scratch.path().join("layout");
+        let kiln_report =
+            fetch_with_referrers(base, &options.registry, &options.cache_dir, &layout).and_then(
+                |()| {
+                    Ok(attest::verify(
+                        &layout,
+                        Some("image"),
+                        keys,
+                        &attest::Policy {
+                            require_provenance: policy.require_provenance,
+                            require_signed: true,
+                            required_predicate_types: policy.required_predicate_types.clone(),
+                            ..attest::Policy::default()
+                        },
+                    )?)
+                },
+            );
+        let kiln_trusted = kiln_report
+            .as_ref()
+            .is_ok_and(|r| r.attestations.iter().any(|a| a.trusted));
+        if policy.require_signed && !signed_in_cosign_layouts && !kiln_trusted {
+            fail(
+                "signature",
+                "no signature or attestation verifies with the trusted keys (--policy-key); sign the base (`kiln push --sign-key`) or trust its signer's key".to_owned(),
+            );
+        }
+        if policy.require_provenance || !policy.required_predicate_types.is_empty() {
+            match &kiln_report {
+                Ok(report) => {
+                    for failure in &report.failures {
+                        fail("provenance", failure.to_string());
+                    }
+                }
+                Err(e) => fail("provenance", format!("{e:#}")),
+            }
+        }
+    }
+    Ok(failures)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SignArgs {
+    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`); an index is
+    /// signed with each platform manifest it lists.
+    image: String,
+    /// The private key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD or
+    /// COSIGN_PASSWORD).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signature layouts: `cosign-tags`, `bundle` or `both`.
+    #[arg(long, value_enum, default_value = "both")]
+    signature_format: SignatureFormatName,
+    #[command(flatten)]
+    registry: super::RegistryFlags,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// `kiln sign`: signs an image already in a registry, like `cosign sign --key`.
+pub(crate) fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    if args.image.starts_with("oci:") {
+        return Err(super::usage(
+            "kiln sign reads registry images only so far; push the layout with `kiln push oci:DIR REF --sign-key KEY`, which signs it".to_owned(),
+        ));
+    }
+    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let store = build::open_store(&cache_dir)?;
+    let options = args.registry.options(&cache_dir)?;
+    let reference = super::parse_references(std::slice::from_ref(&args.image))?.remove(0);
+    let (digest, bytes) = kiln::registry::fetch_raw_manifest(&reference, &options)
+        .with_context(|| format!("failed to read `{}`", args.image))?;
+    store.put_bytes(&bytes)?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| image::manifest::MEDIA_TYPE_OCI_MANIFEST.to_owned());
+    let descriptor =
+        image::manifest::Descriptor::new(&media_type, digest.clone(), bytes.len() as u64);
+    let subjects = signing_subjects(&store, &descriptor)?;
+    // Signatures live in the image's repository, tagged by digest: the target carries no tag.
+    let target = kiln::registry::Reference::new(
+        reference.registry(),
+        reference.repository(),
+        None,
+        Some(digest.clone()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    push_signatures(
+        args.signature_format,
+        &store,
+        &subjects,
+        &[],
+        &key,
+        &[target],
+        &options,
+    )?;
+    eprintln!(
+        "kiln: signed {} manifest(s) of `{}`",
+        subjects.len(),
+        args.image
+    );
+    println!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

@@ -123,9 +123,22 @@ pub(crate) struct BuildArgs {
     /// Ed25519, as `kiln keygen` writes).
     #[arg(long, env = "KILN_SIGN_KEY")]
     sign_key: Option<PathBuf>,
+    /// Check every registry base image against this policy (the `kiln verify` format) before
+    /// any step runs; the build stops, naming the base, the check and the fix, when one fails.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A public key (PEM) the policy trusts; repeatable.
+    #[arg(long = "policy-key", requires = "policy")]
+    policy_keys: Vec<PathBuf>,
     /// How attestations are attached to OCI layout outputs and pushes.
     #[arg(long, value_enum, default_value = "referrers")]
     attest_mode: AttestModeName,
+    /// With `--push` and `--sign-key`: also sign the pushed manifest, and put the signed
+    /// attestations, in these layouts: `cosign-tags` (the `sha256-<hex>.sig` and `.att` tags
+    /// cosign 2, containers/image and Kyverno read), `bundle` (Sigstore bundle v0.3
+    /// referrers, cosign 3's default) or `both`.
+    #[arg(long, value_enum, default_value = "both")]
+    signature_format: super::attest::SignatureFormatName,
     /// Leave times and the invocation id out of the provenance, so two builds of the same
     /// inputs give byte-identical attestations.
     #[arg(long)]
@@ -407,8 +420,52 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         ProgressMode::Auto | ProgressMode::Plain => &plain,
     };
     let started_on = unix_now();
+    let mut base_policy_record = None;
+    if let Some(path) = &args.policy {
+        let policy = attest::Policy::load(path)?;
+        let mut keys = args
+            .policy_keys
+            .iter()
+            .map(|key| attest::PublicKey::load(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.extend(policy.load_keys()?);
+        let failures = super::attest::check_build_policy(
+            &options,
+            &policy,
+            &path.display().to_string(),
+            &keys,
+        )?;
+        if !failures.is_empty() {
+            for failure in &failures {
+                eprintln!("POLICY FAILED {failure}");
+            }
+            return Err(anyhow::anyhow!(
+                "the base images do not comply with the policy `{}`; nothing was built",
+                path.display()
+            ));
+        }
+        let policy_bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read the policy `{}`", path.display()))?;
+        base_policy_record = Some(attest::provenance::BasePolicyRecord {
+            digest: kiln::digest::Digest::of(&policy_bytes),
+            verdict: "passed".to_owned(),
+            trusted_keyids: keys.iter().map(|k| k.keyid()).collect(),
+        });
+    }
     let outcome = build::build(&options, reporter)?;
-    let attestations = make_attestations(&args, &options, &outcome, started_on)?;
+    let attestations = make_attestations(
+        &args,
+        &options,
+        &outcome,
+        started_on,
+        base_policy_record.as_ref(),
+    )?;
+    let signing_key = match &args.sign_key {
+        Some(path) => {
+            Some(attest::SigningKey::load(path).context("failed to load the signing key")?)
+        }
+        None => None,
+    };
     let images = [(outcome.image.clone(), args.tags.clone())];
     write_outputs(&outcome.store, &images, &outputs)?;
     for output in &outputs {
@@ -422,6 +479,29 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 &attestations,
                 args.attest_mode,
             )?;
+            if let Some(key) = &signing_key
+                && args.signature_format.cosign_tags()
+            {
+                let docker_reference = match args.tags.first() {
+                    Some(tag) => super::parse_references(std::slice::from_ref(tag))?
+                        .remove(0)
+                        .name(),
+                    None => String::new(),
+                };
+                attest::cosign::sign_layout(
+                    &output.dest,
+                    &outcome.image.manifest.digest,
+                    &docker_reference,
+                    key,
+                    &attestations,
+                )
+                .with_context(|| {
+                    format!(
+                        "failed to write cosign's tags into `{}`",
+                        output.dest.display()
+                    )
+                })?;
+            }
         }
     }
     if !push_targets.is_empty() {
@@ -435,6 +515,23 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         report_push(&pushed, args.progress != ProgressMode::Quiet);
         if !attestations.is_empty() {
             push_attestations(&outcome, &attestations, &push_targets, &options)?;
+        }
+        if let Some(key) = &signing_key {
+            let manifest = &outcome.image.manifest;
+            let subject = image::manifest::Descriptor::new(
+                &manifest.media_type,
+                manifest.digest.clone(),
+                manifest.size,
+            );
+            super::attest::push_signatures(
+                args.signature_format,
+                &outcome.store,
+                &[subject],
+                &attestations,
+                key,
+                &push_targets,
+                &options.registry,
+            )?;
         }
     }
     if let Some(path) = &args.metadata_file {
@@ -512,6 +609,7 @@ pub(crate) fn make_attestations(
     options: &BuildOptions,
     outcome: &build::BuildOutcome,
     started_on: i64,
+    base_policy: Option<&attest::provenance::BasePolicyRecord>,
 ) -> anyhow::Result<Vec<attest::Attestation>> {
     if !args.provenance && !args.sbom {
         return Ok(Vec::new());
@@ -592,6 +690,7 @@ pub(crate) fn make_attestations(
                 finished_on: unix_now(),
             }
         };
+        params.base_policy = base_policy.cloned();
         out.push(wrap(&attest::provenance::statement(&params)?)?);
     }
     if args.sbom {

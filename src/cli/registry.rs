@@ -34,6 +34,14 @@ pub(crate) struct PushArgs {
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Sign the pushed manifest and, for an index, every manifest it lists, with this private
+    /// key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD/COSIGN_PASSWORD).
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// The signature layouts: `cosign-tags` (cosign's `sha256-<hex>.sig` tag), `bundle`
+    /// (Sigstore bundle v0.3 referrers) or `both`.
+    #[arg(long, value_enum, default_value = "both")]
+    signature_format: super::attest::SignatureFormatName,
 }
 
 #[derive(clap::Args)]
@@ -386,6 +394,13 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     if let Some(repository) = &args.mount_from {
         options = options.mount_from(repository);
     }
+    // The key is loaded (and its password checked) before anything is pushed.
+    let signing_key = match &args.sign_key {
+        Some(path) => {
+            Some(kiln::attest::SigningKey::load(path).context("failed to load the signing key")?)
+        }
+        None => None,
+    };
     let mut bytes = store.read_bytes(&descriptor.digest)?;
     if !args.attestations {
         bytes = without_attestation_manifests(&store, &descriptor, bytes)?;
@@ -398,6 +413,25 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
         && let Some(dir) = &layout_dir
     {
         push_layout_referrers(&store, dir, &bytes, &descriptor, &targets, &options)?;
+    }
+    if let Some(key) = &signing_key {
+        // What was pushed: without its attestation manifests, an index is a new one.
+        let pushed_descriptor = image::manifest::Descriptor {
+            digest: kiln::digest::Digest::of(&bytes),
+            size: bytes.len() as u64,
+            ..descriptor.clone()
+        };
+        let subjects = super::attest::signing_subjects(&store, &pushed_descriptor)?;
+        super::attest::push_signatures(
+            args.signature_format,
+            &store,
+            &subjects,
+            &[],
+            key,
+            &targets,
+            &options,
+        )?;
+        eprintln!("kiln: signed {} manifest(s)", subjects.len());
     }
     println!("{}", pushed.digest);
     Ok(ExitCode::SUCCESS)
