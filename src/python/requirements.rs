@@ -21,7 +21,6 @@
 //! stage's filesystem; [`parse_host_file`] reads the host.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use pep508_rs::{MarkerEnvironment, Requirement, VersionOrUrl};
 
@@ -340,7 +339,7 @@ fn parse_into(
             continue;
         }
         let spec = args.join(" ");
-        let requirement = Requirement::from_str(&spec)
+        let requirement = crate::python::pep508::parse_requirement(&spec)
             .map_err(|e| err(format!("invalid requirement `{spec}`: {e}")))?;
         if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
             return Err(err(format!(
