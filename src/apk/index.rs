@@ -305,7 +305,7 @@ impl Index {
 
     /// Parses an index kiln verified before it cached it, without verifying it again (for
     /// exporting the cache; whoever reads the export verifies it with their own keys).
-    pub(crate) fn parse_verified_earlier(bytes: &[u8], source: &str) -> Result<Index, ApkError> {
+    pub fn parse_verified_earlier(bytes: &[u8], source: &str) -> Result<Index, ApkError> {
         Index::read(bytes, source, None)
     }
 

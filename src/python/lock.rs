@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pep440_rs::Version;
-use pep508_rs::{Requirement, VersionOrUrl};
+use pep508_rs::VersionOrUrl;
 
 use crate::python::index::{DistFile, IndexClient, IndexError, Source, SourceKind, parallel};
+use crate::python::pep508;
 use crate::python::pylock::{self, WritePackage};
 use crate::python::requirements::{self, RequirementsError};
 use crate::python::resolve::{Candidate, TargetFit};
@@ -399,9 +400,9 @@ fn demands(request: &LockRequest, env: &pep508_rs::MarkerEnvironment) -> Result<
         }
     }
     for spec in &request.specs {
-        let requirement = Requirement::from_str(spec).map_err(|e| LockError::Spec {
+        let requirement = pep508::parse_requirement(spec).map_err(|problem| LockError::Spec {
             spec: spec.clone(),
-            problem: e.to_string(),
+            problem,
         })?;
         if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
             return Err(LockError::Spec {

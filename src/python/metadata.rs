@@ -79,7 +79,7 @@ impl CoreMetadata {
         };
         let mut requires_dist = Vec::new();
         for (_, value) in headers.iter().filter(|(k, _)| k == "requires-dist") {
-            let requirement = Requirement::from_str(value)
+            let requirement = crate::python::pep508::parse_requirement(value)
                 .map_err(|e| err(format!("invalid `Requires-Dist: {value}`: {e}")))?;
             requires_dist.push(requirement);
         }

@@ -12,6 +12,7 @@
 //! [`config`] reads pip's configuration files from the image and `PIP_*` from the RUN's
 //! environment; [`index`] lists and fetches distribution files from find-links locations and
 //! simple-API indexes (host directories or HTTP); [`metadata`] parses core metadata;
+//! [`pep508`] parses one requirement (refusing what would make the parser panic);
 //! [`resolve`] picks the best wheel for a requirement and checks that a pinned set is complete;
 //! [`resolver`] resolves loose requirements with backtracking; [`pylock`] reads and writes
 //! PEP 751 lock files; [`lock`] resolves for several platforms and writes a lock (`kiln lock`).
@@ -24,6 +25,7 @@ pub mod index;
 pub mod launcher;
 pub mod lock;
 pub mod metadata;
+pub mod pep508;
 pub mod pip_args;
 pub mod pylock;
 pub mod requirements;

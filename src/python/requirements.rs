@@ -21,7 +21,6 @@
 //! stage's filesystem; [`parse_host_file`] reads the host.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use pep508_rs::{MarkerEnvironment, Requirement, VersionOrUrl};
 
@@ -340,7 +339,7 @@ fn parse_into(
             continue;
         }
         let spec = args.join(" ");
-        let requirement = Requirement::from_str(&spec)
+        let requirement = crate::python::pep508::parse_requirement(&spec)
             .map_err(|e| err(format!("invalid requirement `{spec}`: {e}")))?;
         if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
             return Err(err(format!(
@@ -431,9 +430,15 @@ fn split_options(tokens: &[&str]) -> Result<Vec<(String, Option<String>)>, Strin
                 "unexpected `{token}` after the options (one requirement per line)"
             ));
         }
-        let short_joined = !token.starts_with("--") && token.len() > 2;
-        if short_joined {
-            out.push((token[..2].to_owned(), Some(token[2..].to_owned())));
+        // `-rFILE`: the option is the first two characters (not bytes: the second may be any
+        // character, and the value starts on a character boundary).
+        let short_value_at = token
+            .char_indices()
+            .nth(2)
+            .map(|(at, _)| at)
+            .filter(|_| !token.starts_with("--"));
+        if let Some(at) = short_value_at {
+            out.push((token[..at].to_owned(), Some(token[at..].to_owned())));
             continue;
         }
         if TAKES_VALUE.contains(token) {
@@ -452,6 +457,18 @@ fn split_options(tokens: &[&str]) -> Result<Vec<(String, Option<String>)>, Strin
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_short_option_with_a_multibyte_second_character_is_an_error_not_a_panic() {
+        // Found by fuzzing: `-ݗ...` sliced the token at byte 2, inside the character.
+        let err = split_options(&["-\u{757}x"]).map(|_| ()).err();
+        assert_eq!(err, None, "split as an option, refused later by name");
+        let options = split_options(&["-\u{757}x", "-rreq.txt"]).expect("split");
+        assert_eq!(options[0], ("-\u{757}".to_owned(), Some("x".to_owned())));
+        assert_eq!(options[1], ("-r".to_owned(), Some("req.txt".to_owned())));
+        let parsed = parse_files(&[("requirements.txt", "-\u{757}x\n")], "x86_64");
+        assert!(parsed.is_err(), "an unknown option");
+    }
 
     fn env(machine: &str) -> MarkerEnvironment {
         crate::python::target::PythonTarget::cpython_311_musl(machine).marker_environment()

@@ -252,20 +252,24 @@ fn configured_helper(path: &Path, registry: &str) -> Option<String> {
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Challenge {
+pub enum Challenge {
     /// `Basic realm=...`: send the credential on every request.
     Basic,
     /// `Bearer realm=..,service=..,scope=..`: fetch a token.
     Bearer {
+        /// The token endpoint.
         realm: String,
+        /// The `service` to ask the token for.
         service: Option<String>,
+        /// The `scope` the registry asked for.
         scope: Option<String>,
+        /// The registry's `error` (`insufficient_scope`, ...).
         error: Option<String>,
     },
 }
 
 /// Parses a `WWW-Authenticate` header value (`Bearer k="v",k2="v,2"` or `Basic realm="x"`).
-pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
     let params = parse_params(rest);

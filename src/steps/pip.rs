@@ -49,7 +49,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use pep440_rs::{Version, VersionSpecifiers};
-use pep508_rs::{Requirement, VersionOrUrl};
+use pep508_rs::VersionOrUrl;
 
 use crate::image::platform::Platform;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath};
@@ -60,6 +60,7 @@ use crate::python::index::{
 };
 use crate::python::launcher::{self, Launcher};
 use crate::python::metadata::{CoreMetadata, MetadataError};
+use crate::python::pep508;
 use crate::python::pip_args::{self, InstallLocation, PipArgsError};
 use crate::python::pylock::{self, PylockError};
 use crate::python::requirements::{self, RequirementLine, RequirementsError};
@@ -647,9 +648,9 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         constraints.extend(parsed_file.constraints);
     }
     for spec in &parsed.specs {
-        let requirement = Requirement::from_str(spec).map_err(|e| PipError::Spec {
+        let requirement = pep508::parse_requirement(spec).map_err(|problem| PipError::Spec {
             spec: spec.clone(),
-            problem: e.to_string(),
+            problem,
         })?;
         if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
             return Err(PipError::Spec {
