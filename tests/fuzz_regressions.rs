@@ -77,3 +77,36 @@ fn oci_json_inputs_survive_canonical_json() {
         }
     }
 }
+
+/// As the `shell_expand` target: byte 0 even = `\` escapes, odd = backquote. Besides giving no
+/// panic, each input must expand quickly: one found a pattern match (`${PATHS%o****...#*:}`)
+/// that took over 10 s when matching backtracked over every `*`.
+#[test]
+fn shell_expand_inputs_expand_quickly() {
+    let lookup = |name: &str| -> Option<String> {
+        match name {
+            "EMPTY" => Some(String::new()),
+            "HOME" => Some("/root".to_owned()),
+            "PATHS" => Some("/usr/local/bin:/usr/bin:/bin".to_owned()),
+            "SPACED" => Some("a b  c".to_owned()),
+            "DOLLAR" => Some("$HOME${HOME}".to_owned()),
+            "UNICODE" => Some("é€😀".to_owned()),
+            _ => None,
+        }
+    };
+    for input in regression_inputs("shell_expand") {
+        let bytes = std::fs::read(&input).expect("reading a regression input");
+        let (selector, rest) = bytes.split_first().expect("a non-empty input");
+        let word = std::str::from_utf8(rest).expect("shell_expand inputs are UTF-8");
+        let escape = if selector & 1 == 0 { '\\' } else { '`' };
+        let started = std::time::Instant::now();
+        let _ = kiln::dockerfile::shell::expand_word(word, &lookup, escape);
+        let _ = kiln::dockerfile::shell::expand_words(word, &lookup, escape);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{} took {took:?} to expand",
+            input.display()
+        );
+    }
+}
