@@ -54,6 +54,9 @@ enum Command {
     ApkExport(ApkExportArgs),
     /// Resolve dependencies for the image's platforms and write a lock (`kiln lock pip`).
     Lock(cli::lock::LockArgs),
+    /// Report the known vulnerabilities of an image's apk and Python packages from a local
+    /// database of Alpine secdb and OSV files (offline).
+    Scan(cli::scan::ScanArgs),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_verify(args),
         Command::ApkExport(args) => run_apk_export(args),
         Command::Lock(args) => cli::lock::run_lock(args),
+        Command::Scan(args) => cli::scan::run_scan(args),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

@@ -314,6 +314,51 @@ pub(crate) struct AttestArgs {
     cache_dir: Option<PathBuf>,
 }
 
+/// The image `DIR[:TAG]` names in an OCI layout (the host's platform when the layout holds
+/// several, else the one it holds), imported into `store`, and the tag or digest it was named by.
+pub(crate) fn load_layout_image(
+    store: &kiln::store::Store,
+    layout: &str,
+) -> anyhow::Result<(image::BuiltImage, Option<String>)> {
+    let (dir, reference) = kiln::dockerfile::plan::split_local_reference(layout);
+    let platform = image::Platform::host();
+    let base =
+        image::base::load_oci_layout(store, Path::new(&dir), reference.as_deref(), &platform)
+            .or_else(|_| {
+                // Any platform: an image built for another architecture is read as it is.
+                let descriptor =
+                    image::base::import_layout(store, Path::new(&dir), reference.as_deref())?;
+                let built = image::BuiltImage::from_store(store, &descriptor.digest)?;
+                image::base::load_oci_layout(
+                    store,
+                    Path::new(&dir),
+                    Some(&descriptor.digest.to_string()),
+                    &built.manifest.platform,
+                )
+            })?;
+    Ok((
+        image::BuiltImage::from_store(store, &base.manifest_digest)?,
+        reference,
+    ))
+}
+
+/// The packages installed in `built`'s file system (its layers read from `store`), as listed
+/// for the SBOM.
+pub(crate) fn image_packages(
+    store: &kiln::store::Store,
+    built: &image::BuiltImage,
+) -> anyhow::Result<Vec<attest::SbomPackage>> {
+    let scratch = tempfile::Builder::new()
+        .prefix("packages-")
+        .tempdir_in(store.root())
+        .context("failed to create a scratch directory")?;
+    let mut fs = kiln::rootfs::LowerFs::with_scratch_dir(scratch.path());
+    for layer in &built.layers {
+        fs.push_layer_blob(store, layer)?;
+    }
+    Ok(attest::packages_from_rootfs(&fs)?)
+}
+
 pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
     let Some(rest) = args.image.strip_prefix("oci:") else {
         return Err(super::usage(format!(
@@ -321,44 +366,21 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
             args.image
         )));
     };
-    let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
     let cache_dir = args
         .cache_dir
         .clone()
         .unwrap_or_else(build::default_cache_dir);
     let store = build::open_store(&cache_dir)?;
-    let platform = image::Platform::host();
-    let base =
-        image::base::load_oci_layout(&store, Path::new(&dir), reference.as_deref(), &platform)
-            .or_else(|_| {
-                // Any platform: an image built for another architecture is attested as it is.
-                let descriptor =
-                    image::base::import_layout(&store, Path::new(&dir), reference.as_deref())?;
-                let built = image::BuiltImage::from_store(&store, &descriptor.digest)?;
-                image::base::load_oci_layout(
-                    &store,
-                    Path::new(&dir),
-                    Some(&descriptor.digest.to_string()),
-                    &built.manifest.platform,
-                )
-            })
-            .with_context(|| format!("failed to read `{}`", args.image))?;
-    let built = image::BuiltImage::from_store(&store, &base.manifest_digest)?;
+    let (built, reference) = load_layout_image(&store, rest)
+        .with_context(|| format!("failed to read `{}`", args.image))?;
+    let (dir, _) = kiln::dockerfile::plan::split_local_reference(rest);
     let subject = attest::Subject::image(
         reference.as_deref().unwrap_or("image"),
         &built.manifest.digest,
         &built.manifest.platform,
     );
     let statement = if args.sbom {
-        let scratch = tempfile::Builder::new()
-            .prefix("attest-")
-            .tempdir_in(store.root())
-            .context("failed to create a scratch directory")?;
-        let mut fs = kiln::rootfs::LowerFs::with_scratch_dir(scratch.path());
-        for layer in &built.layers {
-            fs.push_layer_blob(&store, layer)?;
-        }
-        let packages = attest::packages_from_rootfs(&fs)?;
+        let packages = image_packages(&store, &built)?;
         attest::spdx_statement(
             &attest::SbomParams {
                 image_name: args.image.clone(),

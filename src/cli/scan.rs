@@ -1,0 +1,116 @@
+//! `kiln scan`: the image's packages (read from its layers, as for the SBOM) matched against
+//! a local vulnerability database; prints the findings and fails at `--fail-on`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+
+use kiln::build;
+use kiln::scan::{self, Severity};
+
+/// `--fail-on` levels (lowest first).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum SeverityName {
+    /// Every finding, even those without a stated severity (all of Alpine secdb's).
+    Unknown,
+    /// Low and above.
+    Low,
+    /// Medium (GitHub's "moderate") and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only.
+    Critical,
+}
+
+impl SeverityName {
+    pub(crate) fn severity(self) -> Severity {
+        match self {
+            SeverityName::Unknown => Severity::Unknown,
+            SeverityName::Low => Severity::Low,
+            SeverityName::Medium => Severity::Medium,
+            SeverityName::High => Severity::High,
+            SeverityName::Critical => Severity::Critical,
+        }
+    }
+}
+
+/// How `kiln scan` prints its report.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Aligned columns, then notes.
+    #[default]
+    Table,
+    /// `{distro, packages_checked, findings, notes}`.
+    Json,
+    /// SARIF 2.1.0.
+    Sarif,
+}
+
+#[derive(clap::Args)]
+#[command(after_long_help = DB_LAYOUT)]
+pub(crate) struct ScanArgs {
+    /// The image: an OCI layout, `oci:DIR[:TAG]`.
+    image: String,
+    /// The vulnerability database directory (default: `vulndb` in the cache directory).
+    #[arg(long, value_name = "DIR")]
+    db: Option<PathBuf>,
+    /// Exit 1 when a finding is at or above this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    fail_on: Option<SeverityName>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// Directory for the blob store (see `kiln build --cache-dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+const DB_LAYOUT: &str = "\
+The database (--db DIR) is a directory of JSON files, in sub-directories or not:
+  Alpine secdb files (v3.20/main.json: distroversion, packages[].pkg.name = origin package,
+    packages[].pkg.secfixes = fixed version -> ids; \"0\" = never affected), matched by the
+    image's /etc/alpine-release branch with apk version ordering;
+  OSV records or arrays of them (ecosystems PyPI and Alpine:vX.Y; withdrawn records ignored),
+    matched with PEP 440 ordering and PEP 503 names.
+Severities come from OSV's severity words (database_specific.severity); secdb gives none, so its
+findings are `unknown` (fail on them with --fail-on unknown).";
+
+pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let Some(layout) = args.image.strip_prefix("oci:") else {
+        return Err(super::usage(format!(
+            "invalid image `{}`: kiln scan reads OCI layouts, oci:DIR[:TAG] (pull a registry image first with `kiln pull REF -o type=oci,dest=DIR`)",
+            args.image
+        )));
+    };
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    let db_dir = args.db.clone().unwrap_or_else(|| cache_dir.join("vulndb"));
+    let db = scan::Database::load(&db_dir)?;
+    let store = build::open_store(&cache_dir)?;
+    let (built, _) = super::attest::load_layout_image(&store, layout)
+        .with_context(|| format!("failed to read `{}`", args.image))?;
+    let packages = super::attest::image_packages(&store, &built)?;
+    let report = scan::scan(&packages, &db);
+    match args.format {
+        ReportFormat::Table => print!("{}", scan::report::table(&report)),
+        ReportFormat::Json => println!("{:#}", scan::report::json(&report)),
+        ReportFormat::Sarif => println!("{:#}", scan::report::sarif(&report)),
+    }
+    if let Some(threshold) = args.fail_on {
+        let failing = report.at_or_above(threshold.severity());
+        if failing > 0 {
+            eprintln!(
+                "error: {failing} findings at or above {} in `{}`",
+                threshold.severity().as_str(),
+                args.image
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
