@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use kiln::attest::cyclonedx::cyclonedx_document;
 use kiln::attest::sbom::{SbomParams, packages_from_rootfs, spdx_document};
 use kiln::digest::Digest;
 use kiln::image::canonical;
@@ -90,6 +91,10 @@ fn file(diff: &mut Diff, path: &str, content: &str) {
 /// name (libcrypto3 from openssl) or unstated (busybox), and a Python distribution whose
 /// METADATA spells its name in the non-normalized form.
 fn alpine_rootfs() -> MemFs {
+    MemFs::from_diff(&alpine_diff())
+}
+
+fn alpine_diff() -> Diff {
     let mut diff = Diff::new();
     file(&mut diff, "etc/alpine-release", "3.20.3\n");
     file(
@@ -114,7 +119,7 @@ fn alpine_rootfs() -> MemFs {
         "usr/local/lib/python3.11/site-packages/zope.interface-6.4.dist-info/METADATA",
         "Metadata-Version: 2.1\nName: zope.interface\nVersion: 6.4\n",
     );
-    MemFs::from_diff(&diff)
+    diff
 }
 
 /// A Debian 12 file system: dpkg's status with a package built from another source at another
@@ -411,4 +416,139 @@ fn debian_sbom_lists_dpkg_packages_with_their_sources() {
             ),
         ]
     );
+}
+
+/// Validates a CycloneDX JSON file with cyclonedx-python-lib's strict 1.6 validator; prints
+/// the first error's message and exits 3 when it is invalid.
+const VALIDATE_CYCLONEDX: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    print("INVALID:", getattr(error.data, "message", str(error)[:500]))
+    sys.exit(3)
+print("VALID")
+"#;
+
+#[test]
+fn cyclonedx_documents_validate_with_cyclonedx_python_lib() {
+    let python = venv_python();
+    let temp = tempfile::tempdir().unwrap();
+    let validate = |name: &str, document: &Value| {
+        let path = temp.path().join(name);
+        std::fs::write(&path, canonical::to_vec(document).unwrap()).unwrap();
+        Command::new(&python)
+            .arg("-c")
+            .arg(VALIDATE_CYCLONEDX)
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    for (name, fs, distro) in [
+        ("alpine", alpine_rootfs(), "alpine-3.20.3"),
+        ("debian", debian_rootfs(), "debian-12"),
+    ] {
+        let params = SbomParams {
+            image_name: "ghcr.io/acme/app:v1".to_owned(),
+            image_digest: Digest::of(b"manifest"),
+            source_date_epoch: 1_700_000_000,
+            packages: packages_from_rootfs(&fs).unwrap(),
+        };
+        let document = cyclonedx_document(&params).unwrap();
+        let output = validate(&format!("{name}.cdx.json"), &document);
+        assert!(
+            output.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The distribution is an operating-system component the OS packages depend from, and
+        // their purls carry the distro qualifier.
+        let components = document["components"].as_array().unwrap();
+        let os = components
+            .iter()
+            .find(|c| c["type"] == "operating-system")
+            .unwrap_or_else(|| panic!("{name}: no operating-system component"));
+        assert_eq!(
+            format!(
+                "{}-{}",
+                os["name"].as_str().unwrap(),
+                os["version"].as_str().unwrap()
+            ),
+            distro
+        );
+        let os_deps = document["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["ref"] == os["bom-ref"])
+            .unwrap();
+        for component in components {
+            let purl = component["purl"].as_str().unwrap_or_default();
+            if purl.starts_with("pkg:apk/") || purl.starts_with("pkg:deb/") {
+                assert!(purl.contains(&format!("distro={distro}")), "{purl}");
+                assert!(
+                    os_deps["dependsOn"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&component["bom-ref"]),
+                    "{name}: {purl} not under the OS"
+                );
+            }
+        }
+        // Equal inputs, equal bytes (the serial number is derived from the content).
+        assert_eq!(
+            canonical::to_vec(&document).unwrap(),
+            canonical::to_vec(&cyclonedx_document(&params).unwrap()).unwrap()
+        );
+    }
+    // The validator does look: a serial number that is not a UUID URN fails it.
+    let mut broken = cyclonedx_document(&SbomParams {
+        image_name: "app".to_owned(),
+        image_digest: Digest::of(b"m"),
+        source_date_epoch: 0,
+        packages: Vec::new(),
+    })
+    .unwrap();
+    broken["serialNumber"] = "urn:uuid:not-one".into();
+    assert_eq!(validate("broken.cdx.json", &broken).status.code(), Some(3));
+}
+
+/// `kiln attest --sbom --sbom-format cyclonedx` attaches the CycloneDX document with its own
+/// predicate type.
+#[test]
+fn kiln_attest_attaches_a_cyclonedx_sbom() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = kiln::store::Store::open(&temp.path().join("store")).unwrap();
+    let layer = kiln::layer::write(
+        &alpine_diff(),
+        &store,
+        &kiln::layer::WriteOptions::default(),
+    )
+    .unwrap();
+    let config = kiln::image::ImageConfig {
+        created: Some(kiln::image::rfc3339(0)),
+        architecture: "amd64".to_owned(),
+        os: "linux".to_owned(),
+        ..kiln::image::ImageConfig::default()
+    };
+    let image = kiln::image::assemble(&store, &config, &[layer], &BTreeMap::new()).unwrap();
+    let layout = temp.path().join("layout");
+    kiln::image::write_oci_layout(&store, &layout, &[(image, vec!["app:v1".to_owned()])]).unwrap();
+    let reference = format!("oci:{}:v1", layout.display());
+    let cache = temp.path().join("cache");
+    support::kiln_ok(&[
+        "attest",
+        &reference,
+        "--sbom",
+        "--sbom-format",
+        "cyclonedx",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let text = support::kiln_ok(&["inspect", &reference]);
+    assert!(text.contains("https://cyclonedx.org/bom"), "{text}");
+    let bad = support::kiln(&["attest", &reference, "--sbom", "--sbom-format", "swid"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

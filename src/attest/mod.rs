@@ -56,6 +56,7 @@
 //! has a home; change that one constant to move them.
 
 pub mod attach;
+pub mod cyclonedx;
 pub mod distro;
 pub mod dsse;
 pub mod keys;

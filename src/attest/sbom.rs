@@ -236,7 +236,7 @@ fn spdx_id(text: &str) -> String {
 }
 
 /// True when `license` is an expression over [`KNOWN_LICENSES`] with AND/OR/WITH/parentheses.
-fn is_known_expression(license: &str) -> bool {
+pub(crate) fn is_known_expression(license: &str) -> bool {
     let spaced = license.replace('(', " ( ").replace(')', " ) ");
     let mut after_with = false;
     let mut any = false;

@@ -300,9 +300,12 @@ pub(crate) struct AttestArgs {
     /// The predicate type URI (with --predicate).
     #[arg(long = "type", default_value = "https://slsa.dev/provenance/v1")]
     predicate_type: String,
-    /// Attach an SPDX SBOM of the image's apk and Python packages instead of a predicate file.
+    /// Attach an SBOM of the image's packages instead of a predicate file.
     #[arg(long)]
     sbom: bool,
+    /// The SBOM's format (with --sbom).
+    #[arg(long, value_enum, default_value = "spdx")]
+    sbom_format: SbomFormat,
     /// Sign the statement (DSSE) with this private key.
     #[arg(long, env = "KILN_SIGN_KEY")]
     sign_key: Option<PathBuf>,
@@ -312,6 +315,30 @@ pub(crate) struct AttestArgs {
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+}
+
+/// The SBOM formats kiln writes.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub(crate) enum SbomFormat {
+    /// SPDX 2.3 JSON (predicate type `https://spdx.dev/Document`).
+    #[default]
+    Spdx,
+    /// CycloneDX 1.6 JSON (predicate type `https://cyclonedx.org/bom`).
+    Cyclonedx,
+}
+
+impl SbomFormat {
+    /// The SBOM of `params` in this format, as an in-toto statement about `subjects`.
+    pub(crate) fn statement(
+        self,
+        params: &attest::SbomParams,
+        subjects: &[attest::Subject],
+    ) -> Result<attest::Statement, attest::AttestError> {
+        match self {
+            SbomFormat::Spdx => attest::spdx_statement(params, subjects),
+            SbomFormat::Cyclonedx => attest::cyclonedx::cyclonedx_statement(params, subjects),
+        }
+    }
 }
 
 /// The image `DIR[:TAG]` names in an OCI layout (the host's platform when the layout holds
@@ -381,7 +408,7 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
     );
     let statement = if args.sbom {
         let packages = image_packages(&store, &built)?;
-        attest::spdx_statement(
+        args.sbom_format.statement(
             &attest::SbomParams {
                 image_name: args.image.clone(),
                 image_digest: built.manifest.digest.clone(),

@@ -115,6 +115,10 @@ pub(crate) struct BuildArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     sbom: bool,
+    /// The SBOM's format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (predicate type
+    /// `https://cyclonedx.org/bom`).
+    #[arg(long, value_enum, default_value = "spdx")]
+    sbom_format: super::attest::SbomFormat,
     /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
     /// Ed25519, as `kiln keygen` writes).
     #[arg(long, env = "KILN_SIGN_KEY")]
@@ -526,7 +530,7 @@ pub(crate) fn make_attestations(
                 package.checksum = Some(("SHA256".to_owned(), wheel.sha256.clone()));
             }
         }
-        let sbom = attest::spdx_statement(
+        let sbom = args.sbom_format.statement(
             &attest::SbomParams {
                 image_name: name.clone(),
                 image_digest: image.manifest.digest.clone(),
