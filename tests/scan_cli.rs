@@ -462,3 +462,44 @@ fn malformed_database_files_are_named_with_the_entry() {
         stderr(&missing)
     );
 }
+
+/// `kiln scan --attest --sign-key` attaches the report with cosign's vulnerability predicate,
+/// signed: `kiln verify` finds it with the public key and a policy that requires it.
+#[test]
+fn scan_attest_attaches_a_signed_vulnerability_report() {
+    let temp = tempfile::tempdir().unwrap();
+    let layout = write_image(temp.path());
+    let db = write_db(temp.path());
+    let cache = temp.path().join("cache");
+    let keys = temp.path().join("keys");
+    support::kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let private = keys.join("private.pem");
+    let output = scan(
+        &layout,
+        &db,
+        &cache,
+        &["--attest", "--sign-key", private.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let image = format!("oci:{}:v1", layout.display());
+    let policy = temp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "require_signed = true\nrequired_predicate_types = [\"https://cosign.sigstore.dev/attestation/vuln/v1\"]\n",
+    )
+    .unwrap();
+    let verified = support::kiln(&[
+        "verify",
+        &image,
+        "--key",
+        keys.join("public.pem").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let text = support::kiln_ok(&["inspect", &image]);
+    assert!(
+        text.contains("https://cosign.sigstore.dev/attestation/vuln/v1"),
+        "{text}"
+    );
+}

@@ -386,6 +386,39 @@ pub(crate) fn image_packages(
     Ok(attest::packages_from_rootfs(&fs)?)
 }
 
+/// Wraps `statement` (signed with `sign_key`, or not) and attaches it to `built` in the OCI
+/// layout `dir` (named by `reference` there).
+pub(crate) fn sign_and_attach(
+    dir: &str,
+    reference: Option<&str>,
+    built: &image::BuiltImage,
+    statement: &attest::Statement,
+    sign_key: Option<&Path>,
+    mode: AttestModeName,
+) -> anyhow::Result<()> {
+    let attestation = match sign_key {
+        Some(path) => {
+            let key = attest::SigningKey::load(path).context("failed to load the signing key")?;
+            attest::Attestation::signed(statement, &[&key])?
+        }
+        None => attest::Attestation::unsigned(statement)?,
+    };
+    let mode = match mode {
+        AttestModeName::Referrers => attest::AttachMode::Referrers,
+        AttestModeName::Index => attest::AttachMode::Index,
+    };
+    let target = match (reference, mode) {
+        (Some(tag), attest::AttachMode::Index) => tag.to_owned(),
+        _ => built.manifest.digest.to_string(),
+    };
+    attest::attach(Path::new(dir), Some(&target), &[attestation], mode)?;
+    eprintln!(
+        "kiln: attached {} to {}",
+        statement.predicate_type, built.manifest.digest
+    );
+    Ok(())
+}
+
 pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
     let Some(rest) = args.image.strip_prefix("oci:") else {
         return Err(super::usage(format!(
@@ -425,26 +458,14 @@ pub(crate) fn run_attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("the predicate `{}` is not JSON", path.display()))?;
         attest::Statement::new(&[subject], &args.predicate_type, predicate)
     };
-    let attestation = match &args.sign_key {
-        Some(path) => {
-            let key = attest::SigningKey::load(path).context("failed to load the signing key")?;
-            attest::Attestation::signed(&statement, &[&key])?
-        }
-        None => attest::Attestation::unsigned(&statement)?,
-    };
-    let mode = match args.attest_mode {
-        AttestModeName::Referrers => attest::AttachMode::Referrers,
-        AttestModeName::Index => attest::AttachMode::Index,
-    };
-    let target = match (&reference, mode) {
-        (Some(tag), attest::AttachMode::Index) => tag.clone(),
-        _ => built.manifest.digest.to_string(),
-    };
-    attest::attach(Path::new(&dir), Some(&target), &[attestation], mode)
-        .with_context(|| format!("failed to attach the attestation to `{}`", args.image))?;
-    eprintln!(
-        "kiln: attached {} to {}",
-        statement.predicate_type, built.manifest.digest
-    );
+    sign_and_attach(
+        &dir,
+        reference.as_deref(),
+        &built,
+        &statement,
+        args.sign_key.as_deref(),
+        args.attest_mode,
+    )
+    .with_context(|| format!("failed to attach the attestation to `{}`", args.image))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -63,6 +63,16 @@ pub(crate) struct ScanArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
+    /// Attach the report to the image as an in-toto statement with cosign's vulnerability
+    /// predicate (`https://cosign.sigstore.dev/attestation/vuln/v1`).
+    #[arg(long)]
+    attest: bool,
+    /// Sign that statement (DSSE) with this private key (with --attest).
+    #[arg(long, env = "KILN_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// How to attach it (with --attest).
+    #[arg(long, value_enum, default_value = "referrers")]
+    attest_mode: super::build::AttestModeName,
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -90,12 +100,38 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(build::default_cache_dir);
     let db_dir = args.db.clone().unwrap_or_else(|| cache_dir.join("vulndb"));
+    let started = kiln::image::rfc3339(unix_now());
     let db = scan::Database::load(&db_dir)?;
     let store = build::open_store(&cache_dir)?;
-    let (built, _) = super::attest::load_layout_image(&store, layout)
+    let (built, reference) = super::attest::load_layout_image(&store, layout)
         .with_context(|| format!("failed to read `{}`", args.image))?;
     let packages = super::attest::image_packages(&store, &built)?;
     let report = scan::scan(&packages, &db);
+    if args.attest {
+        let subject = kiln::attest::Subject::image(
+            reference.as_deref().unwrap_or("image"),
+            &built.manifest.digest,
+            &built.manifest.platform,
+        );
+        let predicate = scan::report::vuln_predicate(
+            &report,
+            db.digest.as_ref(),
+            &started,
+            &kiln::image::rfc3339(unix_now()),
+        );
+        let statement =
+            kiln::attest::Statement::new(&[subject], scan::report::VULN_PREDICATE_TYPE, predicate);
+        let (dir, _) = kiln::dockerfile::plan::split_local_reference(layout);
+        super::attest::sign_and_attach(
+            &dir,
+            reference.as_deref(),
+            &built,
+            &statement,
+            args.sign_key.as_deref(),
+            args.attest_mode,
+        )
+        .with_context(|| format!("failed to attach the scan report to `{}`", args.image))?;
+    }
     match args.format {
         ReportFormat::Table => print!("{}", scan::report::table(&report)),
         ReportFormat::Json => println!("{:#}", scan::report::json(&report)),
@@ -113,4 +149,10 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

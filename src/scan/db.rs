@@ -91,6 +91,9 @@ pub struct Database {
     alpine_branches: Vec<String>,
     /// How many files were read.
     pub files: usize,
+    /// sha256 over each file's path (relative to the directory) and content, in order: which
+    /// database a report was made with.
+    pub digest: Option<crate::digest::Digest>,
 }
 
 impl Database {
@@ -114,11 +117,18 @@ impl Database {
             }
         }
         let mut db = Database::default();
+        let mut listing = String::new();
         for path in files {
             let bytes = std::fs::read(&path).map_err(|source| ScanError::Read {
                 path: path.clone(),
                 source,
             })?;
+            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            listing.push_str(&format!(
+                "{} {}\n",
+                crate::digest::Digest::of(&bytes).hex(),
+                relative.display()
+            ));
             let value: Value =
                 serde_json::from_slice(&bytes).map_err(|e| ScanError::Malformed {
                     path: path.clone(),
@@ -127,6 +137,7 @@ impl Database {
                 })?;
             db.add_file(&path, &value)?;
         }
+        db.digest = Some(crate::digest::Digest::of(listing.as_bytes()));
         Ok(db)
     }
 

@@ -128,3 +128,37 @@ pub fn sarif(report: &Report) -> Value {
         }],
     })
 }
+
+/// The predicate type of cosign's vulnerability attestation.
+pub const VULN_PREDICATE_TYPE: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+
+/// The report as cosign's vulnerability predicate: `scanner` (kiln, the database's digest,
+/// `result` = [`json`]) and `metadata` (scan start and finish, RFC 3339).
+pub fn vuln_predicate(
+    report: &Report,
+    db_digest: Option<&crate::digest::Digest>,
+    started: &str,
+    finished: &str,
+) -> Value {
+    json!({
+        "invocation": {
+            "parameters": [],
+            "uri": "",
+            "event_id": "",
+            "builder.id": "",
+        },
+        "scanner": {
+            "uri": format!("{}/scan", crate::attest::KILN_URI_BASE),
+            "version": env!("CARGO_PKG_VERSION"),
+            "db": {
+                "uri": "",
+                "version": db_digest.map(ToString::to_string).unwrap_or_default(),
+            },
+            "result": json(report),
+        },
+        "metadata": {
+            "scanStartedOn": started,
+            "scanFinishedOn": finished,
+        },
+    })
+}
