@@ -503,3 +503,66 @@ fn scan_attest_attaches_a_signed_vulnerability_report() {
         "{text}"
     );
 }
+
+/// `kiln build --scan-db DIR --fail-on SEVERITY` scans the result before writing it: at the
+/// threshold the build fails and no output exists; below it the build writes the image and
+/// prints the findings.
+#[test]
+fn build_with_scan_db_fails_before_writing_at_the_threshold() {
+    let temp = tempfile::tempdir().unwrap();
+    let db = write_db(temp.path());
+    let context = temp.path().join("ctx");
+    let rootfs = context.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("lib/apk/db")).unwrap();
+    std::fs::write(rootfs.join("etc/alpine-release"), "3.20.3\n").unwrap();
+    let installed: String = APK_PACKAGES
+        .iter()
+        .map(|(name, origin, version)| format!("P:{name}\nV:{version}\nA:x86_64\no:{origin}\n\n"))
+        .collect();
+    std::fs::write(rootfs.join("lib/apk/db/installed"), installed).unwrap();
+    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
+    let cache = temp.path().join("cache");
+    let build = |out: &Path, extra: &[&str]| {
+        let dest = format!("type=oci,dest={}", out.display());
+        let mut args = vec![
+            "build",
+            "--progress=quiet",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-t",
+            "app:1",
+            "--output",
+            &dest,
+            "--scan-db",
+            db.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(context.to_str().unwrap());
+        support::kiln(&args)
+    };
+    // The secdb findings have no severity: `unknown` is the threshold that catches them.
+    let refused = temp.path().join("refused");
+    let failed = build(&refused, &["--fail-on", "unknown"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("nothing was written"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        stderr(&failed).contains("CVE-2024-0001"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(!refused.exists(), "the refused image was written");
+    let written = temp.path().join("written");
+    let passed = build(&written, &["--fail-on", "low"]);
+    assert!(passed.status.success(), "{}", stderr(&passed));
+    assert!(
+        stderr(&passed).contains("libcrypto3"),
+        "{}",
+        stderr(&passed)
+    );
+    assert!(written.join("index.json").is_file());
+}

@@ -119,6 +119,14 @@ pub(crate) struct BuildArgs {
     /// `https://cyclonedx.org/bom`).
     #[arg(long, value_enum, default_value = "spdx")]
     sbom_format: super::attest::SbomFormat,
+    /// Scan the result's packages against this vulnerability database (see `kiln scan`) before
+    /// anything is written or pushed; the findings are printed to stderr.
+    #[arg(long, value_name = "DIR")]
+    scan_db: Option<PathBuf>,
+    /// With --scan-db: fail the build (nothing written or pushed) when a finding is at or above
+    /// this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY", requires = "scan_db")]
+    fail_on: Option<super::scan::SeverityName>,
     /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
     /// Ed25519, as `kiln keygen` writes).
     #[arg(long, env = "KILN_SIGN_KEY")]
@@ -302,7 +310,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             None => None,
         },
         offline: args.registry.offline,
-        list_packages: args.sbom,
+        list_packages: args.sbom || args.scan_db.is_some(),
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
         context_dir,
         dockerfile,
@@ -328,6 +336,9 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let started_on = unix_now();
     let outcome = build::build(&options, reporter)?;
+    if let Some(db) = &args.scan_db {
+        super::scan::check_build(db, &outcome.packages, args.fail_on)?;
+    }
     let attestations = make_attestations(&args, &options, &outcome, started_on)?;
     let images = [(outcome.image.clone(), args.tags.clone())];
     write_outputs(&outcome.store, &images, &outputs)?;

@@ -156,3 +156,25 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// `kiln build --scan-db DIR [--fail-on SEVERITY]`: scans the built image's packages, prints
+/// the table to stderr, and fails when a finding reaches `fail_on`.
+pub(crate) fn check_build(
+    db_dir: &std::path::Path,
+    packages: &[kiln::attest::SbomPackage],
+    fail_on: Option<SeverityName>,
+) -> anyhow::Result<()> {
+    let db = scan::Database::load(db_dir)?;
+    let report = scan::scan(packages, &db);
+    eprint!("{}", scan::report::table(&report));
+    if let Some(threshold) = fail_on {
+        let failing = report.at_or_above(threshold.severity());
+        if failing > 0 {
+            anyhow::bail!(
+                "the image has {failing} findings at or above {} (--fail-on); nothing was written or pushed",
+                threshold.severity().as_str()
+            );
+        }
+    }
+    Ok(())
+}
