@@ -57,6 +57,11 @@ enum Command {
     /// Report the known vulnerabilities of an image's apk and Python packages from a local
     /// database of Alpine secdb and OSV files (offline).
     Scan(cli::scan::ScanArgs),
+    /// Manage the local vulnerability database `kiln scan` reads.
+    Db {
+        #[command(subcommand)]
+        what: cli::scan::DbCommand,
+    },
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         Command::ApkExport(args) => run_apk_export(args),
         Command::Lock(args) => cli::lock::run_lock(args),
         Command::Scan(args) => cli::scan::run_scan(args),
+        Command::Db { what } => cli::scan::run_db(what),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

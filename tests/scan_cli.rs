@@ -566,3 +566,100 @@ fn build_with_scan_db_fails_before_writing_at_the_threshold() {
     );
     assert!(written.join("index.json").is_file());
 }
+
+/// A static file server (`python3 -m http.server`) on 127.0.0.1, stopped by its PID on drop.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FileServer {
+    fn start(dir: &Path) -> FileServer {
+        support::require_tool("python3");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("failed to start python3 -m http.server");
+        // Owned at once, so the server is stopped (and waited for) on every path.
+        let server = FileServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("python3 -m http.server did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn db_fetch_keeps_verified_database_files_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let served = write_db(temp.path());
+    std::fs::write(served.join("notes.json"), "{\"hello\": 1}").unwrap();
+    let server = FileServer::start(&served);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let secdb = std::fs::read(served.join("alpine/v3.20/main.json")).unwrap();
+    let pin = kiln::digest::Digest::of(&secdb).hex().to_owned();
+    let fetched = temp.path().join("fetched");
+    let good = support::kiln(&[
+        "db",
+        "fetch",
+        "--db",
+        fetched.to_str().unwrap(),
+        &format!("{base}/alpine/v3.20/main.json#sha256={pin}"),
+        &format!("{base}/osv/all.json"),
+    ]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert_eq!(
+        std::fs::read(fetched.join("alpine/v3.20/main.json")).unwrap(),
+        secdb
+    );
+    assert!(fetched.join("osv/all.json").is_file());
+    // A wrong pin, a file that is not a database file: refused, nothing kept.
+    let wrong = "0".repeat(64);
+    let other = temp.path().join("other");
+    for (url, message) in [
+        (
+            format!("{base}/alpine/v3.20/main.json#sha256={wrong}"),
+            "expected",
+        ),
+        (format!("{base}/notes.json"), "not a vulnerability database"),
+        (format!("{base}/missing.json"), "HTTP 404"),
+    ] {
+        let output = support::kiln(&["db", "fetch", "--db", other.to_str().unwrap(), &url]);
+        assert_eq!(output.status.code(), Some(1), "{url}: {}", stderr(&output));
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
+    assert!(!other.join("alpine/v3.20/main.json").exists());
+    assert!(!other.join("notes.json").exists());
+    // The fetched database scans like the original.
+    let layout = write_image(temp.path());
+    let cache = temp.path().join("cache");
+    let scanned = scan(&layout, &fetched, &cache, &["--format", "json"]);
+    assert!(scanned.status.success(), "{}", stderr(&scanned));
+    let report: Value = serde_json::from_slice(&scanned.stdout).unwrap();
+    assert!(report.to_string().contains("CVE-2024-0001"), "{report}");
+}

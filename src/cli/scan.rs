@@ -178,3 +178,41 @@ pub(crate) fn check_build(
     }
     Ok(())
 }
+
+#[derive(clap::Subcommand)]
+pub(crate) enum DbCommand {
+    /// Download Alpine secdb and OSV JSON files into the database directory, each at its URL's
+    /// path (`.../v3.20/main.json` -> `DIR/v3.20/main.json`); `URL#sha256=HEX` pins a file's
+    /// digest. A file that does not match its pin or is not a database file is not kept.
+    Fetch {
+        /// The files' URLs, each optionally followed by `#sha256=HEX`.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        /// The database directory (default: `vulndb` in the cache directory).
+        #[arg(long, value_name = "DIR")]
+        db: Option<PathBuf>,
+        /// The cache directory (see `kiln build --cache-dir`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn run_db(command: DbCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DbCommand::Fetch {
+            urls,
+            db,
+            cache_dir,
+        } => {
+            let dir = db.unwrap_or_else(|| {
+                cache_dir
+                    .unwrap_or_else(build::default_cache_dir)
+                    .join("vulndb")
+            });
+            for path in scan::fetch::fetch(&dir, &urls)? {
+                eprintln!("kiln: wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! yet, and the report says so.
 
 pub mod db;
+pub mod fetch;
 pub mod report;
 
 use std::cmp::Ordering;
