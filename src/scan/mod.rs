@@ -298,3 +298,93 @@ fn affects(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(a: &str, b: &str) -> Ordering {
+        let parse =
+            |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+        parse(a).cmp(&parse(b))
+    }
+
+    #[test]
+    fn osv_ranges_open_and_close_as_the_schema_says() {
+        use Event::*;
+        let range = |events: Vec<Event>| Affected::Osv {
+            ranges: vec![events],
+            versions: Vec::new(),
+        };
+        let s = |v: &str| v.to_owned();
+        let cases = [
+            (
+                range(vec![Introduced(s("0")), Fixed(s("2.0"))]),
+                "1.9",
+                Some(Some(s("2.0"))),
+            ),
+            (
+                range(vec![Introduced(s("0")), Fixed(s("2.0"))]),
+                "2.0",
+                None,
+            ),
+            (
+                range(vec![Introduced(s("1.0")), Fixed(s("2.0"))]),
+                "0.9",
+                None,
+            ),
+            (
+                range(vec![Introduced(s("1.0")), LastAffected(s("1.5"))]),
+                "1.5",
+                Some(None),
+            ),
+            (
+                range(vec![Introduced(s("1.0")), LastAffected(s("1.5"))]),
+                "1.6",
+                None,
+            ),
+            // Two introduced/fixed pairs in one range: the gap between them is not affected.
+            (
+                range(vec![
+                    Introduced(s("1.0")),
+                    Fixed(s("1.2")),
+                    Introduced(s("2.0")),
+                    Fixed(s("2.3")),
+                ]),
+                "1.5",
+                None,
+            ),
+            (
+                range(vec![
+                    Fixed(s("2.3")),
+                    Introduced(s("2.0")),
+                    Fixed(s("1.2")),
+                    Introduced(s("1.0")),
+                ]),
+                "2.1",
+                Some(Some(s("2.3"))),
+            ),
+            (
+                Affected::Osv {
+                    ranges: Vec::new(),
+                    versions: vec![s("3.1")],
+                },
+                "3.1",
+                Some(None),
+            ),
+            (
+                Affected::Before { fixed: s("1.2") },
+                "1.1",
+                Some(Some(s("1.2"))),
+            ),
+            (Affected::Before { fixed: s("1.2") }, "1.2", None),
+        ];
+        for (affected, installed, expected) in cases {
+            assert_eq!(
+                affects(&affected, installed, &numeric),
+                expected,
+                "{affected:?} {installed}"
+            );
+        }
+    }
+}
