@@ -110,8 +110,8 @@ pub(crate) struct BuildArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     provenance: bool,
-    /// Attach an SPDX 2.3 SBOM of the image's apk and Python packages (`--sbom=false` to leave
-    /// it out).
+    /// Attach an SBOM of the image's distribution and its apk, Debian and Python packages
+    /// (`--sbom=false` to leave it out).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     sbom: bool,
