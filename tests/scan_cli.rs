@@ -76,6 +76,22 @@ fn file(diff: &mut Diff, path: &str, content: &str) {
 /// Writes the Alpine image as `DIR/layout` (tag `v1`).
 fn write_image(dir: &Path) -> PathBuf {
     let store = Store::open(&dir.join("store")).unwrap();
+    let diff = image_diff();
+    let layer = layer::write(&diff, &store, &WriteOptions::default()).unwrap();
+    let config = ImageConfig {
+        created: Some(rfc3339(0)),
+        architecture: "amd64".to_owned(),
+        os: "linux".to_owned(),
+        ..ImageConfig::default()
+    };
+    let image = assemble(&store, &config, &[layer], &BTreeMap::new()).unwrap();
+    let layout = dir.join("layout");
+    write_oci_layout(&store, &layout, &[(image, vec!["app:v1".to_owned()])]).unwrap();
+    layout
+}
+
+/// The image's single layer.
+fn image_diff() -> Diff {
     let mut diff = Diff::new();
     file(&mut diff, "etc/alpine-release", "3.20.3\n");
     file(
@@ -95,17 +111,7 @@ fn write_image(dir: &Path) -> PathBuf {
             &format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
         );
     }
-    let layer = layer::write(&diff, &store, &WriteOptions::default()).unwrap();
-    let config = ImageConfig {
-        created: Some(rfc3339(0)),
-        architecture: "amd64".to_owned(),
-        os: "linux".to_owned(),
-        ..ImageConfig::default()
-    };
-    let image = assemble(&store, &config, &[layer], &BTreeMap::new()).unwrap();
-    let layout = dir.join("layout");
-    write_oci_layout(&store, &layout, &[(image, vec!["app:v1".to_owned()])]).unwrap();
-    layout
+    diff
 }
 
 /// Writes the database: secdb for v3.20 (and a v3.19 one that must not apply), OSV records
@@ -662,4 +668,64 @@ fn db_fetch_keeps_verified_database_files_only() {
     assert!(scanned.status.success(), "{}", stderr(&scanned));
     let report: Value = serde_json::from_slice(&scanned.stdout).unwrap();
     assert!(report.to_string().contains("CVE-2024-0001"), "{report}");
+}
+
+/// `kiln scan --sbom FILE` finds the same as scanning the image, from kiln's SPDX and
+/// CycloneDX documents of that image.
+#[test]
+fn scanning_the_sbom_finds_what_scanning_the_image_finds() {
+    let temp = tempfile::tempdir().unwrap();
+    let layout = write_image(temp.path());
+    let db = write_db(temp.path());
+    let cache = temp.path().join("cache");
+    let from_image = scan(&layout, &db, &cache, &["--format", "json"]);
+    assert!(from_image.status.success(), "{}", stderr(&from_image));
+    let expected = findings_of(&serde_json::from_slice(&from_image.stdout).unwrap());
+    let fs = kiln::rootfs::memfs::MemFs::from_diff(&image_diff());
+    let params = kiln::attest::SbomParams {
+        image_name: "app:v1".to_owned(),
+        image_digest: kiln::digest::Digest::of(b"m"),
+        source_date_epoch: 0,
+        packages: kiln::attest::packages_from_rootfs(&fs).unwrap(),
+    };
+    for (name, document) in [
+        (
+            "sbom.spdx.json",
+            kiln::attest::spdx_document(&params).unwrap(),
+        ),
+        (
+            "sbom.cdx.json",
+            kiln::attest::cyclonedx::cyclonedx_document(&params).unwrap(),
+        ),
+    ] {
+        let path = temp.path().join(name);
+        std::fs::write(&path, document.to_string()).unwrap();
+        let output = support::kiln(&[
+            "scan",
+            "--sbom",
+            path.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(findings_of(&report), expected, "{name}");
+    }
+    let neither = temp.path().join("neither.json");
+    std::fs::write(&neither, "{}").unwrap();
+    let output = support::kiln(&[
+        "scan",
+        "--sbom",
+        neither.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("neither an SPDX"),
+        "{}",
+        stderr(&output)
+    );
 }

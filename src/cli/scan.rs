@@ -52,8 +52,13 @@ pub(crate) enum ReportFormat {
 #[derive(clap::Args)]
 #[command(after_long_help = DB_LAYOUT)]
 pub(crate) struct ScanArgs {
-    /// The image: an OCI layout, `oci:DIR[:TAG]`.
-    image: String,
+    /// The image: an OCI layout, `oci:DIR[:TAG]` (not needed with --sbom).
+    #[arg(required_unless_present = "sbom")]
+    image: Option<String>,
+    /// Scan the packages an SPDX or CycloneDX JSON SBOM lists (as kiln writes them: the
+    /// distribution and purls with `arch` and `upstream`) instead of an image's layers.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "attest"])]
+    sbom: Option<PathBuf>,
     /// The vulnerability database directory (default: `vulndb` in the cache directory).
     #[arg(long, value_name = "DIR")]
     db: Option<PathBuf>,
@@ -89,25 +94,53 @@ Severities come from OSV's severity words (database_specific.severity); secdb gi
 findings are `unknown` (fail on them with --fail-on unknown).";
 
 pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let Some(layout) = args.image.strip_prefix("oci:") else {
-        return Err(super::usage(format!(
-            "invalid image `{}`: kiln scan reads OCI layouts, oci:DIR[:TAG] (pull a registry image first with `kiln pull REF -o type=oci,dest=DIR`)",
-            args.image
-        )));
-    };
     let cache_dir = args
         .cache_dir
         .clone()
         .unwrap_or_else(build::default_cache_dir);
     let db_dir = args.db.clone().unwrap_or_else(|| cache_dir.join("vulndb"));
     let started = kiln::image::rfc3339(unix_now());
+    let (packages, subject, what) = match (&args.sbom, &args.image) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("failed to read the SBOM `{}`", path.display()))?;
+            let document: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the SBOM `{}` is not JSON", path.display()))?;
+            let packages = scan::from_sbom::packages_from_sbom(&document).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`{}` is neither an SPDX (spdxVersion) nor a CycloneDX (bomFormat) JSON document",
+                    path.display()
+                )
+            })?;
+            (packages, None, path.display().to_string())
+        }
+        (None, Some(image)) => {
+            let Some(layout) = image.strip_prefix("oci:") else {
+                return Err(super::usage(format!(
+                    "invalid image `{image}`: kiln scan reads OCI layouts, oci:DIR[:TAG] (pull a registry image first with `kiln pull REF -o type=oci,dest=DIR`)"
+                )));
+            };
+            let store = build::open_store(&cache_dir)?;
+            let (built, reference) = super::attest::load_layout_image(&store, layout)
+                .with_context(|| format!("failed to read `{image}`"))?;
+            let packages = super::attest::image_packages(&store, &built)?;
+            (
+                packages,
+                Some((layout.to_owned(), built, reference)),
+                image.clone(),
+            )
+        }
+        (None, None) => {
+            return Err(super::usage(
+                "kiln scan needs an image or --sbom FILE".to_owned(),
+            ));
+        }
+    };
     let db = scan::Database::load(&db_dir)?;
-    let store = build::open_store(&cache_dir)?;
-    let (built, reference) = super::attest::load_layout_image(&store, layout)
-        .with_context(|| format!("failed to read `{}`", args.image))?;
-    let packages = super::attest::image_packages(&store, &built)?;
     let report = scan::scan(&packages, &db);
-    if args.attest {
+    if args.attest
+        && let Some((layout, built, reference)) = &subject
+    {
         let subject = kiln::attest::Subject::image(
             reference.as_deref().unwrap_or("image"),
             &built.manifest.digest,
@@ -125,12 +158,12 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         super::attest::sign_and_attach(
             &dir,
             reference.as_deref(),
-            &built,
+            built,
             &statement,
             args.sign_key.as_deref(),
             args.attest_mode,
         )
-        .with_context(|| format!("failed to attach the scan report to `{}`", args.image))?;
+        .with_context(|| format!("failed to attach the scan report to `{what}`"))?;
     }
     match args.format {
         ReportFormat::Table => print!("{}", scan::report::table(&report)),
@@ -141,9 +174,8 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         let failing = report.at_or_above(threshold.severity());
         if failing > 0 {
             eprintln!(
-                "error: {failing} findings at or above {} in `{}`",
+                "error: {failing} findings at or above {} in `{what}`",
                 threshold.severity().as_str(),
-                args.image
             );
             return Ok(ExitCode::from(1));
         }

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod fetch;
+pub mod from_sbom;
 pub mod report;
 
 use std::cmp::Ordering;
