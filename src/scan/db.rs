@@ -129,6 +129,11 @@ impl Database {
                 crate::digest::Digest::of(&bytes).hex(),
                 relative.display()
             ));
+            if let Some(file) = super::typed::parse(&bytes)
+                && db.add_typed(&path, file)
+            {
+                continue;
+            }
             let value: Value =
                 serde_json::from_slice(&bytes).map_err(|e| ScanError::Malformed {
                     path: path.clone(),
@@ -139,6 +144,145 @@ impl Database {
         }
         db.digest = Some(crate::digest::Digest::of(listing.as_bytes()));
         Ok(db)
+    }
+
+    /// Adds a file read by the fast path; false (and nothing added) when one of its entries
+    /// is not valid, so the generic path reads it again and reports the entry.
+    fn add_typed(&mut self, path: &Path, file: super::typed::File) -> bool {
+        let file_path = Arc::new(path.to_owned());
+        let mut staged: Vec<((Ecosystem, String), Entry)> = Vec::new();
+        let mut branch_read = None;
+        match file {
+            super::typed::File::Secdb(secdb) => {
+                for package in secdb.packages {
+                    for (fixed, ids) in package.pkg.secfixes.into_iter().flatten() {
+                        if fixed == "0" {
+                            continue;
+                        }
+                        if !crate::apk::version::is_valid(&fixed) {
+                            return false;
+                        }
+                        let ids = ids
+                            .iter()
+                            .flat_map(|id| id.split_whitespace())
+                            .map(str::to_owned)
+                            .collect();
+                        staged.push((
+                            (
+                                Ecosystem::Alpine(secdb.distroversion.clone()),
+                                package.pkg.name.clone(),
+                            ),
+                            Entry {
+                                advisory: Arc::new(Advisory {
+                                    ids,
+                                    severity: Severity::Unknown,
+                                    summary: None,
+                                }),
+                                affected: Affected::Before { fixed },
+                                file: file_path.clone(),
+                            },
+                        ));
+                    }
+                }
+                branch_read = Some(secdb.distroversion);
+            }
+            super::typed::File::Osv(records) => {
+                let word = |s: &Option<super::typed::SeverityWord>| {
+                    s.as_ref()
+                        .and_then(|s| s.severity.as_ref())
+                        .and_then(Value::as_str)
+                        .and_then(Severity::from_word)
+                        .unwrap_or(Severity::Unknown)
+                };
+                for record in records {
+                    if record.id.is_empty() {
+                        return false;
+                    }
+                    if record.withdrawn.as_deref().is_some_and(|w| !w.is_empty()) {
+                        continue;
+                    }
+                    let mut ids = vec![record.id.clone()];
+                    ids.extend(record.aliases.iter().cloned());
+                    let record_severity = word(&record.database_specific);
+                    for affected in record.affected {
+                        let name = &affected.package.name;
+                        if name.is_empty() {
+                            return false;
+                        }
+                        let (ecosystem, key, valid): (Ecosystem, String, fn(&str) -> bool) =
+                            if affected.package.ecosystem == "PyPI" {
+                                (
+                                    Ecosystem::PyPI,
+                                    crate::python::wheel::normalize_name(name),
+                                    |v| v.parse::<pep440_rs::Version>().is_ok(),
+                                )
+                            } else if let Some(branch) =
+                                affected.package.ecosystem.strip_prefix("Alpine:")
+                            {
+                                (
+                                    Ecosystem::Alpine(branch.to_owned()),
+                                    name.clone(),
+                                    crate::apk::version::is_valid,
+                                )
+                            } else {
+                                continue;
+                            };
+                        let mut ranges = Vec::new();
+                        for range in affected.ranges {
+                            if !matches!(range.kind.as_str(), "ECOSYSTEM" | "SEMVER") {
+                                continue;
+                            }
+                            let mut events = Vec::new();
+                            for event in range.events {
+                                let parsed = match (
+                                    event.introduced,
+                                    event.fixed,
+                                    event.last_affected,
+                                    event.limit,
+                                ) {
+                                    (Some(v), _, _, _) if v == "0" => Event::Introduced(v),
+                                    (Some(v), _, _, _) if valid(&v) => Event::Introduced(v),
+                                    (None, Some(v), _, _) if valid(&v) => Event::Fixed(v),
+                                    (None, None, Some(v), _) if valid(&v) => Event::LastAffected(v),
+                                    (None, None, None, Some(v)) if valid(&v) => continue,
+                                    _ => return false,
+                                };
+                                events.push(parsed);
+                            }
+                            ranges.push(events);
+                        }
+                        let severity = word(&affected.ecosystem_specific)
+                            .max(word(&affected.database_specific))
+                            .max(record_severity);
+                        staged.push((
+                            (ecosystem, key),
+                            Entry {
+                                advisory: Arc::new(Advisory {
+                                    ids: ids.clone(),
+                                    severity,
+                                    summary: record.summary.clone(),
+                                }),
+                                affected: Affected::Osv {
+                                    ranges,
+                                    versions: affected.versions,
+                                },
+                                file: file_path.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for (key, entry) in staged {
+            self.entries.entry(key).or_default().push(entry);
+        }
+        if let Some(branch) = branch_read
+            && !self.alpine_branches.contains(&branch)
+        {
+            self.alpine_branches.push(branch);
+        }
+        self.files += 1;
+        true
     }
 
     /// Adds one parsed file's advisories.

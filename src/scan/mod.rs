@@ -10,6 +10,7 @@ pub mod db;
 pub mod fetch;
 pub mod from_sbom;
 pub mod report;
+mod typed;
 
 use std::cmp::Ordering;
 use std::path::PathBuf;
