@@ -23,5 +23,6 @@ pub mod python;
 pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
+pub mod scan;
 pub mod steps;
 pub mod store;

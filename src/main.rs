@@ -57,6 +57,14 @@ enum Command {
     ApkExport(ApkExportArgs),
     /// Resolve dependencies for the image's platforms and write a lock (`kiln lock pip`).
     Lock(cli::lock::LockArgs),
+    /// Report the known vulnerabilities of an image's apk and Python packages from a local
+    /// database of Alpine secdb and OSV files (offline).
+    Scan(cli::scan::ScanArgs),
+    /// Manage the local vulnerability database `kiln scan` reads.
+    Db {
+        #[command(subcommand)]
+        what: cli::scan::DbCommand,
+    },
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -126,6 +134,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_verify(args),
         Command::ApkExport(args) => run_apk_export(args),
         Command::Lock(args) => cli::lock::run_lock(args),
+        Command::Scan(args) => cli::scan::run_scan(args),
+        Command::Db { what } => cli::scan::run_db(what),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

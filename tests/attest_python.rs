@@ -228,6 +228,7 @@ fn sample_packages() -> Vec<SbomPackage> {
         SbomPackage {
             kind: PackageKind::Apk {
                 arch: "x86_64".to_owned(),
+                origin: None,
             },
             name: "musl".to_owned(),
             version: "1.2.5-r0".to_owned(),
@@ -240,6 +241,7 @@ fn sample_packages() -> Vec<SbomPackage> {
         SbomPackage {
             kind: PackageKind::Apk {
                 arch: "x86_64".to_owned(),
+                origin: None,
             },
             name: "busybox".to_owned(),
             version: "1.36.1-r29".to_owned(),
@@ -249,6 +251,7 @@ fn sample_packages() -> Vec<SbomPackage> {
         SbomPackage {
             kind: PackageKind::Apk {
                 arch: "x86_64".to_owned(),
+                origin: None,
             },
             name: "ca-certificates".to_owned(),
             version: "20240705-r0".to_owned(),

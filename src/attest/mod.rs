@@ -59,6 +59,8 @@ pub mod attach;
 pub mod bundle;
 pub mod cosign;
 pub mod cosign_key;
+pub mod cyclonedx;
+pub mod distro;
 pub mod dsse;
 pub mod keys;
 pub mod material;

@@ -19,7 +19,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::AttestError;
-use super::material::{apk_purl, normalize_python_name, pypi_purl, split_reference};
+use super::material::{
+    apk_purl, normalize_python_name, percent_encode, pypi_purl, split_reference,
+};
 use super::provenance::{Statement, Subject};
 use crate::digest::Digest;
 use crate::image::rfc3339;
@@ -91,10 +93,25 @@ const KNOWN_EXCEPTIONS: &[&str] = &[
 /// Which ecosystem a package comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PackageKind {
+    /// The distribution itself (`name` = its os-release `ID`, `version` = its release), the
+    /// package scanners read to pick the distribution's advisories.
+    OperatingSystem,
     /// An Alpine package, with its apk architecture (`x86_64`, `aarch64`, ...).
     Apk {
         /// The apk arch name.
         arch: String,
+        /// The source package it was built from (apk's `o:`), which is what Alpine's secdb
+        /// names; None when the database does not say.
+        origin: Option<String>,
+    },
+    /// A Debian package from dpkg's status database.
+    Deb {
+        /// The dpkg architecture (`amd64`, `all`, ...).
+        arch: String,
+        /// The source package (`Source:`), None when it has the binary package's name.
+        source: Option<String>,
+        /// The source version when `Source:` gives one that differs from the package's.
+        source_version: Option<String>,
     },
     /// A Python distribution.
     Python,
@@ -116,12 +133,77 @@ pub struct SbomPackage {
 }
 
 impl SbomPackage {
-    /// The package's purl.
+    /// The package's purl without a `distro` qualifier (see [`SbomPackage::purl_in`]).
     pub fn purl(&self) -> String {
+        self.purl_in(None)
+    }
+
+    /// The package's purl as scanners match it: `arch`, then `distro=ID-VERSION` when the
+    /// distribution is known, then `upstream=SOURCE` when the source package has another name
+    /// (qualifiers in the purl spec's sorted order). None for the operating system itself.
+    pub fn purl_in(&self, distro: Option<&str>) -> String {
+        let with_qualifiers = |base: String, arch: &str, upstream: Option<String>| {
+            let mut purl = format!("{base}?arch={}", percent_encode(arch));
+            if let Some(distro) = distro {
+                purl.push_str(&format!("&distro={}", percent_encode(distro)));
+            }
+            if let Some(upstream) = upstream {
+                purl.push_str(&format!("&upstream={}", percent_encode(&upstream)));
+            }
+            purl
+        };
         match &self.kind {
-            PackageKind::Apk { arch } => apk_purl(&self.name, &self.version, arch),
+            PackageKind::OperatingSystem => String::new(),
+            PackageKind::Apk { arch, origin } => {
+                let base = apk_purl(&self.name, &self.version, arch);
+                let base = base.split_once('?').map_or(base.as_str(), |(b, _)| b);
+                let upstream = origin.clone().filter(|o| *o != self.name);
+                with_qualifiers(base.to_owned(), arch, upstream)
+            }
+            PackageKind::Deb {
+                arch,
+                source,
+                source_version,
+            } => {
+                let base = format!(
+                    "pkg:deb/debian/{}@{}",
+                    percent_encode(&self.name.to_lowercase()),
+                    percent_encode(&self.version)
+                );
+                let upstream = match (source, source_version) {
+                    (Some(source), Some(version)) => Some(format!("{source}@{version}")),
+                    (Some(source), None) => Some(source.clone()),
+                    (None, Some(version)) => Some(format!("{}@{version}", self.name)),
+                    (None, None) => None,
+                };
+                with_qualifiers(base, arch, upstream)
+            }
             PackageKind::Python => pypi_purl(&self.name, &self.version),
         }
+    }
+
+    /// `built package from: SOURCE VERSION`, the SPDX `sourceInfo` Trivy reads the source
+    /// package from; None for packages without a source package (Python, the OS).
+    pub fn source_info(&self) -> Option<String> {
+        let (source, version) = match &self.kind {
+            PackageKind::Apk { origin, .. } => (origin.as_deref(), None),
+            PackageKind::Deb {
+                source,
+                source_version,
+                ..
+            } => (source.as_deref(), source_version.as_deref()),
+            PackageKind::OperatingSystem | PackageKind::Python => return None,
+        };
+        Some(format!(
+            "built package from: {} {}",
+            source.unwrap_or(&self.name),
+            version.unwrap_or(&self.version)
+        ))
+    }
+
+    /// True for packages the distribution's package manager installed (apk, dpkg).
+    pub fn is_os_package(&self) -> bool {
+        matches!(self.kind, PackageKind::Apk { .. } | PackageKind::Deb { .. })
     }
 }
 
@@ -154,7 +236,7 @@ fn spdx_id(text: &str) -> String {
 }
 
 /// True when `license` is an expression over [`KNOWN_LICENSES`] with AND/OR/WITH/parentheses.
-fn is_known_expression(license: &str) -> bool {
+pub(crate) fn is_known_expression(license: &str) -> bool {
     let spaced = license.replace('(', " ( ").replace(')', " ) ");
     let mut after_with = false;
     let mut any = false;
@@ -222,18 +304,52 @@ pub fn spdx_document(params: &SbomParams) -> Result<Value, AttestError> {
     sorted.sort();
     sorted.dedup();
     let mut used = BTreeSet::new();
-    for package in &sorted {
-        let prefix = match package.kind {
-            PackageKind::Apk { .. } => "apk",
-            PackageKind::Python => "pypi",
-        };
-        let base = spdx_id(&format!("{prefix}-{}-{}", package.name, package.version));
+    let mut unique_id = |base: String| {
         let mut id = base.clone();
         let mut n = 2;
         while !used.insert(id.clone()) {
             id = format!("{base}-{n}");
             n += 1;
         }
+        id
+    };
+    // The distribution: Trivy recognizes it only by this SPDXID prefix and takes the packages
+    // it CONTAINS as OS packages; Grype reads the same fact from each purl's `distro=`.
+    let operating_system = sorted
+        .iter()
+        .find(|p| p.kind == PackageKind::OperatingSystem);
+    let distro = operating_system.map(|os| format!("{}-{}", os.name, os.version));
+    let os_id = operating_system.map(|os| {
+        let id = unique_id(spdx_id(&format!(
+            "OperatingSystem-{}-{}",
+            os.name, os.version
+        )));
+        packages.push(json!({
+            "SPDXID": id,
+            "name": os.name,
+            "versionInfo": os.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "primaryPackagePurpose": "OPERATING-SYSTEM",
+        }));
+        relationships.push(json!({
+            "spdxElementId": "SPDXRef-image",
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": id,
+        }));
+        id
+    });
+    for package in &sorted {
+        let prefix = match package.kind {
+            PackageKind::OperatingSystem => continue,
+            PackageKind::Apk { .. } => "apk",
+            PackageKind::Deb { .. } => "deb",
+            PackageKind::Python => "pypi",
+        };
+        let id = unique_id(spdx_id(&format!(
+            "{prefix}-{}-{}",
+            package.name, package.version
+        )));
         let mut entry = json!({
             "SPDXID": id,
             "name": package.name,
@@ -244,11 +360,16 @@ pub fn spdx_document(params: &SbomParams) -> Result<Value, AttestError> {
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
-                "referenceLocator": package.purl(),
+                "referenceLocator": package.purl_in(distro.as_deref()),
             }],
         });
-        if let PackageKind::Apk { .. } = package.kind {
-            entry["supplier"] = json!("Organization: Alpine Linux");
+        match package.kind {
+            PackageKind::Apk { .. } => entry["supplier"] = json!("Organization: Alpine Linux"),
+            PackageKind::Deb { .. } => entry["supplier"] = json!("Organization: Debian"),
+            _ => {}
+        }
+        if let Some(source_info) = package.source_info() {
+            entry["sourceInfo"] = json!(source_info);
         }
         match package.license.as_deref().map(str::trim) {
             Some(license) if is_known_expression(license) => {
@@ -263,8 +384,12 @@ pub fn spdx_document(params: &SbomParams) -> Result<Value, AttestError> {
         if let Some((algorithm, value)) = &package.checksum {
             entry["checksums"] = json!([{"algorithm": algorithm, "checksumValue": value}]);
         }
+        let container = match &os_id {
+            Some(os_id) if package.is_os_package() => os_id.as_str(),
+            _ => "SPDXRef-image",
+        };
         relationships.push(json!({
-            "spdxElementId": "SPDXRef-image",
+            "spdxElementId": container,
             "relationshipType": "CONTAINS",
             "relatedSpdxElement": id,
         }));
@@ -308,12 +433,27 @@ pub fn spdx_statement(params: &SbomParams, subjects: &[Subject]) -> Result<State
 /// directories, plus `/home/*/.local/lib` and `/opt/*/lib` (virtualenvs).
 const PYTHON_LIB_DIRS: &[&str] = &["/usr/lib", "/usr/local/lib", "/root/.local/lib"];
 
-/// Lists the apk packages (`/lib/apk/db/installed`) and Python distributions (`*.dist-info/
-/// METADATA` in site-packages) installed in `view`, sorted and deduplicated.
+/// Lists the distribution (os-release, `/etc/alpine-release`), the apk packages
+/// (`/lib/apk/db/installed`), Debian packages (`/var/lib/dpkg/status`) and Python
+/// distributions (`*.dist-info/METADATA` in site-packages) installed in `view`, sorted and
+/// deduplicated.
 pub fn packages_from_rootfs(view: &dyn FsView) -> Result<Vec<SbomPackage>, AttestError> {
     let mut packages = Vec::new();
-    if let Some(bytes) = read_optional(view, "/lib/apk/db/installed")? {
-        packages.extend(parse_apk_installed(&String::from_utf8_lossy(&bytes)));
+    let text = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let os_release = match text(read_optional(view, "/etc/os-release")?) {
+        Some(found) => Some(found),
+        None => text(read_optional(view, "/usr/lib/os-release")?),
+    };
+    let alpine_release = text(read_optional(view, "/etc/alpine-release")?);
+    packages.extend(super::distro::operating_system(
+        os_release.as_deref(),
+        alpine_release.as_deref(),
+    ));
+    if let Some(installed) = text(read_optional(view, "/lib/apk/db/installed")?) {
+        packages.extend(parse_apk_installed(&installed));
+    }
+    if let Some(status) = text(read_optional(view, "/var/lib/dpkg/status")?) {
+        packages.extend(super::distro::parse_dpkg_status(&status));
     }
     let mut lib_dirs: Vec<String> = PYTHON_LIB_DIRS.iter().map(|d| (*d).to_owned()).collect();
     for (parent, below) in [("/home", ".local/lib"), ("/opt", "lib")] {
@@ -410,6 +550,7 @@ pub fn parse_apk_installed(text: &str) -> Vec<SbomPackage> {
         packages.push(SbomPackage {
             kind: PackageKind::Apk {
                 arch: field("A").unwrap_or_else(|| "noarch".to_owned()),
+                origin: field("o"),
             },
             name,
             version,

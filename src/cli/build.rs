@@ -114,11 +114,23 @@ pub(crate) struct BuildArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     provenance: bool,
-    /// Attach an SPDX 2.3 SBOM of the image's apk and Python packages (`--sbom=false` to leave
-    /// it out).
+    /// Attach an SBOM of the image's distribution and its apk, Debian and Python packages
+    /// (`--sbom=false` to leave it out).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     sbom: bool,
+    /// The SBOM's format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (predicate type
+    /// `https://cyclonedx.org/bom`).
+    #[arg(long, value_enum, default_value = "spdx")]
+    sbom_format: super::attest::SbomFormat,
+    /// Scan the result's packages against this vulnerability database (see `kiln scan`) before
+    /// anything is written or pushed; the findings are printed to stderr.
+    #[arg(long, value_name = "DIR")]
+    scan_db: Option<PathBuf>,
+    /// With --scan-db: fail the build (nothing written or pushed) when a finding is at or above
+    /// this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY", requires = "scan_db")]
+    fail_on: Option<super::scan::SeverityName>,
     /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
     /// Ed25519, as `kiln keygen` writes).
     #[arg(long, env = "KILN_SIGN_KEY")]
@@ -394,7 +406,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             None => None,
         },
         offline: args.registry.offline,
-        list_packages: args.sbom,
+        list_packages: args.sbom || args.scan_db.is_some(),
         source_date_epoch: source_date_epoch(args.source_date_epoch, &build_args)?,
         context_dir,
         dockerfile,
@@ -453,6 +465,9 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let outcome = build::build(&options, reporter)?;
+    if let Some(db) = &args.scan_db {
+        super::scan::check_build(db, &outcome.packages, args.fail_on)?;
+    }
     let attestations = make_attestations(
         &args,
         &options,
@@ -713,7 +728,7 @@ pub(crate) fn make_attestations(
                 package.checksum = Some(("SHA256".to_owned(), wheel.sha256.clone()));
             }
         }
-        let sbom = attest::spdx_statement(
+        let sbom = args.sbom_format.statement(
             &attest::SbomParams {
                 image_name: name.clone(),
                 image_digest: image.manifest.digest.clone(),

@@ -6,6 +6,7 @@ pub(crate) mod build;
 pub(crate) mod lock;
 pub(crate) mod progress;
 pub(crate) mod registry;
+pub(crate) mod scan;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
