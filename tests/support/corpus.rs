@@ -499,10 +499,10 @@ fn apply_layer(tree: &mut BTreeMap<String, Entry>, reader: impl Read) {
                 if kind == "file" {
                     let mut bytes = Vec::new();
                     member.read_to_end(&mut bytes).unwrap();
-                    size = bytes.len() as u64;
                     if SHADOW_FILES.contains(&path.as_str()) {
                         bytes = without_last_change(&bytes);
                     }
+                    size = bytes.len() as u64;
                     content = Some(hex::encode(Sha256::digest(&bytes)));
                 }
                 Entry {
