@@ -110,3 +110,32 @@ fn shell_expand_inputs_expand_quickly() {
         );
     }
 }
+
+/// As the `dockerignore` target: the lines are both the patterns and the paths matched. One
+/// input (a line of 60 `*`) made matching backtrack over every split for more than 10 s.
+#[test]
+fn dockerignore_inputs_match_quickly() {
+    for input in regression_inputs("dockerignore") {
+        let bytes = std::fs::read(&input).expect("reading a regression input");
+        let text = String::from_utf8_lossy(&bytes);
+        let started = std::time::Instant::now();
+        let lines: Vec<&str> = text.lines().take(32).collect();
+        for pattern in &lines {
+            for name in &lines {
+                let _ = kiln::context::go_match(pattern, name);
+            }
+        }
+        if let Ok(ignore) = kiln::context::DockerIgnore::parse(&text, ".dockerignore") {
+            for path in &lines {
+                let _ = ignore.matches(path).is_excluded();
+                let _ = ignore.may_include_below(path);
+            }
+        }
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{} took {took:?} to match",
+            input.display()
+        );
+    }
+}
