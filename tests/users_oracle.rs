@@ -21,8 +21,8 @@
 
 #[path = "support/busybox_users.rs"]
 mod busybox_users;
-#[path = "support/debian.rs"]
-mod debian;
+#[path = "support/debian_rootfs.rs"]
+mod debian_rootfs;
 mod support;
 
 use std::collections::BTreeMap;
@@ -313,7 +313,7 @@ fn busybox_base(work: &Path) -> PathBuf {
 
 /// The Debian bookworm rootfs as an OCI layout.
 fn debian_base(work: &Path) -> PathBuf {
-    let tar = debian::rootfs_tar();
+    let tar = debian_rootfs::debian_rootfs_tar();
     let context = work.join("debian-base");
     std::fs::create_dir_all(&context).unwrap();
     let in_context = context.join("rootfs.tar");
@@ -478,7 +478,7 @@ fn base_etc_group(work: &Path) -> PathBuf {
         run_ok(
             Command::new("tar")
                 .arg("-xf")
-                .arg(debian::rootfs_tar())
+                .arg(debian_rootfs::debian_rootfs_tar())
                 .arg("-C")
                 .arg(&out)
                 .arg("./etc/group"),
