@@ -7,7 +7,8 @@
 //! `foo_;python_version>"3"`); its own check only covers such a name at the very end of the
 //! text. A requirements file or a wheel's METADATA could abort the whole build with it, so
 //! that case is refused here, with an error, before the parser sees it; the same for an extra
-//! (`pkg[extra.]`, "`ExtraName` validation should match PEP 508 parsing").
+//! (`pkg[extra.]`, "`ExtraName` validation should match PEP 508 parsing"). Its errors' own
+//! `Display` panics on a span ending inside a multibyte character, so they are written here.
 
 use std::str::FromStr;
 
@@ -24,7 +25,16 @@ pub fn parse_requirement(text: &str) -> Result<Requirement, String> {
             check_name_end("extra", leading_name(extra))?;
         }
     }
-    Requirement::from_str(text).map_err(|e| e.to_string())
+    // Not the error's own Display: it slices the input by a span counted in characters and
+    // panics when that span ends inside a multibyte character (found by fuzzing).
+    Requirement::from_str(text).map_err(|e| {
+        format!(
+            "{} (at character {} of `{}`)",
+            e.message,
+            e.start + 1,
+            e.input
+        )
+    })
 }
 
 /// The run of name characters (`A-Za-z0-9._-`) at the start of `text`, after whitespace.
