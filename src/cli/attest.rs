@@ -585,20 +585,28 @@ pub(crate) fn push_signatures(
     Ok(())
 }
 
+/// The bytes of the manifest under `tagged`, or None when the registry has no such tag (404);
+/// `purpose` says why it was read, for the error.
+fn fetch_tag(
+    tagged: &kiln::registry::Reference,
+    options: &kiln::registry::RegistryOptions,
+    purpose: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match kiln::registry::fetch_raw_manifest(tagged, options) {
+        Ok((_, bytes)) => Ok(Some(bytes)),
+        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read `{tagged}` {purpose}")),
+    }
+}
+
 /// The manifest under `tagged`, or None when the registry has no such tag (404).
 fn existing_tag_manifest(
     tagged: &kiln::registry::Reference,
     store: &kiln::store::Store,
     options: &kiln::registry::RegistryOptions,
 ) -> anyhow::Result<Option<image::manifest::Manifest>> {
-    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
-        Ok((_, bytes)) => bytes,
-        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!("failed to read `{tagged}` to keep the entries already under it")
-            });
-        }
+    let Some(bytes) = fetch_tag(tagged, options, "to keep the entries already under it")? else {
+        return Ok(None);
     };
     let manifest: image::manifest::Manifest = serde_json::from_slice(&bytes)
         .with_context(|| format!("`{tagged}` is not an OCI image manifest"))?;
@@ -768,14 +776,8 @@ fn existing_fallback_index(
     store: &kiln::store::Store,
     options: &kiln::registry::RegistryOptions,
 ) -> anyhow::Result<Option<image::manifest::Index>> {
-    let bytes = match kiln::registry::fetch_raw_manifest(tagged, options) {
-        Ok((_, bytes)) => bytes,
-        Err(kiln::registry::RegistryError::Status { status: 404, .. }) => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!("failed to read `{tagged}` to keep the referrers it lists")
-            });
-        }
+    let Some(bytes) = fetch_tag(tagged, options, "to keep the referrers it lists")? else {
+        return Ok(None);
     };
     let index: image::manifest::Index = serde_json::from_slice(&bytes)
         .with_context(|| format!("`{tagged}` is not an OCI index"))?;
@@ -897,11 +899,8 @@ fn cosign_layouts(
             verified: Vec::new(),
             problems: Vec::new(),
         };
-        let index = match kiln::registry::fetch_raw_manifest(&tagged, options) {
-            Ok((_, bytes)) => serde_json::from_slice::<image::manifest::Index>(&bytes).ok(),
-            Err(kiln::registry::RegistryError::Status { status: 404, .. }) => None,
-            Err(e) => return Err(e).with_context(|| format!("failed to read `{tagged}`")),
-        };
+        let index = fetch_tag(&tagged, options, "for its bundles")?
+            .and_then(|bytes| serde_json::from_slice::<image::manifest::Index>(&bytes).ok());
         for entry in index.map(|i| i.manifests).unwrap_or_default() {
             if entry.extra.get("artifactType").and_then(|v| v.as_str())
                 != Some(attest::bundle::BUNDLE_MEDIA_TYPE)
