@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -36,47 +36,11 @@ const PIP_PACKAGES: &[&str] = &[
 
 /// The venv's python, creating the venv on first use.
 fn venv_python() -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/attest-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args([
-                "-c",
-                "import securesystemslib, spdx_tools, jsonschema, cryptography",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready(&python) {
-        return python;
-    }
-    support::require_tool("python3");
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .expect("failed to start python3");
-    assert!(
-        created.status.success(),
-        "`python3 -m venv {}` failed (install python3-venv): {}",
-        venv.display(),
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let installed = Command::new(venv.join("bin/pip"))
-        .arg("install")
-        .args(PIP_PACKAGES)
-        .output()
-        .expect("failed to start the venv's pip");
-    assert!(
-        installed.status.success() && ready(&python),
-        "`pip install {}` into {} failed; these tests need PyPI through pip's configuration:\n{}",
-        PIP_PACKAGES.join(" "),
-        venv.display(),
-        String::from_utf8_lossy(&installed.stderr)
-    );
-    python
+    support::python_venv(
+        "attest-venv",
+        PIP_PACKAGES,
+        "import securesystemslib, spdx_tools, jsonschema, cryptography",
+    )
 }
 
 fn run_python(script: &str, args: &[&Path]) -> Output {

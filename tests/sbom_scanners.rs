@@ -15,7 +15,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kiln::attest::cyclonedx::cyclonedx_document;
 use kiln::attest::sbom::{SbomParams, packages_from_rootfs, spdx_document};
@@ -34,47 +34,11 @@ const PIP_PACKAGES: &[&str] = &[
 
 /// The venv's python, creating the venv on first use.
 fn venv_python() -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sbom-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args([
-                "-c",
-                "import spdx_tools, packageurl, packaging.version, cyclonedx.validation.json",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready(&python) {
-        return python;
-    }
-    support::require_tool("python3");
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .expect("failed to start python3");
-    assert!(
-        created.status.success(),
-        "`python3 -m venv {}` failed (install python3-venv): {}",
-        venv.display(),
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let installed = Command::new(venv.join("bin/pip"))
-        .arg("install")
-        .args(PIP_PACKAGES)
-        .output()
-        .expect("failed to start the venv's pip");
-    assert!(
-        installed.status.success() && ready(&python),
-        "`pip install {}` into {} failed; these tests need PyPI through pip's configuration:\n{}",
-        PIP_PACKAGES.join(" "),
-        venv.display(),
-        String::from_utf8_lossy(&installed.stderr)
-    );
-    python
+    support::python_venv(
+        "sbom-venv",
+        PIP_PACKAGES,
+        "import spdx_tools, packageurl, packaging.version, cyclonedx.validation.json",
+    )
 }
 
 fn file(diff: &mut Diff, path: &str, content: &str) {

@@ -138,3 +138,49 @@ pub fn run_image(layout: &Path, tag: &str, work: &Path) -> (i32, String, String)
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The python of a venv at `target/NAME` holding the PyPI `packages` (installed through pip's
+/// own configuration), made on first use; `probe` is the Python statement that succeeds once
+/// they are importable. Callers in one test binary serialize on a lock.
+pub fn python_venv(name: &str, packages: &[&str], probe: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", probe])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    require_tool("python3");
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .expect("failed to start python3");
+    assert!(
+        created.status.success(),
+        "`python3 -m venv {}` failed (install python3-venv): {}",
+        venv.display(),
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let installed = Command::new(venv.join("bin/pip"))
+        .arg("install")
+        .args(packages)
+        .output()
+        .expect("failed to start the venv's pip");
+    assert!(
+        installed.status.success() && ready(&python),
+        "`pip install {}` into {} failed; these tests need PyPI through pip's configuration:\n{}",
+        packages.join(" "),
+        venv.display(),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    python
+}
