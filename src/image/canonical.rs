@@ -1,9 +1,12 @@
 //! Canonical JSON: the one serializer for every manifest, config and index blob kiln writes.
 //!
 //! A blob's digest covers its exact bytes, so the bytes must be a function of the value alone.
-//! [`to_vec`] writes object keys sorted by their UTF-8 bytes, no insignificant whitespace and
-//! integers only (the rules of OLPC canonical JSON), so map iteration order, struct field order
-//! and the serde_json feature set cannot change a digest. Strings are escaped as standard JSON
+//! [`to_vec`] writes object keys sorted by their UTF-8 bytes and no insignificant whitespace
+//! (the rules of OLPC canonical JSON), so map iteration order, struct field order and the
+//! serde_json feature set cannot change a digest. kiln itself writes integers only; a number
+//! with a fraction or beyond 64 bits can still arrive in the free JSON of a document another
+//! tool wrote (an index.json kiln merges into), and it is kept, written in the shortest form
+//! that reads back to the same value, rather than refusing that layout (found by fuzzing). Strings are escaped as standard JSON
 //! escapes them (`\"`, `\\`, `\n`, `\u0001`, ...) and otherwise written as they are: OLPC's
 //! own rules (as the `olpc-cjson` crate implements them) write control characters raw, which no
 //! JSON parser accepts (so an annotation or label holding one made an unreadable index), and
@@ -16,7 +19,7 @@ use super::ImageError;
 
 /// Serializes `value` as canonical JSON.
 ///
-/// Fails when the value cannot be represented (a float, a map with non-string keys); `what`
+/// Fails when the value cannot be represented (a map with non-string keys); `what`
 /// in the error is the Rust type name, so the caller can tell which blob was being written.
 pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, ImageError> {
     let failed = |source: serde_json::Error| ImageError::Serialize {
@@ -31,11 +34,6 @@ pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, ImageError> {
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     match value {
-        Value::Number(number) if number.is_f64() => {
-            Err(<serde_json::Error as serde::ser::Error>::custom(format!(
-                "floating point number {number} is not allowed in canonical JSON"
-            )))
-        }
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
             serde_json::to_writer(&mut *out, value)
         }
@@ -117,7 +115,22 @@ mod tests {
     }
 
     #[test]
-    fn floats_are_rejected() {
-        assert!(super::to_vec(&1.5f64).is_err());
+    fn foreign_numbers_are_kept_in_their_shortest_exact_form() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"half":0.5,"huge":730000410000012999890,"neg":-1e-7}"#)
+                .unwrap();
+        let bytes = super::to_vec(&value).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"half":0.5,"huge":7.30000410000013e+20,"neg":-1e-7}"#
+        );
+        let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn a_map_json_cannot_hold_is_refused() {
+        let map = HashMap::from([(vec![1u8], 1u8)]);
+        assert!(super::to_vec(&map).is_err());
     }
 }
