@@ -1,6 +1,6 @@
 //! Writes the stand-ins `scripts/demo` needs for what the seed pipeline downloads and this
 //! machine cannot reach: a python:3.11-alpine-like base image (an OCI layout) and the signed
-//! Alpine mirror that upgrades it (see `tests/support/seed_standins.rs`).
+//! Alpine mirror that upgrades it (see `tests/it/support/seed_standins.rs`).
 //!
 //! ```text
 //! cargo run --example seed_standins -- OUT_DIR APK_REPOSITORY
@@ -9,9 +9,9 @@
 //! `APK_REPOSITORY` is what the base's `/etc/apk/repositories` lists: the URL the demo serves
 //! `OUT_DIR/apk-mirror/alpine/v3.20/main` at. Prints the base layout and the mirror root.
 
-#[path = "../tests/support/apk_fixture.rs"]
+#[path = "../tests/it/support/apk_fixture.rs"]
 mod apk_fixture;
-#[path = "../tests/support/seed_standins.rs"]
+#[path = "../tests/it/support/seed_standins.rs"]
 mod seed_standins;
 
 use std::path::PathBuf;

@@ -1,0 +1,205 @@
+//! Test harness shared by the integration tests: running the kiln binary, requiring the real
+//! tools the tests check kiln's output with (a missing tool fails the test, never skips it),
+//! and making fixture contexts. The submodules hold the larger fixtures (an apk repository,
+//! registries, Python indexes and wheels, the Debian rootfs, the corpus' stand-ins).
+
+#![allow(dead_code)]
+
+pub mod apk_fixture;
+pub mod busybox_users;
+pub mod corpus;
+pub mod debian_rootfs;
+pub mod fault_proxy;
+pub mod registry;
+pub mod seed_standins;
+pub mod simple_index;
+pub mod wheels;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Panics with an install hint when `tool` is not on PATH.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => path,
+        None => panic!(
+            "required tool `{tool}` is not installed; `.ci/run` installs it (apt-get install {})",
+            debian_package(tool)
+        ),
+    }
+}
+
+/// The Debian package that installs `tool` (the one `.ci/run` names).
+fn debian_package(tool: &str) -> &str {
+    match tool {
+        "busybox" => "busybox-static",
+        "htpasswd" => "apache2-utils",
+        "dpkg-source" => "dpkg-dev",
+        "getcap" | "setcap" => "libcap2-bin",
+        "ldd" => "libc-bin",
+        "newuidmap" | "newgidmap" => "uidmap",
+        "node" => "nodejs",
+        "script" | "setpriv" | "unshare" => "util-linux",
+        "ssh-add" | "ssh-agent" | "ssh-keygen" => "openssh-client",
+        other => other,
+    }
+}
+
+/// The statically linked busybox used to make runnable images.
+pub fn busybox() -> PathBuf {
+    let path = PathBuf::from("/bin/busybox");
+    let output = Command::new(&path).arg("--help").output();
+    match output {
+        Ok(_) => path,
+        Err(e) => panic!(
+            "busybox-static is required at /bin/busybox ({e}); `.ci/run` installs it \
+             (apt-get install busybox-static)"
+        ),
+    }
+}
+
+/// Runs `kiln ARGS` and returns its output.
+pub fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("failed to start the kiln binary")
+}
+
+/// Runs `kiln ARGS`, panicking with its stderr when it fails; returns stdout.
+pub fn kiln_ok(args: &[&str]) -> String {
+    let output = kiln(args);
+    assert!(
+        output.status.success(),
+        "kiln {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs a command, panicking with its output when it fails; returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Writes `files` (relative path, content) under `dir`, creating parents.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().expect("relative paths have a parent")).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+}
+
+/// Reads a JSON blob of an OCI layout by digest (`sha256:...`).
+pub fn layout_blob_json(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The manifest, and the config of the first image in an OCI layout's index.
+pub fn layout_image(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let manifest = layout_blob_json(layout, &digest);
+    let config = layout_blob_json(layout, manifest["config"]["digest"].as_str().unwrap());
+    (manifest, config)
+}
+
+/// Unpacks `layout:tag` with umoci and runs it with runc; returns (exit status, stdout, stderr).
+pub fn run_image(layout: &Path, tag: &str, work: &Path) -> (i32, String, String) {
+    require_tool("umoci");
+    require_tool("runc");
+    let bundle = work.join(format!("bundle-{tag}"));
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["terminal"] = serde_json::Value::Bool(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let state = work.join("runc-state");
+    let id = format!("kiln-test-{}-{tag}", std::process::id());
+    let output = Command::new("runc")
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .expect("failed to start runc");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The python of a venv at `target/NAME` holding the PyPI `packages` (installed through pip's
+/// own configuration), made on first use; `probe` is the Python statement that succeeds once
+/// they are importable. Callers in one test binary serialize on a lock.
+pub fn python_venv(name: &str, packages: &[&str], probe: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", probe])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    require_tool("python3");
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .expect("failed to start python3");
+    assert!(
+        created.status.success(),
+        "`python3 -m venv {}` failed (install python3-venv): {}",
+        venv.display(),
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let installed = Command::new(venv.join("bin/pip"))
+        .arg("install")
+        .args(packages)
+        .output()
+        .expect("failed to start the venv's pip");
+    assert!(
+        installed.status.success() && ready(&python),
+        "`pip install {}` into {} failed; these tests need PyPI through pip's configuration:\n{}",
+        packages.join(" "),
+        venv.display(),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    python
+}

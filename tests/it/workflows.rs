@@ -1,0 +1,177 @@
+//! The GitHub workflows that run the pipeline with kiln: valid against SchemaStore's
+//! github-workflow schema (as check-jsonschema vendors it, from PyPI, in a venv the test makes
+//! under `target/workflow-venv`), and doing what the pipeline needs: the triggers (changes, by
+//! hand, monthly), GHCR login, build with provenance, SBOM and signing, the three tags, push,
+//! verification with `kiln verify`, the job summary, and the pin of DOCKERFILE.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+const WORKFLOWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.github/workflows");
+
+/// The venv's bin directory, creating the venv on first use.
+fn venv_bin() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/workflow-venv");
+    let bin = venv.join("bin");
+    if bin.join("check-jsonschema").is_file() {
+        return bin;
+    }
+    support::require_tool("python3");
+    support::run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    let installed = Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "check-jsonschema"])
+        .output()
+        .expect("failed to start the venv's pip");
+    assert!(
+        installed.status.success(),
+        "`pip install check-jsonschema` into {} failed; this test needs the Python index pip is \
+         configured for:\n{}",
+        venv.display(),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    bin
+}
+
+fn check_jsonschema(files: &[PathBuf]) -> std::process::Output {
+    Command::new(venv_bin().join("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(files)
+        .output()
+        .expect("failed to start check-jsonschema")
+}
+
+/// The workflow as JSON, read by a YAML 1.2 parser (so `on` stays a string key).
+fn load(name: &str) -> Value {
+    let script = "import json, sys\nfrom ruamel.yaml import YAML\n\
+                  print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))";
+    let out = support::run_ok(
+        Command::new(venv_bin().join("python"))
+            .args(["-c", script])
+            .arg(Path::new(WORKFLOWS).join(name)),
+    );
+    serde_json::from_str(&out).expect("the YAML reads as JSON")
+}
+
+/// Every `run:` script of every job, joined.
+fn scripts(workflow: &Value) -> String {
+    let mut out = String::new();
+    for job in workflow["jobs"].as_object().expect("jobs").values() {
+        for step in job["steps"].as_array().expect("steps") {
+            if let Some(run) = step["run"].as_str() {
+                out.push_str(run);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn workflows_validate_against_the_github_workflow_schema() {
+    let files: Vec<PathBuf> = std::fs::read_dir(WORKFLOWS)
+        .expect("the workflows directory")
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let valid = check_jsonschema(&files);
+    assert!(
+        valid.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&valid.stdout),
+        String::from_utf8_lossy(&valid.stderr)
+    );
+
+    // The validator does refuse a workflow GitHub would: a job without `runs-on`.
+    let broken = tempfile::tempdir().unwrap();
+    let file = broken.path().join("broken.yml");
+    std::fs::write(
+        &file,
+        "name: x\non: push\njobs:\n  a:\n    steps:\n      - run: echo\n",
+    )
+    .unwrap();
+    let refused = check_jsonschema(&[file]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("'runs-on' is a required property"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+}
+
+#[test]
+fn the_base_workflow_runs_monthly_and_publishes_a_verified_signed_image() {
+    let workflow = load("build-base-image.yml");
+    let on = &workflow["on"];
+    assert!(on.get("workflow_dispatch").is_some(), "{on}");
+    assert_eq!(on["schedule"][0]["cron"], "0 4 1 * *", "monthly");
+    let paths = on["push"]["paths"].to_string();
+    assert!(paths.contains("base-image/**"), "{paths}");
+    assert_eq!(
+        workflow["jobs"]["build"]["permissions"]["packages"],
+        "write"
+    );
+
+    let runs = scripts(&workflow);
+    for expected in [
+        "cargo install --locked --path .",
+        "kiln login ghcr.io",
+        "--password-stdin",
+        "kiln build -f base-image/Dockerfile",
+        "-t \"$IMAGE:latest\" -t \"$IMAGE:{{git_sha}}\" -t \"$IMAGE:{{date}}\"",
+        "--provenance=true --sbom=true --sign-key",
+        "--push base-image",
+        "GITHUB_STEP_SUMMARY",
+        "FROM $IMAGE:latest@$DIGEST",
+        "kiln verify --key",
+        "kiln pin DOCKERFILE",
+    ] {
+        assert!(runs.contains(expected), "`{expected}` in:\n{runs}");
+    }
+    assert!(!runs.contains("docker "), "no Docker: {runs}");
+    assert!(!runs.contains("buildx"), "no buildx: {runs}");
+    // The secret is written to a private file and removed; it never appears on a command line.
+    assert!(runs.contains("umask 077"), "{runs}");
+    assert!(
+        runs.contains("rm -f \"$RUNNER_TEMP/signing.pem\""),
+        "{runs}"
+    );
+}
+
+#[test]
+fn the_app_workflow_builds_dockerfile_on_the_pinned_base_and_verifies_the_chain() {
+    let workflow = load("build-app.yml");
+    let paths = workflow["on"]["push"]["paths"].to_string();
+    assert!(
+        paths.contains("DOCKERFILE") && paths.contains("app/**"),
+        "{paths}"
+    );
+    let runs = scripts(&workflow);
+    for expected in [
+        "kiln pin --check DOCKERFILE",
+        "kiln build -f DOCKERFILE",
+        "--build-arg PIP_INDEX_URL",
+        "--provenance=true --sbom=true",
+        "-t \"$IMAGE:latest\" -t \"$IMAGE:{{git_sha}}\" -t \"$IMAGE:{{date}}\"",
+        "--policy .github/kiln-app-policy.toml",
+        "GITHUB_STEP_SUMMARY",
+    ] {
+        assert!(runs.contains(expected), "`{expected}` in:\n{runs}");
+    }
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.github/kiln-app-policy.toml"
+    ))
+    .unwrap();
+    assert!(
+        policy.contains("require_base_provenance = true"),
+        "{policy}"
+    );
+    assert!(policy.contains("require_base_digest = true"), "{policy}");
+}
