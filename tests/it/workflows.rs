@@ -79,7 +79,7 @@ fn workflows_validate_against_the_github_workflow_schema() {
         .expect("the workflows directory")
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     let valid = check_jsonschema(&files);
     assert!(
         valid.status.success(),
@@ -174,4 +174,41 @@ fn the_app_workflow_builds_dockerfile_on_the_pinned_base_and_verifies_the_chain(
         "{policy}"
     );
     assert!(policy.contains("require_base_digest = true"), "{policy}");
+}
+
+#[test]
+fn the_test_workflow_runs_ci_on_pull_requests_and_pushes_to_main() {
+    let workflow = load("tests.yml");
+    let on = &workflow["on"];
+    assert!(on.get("pull_request").is_some(), "{on}");
+    assert_eq!(on["push"]["branches"][0], "main", "{on}");
+    assert!(
+        on["pull_request"].get("paths").is_none() && on["push"].get("paths").is_none(),
+        "every change is tested: {on}"
+    );
+    assert_eq!(workflow["permissions"]["contents"], "read");
+    let job = &workflow["jobs"]["test"];
+    assert!(
+        job["container"]["image"]
+            .as_str()
+            .is_some_and(|image| image.contains("bookworm")),
+        "{job}"
+    );
+    assert!(
+        job["container"]["options"]
+            .as_str()
+            .is_some_and(|options| options.contains("--privileged")),
+        "user namespaces, mounts and runc need it: {job}"
+    );
+    let runs = scripts(&workflow);
+    for expected in [
+        "cargo fmt --check",
+        "cargo clippy --locked --all-targets -- -D warnings",
+        ".ci/run",
+    ] {
+        assert!(runs.contains(expected), "`{expected}` in:\n{runs}");
+    }
+    // `.ci/run` ends with the test suite the README documents.
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    assert!(ci.trim_end().ends_with("cargo test --locked"), "{ci}");
 }
