@@ -201,25 +201,25 @@ const CHILD_PKI: &str = "KILN_TEST_TLS_MIRRORS_PKI";
 #[test]
 fn https_alpine_mirror_and_python_index_trust_the_ca_in_ssl_cert_file() {
     let work = tempfile::tempdir().unwrap();
-    let Some(pki) = std::env::var_os(CHILD_PKI).map(std::path::PathBuf::from) else {
-        let pki = work.path().join("pki");
-        std::fs::create_dir_all(&pki).unwrap();
-        make_pki(&pki);
-        let name = "registry_tls_mirrors::https_alpine_mirror_and_python_index_trust_the_ca_in_ssl_cert_file";
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(CHILD_PKI, &pki)
-            .env("SSL_CERT_FILE", pki.join("ca.crt"))
-            .output()
-            .expect("run the test binary");
-        let stdout = String::from_utf8_lossy(&child.stdout);
-        assert!(
-            child.status.success() && stdout.contains("test result: ok. 1 passed"),
-            "the checks with SSL_CERT_FILE set failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&child.stderr)
-        );
-        return;
+    let pki = match std::env::var_os(CHILD_PKI) {
+        Some(made) => std::path::PathBuf::from(made),
+        None => {
+            let pki = work.path().join("pki");
+            std::fs::create_dir_all(&pki).unwrap();
+            make_pki(&pki);
+            pki
+        }
     };
+    let ca = pki.join("ca.crt");
+    if !crate::support::alone_in_own_process(
+        "registry_tls_mirrors::https_alpine_mirror_and_python_index_trust_the_ca_in_ssl_cert_file",
+        &[
+            ("SSL_CERT_FILE", ca.as_os_str()),
+            (CHILD_PKI, pki.as_os_str()),
+        ],
+    ) {
+        return;
+    }
 
     // The Alpine mirror: the same layer as from the repository directory.
     let fx = apk_fixture::fixture();

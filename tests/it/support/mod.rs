@@ -15,6 +15,7 @@ pub mod seed_standins;
 pub mod simple_index;
 pub mod wheels;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -61,6 +62,34 @@ pub fn busybox() -> PathBuf {
              (apt-get install busybox-static)"
         ),
     }
+}
+
+/// Set in a child process started by [`alone_in_own_process`] to the test it runs.
+const ALONE_VARIABLE: &str = "KILN_TEST_ALONE";
+
+/// For a test that needs a process to itself (it reads process-wide figures such as the peak
+/// RSS, or sets a variable kiln reads once per process), since the integration tests share one:
+/// in the test run, starts this test binary again with only `name` (`module::test`) selected and
+/// `env` set, fails when that child fails or does not run exactly that test, and returns false;
+/// in the child, returns true and the test does its work there.
+pub fn alone_in_own_process(name: &str, env: &[(&str, &OsStr)]) -> bool {
+    if std::env::var_os(ALONE_VARIABLE).is_some_and(|running| running == name) {
+        return true;
+    }
+    let child = Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(ALONE_VARIABLE, name)
+        .envs(env.iter().copied())
+        .output()
+        .expect("failed to start the test binary again");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name}, run alone in a child process ({}):\n{stdout}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stderr)
+    );
+    false
 }
 
 /// Runs `kiln ARGS` and returns its output.
