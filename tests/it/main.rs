@@ -4,7 +4,9 @@
 //! area with `cargo test --test it NAME::` (for example `cargo test --test it registry_push::`).
 //!
 //! The tests share one process: a test passes its settings to the child processes it starts
-//! (`Command::env`), never through `std::env::set_var` or `set_current_dir`.
+//! (`Command::env`), never through `std::env::set_var` or `set_current_dir`; one that needs the
+//! process to itself (process-wide figures, variables kiln reads once per process) runs in a
+//! child of this binary with `support::alone_in_own_process`.
 
 mod support;
 
