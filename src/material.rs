@@ -15,15 +15,18 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::layer::Diff;
 
-/// What a build step produced.
+/// What a build step produced. `details` is what only that step returns (apk's plans, the
+/// Python distributions pip installed, the sandbox's live rootfs); most steps have none.
 #[derive(Clone, Debug, Default)]
-pub struct StepOutput {
+pub struct StepOutput<D = ()> {
     /// The step's changes to the filesystem (one layer, or none when empty).
     pub diff: Diff,
     /// What it consumed from outside the build context, in order.
     pub materials: Vec<Material>,
     /// What it did not do exactly as the real tool would (a script not run), for the user.
     pub warnings: Vec<String>,
+    /// What only this step returns.
+    pub details: D,
 }
 
 impl StepOutput {

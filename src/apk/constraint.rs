@@ -89,7 +89,7 @@ pub enum ConstraintError {
         op: String,
     },
     /// The version is not an apk version.
-    #[error("package constraint `{spec}`: {source}")]
+    #[error("invalid version in package constraint `{spec}`")]
     BadVersion {
         /// The whole constraint.
         spec: String,

@@ -9,7 +9,7 @@ use super::stage::StageState;
 use super::{BuildError, StepOutcome};
 use crate::dockerfile::plan::{CommandLine, RunInstruction};
 use crate::layer::{Diff, LayerPath};
-use crate::material::{Material, MaterialKind};
+use crate::material::StepOutput;
 use crate::rootfs::{FsView, NodeKind, Overlay};
 use crate::steps::pip::{PipRequest, pip_install};
 use crate::steps::run::{self as run_step, NativeCommand};
@@ -93,27 +93,13 @@ impl Executor<'_> {
         let mut overlay = Overlay::new(fs);
         let mut rest = commands.as_slice();
         while let Some(command) = rest.first() {
-            let diff = if is_apk(command) {
+            let output = if is_apk(command) {
                 let count = rest.iter().take_while(|c| is_apk(c)).count();
                 let (apk_commands, after) = rest.split_at(count);
                 rest = after;
                 let outcome = crate::apk::run(apk_commands, &overlay, &apk_options)
                     .map_err(failure.wrap())?;
-                for warning in &outcome.warnings {
-                    self.reporter.note(&format!("warning: {warning}"));
-                }
-                self.materials
-                    .extend(outcome.materials.iter().filter_map(|m| {
-                        let digest = crate::digest::Digest::from_hex(&m.sha256).ok()?;
-                        let kind = match &m.sha1 {
-                            Some(checksum) => MaterialKind::ApkPackage {
-                                checksum: checksum.clone(),
-                            },
-                            None => MaterialKind::ApkIndex,
-                        };
-                        Some(Material::new(kind, m.uri.clone(), digest))
-                    }));
-                outcome.diff
+                without_details(outcome)
             } else if let NativeCommand::Pip { launcher, args } = command {
                 rest = &rest[1..];
                 let env = |name: &str| run_env.get(name).cloned();
@@ -146,27 +132,35 @@ impl Executor<'_> {
                         None => return Err(failure.wrap()(e)),
                     },
                 };
-                self.materials
-                    .extend(outcome.materials.iter().filter_map(|m| {
-                        let digest = crate::digest::Digest::from_hex(&m.sha256).ok()?;
-                        let kind = MaterialKind::PythonDistribution {
-                            file_name: m.filename.clone(),
-                        };
-                        Some(Material::new(kind, m.uri.clone(), digest))
-                    }));
-                outcome.diff
+                without_details(outcome)
             } else {
                 rest = &rest[1..];
-                match command {
+                StepOutput::of_diff(match command {
                     NativeCommand::RemoveCache { paths } => {
                         remove_paths(&overlay, paths).map_err(failure.wrap())?
                     }
                     other => users::apply(other, &overlay, &options).map_err(failure.wrap())?,
-                }
+                })
             };
-            overlay.apply(diff);
+            for warning in &output.warnings {
+                self.reporter.note(&format!("warning: {warning}"));
+            }
+            // Recorded as each command runs: a RUN that goes to the sandbox later keeps what
+            // its native commands fetched before.
+            self.materials.extend(output.materials);
+            overlay.apply(output.diff);
         }
         Ok(Ok(overlay.into_diff()))
+    }
+}
+
+/// A step's output without what only that step returns.
+fn without_details<D>(output: StepOutput<D>) -> StepOutput {
+    StepOutput {
+        diff: output.diff,
+        materials: output.materials,
+        warnings: output.warnings,
+        details: (),
     }
 }
 
