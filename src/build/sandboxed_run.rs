@@ -238,7 +238,7 @@ impl Executor<'_> {
                 .record_result(&key, None)
                 .map_err(failure.err("failed to record the step in the step cache"))?;
             self.built += 1;
-            self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
+            self.live_rootfs = Some((self.current_stage, layer_chain(state), output.details));
             return Ok(StepOutcome::ConfigOnly);
         }
         self.reporter.note(&format!(
@@ -253,7 +253,7 @@ impl Executor<'_> {
         self.built += 1;
         self.add_layer(state, layer, Some(diff), history_text, failure)?;
         // The layer is written: the next RUN of this stage may change the files in place.
-        self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
+        self.live_rootfs = Some((self.current_stage, layer_chain(state), output.details));
         Ok(StepOutcome::Built)
     }
 
