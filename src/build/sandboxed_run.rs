@@ -323,12 +323,9 @@ impl Executor<'_> {
             .fs(self.store, &scratch)
             .map_err(failure.err("failed to read the source stage"))?
             .clone();
-        let path = LayerPath::new_clamped(source)
-            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?;
-        let Some((_, node)) = fs
-            .stat(&path, true)
-            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?
-        else {
+        let invalid_source = format!("invalid RUN --mount source `{source}`");
+        let path = LayerPath::new_clamped(source).map_err(failure.err(&invalid_source))?;
+        let Some((_, node)) = fs.stat(&path, true).map_err(failure.err(&invalid_source))? else {
             return Err(failure.msg(format!(
                 "RUN --mount source `{source}` does not exist in stage `{reference}`"
             )));
