@@ -135,12 +135,12 @@ impl Executor<'_> {
                 without_details(outcome)
             } else {
                 rest = &rest[1..];
-                StepOutput::of_diff(match command {
+                match command {
                     NativeCommand::RemoveCache { paths } => {
-                        remove_paths(&overlay, paths).map_err(failure.wrap())?
+                        StepOutput::of_diff(remove_paths(&overlay, paths).map_err(failure.wrap())?)
                     }
                     other => users::apply(other, &overlay, &options).map_err(failure.wrap())?,
-                })
+                }
             };
             for warning in &output.warnings {
                 self.reporter.note(&format!("warning: {warning}"));
