@@ -17,6 +17,7 @@ pub mod http;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod material;
 pub mod parallel;
 pub mod pin;
 pub mod python;

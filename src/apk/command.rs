@@ -1,7 +1,7 @@
 //! The entry point the build calls for a RUN made of apk commands: [`run`] takes the recognized
 //! [`NativeCommand`]s, the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
-//! the layer's [`Diff`], the [`Material`]s consumed (indexes and packages with their digests)
-//! and warnings (scripts and triggers not run).
+//! the layer's [`Diff`](crate::layer::Diff), the [`Material`]s consumed (indexes and packages with their digests),
+//! warnings (scripts and triggers not run) and the plan of each solving command.
 //!
 //! Plan, prepare, apply: repositories come from the lower `/etc/apk/repositories` (or the
 //! options), their indexes are verified against the lower `/etc/apk/keys`; each command is
@@ -24,7 +24,9 @@ use super::package::{Package, Trust};
 use super::signed::Keyring;
 use super::solve::{ChangeKind, Mode, Plan, Universe, solve};
 use super::{ApkError, PackageConstraint, Requirement};
-use crate::layer::{Diff, LayerPath};
+use crate::digest::Digest;
+use crate::layer::LayerPath;
+use crate::material::{Material, MaterialKind, StepOutput};
 use crate::rootfs::{FsView, Overlay};
 use crate::steps::etc_files::read_etc;
 use crate::steps::run::NativeCommand;
@@ -49,29 +51,9 @@ pub struct ApkOptions {
     pub source_date_epoch: i64,
 }
 
-/// An input the step consumed, for provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Material {
-    /// Where it came from (`file:///repo/x86_64/hello-1.1-r0.apk`).
-    pub uri: String,
-    /// Lowercase hex SHA-256 of the file.
-    pub sha256: String,
-    /// apk's identity (`Q1...` SHA-1 of the control member) for packages.
-    pub sha1: Option<String>,
-}
-
-/// What [`run`] produced.
-#[derive(Debug)]
-pub struct ApkOutcome {
-    /// The layer's changes.
-    pub diff: Diff,
-    /// Indexes and packages read, in order.
-    pub materials: Vec<Material>,
-    /// Scripts, triggers and behaviours not emulated.
-    pub warnings: Vec<String>,
-    /// The plan of each solving command, in order.
-    pub plans: Vec<Plan>,
-}
+/// What [`run`] produced: the layer's changes, the indexes and packages read (in order), the
+/// scripts, triggers and behaviours not emulated, and the plan of each solving command.
+pub type ApkOutcome = StepOutput<Vec<Plan>>;
 
 /// One configured repository.
 #[derive(Clone, Debug)]
@@ -161,11 +143,11 @@ fn load_repositories(
         let bytes = fetcher.index(&repo.location, &relative)?;
         let index = Index::parse(&bytes, &uri, &keyring)?;
         fetcher.keep(Kept::Index(&repo.location, &uri), &bytes)?;
-        materials.push(Material {
+        materials.push(Material::new(
+            MaterialKind::ApkIndex,
             uri,
-            sha256: super::checksum::sha256_hex(&bytes),
-            sha1: None,
-        });
+            Digest::of(&bytes),
+        ));
         repos.push((repo, index));
     }
     Ok(Loaded { repos, arch })
@@ -430,11 +412,15 @@ pub fn run(
         for (job, fetched) in jobs.iter().zip(fetch_packages(&fetcher, &jobs)) {
             let (bytes, pkg) = fetched?;
             fetcher.keep(Kept::Package(job.location, &job.checksum.hex()), &bytes)?;
-            materials.push(Material {
-                uri: job.location.uri(&job.relative),
-                sha256: pkg.sha256.clone(),
-                sha1: Some(pkg.checksum.q1()),
-            });
+            // The package read computed the file's sha256 already.
+            let sha256 = Digest::from_hex(&pkg.sha256).unwrap_or_else(|_| Digest::of(&bytes));
+            materials.push(Material::new(
+                MaterialKind::ApkPackage {
+                    checksum: pkg.checksum.q1(),
+                },
+                job.location.uri(&job.relative),
+                sha256,
+            ));
             packages.insert(job.candidate, pkg);
         }
         let ctx = ApplyContext {
@@ -451,6 +437,6 @@ pub fn run(
         diff: overlay.into_diff(),
         materials,
         warnings,
-        plans,
+        details: plans,
     })
 }

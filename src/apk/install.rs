@@ -393,7 +393,7 @@ fn emulate_script(
     for command in &commands {
         // Scripts silence these errors (`2>/dev/null`): an existing user or group is fine.
         match apply_user(command, overlay, &options) {
-            Ok(diff) => overlay.apply(diff),
+            Ok(output) => overlay.apply(output.diff),
             Err(err) => warnings.push(format!("{}: .{action}: {err} (ignored)", pkg.id())),
         }
     }

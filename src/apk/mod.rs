@@ -21,7 +21,7 @@ pub mod solve;
 pub mod version;
 
 pub use checksum::Checksum;
-pub use command::{ApkOptions, ApkOutcome, Material, run};
+pub use command::{ApkOptions, ApkOutcome, run};
 pub use constraint::{ConstraintError, PackageConstraint, Requirement, VersionOp};
 pub use error::ApkError;
 pub use index::{Index, PackageInfo, Provide};

@@ -949,16 +949,13 @@ pub(crate) fn check_build_policy(
         .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
     let parsed = kiln::dockerfile::parse(&String::from_utf8_lossy(&text))
         .with_context(|| format!("failed to parse `{}`", options.dockerfile.display()))?;
-    let platform = options
-        .platform
-        .clone()
-        .unwrap_or_else(image::Platform::host);
+    let platform = options.platforms.target.clone();
     let plan = kiln::dockerfile::plan::plan(
         &parsed,
         &kiln::dockerfile::plan::PlanOptions {
             build_args: options.build_args.clone(),
             target: options.target.clone(),
-            platform_args: build::platform_args(&platform),
+            platform_args: build::platform_args(&platform, &options.platforms.build),
             named_contexts: options.named_contexts.clone(),
         },
     )

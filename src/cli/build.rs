@@ -412,7 +412,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         dockerfile,
         build_args,
         target: args.target.clone(),
-        platform,
+        platforms: build::BuildPlatforms::new(platform, Platform::host()),
         compression,
         cache_dir: cache_dir.clone(),
         no_cache: args.no_cache,
@@ -682,13 +682,7 @@ pub(crate) fn make_attestations(
                 &image.manifest.platform,
             ));
         }
-        for material in &outcome.materials {
-            if let Ok(digest) = kiln::digest::Digest::from_hex(&material.sha256) {
-                params
-                    .materials
-                    .push(attest::Material::sha256(material.uri.clone(), &digest));
-            }
-        }
+        params.materials.extend(outcome.materials.iter().cloned());
         params.context = match attest::provenance::GitSource::detect(&options.context_dir)? {
             Some(git) => attest::provenance::ContextSource::Git(git),
             None => attest::provenance::ContextSource::Local {
@@ -721,11 +715,13 @@ pub(crate) fn make_attestations(
                 package.name.to_lowercase().replace(['-', '.'], "_"),
                 package.version
             );
-            if let Some(wheel) = outcome.materials.iter().find(|m| {
+            if let Some(sha256) = outcome.materials.iter().find_map(|m| {
                 let file = m.uri.rsplit('/').next().unwrap_or("");
-                file.ends_with(".whl") && file.to_lowercase().starts_with(&prefix)
+                (file.ends_with(".whl") && file.to_lowercase().starts_with(&prefix))
+                    .then_some(m.sha256.as_ref())
+                    .flatten()
             }) {
-                package.checksum = Some(("SHA256".to_owned(), wheel.sha256.clone()));
+                package.checksum = Some(("SHA256".to_owned(), sha256.hex().to_owned()));
             }
         }
         let sbom = args.sbom_format.statement(

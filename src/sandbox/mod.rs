@@ -215,15 +215,12 @@ pub struct LiveRootfs {
     layers: Option<Vec<PathBuf>>,
 }
 
-/// What a command did.
-pub struct RunOutput {
-    /// What it changed.
-    pub diff: Diff,
-    /// Its rootfs, for the stage's next command. The Diff's files live in it: a later command
-    /// run there may change them only after the Diff's layer was written, and that command's
-    /// Diff (which includes every path it changed) must then be applied over this one.
-    pub live: LiveRootfs,
-}
+/// What a command did: what it changed, and as details its rootfs, for the stage's next
+/// command. The Diff's files live in that rootfs: a later command run there may change them
+/// only after the Diff's layer was written, and that command's Diff (which includes every path
+/// it changed) must then be applied over this one. A sandboxed command reports no materials:
+/// what it fetched is not known to kiln.
+pub type RunOutput = crate::material::StepOutput<LiveRootfs>;
 
 /// The extended attribute of a file capability set (`setcap`).
 pub(crate) const CAPABILITY_XATTR: &str = "security.capability";
@@ -596,7 +593,9 @@ pub fn run(
     let diff = readable_copies(diff, &dir, &maps)?;
     Ok(RunOutput {
         diff,
-        live: LiveRootfs {
+        materials: Vec::new(),
+        warnings: Vec::new(),
+        details: LiveRootfs {
             dir,
             root,
             before: next,

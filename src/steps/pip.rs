@@ -3,7 +3,7 @@
 //!
 //! [`pip_install`] takes the words after `pip install` (see
 //! [`crate::steps::run::NativeCommand::Pip`]) and a [`PipRequest`] describing the stage, and
-//! returns a [`PipOutcome`]: one [`Diff`], the files it consumed ([`PipMaterial`], for the
+//! returns a [`PipOutcome`]: one [`Diff`], the files it consumed ([`Material`]s, for the
 //! provenance) and the distributions it installed ([`InstalledDistribution`], for the SBOM).
 //!
 //! It does what the pip inside the image would do, reading everything the container would
@@ -51,8 +51,10 @@ use std::str::FromStr;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::VersionOrUrl;
 
+use crate::digest::Digest;
 use crate::image::platform::Platform;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath};
+use crate::material::{Material, MaterialKind, StepOutput};
 use crate::python::config::{self, ConfigError, ConfigInputs, ConfigValue, image_path};
 use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, SourceKind,
@@ -97,27 +99,9 @@ pub struct PipRequest<'a> {
     pub offline: bool,
 }
 
-/// What the step produced.
-#[derive(Clone, Debug)]
-pub struct PipOutcome {
-    /// The files the install adds to the image.
-    pub diff: Diff,
-    /// The distribution files consumed, in name order.
-    pub materials: Vec<PipMaterial>,
-    /// The distributions installed, in name order.
-    pub installed: Vec<InstalledDistribution>,
-}
-
-/// One consumed distribution file (a provenance material).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PipMaterial {
-    /// Where it came from: its URL (credentials removed) or `file://` host path.
-    pub uri: String,
-    /// Its sha256, lower-case hex.
-    pub sha256: String,
-    /// Its file name.
-    pub filename: String,
-}
+/// What the step produced: the files the install adds to the image, the distribution files
+/// consumed (in name order), and as details the distributions installed (in name order).
+pub type PipOutcome = StepOutput<Vec<InstalledDistribution>>;
 
 /// One installed distribution (an SBOM package).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,7 +282,7 @@ pub enum PipError {
     #[error(transparent)]
     Select(#[from] SelectError),
     /// A source could not be read.
-    #[error("while looking for `{package}`: {source}")]
+    #[error("failed to read the package sources for `{package}`")]
     Index {
         /// The package.
         package: String,
@@ -813,11 +797,16 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             version: metadata.version.to_string(),
             purl: format!("pkg:pypi/{name}@{}", metadata.version),
         });
-        materials.push(PipMaterial {
-            uri: chosen.file.uri(),
-            sha256: cached.sha256.clone(),
-            filename: chosen.file.filename.clone(),
-        });
+        // The cache holds a file under the sha256 it verified, so the hex always parses.
+        if let Ok(sha256) = Digest::from_hex(&cached.sha256) {
+            materials.push(Material::new(
+                MaterialKind::PythonDistribution {
+                    file_name: chosen.file.filename.clone(),
+                },
+                chosen.file.uri(),
+                sha256,
+            ));
+        }
         planned.insert(
             name.clone(),
             Planned {
@@ -850,7 +839,8 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
     Ok(PipOutcome {
         diff,
         materials,
-        installed,
+        warnings: Vec::new(),
+        details: installed,
     })
 }
 

@@ -51,6 +51,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::material::StepOutput;
 use crate::rootfs::{FsNode, FsView, NodeKind, Overlay, ViewError};
 use crate::steps::etc_files::{self, GroupEntry, PasswdEntry};
 use crate::steps::run::{
@@ -110,12 +111,13 @@ const SHADOW_KEPT_MODE_BITS: u32 = 0o664;
 const BB_LAST_SYSTEM_ID: u32 = 999;
 
 /// Applies one users command to `view` (see the module docs); [`NativeCommand::Noop`] gives an
-/// empty Diff, any other command [`UsersError::NotUsers`].
+/// empty Diff, any other command [`UsersError::NotUsers`]. A users command consumes nothing
+/// from outside the image, so its output has no materials.
 pub fn apply(
     command: &NativeCommand,
     view: &dyn FsView,
     options: &UsersOptions,
-) -> Result<Diff, UsersError> {
+) -> Result<StepOutput, UsersError> {
     let mut ctx = Ctx {
         view,
         options,
@@ -141,7 +143,7 @@ pub fn apply(
         NativeCommand::Noop { .. } => {}
         other => return Err(UsersError::NotUsers(format!("{other:?}"))),
     }
-    Ok(ctx.diff)
+    Ok(StepOutput::of_diff(ctx.diff))
 }
 
 /// The default PATH a RUN sees when the image sets none (BuildKit's).
@@ -279,8 +281,8 @@ pub fn apply_all(
 ) -> Result<Diff, UsersError> {
     let mut overlay = Overlay::new(lower);
     for command in commands {
-        let diff = apply(command, &overlay, options)?;
-        overlay.apply(diff);
+        let output = apply(command, &overlay, options)?;
+        overlay.apply(output.diff);
     }
     Ok(overlay.into_diff())
 }

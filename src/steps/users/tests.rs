@@ -447,7 +447,7 @@ fn other_commands_are_refused() {
     let err = apply(&NativeCommand::ApkUpdate, &fs, &options()).expect_err("not users");
     assert!(err.to_string().contains("not a users command"), "{err}");
     let noop = NativeCommand::Noop { reason: "x".into() };
-    assert!(apply(&noop, &fs, &options()).expect("noop").is_empty());
+    assert!(apply(&noop, &fs, &options()).expect("noop").diff.is_empty());
 }
 
 /// A Debian-like lower: shadow's files, login.defs' id ranges, empty subuid/subgid, and
