@@ -24,5 +24,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
 pub mod scan;
+pub mod shell;
 pub mod steps;
 pub mod store;
+pub mod users;

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::ApkError;
-use super::install::{content_of, lp, put, whiteout};
+use super::edit::{content_of, lp, put, whiteout};
 use crate::layer::{EntryKind, LayerPath, Metadata};
 use crate::rootfs::{FsView, NodeKind, Overlay};
 

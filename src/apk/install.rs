@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::checksum::Checksum;
 use super::db::{Acl, DbDir, DbFile, InstalledDb, InstalledPackage, ScriptsTar, StoredScript};
 use super::db::{parse_triggers, parse_world, write_triggers, write_world};
+use super::edit::{content_of, lp, put, whiteout};
 use super::emulate::{
     busybox_install_script, ensure_applet_links, update_ca_certificates,
     update_ca_certificates_script,
@@ -33,16 +34,11 @@ use super::package::Package;
 use super::solve::{ChangeKind, Plan, Universe};
 use super::{ApkError, PackageConstraint};
 use crate::layer::reader::TarKind;
-use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::layer::{EntryKind, FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsView, NodeKind, Overlay};
-use crate::steps::etc_files::{parse_group, parse_passwd, read_etc};
-use crate::steps::run::{NativeCommand, recognize};
-use crate::steps::users::{UsersOptions, apply as apply_user};
-
-pub(super) fn lp(raw: &str) -> LayerPath {
-    // Only called with constant, valid paths.
-    LayerPath::new(raw).unwrap_or_else(|_| LayerPath::root())
-}
+use crate::shell::{noop_reason, split_and_expand};
+use crate::users::etc::{EtcReadError, read_etc, read_group, read_passwd};
+use crate::users::{self, UsersCommand, UsersOptions};
 
 /// apk's state files, loaded from the lower filesystem and changed in memory.
 #[derive(Clone, Debug)]
@@ -142,36 +138,19 @@ impl State {
     }
 }
 
-pub(super) fn put(overlay: &mut Overlay<'_>, path: LayerPath, kind: EntryKind, meta: Metadata) {
-    let mut diff = Diff::new();
-    diff.insert(path, Entry { kind, meta });
-    overlay.apply(diff);
-}
-
-pub(super) fn whiteout(overlay: &mut Overlay<'_>, path: LayerPath) {
-    let mut diff = Diff::new();
-    diff.whiteout(path);
-    overlay.apply(diff);
-}
-
-/// Reads a file's bytes from a view (following nothing: `path` is resolved).
-pub(super) fn content_of(view: &dyn FsView, path: &LayerPath) -> Result<Vec<u8>, ApkError> {
-    view.read_file(path)
-        .map_err(ApkError::view(path.absolute()))
-}
-
 /// User and group ids by name, from the view's /etc/passwd and /etc/group.
 /// Ids by name.
 type IdMap = BTreeMap<String, u32>;
 
 fn id_maps(view: &dyn FsView) -> Result<(IdMap, IdMap), ApkError> {
-    let passwd = read_optional(view, "etc/passwd")?.unwrap_or_default();
-    let group = read_optional(view, "etc/group")?.unwrap_or_default();
-    let users = parse_passwd(&String::from_utf8_lossy(&passwd))
+    let view_error = |e: EtcReadError| ApkError::view(e.path)(e.source);
+    let users = read_passwd(view)
+        .map_err(view_error)?
         .into_iter()
         .map(|e| (e.name, e.uid))
         .collect();
-    let groups = parse_group(&String::from_utf8_lossy(&group))
+    let groups = read_group(view)
+        .map_err(view_error)?
         .into_iter()
         .map(|e| (e.name, e.gid))
         .collect();
@@ -366,25 +345,9 @@ fn emulate_script(
         .filter(|l| !l.trim_start().starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
-    let commands = match recognize(&body, &|_| None) {
-        Ok(commands)
-            if commands.iter().all(|c| {
-                matches!(
-                    c,
-                    NativeCommand::AddGroup(_)
-                        | NativeCommand::AddUser(_)
-                        | NativeCommand::GroupAdd(_)
-                        | NativeCommand::UserAdd(_)
-                        | NativeCommand::Noop { .. }
-                )
-            }) =>
-        {
-            commands
-        }
-        _ => {
-            warnings.push(format!("{}: .{action} script not run", pkg.id()));
-            return Ok(());
-        }
+    let Some(commands) = users_script(&body) else {
+        warnings.push(format!("{}: .{action} script not run", pkg.id()));
+        return Ok(());
     };
     let options = UsersOptions {
         source_date_epoch: epoch,
@@ -392,12 +355,34 @@ fn emulate_script(
     };
     for command in &commands {
         // Scripts silence these errors (`2>/dev/null`): an existing user or group is fine.
-        match apply_user(command, overlay, &options) {
+        match users::apply(command, overlay, &options) {
             Ok(diff) => overlay.apply(diff),
             Err(err) => warnings.push(format!("{}: .{action}: {err} (ignored)", pkg.id())),
         }
     }
     Ok(())
+}
+
+/// The commands of a script made only of user and group creations (`addgroup`, `adduser`,
+/// `groupadd`, `useradd`) and builtins that change nothing; `None` for any other script.
+fn users_script(body: &str) -> Option<Vec<UsersCommand>> {
+    let mut commands = Vec::new();
+    for command in split_and_expand(body, &|_| None).ok()? {
+        if command.globbed && command.program() != "echo" {
+            return None;
+        }
+        if noop_reason(&command).is_some() {
+            continue;
+        }
+        match users::args::parse(&command)?.ok()? {
+            creation @ (UsersCommand::AddGroup(_)
+            | UsersCommand::AddUser(_)
+            | UsersCommand::GroupAdd(_)
+            | UsersCommand::UserAdd(_)) => commands.push(creation),
+            _ => return None,
+        }
+    }
+    Some(commands)
 }
 
 fn is_protected(path: &str) -> bool {

@@ -516,7 +516,7 @@ pub fn execute(
                 (Some(Stage::MountRoot), _) if prepared.overlay.is_some() => format!(
                     "failed to {what} as an overlay: {cause}; set {}=copy to run on a copy of \
                      the stage's filesystem instead",
-                    super::overlay::MODE_VARIABLE
+                    super::ROOTFS_MODE_VARIABLE
                 ),
                 (Some(Stage::MountPoints), libc::ENOTDIR | libc::ELOOP) => format!(
                     "failed to {what}: a component of its path is a symbolic link or not a \

@@ -29,8 +29,13 @@ pub use overlay::BaseLayers;
 
 use crate::layer::{Diff, LayerPath};
 use crate::rootfs::LowerFs;
-use crate::steps::etc_files;
+use crate::users::etc;
 use overlay::RootfsMode;
+
+/// The environment variable that chooses the rootfs mode: `overlay`, `copy`, or `auto` (the
+/// default: overlay where the kernel allows it). Here because [`overlay`] reads it and
+/// [`exec`] names it in its advice.
+pub const ROOTFS_MODE_VARIABLE: &str = "KILN_SANDBOX_ROOTFS";
 
 /// Whether a sandboxed command shares the host's network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -753,15 +758,9 @@ struct ResolvedUser {
 }
 
 fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> {
-    let read = |path: &str| -> String {
-        LayerPath::new(path)
-            .ok()
-            .and_then(|p| etc_files::read_etc(fs, &p).ok().flatten())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-    };
-    let passwd = etc_files::parse_passwd(&read("etc/passwd"));
-    let groups = etc_files::parse_group(&read("etc/group"));
+    // An unreadable file counts as missing, as BuildKit reads them.
+    let passwd = etc::read_passwd(fs).unwrap_or_default();
+    let groups = etc::read_group(fs).unwrap_or_default();
     let (name, group) = match user.split_once(':') {
         Some((name, group)) => (name, Some(group)),
         None => (user, None),

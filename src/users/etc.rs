@@ -1,10 +1,12 @@
-//! Reading `/etc/passwd` and `/etc/group` the way musl's `getpwent`/`getgrent` do, shared by
-//! COPY `--chown` and the users step.
+//! Reading `/etc/passwd` and `/etc/group` the way musl's `getpwent`/`getgrent` do: the one
+//! reader of these files in kiln, used by COPY `--chown`, the users emulation, apk's owners,
+//! the sandbox's USER and pip's RUN user.
 //!
 //! [`parse_passwd`] and [`parse_group`] take the file text and return its well-formed entries in
 //! file order; lines with too few fields or non-numeric ids are skipped, as libc skips them.
 //! [`read_etc`] reads such a file from an [`FsView`] (symlinks resolved inside the root); a
-//! missing file reads as `None`.
+//! missing file reads as `None`. [`read_passwd`] and [`read_group`] do both for an image's
+//! files; a missing file has no entries.
 
 use crate::layer::LayerPath;
 use crate::rootfs::{FsView, ViewError};
@@ -96,6 +98,38 @@ pub fn read_etc(view: &dyn FsView, path: &LayerPath) -> Result<Option<Vec<u8>>, 
         Ok(bytes) => Ok(Some(bytes)),
         Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => Ok(None),
         Err(other) => Err(other),
+    }
+}
+
+/// Reading an image's /etc file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read `{path}`")]
+pub struct EtcReadError {
+    /// The file (`/etc/passwd`).
+    pub path: String,
+    /// The cause.
+    #[source]
+    pub source: ViewError,
+}
+
+/// The entries of `view`'s `/etc/passwd` (none when it is missing), invalid UTF-8 replaced.
+pub fn read_passwd(view: &dyn FsView) -> Result<Vec<PasswdEntry>, EtcReadError> {
+    Ok(parse_passwd(&read_text(view, "etc/passwd")?))
+}
+
+/// The entries of `view`'s `/etc/group` (none when it is missing), invalid UTF-8 replaced.
+pub fn read_group(view: &dyn FsView) -> Result<Vec<GroupEntry>, EtcReadError> {
+    Ok(parse_group(&read_text(view, "etc/group")?))
+}
+
+fn read_text(view: &dyn FsView, path: &str) -> Result<String, EtcReadError> {
+    let path = LayerPath::new(path).unwrap_or_else(|_| LayerPath::root());
+    match read_etc(view, &path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
+        Err(source) => Err(EtcReadError {
+            path: path.absolute(),
+            source,
+        }),
     }
 }
 
