@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod apk;
+#[cfg(test)]
+mod architecture_tests;
 pub mod attest;
 pub mod build;
 pub mod context;
