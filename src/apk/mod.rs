@@ -20,6 +20,7 @@ pub mod install;
 pub mod package;
 pub mod signed;
 pub mod solve;
+pub mod state;
 pub mod version;
 
 pub use checksum::Checksum;
