@@ -1,6 +1,7 @@
 //! Variable expansion and word splitting for instruction arguments (`$VAR`, `${VAR:-x}`, quotes).
 //!
 //! This is BuildKit's Dockerfile shell lexer (not a shell: no command substitution, no globbing).
+//! [`crate::shell`], which reads the commands of a RUN line natively, expands their words with it.
 //! Words enter as the raw argument text plus a variable lookup and the escape character;
 //! [`expand_word`] returns one string (quotes removed, escapes applied, no splitting), and
 //! [`expand_words`] also splits unquoted text and unquoted expansion results on whitespace.
