@@ -43,10 +43,9 @@
 //! accounts do not get, and `SUB_UID_*`/`SUB_GID_*` for the /etc/subuid and /etc/subgid
 //! ranges of regular users) and /etc/default/useradd (`HOME`, `SHELL`, `GROUP`, `SKEL`,
 //! `INACTIVE`), with shadow's defaults when absent. What they would do beyond that (reset a
-//! faillog/lastlog record, an `EXPIRE` default) is [`UsersError::NotEmulated`], and
-//! [`sandbox_reason`] sends such a RUN, and any RUN whose tools the image's PATH does not
-//! resolve to the emulated ones, to the sandbox. Left out: SELinux.
-
+//! faillog/lastlog record, an `EXPIRE` default) is [`UsersError::NotEmulated`], and the RUN
+//! step sends such a RUN, and any RUN whose tools the image's PATH does not resolve to the
+//! emulated ones, to the sandbox. Left out: SELinux.
 //!
 //! The /etc files are read with [`etc`], the one reader of passwd and group lines in kiln.
 //! [`busybox`] and [`shadow`] hold each family's tools; [`files`] what both share.
