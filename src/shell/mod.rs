@@ -148,3 +148,84 @@ fn is_shell_option(arg: &str) -> bool {
             && arg.len() > 1
             && arg[1..].chars().all(|c| matches!(c, 'e' | 'u' | 'x' | 'o')))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Option<String> {
+        (name == "PKGS").then(|| "curl  git".to_owned())
+    }
+
+    #[test]
+    fn commands_split_on_and_semicolon_and_newline_with_words_expanded() {
+        let commands = split_and_expand(
+            "apk add $PKGS && echo 'a b' *.txt;\n  /bin/true # c && x",
+            &lookup,
+        )
+        .expect("understood");
+        let words: Vec<&[String]> = commands.iter().map(|c| c.words.as_slice()).collect();
+        assert_eq!(
+            words,
+            [
+                &["apk", "add", "curl", "git"][..],
+                &["echo", "a b", "*.txt"],
+                &["/bin/true"]
+            ]
+            .map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        );
+        assert_eq!(commands[0].text, "apk add $PKGS");
+        assert_eq!(
+            commands.iter().map(|c| c.globbed).collect::<Vec<_>>(),
+            [false, true, false]
+        );
+        assert_eq!(commands[2].base(), "true");
+    }
+
+    #[test]
+    fn constructs_outside_the_subset_are_refused_by_name() {
+        for (script, reason) in [
+            ("a | b", "pipes"),
+            ("a || b", "`||`"),
+            ("a > f", "redirections"),
+            ("X=1 a", "variable assignments"),
+            ("if a; then b; fi", "shell keyword `if`"),
+            ("a $(b)", "`$(...)`"),
+            ("a &&", "empty command"),
+        ] {
+            match split_and_expand(script, &lookup) {
+                Err(ShellError::NotUnderstood { reason: got, .. }) => {
+                    assert!(got.contains(reason), "{script}: {got}")
+                }
+                other => panic!("{script}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn builtins_without_effect_are_noops() {
+        let reason = |script: &str| {
+            let commands = split_and_expand(script, &lookup).expect("understood");
+            noop_reason(&commands[0])
+        };
+        assert_eq!(reason(":").as_deref(), Some("`:` does nothing"));
+        assert!(reason("set -eux").is_some());
+        assert!(reason("echo hi").is_some());
+        assert_eq!(reason("true 1"), None);
+        assert_eq!(reason("set foo"), None);
+    }
+
+    #[test]
+    fn getopt_permutes_and_refuses_unknown_options() {
+        const TABLE: &[Opt] = &[
+            opt('u', "uid", "uid", Arg::Required),
+            opt('D', "", "d", Arg::None),
+        ];
+        let args: Vec<String> = ["app", "-Du1000", "--", "-x"].map(String::from).to_vec();
+        let (opts, operands) = getopt("t", "tool", &args, TABLE).expect("parses");
+        assert_eq!(opts, [("d", None), ("uid", Some("1000".to_owned()))]);
+        assert_eq!(operands, ["app", "-x"]);
+        let unknown = getopt("t", "tool", &["-z".to_owned()], TABLE).expect_err("unknown");
+        assert!(matches!(unknown, ShellError::UnknownFlag { flag, .. } if flag == "-z"));
+    }
+}
