@@ -156,4 +156,40 @@ mod tests {
         assert_eq!(groups[1].members, ["root", "adm"]);
         assert!(groups[2].members.is_empty());
     }
+
+    #[test]
+    fn an_image_without_the_files_has_no_entries() {
+        use crate::layer::{Diff, Entry, EntryKind, FileContent, Metadata};
+        use crate::rootfs::MemFs;
+        let meta = Metadata {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Default::default(),
+        };
+        let empty = MemFs::new();
+        assert!(read_passwd(&empty).expect("missing is empty").is_empty());
+        assert!(read_group(&empty).expect("missing is empty").is_empty());
+        let mut diff = Diff::new();
+        let text: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n\xff";
+        diff.insert(
+            LayerPath::new("etc/passwd").expect("path"),
+            Entry {
+                kind: EntryKind::File(FileContent::Bytes(text.into())),
+                meta: meta.clone(),
+            },
+        );
+        diff.insert(
+            LayerPath::new("etc/group").expect("path"),
+            Entry {
+                kind: EntryKind::Dir,
+                meta,
+            },
+        );
+        let fs = MemFs::from_diff(&diff);
+        assert_eq!(read_passwd(&fs).expect("readable")[0].name, "root");
+        // A directory in its place reads as a missing file.
+        assert!(read_group(&fs).expect("readable").is_empty());
+    }
 }
