@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod apk;
+#[cfg(test)]
+mod architecture_tests;
 pub mod attest;
 pub mod build;
 pub mod context;
@@ -25,5 +27,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
 pub mod scan;
+pub mod shell;
 pub mod steps;
 pub mod store;
+pub mod users;

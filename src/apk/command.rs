@@ -1,7 +1,9 @@
-//! The entry point the build calls for a RUN made of apk commands: [`run`] takes the recognized
-//! [`NativeCommand`]s, the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
-//! the layer's [`Diff`](crate::layer::Diff), the [`Material`]s consumed (indexes and packages with their digests),
-//! warnings (scripts and triggers not run) and the plan of each solving command.
+//! The entry point the build calls for a RUN made of apk commands: [`run`] takes the commands
+//! ([`ApkCommand`]s, or any caller's command type that can say which apk command it is, through
+//! [`ToApkCommand`]), the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
+//! the layer's [`Diff`](crate::layer::Diff), the [`Material`]s consumed (indexes and packages
+//! with their digests), warnings (scripts and triggers not run) and the plan of each solving
+//! command.
 //!
 //! Plan, prepare, apply: repositories come from the lower `/etc/apk/repositories` (or the
 //! options), their indexes are verified against the lower `/etc/apk/keys`; each command is
@@ -15,21 +17,35 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::args::ApkCommand;
 use super::checksum::Checksum;
 use super::fetch::{Fetcher, Kept, RepoLocation};
 use super::index::Index;
 use super::index::PackageInfo;
-use super::install::{ApplyContext, State, apply_plan};
+use super::install::{ApplyContext, apply_plan};
 use super::package::{Package, Trust};
 use super::signed::Keyring;
 use super::solve::{ChangeKind, Mode, Plan, Universe, solve};
+use super::state::State;
 use super::{ApkError, PackageConstraint, Requirement};
 use crate::digest::Digest;
 use crate::layer::LayerPath;
 use crate::material::{Material, MaterialKind, StepOutput};
 use crate::rootfs::{FsView, Overlay};
-use crate::steps::etc_files::read_etc;
-use crate::steps::run::NativeCommand;
+use crate::users::etc::read_etc;
+
+/// A command [`run`] can apply: an [`ApkCommand`] itself, or a caller's richer command type
+/// that holds one (the RUN step's recognized commands).
+pub trait ToApkCommand: std::fmt::Debug {
+    /// The apk command this is, or `None` when it is not one (which [`run`] refuses).
+    fn to_apk_command(&self) -> Option<ApkCommand>;
+}
+
+impl ToApkCommand for ApkCommand {
+    fn to_apk_command(&self) -> Option<ApkCommand> {
+        Some(self.clone())
+    }
+}
 
 /// Settings for [`run`].
 #[derive(Clone, Debug, Default)]
@@ -253,8 +269,8 @@ fn fetch_packages(fetcher: &Fetcher, jobs: &[FetchJob<'_>]) -> Vec<Fetched> {
 }
 
 /// Runs apk commands natively on `lower` (see the module docs).
-pub fn run(
-    commands: &[NativeCommand],
+pub fn run<C: ToApkCommand>(
+    commands: &[C],
     lower: &dyn FsView,
     options: &ApkOptions,
 ) -> Result<ApkOutcome, ApkError> {
@@ -270,8 +286,13 @@ pub fn run(
         let mut deleting: Vec<String> = Vec::new();
         let mut upgrading: Vec<String> = Vec::new();
         let mut purge_modified_config = false;
-        let mode = match command {
-            NativeCommand::ApkUpdate => {
+        let Some(apk_command) = command.to_apk_command() else {
+            return Err(ApkError::Unsupported(format!(
+                "`{command:?}` is not an apk command"
+            )));
+        };
+        let mode = match &apk_command {
+            ApkCommand::Update => {
                 if loaded.is_none() {
                     loaded = Some(load_repositories(lower, options, &fetcher, &mut materials)?);
                 }
@@ -281,14 +302,14 @@ pub fn run(
                 continue;
             }
             // `--latest` needs nothing more: kiln's upgrade always prefers the newest version.
-            NativeCommand::ApkUpgrade { available, .. } => {
+            ApkCommand::Upgrade { available, .. } => {
                 if *available {
                     Mode::UpgradeAvailable
                 } else {
                     Mode::Upgrade
                 }
             }
-            NativeCommand::ApkAdd {
+            ApkCommand::Add {
                 upgrade,
                 virtual_name,
                 packages,
@@ -323,7 +344,7 @@ pub fn run(
                 state.world_changed = true;
                 Mode::Add
             }
-            NativeCommand::ApkDel {
+            ApkCommand::Del {
                 packages,
                 rdepends,
                 purge,
@@ -342,11 +363,6 @@ pub fn run(
                 state.world_changed = true;
                 deleting = names;
                 Mode::Add
-            }
-            other => {
-                return Err(ApkError::Unsupported(format!(
-                    "`{other:?}` is not an apk command"
-                )));
             }
         };
         if let Some(tagged) = state.world.iter().find(|c| c.tag.is_some()) {

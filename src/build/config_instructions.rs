@@ -282,51 +282,55 @@ impl Executor<'_> {
     }
 }
 
-pub(super) fn maintainer(state: &mut StageState, name: &str) -> Applied {
-    state.config.author = Some(name.to_owned());
-    Applied::config()
-}
-
-pub(super) fn cmd(state: &mut StageState, command: &CommandLine) -> Applied {
-    state.config.config.cmd = Some(command_words(command, &state.shell));
-    state.cmd_set = true;
-    Applied::config()
-}
-
-/// ENTRYPOINT; it clears a CMD inherited from the base, not one set in this stage.
-pub(super) fn entrypoint(state: &mut StageState, command: &CommandLine) -> Applied {
-    let words = command_words(command, &state.shell);
-    state.config.config.entrypoint = if words.is_empty() { None } else { Some(words) };
-    if !state.cmd_set {
-        state.config.config.cmd = None;
+/// The config-only instructions that need nothing but the stage's state.
+impl StageState {
+    pub(super) fn maintainer(&mut self, name: &str) -> Applied {
+        self.config.author = Some(name.to_owned());
+        Applied::config()
     }
-    Applied::config()
+
+    pub(super) fn cmd(&mut self, command: &CommandLine) -> Applied {
+        self.config.config.cmd = Some(command_words(command, &self.shell));
+        self.cmd_set = true;
+        Applied::config()
+    }
+
+    /// ENTRYPOINT; it clears a CMD inherited from the base, not one set in this stage.
+    pub(super) fn entrypoint(&mut self, command: &CommandLine) -> Applied {
+        let words = command_words(command, &self.shell);
+        self.config.config.entrypoint = if words.is_empty() { None } else { Some(words) };
+        if !self.cmd_set {
+            self.config.config.cmd = None;
+        }
+        Applied::config()
+    }
+
+    pub(super) fn shell(&mut self, words: &[String]) -> Applied {
+        self.shell = words.to_vec();
+        self.config.config.shell = Some(words.to_vec());
+        Applied::config()
+    }
+
+    pub(super) fn healthcheck(
+        &mut self,
+        check: &HealthcheckInstruction,
+        failure: &StepFailure<'_>,
+    ) -> Result<Applied, BuildError> {
+        self.config.config.healthcheck =
+            Some(healthcheck_config(check).map_err(|e| failure.msg(e))?);
+        Ok(Applied::config())
+    }
+
+    pub(super) fn onbuild(&mut self, trigger: &str) -> Applied {
+        self.config
+            .config
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(trigger.to_owned());
+        Applied::config()
+    }
 }
 
-pub(super) fn shell(state: &mut StageState, words: &[String]) -> Applied {
-    state.shell = words.to_vec();
-    state.config.config.shell = Some(words.to_vec());
-    Applied::config()
-}
-
-pub(super) fn healthcheck(
-    state: &mut StageState,
-    check: &HealthcheckInstruction,
-    failure: &StepFailure<'_>,
-) -> Result<Applied, BuildError> {
-    state.config.config.healthcheck = Some(healthcheck_config(check).map_err(|e| failure.msg(e))?);
-    Ok(Applied::config())
-}
-
-pub(super) fn onbuild(state: &mut StageState, trigger: &str) -> Applied {
-    state
-        .config
-        .config
-        .on_build
-        .get_or_insert_with(Vec::new)
-        .push(trigger.to_owned());
-    Applied::config()
-}
 /// The history text of an ENV or LABEL: its expanded pairs as `key=value`.
 fn pairs_history(what: &str, pairs: &[(String, String)]) -> String {
     let mut text = what.to_owned();

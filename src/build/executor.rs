@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::config_instructions::{cmd, entrypoint, healthcheck, maintainer, onbuild, shell};
 use super::stage::StageState;
 use super::{BaseRecord, BuildError, BuildOptions, Reporter, StepCache, StepOutcome};
 use crate::context::Context;
@@ -299,17 +298,17 @@ impl<'a> Executor<'a> {
             Instruction::Arg(words) => self.arg(state, words, failure)?,
             Instruction::Env(pairs) => self.env(state, pairs, failure)?,
             Instruction::Label(pairs) => self.label(state, pairs, failure)?,
-            Instruction::Maintainer(name) => maintainer(state, name),
+            Instruction::Maintainer(name) => state.maintainer(name),
             Instruction::User(user) => self.user(state, user, failure)?,
             Instruction::Workdir(raw) => self.workdir(state, raw, failure)?,
             Instruction::Expose(words) => self.expose(state, words, failure)?,
-            Instruction::Cmd(command) => cmd(state, command),
-            Instruction::Entrypoint(command) => entrypoint(state, command),
-            Instruction::Shell(words) => shell(state, words),
+            Instruction::Cmd(command) => state.cmd(command),
+            Instruction::Entrypoint(command) => state.entrypoint(command),
+            Instruction::Shell(words) => state.shell(words),
             Instruction::StopSignal(signal) => self.stop_signal(state, signal, failure)?,
-            Instruction::Healthcheck(check) => healthcheck(state, check, failure)?,
+            Instruction::Healthcheck(check) => state.healthcheck(check, failure)?,
             Instruction::Volume(words) => self.volume(state, words, failure)?,
-            Instruction::Onbuild(trigger) => onbuild(state, trigger),
+            Instruction::Onbuild(trigger) => state.onbuild(trigger),
             Instruction::Copy(copy) => self.copy(state, copy, failure)?,
             Instruction::Run(run) => self.run(state, run, failure)?,
         };

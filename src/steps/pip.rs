@@ -74,7 +74,7 @@ use crate::python::wheel::{
     self, InstallOptions, Owner, Requested, Scheme, WheelError, normalize_name,
 };
 use crate::rootfs::{FsView, NodeKind, ViewError};
-use crate::steps::etc_files;
+use crate::users::etc as etc_files;
 
 /// Everything about the stage that `pip install` depends on.
 pub struct PipRequest<'a> {
