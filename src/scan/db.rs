@@ -14,7 +14,7 @@
 //! - a JSON array of OSV records (an export of many in one file).
 //!
 //! Files are read on every core at once. Each is parsed once into borrowed text (the fast
-//! path, [`super::typed`]); only the entries for wanted names are validated and kept, so a
+//! path, in `typed.rs`); only the entries for wanted names are validated and kept, so a
 //! scan of a few dozen packages against tens of thousands of advisories costs little more than
 //! reading the bytes. A file in none of these shapes, or a kept entry whose versions cannot be
 //! read, is read again as a generic JSON tree, which checks every entry and names the file and
@@ -341,11 +341,13 @@ fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntrie
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
-    // One buffer per thread, reused: most files of an OSV export are a few hundred bytes.
+    // One buffer and one open directory per thread, reused: most files of an OSV export are a
+    // few hundred bytes, tens of thousands of them in one directory.
     let read_all = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
         let mut buffer = Vec::new();
+        let mut opener = Opener::default();
         paths
-            .map(|(index, path)| (index, read_file(path, wanted, &mut buffer)))
+            .map(|(index, path)| (index, read_file(path, wanted, &mut opener, &mut buffer)))
             .collect::<Vec<_>>()
     };
     if workers <= 1 {
@@ -379,15 +381,48 @@ fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntrie
     results.into_iter().map(|(_, result)| result).collect()
 }
 
+/// Opens files by name relative to their directory, kept open while consecutive files share
+/// it: one name looked up per file instead of every component of its path.
+#[derive(Default)]
+struct Opener {
+    dir: Option<(PathBuf, std::fs::File)>,
+}
+
+impl Opener {
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::File::open(path);
+        };
+        if self
+            .dir
+            .as_ref()
+            .is_none_or(|(cached, _)| cached.as_path() != parent)
+        {
+            self.dir = Some((parent.to_owned(), std::fs::File::open(parent)?));
+        }
+        let Some((_, dir)) = &self.dir else {
+            return std::fs::File::open(path);
+        };
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
+            .map_err(std::io::Error::from)?;
+        Ok(std::fs::File::from(fd))
+    }
+}
+
 /// The entries one file holds for `wanted`, read into `buffer`.
-fn read_file(path: &Path, wanted: &Wanted, buffer: &mut Vec<u8>) -> Result<FileEntries, ScanError> {
+fn read_file(
+    path: &Path,
+    wanted: &Wanted,
+    opener: &mut Opener,
+    buffer: &mut Vec<u8>,
+) -> Result<FileEntries, ScanError> {
     let failed = |source| ScanError::Read {
         path: path.to_owned(),
         source,
     };
     buffer.clear();
-    std::io::Read::read_to_end(&mut std::fs::File::open(path).map_err(failed)?, buffer)
-        .map_err(failed)?;
+    std::io::Read::read_to_end(&mut opener.open(path).map_err(failed)?, buffer).map_err(failed)?;
     let file = Arc::new(path.to_owned());
     if let Some(entries) = super::typed::read(buffer, &file, wanted) {
         return Ok(entries);
