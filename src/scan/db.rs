@@ -643,8 +643,8 @@ fn read_osv(
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect::<Vec<_>>();
-        let severity = severity_of(&affected["ecosystem_specific"])
-            .max(severity_of(&affected["database_specific"]))
+        let severity = word(&affected["ecosystem_specific"]["severity"])
+            .max(word(&affected["database_specific"]["severity"]))
             .max(record_severity);
         out.entries.push((
             (ecosystem, key),
@@ -662,20 +662,99 @@ fn read_osv(
     Ok(())
 }
 
-/// A severity named in `value.severity` as a word (`HIGH`, GitHub's `MODERATE`) or in
-/// `value.database_specific.severity`; CVSS vectors are not scored ([`Severity::Unknown`]).
-fn severity_of(value: &Value) -> Severity {
-    [&value["severity"], &value["database_specific"]["severity"]]
-        .into_iter()
-        .filter_map(Value::as_str)
-        .filter_map(Severity::from_word)
-        .max()
+/// A record's severity: `severity` or `database_specific.severity` as a word (`HIGH`, GitHub's
+/// `MODERATE`); CVSS vectors are not scored ([`Severity::Unknown`]).
+fn severity_of(record: &Value) -> Severity {
+    word(&record["severity"]).max(word(&record["database_specific"]["severity"]))
+}
+
+/// A severity word, or [`Severity::Unknown`] for anything else.
+fn word(value: &Value) -> Severity {
+    value
+        .as_str()
+        .and_then(Severity::from_word)
         .unwrap_or(Severity::Unknown)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path and the generic path read the same entries from the same records.
+    #[test]
+    fn both_paths_read_the_same_entries() {
+        let records = serde_json::json!([
+            {"id": "PYSEC-1", "aliases": ["CVE-1", "GHSA-1"], "summary": "s\u{e9}\"q",
+             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"}],
+             "database_specific": {"severity": "MODERATE", "cwe_ids": ["CWE-79"]},
+             "affected": [
+                {"package": {"ecosystem": "PyPI", "name": "Zope.Interface"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "6.4.post1"}]},
+                            {"type": "GIT", "repo": "x", "events": [{"introduced": "abc"}]},
+                            {"type": "ECOSYSTEM", "events": [{"introduced": "7.0"}, {"last_affected": "7.1"}, {"limit": "8"}]}],
+                 "versions": ["6.0", "6.1"], "ecosystem_specific": {"severity": "HIGH"}},
+                {"package": {"ecosystem": "Debian:12", "name": "glibc"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.36-9+deb12u4"}]}]},
+                {"package": {"ecosystem": "Alpine:v3.20", "name": "openssl"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.3.2-r1"}]}],
+                 "database_specific": {"severity": "critical"}},
+                {"package": {"ecosystem": "npm", "name": "left-pad"}, "ranges": []}
+             ]},
+            {"id": "PYSEC-2", "withdrawn": "2024-01-01T00:00:00Z",
+             "affected": [{"package": {"ecosystem": "PyPI", "name": "flask"}}]},
+            {"id": "PYSEC-3", "severity": "LOW",
+             "affected": [{"package": {"ecosystem": "PyPI", "name": "flask"}, "versions": ["1.0"]}]}
+        ]);
+        let file = Arc::new(PathBuf::from("all.json"));
+        let bytes = records.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &Wanted::everything())
+            .expect("the fast path takes the records");
+        let generic = read_value(&file, &records, &Wanted::everything()).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.ecosystems, generic.ecosystems);
+        assert_eq!(fast.entries.len(), 4, "{:?}", fast.entries);
+        assert_eq!(fast.entries[0].1.advisory.severity, Severity::High);
+        assert_eq!(fast.entries[2].1.advisory.severity, Severity::Critical);
+        assert_eq!(fast.entries[3].1.advisory.severity, Severity::Low);
+
+        let secdb = serde_json::json!({"distroversion": "v3.20", "packages": [
+            {"pkg": {"name": "openssl", "secfixes": {"3.3.2-r1": ["CVE-2 CVE-3"], "0": ["CVE-4"]}}},
+            {"pkg": {"name": "musl"}}
+        ]});
+        let bytes = secdb.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &Wanted::everything()).unwrap();
+        let generic = read_value(&file, &secdb, &Wanted::everything()).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.alpine_branch.as_deref(), Some("v3.20"));
+        assert_eq!(fast.entries.len(), 1);
+
+        // Only wanted names are kept, by both paths.
+        let wanted = Wanted::names_of(&[SbomPackage {
+            kind: PackageKind::Python,
+            name: "zope_interface".to_owned(),
+            version: "6.0".to_owned(),
+            license: None,
+            checksum: None,
+        }]);
+        let bytes = records.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &wanted).unwrap();
+        let generic = read_value(&file, &records, &wanted).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.entries.len(), 1);
+        assert_eq!(
+            fast.entries[0].0,
+            (Ecosystem::PyPI, "zope-interface".to_owned())
+        );
+    }
 
     #[test]
     fn pep503_names_are_recognised_without_normalizing() {

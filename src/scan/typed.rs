@@ -130,6 +130,9 @@ struct Document<'a> {
     withdrawn: Option<Text<'a>>,
     #[serde(borrow, default)]
     summary: Option<Text<'a>>,
+    /// OSV's CVSS list (not scored), or a word.
+    #[serde(default)]
+    severity: StatedSeverity,
     #[serde(default)]
     database_specific: Option<SeverityHolder>,
     #[serde(borrow, default)]
@@ -311,7 +314,10 @@ fn add_osv(
     if record.withdrawn.as_ref().is_some_and(|w| !w.is_empty()) {
         return Some(());
     }
-    let record_severity = SeverityHolder::of(&record.database_specific);
+    let record_severity = record
+        .severity
+        .0
+        .max(SeverityHolder::of(&record.database_specific));
     // One advisory shared by the record's entries of the same severity.
     let mut shared: Option<Arc<Advisory>> = None;
     for affected in record.affected? {
