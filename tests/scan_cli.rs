@@ -13,7 +13,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kiln::image::{ImageConfig, assemble, rfc3339, write_oci_layout};
 use kiln::layer::{self, Diff, Entry, EntryKind, FileContent, LayerPath, Metadata, WriteOptions};
@@ -248,41 +248,9 @@ for name, version in installed:
 print(json.dumps(out))
 "#;
 
-static VENV_LOCK: Mutex<()> = Mutex::new(());
-
-/// The sbom tests' venv python (`packaging` installed); created like they create it.
+/// The sbom tests' venv python, with `packaging` (the shared helper in tests/support).
 fn venv_python() -> PathBuf {
-    let _guard = VENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sbom-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import packaging.version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ready(&python) {
-        support::require_tool("python3");
-        let created = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("failed to start python3");
-        assert!(
-            created.success(),
-            "`python3 -m venv` failed (install python3-venv)"
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "packaging"])
-            .output()
-            .expect("failed to start the venv's pip");
-        assert!(
-            installed.status.success() && ready(&python),
-            "`pip install packaging` failed; this test needs PyPI through pip's configuration: {}",
-            String::from_utf8_lossy(&installed.stderr)
-        );
-    }
-    python
+    support::python_venv("sbom-venv", &["packaging"], "import packaging.version")
 }
 
 fn expected_pypi(temp: &Path) -> Expected {
@@ -461,6 +429,17 @@ fn malformed_database_files_are_named_with_the_entry() {
             "{message}"
         );
     }
+    // An advisory for a package the image does not have is skipped unchecked: the scan reads
+    // only what it matches (`kiln db fetch` checks every entry).
+    let unrelated = temp.path().join("unrelated-db");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    std::fs::write(
+        unrelated.join("GHSA-2.json"),
+        json!({"id": "GHSA-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "not-installed"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0 beta ???"}]}]}]}).to_string(),
+    )
+    .unwrap();
+    let skipped = scan(&layout, &unrelated, &cache, &[]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
     let missing = scan(&layout, &temp.path().join("nowhere"), &cache, &[]);
     assert!(
         stderr(&missing).contains("kiln db fetch"),
