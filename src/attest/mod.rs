@@ -63,6 +63,7 @@ pub mod cyclonedx;
 pub mod distro;
 pub mod dsse;
 pub mod keys;
+pub mod layout_signatures;
 pub mod material;
 pub mod provenance;
 pub mod sbom;
