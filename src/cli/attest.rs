@@ -968,6 +968,7 @@ pub(crate) fn check_build_policy(
             continue;
         };
         let reference = super::parse_references(std::slice::from_ref(base))?.remove(0);
+        let failed_before = failures.len();
         let mut fail = |check: &str, reason: String| {
             failures.push(format!(
                 "base `{base}`: {check}: {reason} (policy `{policy_name}`)"
@@ -1002,21 +1003,29 @@ pub(crate) fn check_build_policy(
         {
             continue;
         }
-        let layouts = match cosign_layouts(
-            base,
-            keys,
-            policy.require_exact_repository,
-            &options.registry,
-            &store,
-        ) {
+        let online = if options.offline {
+            Err(anyhow::anyhow!("--offline"))
+        } else {
+            cosign_layouts(
+                base,
+                keys,
+                policy.require_exact_repository,
+                &options.registry,
+                &store,
+            )
+        };
+        let layouts = match online {
             Ok(layouts) => layouts,
             Err(e) => {
-                fail(
-                    "signature",
-                    format!(
-                        "could not read its signatures: {e:#}; check the registry is reachable"
-                    ),
-                );
+                // The registry cannot be read: the signatures cached when the base last passed.
+                let cached =
+                    attest::base_cache::verify_cached(&options.cache_dir, &reference, keys, policy);
+                if cached.is_empty() {
+                    eprintln!("kiln: base `{base}` verified from cached signatures ({e:#})");
+                }
+                for (check, reason) in cached {
+                    fail(check, reason);
+                }
                 continue;
             }
         };
@@ -1061,6 +1070,12 @@ pub(crate) fn check_build_policy(
                 }
                 Err(e) => fail("provenance", format!("{e:#}")),
             }
+        }
+        if failures.len() == failed_before
+            && let Err(e) =
+                attest::base_cache::save(&reference, &options.registry, &options.cache_dir)
+        {
+            eprintln!("kiln: warning: the signatures of base `{base}` were not cached: {e:#}");
         }
     }
     Ok(failures)
