@@ -202,3 +202,147 @@ fn ref_name_of(layout: &Path, digest: &str) -> String {
         .unwrap_or_else(|| panic!("the image {digest} has no ref.name in {index:#}"))
         .to_owned()
 }
+
+/// A layout holding a two-platform index (tagged `multi`) built from two single-platform
+/// builds; returns it and the digests of the index and its two manifests.
+fn two_platform_layout(work: &Path, cache: &Path) -> (PathBuf, Vec<String>) {
+    let multi = work.join("multi");
+    std::fs::create_dir_all(multi.join("blobs/sha256")).unwrap();
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let ctx = work.join(format!("ctx-{arch}"));
+        write_files(
+            &ctx,
+            &[
+                ("hello.txt", arch),
+                ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+            ],
+        );
+        let layout = work.join(format!("layout-{arch}"));
+        let digest = kiln_ok(&[
+            "build",
+            "--progress=quiet",
+            "--provenance=false",
+            "--sbom=false",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+            ctx.to_str().unwrap(),
+        ])
+        .trim()
+        .to_owned();
+        for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                multi.join("blobs/sha256").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+        let size = std::fs::metadata(multi.join("blobs/sha256").join(&digest[7..]))
+            .unwrap()
+            .len();
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": size,
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+        digests.push(digest);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let index_digest = registry_support::sha256(&index);
+    std::fs::write(multi.join("blobs/sha256").join(&index_digest[7..]), &index).unwrap();
+    std::fs::write(
+        multi.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        multi.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": index_digest,
+                "size": index.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    digests.insert(0, index_digest);
+    (multi, digests)
+}
+
+#[test]
+fn kiln_sign_signs_a_layout_index_and_each_platform_manifest() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(&work.path().join("k"));
+    let (_, other) = keygen(&work.path().join("other"));
+    let cache = work.path().join("cache");
+    let (layout, digests) = two_platform_layout(work.path(), &cache);
+    let target = reg.reference("test/multi:1");
+    let identity = target.trim_end_matches(":1");
+    let image = format!("oci:{}:multi", layout.display());
+    kiln_ok(&["sign", &image, "--key", &key, "--identity", identity]);
+
+    // Signatures only (no attestations): a policy that asks for no provenance.
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "require_signed = false\n").unwrap();
+    let verify_with = |image: &str, key: &Path| {
+        let out = kiln(&[
+            "verify",
+            image,
+            "--key",
+            key.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let expect_signed = |stderr: &str| {
+        for digest in &digests {
+            let short = &digest[7..19];
+            for line in [
+                format!("cosign .sig for {short}: 1 found, 1 verified (signature for {identity})"),
+                format!("sigstore bundles for {short}: 1 found, 1 verified"),
+            ] {
+                assert!(stderr.contains(&line), "expected `{line}` in:\n{stderr}");
+            }
+        }
+    };
+    let (passed, stderr) = verify_with(&image, &public);
+    assert!(passed, "{stderr}");
+    expect_signed(&stderr);
+    let (passed, stderr) = verify_with(&image, &other);
+    assert!(!passed, "another key verified:\n{stderr}");
+
+    // Pushed with the layout, every platform's signature is in the registry.
+    kiln_ok(&[
+        "push",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        &image,
+        &target,
+    ]);
+    let (passed, stderr) = verify_with(&target, &public);
+    assert!(passed, "{stderr}");
+    expect_signed(&stderr);
+}

@@ -197,6 +197,33 @@ pub fn sign_layout(
     Ok(subjects.into_iter().map(|d| d.digest).collect())
 }
 
+/// Signs the image `reference` names in the layout `dir` (a tag, a digest, or None for the only
+/// image) as [`sign_layout`] does, without attestations: what `kiln sign oci:DIR` does. The
+/// identity is `docker_reference`, else the `registry/repository` of the entry's
+/// `io.containerd.image.name`, else empty. Returns the manifests signed.
+pub fn sign_layout_image(
+    dir: &std::path::Path,
+    reference: Option<&str>,
+    docker_reference: Option<&str>,
+    key: &SigningKey,
+    formats: SignatureFormats,
+) -> Result<Vec<Digest>, AttestError> {
+    let entry = {
+        let layout = Layout::open(dir, false)?;
+        layout.index.manifests[layout.find(reference)?].clone()
+    };
+    let identity = match docker_reference {
+        Some(identity) => identity.to_owned(),
+        None => entry
+            .annotations
+            .get(crate::image::manifest::ANNOTATION_IMAGE_NAME)
+            .and_then(|name| name.parse::<crate::registry::Reference>().ok())
+            .map(|r| r.name())
+            .unwrap_or_default(),
+    };
+    sign_layout(dir, &entry.digest, &identity, key, &[], formats)
+}
+
 /// Writes (or extends) the `.sig`/`.att` entry `tag` with `layers`, marked with cosign's
 /// `kind` when given (another entry of that kind loses the mark: `cosign save` has one).
 fn write_tag(

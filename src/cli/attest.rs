@@ -1083,9 +1083,14 @@ pub(crate) fn check_build_policy(
 
 #[derive(clap::Args)]
 pub(crate) struct SignArgs {
-    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`); an index is
-    /// signed with each platform manifest it lists.
+    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`) or in an OCI
+    /// layout (`oci:DIR[:TAG]`, `oci:DIR@sha256:...`); an index is signed with each platform
+    /// manifest it lists.
     image: String,
+    /// For `oci:DIR`: the `registry/repository` the signature names (cosign's
+    /// docker-reference); default: that of the entry's `io.containerd.image.name`, else none.
+    #[arg(long)]
+    identity: Option<String>,
     /// The private key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD or
     /// COSIGN_PASSWORD).
     #[arg(long)]
@@ -1102,12 +1107,30 @@ pub(crate) struct SignArgs {
 
 /// `kiln sign`: signs an image already in a registry, like `cosign sign --key`.
 pub(crate) fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
-    if args.image.starts_with("oci:") {
+    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
+    if let Some(rest) = args.image.strip_prefix("oci:") {
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        let signed = attest::layout_signatures::sign_layout_image(
+            Path::new(&dir),
+            reference.as_deref(),
+            args.identity.as_deref(),
+            &key,
+            args.signature_format.formats(),
+        )
+        .with_context(|| format!("failed to sign `{}`", args.image))?;
+        eprintln!(
+            "kiln: signed {} manifest(s) of `{}`",
+            signed.len(),
+            args.image
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.identity.is_some() {
         return Err(super::usage(
-            "kiln sign reads registry images only so far; push the layout with `kiln push oci:DIR REF --sign-key KEY`, which signs it".to_owned(),
+            "--identity is for oci:DIR images; a registry image is signed for its own repository"
+                .to_owned(),
         ));
     }
-    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
     let cache_dir = args
         .cache_dir
         .clone()
