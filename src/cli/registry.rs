@@ -23,9 +23,10 @@ pub(crate) struct PushArgs {
     /// Mount blobs from this repository of the target registry instead of uploading them.
     #[arg(long)]
     mount_from: Option<String>,
-    /// Push the attestations an `oci:DIR` layout holds for the image too: its referrers
-    /// (`sha256-<hex>` fallback tag entries), or the attestation manifests of a buildx-style
-    /// index (`--attestations=false` leaves them out).
+    /// Push the attestations and signatures an `oci:DIR` layout holds for the image too: its
+    /// referrers (`sha256-<hex>` fallback tag entries: kiln's attestations, Sigstore bundles),
+    /// cosign's `sha256-<hex>.sig`/`.att` entries, or the attestation manifests of a
+    /// buildx-style index (`--attestations=false` leaves them all out).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     attestations: bool,
