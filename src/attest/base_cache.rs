@@ -7,10 +7,11 @@
 //! OCI image layout whose image entry is the base's manifest (or index, with the manifests it
 //! lists), plus cosign's `.sig`/`.att` entries and the `sha256-<hex>` referrers fallback entry
 //! (kiln's DSSE referrers and Sigstore bundles, blobs included) for it and each manifest it
-//! lists: the shape `kiln verify oci:DIR` reads. `refs/` maps each reference verified by tag to
-//! that digest. [`verify_cached`] runs the same checks on that layout; nothing in it is trusted
-//! for being there: every signature is checked again with the trusted keys, and a blob whose
-//! bytes do not match its digest fails the check that reads it.
+//! lists: the shape `kiln verify oci:DIR` reads. A base named by tag is found offline through
+//! the digest the registry module's reference cache resolves the tag to, the one the build
+//! pulls ([`crate::registry::cached_digest`]). [`verify_cached`] runs the same checks on that
+//! layout; nothing in it is trusted for being there: every signature is checked again with the
+//! trusted keys, and a blob whose bytes do not match its digest fails the check that reads it.
 
 use std::path::{Path, PathBuf};
 
@@ -30,22 +31,6 @@ pub fn entry_dir(cache_root: &Path, digest: &Digest) -> PathBuf {
     cache_root
         .join(DIR_NAME)
         .join(format!("{}-{}", digest.algorithm(), digest.hex()))
-}
-
-fn ref_file(cache_root: &Path, reference: &Reference) -> PathBuf {
-    cache_root
-        .join(DIR_NAME)
-        .join("refs")
-        .join(Digest::of(reference.to_string().as_bytes()).hex())
-}
-
-/// The digest `reference` names: its own, or the one recorded when it was cached by tag.
-pub fn cached_digest(cache_root: &Path, reference: &Reference) -> Option<Digest> {
-    reference.digest().cloned().or_else(|| {
-        std::fs::read_to_string(ref_file(cache_root, reference))
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-    })
 }
 
 fn registry_error(reference: &Reference) -> impl Fn(RegistryError) -> AttestError + '_ {
@@ -85,8 +70,7 @@ pub fn save(
     cache_root: &Path,
 ) -> Result<PathBuf, AttestError> {
     let parent = cache_root.join(DIR_NAME);
-    std::fs::create_dir_all(parent.join("refs"))
-        .map_err(|e| AttestError::io("create", &parent, e))?;
+    std::fs::create_dir_all(&parent).map_err(|e| AttestError::io("create", &parent, e))?;
     let temp = tempfile::Builder::new()
         .prefix(".tmp-base-")
         .tempdir_in(&parent)
@@ -205,17 +189,14 @@ pub fn save(
     let kept = temp.keep();
     std::fs::rename(&kept, &target)
         .map_err(|e| AttestError::io("rename into place", &target, e))?;
-    if reference.digest().is_none() {
-        let path = ref_file(cache_root, reference);
-        std::fs::write(&path, top.to_string()).map_err(|e| AttestError::io("write", &path, e))?;
-    }
     Ok(target)
 }
 
 /// One failed check of a cached base: the check's name and why.
 pub type CachedFailure = (&'static str, String);
 
-/// Checks the cached signatures of the base `reference` (cached under `cache_root`) against
+/// Checks the cached signatures of the base `reference`, whose manifest digest is `digest`
+/// (None when it is a tag never resolved), cached under `cache_root`, against
 /// `policy` and the trusted `keys`, as `kiln build --policy` does online: a trusted signature
 /// in any layout when `require_signed`, trusted provenance and the predicate types the policy
 /// names. With `exact_repository`, a `.sig` payload must name `reference`'s repository.
@@ -223,19 +204,20 @@ pub type CachedFailure = (&'static str, String);
 pub fn verify_cached(
     cache_root: &Path,
     reference: &Reference,
+    digest: Option<&Digest>,
     keys: &[PublicKey],
     policy: &Policy,
 ) -> Vec<CachedFailure> {
-    let Some(digest) = cached_digest(cache_root, reference) else {
+    let Some(digest) = digest else {
         return vec![(
             "signature",
             "its registry cannot be read and no verified copy of its signatures is cached \
-             (a tag is cached once verified online); build once with the registry reachable, \
+             (a tag is found once it was pulled); build once with the registry reachable, \
              or pin the base by digest"
                 .to_owned(),
         )];
     };
-    let dir = entry_dir(cache_root, &digest);
+    let dir = entry_dir(cache_root, digest);
     if !dir.join("index.json").exists() {
         return vec![(
             "signature",

@@ -1018,8 +1018,13 @@ pub(crate) fn check_build_policy(
             Ok(layouts) => layouts,
             Err(e) => {
                 // The registry cannot be read: the signatures cached when the base last passed.
-                let cached =
-                    attest::base_cache::verify_cached(&options.cache_dir, &reference, keys, policy);
+                let cached = attest::base_cache::verify_cached(
+                    &options.cache_dir,
+                    &reference,
+                    kiln::registry::cached_digest(&reference, &options.registry, &store).as_ref(),
+                    keys,
+                    policy,
+                );
                 if cached.is_empty() {
                     eprintln!("kiln: base `{base}` verified from cached signatures ({e:#})");
                 }
