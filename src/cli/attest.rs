@@ -249,47 +249,55 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     keys.extend(policy.load_keys()?);
     let report = attest::verify(Path::new(&dir), reference.as_deref(), &keys, &policy)?;
-    // Registry images: also cosign's tags and Sigstore bundles, reported per layout; a layout
-    // holding entries of which none verifies fails.
+    // cosign's tags and Sigstore bundles too (in the layout, or in the registry), reported per
+    // layout; a layout holding entries of which none verifies fails.
     let mut layout_failures = Vec::new();
-    if !args.image.starts_with("oci:") {
+    let all_findings = if args.image.starts_with("oci:") {
+        attest::layout_signatures::verify_layout(
+            Path::new(&dir),
+            reference.as_deref(),
+            &keys,
+            None,
+        )?
+    } else {
         let cache_dir = args
             .cache_dir
             .clone()
             .unwrap_or_else(build::default_cache_dir);
         let options = args.registry.options(&cache_dir)?;
         let store = build::open_store(&cache_dir)?;
-        for findings in cosign_layouts(
+        cosign_layouts(
             &args.image,
             &keys,
             policy.require_exact_repository,
             &options,
             &store,
-        )? {
-            if findings.found == 0 {
-                eprintln!("{}: none", findings.label);
-                continue;
-            }
-            eprintln!(
-                "{}: {} found, {} verified{}",
-                findings.label,
-                findings.found,
-                findings.verified.len(),
-                if findings.verified.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", findings.verified.join(", "))
-                }
-            );
-            for problem in &findings.problems {
-                eprintln!("  not verified: {problem}");
-            }
+        )?
+    };
+    for findings in all_findings {
+        if findings.found == 0 {
+            eprintln!("{}: none", findings.label);
+            continue;
+        }
+        eprintln!(
+            "{}: {} found, {} verified{}",
+            findings.label,
+            findings.found,
+            findings.verified.len(),
             if findings.verified.is_empty() {
-                layout_failures.push(format!(
-                    "{}: none of {} entries verified with the trusted keys",
-                    findings.label, findings.found
-                ));
+                String::new()
+            } else {
+                format!(" ({})", findings.verified.join(", "))
             }
+        );
+        for problem in &findings.problems {
+            eprintln!("  not verified: {problem}");
+        }
+        if findings.verified.is_empty() {
+            layout_failures.push(format!(
+                "{}: none of {} entries verified with the trusted keys",
+                findings.label, findings.found
+            ));
         }
     }
     // The chain: each registry base the provenance names must carry its own trusted provenance.
@@ -554,6 +562,14 @@ impl SignatureFormatName {
         )
     }
 
+    /// The layouts, as the library names them.
+    pub(crate) fn formats(self) -> attest::layout_signatures::SignatureFormats {
+        attest::layout_signatures::SignatureFormats {
+            cosign_tags: self.cosign_tags(),
+            bundles: self.bundles(),
+        }
+    }
+
     /// Whether Sigstore bundle referrers are written.
     pub(crate) fn bundles(self) -> bool {
         matches!(
@@ -620,7 +636,7 @@ fn existing_tag_manifest(
 }
 
 /// Writes (or extends) `tag` in `target`'s repository with `layers`.
-fn push_tag_layers(
+pub(crate) fn push_tag_layers(
     store: &kiln::store::Store,
     target: &kiln::registry::Reference,
     tag: &str,
@@ -800,17 +816,7 @@ fn existing_fallback_index(
     Ok(Some(index))
 }
 
-/// What `kiln verify` found in one signature layout of a registry image.
-struct LayoutFindings {
-    /// The layout and the manifest, as printed.
-    label: String,
-    /// Entries found.
-    found: usize,
-    /// What verified (predicate types, or `signature by <reference>`).
-    verified: Vec<String>,
-    /// Why the other entries did not verify.
-    problems: Vec<String>,
-}
+use attest::layout_signatures::LayoutFindings;
 
 /// Reads cosign's `.sig` and `.att` tags and the Sigstore bundle referrers of `image` (and of
 /// each platform manifest of an index) and checks each entry against `keys`.
@@ -845,9 +851,7 @@ fn cosign_layouts(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut sig = LayoutFindings {
             label: format!("cosign .sig for {short}"),
-            found: 0,
-            verified: Vec::new(),
-            problems: Vec::new(),
+            ..LayoutFindings::default()
         };
         if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
             for layer in &manifest.layers {
@@ -873,9 +877,7 @@ fn cosign_layouts(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut att = LayoutFindings {
             label: format!("cosign .att for {short}"),
-            found: 0,
-            verified: Vec::new(),
-            problems: Vec::new(),
+            ..LayoutFindings::default()
         };
         if let Some(manifest) = existing_tag_manifest(&tagged, store, options)? {
             for layer in &manifest.layers {
@@ -895,19 +897,14 @@ fn cosign_layouts(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut bundles = LayoutFindings {
             label: format!("sigstore bundles for {short}"),
-            found: 0,
-            verified: Vec::new(),
-            problems: Vec::new(),
+            ..LayoutFindings::default()
         };
         let index = fetch_tag(&tagged, options, "for its bundles")?
             .and_then(|bytes| serde_json::from_slice::<image::manifest::Index>(&bytes).ok());
         for entry in index.map(|i| i.manifests).unwrap_or_default() {
-            if entry.extra.get("artifactType").and_then(|v| v.as_str())
-                != Some(attest::bundle::BUNDLE_MEDIA_TYPE)
-            {
+            if !attest::bundle::may_be_bundle(&entry) {
                 continue;
             }
-            bundles.found += 1;
             let by_digest = kiln::registry::Reference::new(
                 reference.registry(),
                 reference.repository(),
@@ -918,6 +915,10 @@ fn cosign_layouts(
             let (_, manifest_bytes) = kiln::registry::fetch_raw_manifest(&by_digest, options)?;
             let manifest: image::manifest::Manifest = serde_json::from_slice(&manifest_bytes)
                 .with_context(|| format!("referrer {} is not an OCI manifest", entry.digest))?;
+            if !attest::bundle::is_bundle(&manifest) {
+                continue;
+            }
+            bundles.found += 1;
             let Some(layer) = manifest.layers.first() else {
                 bundles
                     .problems
@@ -967,6 +968,7 @@ pub(crate) fn check_build_policy(
             continue;
         };
         let reference = super::parse_references(std::slice::from_ref(base))?.remove(0);
+        let failed_before = failures.len();
         let mut fail = |check: &str, reason: String| {
             failures.push(format!(
                 "base `{base}`: {check}: {reason} (policy `{policy_name}`)"
@@ -1001,21 +1003,34 @@ pub(crate) fn check_build_policy(
         {
             continue;
         }
-        let layouts = match cosign_layouts(
-            base,
-            keys,
-            policy.require_exact_repository,
-            &options.registry,
-            &store,
-        ) {
+        let online = if options.offline {
+            Err(anyhow::anyhow!("--offline"))
+        } else {
+            cosign_layouts(
+                base,
+                keys,
+                policy.require_exact_repository,
+                &options.registry,
+                &store,
+            )
+        };
+        let layouts = match online {
             Ok(layouts) => layouts,
             Err(e) => {
-                fail(
-                    "signature",
-                    format!(
-                        "could not read its signatures: {e:#}; check the registry is reachable"
-                    ),
+                // The registry cannot be read: the signatures cached when the base last passed.
+                let cached = attest::base_cache::verify_cached(
+                    &options.cache_dir,
+                    &reference,
+                    kiln::registry::cached_digest(&reference, &options.registry, &store).as_ref(),
+                    keys,
+                    policy,
                 );
+                if cached.is_empty() {
+                    eprintln!("kiln: base `{base}` verified from cached signatures ({e:#})");
+                }
+                for (check, reason) in cached {
+                    fail(check, reason);
+                }
                 continue;
             }
         };
@@ -1061,15 +1076,26 @@ pub(crate) fn check_build_policy(
                 Err(e) => fail("provenance", format!("{e:#}")),
             }
         }
+        if failures.len() == failed_before
+            && let Err(e) =
+                attest::base_cache::save(&reference, &options.registry, &options.cache_dir)
+        {
+            eprintln!("kiln: warning: the signatures of base `{base}` were not cached: {e:#}");
+        }
     }
     Ok(failures)
 }
 
 #[derive(clap::Args)]
 pub(crate) struct SignArgs {
-    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`); an index is
-    /// signed with each platform manifest it lists.
+    /// The image in a registry (`registry/repository:tag` or `...@sha256:...`) or in an OCI
+    /// layout (`oci:DIR[:TAG]`, `oci:DIR@sha256:...`); an index is signed with each platform
+    /// manifest it lists.
     image: String,
+    /// For `oci:DIR`: the `registry/repository` the signature names (cosign's
+    /// docker-reference); default: that of the entry's `io.containerd.image.name`, else none.
+    #[arg(long)]
+    identity: Option<String>,
     /// The private key (PKCS#8 PEM, or cosign's encrypted key with KILN_PASSWORD or
     /// COSIGN_PASSWORD).
     #[arg(long)]
@@ -1086,12 +1112,30 @@ pub(crate) struct SignArgs {
 
 /// `kiln sign`: signs an image already in a registry, like `cosign sign --key`.
 pub(crate) fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
-    if args.image.starts_with("oci:") {
+    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
+    if let Some(rest) = args.image.strip_prefix("oci:") {
+        let (dir, reference) = kiln::dockerfile::plan::split_local_reference(rest);
+        let signed = attest::layout_signatures::sign_layout_image(
+            Path::new(&dir),
+            reference.as_deref(),
+            args.identity.as_deref(),
+            &key,
+            args.signature_format.formats(),
+        )
+        .with_context(|| format!("failed to sign `{}`", args.image))?;
+        eprintln!(
+            "kiln: signed {} manifest(s) of `{}`",
+            signed.len(),
+            args.image
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.identity.is_some() {
         return Err(super::usage(
-            "kiln sign reads registry images only so far; push the layout with `kiln push oci:DIR REF --sign-key KEY`, which signs it".to_owned(),
+            "--identity is for oci:DIR images; a registry image is signed for its own repository"
+                .to_owned(),
         ));
     }
-    let key = attest::SigningKey::load(&args.key).context("failed to load the signing key")?;
     let cache_dir = args
         .cache_dir
         .clone()

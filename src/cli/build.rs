@@ -494,25 +494,24 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 &attestations,
                 args.attest_mode,
             )?;
-            if let Some(key) = &signing_key
-                && args.signature_format.cosign_tags()
-            {
+            if let Some(key) = &signing_key {
                 let docker_reference = match args.tags.first() {
                     Some(tag) => super::parse_references(std::slice::from_ref(tag))?
                         .remove(0)
                         .name(),
                     None => String::new(),
                 };
-                attest::cosign::sign_layout(
+                attest::layout_signatures::sign_layout(
                     &output.dest,
                     &outcome.image.manifest.digest,
                     &docker_reference,
                     key,
                     &attestations,
+                    args.signature_format.formats(),
                 )
                 .with_context(|| {
                     format!(
-                        "failed to write cosign's tags into `{}`",
+                        "failed to write the signatures into `{}`",
                         output.dest.display()
                     )
                 })?;

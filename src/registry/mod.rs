@@ -34,7 +34,8 @@ use std::time::Duration;
 
 pub use auth::{Credential, login};
 pub use pull::{
-    PulledImage, fetch_blob, fetch_raw_manifest, fetch_referrers, pull, supports_referrers,
+    PulledImage, cached_digest, fetch_blob, fetch_raw_manifest, fetch_referrers, pull,
+    supports_referrers,
 };
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};

@@ -668,6 +668,24 @@ fn load_from_store(
     )?)
 }
 
+/// The manifest digest `reference` names: its own, or the one its tag resolved to when it was
+/// last pulled (what an `offline` pull uses); None when neither is known.
+pub fn cached_digest(
+    reference: &Reference,
+    options: &RegistryOptions,
+    store: &Store,
+) -> Option<Digest> {
+    reference.digest().cloned().or_else(|| {
+        RefCache::new(
+            options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| store.root().join(".kiln-refs")),
+        )
+        .get(reference)
+    })
+}
+
 /// reference -> manifest digest, one small JSON file per reference.
 struct RefCache {
     dir: PathBuf,
