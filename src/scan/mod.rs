@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod dpkg;
+mod entries;
 pub mod fetch;
 pub mod from_sbom;
 pub mod report;

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::Severity;
-use super::db::{Advisory, Affected, Ecosystem, Entry, Event, FileEntries, Wanted};
+use super::entries::{
+    Advisory, Affected, Ecosystem, Entry, Event, FileEntries, Wanted, secdb_entry,
+};
 
 /// A JSON string, borrowed from the input when it has no escapes.
 #[derive(Debug)]
@@ -292,7 +294,7 @@ fn add_secdb(
             }
             out.entries.push((
                 (ecosystem.clone(), package.pkg.name.0.clone().into_owned()),
-                super::db::secdb_entry(file, &fixed, ids.iter().map(|id| &**id)),
+                secdb_entry(file, &fixed, ids.iter().map(|id| &**id)),
             ));
         }
     }
