@@ -156,54 +156,33 @@ impl Fetcher {
                 self.client.get_or_init(|| client)
             }
         };
-        let mut last = String::new();
-        // Three attempts with a short pause: mirrors drop connections now and then.
-        const ATTEMPTS: u32 = 3;
-        // A 429's `Retry-After`, when it asked for a wait.
-        let mut asked: Option<Duration> = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let delay = asked
-                    .take()
-                    .unwrap_or(Duration::from_millis(300 * u64::from(attempt)));
-                crate::http::report_retry(delay, attempt + 1, ATTEMPTS, &format!("{uri}: {last}"));
-                std::thread::sleep(delay);
-            }
-            match client.get(uri).send() {
-                Ok(response) if response.status().is_success() => {
-                    let mut bytes = Vec::new();
-                    response
-                        .take(MAX_FILE_BYTES)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| fetch_error(uri, e.to_string()))?;
-                    return Ok(bytes);
-                }
-                Ok(response)
-                    if response.status().is_server_error() || response.status().as_u16() == 429 =>
-                {
-                    last = format!("HTTP {}", response.status());
-                    asked = crate::http::retry_after(response.headers(), Duration::from_secs(30));
-                }
-                Ok(response) => {
-                    return Err(fetch_error(uri, format!("HTTP {}", response.status())));
-                }
-                Err(e) => {
-                    let failure = crate::http::classify(&e);
-                    let host = reqwest::Url::parse(uri)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    last = match crate::http::hint(&failure, &host, None) {
-                        Some(hint) => format!("{}; {hint}", failure.detail),
-                        None => failure.detail.clone(),
-                    };
-                    if !failure.kind.is_transient() {
-                        break;
-                    }
-                }
-            }
+        let host = reqwest::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let response =
+            crate::http::get_blocking(&mirror_retry_policy(), uri, &host, || client.get(uri))
+                .map_err(|detail| fetch_error(uri, detail))?;
+        if !response.status().is_success() {
+            return Err(fetch_error(uri, format!("HTTP {}", response.status())));
         }
-        Err(fetch_error(uri, last))
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fetch_error(uri, e.to_string()))?;
+        Ok(bytes)
+    }
+}
+
+/// Three attempts, 300 ms then 600 ms apart: mirrors drop connections now and then, and a
+/// mirror that is down stays down longer than a build should wait.
+fn mirror_retry_policy() -> crate::http::RetryPolicy {
+    crate::http::RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(300),
+        max_delay: Duration::from_secs(30),
+        jitter: crate::http::Jitter::None,
     }
 }
 

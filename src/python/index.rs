@@ -41,8 +41,16 @@ pub const SIMPLE_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, \
 /// Largest index page read into memory.
 const PAGE_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Attempts per HTTP request (connection errors, timeouts, 429 and 5xx are retried).
-const ATTEMPTS: u32 = 3;
+/// Three attempts per request, 1 s then 2 s apart (what the transient failures of an index
+/// usually need; a longer outage fails the build with the index's URL).
+fn index_retry_policy() -> crate::http::RetryPolicy {
+    crate::http::RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(30),
+        jitter: crate::http::Jitter::None,
+    }
+}
 
 /// Whether a source is a flat list of files or a per-project index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -450,59 +458,33 @@ impl IndexClient {
         }
         let client = self.client()?;
         locked(&self.requested).push(shown.clone());
-        let mut last = String::new();
-        // A 429's `Retry-After`, when it asked for a wait.
-        let mut asked: Option<Duration> = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let delay = asked
-                    .take()
-                    .unwrap_or(Duration::from_millis(500 << attempt));
-                crate::http::report_retry(
-                    delay,
-                    attempt + 1,
-                    ATTEMPTS,
-                    &format!("{shown}: {last}"),
-                );
-                std::thread::sleep(delay);
-            }
-            let mut request = client.get(url.clone());
-            if let Some(accept) = accept {
-                request = request.header(reqwest::header::ACCEPT, accept);
-            }
-            match request.send() {
-                Ok(response) => {
-                    let status = response.status();
-                    if status == reqwest::StatusCode::NOT_FOUND {
-                        return Ok(None);
-                    }
-                    if status.is_success() {
-                        return Ok(Some(response));
-                    }
-                    last = format!("HTTP {status}");
-                    asked = crate::http::retry_after(response.headers(), Duration::from_secs(30));
-                    if !(status.is_server_error() || status.as_u16() == 429) {
-                        break;
-                    }
+        let response = crate::http::get_blocking(
+            &index_retry_policy(),
+            &shown,
+            url.host_str().unwrap_or(""),
+            || {
+                let request = client.get(url.clone());
+                match accept {
+                    Some(accept) => request.header(reqwest::header::ACCEPT, accept),
+                    None => request,
                 }
-                Err(e) => {
-                    // reqwest's message includes the URL; show ours (without credentials).
-                    let failure = crate::http::classify(&e);
-                    let hint = crate::http::hint(&failure, url.host_str().unwrap_or(""), None);
-                    last = match hint {
-                        Some(hint) => format!("{}; {hint}", failure.detail),
-                        None => failure.detail.clone(),
-                    };
-                    if !failure.kind.is_transient() {
-                        break;
-                    }
-                }
-            }
+            },
+        )
+        .map_err(|problem| IndexError::Http {
+            url: shown.clone(),
+            problem,
+        })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
-        Err(IndexError::Http {
-            url: shown,
-            problem: last,
-        })
+        if !status.is_success() {
+            return Err(IndexError::Http {
+                url: shown,
+                problem: format!("HTTP {status}"),
+            });
+        }
+        Ok(Some(response))
     }
 
     fn get_page(&self, url: &Url) -> Result<Option<(Url, Page)>, IndexError> {

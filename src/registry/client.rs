@@ -179,16 +179,6 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn jitter(delay: Duration) -> Duration {
-    // +-25% from the clock's nanoseconds: enough to spread retries without a RNG dependency.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
-    delay.mul_f64(factor)
-}
-
 impl Session {
     /// A session for `reference`'s registry needing `scopes` (e.g.
     /// `repository:acme/app:pull,push`).
@@ -257,7 +247,7 @@ impl Session {
 
     /// Attempts per idempotent request (the retry policy's count).
     pub(crate) fn attempts(&self) -> u32 {
-        self.retry.attempts.max(1)
+        self.retry.attempts()
     }
 
     /// The backoff before attempt `attempt + 1`.
@@ -554,7 +544,7 @@ impl Session {
         retry: Retry,
     ) -> Result<reqwest::Response, RegistryError> {
         let attempts = match retry {
-            Retry::Idempotent => self.retry.attempts.max(1),
+            Retry::Idempotent => self.retry.attempts(),
             Retry::Once => 1,
         };
         let mut attempt = 0;
@@ -597,24 +587,22 @@ impl Session {
                 let body = response.bytes().await.unwrap_or_default();
                 return Err(self.unauthorized(&method, &url, 401, error_detail(&body)));
             }
-            let retryable = matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504);
+            let retryable = http::retryable_status(status);
             // A 429 refused the request before doing anything with it, so even a request sent
             // `Retry::Once` (an upload step) is safely sent again after the `Retry-After`.
             let attempts = if status == StatusCode::TOO_MANY_REQUESTS {
-                self.retry.attempts.max(1)
+                self.retry.attempts()
             } else {
                 attempts
             };
             if retryable {
-                let retry_after = header_str(response.headers(), "retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = http::retry_after(response.headers());
                 let too_long = retry_after.is_some_and(|d| d > self.retry.max_delay);
                 if status == StatusCode::TOO_MANY_REQUESTS && (attempt >= attempts || too_long) {
                     return Err(self.rate_limited(&url, response.headers()));
                 }
                 if attempt < attempts {
-                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    let delay = self.retry.delay(attempt, retry_after);
                     http::report_retry(
                         delay,
                         attempt + 1,
@@ -630,11 +618,7 @@ impl Session {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        jitter(exp.min(self.retry.max_delay))
+        self.retry.backoff(attempt)
     }
 
     fn rate_limited(&self, url: &Url, headers: &HeaderMap) -> RegistryError {
@@ -785,14 +769,5 @@ mod tests {
             Some("404 page not found")
         );
         assert_eq!(error_detail(b""), None);
-    }
-
-    #[test]
-    fn jitter_stays_in_bounds() {
-        let d = jitter(Duration::from_millis(1000));
-        assert!(
-            d >= Duration::from_millis(750) && d <= Duration::from_millis(1250),
-            "{d:?}"
-        );
     }
 }

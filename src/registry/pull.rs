@@ -535,8 +535,7 @@ async fn download_blob(
             Err(Transfer::Broken(detail)) if attempt < attempts => {
                 session.reporter.blob_rollback(&descriptor.digest);
                 tracing::warn!(%url, %detail, "blob download broke; restarting it");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
+                tokio::time::sleep(session.delay(attempt)).await;
             }
             Err(Transfer::Broken(detail)) => {
                 return Err(RegistryError::Connect {
@@ -549,8 +548,7 @@ async fn download_blob(
             Err(Transfer::Damaged(e)) if attempt < attempts => {
                 session.reporter.blob_rollback(&descriptor.digest);
                 tracing::warn!(%url, error = %e, "blob download damaged; restarting it");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
+                tokio::time::sleep(session.delay(attempt)).await;
             }
             Err(Transfer::Damaged(e) | Transfer::Fatal(e)) => return Err(e),
         }
