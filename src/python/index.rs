@@ -15,8 +15,8 @@
 //!   fragments, `data-requires-python`, `data-yanked`, `data-core-metadata`).
 //!
 //! [`IndexClient::files`] lists a project's [`DistFile`]s across all sources;
-//! [`IndexClient::fetch`] copies one into the download cache (`<cache>/sha256/<hex>/<filename>`,
-//! verified before the atomic rename, reused when present); [`IndexClient::core_metadata`] gets
+//! [`IndexClient::fetch`] copies one into kiln's download cache ([`DownloadCache`]: found by
+//! its sha256, verified before the atomic rename, reused when present); [`IndexClient::core_metadata`] gets
 //! the PEP 658 `.metadata` file when the source has one. A link on a remote page may not point
 //! at a `file://` URL (a remote index never reads host files). User names and passwords in URLs
 //! are used for requests but never appear in messages or materials ([`redact`]). With
@@ -25,12 +25,14 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use reqwest::Url;
 use sha2::{Digest as _, Sha256};
 
+use crate::digest::Digest;
+use crate::http::DownloadCache;
 use crate::python::tags::WheelFilename;
 use crate::python::wheel::normalize_name;
 
@@ -138,7 +140,7 @@ impl DistFile {
 /// A file in the download cache, verified.
 #[derive(Clone, Debug)]
 pub struct CachedFile {
-    /// Host path (`<cache>/sha256/<hex>/<filename>`).
+    /// Host path, under the file's own name (see [`DownloadCache::named`]).
     pub path: PathBuf,
     /// Its sha256, lower-case hex.
     pub sha256: String,
@@ -224,7 +226,7 @@ pub enum IndexError {
         dir: PathBuf,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: crate::store::StoreError,
     },
 }
 
@@ -311,6 +313,7 @@ pub struct IndexClient {
     sources: Vec<Source>,
     offline: bool,
     cache_dir: PathBuf,
+    cache: OnceLock<DownloadCache>,
     http: Mutex<Option<reqwest::blocking::Client>>,
     /// Flat listings already read, by source index.
     flat: Mutex<BTreeMap<usize, Vec<DistFile>>>,
@@ -325,6 +328,7 @@ impl IndexClient {
             sources,
             offline,
             cache_dir: cache_dir.to_owned(),
+            cache: OnceLock::new(),
             http: Mutex::new(None),
             flat: Mutex::new(BTreeMap::new()),
             requested: Mutex::new(Vec::new()),
@@ -516,32 +520,46 @@ impl IndexClient {
         )))
     }
 
-    /// The cached file with this sha256, if the cache has one.
+    /// The download cache, opened on first use.
+    fn cache(&self) -> Result<&DownloadCache, IndexError> {
+        if let Some(cache) = self.cache.get() {
+            return Ok(cache);
+        }
+        let cache = DownloadCache::open(&self.cache_dir).map_err(|source| IndexError::Cache {
+            dir: self.cache_dir.clone(),
+            source,
+        })?;
+        Ok(self.cache.get_or_init(|| cache))
+    }
+
+    /// A file with this sha256 that an earlier fetch kept, under the name it was fetched as.
     pub fn cached(&self, sha256: &str) -> Option<CachedFile> {
-        let dir = self.cache_dir.join("sha256").join(sha256);
-        let entry = std::fs::read_dir(&dir).ok()?.flatten().next()?;
+        let digest = Digest::from_hex(sha256).ok()?;
+        let path = self.cache().ok()?.names(&digest).into_iter().next()?;
         Some(CachedFile {
-            path: entry.path(),
+            path,
             sha256: sha256.to_owned(),
         })
     }
 
-    /// Copies `file` into the download cache (or finds it there) and returns the verified copy.
-    /// A source-stated hash must match.
+    /// Copies `file` into the download cache (or finds it there by its stated sha256) and
+    /// returns the verified copy under the file's name. A source-stated hash must match.
     pub fn fetch(&self, file: &DistFile) -> Result<CachedFile, IndexError> {
-        if let Some(hash) = &file.sha256 {
-            if let Some(hit) = self.cached(hash) {
-                if hit.path.file_name().is_some_and(|n| *n == *file.filename) {
-                    return Ok(hit);
-                }
-            }
-        }
-        let cache_err = |source: std::io::Error| IndexError::Cache {
+        let cache = self.cache()?;
+        let cache_err = |source| IndexError::Cache {
             dir: self.cache_dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&self.cache_dir).map_err(cache_err)?;
-        let mut temp = tempfile::NamedTempFile::new_in(&self.cache_dir).map_err(cache_err)?;
+        if let Some(hash) = &file.sha256
+            && let Ok(digest) = Digest::from_hex(hash)
+            && cache.blob(&digest).is_some()
+        {
+            return Ok(CachedFile {
+                path: cache.named(&digest, &file.filename).map_err(cache_err)?,
+                sha256: hash.clone(),
+            });
+        }
+        let mut writer = cache.writer().map_err(cache_err)?;
         let mut hasher = Sha256::new();
         match &file.location {
             FileLocation::Local(path) => {
@@ -549,7 +567,7 @@ impl IndexClient {
                     path: path.clone(),
                     source: e,
                 })?;
-                copy_hashing(&mut input, temp.as_file_mut(), &mut hasher).map_err(|e| {
+                copy_hashing(&mut input, &mut writer, &mut hasher).map_err(|e| {
                     IndexError::Local {
                         path: path.clone(),
                         source: e,
@@ -563,7 +581,7 @@ impl IndexClient {
                         problem: "404 Not Found".to_owned(),
                     });
                 };
-                copy_hashing(&mut response, temp.as_file_mut(), &mut hasher).map_err(|e| {
+                copy_hashing(&mut response, &mut writer, &mut hasher).map_err(|e| {
                     IndexError::Http {
                         url: redact(url),
                         problem: format!("download interrupted: {e}"),
@@ -582,15 +600,9 @@ impl IndexClient {
                 });
             }
         }
-        temp.as_file().sync_all().map_err(cache_err)?;
-        let dir = self.cache_dir.join("sha256").join(&actual);
-        std::fs::create_dir_all(&dir).map_err(cache_err)?;
-        let dest = dir.join(&file.filename);
-        if !dest.exists() {
-            temp.persist(&dest).map_err(|e| cache_err(e.error))?;
-        }
+        let (digest, _) = writer.commit(None).map_err(cache_err)?;
         Ok(CachedFile {
-            path: dest,
+            path: cache.named(&digest, &file.filename).map_err(cache_err)?,
             sha256: actual,
         })
     }
