@@ -14,17 +14,9 @@ use kiln::build::{self, BuildOptions, Reporter};
 use kiln::image::{self, Platform};
 use kiln::layer::Compression;
 
+use super::attest::AttestModeName;
 use super::progress::{PlainReporter, TtyReporter};
 use super::*;
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AttestModeName {
-    /// OCI 1.1 referrers: artifact manifests with a `subject`, listed in the `sha256-<hex>`
-    /// fallback tag; tags keep naming the image manifest.
-    Referrers,
-    /// buildx-style: an attestation manifest inside an image index the tag then names.
-    Index,
-}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CompressionName {
@@ -150,7 +142,7 @@ pub(crate) struct BuildArgs {
     /// cosign 2, containers/image and Kyverno read), `bundle` (Sigstore bundle v0.3
     /// referrers, cosign 3's default) or `both`.
     #[arg(long, value_enum, default_value = "both")]
-    signature_format: super::attest::SignatureFormatName,
+    signature_format: super::sign::SignatureFormatName,
     /// Leave times and the invocation id out of the provenance, so two builds of the same
     /// inputs give byte-identical attestations.
     #[arg(long)]
@@ -441,7 +433,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|key| attest::PublicKey::load(key))
             .collect::<Result<Vec<_>, _>>()?;
         keys.extend(policy.load_keys()?);
-        let failures = super::attest::check_build_policy(
+        let failures = super::policy::check_build_policy(
             &options,
             &policy,
             &path.display().to_string(),
@@ -538,7 +530,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 manifest.digest.clone(),
                 manifest.size,
             );
-            super::attest::push_signatures(
+            super::sign::push_signatures(
                 args.signature_format,
                 &outcome.store,
                 &[subject],

@@ -4,9 +4,12 @@
 pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod lock;
+pub(crate) mod policy;
 pub(crate) mod progress;
 pub(crate) mod registry;
 pub(crate) mod scan;
+pub(crate) mod sign;
+pub(crate) mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -41,7 +41,7 @@ pub(crate) struct PushArgs {
     /// The signature layouts: `cosign-tags` (cosign's `sha256-<hex>.sig` tag), `bundle`
     /// (Sigstore bundle v0.3 referrers) or `both`.
     #[arg(long, value_enum, default_value = "both")]
-    signature_format: super::attest::SignatureFormatName,
+    signature_format: super::sign::SignatureFormatName,
 }
 
 #[derive(clap::Args)]
@@ -421,8 +421,8 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
             size: bytes.len() as u64,
             ..descriptor.clone()
         };
-        let subjects = super::attest::signing_subjects(&store, &pushed_descriptor)?;
-        super::attest::push_signatures(
+        let subjects = super::sign::signing_subjects(&store, &pushed_descriptor)?;
+        super::sign::push_signatures(
             args.signature_format,
             &store,
             &subjects,
