@@ -1,8 +1,10 @@
 //! Pieces the commands share: usage errors (exit 2), output specs and writers, registry flags,
 //! image references.
 
+pub(crate) mod attach;
 pub(crate) mod attest;
 pub(crate) mod build;
+pub(crate) mod build_args;
 pub(crate) mod lock;
 pub(crate) mod policy;
 pub(crate) mod progress;

@@ -489,7 +489,7 @@ fn push_layout_referrers(
         }
         let referrers = image::base::import_layout(store, dir, Some(&tag))
             .with_context(|| format!("failed to read the attestations of {subject}"))?;
-        super::build::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
+        super::attach::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
         eprintln!("kiln: pushed the attestations of {subject} ({tag})");
     }
     Ok(())
