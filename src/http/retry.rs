@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::failure::{classify, hint, report_retry};
+
 /// Whether backoffs are spread around their nominal value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Jitter {
@@ -136,7 +138,7 @@ pub fn get_blocking(
                     return Ok(response);
                 }
                 let delay = policy.delay(attempt, retry_after(response.headers()));
-                super::report_retry(
+                report_retry(
                     delay,
                     attempt + 1,
                     attempts,
@@ -145,8 +147,8 @@ pub fn get_blocking(
                 std::thread::sleep(delay);
             }
             Err(e) => {
-                let failure = super::classify(&e);
-                let what = match super::hint(&failure, host, None) {
+                let failure = classify(&e);
+                let what = match hint(&failure, host, None) {
                     Some(hint) => format!("{}; {hint}", failure.detail),
                     None => failure.detail.clone(),
                 };
@@ -154,7 +156,7 @@ pub fn get_blocking(
                     return Err(what);
                 }
                 let delay = policy.backoff(attempt);
-                super::report_retry(delay, attempt + 1, attempts, &format!("{shown}: {what}"));
+                report_retry(delay, attempt + 1, attempts, &format!("{shown}: {what}"));
                 std::thread::sleep(delay);
             }
         }
