@@ -42,7 +42,7 @@ pub(crate) struct PushArgs {
     /// The signature layouts: `cosign-tags` (cosign's `sha256-<hex>.sig` tag), `bundle`
     /// (Sigstore bundle v0.3 referrers) or `both`.
     #[arg(long, value_enum, default_value = "both")]
-    signature_format: super::attest::SignatureFormatName,
+    signature_format: super::sign::SignatureFormatName,
 }
 
 #[derive(clap::Args)]
@@ -422,8 +422,8 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
             size: bytes.len() as u64,
             ..descriptor.clone()
         };
-        let subjects = super::attest::signing_subjects(&store, &pushed_descriptor)?;
-        super::attest::push_signatures(
+        let subjects = super::sign::signing_subjects(&store, &pushed_descriptor)?;
+        super::sign::push_signatures(
             args.signature_format,
             &store,
             &subjects,
@@ -499,7 +499,7 @@ fn push_layout_referrers(
                 serde_json::from_slice(&store.read_bytes(&entry.digest)?)
                     .with_context(|| format!("`{tag}` is not an OCI image manifest"))?;
             for target in targets {
-                super::attest::push_tag_layers(store, target, &tag, &manifest.layers, options)?;
+                super::sign::push_tag_layers(store, target, &tag, &manifest.layers, options)?;
             }
             eprintln!("kiln: pushed {tag}");
         }
@@ -513,7 +513,7 @@ fn push_layout_referrers(
         }
         let referrers = image::base::import_layout(store, dir, Some(&tag))
             .with_context(|| format!("failed to read the attestations of {subject}"))?;
-        super::build::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
+        super::attach::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
         eprintln!("kiln: pushed the attestations of {subject} ({tag})");
     }
     Ok(())

@@ -77,7 +77,7 @@ pub(crate) struct ScanArgs {
     sign_key: Option<PathBuf>,
     /// How to attach it (with --attest).
     #[arg(long, value_enum, default_value = "referrers")]
-    attest_mode: super::build::AttestModeName,
+    attest_mode: super::attest::AttestModeName,
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
