@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod apk;
+#[cfg(test)]
+mod architecture_tests;
 pub mod attest;
 pub mod build;
 pub mod context;
@@ -17,6 +19,7 @@ pub mod http;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod material;
 pub mod parallel;
 pub mod pin;
 pub mod python;
@@ -24,5 +27,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
 pub mod scan;
+pub mod shell;
 pub mod steps;
 pub mod store;
+pub mod users;

@@ -15,6 +15,8 @@ use cli::UsageError;
 use cli::attest::*;
 use cli::build::*;
 use cli::registry::*;
+use cli::sign::*;
+use cli::verify::*;
 
 #[derive(Parser)]
 #[command(

@@ -1,7 +1,9 @@
-//! The entry point the build calls for a RUN made of apk commands: [`run`] takes the recognized
-//! [`NativeCommand`]s, the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
-//! the layer's [`Diff`], the [`Material`]s consumed (indexes and packages with their digests)
-//! and warnings (scripts and triggers not run).
+//! The entry point the build calls for a RUN made of apk commands: [`run`] takes the commands
+//! ([`ApkCommand`]s, or any caller's command type that can say which apk command it is, through
+//! [`ToApkCommand`]), the lower filesystem and [`ApkOptions`], and returns an [`ApkOutcome`]:
+//! the layer's [`Diff`](crate::layer::Diff), the [`Material`]s consumed (indexes and packages
+//! with their digests), warnings (scripts and triggers not run) and the plan of each solving
+//! command.
 //!
 //! Plan, prepare, apply: repositories come from the lower `/etc/apk/repositories` (or the
 //! options), their indexes are verified against the lower `/etc/apk/keys`; each command is
@@ -15,19 +17,35 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::args::ApkCommand;
 use super::checksum::Checksum;
 use super::fetch::{Fetcher, Kept, RepoLocation};
 use super::index::Index;
 use super::index::PackageInfo;
-use super::install::{ApplyContext, State, apply_plan};
+use super::install::{ApplyContext, apply_plan};
 use super::package::{Package, Trust};
 use super::signed::Keyring;
 use super::solve::{ChangeKind, Mode, Plan, Universe, solve};
+use super::state::State;
 use super::{ApkError, PackageConstraint, Requirement};
-use crate::layer::{Diff, LayerPath};
+use crate::digest::Digest;
+use crate::layer::LayerPath;
+use crate::material::{Material, MaterialKind, StepOutput};
 use crate::rootfs::{FsView, Overlay};
-use crate::steps::etc_files::read_etc;
-use crate::steps::run::NativeCommand;
+use crate::users::etc::read_etc;
+
+/// A command [`run`] can apply: an [`ApkCommand`] itself, or a caller's richer command type
+/// that holds one (the RUN step's recognized commands).
+pub trait ToApkCommand: std::fmt::Debug {
+    /// The apk command this is, or `None` when it is not one (which [`run`] refuses).
+    fn to_apk_command(&self) -> Option<ApkCommand>;
+}
+
+impl ToApkCommand for ApkCommand {
+    fn to_apk_command(&self) -> Option<ApkCommand> {
+        Some(self.clone())
+    }
+}
 
 /// Settings for [`run`].
 #[derive(Clone, Debug, Default)]
@@ -49,29 +67,9 @@ pub struct ApkOptions {
     pub source_date_epoch: i64,
 }
 
-/// An input the step consumed, for provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Material {
-    /// Where it came from (`file:///repo/x86_64/hello-1.1-r0.apk`).
-    pub uri: String,
-    /// Lowercase hex SHA-256 of the file.
-    pub sha256: String,
-    /// apk's identity (`Q1...` SHA-1 of the control member) for packages.
-    pub sha1: Option<String>,
-}
-
-/// What [`run`] produced.
-#[derive(Debug)]
-pub struct ApkOutcome {
-    /// The layer's changes.
-    pub diff: Diff,
-    /// Indexes and packages read, in order.
-    pub materials: Vec<Material>,
-    /// Scripts, triggers and behaviours not emulated.
-    pub warnings: Vec<String>,
-    /// The plan of each solving command, in order.
-    pub plans: Vec<Plan>,
-}
+/// What [`run`] produced: the layer's changes, the indexes and packages read (in order), the
+/// scripts, triggers and behaviours not emulated, and the plan of each solving command.
+pub type ApkOutcome = StepOutput<Vec<Plan>>;
 
 /// One configured repository.
 #[derive(Clone, Debug)]
@@ -161,11 +159,11 @@ fn load_repositories(
         let bytes = fetcher.index(&repo.location, &relative)?;
         let index = Index::parse(&bytes, &uri, &keyring)?;
         fetcher.keep(Kept::Index(&repo.location, &uri), &bytes)?;
-        materials.push(Material {
+        materials.push(Material::new(
+            MaterialKind::ApkIndex,
             uri,
-            sha256: super::checksum::sha256_hex(&bytes),
-            sha1: None,
-        });
+            Digest::of(&bytes),
+        ));
         repos.push((repo, index));
     }
     Ok(Loaded { repos, arch })
@@ -271,8 +269,8 @@ fn fetch_packages(fetcher: &Fetcher, jobs: &[FetchJob<'_>]) -> Vec<Fetched> {
 }
 
 /// Runs apk commands natively on `lower` (see the module docs).
-pub fn run(
-    commands: &[NativeCommand],
+pub fn run<C: ToApkCommand>(
+    commands: &[C],
     lower: &dyn FsView,
     options: &ApkOptions,
 ) -> Result<ApkOutcome, ApkError> {
@@ -288,8 +286,13 @@ pub fn run(
         let mut deleting: Vec<String> = Vec::new();
         let mut upgrading: Vec<String> = Vec::new();
         let mut purge_modified_config = false;
-        let mode = match command {
-            NativeCommand::ApkUpdate => {
+        let Some(apk_command) = command.to_apk_command() else {
+            return Err(ApkError::Unsupported(format!(
+                "`{command:?}` is not an apk command"
+            )));
+        };
+        let mode = match &apk_command {
+            ApkCommand::Update => {
                 if loaded.is_none() {
                     loaded = Some(load_repositories(lower, options, &fetcher, &mut materials)?);
                 }
@@ -299,14 +302,14 @@ pub fn run(
                 continue;
             }
             // `--latest` needs nothing more: kiln's upgrade always prefers the newest version.
-            NativeCommand::ApkUpgrade { available, .. } => {
+            ApkCommand::Upgrade { available, .. } => {
                 if *available {
                     Mode::UpgradeAvailable
                 } else {
                     Mode::Upgrade
                 }
             }
-            NativeCommand::ApkAdd {
+            ApkCommand::Add {
                 upgrade,
                 virtual_name,
                 packages,
@@ -341,7 +344,7 @@ pub fn run(
                 state.world_changed = true;
                 Mode::Add
             }
-            NativeCommand::ApkDel {
+            ApkCommand::Del {
                 packages,
                 rdepends,
                 purge,
@@ -360,11 +363,6 @@ pub fn run(
                 state.world_changed = true;
                 deleting = names;
                 Mode::Add
-            }
-            other => {
-                return Err(ApkError::Unsupported(format!(
-                    "`{other:?}` is not an apk command"
-                )));
             }
         };
         if let Some(tagged) = state.world.iter().find(|c| c.tag.is_some()) {
@@ -430,11 +428,15 @@ pub fn run(
         for (job, fetched) in jobs.iter().zip(fetch_packages(&fetcher, &jobs)) {
             let (bytes, pkg) = fetched?;
             fetcher.keep(Kept::Package(job.location, &job.checksum.hex()), &bytes)?;
-            materials.push(Material {
-                uri: job.location.uri(&job.relative),
-                sha256: pkg.sha256.clone(),
-                sha1: Some(pkg.checksum.q1()),
-            });
+            // The package read computed the file's sha256 already.
+            let sha256 = Digest::from_hex(&pkg.sha256).unwrap_or_else(|_| Digest::of(&bytes));
+            materials.push(Material::new(
+                MaterialKind::ApkPackage {
+                    checksum: pkg.checksum.q1(),
+                },
+                job.location.uri(&job.relative),
+                sha256,
+            ));
             packages.insert(job.candidate, pkg);
         }
         let ctx = ApplyContext {
@@ -451,6 +453,6 @@ pub fn run(
         diff: overlay.into_diff(),
         materials,
         warnings,
-        plans,
+        details: plans,
     })
 }

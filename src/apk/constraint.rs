@@ -89,13 +89,13 @@ pub enum ConstraintError {
         op: String,
     },
     /// The version is not an apk version.
-    #[error("package constraint `{spec}`: {source}")]
+    #[error("package constraint `{spec}`: {cause}")]
     BadVersion {
         /// The whole constraint.
         spec: String,
-        /// The version error.
-        #[source]
-        source: VersionError,
+        /// The version error. Its text is the message's end, so it is not also chained as a
+        /// source (a printed chain would show it twice).
+        cause: VersionError,
     },
     /// A character that cannot be part of a package name.
     #[error("package constraint `{spec}`: `{ch}` cannot appear in a package name")]
@@ -160,11 +160,10 @@ impl PackageConstraint {
                     });
                 }
             };
-            let version =
-                Version::parse(version).map_err(|source| ConstraintError::BadVersion {
-                    spec: spec.to_owned(),
-                    source,
-                })?;
+            let version = Version::parse(version).map_err(|cause| ConstraintError::BadVersion {
+                spec: spec.to_owned(),
+                cause,
+            })?;
             Requirement::Version(op, version)
         };
         Ok(PackageConstraint {

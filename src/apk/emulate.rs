@@ -4,7 +4,10 @@
 //! - busybox's applet installer (`busybox --install -s` in its `.post-install`, `.post-upgrade`
 //!   and `.trigger`): [`ensure_applet_links`];
 //! - ca-certificates' trigger (`update-ca-certificates`, Alpine's C implementation):
-//!   [`update_ca_certificates`].
+//!   [`update_ca_certificates`];
+//! - `.pre-install`/`.pre-upgrade` scripts made only of user and group creations
+//!   (`addgroup`, `adduser`, `groupadd`, `useradd`), applied with [`crate::users`]:
+//!   [`emulate_script`].
 //!
 //! A script is emulated only when it consists of exactly those commands; anything more is
 //! reported as not run by the caller.
@@ -12,9 +15,12 @@
 use std::collections::BTreeMap;
 
 use super::ApkError;
-use super::install::{content_of, lp, put, whiteout};
+use super::edit::{content_of, lp, put, whiteout};
+use super::package::Package;
 use crate::layer::{EntryKind, LayerPath, Metadata};
 use crate::rootfs::{FsView, NodeKind, Overlay};
+use crate::shell::{noop_reason, split_and_expand};
+use crate::users::{self, UsersCommand, UsersOptions};
 
 /// Whether `script` of package `package` is busybox's applet installer: only comments,
 /// `busybox mkdir -p` of the usual directories, and `busybox --install -s` (as in Alpine's
@@ -336,6 +342,61 @@ fn is_dir(view: &dyn FsView, path: &LayerPath) -> Result<bool, ApkError> {
         .lstat_exact(path)
         .map_err(ApkError::view(path.absolute()))?
         .is_some_and(|node| matches!(node.kind, NodeKind::Dir)))
+}
+
+/// Emulates a pre-install/upgrade script made only of recognized users commands.
+pub(super) fn emulate_script(
+    pkg: &Package,
+    action: &str,
+    script: &[u8],
+    overlay: &mut Overlay<'_>,
+    epoch: i64,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApkError> {
+    let text = String::from_utf8_lossy(script);
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let Some(commands) = users_script(&body) else {
+        warnings.push(format!("{}: .{action} script not run", pkg.id()));
+        return Ok(());
+    };
+    let options = UsersOptions {
+        source_date_epoch: epoch,
+        shell_env: None,
+    };
+    for command in &commands {
+        // Scripts silence these errors (`2>/dev/null`): an existing user or group is fine.
+        match users::apply(command, overlay, &options) {
+            Ok(diff) => overlay.apply(diff),
+            Err(err) => warnings.push(format!("{}: .{action}: {err} (ignored)", pkg.id())),
+        }
+    }
+    Ok(())
+}
+
+/// The commands of a script made only of user and group creations (`addgroup`, `adduser`,
+/// `groupadd`, `useradd`) and builtins that change nothing; `None` for any other script.
+fn users_script(body: &str) -> Option<Vec<UsersCommand>> {
+    let mut commands = Vec::new();
+    for command in split_and_expand(body, &|_| None).ok()? {
+        if command.globbed && command.program() != "echo" {
+            return None;
+        }
+        if noop_reason(&command).is_some() {
+            continue;
+        }
+        match users::args::parse(&command)?.ok()? {
+            creation @ (UsersCommand::AddGroup(_)
+            | UsersCommand::AddUser(_)
+            | UsersCommand::GroupAdd(_)
+            | UsersCommand::UserAdd(_)) => commands.push(creation),
+            _ => return None,
+        }
+    }
+    Some(commands)
 }
 
 #[cfg(test)]

@@ -155,6 +155,15 @@ pub enum ApkError {
         #[source]
         source: std::io::Error,
     },
+    /// Reading or writing kiln's download cache failed.
+    #[error("failed to use the apk download cache `{dir}`")]
+    Cache {
+        /// The cache directory.
+        dir: String,
+        /// The cause.
+        #[source]
+        source: crate::store::StoreError,
+    },
     /// The solver found no set of packages satisfying every constraint.
     #[error("unsatisfiable constraints:\n{0}")]
     Unsatisfiable(String),

@@ -2,8 +2,8 @@
 //! bytes later or elsewhere: after the mirror has moved on (Alpine mirrors drop superseded
 //! packages), or on a machine with no network at all.
 //!
-//! Every index kiln fetched over HTTP(S) is cached (by URL, after its signature verified) with
-//! its URL beside it, and every package by its checksum (after it verified). [`export_cache`]
+//! Every index kiln fetched over HTTP(S) is in its download cache (by URL, after its signature
+//! verified), and every package by its checksum (after it verified). [`export_cache`]
 //! lays each cached index out as a repository directory named after its URL
 //! (`<dest>/<host>/<path>/<arch>/APKINDEX.tar.gz`, the index's bytes unchanged so its signature
 //! still verifies) with the cached packages it lists (`<name>-<version>.apk`), and writes
@@ -12,10 +12,12 @@
 //! same solve picks the same packages. The snapshot is the lock: it holds exactly the indexes
 //! and the packages the builds used.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::ApkError;
+use super::fetch::{INDEX_KEYS, PACKAGE_KEYS};
 use super::index::Index;
+use crate::http::DownloadCache;
 
 /// What [`export_cache`] wrote.
 #[derive(Debug, Default)]
@@ -78,24 +80,31 @@ pub fn export_cache(cache_dir: &Path, dest: &Path) -> Result<ExportSummary, ApkE
             dest.display()
         )));
     }
-    let indexes = cache_dir.join("indexes");
-    let packages = cache_dir.join("packages");
-    let mut urls: Vec<PathBuf> = match std::fs::read_dir(&indexes) {
-        Ok(dir) => dir
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "url"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_error(&indexes)(e)),
+    // Read only: a cache directory that is not there has nothing to export.
+    let cache = match cache_dir.is_dir() {
+        true => Some(
+            DownloadCache::open(cache_dir).map_err(|source| ApkError::Cache {
+                dir: cache_dir.display().to_string(),
+                source,
+            })?,
+        ),
+        false => None,
     };
-    urls.sort();
-    if urls.is_empty() {
+    let indexes = match &cache {
+        Some(cache) => cache
+            .entries(INDEX_KEYS)
+            .map_err(|source| ApkError::Cache {
+                dir: cache_dir.display().to_string(),
+                source,
+            })?,
+        None => Vec::new(),
+    };
+    let Some(cache) = cache.filter(|_| !indexes.is_empty()) else {
         return Err(ApkError::Missing {
             archive: format!("the apk cache `{}`", cache_dir.display()),
             what: "an index fetched over HTTP(S) (build with an HTTP mirror first)".into(),
         });
-    }
+    };
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -109,9 +118,10 @@ pub fn export_cache(cache_dir: &Path, dest: &Path) -> Result<ExportSummary, ApkE
     let mut lines = String::from(
         "# Written by `kiln apk-export`: use with `kiln build --apk-repositories-file`.\n",
     );
-    for url_file in &urls {
-        let url_text = std::fs::read_to_string(url_file).map_err(io_error(url_file))?;
-        let index_path = url_file.with_extension("");
+    for (url_text, digest) in &indexes {
+        let Some(index_path) = cache.blob(digest) else {
+            continue;
+        };
         let bytes = std::fs::read(&index_path).map_err(io_error(&index_path))?;
         // `<base>/<arch>/APKINDEX.tar.gz`
         let Some((base, arch)) = url_text
@@ -128,10 +138,9 @@ pub fn export_cache(cache_dir: &Path, dest: &Path) -> Result<ExportSummary, ApkE
         let index_out = arch_dir.join("APKINDEX.tar.gz");
         std::fs::write(&index_out, &bytes).map_err(io_error(&index_out))?;
         for pkg in &index.packages {
-            let cached = packages.join(pkg.checksum.hex());
-            if !cached.is_file() {
+            let Some((_, cached)) = cache.get(PACKAGE_KEYS, &pkg.checksum.hex()) else {
                 continue;
-            }
+            };
             let out = arch_dir.join(format!("{}.apk", pkg.id()));
             if std::fs::hard_link(&cached, &out).is_err() {
                 std::fs::copy(&cached, &out).map_err(io_error(&out))?;

@@ -4,8 +4,10 @@
 //! last copy per URL for `--offline` builds. Packages are named by their index checksum (`C:`,
 //! the SHA-1 of the control member), so a cached package is reused by that checksum and never
 //! fetched again. Nothing fetched is trusted or cached until the caller has verified it (the
-//! index's signature, the package against the index and its own hashes) and calls [`Fetcher::keep`];
-//! cache files are written to a temp file and renamed, so nothing half-written is kept.
+//! index's signature, the package against the index and its own hashes) and calls
+//! [`Fetcher::keep`]. The cache is kiln's download cache ([`crate::http::DownloadCache`]):
+//! indexes are kept under their URL ([`INDEX_KEYS`]), packages under their checksum
+//! ([`PACKAGE_KEYS`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::ApkError;
-use crate::digest::Digest;
+use crate::http::DownloadCache;
+
+/// The download cache's namespace of indexes, keyed by URL.
+pub(crate) const INDEX_KEYS: &str = "apk-index";
+/// The download cache's namespace of packages, keyed by index checksum (hex).
+pub(crate) const PACKAGE_KEYS: &str = "apk-package";
 
 /// Where a repository lives.
 #[derive(Clone, Debug)]
@@ -47,6 +54,7 @@ pub(crate) enum Kept<'a> {
 /// How files are fetched. Shared by the threads that fetch packages in parallel.
 pub(crate) struct Fetcher {
     cache_dir: Option<PathBuf>,
+    cache: OnceLock<DownloadCache>,
     offline: bool,
     client: OnceLock<reqwest::blocking::Client>,
 }
@@ -58,9 +66,25 @@ impl Fetcher {
     pub(crate) fn new(cache_dir: Option<PathBuf>, offline: bool) -> Fetcher {
         Fetcher {
             cache_dir,
+            cache: OnceLock::new(),
             offline,
             client: OnceLock::new(),
         }
+    }
+
+    /// The download cache, opened on first use; `None` without a cache directory.
+    fn cache(&self) -> Result<Option<&DownloadCache>, ApkError> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(None);
+        };
+        if let Some(cache) = self.cache.get() {
+            return Ok(Some(cache));
+        }
+        let cache = DownloadCache::open(dir).map_err(|source| ApkError::Cache {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Some(self.cache.get_or_init(|| cache)))
     }
 
     /// The repository's index; over HTTP, fetched fresh unless offline.
@@ -69,11 +93,11 @@ impl Fetcher {
             RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
             RepoLocation::Http(_) => {
                 let uri = repo.uri(relative);
-                let cached = self.cache_dir.as_deref().map(|d| index_path(d, &uri));
                 if self.offline {
-                    return match &cached {
-                        Some(path) if path.is_file() => read_local(path),
-                        _ => Err(offline_error(&uri)),
+                    let cached = self.cache()?.and_then(|c| c.get(INDEX_KEYS, &uri));
+                    return match cached {
+                        Some((_, path)) => read_local(&path),
+                        None => Err(offline_error(&uri)),
                     };
                 }
                 self.get(&uri)
@@ -84,33 +108,26 @@ impl Fetcher {
     /// Caches verified bytes fetched with [`Fetcher::index`] or [`Fetcher::package`] (a no-op
     /// for local repositories and without a cache directory).
     pub(crate) fn keep(&self, what: Kept<'_>, bytes: &[u8]) -> Result<(), ApkError> {
-        let Some(dir) = &self.cache_dir else {
+        let (namespace, key) = match what {
+            // The mirror moves on: the newest verified index replaces the one kept before.
+            Kept::Index(RepoLocation::Http(_), uri) => (INDEX_KEYS, uri),
+            Kept::Package(RepoLocation::Http(_), checksum_hex) => (PACKAGE_KEYS, checksum_hex),
+            _ => return Ok(()),
+        };
+        let Some(cache) = self.cache()? else {
             return Ok(());
         };
-        match what {
-            Kept::Index(RepoLocation::Http(_), uri) => {
-                let path = index_path(dir, uri);
-                // The URL beside the index, so `kiln apk-export` can lay the cache out as mirrors.
-                let url_file = path.with_extension("url");
-                if !url_file.is_file() {
-                    store(&url_file, uri.as_bytes())?;
-                }
-                // The mirror moves on: the newest verified index replaces the one kept before.
-                if std::fs::read(&path).is_ok_and(|kept| kept == bytes) {
-                    return Ok(());
-                }
-                store(&path, bytes)
-            }
-            Kept::Package(RepoLocation::Http(_), checksum_hex) => {
-                // Named by its checksum: a package once kept never changes.
-                let path = package_path(dir, checksum_hex);
-                if path.is_file() {
-                    return Ok(());
-                }
-                store(&path, bytes)
-            }
-            _ => Ok(()),
+        // Named by its checksum: a package once kept never changes.
+        if namespace == PACKAGE_KEYS && cache.get(namespace, key).is_some() {
+            return Ok(());
         }
+        cache
+            .put_bytes(namespace, key, bytes)
+            .map(|_| ())
+            .map_err(|source| ApkError::Cache {
+                dir: cache.dir().display().to_string(),
+                source,
+            })
     }
 
     /// A package whose index checksum is `checksum_hex`; over HTTP, from the cache when there.
@@ -124,14 +141,11 @@ impl Fetcher {
             RepoLocation::Dir(dir) => read_local(&dir.join(relative)),
             RepoLocation::Http(_) => {
                 let uri = repo.uri(relative);
-                let cached = self
-                    .cache_dir
-                    .as_deref()
-                    .map(|d| package_path(d, checksum_hex));
-                if let Some(path) = &cached
-                    && path.is_file()
+                if let Some((_, path)) = self
+                    .cache()?
+                    .and_then(|c| c.get(PACKAGE_KEYS, checksum_hex))
                 {
-                    return read_local(path);
+                    return read_local(&path);
                 }
                 if self.offline {
                     return Err(offline_error(&uri));
@@ -156,67 +170,34 @@ impl Fetcher {
                 self.client.get_or_init(|| client)
             }
         };
-        let mut last = String::new();
-        // Three attempts with a short pause: mirrors drop connections now and then.
-        const ATTEMPTS: u32 = 3;
-        // A 429's `Retry-After`, when it asked for a wait.
-        let mut asked: Option<Duration> = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let delay = asked
-                    .take()
-                    .unwrap_or(Duration::from_millis(300 * u64::from(attempt)));
-                crate::http::report_retry(delay, attempt + 1, ATTEMPTS, &format!("{uri}: {last}"));
-                std::thread::sleep(delay);
-            }
-            match client.get(uri).send() {
-                Ok(response) if response.status().is_success() => {
-                    let mut bytes = Vec::new();
-                    response
-                        .take(MAX_FILE_BYTES)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| fetch_error(uri, e.to_string()))?;
-                    return Ok(bytes);
-                }
-                Ok(response)
-                    if response.status().is_server_error() || response.status().as_u16() == 429 =>
-                {
-                    last = format!("HTTP {}", response.status());
-                    asked = crate::http::retry_after(response.headers(), Duration::from_secs(30));
-                }
-                Ok(response) => {
-                    return Err(fetch_error(uri, format!("HTTP {}", response.status())));
-                }
-                Err(e) => {
-                    let failure = crate::http::classify(&e);
-                    let host = reqwest::Url::parse(uri)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    last = match crate::http::hint(&failure, &host, None) {
-                        Some(hint) => format!("{}; {hint}", failure.detail),
-                        None => failure.detail.clone(),
-                    };
-                    if !failure.kind.is_transient() {
-                        break;
-                    }
-                }
-            }
+        let host = reqwest::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let response =
+            crate::http::get_blocking(&mirror_retry_policy(), uri, &host, || client.get(uri))
+                .map_err(|detail| fetch_error(uri, detail))?;
+        if !response.status().is_success() {
+            return Err(fetch_error(uri, format!("HTTP {}", response.status())));
         }
-        Err(fetch_error(uri, last))
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fetch_error(uri, e.to_string()))?;
+        Ok(bytes)
     }
 }
 
-/// Where the index fetched from `uri` is kept.
-fn index_path(cache_dir: &Path, uri: &str) -> PathBuf {
-    cache_dir
-        .join("indexes")
-        .join(Digest::of(uri.as_bytes()).hex())
-}
-
-/// Where the package with index checksum `checksum_hex` is kept.
-fn package_path(cache_dir: &Path, checksum_hex: &str) -> PathBuf {
-    cache_dir.join("packages").join(checksum_hex)
+/// Three attempts, 300 ms then 600 ms apart: mirrors drop connections now and then, and a
+/// mirror that is down stays down longer than a build should wait.
+fn mirror_retry_policy() -> crate::http::RetryPolicy {
+    crate::http::RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(300),
+        max_delay: Duration::from_secs(30),
+        jitter: crate::http::Jitter::None,
+    }
 }
 
 fn read_local(path: &Path) -> Result<Vec<u8>, ApkError> {
@@ -224,19 +205,6 @@ fn read_local(path: &Path) -> Result<Vec<u8>, ApkError> {
         path: path.display().to_string(),
         source,
     })
-}
-
-fn store(path: &Path, bytes: &[u8]) -> Result<(), ApkError> {
-    let io = |source| ApkError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut temp, bytes).map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 fn offline_error(uri: &str) -> ApkError {
@@ -264,21 +232,16 @@ mod tests {
         let uri = mirror.uri("x86_64/APKINDEX.tar.gz");
         fetcher.keep(Kept::Index(&mirror, &uri), b"first").unwrap();
         fetcher.keep(Kept::Index(&mirror, &uri), b"second").unwrap();
-        let path = index_path(cache.path(), &uri);
+        let kept = DownloadCache::open(cache.path()).unwrap();
+        let (_, path) = kept.get(INDEX_KEYS, &uri).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(
-            std::fs::read_to_string(path.with_extension("url")).unwrap(),
-            uri
-        );
         fetcher
             .keep(Kept::Package(&mirror, "ab12"), b"pkg")
             .unwrap();
         fetcher
             .keep(Kept::Package(&mirror, "ab12"), b"other")
             .unwrap();
-        assert_eq!(
-            std::fs::read(package_path(cache.path(), "ab12")).unwrap(),
-            b"pkg"
-        );
+        let (_, path) = kept.get(PACKAGE_KEYS, "ab12").unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"pkg");
     }
 }

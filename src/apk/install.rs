@@ -1,6 +1,5 @@
 //! Applying a [`Plan`] onto an [`Overlay`] of the lower filesystem, as apk-tools' commit does
-//! (apk.md §7.4, §7.5), and the apk state that travels with it ([`State`]: installed db, world,
-//! scripts.tar, triggers).
+//! (apk.md §7.4, §7.5), updating the apk [`State`] that travels with it.
 //!
 //! For each change, in plan order: the package's `.pre-install`/`.pre-upgrade` is emulated
 //! when every command in it is a recognized `addgroup`/`adduser` (so files owned by the user
@@ -21,157 +20,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::ApkError;
 use super::checksum::Checksum;
-use super::db::{Acl, DbDir, DbFile, InstalledDb, InstalledPackage, ScriptsTar, StoredScript};
-use super::db::{parse_triggers, parse_world, write_triggers, write_world};
+use super::db::{Acl, DbDir, DbFile, InstalledPackage, StoredScript};
+use super::edit::{content_of, put, whiteout};
 use super::emulate::{
-    busybox_install_script, ensure_applet_links, update_ca_certificates,
+    busybox_install_script, emulate_script, ensure_applet_links, update_ca_certificates,
     update_ca_certificates_script,
 };
 use super::index::PackageInfo;
 use super::package::Package;
 use super::solve::{ChangeKind, Plan, Universe};
-use super::{ApkError, PackageConstraint};
+use super::state::State;
 use crate::layer::reader::TarKind;
-use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::layer::{EntryKind, FileContent, LayerPath, Metadata};
 use crate::rootfs::{FsView, NodeKind, Overlay};
-use crate::steps::etc_files::{parse_group, parse_passwd, read_etc};
-use crate::steps::run::{NativeCommand, recognize};
-use crate::steps::users::{UsersOptions, apply as apply_user};
-
-pub(super) fn lp(raw: &str) -> LayerPath {
-    // Only called with constant, valid paths.
-    LayerPath::new(raw).unwrap_or_else(|_| LayerPath::root())
-}
-
-/// apk's state files, loaded from the lower filesystem and changed in memory.
-#[derive(Clone, Debug)]
-pub struct State {
-    /// `/lib/apk/db/installed`.
-    pub db: InstalledDb,
-    /// `/etc/apk/world`.
-    pub world: Vec<PackageConstraint>,
-    /// True when world must be rewritten.
-    pub world_changed: bool,
-    /// `/lib/apk/db/scripts.tar`.
-    pub scripts: ScriptsTar,
-    /// `/lib/apk/db/triggers`.
-    pub triggers: Vec<(String, Vec<String>)>,
-    /// True when installed/scripts.tar/triggers must be rewritten.
-    pub db_changed: bool,
-}
-
-fn read_optional(view: &dyn FsView, path: &str) -> Result<Option<Vec<u8>>, ApkError> {
-    read_etc(view, &lp(path)).map_err(ApkError::view(format!("/{path}")))
-}
-
-fn text(bytes: Vec<u8>, path: &str) -> Result<String, ApkError> {
-    String::from_utf8(bytes).map_err(|_| ApkError::Malformed {
-        file: format!("/{path}"),
-        line: 0,
-        message: "not UTF-8".into(),
-    })
-}
-
-impl State {
-    /// Reads the state files of `view`; missing files read as empty.
-    pub fn load(view: &dyn FsView) -> Result<State, ApkError> {
-        let installed = match read_optional(view, "lib/apk/db/installed")? {
-            Some(bytes) => text(bytes, "lib/apk/db/installed")?,
-            None => String::new(),
-        };
-        let world = match read_optional(view, "etc/apk/world")? {
-            Some(bytes) => text(bytes, "etc/apk/world")?,
-            None => String::new(),
-        };
-        let scripts = match read_optional(view, "lib/apk/db/scripts.tar")? {
-            Some(bytes) => ScriptsTar::parse(&bytes, "/lib/apk/db/scripts.tar")?,
-            None => ScriptsTar::default(),
-        };
-        let triggers = match read_optional(view, "lib/apk/db/triggers")? {
-            Some(bytes) => parse_triggers(&text(bytes, "lib/apk/db/triggers")?),
-            None => Vec::new(),
-        };
-        Ok(State {
-            db: InstalledDb::parse(&installed, "/lib/apk/db/installed")?,
-            world: parse_world(&world, "/etc/apk/world")?,
-            world_changed: false,
-            scripts,
-            triggers,
-            db_changed: false,
-        })
-    }
-
-    /// Writes the changed state files into `overlay` (paths resolved through symlinks such as
-    /// `/lib/apk -> ../usr/lib/apk`), keeping each replaced file's owner and mode.
-    pub fn write(&self, overlay: &mut Overlay<'_>, mtime: i64) -> Result<(), ApkError> {
-        let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
-        if self.db_changed {
-            let mut db = self.db.clone();
-            db.sort();
-            files.push(("lib/apk/db/installed", db.write().into_bytes()));
-            files.push(("lib/apk/db/scripts.tar", self.scripts.write()));
-            files.push((
-                "lib/apk/db/triggers",
-                write_triggers(&self.triggers).into_bytes(),
-            ));
-        }
-        if self.world_changed {
-            files.push(("etc/apk/world", write_world(&self.world).into_bytes()));
-        }
-        for (path, bytes) in files {
-            let target = overlay
-                .resolve(&lp(path), true)
-                .map_err(ApkError::view(format!("/{path}")))?;
-            let mut meta = match overlay
-                .lstat_exact(&target)
-                .map_err(ApkError::view(format!("/{path}")))?
-            {
-                Some(node) => node.meta,
-                None => Metadata::root_owned(0o644),
-            };
-            meta.mtime = mtime;
-            put(
-                overlay,
-                target,
-                EntryKind::File(FileContent::Bytes(Arc::from(bytes))),
-                meta,
-            );
-        }
-        Ok(())
-    }
-}
-
-pub(super) fn put(overlay: &mut Overlay<'_>, path: LayerPath, kind: EntryKind, meta: Metadata) {
-    let mut diff = Diff::new();
-    diff.insert(path, Entry { kind, meta });
-    overlay.apply(diff);
-}
-
-pub(super) fn whiteout(overlay: &mut Overlay<'_>, path: LayerPath) {
-    let mut diff = Diff::new();
-    diff.whiteout(path);
-    overlay.apply(diff);
-}
-
-/// Reads a file's bytes from a view (following nothing: `path` is resolved).
-pub(super) fn content_of(view: &dyn FsView, path: &LayerPath) -> Result<Vec<u8>, ApkError> {
-    view.read_file(path)
-        .map_err(ApkError::view(path.absolute()))
-}
+use crate::users::etc::{EtcReadError, read_group, read_passwd};
 
 /// User and group ids by name, from the view's /etc/passwd and /etc/group.
 /// Ids by name.
 type IdMap = BTreeMap<String, u32>;
 
 fn id_maps(view: &dyn FsView) -> Result<(IdMap, IdMap), ApkError> {
-    let passwd = read_optional(view, "etc/passwd")?.unwrap_or_default();
-    let group = read_optional(view, "etc/group")?.unwrap_or_default();
-    let users = parse_passwd(&String::from_utf8_lossy(&passwd))
+    let view_error = |e: EtcReadError| ApkError::view(e.path)(e.source);
+    let users = read_passwd(view)
+        .map_err(view_error)?
         .into_iter()
         .map(|e| (e.name, e.uid))
         .collect();
-    let groups = parse_group(&String::from_utf8_lossy(&group))
+    let groups = read_group(view)
+        .map_err(view_error)?
         .into_iter()
         .map(|e| (e.name, e.gid))
         .collect();
@@ -349,55 +227,6 @@ fn has_script(state: &State, pkg: &InstalledPackage, action: &str) -> bool {
         .scripts
         .iter()
         .any(|s| s.action == action && s.identity() == Some(pkg.info.checksum))
-}
-
-/// Emulates a pre-install/upgrade script made only of recognized users commands.
-fn emulate_script(
-    pkg: &Package,
-    action: &str,
-    script: &[u8],
-    overlay: &mut Overlay<'_>,
-    epoch: i64,
-    warnings: &mut Vec<String>,
-) -> Result<(), ApkError> {
-    let text = String::from_utf8_lossy(script);
-    let body: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let commands = match recognize(&body, &|_| None) {
-        Ok(commands)
-            if commands.iter().all(|c| {
-                matches!(
-                    c,
-                    NativeCommand::AddGroup(_)
-                        | NativeCommand::AddUser(_)
-                        | NativeCommand::GroupAdd(_)
-                        | NativeCommand::UserAdd(_)
-                        | NativeCommand::Noop { .. }
-                )
-            }) =>
-        {
-            commands
-        }
-        _ => {
-            warnings.push(format!("{}: .{action} script not run", pkg.id()));
-            return Ok(());
-        }
-    };
-    let options = UsersOptions {
-        source_date_epoch: epoch,
-        shell_env: None,
-    };
-    for command in &commands {
-        // Scripts silence these errors (`2>/dev/null`): an existing user or group is fine.
-        match apply_user(command, overlay, &options) {
-            Ok(diff) => overlay.apply(diff),
-            Err(err) => warnings.push(format!("{}: .{action}: {err} (ignored)", pkg.id())),
-        }
-    }
-    Ok(())
 }
 
 fn is_protected(path: &str) -> bool {

@@ -626,7 +626,7 @@ fn legacy_attestation_manifest(
 }
 
 /// Appends `referrers` (deduplicated by digest) to the fallback-tag index `tag`, creating it.
-fn update_fallback_tag(
+pub(crate) fn update_fallback_tag(
     layout: &mut Layout<'_>,
     tag: &str,
     referrers: Vec<Descriptor>,

@@ -136,6 +136,21 @@ pub fn referrer_manifest(
     Ok((bytes, descriptor))
 }
 
+/// Whether the referrers-index entry `entry` may name a bundle: its `artifactType` says so, or
+/// it has none (tools that predate OCI 1.1, skopeo 1.9 among them, drop it when they copy the
+/// fallback index); [`is_bundle`] decides from the manifest then.
+pub fn may_be_bundle(entry: &Descriptor) -> bool {
+    match entry.extra.get("artifactType").and_then(|v| v.as_str()) {
+        Some(artifact_type) => artifact_type == BUNDLE_MEDIA_TYPE,
+        None => true,
+    }
+}
+
+/// Whether the referrer manifest `manifest` holds a bundle (its `artifactType`).
+pub fn is_bundle(manifest: &Manifest) -> bool {
+    manifest.extra.get("artifactType").and_then(|v| v.as_str()) == Some(BUNDLE_MEDIA_TYPE)
+}
+
 /// Checks a bundle: a v0.3 DSSE bundle signed by one of `keys` whose statement is about
 /// `digest`. Returns its predicate type.
 pub fn verify_bundle(

@@ -146,64 +146,6 @@ pub fn merge_manifest(
     Ok(bytes)
 }
 
-/// Writes cosign's `.sig` (signed by `key` for `docker_reference`) and `.att` (the signed
-/// `attestations` about `subject`) manifests into the OCI layout `dir`, tagged in its
-/// `index.json` as `sha256-<hex>.sig` / `.att` (`org.opencontainers.image.ref.name`), keeping
-/// the layers already under those tags. Copying those tags to a registry (`kiln push
-/// oci:DIR:sha256-<hex>.sig REF`, skopeo) gives cosign's registry layout.
-pub fn sign_layout(
-    dir: &std::path::Path,
-    subject: &Digest,
-    docker_reference: &str,
-    key: &SigningKey,
-    attestations: &[Attestation],
-) -> Result<(), AttestError> {
-    let mut layout = super::attach::Layout::open(dir, true)?;
-    let store = Store::open(dir)?;
-    let signature = signature_layer(&store, key, docker_reference, subject)?;
-    let mut envelopes = Vec::new();
-    for attestation in attestations {
-        if attestation.subjects().contains(subject)
-            && let Some(layer) = attestation_layer(&store, attestation)?
-        {
-            envelopes.push(layer);
-        }
-    }
-    for (tag, layers) in [
-        (signature_tag(subject), vec![signature]),
-        (attestation_tag(subject), envelopes),
-    ] {
-        if layers.is_empty() {
-            continue;
-        }
-        let position = layout.index.manifests.iter().position(|d| {
-            d.annotations
-                .get(crate::image::manifest::ANNOTATION_REF_NAME)
-                == Some(&tag)
-        });
-        let existing = match position {
-            Some(i) => {
-                let descriptor = layout.index.manifests[i].clone();
-                Some(layout.read_json::<Manifest>(&descriptor)?)
-            }
-            None => None,
-        };
-        let bytes = merge_manifest(&store, existing.as_ref(), &layers)?;
-        let (digest, size) = layout.put_bytes(&bytes)?;
-        let mut descriptor = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, digest, size);
-        descriptor
-            .annotations
-            .insert(crate::image::manifest::ANNOTATION_REF_NAME.to_owned(), tag);
-        match position {
-            Some(i) => layout.index.manifests[i] = descriptor,
-            None => layout.index.manifests.push(descriptor),
-        }
-    }
-    layout.write_index()?;
-    layout.tidy();
-    Ok(())
-}
-
 /// The predicate type of the in-toto statement `payload` when one of its subjects is `digest`;
 /// otherwise why not.
 pub fn statement_about(payload: &[u8], digest: &Digest) -> Result<String, String> {

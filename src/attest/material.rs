@@ -9,33 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::AttestError;
 use crate::digest::Digest;
 use crate::image::Platform;
 
-/// Something a build consumed, with the digest(s) that pin it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Material {
-    /// Where it came from: a purl (`pkg:docker/...`, `pkg:apk/...`, `pkg:pypi/...`), a URL, or a
-    /// `git+https://...` source.
-    pub uri: String,
-    /// Algorithm (`sha256`, `sha512`, `sha1`, `gitCommit`) to lowercase hex.
-    pub digest: BTreeMap<String, String>,
-    /// A human-readable name (a file path in the context), when useful.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
+pub use crate::material::{Material, MaterialKind};
 
 impl Material {
     /// A material pinned by `digest` (sha256).
     pub fn sha256(uri: impl Into<String>, digest: &Digest) -> Material {
-        Material {
-            uri: uri.into(),
-            digest: BTreeMap::from([("sha256".to_owned(), digest.hex().to_owned())]),
-            name: None,
-        }
+        Material::new(MaterialKind::Other, uri, digest.clone())
     }
 
     /// Sets the name.
@@ -46,7 +29,13 @@ impl Material {
 
     /// Adds one more digest (`alg` lowercase, `hex` lowercase hex).
     pub fn with_digest(mut self, alg: &str, hex: &str) -> Material {
-        self.digest.insert(alg.to_owned(), hex.to_owned());
+        match Digest::from_hex(hex) {
+            Ok(sha256) if alg == "sha256" => self.sha256 = Some(sha256),
+            // Kept as given, for `validate` to refuse.
+            _ => {
+                self.other_digests.insert(alg.to_owned(), hex.to_owned());
+            }
+        }
         self
     }
 
@@ -55,12 +44,13 @@ impl Material {
     /// wrote it (`python:3.11-alpine`, `ghcr.io/acme/base@sha256:...`); a missing tag is `latest`.
     pub fn docker_image(reference: &str, manifest: &Digest, platform: &Platform) -> Material {
         let (name, version) = split_reference(reference);
-        Material::sha256(
+        Material::new(
+            MaterialKind::BaseImage,
             format!(
                 "pkg:docker/{name}@{version}?platform={}",
                 percent_encode(&platform.to_string())
             ),
-            manifest,
+            manifest.clone(),
         )
     }
 
@@ -68,8 +58,10 @@ impl Material {
     /// arch names), pinned by the apk `C:`/`Q1` checksum (base64 sha1, given here as hex).
     pub fn apk(name: &str, version: &str, arch: &str, sha1_hex: &str) -> Material {
         Material {
+            kind: MaterialKind::Other,
             uri: apk_purl(name, version, arch),
-            digest: BTreeMap::from([("sha1".to_owned(), sha1_hex.to_owned())]),
+            sha256: None,
+            other_digests: BTreeMap::from([("sha1".to_owned(), sha1_hex.to_owned())]),
             name: None,
         }
     }
@@ -77,13 +69,20 @@ impl Material {
     /// A Python distribution file: `pkg:pypi/<name>@<version>` (normalized name), pinned by
     /// its sha256, named by the file name.
     pub fn pypi(name: &str, version: &str, file_name: &str, sha256: &Digest) -> Material {
-        Material::sha256(pypi_purl(name, version), sha256).named(file_name)
+        Material::new(
+            MaterialKind::PythonDistribution {
+                file_name: file_name.to_owned(),
+            },
+            pypi_purl(name, version),
+            sha256.clone(),
+        )
+        .named(file_name)
     }
 
     /// Checks what in-toto requires of a ResourceDescriptor used as a material: a non-empty
     /// URI, at least one digest, and lowercase hex of the right length for the hex algorithms.
     pub fn validate(&self) -> Result<(), AttestError> {
-        validate_descriptor("material", &self.uri, &self.digest)
+        validate_descriptor("material", &self.uri, &self.digests())
     }
 }
 

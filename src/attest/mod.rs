@@ -56,6 +56,7 @@
 //! has a home; change that one constant to move them.
 
 pub mod attach;
+pub mod base_cache;
 pub mod bundle;
 pub mod cosign;
 pub mod cosign_key;
@@ -63,6 +64,7 @@ pub mod cyclonedx;
 pub mod distro;
 pub mod dsse;
 pub mod keys;
+pub mod layout_signatures;
 pub mod material;
 pub mod provenance;
 pub mod sbom;
@@ -195,6 +197,15 @@ pub enum AttestError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// Reading signatures from a registry failed.
+    #[error("failed to read the signatures of `{reference}` from its registry")]
+    Registry {
+        /// The image.
+        reference: String,
+        /// The cause (boxed: registry errors are large).
+        #[source]
+        source: Box<crate::registry::RegistryError>,
     },
     /// A policy file is invalid.
     #[error("invalid policy `{source_name}`: {reason}")]

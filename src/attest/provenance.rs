@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AttestError;
-use super::material::{Material, percent_encode, split_reference, validate_descriptor};
+use super::material::{
+    Material, MaterialKind, percent_encode, split_reference, validate_descriptor,
+};
 use crate::digest::Digest;
 use crate::image::{Platform, rfc3339};
 
@@ -269,8 +271,10 @@ impl GitSource {
     /// The checkout as a ResourceDescriptor pinned by `gitCommit`.
     pub fn material(&self) -> Material {
         Material {
+            kind: MaterialKind::GitCheckout,
             uri: self.uri(),
-            digest: BTreeMap::from([("gitCommit".to_owned(), self.commit.clone())]),
+            sha256: None,
+            other_digests: BTreeMap::from([("gitCommit".to_owned(), self.commit.clone())]),
             name: None,
         }
     }
@@ -537,7 +541,11 @@ pub fn statement(params: &ProvenanceParams) -> Result<Statement, AttestError> {
             );
             // The context is what the build resolved its files from, so it is a resolved
             // dependency too, as SLSA's own build types list their source.
-            dependencies.push(Material::sha256("context", digest));
+            dependencies.push(Material::new(
+                MaterialKind::BuildContext,
+                "context",
+                digest.clone(),
+            ));
         }
         ContextSource::Local { digest: None } | ContextSource::None => {}
     }
@@ -545,7 +553,7 @@ pub fn statement(params: &ProvenanceParams) -> Result<Statement, AttestError> {
         let mut material = material.clone();
         material.uri = strip_userinfo(&material.uri);
         material.validate()?;
-        if !dependencies.contains(&material) {
+        if !dependencies.iter().any(|d| d.same_descriptor(&material)) {
             dependencies.push(material);
         }
     }

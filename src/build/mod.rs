@@ -1,16 +1,27 @@
 //! The build executor: runs a plan stage by stage, step by step, through the step cache.
 //!
 //! [`build`] parses and plans the Dockerfile, then builds the stages the target needs in
-//! dependency order. Each stage starts from its base (scratch, an earlier stage, or a local OCI
-//! layout/archive), and dispatches its instructions with Docker's semantics ([`dispatch`]):
-//! config-only instructions change the config; COPY, ADD and WORKDIR produce a [`Diff`] that the
-//! [`StepCache`] turns into a layer, reusing the stored one when an identical Diff was written
-//! before. The result is an assembled image in the store; outputs are written by the caller.
+//! dependency order. Each stage starts from its base ([`base`]: scratch, an earlier stage, a
+//! local OCI layout or archive, a registry image), and its instructions run with Docker's
+//! semantics ([`executor`]): config instructions change the config; COPY, ADD, WORKDIR and RUN
+//! produce a [`Diff`] that the [`StepCache`] turns into a layer ([`commit`]), reusing the stored
+//! one when an identical Diff was written before. The result is an assembled image in the
+//! store; outputs are written by the caller.
+//!
+//! The platforms are the caller's to decide ([`BuildPlatforms`]): the build never assumes the
+//! machine it runs on is the one it builds for.
 
+mod base;
 pub mod cache;
-mod dispatch;
+mod commit;
+mod config_instructions;
+mod copy;
+mod executor;
+mod native_run;
 pub mod progress;
+mod sandboxed_run;
 mod scratch;
+mod stage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +32,7 @@ pub use progress::{Quiet, Reporter, StepOutcome};
 use crate::dockerfile::{self, plan::PlanOptions};
 use crate::image::{BuiltImage, Platform};
 use crate::layer::{Compression, Diff};
+use crate::material::Material;
 use crate::store::Store;
 
 /// Everything a build needs, resolved from the command line.
@@ -34,8 +46,8 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `--platform`; `None` builds for the base image's platform (or the host's for scratch).
-    pub platform: Option<Platform>,
+    /// The platform built for, and the one building.
+    pub platforms: BuildPlatforms,
     /// Layer compression.
     pub compression: Compression,
     /// File times are clamped to this, and image times set to it (SOURCE_DATE_EPOCH, default 0).
@@ -79,13 +91,51 @@ pub struct BaseRecord {
     pub digest: crate::digest::Digest,
 }
 
-/// Something a build consumed from outside the context (a package, an index), for provenance.
+/// The platform a build is for and the platform of the machine running it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Material {
-    /// Where it came from.
-    pub uri: String,
-    /// Lowercase hex sha256 of its bytes.
-    pub sha256: String,
+pub struct BuildPlatforms {
+    /// What is built: bases are chosen for it, and `FROM scratch` stages say it.
+    pub target: Platform,
+    /// Whether `target` was asked for, or is a default.
+    pub target_source: TargetSource,
+    /// The machine running the build: `BUILDPLATFORM`, and the only platform whose programs a
+    /// sandboxed RUN can execute.
+    pub build: Platform,
+}
+
+/// Where a build's target platform came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetSource {
+    /// Asked for (`--platform`): every stage's config says the target platform.
+    Requested,
+    /// A default (the build machine's): a stage's config keeps its base image's platform.
+    Default,
+}
+
+impl BuildPlatforms {
+    /// Builds for `target` when given, else for the build machine's platform.
+    pub fn new(target: Option<Platform>, build: Platform) -> BuildPlatforms {
+        match target {
+            Some(target) => BuildPlatforms {
+                target,
+                target_source: TargetSource::Requested,
+                build,
+            },
+            None => BuildPlatforms {
+                target: build.clone(),
+                target_source: TargetSource::Default,
+                build,
+            },
+        }
+    }
+
+    /// The target platform when it was asked for.
+    pub fn requested(&self) -> Option<&Platform> {
+        match self.target_source {
+            TargetSource::Requested => Some(&self.target),
+            TargetSource::Default => None,
+        }
+    }
 }
 
 /// What a build produced.
@@ -98,7 +148,7 @@ pub struct BuildOutcome {
     pub cached_steps: usize,
     /// Steps whose layer was written.
     pub built_steps: usize,
-    /// What native steps fetched, for provenance.
+    /// What the steps consumed from outside the context, for provenance.
     pub materials: Vec<Material>,
     /// The base images the stages started from.
     pub bases: Vec<BaseRecord>,
@@ -139,7 +189,7 @@ pub enum BuildError {
         source: dockerfile::plan::PlanError,
     },
     /// An instruction failed.
-    #[error("{dockerfile}:{line}: `{instruction}` failed: {message}")]
+    #[error("{dockerfile}:{line}: `{instruction}` failed{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Step {
         /// The Dockerfile's path.
         dockerfile: String,
@@ -147,8 +197,9 @@ pub enum BuildError {
         line: usize,
         /// The instruction as written.
         instruction: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong, when kiln says it; `None` when the cause is the step's own error,
+        /// which says it.
+        message: Option<String>,
         /// The cause, when there is one.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -212,11 +263,10 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
         path: options.dockerfile.clone(),
         source,
     })?;
-    let target_platform = options.platform.clone().unwrap_or_else(Platform::host);
     let plan_options = PlanOptions {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
-        platform_args: platform_args(&target_platform),
+        platform_args: platform_args(&options.platforms.target, &options.platforms.build),
         named_contexts: options.named_contexts.clone(),
     };
     let plan =
@@ -228,8 +278,8 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     let store = open_store(&options.cache_dir)?;
     let cache = StepCache::open(&options.cache_dir)
         .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
-    let mut executor = dispatch::Executor::new(options, &plan, &store, &cache, reporter)?;
-    let mut final_stage: Option<dispatch::StageState> = None;
+    let mut executor = executor::Executor::new(options, &plan, &store, &cache, reporter)?;
+    let mut final_stage: Option<stage::StageState> = None;
     for index in plan.needed_stages() {
         final_stage = Some(executor.build_stage(index)?);
     }
@@ -274,11 +324,11 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     })
 }
 
-/// BuildKit's automatic platform ARGs.
-pub fn platform_args(target: &Platform) -> BTreeMap<String, String> {
-    let host = Platform::host();
+/// BuildKit's automatic platform ARGs: `TARGETPLATFORM` and its parts for `target`,
+/// `BUILDPLATFORM` and its parts for `build`.
+pub fn platform_args(target: &Platform, build: &Platform) -> BTreeMap<String, String> {
     let mut args = BTreeMap::new();
-    for (prefix, platform) in [("TARGET", target), ("BUILD", &host)] {
+    for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
         args.insert(format!("{prefix}PLATFORM"), platform.to_string());
         args.insert(format!("{prefix}OS"), platform.os.clone());
         args.insert(format!("{prefix}ARCH"), platform.architecture.clone());

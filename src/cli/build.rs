@@ -1,250 +1,21 @@
-//! `kiln build`: flags to [`BuildOptions`], the build, its outputs, attestations and push.
-
-use std::collections::BTreeMap;
+//! `kiln build`: flags ([`BuildArgs`], in `build_args`) to [`BuildOptions`], the build, its
+//! outputs and push (attestations are made and attached in `attach`); and `kiln apk-export`.
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use clap::ValueEnum;
 
 use kiln::attest;
 use kiln::build::{self, BuildOptions, Reporter};
 use kiln::image::{self, Platform};
 use kiln::layer::Compression;
 
+use super::attach::{attach_to_layout, make_attestations, push_attestations};
+pub(crate) use super::build_args::*;
 use super::progress::{PlainReporter, TtyReporter};
 use super::*;
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AttestModeName {
-    /// OCI 1.1 referrers: artifact manifests with a `subject`, listed in the `sha256-<hex>`
-    /// fallback tag; tags keep naming the image manifest.
-    Referrers,
-    /// buildx-style: an attestation manifest inside an image index the tag then names.
-    Index,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum CompressionName {
-    Gzip,
-    Zstd,
-    Uncompressed,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ProgressMode {
-    Auto,
-    Plain,
-    Quiet,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct BuildArgs {
-    /// Build context directory; `-` reads the Dockerfile from standard input and builds with
-    /// an empty context, as `docker build -` does.
-    context: PathBuf,
-    /// Dockerfile path (default: CONTEXT/Dockerfile); `-` reads it from standard input.
-    #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
-    /// Set when the Dockerfile came from standard input (the provenance names it `-`).
-    #[arg(skip)]
-    dockerfile_from_stdin: bool,
-    /// Name and tag for the image (`name:tag`); repeatable. `{{date}}` (YYYYMMDD, UTC),
-    /// `{{git_sha}}` and `{{git_short_sha}}` (the context's commit) are expanded.
-    #[arg(short = 't', long = "tag")]
-    tags: Vec<String>,
-    /// Build-time variable `KEY=VALUE` (or `KEY` to take it from the environment); repeatable.
-    #[arg(long = "build-arg")]
-    build_args: Vec<String>,
-    /// The stage to build (default: the last one).
-    #[arg(long)]
-    target: Option<String>,
-    /// Target platform `os/arch[/variant]` (default: the base image's, or the host's).
-    #[arg(long)]
-    platform: Option<String>,
-    /// Output: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`.
-    #[arg(short = 'o', long = "output")]
-    outputs: Vec<String>,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value = "gzip")]
-    compression: CompressionName,
-    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3).
-    #[arg(long)]
-    compression_level: Option<i32>,
-    /// Directory for the blob store and the step cache (default: $KILN_CACHE_DIR, else
-    /// $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Write every layer again instead of reusing cached ones.
-    #[arg(long)]
-    no_cache: bool,
-    /// Progress output.
-    #[arg(long, value_enum, default_value = "auto")]
-    progress: ProgressMode,
-    /// Print nothing but the manifest digest on success (`--progress quiet`).
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// Set a label `KEY=VALUE` on the image's config; repeatable. It wins over a Dockerfile
-    /// `LABEL` of the same name.
-    #[arg(long = "label")]
-    labels: Vec<String>,
-    /// Write the image ID (the config digest, `sha256:...`) to FILE, as `docker build` does.
-    #[arg(long, value_name = "FILE")]
-    iidfile: Option<PathBuf>,
-    /// Resolve every base image tag at its registry. kiln always does (a base pinned by digest
-    /// needs no lookup); the flag is taken for `docker build` command lines.
-    #[arg(long, conflicts_with = "offline")]
-    pull: bool,
-    /// Write the build result (digests, descriptor) as JSON to this file, like buildx.
-    #[arg(long)]
-    metadata_file: Option<PathBuf>,
-    /// Clamp file times to, and stamp the image with, this Unix time (default: $SOURCE_DATE_EPOCH,
-    /// else 0).
-    #[arg(long)]
-    source_date_epoch: Option<i64>,
-    /// Add an annotation `KEY=VALUE` to the image manifest; repeatable.
-    #[arg(long = "annotation")]
-    annotations: Vec<String>,
-    /// Push the image to every `-t` reference after building.
-    #[arg(long)]
-    push: bool,
-    /// Attach SLSA v1 provenance (`--provenance=false` to leave it out).
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set)]
-    provenance: bool,
-    /// Attach an SBOM of the image's distribution and its apk, Debian and Python packages
-    /// (`--sbom=false` to leave it out).
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set)]
-    sbom: bool,
-    /// The SBOM's format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (predicate type
-    /// `https://cyclonedx.org/bom`).
-    #[arg(long, value_enum, default_value = "spdx")]
-    sbom_format: super::attest::SbomFormat,
-    /// Scan the result's packages against this vulnerability database (see `kiln scan`) before
-    /// anything is written or pushed; the findings are printed to stderr.
-    #[arg(long, value_name = "DIR")]
-    scan_db: Option<PathBuf>,
-    /// With --scan-db: fail the build (nothing written or pushed) when a finding is at or above
-    /// this severity.
-    #[arg(long, value_enum, value_name = "SEVERITY", requires = "scan_db")]
-    fail_on: Option<super::scan::SeverityName>,
-    /// Sign the attestations (DSSE) with this private key (PKCS#8 PEM, ECDSA P-256 or
-    /// Ed25519, as `kiln keygen` writes).
-    #[arg(long, env = "KILN_SIGN_KEY")]
-    sign_key: Option<PathBuf>,
-    /// Check every registry base image against this policy (the `kiln verify` format) before
-    /// any step runs; the build stops, naming the base, the check and the fix, when one fails.
-    #[arg(long)]
-    policy: Option<PathBuf>,
-    /// A public key (PEM) the policy trusts; repeatable.
-    #[arg(long = "policy-key", requires = "policy")]
-    policy_keys: Vec<PathBuf>,
-    /// How attestations are attached to OCI layout outputs and pushes.
-    #[arg(long, value_enum, default_value = "referrers")]
-    attest_mode: AttestModeName,
-    /// With `--push` and `--sign-key`: also sign the pushed manifest, and put the signed
-    /// attestations, in these layouts: `cosign-tags` (the `sha256-<hex>.sig` and `.att` tags
-    /// cosign 2, containers/image and Kyverno read), `bundle` (Sigstore bundle v0.3
-    /// referrers, cosign 3's default) or `both`.
-    #[arg(long, value_enum, default_value = "both")]
-    signature_format: super::attest::SignatureFormatName,
-    /// Leave times and the invocation id out of the provenance, so two builds of the same
-    /// inputs give byte-identical attestations.
-    #[arg(long)]
-    reproducible: bool,
-    /// A build arg whose value must never reach the provenance (names containing TOKEN,
-    /// SECRET, PASSWORD, PASSWD or KEY are always kept out); repeatable.
-    #[arg(long = "secret-build-arg")]
-    secret_build_args: Vec<String>,
-    /// An apk repository (an HTTP(S) mirror or a directory) added after the image's
-    /// /etc/apk/repositories; repeatable.
-    #[arg(long = "apk-repository")]
-    apk_repositories: Vec<String>,
-    /// Use the repositories listed in FILE instead of the image's /etc/apk/repositories (as
-    /// `apk --repositories-file`); lines starting with `./` are relative to FILE's directory,
-    /// as `kiln apk-export` writes them.
-    #[arg(long = "apk-repositories-file", value_name = "FILE")]
-    apk_repositories_file: Option<PathBuf>,
-    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`;
-    /// repeatable. Its value never reaches a layer, the history or the provenance.
-    #[arg(long = "secret")]
-    secrets: Vec<String>,
-    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent $SSH_AUTH_SOCK names) or
-    /// `ID=SOCKET`; repeatable. Commands reach the agent through a proxy, never its keys.
-    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
-    ssh: Vec<String>,
-    /// Network of sandboxed RUN commands without `--network`: `none` (loopback only) or `host`.
-    #[arg(long, default_value = "none")]
-    network: String,
-    /// A named build context, `NAME=DIR` or `NAME=oci-layout://DIR[:TAG][@sha256:...]`, that
-    /// `FROM NAME` and `COPY --from=NAME` use (buildx's); repeatable.
-    #[arg(long = "build-context", value_name = "NAME=DIR|oci-layout://DIR")]
-    build_contexts: Vec<String>,
-    /// An `/etc/hosts` entry for sandboxed RUN commands, `HOST:IP` (or `HOST=IP`); repeatable.
-    /// `host-gateway` is refused: there is no daemon gateway to map it to.
-    #[arg(long = "add-host", value_name = "HOST:IP")]
-    add_hosts: Vec<String>,
-    #[command(flatten)]
-    registry: RegistryFlags,
-}
-
-pub(crate) fn key_value_pairs(
-    values: &[String],
-    what: &str,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for value in values {
-        match value.split_once('=') {
-            Some((key, val)) => {
-                out.insert(key.to_owned(), val.to_owned());
-            }
-            None if what == "--build-arg" => {
-                // Docker takes a bare name from the environment, and drops it when unset.
-                if let Ok(val) = std::env::var(value) {
-                    out.insert(value.clone(), val);
-                }
-            }
-            None => {
-                return Err(usage(format!(
-                    "invalid {what} `{value}`: expected KEY=VALUE"
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn source_date_epoch(
-    flag: Option<i64>,
-    build_args: &BTreeMap<String, String>,
-) -> anyhow::Result<i64> {
-    if let Some(epoch) = flag {
-        return Ok(epoch);
-    }
-    let from_arg = build_args.get("SOURCE_DATE_EPOCH").cloned();
-    let from_env = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .filter(|v| !v.is_empty());
-    match from_arg.or(from_env) {
-        None => Ok(0),
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|e| *e >= 0)
-            .ok_or_else(|| {
-                usage(format!(
-                    "invalid SOURCE_DATE_EPOCH `{text}`: expected a non-negative integer of seconds"
-                ))
-            }),
-    }
-}
-
-/// The name that stands for standard input, for the context and for `-f`.
-const STDIN: &str = "-";
 
 /// Reads the Dockerfile from standard input when `-f -` or the context `-` asks for it (as
 /// `docker build -f - DIR` and `docker build - < Dockerfile` do), writes it to a temporary
@@ -412,7 +183,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         dockerfile,
         build_args,
         target: args.target.clone(),
-        platform,
+        platforms: build::BuildPlatforms::new(platform, Platform::host()),
         compression,
         cache_dir: cache_dir.clone(),
         no_cache: args.no_cache,
@@ -441,7 +212,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|key| attest::PublicKey::load(key))
             .collect::<Result<Vec<_>, _>>()?;
         keys.extend(policy.load_keys()?);
-        let failures = super::attest::check_build_policy(
+        let failures = super::policy::check_build_policy(
             &options,
             &policy,
             &path.display().to_string(),
@@ -494,25 +265,24 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 &attestations,
                 args.attest_mode,
             )?;
-            if let Some(key) = &signing_key
-                && args.signature_format.cosign_tags()
-            {
+            if let Some(key) = &signing_key {
                 let docker_reference = match args.tags.first() {
                     Some(tag) => super::parse_references(std::slice::from_ref(tag))?
                         .remove(0)
                         .name(),
                     None => String::new(),
                 };
-                attest::cosign::sign_layout(
+                attest::layout_signatures::sign_layout(
                     &output.dest,
                     &outcome.image.manifest.digest,
                     &docker_reference,
                     key,
                     &attestations,
+                    args.signature_format.formats(),
                 )
                 .with_context(|| {
                     format!(
-                        "failed to write cosign's tags into `{}`",
+                        "failed to write the signatures into `{}`",
                         output.dest.display()
                     )
                 })?;
@@ -538,7 +308,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
                 manifest.digest.clone(),
                 manifest.size,
             );
-            super::attest::push_signatures(
+            super::sign::push_signatures(
                 args.signature_format,
                 &outcome.store,
                 &[subject],
@@ -618,320 +388,6 @@ fn registry_output(spec: &str) -> anyhow::Result<Option<Vec<String>>> {
     }
 }
 
-/// The provenance and SBOM statements for a build, signed when a key is given.
-pub(crate) fn make_attestations(
-    args: &BuildArgs,
-    options: &BuildOptions,
-    outcome: &build::BuildOutcome,
-    started_on: i64,
-    base_policy: Option<&attest::provenance::BasePolicyRecord>,
-) -> anyhow::Result<Vec<attest::Attestation>> {
-    if !args.provenance && !args.sbom {
-        return Ok(Vec::new());
-    }
-    let image = &outcome.image;
-    let name = args
-        .tags
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "kiln-image".to_owned());
-    let subjects = vec![attest::Subject::image(
-        &name,
-        &image.manifest.digest,
-        &image.manifest.platform,
-    )];
-    let key = args
-        .sign_key
-        .as_deref()
-        .map(attest::SigningKey::load)
-        .transpose()
-        .context("failed to load the signing key")?;
-    let wrap = |statement: &attest::Statement| -> anyhow::Result<attest::Attestation> {
-        Ok(match &key {
-            Some(key) => attest::Attestation::signed(statement, &[key])?,
-            None => attest::Attestation::unsigned(statement)?,
-        })
-    };
-    let mut out = Vec::new();
-    if args.provenance {
-        let mut params = attest::ProvenanceParams::new(subjects.clone());
-        let dockerfile_bytes = std::fs::read(&options.dockerfile)
-            .with_context(|| format!("failed to read `{}`", options.dockerfile.display()))?;
-        params.dockerfile = Some(attest::provenance::DockerfileSource {
-            path: if args.dockerfile_from_stdin {
-                STDIN.to_owned()
-            } else {
-                options
-                    .dockerfile
-                    .strip_prefix(&options.context_dir)
-                    .unwrap_or(&options.dockerfile)
-                    .display()
-                    .to_string()
-            },
-            digest: kiln::digest::Digest::of(&dockerfile_bytes),
-        });
-        params.target = options.target.clone();
-        params.platforms = vec![image.manifest.platform.clone()];
-        params.build_args = options.build_args.clone();
-        params.secret_build_args = args.secret_build_args.iter().cloned().collect();
-        params.base_images = outcome.bases.iter().map(|b| b.reference.clone()).collect();
-        for base in &outcome.bases {
-            params.materials.push(attest::Material::docker_image(
-                &base.reference,
-                &base.digest,
-                &image.manifest.platform,
-            ));
-        }
-        for material in &outcome.materials {
-            if let Ok(digest) = kiln::digest::Digest::from_hex(&material.sha256) {
-                params
-                    .materials
-                    .push(attest::Material::sha256(material.uri.clone(), &digest));
-            }
-        }
-        params.context = match attest::provenance::GitSource::detect(&options.context_dir)? {
-            Some(git) => attest::provenance::ContextSource::Git(git),
-            None => attest::provenance::ContextSource::Local {
-                digest: outcome.context_digest.clone(),
-            },
-        };
-        params.builder = attest::Builder::from_process_env();
-        params.timing = if args.reproducible {
-            attest::Timing::Reproducible
-        } else {
-            attest::Timing::Recorded {
-                invocation_id: attest::provenance::new_invocation_id()?,
-                started_on,
-                finished_on: unix_now(),
-            }
-        };
-        params.base_policy = base_policy.cloned();
-        out.push(wrap(&attest::provenance::statement(&params)?)?);
-    }
-    if args.sbom {
-        // A Python distribution installed from a wheel this build fetched is pinned by that
-        // wheel's sha256 (wheel names spell the project with `_`, lower case).
-        let mut packages = outcome.packages.clone();
-        for package in packages.iter_mut() {
-            if package.checksum.is_some() || package.kind != attest::sbom::PackageKind::Python {
-                continue;
-            }
-            let prefix = format!(
-                "{}-{}-",
-                package.name.to_lowercase().replace(['-', '.'], "_"),
-                package.version
-            );
-            if let Some(wheel) = outcome.materials.iter().find(|m| {
-                let file = m.uri.rsplit('/').next().unwrap_or("");
-                file.ends_with(".whl") && file.to_lowercase().starts_with(&prefix)
-            }) {
-                package.checksum = Some(("SHA256".to_owned(), wheel.sha256.clone()));
-            }
-        }
-        let sbom = args.sbom_format.statement(
-            &attest::SbomParams {
-                image_name: name.clone(),
-                image_digest: image.manifest.digest.clone(),
-                source_date_epoch: options.source_date_epoch,
-                packages,
-            },
-            &subjects,
-        )?;
-        out.push(wrap(&sbom)?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn attach_to_layout(
-    dir: &Path,
-    image: &image::BuiltImage,
-    tags: &[String],
-    attestations: &[attest::Attestation],
-    mode: AttestModeName,
-) -> anyhow::Result<()> {
-    let attached = match mode {
-        AttestModeName::Referrers => attest::attach(
-            dir,
-            Some(&image.manifest.digest.to_string()),
-            attestations,
-            attest::AttachMode::Referrers,
-        )
-        .map(|_| ()),
-        AttestModeName::Index if tags.is_empty() => attest::attach(
-            dir,
-            Some(&image.manifest.digest.to_string()),
-            attestations,
-            attest::AttachMode::Index,
-        )
-        .map(|_| ()),
-        AttestModeName::Index => tags.iter().try_for_each(|tag| {
-            // The layout names each entry `repo:tag` (`:latest` when the tag was left out).
-            let last = tag.rsplit('/').next().unwrap_or(tag);
-            let reference = if last.contains(':') {
-                tag.clone()
-            } else {
-                format!("{tag}:latest")
-            };
-            attest::attach(
-                dir,
-                Some(&reference),
-                attestations,
-                attest::AttachMode::Index,
-            )
-            .map(|_| ())
-        }),
-    };
-    attached.with_context(|| format!("failed to attach attestations to `{}`", dir.display()))
-}
-
-/// Pushes the attestations as OCI 1.1 referrers: their artifact manifests, and the
-/// `sha256-<hex>` fallback tag index that lists them (for registries without a referrers API).
-pub(crate) fn push_attestations(
-    outcome: &build::BuildOutcome,
-    attestations: &[attest::Attestation],
-    targets: &[kiln::registry::Reference],
-    options: &BuildOptions,
-) -> anyhow::Result<()> {
-    let scratch = tempfile::Builder::new()
-        .prefix("attest-")
-        .tempdir_in(outcome.store.root())
-        .context("failed to create a scratch layout")?;
-    let layout = scratch.path().join("layout");
-    let images = [(outcome.image.clone(), Vec::new())];
-    image::layout::write_oci_layout(&outcome.store, &layout, &images)?;
-    let attached = attest::attach(
-        &layout,
-        Some(&outcome.image.manifest.digest.to_string()),
-        attestations,
-        attest::AttachMode::Referrers,
-    )?;
-    let subject = &outcome.image.manifest.digest;
-    for tag in &attached.fallback_tags {
-        let descriptor = image::base::import_layout(&outcome.store, &layout, Some(tag))?;
-        push_referrers(
-            &outcome.store,
-            subject,
-            tag,
-            &descriptor,
-            targets,
-            &options.registry,
-        )?;
-    }
-    Ok(())
-}
-
-/// Pushes the referrers that the index `descriptor` (in `store`, the `tag` fallback index of
-/// `subject`) lists to each of `targets`: by digest to a registry with the referrers API, else
-/// under the fallback tag, merged with what the registry already lists there.
-pub(crate) fn push_referrers(
-    store: &kiln::store::Store,
-    subject: &kiln::digest::Digest,
-    tag: &str,
-    descriptor: &image::manifest::Descriptor,
-    targets: &[kiln::registry::Reference],
-    registry_options: &kiln::registry::RegistryOptions,
-) -> anyhow::Result<()> {
-    {
-        let bytes = store.read_bytes(&descriptor.digest)?;
-        let index: image::manifest::Index = serde_json::from_slice(&bytes)
-            .context("the attestations' referrers index is not an OCI index")?;
-        for target in targets {
-            // A registry with the referrers API indexes artifact manifests by their subject;
-            // others get the fallback tag index that lists them.
-            if kiln::registry::supports_referrers(target, subject, registry_options)
-                .unwrap_or(false)
-            {
-                for referrer in &index.manifests {
-                    let manifest = store.read_bytes(&referrer.digest)?;
-                    // By digest only: the tags keep naming the image.
-                    let by_digest = kiln::registry::Reference::new(
-                        target.registry(),
-                        target.repository(),
-                        None,
-                        Some(referrer.digest.clone()),
-                    )
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    kiln::registry::push_manifest(
-                        store,
-                        &manifest,
-                        &referrer.media_type,
-                        &[by_digest],
-                        registry_options,
-                    )
-                    .context("failed to push an attestation")?;
-                }
-            } else {
-                let tagged = target.with_tag(tag).map_err(|e| anyhow::anyhow!("{e}"))?;
-                // Keep what earlier pushes listed under the fallback tag (other attestations of
-                // the same image), as the OCI spec asks of clients maintaining it.
-                let mut merged = index.clone();
-                if let Ok((_, existing)) =
-                    kiln::registry::fetch_raw_manifest(&tagged, registry_options)
-                    && let Ok(existing) =
-                        serde_json::from_slice::<image::manifest::Index>(&existing)
-                {
-                    for earlier in existing.manifests {
-                        if merged.manifests.iter().any(|m| m.digest == earlier.digest) {
-                            continue;
-                        }
-                        // The push walks the index from the store: bring the earlier referrer
-                        // (already on the registry, so nothing is uploaded again) in first.
-                        let by_digest = kiln::registry::Reference::new(
-                            target.registry(),
-                            target.repository(),
-                            None,
-                            Some(earlier.digest.clone()),
-                        )
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                        let (_, manifest_bytes) =
-                            kiln::registry::fetch_raw_manifest(&by_digest, registry_options)?;
-                        let manifest: image::manifest::Manifest =
-                            serde_json::from_slice(&manifest_bytes).with_context(|| {
-                                format!("referrer {} is not an OCI manifest", earlier.digest)
-                            })?;
-                        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                            kiln::registry::fetch_blob(&by_digest, blob, store, registry_options)?;
-                        }
-                        store.put_bytes(&manifest_bytes)?;
-                        merged.manifests.insert(0, earlier);
-                    }
-                }
-                let merged_bytes = image::canonical::to_vec(&merged)?;
-                store.put_bytes(&merged_bytes)?;
-                kiln::registry::push_manifest(
-                    store,
-                    &merged_bytes,
-                    &descriptor.media_type,
-                    &[tagged],
-                    registry_options,
-                )
-                .context("failed to push the attestations")?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The repository lines of an `--apk-repositories-file`, with `./` lines made absolute against
-/// the file's directory.
-fn read_repositories_file(file: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "failed to read the apk repositories file `{}`",
-            file.display()
-        )
-    })?;
-    let base = std::path::absolute(file.parent().unwrap_or(Path::new(".")))
-        .with_context(|| format!("failed to resolve `{}`", file.display()))?;
-    Ok(text
-        .lines()
-        .map(|line| match line.trim().strip_prefix("./") {
-            Some(relative) => base.join(relative).display().to_string(),
-            None => line.to_owned(),
-        })
-        .collect())
-}
-
 /// `kiln apk-export`.
 #[derive(clap::Args)]
 pub(crate) struct ApkExportArgs {
@@ -958,116 +414,4 @@ pub(crate) fn run_apk_export(args: ApkExportArgs) -> anyhow::Result<ExitCode> {
         args.dest.join("repositories").display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Expands the tag templates the seed's CI uses: `{{date}}` (today, UTC, `YYYYMMDD`),
-/// `{{git_sha}}` and `{{git_short_sha}}` (the commit the context is checked out at).
-pub(crate) fn expand_tag_templates(tags: &[String], context: &Path) -> anyhow::Result<Vec<String>> {
-    if !tags.iter().any(|t| t.contains("{{")) {
-        return Ok(tags.to_vec());
-    }
-    let date = image::rfc3339(unix_now())[..10].replace('-', "");
-    let commit = match attest::provenance::GitSource::detect(context)? {
-        Some(git) => Some(git.commit),
-        None => None,
-    };
-    tags.iter()
-        .map(|tag| {
-            let mut out = tag.replace("{{date}}", &date);
-            if out.contains("{{git_sha}}") || out.contains("{{git_short_sha}}") {
-                let Some(commit) = &commit else {
-                    return Err(usage(format!(
-                        "tag `{tag}` uses the git commit, but `{}` is not in a git checkout",
-                        context.display()
-                    )));
-                };
-                out = out
-                    .replace("{{git_sha}}", commit)
-                    .replace("{{git_short_sha}}", &commit[..commit.len().min(7)]);
-            }
-            if out.contains("{{") {
-                return Err(usage(format!(
-                    "unknown template in tag `{tag}`: kiln expands {{{{date}}}}, {{{{git_sha}}}} and {{{{git_short_sha}}}}"
-                )));
-            }
-            Ok(out)
-        })
-        .collect()
-}
-
-/// `--secret`, `--ssh` and `--network`, checked before anything is built.
-/// Parses `--build-context NAME=VALUE`s as buildx does, for the kinds kiln reads: a directory,
-/// or `oci-layout://DIR[:TAG][@sha256:...]`. Other kinds are refused by name.
-fn named_contexts(
-    specs: &[String],
-) -> anyhow::Result<BTreeMap<String, kiln::dockerfile::plan::NamedContext>> {
-    use kiln::dockerfile::plan::{NamedContext, split_local_reference};
-    let mut contexts = BTreeMap::new();
-    for spec in specs {
-        let (name, value) = spec
-            .split_once('=')
-            .filter(|(name, value)| !name.is_empty() && !value.is_empty())
-            .ok_or_else(|| usage(format!("--build-context `{spec}`: expected NAME=VALUE")))?;
-        let context = if let Some(rest) = value.strip_prefix("oci-layout://") {
-            let (dir, reference) = split_local_reference(rest);
-            if !Path::new(&dir).join("index.json").is_file() {
-                return Err(usage(format!(
-                    "--build-context `{spec}`: `{dir}` is not an OCI layout (no index.json)"
-                )));
-            }
-            NamedContext::OciLayout { dir, reference }
-        } else if let Some((kind, _)) = value.split_once("://") {
-            return Err(usage(format!(
-                "--build-context `{spec}`: `{kind}://` contexts are not supported yet; \
-                 give a directory or oci-layout://DIR"
-            )));
-        } else if value.starts_with("target:") || value.starts_with("git@") {
-            return Err(usage(format!(
-                "--build-context `{spec}`: this kind of context is not supported yet; \
-                 give a directory or oci-layout://DIR"
-            )));
-        } else {
-            let dir = PathBuf::from(value);
-            if !dir.is_dir() {
-                return Err(usage(format!(
-                    "--build-context `{spec}`: `{value}` is not a directory"
-                )));
-            }
-            NamedContext::Dir(dir)
-        };
-        if contexts.insert(name.to_owned(), context).is_some() {
-            return Err(usage(format!(
-                "--build-context: `{name}` is given more than once"
-            )));
-        }
-    }
-    Ok(contexts)
-}
-
-fn sandbox_options(
-    secrets: &[String],
-    ssh: &[String],
-    network: &str,
-    add_hosts: &[String],
-) -> anyhow::Result<kiln::sandbox::SandboxOptions> {
-    let mut options = kiln::sandbox::SandboxOptions {
-        network: network
-            .parse()
-            .map_err(|e: String| UsageError(format!("--network: {e}")))?,
-        ..Default::default()
-    };
-    for spec in secrets {
-        let (id, source) = kiln::sandbox::parse_secret(spec).map_err(UsageError)?;
-        options.secrets.insert(id, source);
-    }
-    for spec in ssh {
-        let (id, socket) = kiln::sandbox::parse_ssh(spec).map_err(UsageError)?;
-        options.ssh.insert(id, socket);
-    }
-    for spec in add_hosts {
-        let entry = kiln::sandbox::parse_add_host(spec)
-            .map_err(|e| UsageError(format!("--add-host {e}")))?;
-        options.extra_hosts.push(entry);
-    }
-    Ok(options)
 }

@@ -1,12 +1,17 @@
 //! Pieces the commands share: usage errors (exit 2), output specs and writers, registry flags,
 //! image references.
 
+pub(crate) mod attach;
 pub(crate) mod attest;
 pub(crate) mod build;
+pub(crate) mod build_args;
 pub(crate) mod lock;
+pub(crate) mod policy;
 pub(crate) mod progress;
 pub(crate) mod registry;
 pub(crate) mod scan;
+pub(crate) mod sign;
+pub(crate) mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -23,9 +23,10 @@ pub(crate) struct PushArgs {
     /// Mount blobs from this repository of the target registry instead of uploading them.
     #[arg(long)]
     mount_from: Option<String>,
-    /// Push the attestations an `oci:DIR` layout holds for the image too: its referrers
-    /// (`sha256-<hex>` fallback tag entries), or the attestation manifests of a buildx-style
-    /// index (`--attestations=false` leaves them out).
+    /// Push the attestations and signatures an `oci:DIR` layout holds for the image too: its
+    /// referrers (`sha256-<hex>` fallback tag entries: kiln's attestations, Sigstore bundles),
+    /// cosign's `sha256-<hex>.sig`/`.att` entries, or the attestation manifests of a
+    /// buildx-style index (`--attestations=false` leaves them all out).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     attestations: bool,
@@ -41,7 +42,7 @@ pub(crate) struct PushArgs {
     /// The signature layouts: `cosign-tags` (cosign's `sha256-<hex>.sig` tag), `bundle`
     /// (Sigstore bundle v0.3 referrers) or `both`.
     #[arg(long, value_enum, default_value = "both")]
-    signature_format: super::attest::SignatureFormatName,
+    signature_format: super::sign::SignatureFormatName,
 }
 
 #[derive(clap::Args)]
@@ -421,8 +422,8 @@ pub(crate) fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
             size: bytes.len() as u64,
             ..descriptor.clone()
         };
-        let subjects = super::attest::signing_subjects(&store, &pushed_descriptor)?;
-        super::attest::push_signatures(
+        let subjects = super::sign::signing_subjects(&store, &pushed_descriptor)?;
+        super::sign::push_signatures(
             args.signature_format,
             &store,
             &subjects,
@@ -461,7 +462,8 @@ fn without_attestation_manifests(
     Ok(stripped)
 }
 
-/// Pushes the referrers the layout `dir` holds (under `sha256-<hex>` fallback tags) for the
+/// Pushes the referrers the layout `dir` holds (under `sha256-<hex>` fallback tags: kiln's
+/// attestations and Sigstore bundles) and cosign's `sha256-<hex>.sig`/`.att` tags, for the
 /// pushed manifest and, when it is an index, for each manifest it lists.
 fn push_layout_referrers(
     store: &kiln::store::Store,
@@ -479,6 +481,28 @@ fn push_layout_referrers(
     }
     let index = image::layout::read_index(dir)?.unwrap_or_else(image::manifest::Index::empty);
     for subject in subjects {
+        // cosign's tags: their layers join those already under the tag in each target.
+        for tag in [
+            attest::cosign::signature_tag(&subject),
+            attest::cosign::attestation_tag(&subject),
+        ] {
+            if !index
+                .manifests
+                .iter()
+                .any(|m| m.ref_name() == Some(tag.as_str()))
+            {
+                continue;
+            }
+            let entry = image::base::import_layout(store, dir, Some(&tag))
+                .with_context(|| format!("failed to read `{tag}` in `{}`", dir.display()))?;
+            let manifest: image::manifest::Manifest =
+                serde_json::from_slice(&store.read_bytes(&entry.digest)?)
+                    .with_context(|| format!("`{tag}` is not an OCI image manifest"))?;
+            for target in targets {
+                super::sign::push_tag_layers(store, target, &tag, &manifest.layers, options)?;
+            }
+            eprintln!("kiln: pushed {tag}");
+        }
         let tag = format!("sha256-{}", subject.hex());
         if !index
             .manifests
@@ -489,7 +513,7 @@ fn push_layout_referrers(
         }
         let referrers = image::base::import_layout(store, dir, Some(&tag))
             .with_context(|| format!("failed to read the attestations of {subject}"))?;
-        super::build::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
+        super::attach::push_referrers(store, &subject, &tag, &referrers, targets, options)?;
         eprintln!("kiln: pushed the attestations of {subject} ({tag})");
     }
     Ok(())

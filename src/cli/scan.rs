@@ -77,7 +77,7 @@ pub(crate) struct ScanArgs {
     sign_key: Option<PathBuf>,
     /// How to attach it (with --attest).
     #[arg(long, value_enum, default_value = "referrers")]
-    attest_mode: super::build::AttestModeName,
+    attest_mode: super::attest::AttestModeName,
     /// Directory for the blob store (see `kiln build --cache-dir`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -88,8 +88,11 @@ The database (--db DIR) is a directory of JSON files, in sub-directories or not:
   Alpine secdb files (v3.20/main.json: distroversion, packages[].pkg.name = origin package,
     packages[].pkg.secfixes = fixed version -> ids; \"0\" = never affected), matched by the
     image's /etc/alpine-release branch with apk version ordering;
-  OSV records or arrays of them (ecosystems PyPI and Alpine:vX.Y; withdrawn records ignored),
-    matched with PEP 440 ordering and PEP 503 names.
+  OSV records or arrays of them (ecosystems PyPI, Alpine:vX.Y and Debian:N; withdrawn records
+    ignored): PyPI with PEP 440 ordering and PEP 503 names, Debian by source package and source
+    version with dpkg's ordering, for the image's os-release VERSION_ID.
+Only the advisories for the image's package names are checked and kept; a malformed one of
+those fails the scan naming its file and entry (`kiln db fetch` checks every entry it writes).
 Severities come from OSV's severity words (database_specific.severity); secdb gives none, so its
 findings are `unknown` (fail on them with --fail-on unknown).";
 
@@ -136,7 +139,7 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     };
-    let db = scan::Database::load(&db_dir)?;
+    let db = scan::Database::load(&db_dir, &scan::Wanted::names_of(&packages))?;
     let report = scan::scan(&packages, &db);
     if args.attest
         && let Some((layout, built, reference)) = &subject
@@ -148,7 +151,7 @@ pub(crate) fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         );
         let predicate = scan::report::vuln_predicate(
             &report,
-            db.digest.as_ref(),
+            Some(&db.digest()?),
             &started,
             &kiln::image::rfc3339(unix_now()),
         );
@@ -196,7 +199,7 @@ pub(crate) fn check_build(
     packages: &[kiln::attest::SbomPackage],
     fail_on: Option<SeverityName>,
 ) -> anyhow::Result<()> {
-    let db = scan::Database::load(db_dir)?;
+    let db = scan::Database::load(db_dir, &scan::Wanted::names_of(packages))?;
     let report = scan::scan(packages, &db);
     eprint!("{}", scan::report::table(&report));
     if let Some(threshold) = fail_on {

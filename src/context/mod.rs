@@ -10,7 +10,8 @@
 //! values naming both the path inside the context and the host path; nothing is hashed here.
 //!
 //! Escapes are errors, never clamps: a source with `..` above the root, or a symlink whose
-//! target lies outside the root when followed as a COPY source, fails naming the source.
+//! target lies outside the root when followed as a COPY source, fails naming the source
+//! (symlinks are resolved by [`crate::rootfs::resolve`], in its host-directory confinement).
 
 pub mod glob;
 pub mod ignore;
@@ -21,12 +22,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::layer::{HostStamp, LayerPath};
+use crate::rootfs::resolve::{Confinement, Node, ResolveError, resolve_confined};
 
 pub use glob::{BadPattern, go_match, has_wildcards};
 pub use ignore::{DockerIgnore, IgnoreError, IgnoreMatch, IgnorePattern};
-
-/// Symlinks followed while resolving one source before giving up (Linux's MAXSYMLINKS).
-const MAX_SYMLINKS: usize = 40;
 
 /// Why the context could not be opened or a source resolved. The caller adds the Dockerfile
 /// line.
@@ -383,84 +382,39 @@ impl Context {
         follow_last: bool,
         src: &str,
     ) -> Result<LayerPath, ContextError> {
-        let mut pending: Vec<String> = rel
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_owned)
-            .collect();
-        let mut resolved = LayerPath::root();
-        let mut followed = 0;
-        while let Some(component) = pending.pop() {
-            match component.as_str() {
-                "." => continue,
-                ".." => {
-                    resolved = resolved
-                        .parent()
-                        .ok_or_else(|| ContextError::OutsideContext {
-                            src: src.to_owned(),
-                        })?;
-                    continue;
-                }
-                _ => {}
-            }
-            let candidate =
-                resolved
-                    .join(&component)
-                    .map_err(|_| ContextError::OutsideContext {
-                        src: src.to_owned(),
-                    })?;
-            let is_last = pending.is_empty();
-            match self.lstat(&candidate)? {
+        let confinement = Confinement::HostDir {
+            host_root: &self.root,
+        };
+        resolve_confined(rel, follow_last, confinement, |prefix| {
+            Ok(match self.lstat(prefix)? {
                 Some(ContextEntry {
                     kind: ContextKind::Symlink(target),
                     ..
-                }) if !is_last || follow_last => {
-                    followed += 1;
-                    if followed > MAX_SYMLINKS {
-                        return Err(ContextError::SymlinkLoop {
-                            src: src.to_owned(),
-                        });
-                    }
-                    let escapes = || ContextError::SymlinkEscapes {
-                        src: src.to_owned(),
-                        link: candidate.as_str().to_owned(),
-                        target: target.clone(),
-                    };
-                    let relative_target = if target.starts_with('/') {
-                        resolved = LayerPath::root();
-                        let inside = Path::new(&target)
-                            .strip_prefix(&self.root)
-                            .map_err(|_| escapes())?;
-                        inside.to_string_lossy().into_owned()
-                    } else {
-                        target.clone()
-                    };
-                    // A relative target may not climb above the root either.
-                    let mut probe = resolved
-                        .as_str()
-                        .split('/')
-                        .filter(|c| !c.is_empty())
-                        .count();
-                    for part in relative_target.split('/') {
-                        match part {
-                            "" | "." => {}
-                            ".." => probe = probe.checked_sub(1).ok_or_else(escapes)?,
-                            _ => probe += 1,
-                        }
-                    }
-                    pending.extend(
-                        relative_target
-                            .split('/')
-                            .filter(|c| !c.is_empty())
-                            .rev()
-                            .map(str::to_owned),
-                    );
-                }
-                _ => resolved = candidate,
-            }
-        }
-        Ok(resolved)
+                }) => Node::Symlink(target),
+                Some(ContextEntry {
+                    kind: ContextKind::Dir,
+                    ..
+                }) => Node::Dir,
+                Some(_) => Node::Other,
+                None => Node::Missing,
+            })
+        })
+        .map_err(|e| match e {
+            ResolveError::Lookup(e) => e,
+            ResolveError::SymlinkLoop => ContextError::SymlinkLoop {
+                src: src.to_owned(),
+            },
+            ResolveError::SymlinkEscapes { link, target } => ContextError::SymlinkEscapes {
+                src: src.to_owned(),
+                link: link.as_str().to_owned(),
+                target,
+            },
+            ResolveError::AboveRoot
+            | ResolveError::BadComponent
+            | ResolveError::NotADirectory(_) => ContextError::OutsideContext {
+                src: src.to_owned(),
+            },
+        })
     }
 
     /// The entry at `matched` after following symlinks in the root.

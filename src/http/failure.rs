@@ -210,16 +210,6 @@ pub fn report_retry(delay: Duration, next_attempt: u32, attempts: u32, what: &st
     );
 }
 
-/// The wait a response asks for in `Retry-After` (seconds), capped at `longest`: a server
-/// asking for longer gets `longest`, so a build is not held for an hour.
-pub fn retry_after(headers: &reqwest::header::HeaderMap, longest: Duration) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|seconds| Duration::from_secs(seconds).min(longest))
-}
-
 /// The hint for `failure` of a request to `host`; `trust` says what was configured.
 pub fn hint(failure: &Failure, host: &str, trust: Option<&Trust>) -> Option<String> {
     let dir = trust

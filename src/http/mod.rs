@@ -11,12 +11,18 @@
 //!
 //! Failures are classified ([`Failure`]) so every caller says what went wrong and the fix that
 //! fits the actual cause, and retries are reported as one line each ([`report_retry`]) in
-//! kiln's own style instead of a library's log line. A redirect never goes from HTTPS to HTTP.
+//! kiln's own style instead of a library's log line. One [`RetryPolicy`] says what is retried,
+//! how long to wait and how `Retry-After` is read; one [`DownloadCache`] keeps what the
+//! fetchers downloaded, in a kiln store. A redirect never goes from HTTPS to HTTP.
 
+mod cache;
 mod failure;
+mod retry;
 mod trust;
 
-pub use failure::{Failure, FailureKind, classify, hint, report_retry, retry_after};
+pub use cache::DownloadCache;
+pub use failure::{Failure, FailureKind, classify, hint, report_retry};
+pub use retry::{Jitter, RetryPolicy, get_blocking, retry_after, retryable_status};
 pub use trust::{CERTS_D_PREFIX_ENV, Trust, TrustError, certs_d_candidates};
 
 use std::time::Duration;

@@ -7,7 +7,8 @@
 //! verified wheel into a [`crate::layer::Diff`] laid out like pip's `--user`, `--prefix` or
 //! `--target` schemes.
 //!
-//! [`launcher`] decides whether the pip a RUN's PATH finds is the one kiln emulates.
+//! [`launcher`] decides whether the pip a RUN's PATH finds is the one kiln emulates;
+//! [`install`] holds what a native `pip install` decides (settings, wheels, scheme, errors).
 //!
 //! [`config`] reads pip's configuration files from the image and `PIP_*` from the RUN's
 //! environment; [`index`] lists and fetches distribution files from find-links locations and
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod index;
+pub mod install;
 pub mod launcher;
 pub mod lock;
 pub mod metadata;

@@ -7,8 +7,12 @@
 //! `foo_;python_version>"3"`); its own check only covers such a name at the very end of the
 //! text. A requirements file or a wheel's METADATA could abort the whole build with it, so
 //! that case is refused here, with an error, before the parser sees it; the same for an extra
-//! (`pkg[extra.]`, "`ExtraName` validation should match PEP 508 parsing"). Its errors' own
-//! `Display` panics on a span ending inside a multibyte character, so they are written here.
+//! (`pkg[extra.]`, "`ExtraName` validation should match PEP 508 parsing"). Its marker parser
+//! measures the word after an expression in characters and slices the text with that count as
+//! bytes, so a non-ASCII character outside a quoted value in the markers panics there too
+//! (`a; python_version == "3" é`); PEP 508 allows such characters only inside quoted values,
+//! so that is refused here as well. Its errors' own `Display` panics on a span ending inside a
+//! multibyte character, so they are written here.
 
 use std::str::FromStr;
 
@@ -25,6 +29,7 @@ pub fn parse_requirement(text: &str) -> Result<Requirement, String> {
             check_name_end("extra", leading_name(extra))?;
         }
     }
+    check_markers_ascii(text)?;
     // Not the error's own Display: it slices the input by a span counted in characters and
     // panics when that span ends inside a multibyte character (found by fuzzing).
     Requirement::from_str(text).map_err(|e| {
@@ -46,6 +51,39 @@ fn leading_name(text: &str) -> &str {
     &text[..end]
 }
 
+/// Refuses a non-ASCII character outside a quoted value in the markers (after the `;` that
+/// starts them: the first one, or for a URL requirement the first one after whitespace).
+fn check_markers_ascii(text: &str) -> Result<(), String> {
+    let is_url = matches!((text.find('@'), text.find(';')), (Some(at), Some(semi)) if at < semi);
+    let start = if is_url {
+        text.char_indices()
+            .zip(text.chars().skip(1))
+            .find(|((_, c), next)| c.is_whitespace() && *next == ';')
+            .map(|((i, c), _)| i + c.len_utf8())
+    } else {
+        text.find(';')
+    };
+    let Some(start) = start else { return Ok(()) };
+    let markers = &text[start + 1..];
+    let mut quote = None;
+    for c in markers.chars() {
+        match quote {
+            Some(open) if c == open => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if !c.is_ascii() => {
+                return Err(format!(
+                    "non-ASCII character `{c}` outside a quoted value in the markers `{}` \
+                     (PEP 508)",
+                    markers.trim()
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 fn check_name_end(what: &str, name: &str) -> Result<(), String> {
     match name.chars().last() {
         Some(last @ ('.' | '-' | '_')) => Err(format!(
@@ -58,6 +96,21 @@ fn check_name_end(what: &str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_outside_quoted_marker_values_is_an_error_not_a_panic() {
+        // Each of these panicked inside pep508_rs's marker parser (found by fuzzing).
+        for text in [
+            "a; python_version == \"3\" \u{e9}",
+            "a ; python_version == '3' and\u{feff}x",
+            "a @ https://example.invalid/a.whl ; os_name == 'posix' \u{2003}or\u{e9}",
+        ] {
+            let err = parse_requirement(text).expect_err(text);
+            assert!(err.contains("non-ASCII character"), "{text}: {err}");
+        }
+        // Inside quoted values (and before the markers) they stay the parser's business.
+        parse_requirement("a; platform_release == '\u{e9}t\u{e9}'").unwrap();
+    }
 
     #[test]
     fn names_ending_in_a_separator_are_errors_not_panics() {

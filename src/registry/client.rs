@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -33,6 +33,9 @@ use super::reference::{DOCKER_HUB, Reference, Transport};
 use super::{RegistryError, RegistryOptions, Reporter, RetryPolicy};
 use crate::digest::Digest;
 use crate::http::{self, FailureKind, Trust};
+
+mod authenticate;
+mod response;
 
 /// Redirects followed for one request before giving up.
 const MAX_REDIRECTS: usize = 5;
@@ -179,16 +182,6 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn jitter(delay: Duration) -> Duration {
-    // +-25% from the clock's nanoseconds: enough to spread retries without a RNG dependency.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
-    delay.mul_f64(factor)
-}
-
 impl Session {
     /// A session for `reference`'s registry needing `scopes` (e.g.
     /// `repository:acme/app:pull,push`).
@@ -257,7 +250,7 @@ impl Session {
 
     /// Attempts per idempotent request (the retry policy's count).
     pub(crate) fn attempts(&self) -> u32 {
-        self.retry.attempts.max(1)
+        self.retry.attempts()
     }
 
     /// The backoff before attempt `attempt + 1`.
@@ -319,111 +312,6 @@ impl Session {
             }
         }
     }
-
-    fn scope_key(&self, extra: Option<&str>) -> Vec<String> {
-        let mut scopes = self.scopes.clone();
-        if let Some(extra) = extra
-            && !scopes.iter().any(|s| s == extra)
-        {
-            scopes.push(extra.to_owned());
-        }
-        scopes
-    }
-
-    /// The Authorization header for a request to the registry's own origin, if any.
-    async fn authorization(&self) -> Result<Option<HeaderValue>, RegistryError> {
-        let mut state = self.auth.lock().await;
-        let value = match state.challenge.clone() {
-            None => return Ok(None),
-            Some(Challenge::Basic) => match self.credential.as_ref().and_then(auth::basic_header) {
-                Some(header) => header,
-                None => return Ok(None),
-            },
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-                ..
-            }) => {
-                let scopes = self.scope_key(scope.as_deref());
-                let key = scopes.join(" ");
-                let fresh = state.tokens.get(&key).filter(|t| t.is_fresh()).cloned();
-                let token = match fresh {
-                    Some(token) => token,
-                    None => {
-                        let token = auth::fetch_token(
-                            &self.http,
-                            &realm,
-                            service.as_deref(),
-                            &scopes,
-                            self.credential.as_ref(),
-                        )
-                        .await?;
-                        state.tokens.insert(key, token.clone());
-                        token
-                    }
-                };
-                format!("Bearer {}", token.value)
-            }
-        };
-        let mut header = HeaderValue::from_str(&value).map_err(|_| RegistryError::Credentials {
-            action: "use",
-            path: PathBuf::from(self.registry.clone()),
-            detail: "the credential contains characters HTTP headers cannot carry".to_owned(),
-        })?;
-        header.set_sensitive(true);
-        Ok(Some(header))
-    }
-
-    /// Records the registry's challenge and drops cached tokens (they were refused).
-    async fn authenticate(
-        &self,
-        header: Option<&str>,
-        url: &Url,
-        method: &Method,
-    ) -> Result<(), RegistryError> {
-        let challenge = header.and_then(auth::parse_challenge);
-        let Some(challenge) = challenge else {
-            return Err(self.unauthorized(method, url, 401, None));
-        };
-        if challenge == Challenge::Basic
-            && !matches!(self.credential, Some(Credential::Basic { .. }))
-        {
-            return Err(self.unauthorized(method, url, 401, None));
-        }
-        let mut state = self.auth.lock().await;
-        state.tokens.clear();
-        state.challenge = Some(challenge);
-        Ok(())
-    }
-
-    fn unauthorized(
-        &self,
-        method: &Method,
-        url: &Url,
-        status: u16,
-        detail: Option<String>,
-    ) -> RegistryError {
-        let hint = match &self.credential {
-            None => format!(
-                "no credentials for `{0}`: run `kiln login {0}` or set {1}=user:password",
-                self.registry,
-                auth::env_var_name(&self.registry)
-            ),
-            Some(_) => format!(
-                "the credentials for `{0}` were refused or lack permission; check them (`kiln login {0}`)",
-                self.registry
-            ),
-        };
-        RegistryError::Unauthorized {
-            method: method.to_string(),
-            url: self.effective(url).to_string(),
-            status,
-            detail,
-            hint,
-        }
-    }
-
     /// Builds the reqwest body for one attempt.
     async fn build_body(&self, body: &Body) -> Result<(reqwest::Body, u64), RegistryError> {
         match body {
@@ -554,7 +442,7 @@ impl Session {
         retry: Retry,
     ) -> Result<reqwest::Response, RegistryError> {
         let attempts = match retry {
-            Retry::Idempotent => self.retry.attempts.max(1),
+            Retry::Idempotent => self.retry.attempts(),
             Retry::Once => 1,
         };
         let mut attempt = 0;
@@ -597,24 +485,22 @@ impl Session {
                 let body = response.bytes().await.unwrap_or_default();
                 return Err(self.unauthorized(&method, &url, 401, error_detail(&body)));
             }
-            let retryable = matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504);
+            let retryable = http::retryable_status(status);
             // A 429 refused the request before doing anything with it, so even a request sent
             // `Retry::Once` (an upload step) is safely sent again after the `Retry-After`.
             let attempts = if status == StatusCode::TOO_MANY_REQUESTS {
-                self.retry.attempts.max(1)
+                self.retry.attempts()
             } else {
                 attempts
             };
             if retryable {
-                let retry_after = header_str(response.headers(), "retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = http::retry_after(response.headers());
                 let too_long = retry_after.is_some_and(|d| d > self.retry.max_delay);
                 if status == StatusCode::TOO_MANY_REQUESTS && (attempt >= attempts || too_long) {
                     return Err(self.rate_limited(&url, response.headers()));
                 }
                 if attempt < attempts {
-                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    let delay = self.retry.delay(attempt, retry_after);
                     http::report_retry(
                         delay,
                         attempt + 1,
@@ -630,11 +516,7 @@ impl Session {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        jitter(exp.min(self.retry.max_delay))
+        self.retry.backoff(attempt)
     }
 
     fn rate_limited(&self, url: &Url, headers: &HeaderMap) -> RegistryError {
@@ -655,112 +537,6 @@ impl Session {
             hint,
         }
     }
-
-    /// Returns the response when its status is one of `ok`, else the registry's error.
-    /// An idempotent `GET url` with `headers`, whose status must be one of `ok`.
-    pub(crate) async fn get(
-        &self,
-        url: &Url,
-        headers: &[(&str, String)],
-        ok: &[u16],
-    ) -> Result<reqwest::Response, RegistryError> {
-        let response = self
-            .send(
-                Method::GET,
-                url.clone(),
-                headers,
-                Body::Empty,
-                Retry::Idempotent,
-            )
-            .await?;
-        self.expect(response, ok, "GET", url).await
-    }
-
-    pub(crate) async fn expect(
-        &self,
-        response: reqwest::Response,
-        ok: &[u16],
-        method: &str,
-        url: &Url,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let status = response.status().as_u16();
-        if ok.contains(&status) {
-            return Ok(response);
-        }
-        Err(self.status_error(response, method, url).await)
-    }
-
-    /// The error for an unexpected response.
-    pub(crate) async fn status_error(
-        &self,
-        response: reqwest::Response,
-        method: &str,
-        url: &Url,
-    ) -> RegistryError {
-        let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
-        let detail = error_detail(&body);
-        if status == 403 {
-            return self.unauthorized(
-                &Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
-                url,
-                403,
-                detail,
-            );
-        }
-        let hint = match status {
-            404 if method == "GET" || method == "HEAD" => Some(format!(
-                "check the repository name and tag, and that you may read `{}`",
-                url.path()
-            )),
-            413 => Some("the registry refused the request body as too large".to_owned()),
-            _ => None,
-        };
-        RegistryError::Status {
-            method: method.to_owned(),
-            url: self.effective(url).to_string(),
-            status,
-            detail,
-            hint,
-        }
-    }
-
-    /// Reads a response body of at most `limit` bytes (a manifest).
-    pub(crate) async fn read_limited(
-        &self,
-        response: reqwest::Response,
-        url: &Url,
-        limit: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
-        if let Some(len) = response.content_length()
-            && len > limit
-        {
-            return Err(RegistryError::ManifestTooLarge {
-                url: url.to_string(),
-                size: len,
-                limit,
-            });
-        }
-        let mut out = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Connect {
-                action: "read".to_owned(),
-                url: url.to_string(),
-                detail: describe_transport(&e),
-                hint: None,
-            })?;
-            out.extend_from_slice(&chunk);
-            if out.len() as u64 > limit {
-                return Err(RegistryError::ManifestTooLarge {
-                    url: url.to_string(),
-                    size: out.len() as u64,
-                    limit,
-                });
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// `header` of `response` as a string.
@@ -769,30 +545,4 @@ pub(crate) fn header(response: &reqwest::Response, name: &str) -> Option<String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_details() {
-        let body =
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(
-            error_detail(body).as_deref(),
-            Some("MANIFEST_UNKNOWN manifest unknown")
-        );
-        assert_eq!(
-            error_detail(b"404 page not found\n").as_deref(),
-            Some("404 page not found")
-        );
-        assert_eq!(error_detail(b""), None);
-    }
-
-    #[test]
-    fn jitter_stays_in_bounds() {
-        let d = jitter(Duration::from_millis(1000));
-        assert!(
-            d >= Duration::from_millis(750) && d <= Duration::from_millis(1250),
-            "{d:?}"
-        );
-    }
-}
+mod tests;

@@ -8,7 +8,8 @@
 //! - [`reference`]: `[registry/]name[:tag][@digest]` with Docker's normalization.
 //! - [`auth`]: the `/v2/` challenge, Bearer tokens (multi-scope), Basic, the credential chain
 //!   (`KILN_REGISTRY_AUTH_<HOST>`, docker `config.json` with helpers, podman `auth.json`,
-//!   `GITHUB_TOKEN` for ghcr.io) and [`login`].
+//!   `GITHUB_TOKEN` for ghcr.io).
+//! - [`login`]: a credential checked against the registry, then stored in `config.json`.
 //! - `client`: one registry session: retries with backoff and jitter, re-authentication on a
 //!   401, redirects followed without credentials, registry error bodies turned into
 //!   [`RegistryError`]s that name the URL and status.
@@ -23,6 +24,7 @@
 
 pub mod auth;
 mod client;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod reference;
@@ -30,11 +32,14 @@ pub mod remap;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-pub use auth::{Credential, login};
+/// The retry policy of registry sessions (kiln's one HTTP retry policy).
+pub use crate::http::RetryPolicy;
+pub use auth::Credential;
+pub use login::login;
 pub use pull::{
-    PulledImage, fetch_blob, fetch_raw_manifest, fetch_referrers, pull, supports_referrers,
+    PulledImage, cached_digest, fetch_blob, fetch_raw_manifest, fetch_referrers, pull,
+    supports_referrers,
 };
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};
@@ -270,29 +275,6 @@ pub trait Reporter: Send + Sync {
 pub struct NoReporter;
 
 impl Reporter for NoReporter {}
-
-/// When and how often to retry.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included. Default 5: enough to ride out a registry
-    /// restart or a short 503 burst without hiding a real outage for long.
-    pub attempts: u32,
-    /// First backoff. Default 200 ms; doubled each attempt, with +-25% jitter.
-    pub base_delay: Duration,
-    /// Longest backoff, and the longest `Retry-After` kiln waits. Default 30 s; a 429 asking
-    /// for longer fails at once with the rate-limit hint.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 5,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
 
 /// How blobs are uploaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -14,12 +14,11 @@
 //! reference pinned by digest whose blobs are stored needs no network at all, and
 //! `offline(true)` resolves tags from the cache and fails with an error naming what is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use reqwest::{Method, Url};
-use std::io::Write;
+use reqwest::Method;
 
 use super::client::{Body, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Retry, Session, header};
 use super::{Reference, RegistryError, RegistryOptions};
@@ -31,6 +30,12 @@ use crate::image::manifest::{
 use crate::image::{BaseImage, ImageConfig, Platform};
 use crate::layer::Layer;
 use crate::store::Store;
+
+mod blob;
+mod ref_cache;
+
+use blob::download_blob;
+use ref_cache::RefCache;
 
 /// How deep image indexes may nest (as `image::base`).
 const MAX_INDEX_DEPTH: usize = 4;
@@ -413,7 +418,7 @@ async fn fetch_manifest(
     reference: &str,
     expected: Option<&Digest>,
 ) -> Result<(Digest, Vec<u8>), RegistryError> {
-    let attempts = session_attempts(session);
+    let attempts = session.attempts();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -510,126 +515,6 @@ fn select_platform(
     }
 }
 
-/// Streams blob `descriptor` into the store, verifying size and digest; a transfer that breaks
-/// is restarted (bounded by the retry policy).
-async fn download_blob(
-    session: &Session,
-    store: &Store,
-    repo: &str,
-    descriptor: &Descriptor,
-) -> Result<(), RegistryError> {
-    let url = session.url(&format!("v2/{repo}/blobs/{}", descriptor.digest))?;
-    let what = format!("blob {}", descriptor.digest);
-    let attempts = session_attempts(session);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        session
-            .reporter
-            .blob_started(&descriptor.digest, descriptor.size);
-        match download_once(session, store, &url, descriptor, &what).await {
-            Ok(()) => {
-                session.reporter.blob_done(&descriptor.digest, "downloaded");
-                return Ok(());
-            }
-            Err(Transfer::Broken(detail)) if attempt < attempts => {
-                session.reporter.blob_rollback(&descriptor.digest);
-                tracing::warn!(%url, %detail, "blob download broke; restarting it");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
-            }
-            Err(Transfer::Broken(detail)) => {
-                return Err(RegistryError::Connect {
-                    action: "download".to_owned(),
-                    url: url.to_string(),
-                    detail,
-                    hint: None,
-                });
-            }
-            Err(Transfer::Damaged(e)) if attempt < attempts => {
-                session.reporter.blob_rollback(&descriptor.digest);
-                tracing::warn!(%url, error = %e, "blob download damaged; restarting it");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
-            }
-            Err(Transfer::Damaged(e) | Transfer::Fatal(e)) => return Err(e),
-        }
-    }
-}
-
-fn session_attempts(session: &Session) -> u32 {
-    session.attempts()
-}
-
-enum Transfer {
-    /// The connection broke mid-body: restart.
-    Broken(String),
-    /// The bytes arrived whole but are not the blob: restart, and report this error at the end.
-    Damaged(RegistryError),
-    /// Anything else.
-    Fatal(RegistryError),
-}
-
-impl From<RegistryError> for Transfer {
-    fn from(e: RegistryError) -> Self {
-        Transfer::Fatal(e)
-    }
-}
-
-async fn download_once(
-    session: &Session,
-    store: &Store,
-    url: &Url,
-    descriptor: &Descriptor,
-    what: &str,
-) -> Result<(), Transfer> {
-    let response = session.get(url, &[], &[200]).await?;
-    let mut writer = store.writer().map_err(RegistryError::from)?;
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Transfer::Broken(super::client::describe_transport(&e)))?;
-        if writer.len() + chunk.len() as u64 > descriptor.size {
-            return Err(Transfer::Fatal(RegistryError::SizeMismatch {
-                what: what.to_owned(),
-                url: url.to_string(),
-                expected: descriptor.size,
-                actual: writer.len() + chunk.len() as u64,
-            }));
-        }
-        writer.write_all(&chunk).map_err(|source| {
-            Transfer::Fatal(RegistryError::Io {
-                action: "write a blob into the store at",
-                path: store.root().to_owned(),
-                source,
-            })
-        })?;
-        session
-            .reporter
-            .blob_progress(&descriptor.digest, chunk.len() as u64);
-    }
-    if writer.len() != descriptor.size {
-        return Err(Transfer::Broken(format!(
-            "the body ended after {} of {} bytes",
-            writer.len(),
-            descriptor.size
-        )));
-    }
-    match writer.commit(Some(&descriptor.digest)) {
-        Ok(_) => Ok(()),
-        // Nothing was stored; bytes damaged on the way are fetched again (bounded), and a
-        // registry that keeps serving other bytes fails with the mismatch after the last try.
-        Err(crate::store::StoreError::DigestMismatch {
-            expected, actual, ..
-        }) => Err(Transfer::Damaged(RegistryError::DigestMismatch {
-            what: what.to_owned(),
-            url: url.to_string(),
-            expected,
-            actual,
-        })),
-        Err(e) => Err(Transfer::Fatal(e.into())),
-    }
-}
-
 /// Reads the image manifest `digest` (all blobs in the store) through `image::load_oci_layout`,
 /// using a scratch layout whose `blobs` directory is the store's.
 fn load_from_store(
@@ -668,138 +553,23 @@ fn load_from_store(
     )?)
 }
 
-/// reference -> manifest digest, one small JSON file per reference.
-struct RefCache {
-    dir: PathBuf,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RefEntry {
-    reference: String,
-    digest: Digest,
-}
-
-impl RefCache {
-    fn new(dir: PathBuf) -> RefCache {
-        RefCache { dir }
-    }
-
-    fn key(reference: &Reference) -> String {
-        format!("{}:{}", reference.name(), reference.manifest_ref())
-    }
-
-    fn path(&self, reference: &Reference) -> PathBuf {
-        let key = RefCache::key(reference);
-        self.dir
-            .join(format!("{}.json", Digest::of(key.as_bytes()).hex()))
-    }
-
-    fn get(&self, reference: &Reference) -> Option<Digest> {
-        let bytes = std::fs::read(self.path(reference)).ok()?;
-        let entry: RefEntry = serde_json::from_slice(&bytes).ok()?;
-        (entry.reference == RefCache::key(reference)).then_some(entry.digest)
-    }
-
-    fn put(&self, reference: &Reference, digest: &Digest) -> Result<(), RegistryError> {
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| RegistryError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let entry = RefEntry {
-            reference: RefCache::key(reference),
-            digest: digest.clone(),
-        };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| RegistryError::Usage(e.to_string()))?;
-        let mut temp = tempfile::NamedTempFile::new_in(&self.dir)
-            .map_err(io("create a temp file in", &self.dir))?;
-        temp.write_all(&bytes).map_err(io("write", temp.path()))?;
-        let target = self.path(reference);
-        temp.persist(&target)
-            .map_err(|e| io("rename a temp file to", &target)(e.error))?;
-        Ok(())
-    }
+/// The manifest digest `reference` names: its own, or the one its tag resolved to when it was
+/// last pulled (what an `offline` pull uses); None when neither is known.
+pub fn cached_digest(
+    reference: &Reference,
+    options: &RegistryOptions,
+    store: &Store,
+) -> Option<Digest> {
+    reference.digest().cloned().or_else(|| {
+        RefCache::new(
+            options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| store.root().join(".kiln-refs")),
+        )
+        .get(reference)
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn desc(platform: Option<&str>, digest_byte: char, media_type: &str) -> Descriptor {
-        let mut d = Descriptor::new(
-            media_type,
-            Digest::from_hex(&digest_byte.to_string().repeat(64)).unwrap(),
-            10,
-        );
-        d.platform = platform.map(|p| p.parse().unwrap());
-        d
-    }
-
-    #[test]
-    fn platform_selection_table() {
-        let mut attestation = desc(Some("linux/amd64"), 'e', MEDIA_TYPE_OCI_MANIFEST);
-        attestation.annotations.insert(
-            "vnd.docker.reference.type".into(),
-            "attestation-manifest".into(),
-        );
-        let mut unknown = desc(None, 'f', MEDIA_TYPE_OCI_MANIFEST);
-        unknown.platform = Some(Platform::new("unknown", "unknown", None));
-        let index = Index {
-            manifests: vec![
-                attestation,
-                unknown,
-                desc(Some("linux/amd64"), 'a', MEDIA_TYPE_OCI_MANIFEST),
-                desc(Some("linux/arm64/v8"), 'b', MEDIA_TYPE_OCI_MANIFEST),
-                desc(Some("linux/arm/v7"), 'c', MEDIA_TYPE_OCI_MANIFEST),
-            ],
-            ..Index::empty()
-        };
-        let cases = [
-            ("linux/amd64", Some('a')),
-            ("linux/arm64", Some('b')),
-            ("linux/arm64/v8", Some('b')),
-            ("linux/arm/v7", Some('c')),
-            ("linux/arm/v6", None),
-            ("linux/s390x", None),
-        ];
-        for (platform, expected) in cases {
-            let result = select_platform(&index, &platform.parse().unwrap(), "x");
-            match expected {
-                Some(c) => assert_eq!(result.unwrap().digest.hex().chars().next(), Some(c)),
-                None => {
-                    let e = result.unwrap_err().to_string();
-                    assert!(
-                        e.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"),
-                        "{e}"
-                    );
-                    assert!(!e.contains("unknown"), "{e}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn sniffing() {
-        assert_eq!(sniff(br#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#, "x").unwrap(), Kind::Index);
-        assert_eq!(
-            sniff(br#"{"schemaVersion":2,"config":{},"layers":[]}"#, "x").unwrap(),
-            Kind::Manifest
-        );
-        let e = sniff(b"<html>", "reg/x@sha256:1").unwrap_err().to_string();
-        assert!(
-            e.contains("reg/x@sha256:1") && e.contains("not a valid"),
-            "{e}"
-        );
-        let e = sniff(
-            br#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#,
-            "x",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("schema 1"), "{e}");
-    }
-}
+mod tests;

@@ -35,6 +35,12 @@ use crate::image::manifest::{
 };
 use crate::store::Store;
 
+mod failure;
+mod headers;
+
+use failure::{Fail, manifest_put_retryable};
+use headers::{check_committed, chunk_min, location, range_end};
+
 /// Largest PATCH body: GHCR refuses larger ones with 416.
 const MAX_CHUNK: u64 = 4 << 20;
 /// Resumes (after a 416 or a dropped connection) allowed within one chunked upload.
@@ -184,67 +190,6 @@ struct Pusher<'a> {
     repo: String,
     options: &'a RegistryOptions,
     stats: Arc<Stats>,
-}
-
-/// Why one rung of the ladder failed.
-enum Fail {
-    /// Worth another attempt (transport error, 5xx, 408, 413/416 on a monolithic upload).
-    Retry(RegistryError),
-    /// Not worth retrying (4xx, local errors).
-    Fatal(RegistryError),
-}
-
-fn classify(e: RegistryError) -> Fail {
-    let retry = match &e {
-        RegistryError::Connect { .. } | RegistryError::RateLimited { .. } => true,
-        RegistryError::Status {
-            status,
-            detail,
-            url,
-            ..
-        } => {
-            matches!(status, 408 | 413 | 416 | 429 | 500 | 502 | 503 | 504)
-                // The session vanished (expired or finished by an earlier attempt).
-                || *status == 404
-                // The registry refused what it received of the upload (`DIGEST_INVALID`, or an
-                // answer whose error body was itself cut off): kiln's blob is verified, so a new
-                // session may pass (bounded by the retry policy).
-                || (*status == 400
-                    && (url.contains("/blobs/uploads/") || damaged_in_transit(detail.as_deref())))
-        }
-        // The registry committed other bytes than kiln's verified blob: damaged on the way.
-        RegistryError::DigestMismatch { .. } => true,
-        _ => false,
-    };
-    if retry {
-        Fail::Retry(e)
-    } else {
-        Fail::Fatal(e)
-    }
-}
-
-/// Whether a 400's error body says the bytes the registry received are not the bytes kiln
-/// sent (kiln's store verified them, so they changed on the way and another upload may pass):
-/// `DIGEST_INVALID`, `MANIFEST_INVALID`, `SIZE_INVALID`, a `BLOB_UNKNOWN` named by a manifest
-/// (kiln pushes every blob before the manifest, so a damaged digest in it), or no readable error
-/// body at all (the answer itself was cut off on the way).
-fn damaged_in_transit(detail: Option<&str>) -> bool {
-    detail.is_none_or(|d| {
-        [
-            "DIGEST_INVALID",
-            "MANIFEST_INVALID",
-            "SIZE_INVALID",
-            "BLOB_UNKNOWN",
-        ]
-        .iter()
-        .any(|code| d.contains(code))
-    })
-}
-
-impl From<RegistryError> for Fail {
-    fn from(e: RegistryError) -> Self {
-        classify(e)
-    }
 }
 
 fn media_kind(media_type: &str) -> Option<bool> {
@@ -659,115 +604,5 @@ impl Pusher<'_> {
     }
 }
 
-/// Whether a failed manifest PUT is worth sending again: a transport error or exhausted
-/// retryable status (the in-place retries already ran), or bytes damaged on the way.
-fn manifest_put_retryable(e: &RegistryError) -> bool {
-    match e {
-        RegistryError::Connect { .. }
-        | RegistryError::RateLimited { .. }
-        | RegistryError::DigestMismatch { .. } => true,
-        RegistryError::Status { status, detail, .. } => {
-            matches!(status, 408 | 500 | 502 | 503 | 504)
-                || (*status == 400 && damaged_in_transit(detail.as_deref()))
-        }
-        _ => false,
-    }
-}
-
-/// `OCI-Chunk-Min-Length`, when sent.
-fn chunk_min(response: &reqwest::Response) -> Option<u64> {
-    header(response, "oci-chunk-min-length").and_then(|v| v.trim().parse().ok())
-}
-
-/// The response's `Location`, resolved against the request URL (absolute or relative).
-fn location(request: &Url, response: &reqwest::Response) -> Result<Url, RegistryError> {
-    let value = header(response, "location").ok_or_else(|| RegistryError::Status {
-        method: "POST".to_owned(),
-        url: request.to_string(),
-        status: response.status().as_u16(),
-        detail: Some("the registry sent no Location for the upload session".to_owned()),
-        hint: None,
-    })?;
-    request.join(&value).map_err(|e| RegistryError::Status {
-        method: "POST".to_owned(),
-        url: request.to_string(),
-        status: response.status().as_u16(),
-        detail: Some(format!("invalid upload Location `{value}`: {e}")),
-        hint: None,
-    })
-}
-
-/// The end of a `Range: 0-<end>` header (with or without a `bytes=` prefix).
-fn range_end(value: &str) -> Option<u64> {
-    let value = value.trim();
-    let value = value.strip_prefix("bytes=").unwrap_or(value);
-    value.split_once('-')?.1.trim().parse().ok()
-}
-
-/// Checks `Docker-Content-Digest` on a finished upload, when the registry sends it.
-fn check_committed(
-    response: &reqwest::Response,
-    digest: &Digest,
-    url: &Url,
-) -> Result<(), RegistryError> {
-    if let Some(returned) =
-        header(response, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok())
-        && &returned != digest
-    {
-        return Err(RegistryError::DigestMismatch {
-            what: "uploaded blob".to_owned(),
-            url: url.to_string(),
-            expected: digest.clone(),
-            actual: returned,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        let cases = [
-            ("0-49999", Some(49999)),
-            ("bytes=0-9", Some(9)),
-            ("0-", None),
-            ("x", None),
-        ];
-        for (text, end) in cases {
-            assert_eq!(range_end(text), end, "{text}");
-        }
-    }
-
-    #[test]
-    fn digest_query_is_merged() {
-        let digest = Digest::of(b"x");
-        let cases = [
-            (
-                "http://h/v2/r/blobs/uploads/u?_state=abc%3D",
-                "http://h/v2/r/blobs/uploads/u?_state=abc%3D&digest=sha256%3A",
-            ),
-            (
-                "http://h/v2/r/blobs/uploads/u",
-                "http://h/v2/r/blobs/uploads/u?digest=sha256%3A",
-            ),
-        ];
-        for (base, prefix) in cases {
-            let mut url = Url::parse(base).unwrap();
-            url.query_pairs_mut()
-                .append_pair("digest", &digest.to_string());
-            assert!(url.as_str().starts_with(prefix), "{url}");
-        }
-        // Relative Location resolution.
-        let request = Url::parse("http://h:5000/v2/r/blobs/uploads/").unwrap();
-        assert_eq!(
-            request
-                .join("/v2/r/blobs/uploads/u?_state=x")
-                .unwrap()
-                .as_str(),
-            "http://h:5000/v2/r/blobs/uploads/u?_state=x"
-        );
-    }
-}
+mod tests;

@@ -34,64 +34,16 @@ use std::sync::{Arc, Mutex};
 
 use crate::digest::Digest;
 use crate::layer::reader::{
-    self, ReaderError, TarEntry, TarKind, Whiteout, is_aufs_meta, keys_below, whiteout_of,
+    self, TarEntry, TarKind, Whiteout, is_aufs_meta, keys_below, whiteout_of,
 };
 use crate::layer::{Diff, EntryKind, FileContent, Layer, LayerPath, Metadata};
-use crate::rootfs::view::{FsNode, FsView, NodeKind, ViewError};
+use crate::rootfs::view::{FsNode, NodeKind};
 use crate::store::Store;
 
-/// Why a layer could not be indexed or a file extracted.
-#[derive(Debug, thiserror::Error)]
-pub enum RootfsError {
-    /// The blob could not be opened or its compression recognized.
-    #[error("failed to open layer blob `{digest}` at `{}`", .path.display())]
-    OpenBlob {
-        /// The layer digest.
-        digest: Digest,
-        /// Where the blob was expected.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The blob's tar stream is unreadable or unsafe (the error names the layer and entry).
-    #[error(transparent)]
-    Reader(#[from] ReaderError),
-    /// A hard link points at nothing.
-    #[error("layer `{layer}`: hard link `{path}` points at `{target}`, which does not exist")]
-    HardlinkTarget {
-        /// The layer (digest, or `diff` for an in-memory Diff).
-        layer: String,
-        /// The link.
-        path: String,
-        /// Its target.
-        target: String,
-    },
-    /// The scratch directory could not be created or written.
-    #[error("failed to write extracted files into scratch directory `{}`", .path.display())]
-    Scratch {
-        /// The scratch directory or file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A file indexed earlier was not found when the layer was read again.
-    #[error(
-        "layer `{layer}` no longer holds `{path}` (entry {ordinal}): the blob changed since it was indexed"
-    )]
-    MissingInLayer {
-        /// The layer digest.
-        layer: Digest,
-        /// The path.
-        path: String,
-        /// The entry ordinal that was expected.
-        ordinal: u64,
-    },
-    /// A path asked for is not a regular file of the view.
-    #[error("`{0}` is not a regular file in the lower layers")]
-    NotAFile(String),
-}
+mod error;
+mod view;
+
+pub use error::RootfsError;
 
 /// What [`LowerFs::extract_to`] wrote.
 #[derive(Debug, Default)]
@@ -609,76 +561,4 @@ fn put(nodes: &mut BTreeMap<LayerPath, Node>, path: LayerPath, node: Node) {
         remove_tree(nodes, &path, false);
     }
     nodes.insert(path, node);
-}
-
-impl FsView for LowerFs {
-    fn lstat_exact(&self, path: &LayerPath) -> Result<Option<FsNode>, ViewError> {
-        match self.nodes.get(path) {
-            Some(node) => Ok(Some(FsNode {
-                kind: node.kind.clone(),
-                meta: node.meta.clone(),
-            })),
-            None if path.is_root() => Ok(Some(FsNode {
-                kind: NodeKind::Dir,
-                meta: Metadata::root_owned(0o755),
-            })),
-            None => Ok(None),
-        }
-    }
-
-    fn read_dir(&self, path: &LayerPath) -> Result<Vec<String>, ViewError> {
-        self.expect_dir(path)?;
-        // Children are the keys below `path` with exactly one more component; the scan covers
-        // the subtree (parents are always present, so no child is only implied by a grandchild).
-        let skip = if path.is_root() {
-            0
-        } else {
-            path.as_str().len() + 1
-        };
-        let Ok(start) = path.join("\u{1}") else {
-            return Ok(Vec::new());
-        };
-        Ok(self
-            .nodes
-            .range(start..)
-            .take_while(|(p, _)| p.starts_with(path))
-            .filter_map(|(p, _)| {
-                let rest = p.as_str().get(skip..)?;
-                (!rest.contains('/')).then(|| rest.to_owned())
-            })
-            .collect())
-    }
-
-    fn content(&self, path: &LayerPath) -> Result<FileContent, ViewError> {
-        let Some(node) = self.nodes.get(path) else {
-            return Err(ViewError::NotFound(path.absolute()));
-        };
-        let NodeKind::File { size } = node.kind else {
-            return Err(ViewError::NotFound(path.absolute()));
-        };
-        match &node.data {
-            Data::Content(content) => Ok(content.clone()),
-            Data::Blob { layer, ordinal } => {
-                let host = match self.cached(&layer.digest, *ordinal) {
-                    Some(host) => host,
-                    None => {
-                        self.materialize(std::slice::from_ref(path))
-                            .map_err(|source| ViewError::Read {
-                                path: path.absolute(),
-                                source_name: layer.digest.to_string(),
-                                source: Box::new(source),
-                            })?;
-                        self.cached(&layer.digest, *ordinal)
-                            .ok_or_else(|| ViewError::NotFound(path.absolute()))?
-                    }
-                };
-                Ok(FileContent::HostFile {
-                    path: host,
-                    size,
-                    stamp: None,
-                })
-            }
-            Data::None => Err(ViewError::NotFound(path.absolute())),
-        }
-    }
 }

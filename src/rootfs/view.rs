@@ -3,9 +3,11 @@
 //!
 //! A stage's lower layers (`LowerFs`), an in-memory tree in tests, or any other source of files
 //! implements the three primitive lookups; [`FsView::resolve`] and [`FsView::stat`] are built on
-//! them, so every implementation confines symlinks the same way: an absolute target restarts at
-//! the image root, and `..` never climbs above it (as the kernel does inside a chroot).
+//! them, so every implementation confines symlinks the same way ([`super::resolve`] in
+//! [`Confinement::Chroot`]): an absolute target restarts at the image root, and `..` never
+//! climbs above it (as the kernel does inside a chroot).
 
+use super::resolve::{Confinement, Node, ResolveError, resolve_confined};
 use crate::layer::{FileContent, LayerPath, Metadata};
 
 /// What kind of object a node is.
@@ -62,9 +64,6 @@ pub enum ViewError {
     },
 }
 
-/// Symlinks followed in one resolution before giving up, as Linux's MAXSYMLINKS.
-const MAX_SYMLINKS: usize = 40;
-
 /// A read-only filesystem.
 pub trait FsView {
     /// The node at `path` exactly, following no symlink anywhere in the path. `Ok(None)` when
@@ -94,56 +93,28 @@ pub trait FsView {
     /// one too when `follow_last` is set. The result may not exist (its parent does, or a
     /// component is missing and the rest is appended lexically).
     fn resolve(&self, path: &LayerPath, follow_last: bool) -> Result<LayerPath, ViewError> {
-        let mut pending: Vec<String> = path
-            .as_str()
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_owned)
-            .collect();
-        let mut resolved = LayerPath::root();
-        let mut followed = 0;
-        while let Some(component) = pending.pop() {
-            if component == "." {
-                continue;
-            }
-            if component == ".." {
-                resolved = resolved.parent().unwrap_or_else(LayerPath::root);
-                continue;
-            }
-            let candidate = resolved
-                .join(&component)
-                .map_err(|_| ViewError::NotFound(path.absolute()))?;
-            let is_last = pending.is_empty();
-            match self.lstat_exact(&candidate)? {
-                Some(FsNode {
-                    kind: NodeKind::Symlink(target),
-                    ..
-                }) if !is_last || follow_last => {
-                    followed += 1;
-                    if followed > MAX_SYMLINKS {
-                        return Err(ViewError::SymlinkLoop(path.absolute()));
-                    }
-                    if target.starts_with('/') {
-                        resolved = LayerPath::root();
-                    }
-                    pending.extend(
-                        target
-                            .split('/')
-                            .filter(|c| !c.is_empty())
-                            .rev()
-                            .map(str::to_owned),
-                    );
-                }
+        resolve_confined(path.as_str(), follow_last, Confinement::Chroot, |prefix| {
+            Ok(match self.lstat_exact(prefix)? {
                 Some(FsNode {
                     kind: NodeKind::Dir,
                     ..
-                }) => resolved = candidate,
-                Some(_) if !is_last => return Err(ViewError::NotADirectory(candidate.absolute())),
-                _ => resolved = candidate,
-            }
-        }
-        Ok(resolved)
+                }) => Node::Dir,
+                Some(FsNode {
+                    kind: NodeKind::Symlink(target),
+                    ..
+                }) => Node::Symlink(target),
+                Some(_) => Node::Other,
+                None => Node::Missing,
+            })
+        })
+        .map_err(|e| match e {
+            ResolveError::Lookup(e) => e,
+            ResolveError::SymlinkLoop => ViewError::SymlinkLoop(path.absolute()),
+            ResolveError::NotADirectory(at) => ViewError::NotADirectory(at.absolute()),
+            ResolveError::AboveRoot
+            | ResolveError::BadComponent
+            | ResolveError::SymlinkEscapes { .. } => ViewError::NotFound(path.absolute()),
+        })
     }
 
     /// The node at `path` with symlinks resolved inside the root (the last one too when

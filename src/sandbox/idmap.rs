@@ -256,7 +256,7 @@ fn find_helper(name: &str) -> Option<PathBuf> {
 
 fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    crate::steps::etc_files::parse_passwd(&passwd)
+    crate::users::etc::parse_passwd(&passwd)
         .into_iter()
         .find(|entry| entry.uid == uid)
         .map(|entry| entry.name)

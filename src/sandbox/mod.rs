@@ -1,5 +1,5 @@
 //! Any RUN, rootless: a command the native steps do not compute runs in a user-namespace
-//! sandbox on the stage's filesystem, and what it changed becomes a [`Diff`], written by the
+//! sandbox on the stage's filesystem, and what it changed becomes a [`Diff`](crate::layer::Diff), written by the
 //! same layer writer as every other step.
 //!
 //! [`run`] lays out the rootfs: an overlay of the cached base and the stage's own changes
@@ -12,25 +12,36 @@
 //! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
 
 pub mod exec;
+mod hosts;
 pub mod idmap;
 pub mod materialize;
 pub mod mounts;
 pub mod overlay;
+mod scratch;
 pub mod snapshot;
 pub mod ssh;
+mod user;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use hosts::{ExtraHost, hosts_file, parse_add_host};
 pub use idmap::IdMaps;
 pub use mounts::{BindSource, RunMount, SecretSource, parse_mount, parse_secret, parse_ssh};
 pub use overlay::BaseLayers;
+pub use scratch::ScratchDir;
 
-use crate::layer::{Diff, LayerPath};
+use crate::layer::LayerPath;
 use crate::rootfs::LowerFs;
-use crate::steps::etc_files;
 use overlay::RootfsMode;
+use scratch::{SecretsDir, readable_copies};
+use user::resolve_user;
+
+/// The environment variable that chooses the rootfs mode: `overlay`, `copy`, or `auto` (the
+/// default: overlay where the kernel allows it). Here because [`overlay`] reads it and
+/// [`exec`] names it in its advice.
+pub const ROOTFS_MODE_VARIABLE: &str = "KILN_SANDBOX_ROOTFS";
 
 /// Whether a sandboxed command shares the host's network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,58 +82,6 @@ pub struct SandboxOptions {
 
 /// The hostname of every sandboxed RUN: BuildKit's, since package scripts record it.
 pub const HOSTNAME: &str = "buildkitsandbox";
-
-/// One `--add-host HOST:IP` entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExtraHost {
-    /// The name.
-    pub host: String,
-    /// The address it resolves to.
-    pub ip: std::net::IpAddr,
-}
-
-/// Parses `--add-host` as docker does: `HOST:IP` (split at the first `:`, so `HOST:::1` is an
-/// IPv6 address) or buildx's `HOST=IP`. `host-gateway` (docker's name for the daemon's route
-/// to the host) is refused: a sandboxed RUN has no such gateway.
-pub fn parse_add_host(spec: &str) -> Result<ExtraHost, String> {
-    let (host, ip) = spec
-        .split_once('=')
-        .or_else(|| spec.split_once(':'))
-        .ok_or_else(|| format!("`{spec}`: expected HOST:IP"))?;
-    let host = host.trim();
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("`{spec}`: invalid host name `{host}`"));
-    }
-    if ip == "host-gateway" {
-        return Err(format!(
-            "`{spec}`: host-gateway names a Docker daemon's gateway to the host, and kiln has no \
-             daemon; give the address (with --network=host, 127.0.0.1 is the host)"
-        ));
-    }
-    // docker also takes an IPv6 address in brackets.
-    let bare = ip
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-        .unwrap_or(ip);
-    let ip = bare
-        .parse()
-        .map_err(|_| format!("`{spec}`: invalid IP address `{ip}`"))?;
-    Ok(ExtraHost {
-        host: host.to_owned(),
-        ip,
-    })
-}
-
-/// The sandbox's `/etc/hosts`, as BuildKit writes it: localhost with the hostname, the IPv6
-/// loopback names, then each extra entry as `IP<tab>HOST`.
-pub fn hosts_file(extra: &[ExtraHost]) -> String {
-    let mut text =
-        format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for entry in extra {
-        text.push_str(&format!("{}\t{}\n", entry.ip, entry.host));
-    }
-    text
-}
 
 /// Why a sandboxed RUN failed.
 #[derive(Debug, thiserror::Error)]
@@ -215,15 +174,12 @@ pub struct LiveRootfs {
     layers: Option<Vec<PathBuf>>,
 }
 
-/// What a command did.
-pub struct RunOutput {
-    /// What it changed.
-    pub diff: Diff,
-    /// Its rootfs, for the stage's next command. The Diff's files live in it: a later command
-    /// run there may change them only after the Diff's layer was written, and that command's
-    /// Diff (which includes every path it changed) must then be applied over this one.
-    pub live: LiveRootfs,
-}
+/// What a command did: what it changed, and as details its rootfs, for the stage's next
+/// command. The Diff's files live in that rootfs: a later command run there may change them
+/// only after the Diff's layer was written, and that command's Diff (which includes every path
+/// it changed) must then be applied over this one. A sandboxed command reports no materials:
+/// what it fetched is not known to kiln.
+pub type RunOutput = crate::material::StepOutput<LiveRootfs>;
 
 /// The extended attribute of a file capability set (`setcap`).
 pub(crate) const CAPABILITY_XATTR: &str = "security.capability";
@@ -596,7 +552,9 @@ pub fn run(
     let diff = readable_copies(diff, &dir, &maps)?;
     Ok(RunOutput {
         diff,
-        live: LiveRootfs {
+        materials: Vec::new(),
+        warnings: Vec::new(),
+        details: LiveRootfs {
             dir,
             root,
             before: next,
@@ -604,91 +562,6 @@ pub fn run(
             layers,
         },
     })
-}
-
-/// The directory sandboxed RUNs keep their rootfs in for one build, removed when dropped.
-/// Removal happens inside a user namespace when the caller alone cannot do it (files owned by
-/// its subordinate ids).
-pub struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    /// Uses `path` (created on first use).
-    pub fn new(path: PathBuf) -> ScratchDir {
-        ScratchDir { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if std::fs::remove_dir_all(&self.path).is_err() && self.path.exists() {
-            let maps = IdMaps::for_current_user();
-            if let Err(e) = exec::remove_as_mapped(&self.path, &maps) {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-}
-
-/// The Diff with every file the caller cannot read (a mode without read permission, or an
-/// owner from the subordinate range) replaced by a copy it can: the layer writer, and later
-/// steps, read them from outside the user namespace.
-fn readable_copies(diff: Diff, dir: &Path, maps: &IdMaps) -> Result<Diff, SandboxError> {
-    use crate::layer::{EntryKind, FileContent};
-    let unreadable =
-        |path: &Path| nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_err();
-    let mut pairs = Vec::new();
-    for (path, entry) in diff.iter() {
-        if let EntryKind::File(FileContent::HostFile { path: host, .. }) = &entry.kind
-            && unreadable(host)
-        {
-            let copies = dir.join("readable");
-            std::fs::create_dir_all(&copies).map_err(|source| SandboxError::Io {
-                action: "create",
-                path: copies.clone(),
-                source,
-            })?;
-            let copy = copies.join(crate::digest::Digest::of(path.as_str().as_bytes()).hex());
-            pairs.push((host.clone(), copy));
-        }
-    }
-    if pairs.is_empty() {
-        return Ok(diff);
-    }
-    exec::copy_as_mapped(&pairs, maps)?;
-    let copies: BTreeMap<PathBuf, PathBuf> = pairs.into_iter().collect();
-    let mut readable = Diff::new();
-    for (path, entry) in diff.iter() {
-        let mut entry = entry.clone();
-        if let EntryKind::File(FileContent::HostFile {
-            path: host, size, ..
-        }) = &entry.kind
-            && let Some(copy) = copies.get(host)
-        {
-            entry.kind = EntryKind::File(FileContent::HostFile {
-                path: copy.clone(),
-                size: *size,
-                stamp: None,
-            });
-        }
-        readable.insert(path.clone(), entry);
-    }
-    Ok(readable)
-}
-
-/// Removes the secrets' directory when dropped, whatever happened.
-struct SecretsDir(PathBuf);
-
-impl Drop for SecretsDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What the build was given as `id` for a mount; `None` leaves an optional mount out, and a
@@ -744,127 +617,5 @@ pub fn shown_command(argv: &[String]) -> String {
     argv.join(" ")
 }
 
-/// A USER resolved against the image's /etc/passwd and /etc/group.
-struct ResolvedUser {
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
-    home: String,
-}
-
-fn resolve_user(fs: &LowerFs, user: &str) -> Result<ResolvedUser, SandboxError> {
-    let read = |path: &str| -> String {
-        LayerPath::new(path)
-            .ok()
-            .and_then(|p| etc_files::read_etc(fs, &p).ok().flatten())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-    };
-    let passwd = etc_files::parse_passwd(&read("etc/passwd"));
-    let groups = etc_files::parse_group(&read("etc/group"));
-    let (name, group) = match user.split_once(':') {
-        Some((name, group)) => (name, Some(group)),
-        None => (user, None),
-    };
-    let name = if name.is_empty() { "0" } else { name };
-    let entry = match name.parse::<u32>() {
-        Ok(uid) => passwd.iter().find(|e| e.uid == uid),
-        // `root` is uid 0 even without a passwd entry or file, as in BuildKit.
-        Err(_) if name == "root" => passwd.iter().find(|e| e.name == name),
-        Err(_) => Some(passwd.iter().find(|e| e.name == name).ok_or_else(|| {
-            SandboxError::Command(format!(
-                "unable to find user {name}: no matching entries in passwd file"
-            ))
-        })?),
-    };
-    let uid = name
-        .parse::<u32>()
-        .ok()
-        .or(entry.map(|e| e.uid))
-        .unwrap_or(0);
-    let primary = entry.map(|e| e.gid).unwrap_or(0);
-    let gid = match group {
-        None => primary,
-        Some(group) => match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) if group == "root" => {
-                groups.iter().find(|g| g.name == group).map_or(0, |g| g.gid)
-            }
-            Err(_) => groups
-                .iter()
-                .find(|g| g.name == group)
-                .map(|g| g.gid)
-                .ok_or_else(|| {
-                    SandboxError::Command(format!(
-                        "unable to find group {group}: no matching entries in group file"
-                    ))
-                })?,
-        },
-    };
-    let mut supplementary = vec![gid];
-    if group.is_none()
-        && let Some(entry) = entry
-    {
-        for g in &groups {
-            if g.members.contains(&entry.name) && !supplementary.contains(&g.gid) {
-                supplementary.push(g.gid);
-            }
-        }
-    }
-    let home = entry
-        .map(|e| e.home.clone())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| {
-            if uid == 0 {
-                "/root".to_owned()
-            } else {
-                "/".to_owned()
-            }
-        });
-    Ok(ResolvedUser {
-        uid,
-        gid,
-        groups: supplementary,
-        home,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn add_host_takes_dockers_and_buildxs_forms() {
-        let v4: std::net::IpAddr = "10.1.2.3".parse().unwrap();
-        let v6: std::net::IpAddr = "fe80::1".parse().unwrap();
-        for (spec, host, ip) in [
-            ("db:10.1.2.3", "db", v4),
-            ("db=10.1.2.3", "db", v4),
-            ("db:fe80::1", "db", v6),
-            ("db:[fe80::1]", "db", v6),
-            ("db=fe80::1", "db", v6),
-        ] {
-            let entry = parse_add_host(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
-            assert_eq!((entry.host.as_str(), entry.ip), (host, ip), "{spec}");
-        }
-        for spec in [
-            "db",
-            ":10.1.2.3",
-            "db:host-gateway",
-            "db:10.1.2",
-            "a b:10.1.2.3",
-        ] {
-            assert!(parse_add_host(spec).is_err(), "{spec}");
-        }
-    }
-
-    #[test]
-    fn hosts_file_is_buildkits() {
-        let extra = [parse_add_host("db:10.0.0.2").unwrap()];
-        assert_eq!(
-            hosts_file(&extra),
-            "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             10.0.0.2\tdb\n"
-        );
-    }
-}
+mod tests;

@@ -26,15 +26,11 @@ use std::sync::OnceLock;
 use super::exec;
 use super::idmap::IdMaps;
 use super::materialize::{self, Before, Original, PartKind};
-use super::{SandboxError, io_error};
+use super::{ROOTFS_MODE_VARIABLE as MODE_VARIABLE, SandboxError, io_error};
 use crate::digest::Digest;
 use crate::layer::{Layer, LayerPath};
 use crate::rootfs::{FsNode, FsView, LowerFs, NodeKind};
 use crate::store::Store;
-
-/// The environment variable that chooses the rootfs mode: `overlay`, `copy`, or `auto` (the
-/// default: overlay where the kernel allows it).
-pub const MODE_VARIABLE: &str = "KILN_SANDBOX_ROOTFS";
 
 /// Base directories kept in the cache; older ones are removed when a new one is written.
 const KEPT_BASES: usize = 3;

@@ -1,5 +1,5 @@
-//! The local vulnerability database: a directory of JSON files in the open formats, read
-//! into memory and indexed by the name advisories use.
+//! The local vulnerability database: a directory of JSON files in the open formats, read for
+//! the package names one scan looks up ([`Wanted`]) and indexed by the name advisories use.
 //!
 //! Layout (`kiln scan --db DIR`): every `*.json` file below DIR, in any sub-directory, is one
 //! of
@@ -8,102 +8,53 @@
 //!   version `"0"` lists ids that never affected Alpine's package);
 //! - an OSV record (`id`, `affected[].package.{ecosystem,name}`, `affected[].ranges[].events`
 //!   with `introduced`/`fixed`/`last_affected`, `affected[].versions`), for the ecosystems
-//!   `PyPI` (PEP 440 ordering, PEP 503 names) and `Alpine:vX.Y` (apk ordering, origin names);
-//!   records with `withdrawn` set are ignored, as are other ecosystems;
+//!   `PyPI` (PEP 440 ordering, PEP 503 names), `Alpine:vX.Y` (apk ordering, origin names) and
+//!   `Debian:N` (dpkg ordering, source package names); records with `withdrawn` set are
+//!   ignored, as are other ecosystems;
 //! - a JSON array of OSV records (an export of many in one file).
 //!
-//! A file in none of these shapes, or an entry whose versions cannot be read, is an error that
-//! names the file and the entry.
+//! Files are read on every core at once. Each is parsed once into borrowed text (the fast
+//! path, in `typed.rs`); only the entries for wanted names are validated and kept, so a
+//! scan of a few dozen packages against tens of thousands of advisories costs little more than
+//! reading the bytes. A file in none of these shapes, or a kept entry whose versions cannot be
+//! read, is read again as a generic JSON tree, which checks every entry and names the file and
+//! the entry in its error (`kiln db fetch` checks every entry of every file it writes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
+pub use super::entries::{Advisory, Affected, Ecosystem, Entry, Event, Wanted};
+pub(crate) use super::entries::{FileEntries, secdb_entry};
 use super::{ScanError, Severity};
-
-/// One advisory, as reported in a finding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Advisory {
-    /// The advisory's ids: the OSV id and its aliases, or a secdb entry's CVE ids.
-    pub ids: Vec<String>,
-    /// Its severity (secdb gives none: [`Severity::Unknown`]).
-    pub severity: Severity,
-    /// A one-line summary, when the source has one.
-    pub summary: Option<String>,
-}
-
-/// One range event of an OSV `affected[].ranges[]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Versions from here on are affected (`"0"`: from the first).
-    Introduced(String),
-    /// Versions from here on are not affected.
-    Fixed(String),
-    /// Versions after this one are not affected.
-    LastAffected(String),
-}
-
-/// Which versions of a package an advisory affects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Affected {
-    /// Every version before each listed fixed version (secdb: one entry per fixed version).
-    Before {
-        /// The first version that is fixed.
-        fixed: String,
-    },
-    /// OSV ranges (each a list of events) and explicitly listed versions.
-    Osv {
-        /// `ranges[].events`, ECOSYSTEM or SEMVER ranges only.
-        ranges: Vec<Vec<Event>>,
-        /// `versions[]`.
-        versions: Vec<String>,
-    },
-}
-
-/// An advisory as it applies to one package name.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    /// The advisory.
-    pub advisory: Arc<Advisory>,
-    /// The versions it affects.
-    pub affected: Affected,
-    /// The file it came from (for messages).
-    pub file: Arc<PathBuf>,
-}
-
-/// Where advisories apply: an ecosystem, and for Alpine its release branch.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Ecosystem {
-    /// Alpine, with the branch (`v3.20`).
-    Alpine(String),
-    /// The Python package index.
-    PyPI,
-}
 
 /// The loaded database.
 #[derive(Debug, Default)]
 pub struct Database {
-    /// Entries by (ecosystem, name): the origin for Alpine, the PEP 503 name for PyPI.
+    /// Entries by (ecosystem, name): the origin for Alpine, the source package for Debian, the
+    /// PEP 503 name for PyPI.
     entries: BTreeMap<(Ecosystem, String), Vec<Entry>>,
     /// The Alpine branches secdb files were read for.
     alpine_branches: Vec<String>,
-    /// How many files were read.
-    pub files: usize,
-    /// sha256 over each file's path (relative to the directory) and content, in order: which
-    /// database a report was made with.
-    pub digest: Option<crate::digest::Digest>,
+    /// The ecosystems any advisory names.
+    ecosystems: Vec<Ecosystem>,
+    /// The directory and the files read, in order (for [`Database::digest`]).
+    dir: PathBuf,
+    files: Vec<PathBuf>,
 }
 
 impl Database {
-    /// Reads every `*.json` file below `dir` (sorted, so messages and results are stable).
-    pub fn load(dir: &Path) -> Result<Database, ScanError> {
+    /// Reads every `*.json` file below `dir` (in parallel, merged in the order of their paths),
+    /// keeping the advisories for the `wanted` names.
+    pub fn load(dir: &Path, wanted: &Wanted) -> Result<Database, ScanError> {
         if !dir.is_dir() {
             return Err(ScanError::NoDatabase(dir.to_owned()));
         }
         let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(dir) {
             let entry = entry.map_err(|e| ScanError::Read {
                 path: e
                     .path()
@@ -111,394 +62,64 @@ impl Database {
                     .unwrap_or_else(|| dir.to_owned()),
                 source: std::io::Error::other(e.to_string()),
             })?;
-            if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "json")
-            {
+            let name = entry.file_name().as_encoded_bytes();
+            if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
                 files.push(entry.into_path());
             }
         }
-        let mut db = Database::default();
+        // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
+        // of files), so messages and results do not depend on the directory's order.
+        files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        let mut db = Database {
+            dir: dir.to_owned(),
+            ..Database::default()
+        };
+        for read in read_in_parallel(&files, wanted) {
+            db.merge(read?);
+        }
+        db.files = files;
+        Ok(db)
+    }
+
+    /// Which database this is: sha256 over each file's sha256 and path (relative to the
+    /// directory), in order. Computed on demand (for `--attest`): it reads the files again.
+    pub fn digest(&self) -> Result<crate::digest::Digest, ScanError> {
         let mut listing = String::new();
-        for path in files {
-            let bytes = std::fs::read(&path).map_err(|source| ScanError::Read {
+        for path in &self.files {
+            let bytes = std::fs::read(path).map_err(|source| ScanError::Read {
                 path: path.clone(),
                 source,
             })?;
-            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            let relative = path.strip_prefix(&self.dir).unwrap_or(path);
             listing.push_str(&format!(
                 "{} {}\n",
                 crate::digest::Digest::of(&bytes).hex(),
                 relative.display()
             ));
-            if let Some(file) = super::typed::parse(&bytes)
-                && db.add_typed(&path, file)
-            {
-                continue;
-            }
-            let value: Value =
-                serde_json::from_slice(&bytes).map_err(|e| ScanError::Malformed {
-                    path: path.clone(),
-                    entry: "the file".to_owned(),
-                    reason: format!("not JSON: {e}"),
-                })?;
-            db.add_file(&path, &value)?;
         }
-        db.digest = Some(crate::digest::Digest::of(listing.as_bytes()));
-        Ok(db)
+        Ok(crate::digest::Digest::of(listing.as_bytes()))
     }
 
-    /// Adds a file read by the fast path; false (and nothing added) when one of its entries
-    /// is not valid, so the generic path reads it again and reports the entry.
-    fn add_typed(&mut self, path: &Path, file: super::typed::File) -> bool {
-        let file_path = Arc::new(path.to_owned());
-        let mut staged: Vec<((Ecosystem, String), Entry)> = Vec::new();
-        let mut branch_read = None;
-        match file {
-            super::typed::File::Secdb(secdb) => {
-                for package in secdb.packages {
-                    for (fixed, ids) in package.pkg.secfixes.into_iter().flatten() {
-                        if fixed == "0" {
-                            continue;
-                        }
-                        if !crate::apk::version::is_valid(&fixed) {
-                            return false;
-                        }
-                        let ids = ids
-                            .iter()
-                            .flat_map(|id| id.split_whitespace())
-                            .map(str::to_owned)
-                            .collect();
-                        staged.push((
-                            (
-                                Ecosystem::Alpine(secdb.distroversion.clone()),
-                                package.pkg.name.clone(),
-                            ),
-                            Entry {
-                                advisory: Arc::new(Advisory {
-                                    ids,
-                                    severity: Severity::Unknown,
-                                    summary: None,
-                                }),
-                                affected: Affected::Before { fixed },
-                                file: file_path.clone(),
-                            },
-                        ));
-                    }
-                }
-                branch_read = Some(secdb.distroversion);
-            }
-            super::typed::File::Osv(records) => {
-                let word = |s: &Option<super::typed::SeverityWord>| {
-                    s.as_ref()
-                        .and_then(|s| s.severity.as_ref())
-                        .and_then(Value::as_str)
-                        .and_then(Severity::from_word)
-                        .unwrap_or(Severity::Unknown)
-                };
-                for record in records {
-                    if record.id.is_empty() {
-                        return false;
-                    }
-                    if record.withdrawn.as_deref().is_some_and(|w| !w.is_empty()) {
-                        continue;
-                    }
-                    let mut ids = vec![record.id.clone()];
-                    ids.extend(record.aliases.iter().cloned());
-                    let record_severity = word(&record.database_specific);
-                    for affected in record.affected {
-                        let name = &affected.package.name;
-                        if name.is_empty() {
-                            return false;
-                        }
-                        let (ecosystem, key, valid): (Ecosystem, String, fn(&str) -> bool) =
-                            if affected.package.ecosystem == "PyPI" {
-                                (
-                                    Ecosystem::PyPI,
-                                    crate::python::wheel::normalize_name(name),
-                                    |v| v.parse::<pep440_rs::Version>().is_ok(),
-                                )
-                            } else if let Some(branch) =
-                                affected.package.ecosystem.strip_prefix("Alpine:")
-                            {
-                                (
-                                    Ecosystem::Alpine(branch.to_owned()),
-                                    name.clone(),
-                                    crate::apk::version::is_valid,
-                                )
-                            } else {
-                                continue;
-                            };
-                        let mut ranges = Vec::new();
-                        for range in affected.ranges {
-                            if !matches!(range.kind.as_str(), "ECOSYSTEM" | "SEMVER") {
-                                continue;
-                            }
-                            let mut events = Vec::new();
-                            for event in range.events {
-                                let parsed = match (
-                                    event.introduced,
-                                    event.fixed,
-                                    event.last_affected,
-                                    event.limit,
-                                ) {
-                                    (Some(v), _, _, _) if v == "0" => Event::Introduced(v),
-                                    (Some(v), _, _, _) if valid(&v) => Event::Introduced(v),
-                                    (None, Some(v), _, _) if valid(&v) => Event::Fixed(v),
-                                    (None, None, Some(v), _) if valid(&v) => Event::LastAffected(v),
-                                    (None, None, None, Some(v)) if valid(&v) => continue,
-                                    _ => return false,
-                                };
-                                events.push(parsed);
-                            }
-                            ranges.push(events);
-                        }
-                        let severity = word(&affected.ecosystem_specific)
-                            .max(word(&affected.database_specific))
-                            .max(record_severity);
-                        staged.push((
-                            (ecosystem, key),
-                            Entry {
-                                advisory: Arc::new(Advisory {
-                                    ids: ids.clone(),
-                                    severity,
-                                    summary: record.summary.clone(),
-                                }),
-                                affected: Affected::Osv {
-                                    ranges,
-                                    versions: affected.versions,
-                                },
-                                file: file_path.clone(),
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        for (key, entry) in staged {
+    fn merge(&mut self, file: FileEntries) {
+        for (key, entry) in file.entries {
             self.entries.entry(key).or_default().push(entry);
         }
-        if let Some(branch) = branch_read
+        if let Some(branch) = file.alpine_branch
             && !self.alpine_branches.contains(&branch)
         {
             self.alpine_branches.push(branch);
         }
-        self.files += 1;
-        true
+        for ecosystem in file.ecosystems {
+            if !self.ecosystems.contains(&ecosystem) {
+                self.ecosystems.push(ecosystem);
+            }
+        }
     }
 
-    /// Adds one parsed file's advisories.
+    /// Adds one parsed file's advisories, every entry checked.
     pub fn add_file(&mut self, path: &Path, value: &Value) -> Result<(), ScanError> {
-        let file = Arc::new(path.to_owned());
-        if value.get("distroversion").is_some() && value.get("packages").is_some() {
-            self.add_secdb(&file, value)?;
-        } else if let Some(records) = value.as_array() {
-            for (index, record) in records.iter().enumerate() {
-                self.add_osv(&file, record, &format!("record {index}"))?;
-            }
-        } else if value.get("id").is_some() && value.get("affected").is_some() {
-            self.add_osv(&file, value, "the record")?;
-        } else if value.get("id").is_some() && value.get("withdrawn").is_some() {
-            // A withdrawn OSV record may drop its `affected` list.
-        } else {
-            return Err(ScanError::Malformed {
-                path: path.to_owned(),
-                entry: "the file".to_owned(),
-                reason: "neither an Alpine secdb file (`distroversion`, `packages`) nor an OSV \
-                         record (`id`, `affected`) nor an array of OSV records"
-                    .to_owned(),
-            });
-        }
-        self.files += 1;
-        Ok(())
-    }
-
-    fn add_secdb(&mut self, file: &Arc<PathBuf>, value: &Value) -> Result<(), ScanError> {
-        let malformed = |entry: String, reason: &str| ScanError::Malformed {
-            path: file.to_path_buf(),
-            entry,
-            reason: reason.to_owned(),
-        };
-        let branch = value["distroversion"]
-            .as_str()
-            .ok_or_else(|| malformed("distroversion".to_owned(), "not a string"))?
-            .to_owned();
-        let packages = value["packages"]
-            .as_array()
-            .ok_or_else(|| malformed("packages".to_owned(), "not an array"))?;
-        for (index, package) in packages.iter().enumerate() {
-            let name = package["pkg"]["name"]
-                .as_str()
-                .ok_or_else(|| malformed(format!("packages[{index}]"), "no `pkg.name` string"))?;
-            let Some(secfixes) = package["pkg"]["secfixes"].as_object() else {
-                if package["pkg"]["secfixes"].is_null() {
-                    continue;
-                }
-                return Err(malformed(
-                    format!("packages[{index}] ({name})"),
-                    "`pkg.secfixes` is not an object of version -> ids",
-                ));
-            };
-            for (fixed, ids) in secfixes {
-                let entry = || format!("packages[{index}] ({name}) secfixes `{fixed}`");
-                let ids = ids
-                    .as_array()
-                    .ok_or_else(|| malformed(entry(), "not a list of ids"))?
-                    .iter()
-                    .map(|id| {
-                        id.as_str()
-                            .ok_or_else(|| malformed(entry(), "an id is not a string"))
-                    })
-                    .collect::<Result<Vec<&str>, _>>()?;
-                // `0`: these ids never affected Alpine's package.
-                if fixed == "0" {
-                    continue;
-                }
-                if !crate::apk::version::is_valid(fixed) {
-                    return Err(malformed(
-                        entry(),
-                        "the fixed version is not an apk version",
-                    ));
-                }
-                let ids = ids
-                    .iter()
-                    .flat_map(|id| id.split_whitespace())
-                    .map(str::to_owned)
-                    .collect();
-                self.entries
-                    .entry((Ecosystem::Alpine(branch.clone()), name.to_owned()))
-                    .or_default()
-                    .push(Entry {
-                        advisory: Arc::new(Advisory {
-                            ids,
-                            severity: Severity::Unknown,
-                            summary: None,
-                        }),
-                        affected: Affected::Before {
-                            fixed: fixed.clone(),
-                        },
-                        file: file.clone(),
-                    });
-            }
-        }
-        if !self.alpine_branches.contains(&branch) {
-            self.alpine_branches.push(branch);
-        }
-        Ok(())
-    }
-
-    fn add_osv(
-        &mut self,
-        file: &Arc<PathBuf>,
-        record: &Value,
-        where_: &str,
-    ) -> Result<(), ScanError> {
-        let id = record["id"].as_str().unwrap_or_default();
-        let malformed = |entry: String, reason: String| ScanError::Malformed {
-            path: file.to_path_buf(),
-            entry,
-            reason,
-        };
-        if id.is_empty() {
-            return Err(malformed(where_.to_owned(), "no `id` string".to_owned()));
-        }
-        if record["withdrawn"].as_str().is_some_and(|w| !w.is_empty()) {
-            return Ok(());
-        }
-        let mut ids = vec![id.to_owned()];
-        if let Some(aliases) = record["aliases"].as_array() {
-            ids.extend(aliases.iter().filter_map(Value::as_str).map(str::to_owned));
-        }
-        let affected_list = record["affected"]
-            .as_array()
-            .ok_or_else(|| malformed(id.to_owned(), "`affected` is not an array".to_owned()))?;
-        let record_severity = severity_of(record);
-        for (index, affected) in affected_list.iter().enumerate() {
-            let entry = format!("{id} affected[{index}]");
-            let ecosystem = affected["package"]["ecosystem"]
-                .as_str()
-                .unwrap_or_default();
-            let name = affected["package"]["name"].as_str().unwrap_or_default();
-            if name.is_empty() {
-                return Err(malformed(entry, "no `package.name`".to_owned()));
-            }
-            let (ecosystem, key, valid): (Ecosystem, String, fn(&str) -> bool) =
-                if ecosystem == "PyPI" {
-                    (
-                        Ecosystem::PyPI,
-                        crate::python::wheel::normalize_name(name),
-                        |v| v.parse::<pep440_rs::Version>().is_ok(),
-                    )
-                } else if let Some(branch) = ecosystem.strip_prefix("Alpine:") {
-                    (
-                        Ecosystem::Alpine(branch.to_owned()),
-                        name.to_owned(),
-                        crate::apk::version::is_valid,
-                    )
-                } else {
-                    continue;
-                };
-            let mut ranges = Vec::new();
-            for (r, range) in affected["ranges"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                if !matches!(range["type"].as_str(), Some("ECOSYSTEM" | "SEMVER")) {
-                    continue;
-                }
-                let mut events = Vec::new();
-                for (e, event) in range["events"].as_array().into_iter().flatten().enumerate() {
-                    let here = || format!("{entry} ranges[{r}].events[{e}]");
-                    let (kind, version) = ["introduced", "fixed", "last_affected", "limit"]
-                        .iter()
-                        .find_map(|k| event[*k].as_str().map(|v| (*k, v)))
-                        .ok_or_else(|| {
-                            malformed(
-                                here(),
-                                "expected one of introduced, fixed, last_affected, limit"
-                                    .to_owned(),
-                            )
-                        })?;
-                    let from_the_start = kind == "introduced" && version == "0";
-                    if !from_the_start && !valid(version) {
-                        return Err(malformed(
-                            here(),
-                            format!("`{version}` is not a version of the {ecosystem:?} ecosystem"),
-                        ));
-                    }
-                    events.push(match kind {
-                        "introduced" => Event::Introduced(version.to_owned()),
-                        "fixed" => Event::Fixed(version.to_owned()),
-                        "last_affected" => Event::LastAffected(version.to_owned()),
-                        // `limit` bounds a git walk; ecosystem ranges need not honor it.
-                        _ => continue,
-                    });
-                }
-                ranges.push(events);
-            }
-            let versions = affected["versions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<Vec<_>>();
-            let severity = severity_of(&affected["ecosystem_specific"])
-                .max(severity_of(&affected["database_specific"]))
-                .max(record_severity);
-            self.entries
-                .entry((ecosystem, key))
-                .or_default()
-                .push(Entry {
-                    advisory: Arc::new(Advisory {
-                        ids: ids.clone(),
-                        severity,
-                        summary: record["summary"].as_str().map(str::to_owned),
-                    }),
-                    affected: Affected::Osv { ranges, versions },
-                    file: file.clone(),
-                });
-        }
+        let entries = read_value(&Arc::new(path.to_owned()), value, &Wanted::everything())?;
+        self.merge(entries);
         Ok(())
     }
 
@@ -513,15 +134,428 @@ impl Database {
     pub fn has_alpine_branch(&self, branch: &str) -> bool {
         self.alpine_branches.iter().any(|b| b == branch)
     }
+
+    /// True when some advisory (kept or not) names `ecosystem`.
+    pub fn has_ecosystem(&self, ecosystem: &Ecosystem) -> bool {
+        self.ecosystems.contains(ecosystem)
+    }
 }
 
-/// A severity named in `value.severity` as a word (`HIGH`, GitHub's `MODERATE`) or in
-/// `value.database_specific.severity`; CVSS vectors are not scored ([`Severity::Unknown`]).
-fn severity_of(value: &Value) -> Severity {
-    [&value["severity"], &value["database_specific"]["severity"]]
-        .into_iter()
-        .filter_map(Value::as_str)
-        .filter_map(Severity::from_word)
-        .max()
+/// Reads `files` on up to as many threads as there are cores; the results in `files`' order.
+fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntries, ScanError>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len());
+    // One buffer and one open directory per thread, reused: most files of an OSV export are a
+    // few hundred bytes, tens of thousands of them in one directory.
+    let read_all = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
+        let mut buffer = Vec::new();
+        let mut opener = Opener::default();
+        paths
+            .map(|(index, path)| (index, read_file(path, wanted, &mut opener, &mut buffer)))
+            .collect::<Vec<_>>()
+    };
+    if workers <= 1 {
+        return read_all(&mut files.iter().enumerate())
+            .into_iter()
+            .map(|(_, result)| result)
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, _)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    read_all(&mut std::iter::from_fn(|| {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        files.get(index).map(|path| (index, path))
+                    }))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    });
+    results.sort_unstable_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Opens files by name relative to their directory, kept open while consecutive files share
+/// it: one name looked up per file instead of every component of its path.
+#[derive(Default)]
+struct Opener {
+    dir: Option<(PathBuf, std::fs::File)>,
+}
+
+impl Opener {
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::File::open(path);
+        };
+        if self
+            .dir
+            .as_ref()
+            .is_none_or(|(cached, _)| cached.as_path() != parent)
+        {
+            self.dir = Some((parent.to_owned(), std::fs::File::open(parent)?));
+        }
+        let Some((_, dir)) = &self.dir else {
+            return std::fs::File::open(path);
+        };
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
+            .map_err(std::io::Error::from)?;
+        Ok(std::fs::File::from(fd))
+    }
+}
+
+/// The entries one file holds for `wanted`, read into `buffer`.
+fn read_file(
+    path: &Path,
+    wanted: &Wanted,
+    opener: &mut Opener,
+    buffer: &mut Vec<u8>,
+) -> Result<FileEntries, ScanError> {
+    let failed = |source| ScanError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    buffer.clear();
+    std::io::Read::read_to_end(&mut opener.open(path).map_err(failed)?, buffer).map_err(failed)?;
+    let file = Arc::new(path.to_owned());
+    if let Some(entries) = super::typed::read(buffer, &file, wanted) {
+        return Ok(entries);
+    }
+    let value: Value = serde_json::from_slice(buffer).map_err(|e| ScanError::Malformed {
+        path: path.to_owned(),
+        entry: "the file".to_owned(),
+        reason: format!("not JSON: {e}"),
+    })?;
+    read_value(&file, &value, wanted)
+}
+
+/// The generic path: a file as a JSON tree, every entry checked, the `wanted` ones kept.
+fn read_value(
+    file: &Arc<PathBuf>,
+    value: &Value,
+    wanted: &Wanted,
+) -> Result<FileEntries, ScanError> {
+    let mut out = FileEntries::default();
+    if value.get("distroversion").is_some() && value.get("packages").is_some() {
+        read_secdb(file, value, wanted, &mut out)?;
+    } else if let Some(records) = value.as_array() {
+        for (index, record) in records.iter().enumerate() {
+            read_osv(file, record, &format!("record {index}"), wanted, &mut out)?;
+        }
+    } else if value.get("id").is_some() && value.get("affected").is_some() {
+        read_osv(file, value, "the record", wanted, &mut out)?;
+    } else if value.get("id").is_some() && value.get("withdrawn").is_some() {
+        // A withdrawn OSV record may drop its `affected` list.
+    } else {
+        return Err(ScanError::Malformed {
+            path: file.to_path_buf(),
+            entry: "the file".to_owned(),
+            reason: "neither an Alpine secdb file (`distroversion`, `packages`) nor an OSV \
+                     record (`id`, `affected`) nor an array of OSV records"
+                .to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn read_secdb(
+    file: &Arc<PathBuf>,
+    value: &Value,
+    wanted: &Wanted,
+    out: &mut FileEntries,
+) -> Result<(), ScanError> {
+    let malformed = |entry: String, reason: &str| ScanError::Malformed {
+        path: file.to_path_buf(),
+        entry,
+        reason: reason.to_owned(),
+    };
+    let branch = value["distroversion"]
+        .as_str()
+        .ok_or_else(|| malformed("distroversion".to_owned(), "not a string"))?
+        .to_owned();
+    let packages = value["packages"]
+        .as_array()
+        .ok_or_else(|| malformed("packages".to_owned(), "not an array"))?;
+    let ecosystem = Ecosystem::Alpine(branch.clone());
+    for (index, package) in packages.iter().enumerate() {
+        let name = package["pkg"]["name"]
+            .as_str()
+            .ok_or_else(|| malformed(format!("packages[{index}]"), "no `pkg.name` string"))?;
+        let Some(secfixes) = package["pkg"]["secfixes"].as_object() else {
+            if package["pkg"]["secfixes"].is_null() {
+                continue;
+            }
+            return Err(malformed(
+                format!("packages[{index}] ({name})"),
+                "`pkg.secfixes` is not an object of version -> ids",
+            ));
+        };
+        for (fixed, ids) in secfixes {
+            let entry = || format!("packages[{index}] ({name}) secfixes `{fixed}`");
+            let ids = ids
+                .as_array()
+                .ok_or_else(|| malformed(entry(), "not a list of ids"))?
+                .iter()
+                .map(|id| {
+                    id.as_str()
+                        .ok_or_else(|| malformed(entry(), "an id is not a string"))
+                })
+                .collect::<Result<Vec<&str>, _>>()?;
+            // `0`: these ids never affected Alpine's package.
+            if fixed == "0" {
+                continue;
+            }
+            if !crate::apk::version::is_valid(fixed) {
+                return Err(malformed(
+                    entry(),
+                    "the fixed version is not an apk version",
+                ));
+            }
+            if wanted.keeps(&ecosystem, name) {
+                out.entries.push((
+                    (ecosystem.clone(), name.to_owned()),
+                    secdb_entry(file, fixed, ids.into_iter()),
+                ));
+            }
+        }
+    }
+    out.saw(&ecosystem);
+    out.alpine_branch = Some(branch);
+    Ok(())
+}
+
+fn read_osv(
+    file: &Arc<PathBuf>,
+    record: &Value,
+    where_: &str,
+    wanted: &Wanted,
+    out: &mut FileEntries,
+) -> Result<(), ScanError> {
+    let id = record["id"].as_str().unwrap_or_default();
+    let malformed = |entry: String, reason: String| ScanError::Malformed {
+        path: file.to_path_buf(),
+        entry,
+        reason,
+    };
+    if id.is_empty() {
+        return Err(malformed(where_.to_owned(), "no `id` string".to_owned()));
+    }
+    if record["withdrawn"].as_str().is_some_and(|w| !w.is_empty()) {
+        return Ok(());
+    }
+    let mut ids = vec![id.to_owned()];
+    if let Some(aliases) = record["aliases"].as_array() {
+        ids.extend(aliases.iter().filter_map(Value::as_str).map(str::to_owned));
+    }
+    let affected_list = record["affected"]
+        .as_array()
+        .ok_or_else(|| malformed(id.to_owned(), "`affected` is not an array".to_owned()))?;
+    let record_severity = severity_of(record);
+    for (index, affected) in affected_list.iter().enumerate() {
+        let entry = format!("{id} affected[{index}]");
+        let ecosystem = affected["package"]["ecosystem"]
+            .as_str()
+            .unwrap_or_default();
+        let name = affected["package"]["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            return Err(malformed(entry, "no `package.name`".to_owned()));
+        }
+        let Some(ecosystem) = Ecosystem::from_osv(ecosystem) else {
+            continue;
+        };
+        out.saw(&ecosystem);
+        let mut ranges = Vec::new();
+        for (r, range) in affected["ranges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if !matches!(range["type"].as_str(), Some("ECOSYSTEM" | "SEMVER")) {
+                continue;
+            }
+            let mut events = Vec::new();
+            for (e, event) in range["events"].as_array().into_iter().flatten().enumerate() {
+                let here = || format!("{entry} ranges[{r}].events[{e}]");
+                let (kind, version) = ["introduced", "fixed", "last_affected", "limit"]
+                    .iter()
+                    .find_map(|k| event[*k].as_str().map(|v| (*k, v)))
+                    .ok_or_else(|| {
+                        malformed(
+                            here(),
+                            "expected one of introduced, fixed, last_affected, limit".to_owned(),
+                        )
+                    })?;
+                let from_the_start = kind == "introduced" && version == "0";
+                if !from_the_start && !ecosystem.is_valid_version(version) {
+                    return Err(malformed(
+                        here(),
+                        format!("`{version}` is not a version of the {ecosystem} ecosystem"),
+                    ));
+                }
+                events.push(match kind {
+                    "introduced" => Event::Introduced(version.to_owned()),
+                    "fixed" => Event::Fixed(version.to_owned()),
+                    "last_affected" => Event::LastAffected(version.to_owned()),
+                    // `limit` bounds a git walk; ecosystem ranges need not honor it.
+                    _ => continue,
+                });
+            }
+            ranges.push(events);
+        }
+        let key = ecosystem.key(name).into_owned();
+        if !wanted.keeps(&ecosystem, &key) {
+            continue;
+        }
+        let versions = affected["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let severity = word(&affected["ecosystem_specific"]["severity"])
+            .max(word(&affected["database_specific"]["severity"]))
+            .max(record_severity);
+        out.entries.push((
+            (ecosystem, key),
+            Entry {
+                advisory: Arc::new(Advisory {
+                    ids: ids.clone(),
+                    severity,
+                    summary: record["summary"].as_str().map(str::to_owned),
+                }),
+                affected: Affected::Osv { ranges, versions },
+                file: file.clone(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// A record's severity: `severity` or `database_specific.severity` as a word (`HIGH`, GitHub's
+/// `MODERATE`); CVSS vectors are not scored ([`Severity::Unknown`]).
+fn severity_of(record: &Value) -> Severity {
+    word(&record["severity"]).max(word(&record["database_specific"]["severity"]))
+}
+
+/// A severity word, or [`Severity::Unknown`] for anything else.
+fn word(value: &Value) -> Severity {
+    value
+        .as_str()
+        .and_then(Severity::from_word)
         .unwrap_or(Severity::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::sbom::{PackageKind, SbomPackage};
+    use crate::scan::entries::is_pep503;
+
+    /// The fast path and the generic path read the same entries from the same records.
+    #[test]
+    fn both_paths_read_the_same_entries() {
+        let records = serde_json::json!([
+            {"id": "PYSEC-1", "aliases": ["CVE-1", "GHSA-1"], "summary": "s\u{e9}\"q",
+             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"}],
+             "database_specific": {"severity": "MODERATE", "cwe_ids": ["CWE-79"]},
+             "affected": [
+                {"package": {"ecosystem": "PyPI", "name": "Zope.Interface"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "6.4.post1"}]},
+                            {"type": "GIT", "repo": "x", "events": [{"introduced": "abc"}]},
+                            {"type": "ECOSYSTEM", "events": [{"introduced": "7.0"}, {"last_affected": "7.1"}, {"limit": "8"}]}],
+                 "versions": ["6.0", "6.1"], "ecosystem_specific": {"severity": "HIGH"}},
+                {"package": {"ecosystem": "Debian:12", "name": "glibc"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.36-9+deb12u4"}]}]},
+                {"package": {"ecosystem": "Alpine:v3.20", "name": "openssl"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.3.2-r1"}]}],
+                 "database_specific": {"severity": "critical"}},
+                {"package": {"ecosystem": "npm", "name": "left-pad"}, "ranges": []}
+             ]},
+            {"id": "PYSEC-2", "withdrawn": "2024-01-01T00:00:00Z",
+             "affected": [{"package": {"ecosystem": "PyPI", "name": "flask"}}]},
+            {"id": "PYSEC-3", "severity": "LOW",
+             "affected": [{"package": {"ecosystem": "PyPI", "name": "flask"}, "versions": ["1.0"]}]}
+        ]);
+        let file = Arc::new(PathBuf::from("all.json"));
+        let bytes = records.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &Wanted::everything())
+            .expect("the fast path takes the records");
+        let generic = read_value(&file, &records, &Wanted::everything()).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.ecosystems, generic.ecosystems);
+        assert_eq!(fast.entries.len(), 4, "{:?}", fast.entries);
+        assert_eq!(fast.entries[0].1.advisory.severity, Severity::High);
+        assert_eq!(fast.entries[2].1.advisory.severity, Severity::Critical);
+        assert_eq!(fast.entries[3].1.advisory.severity, Severity::Low);
+
+        let secdb = serde_json::json!({"distroversion": "v3.20", "packages": [
+            {"pkg": {"name": "openssl", "secfixes": {"3.3.2-r1": ["CVE-2 CVE-3"], "0": ["CVE-4"]}}},
+            {"pkg": {"name": "musl"}}
+        ]});
+        let bytes = secdb.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &Wanted::everything()).unwrap();
+        let generic = read_value(&file, &secdb, &Wanted::everything()).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.alpine_branch.as_deref(), Some("v3.20"));
+        assert_eq!(fast.entries.len(), 1);
+
+        // Only wanted names are kept, by both paths.
+        let wanted = Wanted::names_of(&[SbomPackage {
+            kind: PackageKind::Python,
+            name: "zope_interface".to_owned(),
+            version: "6.0".to_owned(),
+            license: None,
+            checksum: None,
+        }]);
+        let bytes = records.to_string().into_bytes();
+        let fast = super::super::typed::read(&bytes, &file, &wanted).unwrap();
+        let generic = read_value(&file, &records, &wanted).unwrap();
+        assert_eq!(
+            format!("{:?}", fast.entries),
+            format!("{:?}", generic.entries)
+        );
+        assert_eq!(fast.entries.len(), 1);
+        assert_eq!(
+            fast.entries[0].0,
+            (Ecosystem::PyPI, "zope-interface".to_owned())
+        );
+    }
+
+    #[test]
+    fn pep503_names_are_recognised_without_normalizing() {
+        for (name, already) in [
+            ("flask", true),
+            ("zope-interface", true),
+            ("Flask", false),
+            ("zope.interface", false),
+            ("zope_interface", false),
+            ("a--b", false),
+        ] {
+            assert_eq!(is_pep503(name), already, "{name}");
+            assert_eq!(
+                Ecosystem::PyPI.key(name),
+                crate::python::wheel::normalize_name(name),
+                "{name}"
+            );
+        }
+    }
 }

@@ -1,12 +1,13 @@
 //! Vulnerability scanning from the image's own package list, offline: the packages kiln lists
 //! for the SBOM ([`crate::attest::packages_from_rootfs`]) matched against a local database of
 //! Alpine secdb and OSV files ([`db`]), with apk-tools version ordering for Alpine (by origin
-//! package) and PEP 440 for Python (by PEP 503 name). [`report`] prints the findings.
-//!
-//! Debian packages are listed in the SBOM but not matched: kiln has no dpkg version ordering
-//! yet, and the report says so.
+//! package), dpkg's ordering for Debian ([`dpkg`], by source package and source version, as
+//! OSV's `Debian:N` records name them) and PEP 440 for Python (by PEP 503 name). [`report`]
+//! prints the findings.
 
 pub mod db;
+pub mod dpkg;
+mod entries;
 pub mod fetch;
 pub mod from_sbom;
 pub mod report;
@@ -16,8 +17,8 @@ use std::cmp::Ordering;
 use std::path::PathBuf;
 
 use crate::attest::sbom::{PackageKind, SbomPackage};
-pub use db::Database;
 use db::{Affected, Ecosystem, Event};
+pub use db::{Database, Wanted};
 
 /// How bad a finding is, lowest first; `Unknown` when the database gives no severity (Alpine's
 /// secdb never does).
@@ -95,7 +96,7 @@ pub enum ScanError {
 pub struct Finding {
     /// The package name as installed.
     pub package: String,
-    /// `apk` or `pypi`.
+    /// `apk`, `deb` or `pypi`.
     pub ecosystem: &'static str,
     /// The installed version.
     pub installed: String,
@@ -118,7 +119,7 @@ pub struct Report {
     pub packages_checked: usize,
     /// The findings, sorted.
     pub findings: Vec<Finding>,
-    /// What the scan could not check (no secdb for the image's branch, Debian packages).
+    /// What the scan could not check (no secdb for the image's branch, no release known).
     pub notes: Vec<String>,
 }
 
@@ -132,7 +133,8 @@ impl Report {
     }
 }
 
-/// Matches `packages` (as listed for the SBOM, the OS package included) against `db`.
+/// Matches `packages` (as listed for the SBOM, the OS package included) against `db` (loaded
+/// for [`Wanted::names_of`] these packages, or for everything).
 pub fn scan(packages: &[SbomPackage], db: &Database) -> Report {
     let os = packages
         .iter()
@@ -146,19 +148,53 @@ pub fn scan(packages: &[SbomPackage], db: &Database) -> Report {
             _ => format!("v{}", os.version),
         }
     });
+    // OSV's Debian ecosystems name the major release (`Debian:12`).
+    let debian = os
+        .filter(|os| os.name == "debian" && !os.version.is_empty())
+        .map(|os| {
+            let major = os.version.split('.').next().unwrap_or(&os.version);
+            Ecosystem::Debian(major.to_owned())
+        });
     let mut report = Report {
         distro: distro.clone(),
         ..Report::default()
     };
-    let mut debian = 0;
     let mut apk_without_branch = 0;
+    let mut deb_without_release = 0;
+    let mut deb_checked = 0;
     for package in packages {
         let purl = package.purl_in(distro.as_deref());
+        let finding =
+            |ecosystem: &'static str, entry: &db::Entry, fixed_in: Option<String>| Finding {
+                package: package.name.clone(),
+                ecosystem,
+                installed: package.version.clone(),
+                fixed_in,
+                severity: entry.advisory.severity,
+                ids: entry.advisory.ids.clone(),
+                purl: purl.clone(),
+            };
         match &package.kind {
             PackageKind::OperatingSystem => continue,
-            PackageKind::Deb { .. } => {
-                debian += 1;
-                continue;
+            PackageKind::Deb {
+                source,
+                source_version,
+                ..
+            } => {
+                report.packages_checked += 1;
+                let Some(ecosystem) = &debian else {
+                    deb_without_release += 1;
+                    continue;
+                };
+                deb_checked += 1;
+                // Debian's advisories are about source packages and their versions.
+                let name = source.as_deref().unwrap_or(&package.name);
+                let version = source_version.as_deref().unwrap_or(&package.version);
+                for entry in db.entries(ecosystem, name) {
+                    if let Some(fixed_in) = affects(&entry.affected, version, &dpkg::compare) {
+                        report.findings.push(finding("deb", entry, fixed_in));
+                    }
+                }
             }
             PackageKind::Apk { origin, .. } => {
                 report.packages_checked += 1;
@@ -172,15 +208,7 @@ pub fn scan(packages: &[SbomPackage], db: &Database) -> Report {
                     if let Some(fixed_in) = affects(&entry.affected, &package.version, &|a, b| {
                         crate::apk::version::compare(a, b)
                     }) {
-                        report.findings.push(Finding {
-                            package: package.name.clone(),
-                            ecosystem: "apk",
-                            installed: package.version.clone(),
-                            fixed_in,
-                            severity: entry.advisory.severity,
-                            ids: entry.advisory.ids.clone(),
-                            purl: purl.clone(),
-                        });
+                        report.findings.push(finding("apk", entry, fixed_in));
                     }
                 }
             }
@@ -205,15 +233,9 @@ pub fn scan(packages: &[SbomPackage], db: &Database) -> Report {
                     if let Some(fixed_in) =
                         affects(&entry.affected, &installed.to_string(), &compare)
                     {
-                        report.findings.push(Finding {
-                            package: name.clone(),
-                            ecosystem: "pypi",
-                            installed: package.version.clone(),
-                            fixed_in,
-                            severity: entry.advisory.severity,
-                            ids: entry.advisory.ids.clone(),
-                            purl: purl.clone(),
-                        });
+                        let mut found = finding("pypi", entry, fixed_in);
+                        found.package = name.clone();
+                        report.findings.push(found);
                     }
                 }
             }
@@ -231,9 +253,17 @@ pub fn scan(packages: &[SbomPackage], db: &Database) -> Report {
             "{apk_without_branch} apk packages not checked: the image names no Alpine release (/etc/alpine-release)"
         ));
     }
-    if debian > 0 {
+    if let Some(ecosystem) = &debian
+        && deb_checked > 0
+        && !db.has_ecosystem(ecosystem)
+    {
         report.notes.push(format!(
-            "{debian} Debian packages not checked: kiln does not match Debian advisories yet"
+            "no OSV records for {ecosystem} in the database: {deb_checked} Debian packages were checked against none"
+        ));
+    }
+    if deb_without_release > 0 {
+        report.notes.push(format!(
+            "{deb_without_release} Debian packages not checked: the image names no Debian release (VERSION_ID in /etc/os-release)"
         ));
     }
     report.findings.sort();

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use crate::context::{Context, ContextEntry, ContextError, ContextKind, go_match, has_wildcards};
 use crate::digest::Digest;
 use crate::layer::{Diff, Entry, EntryKind, FileContent, LayerPath, Metadata};
+use crate::material::StepOutput;
 use crate::rootfs::{FsNode, FsView, NodeKind, ViewError};
 
 pub use archive::ArchiveError;
@@ -106,11 +107,13 @@ pub struct CopyInput {
     pub size: u64,
 }
 
-/// What a COPY produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyOutput {
-    /// The layer's changes.
-    pub diff: Diff,
+/// What a COPY produced: the layer's changes, and as details what it read. Its materials are
+/// the executor's to record (the context is pinned as a whole).
+pub type CopyOutput = StepOutput<CopyDetails>;
+
+/// What only a COPY returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyDetails {
     /// Every regular file read, in the order copied.
     pub inputs: Vec<CopyInput>,
     /// `--link` was given.
@@ -385,8 +388,12 @@ pub fn copy(request: &CopyRequest) -> Result<CopyOutput, CopyError> {
     }
     Ok(CopyOutput {
         diff: builder.diff,
-        inputs: builder.inputs,
-        link: request.link,
+        materials: Vec::new(),
+        warnings: Vec::new(),
+        details: CopyDetails {
+            inputs: builder.inputs,
+            link: request.link,
+        },
     })
 }
 

@@ -56,7 +56,7 @@ fn busybox_upgrade_creates_missing_applet_links_only() {
     };
     let outcome = run(&[upgrade], &lower, &options).unwrap();
     assert_eq!(
-        outcome.plans[0].to_string(),
+        outcome.details[0].to_string(),
         "(1/1) Upgrading busybox (1.36.1-r0 -> 1.36.1-r1)\n"
     );
     assert!(

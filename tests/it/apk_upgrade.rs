@@ -62,9 +62,9 @@ fn update_and_upgrade_produce_the_expected_layer() {
         ..ApkOptions::default()
     };
     let outcome = run(&[NativeCommand::ApkUpdate, upgrade()], &lower, &options).expect("upgrade");
-    assert_eq!(outcome.plans.len(), 1);
+    assert_eq!(outcome.details.len(), 1);
     assert_eq!(
-        outcome.plans[0].to_string(),
+        outcome.details[0].to_string(),
         "(1/2) Upgrading libgreet (1.0-r0 -> 1.1-r0)\n(2/2) Upgrading hello (1.0-r0 -> 1.1-r0)\n"
     );
     let diff = &outcome.diff;
@@ -156,16 +156,19 @@ fn update_and_upgrade_produce_the_expected_layer() {
     );
     let hello_material = &outcome.materials[2];
     assert_eq!(
-        hello_material.sha1.as_deref(),
+        hello_material.apk_checksum(),
         Some(fx.package("hello-1.1-r0").checksum.as_str())
     );
-    assert_eq!(hello_material.sha256.len(), 64);
+    assert_eq!(
+        hello_material.sha256.as_ref().map(|d| d.hex().len()),
+        Some(64)
+    );
 
     // Applied on the lower, the result reads as an upgraded system; a second upgrade does nothing.
     let mut upper = Overlay::new(&lower);
     upper.apply(outcome.diff.clone());
     let again = run(&[upgrade()], &upper, &options).expect("second upgrade");
-    assert_eq!(again.plans[0].to_string(), "OK: nothing to do\n");
+    assert_eq!(again.details[0].to_string(), "OK: nothing to do\n");
     assert!(
         again
             .materials
@@ -186,7 +189,7 @@ fn add_runs_pre_install_users_and_replaces() {
     .expect("add");
     // add keeps installed versions: hello stays 1.0.
     assert_eq!(
-        outcome.plans[0].to_string(),
+        outcome.details[0].to_string(),
         "(1/2) Installing greeter (2.0-r0)\n(2/2) Installing hello-extra (1.0-r0)\n"
     );
     let diff = &outcome.diff;

@@ -87,7 +87,7 @@ fn virtual_build_deps_are_added_then_deleted_with_their_dependencies() {
     let mut fs = MemFs::from_diff(&fx.lower);
     let added = run(&[add(Some(".build-deps"), &["greeter"])], &fs, &options()).unwrap();
     assert_eq!(
-        added.plans[0].to_string(),
+        added.details[0].to_string(),
         "(1/2) Installing greeter (2.0-r0)\n(2/2) Installing .build-deps (20231114.221500)\n"
     );
     let installed = text_of(&added.diff, "lib/apk/db/installed");
@@ -126,7 +126,7 @@ fn virtual_build_deps_are_added_then_deleted_with_their_dependencies() {
     fs.apply(&added.diff);
     let deleted = run(&[del(&[".build-deps"], false)], &fs, &options()).unwrap();
     assert_eq!(
-        deleted.plans[0].to_string(),
+        deleted.details[0].to_string(),
         "(1/2) Purging .build-deps (20231114.221500)\n(2/2) Purging greeter (2.0-r0)\n"
     );
     assert!(is_whiteout(&deleted.diff, "var/lib/greeter/state"));
@@ -148,7 +148,7 @@ fn del_removes_what_only_it_needed_and_keeps_modified_config() {
     let fs = MemFs::from_diff(&fx.lower);
     let outcome = run(&[del(&["hello"], false)], &fs, &options()).unwrap();
     assert_eq!(
-        outcome.plans[0].to_string(),
+        outcome.details[0].to_string(),
         "(1/2) Purging hello (1.0-r0)\n(2/2) Purging libgreet (1.0-r0)\n"
     );
     assert!(is_whiteout(&outcome.diff, "usr/bin/hello"));
@@ -164,7 +164,7 @@ fn del_removes_what_only_it_needed_and_keeps_modified_config() {
     // libgreet is not in world; -r removes the world entry that needs it (hello) as well.
     let outcome = run(&[del(&["libgreet"], true)], &fs, &options()).unwrap();
     assert_eq!(
-        outcome.plans[0].to_string(),
+        outcome.details[0].to_string(),
         "(1/2) Purging hello (1.0-r0)\n(2/2) Purging libgreet (1.0-r0)\n"
     );
     assert!(
@@ -183,7 +183,7 @@ fn del_of_a_package_still_needed_keeps_it_and_says_why() {
     let added = run(&[add(None, &["greeter"])], &fs, &options()).unwrap();
     fs.apply(&added.diff);
     let outcome = run(&[del(&["hello"], false)], &fs, &options()).unwrap();
-    assert_eq!(outcome.plans[0].to_string(), "OK: nothing to do\n");
+    assert_eq!(outcome.details[0].to_string(), "OK: nothing to do\n");
     assert!(
         outcome.warnings.contains(
             &"apk del: `hello` is not removed: a package in world still depends on it".to_owned()
@@ -215,10 +215,10 @@ fn upgrade_available_downgrades_to_what_the_repository_offers() {
         ..options()
     };
     let plain = run(&[upgrade(false)], &fs, &only_old).unwrap();
-    assert_eq!(plain.plans[0].to_string(), "OK: nothing to do\n");
+    assert_eq!(plain.details[0].to_string(), "OK: nothing to do\n");
     let available = run(&[upgrade(true)], &fs, &only_old).unwrap();
     assert_eq!(
-        available.plans[0].to_string(),
+        available.details[0].to_string(),
         "(1/2) Downgrading libgreet (1.1-r0 -> 1.0-r0)\n(2/2) Downgrading hello (1.1-r0 -> 1.0-r0)\n"
     );
     assert_eq!(
@@ -245,13 +245,13 @@ fn add_upgrade_prefers_the_newest_of_the_named_packages_and_their_dependencies()
     let fs = MemFs::from_diff(&fx.lower);
     let plain = run(&[add(None, &["hello"])], &fs, &options()).unwrap();
     assert_eq!(
-        plain.plans[0].to_string(),
+        plain.details[0].to_string(),
         "OK: nothing to do\n",
         "apk add keeps what is installed"
     );
     let upgraded = run(&[add_with(None, true, &["hello"])], &fs, &options()).unwrap();
     assert_eq!(
-        upgraded.plans[0].to_string(),
+        upgraded.details[0].to_string(),
         "(1/2) Upgrading libgreet (1.0-r0 -> 1.1-r0)\n(2/2) Upgrading hello (1.0-r0 -> 1.1-r0)\n"
     );
 }

@@ -353,6 +353,7 @@ fn ignored_files_are_not_copied_and_inputs_are_listed() {
         "symlinks inside a copied dir stay links"
     );
     let inputs: Vec<(String, u64)> = out
+        .details
         .inputs
         .iter()
         .map(|i| (i.path.to_string(), i.size))
@@ -369,5 +370,8 @@ fn ignored_files_are_not_copied_and_inputs_are_listed() {
         ]
     );
     let root = fs::canonicalize(dir.path()).expect("canonical");
-    assert_eq!(out.inputs[1].origin, InputOrigin::Host(root.join("a.txt")));
+    assert_eq!(
+        out.details.inputs[1].origin,
+        InputOrigin::Host(root.join("a.txt"))
+    );
 }

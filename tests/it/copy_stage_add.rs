@@ -164,11 +164,11 @@ fn copy_from_a_stage_resolves_inside_its_root() {
     for (sources, dest, chown, want) in cases {
         let out = from_stage(sources, dest, *chown).unwrap_or_else(|e| panic!("{sources:?}: {e}"));
         assert_eq!(summary(&out), *want, "{sources:?} -> {dest}");
-        assert!(out.link);
+        assert!(out.details.link);
     }
     let out = from_stage(&["/build/out/app.bin"], "/x", None).expect("copy");
     assert_eq!(
-        out.inputs[0].origin,
+        out.details.inputs[0].origin,
         InputOrigin::Stage(path("build/out/app.bin"))
     );
     assert_eq!(
@@ -266,7 +266,11 @@ fn add_extracts_archives_and_refuses_escapes_urls_and_bad_checksums() {
             "/srv/app/run.sh file(4) 640 3:4"
         ]
     );
-    assert_eq!(out.inputs.len(), 1, "the archive itself is the input");
+    assert_eq!(
+        out.details.inputs.len(),
+        1,
+        "the archive itself is the input"
+    );
     let out = add(&dir, &["plain.tar"], "/", None).expect("extract");
     assert_eq!(summary(&out), ["/x file(1) 640 3:4"]);
     let out = add(&dir, &["notes.gz"], "/n/", None).expect("copied as a file");

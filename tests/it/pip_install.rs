@@ -246,7 +246,7 @@ fn check_seed_outcome(outcome: &PipOutcome, wheels: &[PathBuf], home: &str, uid:
         got, want,
         "pip_install differs from direct install_wheel runs"
     );
-    let purls: Vec<&str> = outcome.installed.iter().map(|d| d.purl.as_str()).collect();
+    let purls: Vec<&str> = outcome.details.iter().map(|d| d.purl.as_str()).collect();
     assert_eq!(
         purls,
         [
@@ -260,12 +260,20 @@ fn check_seed_outcome(outcome: &PipOutcome, wheels: &[PathBuf], home: &str, uid:
             "pkg:pypi/werkzeug@3.1.9",
         ]
     );
-    assert_eq!(outcome.installed[6].name, "MarkupSafe");
+    assert_eq!(outcome.details[6].name, "MarkupSafe");
     assert_eq!(outcome.materials.len(), 8);
     let seed = seed_text();
     for material in &outcome.materials {
-        assert!(seed.contains(&material.sha256), "{material:?}");
-        assert!(material.uri.ends_with(&material.filename), "{material:?}");
+        assert!(
+            seed.contains(material.sha256.as_ref().expect("sha256").hex()),
+            "{material:?}"
+        );
+        assert!(
+            material
+                .uri
+                .ends_with(material.file_name().expect("file name")),
+            "{material:?}"
+        );
     }
 }
 
@@ -632,7 +640,7 @@ fn refusals_name_the_package_and_the_fix() {
     // With --no-deps the incomplete set installs.
     let run = Run::new(stage(&flask_only, &[]), &[("PIP_FIND_LINKS", &links)]);
     let outcome = run.pip("--user --no-deps -r requirements.txt").unwrap();
-    assert_eq!(outcome.installed.len(), 1);
+    assert_eq!(outcome.details.len(), 1);
     // The hash of a synthetic wheel is honoured in hash-checking mode.
     let line = format!("needs312==1.0 --hash=sha256:{}\n", hash_of(&needs312));
     let run = Run::new(stage(&line, &[]), &[("PIP_FIND_LINKS", &both)]);
@@ -834,7 +842,7 @@ fn command_line_and_requirement_file_options_win() {
             "--user --no-index --find-links {links} -r requirements.txt"
         ))
         .unwrap();
-    assert_eq!(outcome.installed.len(), 8);
+    assert_eq!(outcome.details.len(), 8);
     // A requirements file's --find-links adds a source.
     let with_links = format!("--find-links {links}\n{seed}");
     let run = Run::new(stage(&with_links, &[]), &[]);

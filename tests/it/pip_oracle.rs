@@ -386,14 +386,14 @@ fn kiln_run(
         text
     })?;
     let mut chosen: Chosen = outcome
-        .installed
+        .details
         .iter()
         .zip(&outcome.materials)
         .map(|(dist, material)| {
             (
                 normalize(&dist.name),
                 dist.version.clone(),
-                material.filename.clone(),
+                material.file_name().expect("file name").to_owned(),
             )
         })
         .collect();

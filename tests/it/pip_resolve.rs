@@ -173,14 +173,14 @@ fn in_memory(diff: &Diff) -> Diff {
 /// `(normalized name, version, wheel file name)` of what kiln installed, sorted.
 fn chosen(outcome: &PipOutcome) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = outcome
-        .installed
+        .details
         .iter()
         .zip(&outcome.materials)
         .map(|(dist, material)| {
             (
                 simple_index::normalize(&dist.name),
                 dist.version.clone(),
-                material.filename.clone(),
+                material.file_name().expect("file name").to_owned(),
             )
         })
         .collect();
@@ -554,7 +554,7 @@ fn project_pages_of_a_level_are_fetched_together() {
         .iter()
         .filter(|p| p.starts_with("/simple/"))
         .count();
-    assert_eq!(pages, outcome.installed.len(), "one page per project");
+    assert_eq!(pages, outcome.details.len(), "one page per project");
     // flask's five dependencies, then requests' four, are read at the same time.
     let together = server
         .max_pages_in_flight

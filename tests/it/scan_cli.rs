@@ -430,6 +430,17 @@ fn malformed_database_files_are_named_with_the_entry() {
             "{message}"
         );
     }
+    // An advisory for a package the image does not have is skipped unchecked: the scan reads
+    // only what it matches (`kiln db fetch` checks every entry).
+    let unrelated = temp.path().join("unrelated-db");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    std::fs::write(
+        unrelated.join("GHSA-2.json"),
+        json!({"id": "GHSA-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "not-installed"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0 beta ???"}]}]}]}).to_string(),
+    )
+    .unwrap();
+    let skipped = scan(&layout, &unrelated, &cache, &[]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
     let missing = scan(&layout, &temp.path().join("nowhere"), &cache, &[]);
     assert!(
         stderr(&missing).contains("kiln db fetch"),

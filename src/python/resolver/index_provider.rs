@@ -18,7 +18,7 @@ use crate::python::resolve::{self, Candidate, SelectError, TargetFit};
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// A source could not be read.
-    #[error("while looking for `{package}`: {source}")]
+    #[error("failed to read the package sources for `{package}`")]
     Index {
         /// The project.
         package: String,

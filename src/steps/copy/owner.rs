@@ -8,9 +8,8 @@
 //! `/etc/passwd` or `/etc/group`; any other name must be in the file. `--chmod` takes an octal
 //! mode up to `7777`.
 
-use crate::layer::LayerPath;
 use crate::rootfs::FsView;
-use crate::steps::etc_files;
+use crate::users::etc;
 
 use super::CopyError;
 
@@ -38,32 +37,28 @@ pub fn parse_chown(value: &str, target: &dyn FsView) -> Result<Owner, CopyError>
     let (uid, primary_gid) = match numeric(user) {
         Some(Ok(uid)) => (uid, uid),
         Some(Err(())) => return Err(bad()),
-        None => {
-            let passwd = read_etc(target, "etc/passwd")?;
-            etc_files::parse_passwd(&passwd)
-                .into_iter()
-                .find(|entry| entry.name == user)
-                .map(|entry| (entry.uid, entry.gid))
-                .ok_or_else(|| CopyError::UnknownUser {
-                    name: user.to_owned(),
-                })?
-        }
+        None => etc::read_passwd(target)
+            .map_err(view_error)?
+            .into_iter()
+            .find(|entry| entry.name == user)
+            .map(|entry| (entry.uid, entry.gid))
+            .ok_or_else(|| CopyError::UnknownUser {
+                name: user.to_owned(),
+            })?,
     };
     let gid = match group {
         None => primary_gid,
         Some(group) => match numeric(group) {
             Some(Ok(gid)) => gid,
             Some(Err(())) => return Err(bad()),
-            None => {
-                let groups = read_etc(target, "etc/group")?;
-                etc_files::parse_group(&groups)
-                    .into_iter()
-                    .find(|entry| entry.name == group)
-                    .map(|entry| entry.gid)
-                    .ok_or_else(|| CopyError::UnknownGroup {
-                        name: group.to_owned(),
-                    })?
-            }
+            None => etc::read_group(target)
+                .map_err(view_error)?
+                .into_iter()
+                .find(|entry| entry.name == group)
+                .map(|entry| entry.gid)
+                .ok_or_else(|| CopyError::UnknownGroup {
+                    name: group.to_owned(),
+                })?,
         },
     };
     Ok(Owner { uid, gid })
@@ -95,16 +90,10 @@ fn numeric(value: &str) -> Option<Result<u32, ()>> {
         .then(|| value.parse().map_err(|_| ()))
 }
 
-/// Reads a passwd-style file; a missing file reads as empty (no entries), as in BuildKit.
-fn read_etc(target: &dyn FsView, path: &str) -> Result<String, CopyError> {
-    let path = LayerPath::new(path).map_err(|_| CopyError::BadChown {
-        value: path.to_owned(),
-    })?;
-    match etc_files::read_etc(target, &path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
-        Err(cause) => Err(CopyError::View {
-            path: path.absolute(),
-            cause,
-        }),
+/// A failed read of the target's /etc file (a missing file has no entries, as in BuildKit).
+fn view_error(error: etc::EtcReadError) -> CopyError {
+    CopyError::View {
+        path: error.path,
+        cause: error.source,
     }
 }

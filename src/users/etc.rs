@@ -1,10 +1,12 @@
-//! Reading `/etc/passwd` and `/etc/group` the way musl's `getpwent`/`getgrent` do, shared by
-//! COPY `--chown` and the users step.
+//! Reading `/etc/passwd` and `/etc/group` the way musl's `getpwent`/`getgrent` do: the one
+//! reader of these files in kiln, used by COPY `--chown`, the users emulation, apk's owners,
+//! the sandbox's USER and pip's RUN user.
 //!
 //! [`parse_passwd`] and [`parse_group`] take the file text and return its well-formed entries in
 //! file order; lines with too few fields or non-numeric ids are skipped, as libc skips them.
 //! [`read_etc`] reads such a file from an [`FsView`] (symlinks resolved inside the root); a
-//! missing file reads as `None`.
+//! missing file reads as `None`. [`read_passwd`] and [`read_group`] do both for an image's
+//! files; a missing file has no entries.
 
 use crate::layer::LayerPath;
 use crate::rootfs::{FsView, ViewError};
@@ -99,6 +101,38 @@ pub fn read_etc(view: &dyn FsView, path: &LayerPath) -> Result<Option<Vec<u8>>, 
     }
 }
 
+/// Reading an image's /etc file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read `{path}`")]
+pub struct EtcReadError {
+    /// The file (`/etc/passwd`).
+    pub path: String,
+    /// The cause.
+    #[source]
+    pub source: ViewError,
+}
+
+/// The entries of `view`'s `/etc/passwd` (none when it is missing), invalid UTF-8 replaced.
+pub fn read_passwd(view: &dyn FsView) -> Result<Vec<PasswdEntry>, EtcReadError> {
+    Ok(parse_passwd(&read_text(view, "etc/passwd")?))
+}
+
+/// The entries of `view`'s `/etc/group` (none when it is missing), invalid UTF-8 replaced.
+pub fn read_group(view: &dyn FsView) -> Result<Vec<GroupEntry>, EtcReadError> {
+    Ok(parse_group(&read_text(view, "etc/group")?))
+}
+
+fn read_text(view: &dyn FsView, path: &str) -> Result<String, EtcReadError> {
+    let path = LayerPath::new(path).unwrap_or_else(|_| LayerPath::root());
+    match read_etc(view, &path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
+        Err(source) => Err(EtcReadError {
+            path: path.absolute(),
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +155,41 @@ mod tests {
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[1].members, ["root", "adm"]);
         assert!(groups[2].members.is_empty());
+    }
+
+    #[test]
+    fn an_image_without_the_files_has_no_entries() {
+        use crate::layer::{Diff, Entry, EntryKind, FileContent, Metadata};
+        use crate::rootfs::MemFs;
+        let meta = Metadata {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Default::default(),
+        };
+        let empty = MemFs::new();
+        assert!(read_passwd(&empty).expect("missing is empty").is_empty());
+        assert!(read_group(&empty).expect("missing is empty").is_empty());
+        let mut diff = Diff::new();
+        let text: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n\xff";
+        diff.insert(
+            LayerPath::new("etc/passwd").expect("path"),
+            Entry {
+                kind: EntryKind::File(FileContent::Bytes(text.into())),
+                meta: meta.clone(),
+            },
+        );
+        diff.insert(
+            LayerPath::new("etc/group").expect("path"),
+            Entry {
+                kind: EntryKind::Dir,
+                meta,
+            },
+        );
+        let fs = MemFs::from_diff(&diff);
+        assert_eq!(read_passwd(&fs).expect("readable")[0].name, "root");
+        // A directory in its place reads as a missing file.
+        assert!(read_group(&fs).expect("readable").is_empty());
     }
 }

@@ -3,17 +3,16 @@
 //! A RUN goes to the sandbox when kiln cannot compute it natively (an unrecognized command or
 //! flag, a users command the image's own tool would do differently, the exec form, a heredoc,
 //! `--mount`, `--network`, `--security`) or when it says `--sandbox=always`; for a shell-form
-//! RUN kiln could have computed, the build output says why. Its result is cached under a key of everything it can see: the parent
-//! layers, the command, environment, working directory, user, network and the identities of its
-//! mounts (never a secret's value), since its Diff only exists after it ran.
+//! RUN kiln could have computed, the build output says why. Its result is cached under a key of
+//! everything it can see: the parent layers, the command, environment, working directory, user,
+//! network and the identities of its mounts (never a secret's value), since its Diff only exists
+//! after it ran. A sandbox runs programs of the build machine's platform only.
 
-use super::{Executor, StageState, StepFailure, error_chain};
-use crate::build::{BuildError, StepOutcome};
+use super::executor::{Executor, StepFailure};
+use super::stage::StageState;
+use super::{BuildError, StepOutcome};
 use crate::context::ContextKind;
 use crate::dockerfile::plan::{CommandLine, RunInstruction};
-use crate::dockerfile::shell;
-use crate::image::config::History;
-use crate::image::{Platform, rfc3339};
 use crate::layer::LayerPath;
 use crate::rootfs::{FsView, LowerFs, NodeKind};
 use crate::sandbox::{self, NetworkMode, RunRequest, SandboxError};
@@ -62,7 +61,7 @@ impl Executor<'_> {
                     .fs(self.store, self.scratch.dir.path())
                     .map_err(failure.err("failed to read the stage's filesystem"))?;
                 users::sandbox_reason(&commands, fs, path_env.as_deref(), &options)
-                    .map_err(|e| failure.msg(error_chain(&e)))?
+                    .map_err(failure.wrap())?
             }
         };
         if let Some(reason) = &reason {
@@ -82,7 +81,7 @@ impl Executor<'_> {
         history_text: &str,
         failure: &StepFailure<'_>,
     ) -> Result<StepOutcome, BuildError> {
-        let host = Platform::host();
+        let host = &self.options.platforms.build;
         if state.config.os != host.os || state.config.architecture != host.architecture {
             return Err(failure.msg(format!(
                 "this RUN needs to execute {}/{} programs, but this machine is {}/{}; kiln runs \
@@ -113,8 +112,7 @@ impl Executor<'_> {
         let escape = self.plan.escape;
         let mut mounts = Vec::new();
         for spec in &run.mounts {
-            let expanded = shell::expand_word(spec, &|name| state.lookup(name), escape)
-                .map_err(|e| failure.msg(e.to_string()))?;
+            let expanded = state.expand(spec, escape).map_err(failure.wrap())?;
             mounts.push(sandbox::parse_mount(&expanded).map_err(|e| failure.msg(e))?);
         }
         let mut bind_sources = std::collections::BTreeMap::new();
@@ -232,7 +230,7 @@ impl Executor<'_> {
                     format!("{summary}\n{output}")
                 })
             }
-            other => failure.msg(error_chain(&other)),
+            other => failure.wrap()(other),
         })?;
         let diff = output.diff;
         if diff.is_empty() {
@@ -240,7 +238,7 @@ impl Executor<'_> {
                 .record_result(&key, None)
                 .map_err(failure.err("failed to record the step in the step cache"))?;
             self.built += 1;
-            self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
+            self.live_rootfs = Some((self.current_stage, layer_chain(state), output.details));
             return Ok(StepOutcome::ConfigOnly);
         }
         self.reporter.note(&format!(
@@ -255,7 +253,7 @@ impl Executor<'_> {
         self.built += 1;
         self.add_layer(state, layer, Some(diff), history_text, failure)?;
         // The layer is written: the next RUN of this stage may change the files in place.
-        self.live_rootfs = Some((self.current_stage, layer_chain(state), output.live));
+        self.live_rootfs = Some((self.current_stage, layer_chain(state), output.details));
         Ok(StepOutcome::Built)
     }
 
@@ -300,7 +298,7 @@ impl Executor<'_> {
             let file_name = (found.entry.kind != ContextKind::Dir)
                 .then(|| found.matched.file_name().to_owned());
             let diff = copy_step::copy(&request(CopySource::Context(context)))
-                .map_err(|e| failure.msg(error_chain(&e)))?
+                .map_err(failure.wrap())?
                 .diff;
             let key = self
                 .cache
@@ -325,19 +323,16 @@ impl Executor<'_> {
             .fs(self.store, &scratch)
             .map_err(failure.err("failed to read the source stage"))?
             .clone();
-        let path = LayerPath::new_clamped(source)
-            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?;
-        let Some((_, node)) = fs
-            .stat(&path, true)
-            .map_err(|e| failure.msg(format!("invalid RUN --mount source `{source}`: {e}")))?
-        else {
+        let invalid_source = format!("invalid RUN --mount source `{source}`");
+        let path = LayerPath::new_clamped(source).map_err(failure.err(&invalid_source))?;
+        let Some((_, node)) = fs.stat(&path, true).map_err(failure.err(&invalid_source))? else {
             return Err(failure.msg(format!(
                 "RUN --mount source `{source}` does not exist in stage `{reference}`"
             )));
         };
         let file_name = (node.kind != NodeKind::Dir).then(|| path.file_name().to_owned());
         let diff = copy_step::copy(&request(CopySource::Stage(&fs)))
-            .map_err(|e| failure.msg(error_chain(&e)))?
+            .map_err(failure.wrap())?
             .diff;
         let mut hasher = crate::digest::Hasher::new();
         for part in std::iter::once("kiln-bind-stage-v1".to_owned())
@@ -375,35 +370,6 @@ impl Executor<'_> {
                 let mut argv = state.shell.clone();
                 argv.push(script);
                 argv
-            }
-        }
-    }
-
-    /// Adds a sandboxed RUN's layer to the stage: its Diff when it was just made (its files are
-    /// on disk already), else the stored blob.
-    fn add_layer(
-        &mut self,
-        state: &mut StageState,
-        layer: crate::layer::Layer,
-        diff: Option<crate::layer::Diff>,
-        history_text: &str,
-        failure: &StepFailure<'_>,
-    ) -> Result<(), BuildError> {
-        state.config.rootfs.diff_ids.push(layer.diff_id.clone());
-        state.layers.push(layer.clone());
-        state.config.history.push(History {
-            created: Some(rfc3339(self.options.source_date_epoch)),
-            created_by: Some(history_text.to_owned()),
-            comment: Some("kiln".to_owned()),
-            empty_layer: None,
-        });
-        match diff {
-            Some(diff) => state
-                .push_diff(diff)
-                .map_err(failure.err("failed to apply the layer to the stage's filesystem")),
-            None => {
-                state.pending.push(super::PendingFs::Blob(layer));
-                Ok(())
             }
         }
     }
