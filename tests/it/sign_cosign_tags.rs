@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use registry_support::{Auth, TestRegistry};
-use support::{kiln_ok, write_files};
+use support::{kiln_ok, two_platform_layout, write_files};
 
 /// Prints `{"signatures": N, "attestations": [predicateType...]}`: the `.sig` layers of
 /// argv[3]'s tag that verify with the key argv[5] and sign argv[4] in repository
@@ -256,96 +256,6 @@ fn build_push_writes_sig_and_att_that_an_independent_checker_verifies() {
         check(&reg, "test/app", &digest, &digest, &public_a).signatures,
         1
     );
-}
-
-/// A layout with an OCI index, tagged `multi`, listing two single-platform images kiln built.
-fn two_platform_layout(work: &Path, cache: &Path) -> (PathBuf, Vec<String>) {
-    let multi = work.join("multi");
-    std::fs::create_dir_all(multi.join("blobs/sha256")).unwrap();
-    let mut entries = Vec::new();
-    let mut children = Vec::new();
-    for (arch, text) in [("amd64", "one\n"), ("arm64", "two\n")] {
-        let ctx = work.join(format!("ctx-{arch}"));
-        write_files(
-            &ctx,
-            &[
-                ("hello.txt", text),
-                ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
-            ],
-        );
-        let layout = work.join(format!("layout-{arch}"));
-        let digest = kiln_ok(&[
-            "build",
-            "--progress=quiet",
-            "--provenance=false",
-            "--sbom=false",
-            "--platform",
-            &format!("linux/{arch}"),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--output",
-            &format!("type=oci,dest={}", layout.display()),
-            ctx.to_str().unwrap(),
-        ])
-        .trim()
-        .to_owned();
-        for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(
-                entry.path(),
-                multi.join("blobs/sha256").join(entry.file_name()),
-            )
-            .unwrap();
-        }
-        let bytes = std::fs::read(
-            multi
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-        .unwrap();
-        entries.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest,
-            "size": bytes.len(),
-            "platform": {"os": "linux", "architecture": arch},
-        }));
-        children.push(digest);
-    }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    }))
-    .unwrap();
-    let index_digest = sha256_digest(&index);
-    std::fs::write(
-        multi
-            .join("blobs/sha256")
-            .join(index_digest.trim_start_matches("sha256:")),
-        &index,
-    )
-    .unwrap();
-    std::fs::write(
-        multi.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        multi.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": index_digest,
-                "size": index.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "multi"},
-            }],
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    children.insert(0, index_digest);
-    (multi, children)
 }
 
 #[test]

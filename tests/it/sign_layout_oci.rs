@@ -14,7 +14,7 @@ use crate::support::registry as registry_support;
 use std::path::{Path, PathBuf};
 
 use registry_support::{Auth, TestRegistry};
-use support::{kiln, kiln_ok, write_files};
+use support::{kiln, kiln_ok, two_platform_layout, write_files};
 
 fn keygen(dir: &Path) -> (String, PathBuf) {
     kiln_ok(&["keygen", dir.to_str().unwrap()]);
@@ -200,88 +200,6 @@ fn ref_name_of(layout: &Path, digest: &str) -> String {
         .and_then(|e| e["annotations"]["org.opencontainers.image.ref.name"].as_str())
         .unwrap_or_else(|| panic!("the image {digest} has no ref.name in {index:#}"))
         .to_owned()
-}
-
-/// A layout holding a two-platform index (tagged `multi`) built from two single-platform
-/// builds; returns it and the digests of the index and its two manifests.
-fn two_platform_layout(work: &Path, cache: &Path) -> (PathBuf, Vec<String>) {
-    let multi = work.join("multi");
-    std::fs::create_dir_all(multi.join("blobs/sha256")).unwrap();
-    let mut entries = Vec::new();
-    let mut digests = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        let ctx = work.join(format!("ctx-{arch}"));
-        write_files(
-            &ctx,
-            &[
-                ("hello.txt", arch),
-                ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
-            ],
-        );
-        let layout = work.join(format!("layout-{arch}"));
-        let digest = kiln_ok(&[
-            "build",
-            "--progress=quiet",
-            "--provenance=false",
-            "--sbom=false",
-            "--platform",
-            &format!("linux/{arch}"),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--output",
-            &format!("type=oci,dest={}", layout.display()),
-            ctx.to_str().unwrap(),
-        ])
-        .trim()
-        .to_owned();
-        for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(
-                entry.path(),
-                multi.join("blobs/sha256").join(entry.file_name()),
-            )
-            .unwrap();
-        }
-        let size = std::fs::metadata(multi.join("blobs/sha256").join(&digest[7..]))
-            .unwrap()
-            .len();
-        entries.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest,
-            "size": size,
-            "platform": {"os": "linux", "architecture": arch},
-        }));
-        digests.push(digest);
-    }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    }))
-    .unwrap();
-    let index_digest = registry_support::sha256(&index);
-    std::fs::write(multi.join("blobs/sha256").join(&index_digest[7..]), &index).unwrap();
-    std::fs::write(
-        multi.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        multi.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": index_digest,
-                "size": index.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "multi"},
-            }],
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    digests.insert(0, index_digest);
-    (multi, digests)
 }
 
 #[test]
