@@ -218,50 +218,14 @@ fn expected_apk() -> Expected {
     expected
 }
 
-/// OSV's range evaluation with `packaging.version` doing every comparison.
-const PYPI_ORACLE: &str = r#"
-import json, re, sys
-from packaging.version import Version
-records = json.load(open(sys.argv[1]))
-installed = json.load(open(sys.argv[2]))
-norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-out = []
-for name, version in installed:
-    v = Version(version)
-    for r in records:
-        if r.get("withdrawn"):
-            continue
-        for a in r["affected"]:
-            if a["package"]["ecosystem"] != "PyPI" or norm(a["package"]["name"]) != norm(name):
-                continue
-            for rng in a["ranges"]:
-                key = lambda e: Version("0") if e.get("introduced") == "0" else Version(list(e.values())[0])
-                events = sorted(rng["events"], key=key)
-                hit = False
-                for e in events:
-                    if "introduced" in e and (e["introduced"] == "0" or v >= Version(e["introduced"])): hit = True
-                    elif "fixed" in e and v >= Version(e["fixed"]): hit = False
-                    elif "last_affected" in e and v > Version(e["last_affected"]): hit = False
-                if hit:
-                    fixed = [e["fixed"] for e in events if "fixed" in e and Version(e["fixed"]) > v]
-                    out.append([norm(name), version, fixed[0] if fixed else "", r["id"], r["database_specific"]["severity"].lower().replace("moderate", "medium")])
-print(json.dumps(out))
-"#;
-
-/// The sbom tests' venv python (`packaging` installed): the same venv, made by the same helper,
-/// so the two never build it at once.
-fn venv_python() -> PathBuf {
-    support::python_venv("sbom-venv", &["packaging"], "import packaging.version")
-}
-
 fn expected_pypi(temp: &Path) -> Expected {
     let records = temp.join("records.json");
     std::fs::write(&records, Value::from(osv_records()).to_string()).unwrap();
     let installed = temp.join("installed.json");
     std::fs::write(&installed, json!(PYTHON_PACKAGES).to_string()).unwrap();
-    let output = Command::new(venv_python())
+    let output = Command::new(support::packaging_python())
         .arg("-c")
-        .arg(PYPI_ORACLE)
+        .arg(support::OSV_PYPI_ORACLE)
         .arg(&records)
         .arg(&installed)
         .output()

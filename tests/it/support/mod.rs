@@ -314,3 +314,40 @@ pub fn two_platform_layout(work: &Path, cache: &Path) -> (PathBuf, Vec<String>) 
     digests.insert(0, index_digest);
     (multi, digests)
 }
+
+/// OSV's range evaluation for PyPI with `packaging.version` doing every comparison (the scan
+/// tests' independent oracle): argv[1] the OSV records, argv[2] `[name, version]` pairs.
+pub const OSV_PYPI_ORACLE: &str = r#"
+import json, re, sys
+from packaging.version import Version
+records = json.load(open(sys.argv[1]))
+installed = json.load(open(sys.argv[2]))
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+out = []
+for name, version in installed:
+    v = Version(version)
+    for r in records:
+        if r.get("withdrawn"):
+            continue
+        for a in r["affected"]:
+            if a["package"]["ecosystem"] != "PyPI" or norm(a["package"]["name"]) != norm(name):
+                continue
+            for rng in a["ranges"]:
+                key = lambda e: Version("0") if e.get("introduced") == "0" else Version(list(e.values())[0])
+                events = sorted(rng["events"], key=key)
+                hit = False
+                for e in events:
+                    if "introduced" in e and (e["introduced"] == "0" or v >= Version(e["introduced"])): hit = True
+                    elif "fixed" in e and v >= Version(e["fixed"]): hit = False
+                    elif "last_affected" in e and v > Version(e["last_affected"]): hit = False
+                if hit:
+                    fixed = [e["fixed"] for e in events if "fixed" in e and Version(e["fixed"]) > v]
+                    out.append([norm(name), version, fixed[0] if fixed else "", r["id"], r["database_specific"]["severity"].lower().replace("moderate", "medium")])
+print(json.dumps(out))
+"#;
+
+/// A python with `packaging` installed: the SBOM tests' venv, made by the same helper (and
+/// lock), so the tests never build it at once.
+pub fn packaging_python() -> PathBuf {
+    python_venv("sbom-venv", &["packaging"], "import packaging.version")
+}
