@@ -41,6 +41,11 @@ enum Command {
     Login(LoginArgs),
     /// Show an image's manifest or index: platforms, layers, sizes, attestations.
     Inspect(InspectArgs),
+    /// Publish one image index from platform manifests pushed elsewhere (`kiln manifest create
+    /// REF --from DIGEST...`), with their attestations.
+    Manifest(cli::manifest::ManifestArgs),
+    /// buildx's spelling of `kiln manifest create`: `kiln imagetools create -t REF SRC...`.
+    Imagetools(cli::manifest::ImagetoolsArgs),
     /// Pin every FROM of a Dockerfile to the digest its tag names now (`name:tag@sha256:...`).
     Pin(PinArgs),
     /// Attach an attestation to an existing image in an OCI layout (like `cosign attest`): a
@@ -130,6 +135,8 @@ fn main() -> ExitCode {
         Command::Login(args) => run_login(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Pin(args) => run_pin(args),
+        Command::Manifest(args) => cli::manifest::run_manifest(args),
+        Command::Imagetools(args) => cli::manifest::run_imagetools(args),
         Command::Attest(args) => run_attest(args),
         Command::Keygen(args) => run_keygen(args),
         Command::Sign(args) => run_sign(args),

@@ -6,6 +6,7 @@ pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod build_args;
 pub(crate) mod lock;
+pub(crate) mod manifest;
 pub(crate) mod policy;
 pub(crate) mod progress;
 pub(crate) mod registry;

@@ -465,7 +465,7 @@ fn without_attestation_manifests(
 /// Pushes the referrers the layout `dir` holds (under `sha256-<hex>` fallback tags: kiln's
 /// attestations and Sigstore bundles) and cosign's `sha256-<hex>.sig`/`.att` tags, for the
 /// pushed manifest and, when it is an index, for each manifest it lists.
-fn push_layout_referrers(
+pub(crate) fn push_layout_referrers(
     store: &kiln::store::Store,
     dir: &Path,
     bytes: &[u8],

@@ -82,79 +82,207 @@ fn base_images(
     Ok(bases)
 }
 
-/// Pulls `image` and the referrers listed in its `sha256-<hex>` fallback tag into the OCI
-/// layout `layout` (image tagged `image`, the fallback tag kept), for `attest::verify`.
+/// Copies `image` and its attestations from the registry into the new OCI layout `layout`
+/// (the image tagged `image`), for `attest::verify`. A single manifest is pulled for the host
+/// platform with the referrers listed for it; an index comes with every manifest it lists, the
+/// buildx attestation manifests inside it, and the referrers of each platform manifest, so
+/// every platform is verified. Referrers come from the registry's referrers API, else the
+/// `sha256-<hex>` fallback tag, and keep that tag in the layout.
 pub(crate) fn fetch_with_referrers(
     image: &str,
     options: &kiln::registry::RegistryOptions,
     cache_dir: &Path,
     layout: &Path,
 ) -> anyhow::Result<()> {
-    use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_OCI_INDEX, Manifest};
+    use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_INDEX};
     let reference = super::parse_references(&[image.to_owned()])?.remove(0);
     let store = build::open_store(cache_dir)?;
-    let pulled = kiln::registry::pull(&reference, &image::Platform::host(), &store, options)
-        .with_context(|| format!("failed to pull `{image}`"))?;
-    let built = image::BuiltImage::from_store(&store, &pulled.manifest_digest)?;
-    image::layout::write_oci_layout(
-        &store,
-        layout,
-        &[(built.clone(), vec!["verify:image".to_owned()])],
-    )?;
-    let digest = &built.manifest.digest;
-    let fallback_tag = format!("sha256-{}", digest.hex());
-    let Ok(fallback) = reference.with_tag(&fallback_tag) else {
-        return Ok(());
+    let (top_digest, top_bytes) = kiln::registry::fetch_raw_manifest(&reference, options)
+        .with_context(|| format!("failed to read `{image}`"))?;
+    let top: serde_json::Value = serde_json::from_slice(&top_bytes)
+        .with_context(|| format!("`{image}` is not a JSON manifest or index"))?;
+    let top_media_type = top["mediaType"].as_str().map(str::to_owned).or_else(|| {
+        top.get("manifests")
+            .map(|_| MEDIA_TYPE_OCI_INDEX.to_owned())
+    });
+    let is_index = matches!(
+        top_media_type.as_deref(),
+        Some(MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST)
+    );
+    let mut subjects = Vec::new();
+    let mut entries = Vec::new();
+    if is_index {
+        let media_type = top_media_type.unwrap_or_default();
+        std::fs::create_dir_all(layout.join("blobs/sha256"))
+            .with_context(|| format!("failed to create `{}`", layout.display()))?;
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .context("failed to write the scratch layout")?;
+        store.put_bytes(&top_bytes)?;
+        copy_into_layout(&store, layout, &top_digest)?;
+        let index: Index = serde_json::from_slice(&top_bytes)
+            .with_context(|| format!("`{image}` is not an image index"))?;
+        for child in &index.manifests {
+            let at = kiln::registry::Reference::new(
+                reference.registry(),
+                reference.repository(),
+                None,
+                Some(child.digest.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (_, bytes) = kiln::registry::fetch_raw_manifest(&at, options)?;
+            store.put_bytes(&bytes)?;
+            copy_into_layout(&store, layout, &child.digest)?;
+            if attest::attach::is_attestation_manifest(child) {
+                let manifest: image::manifest::Manifest = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not an OCI manifest", child.digest))?;
+                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    kiln::registry::fetch_blob(&at, blob, &store, options)?;
+                    copy_into_layout(&store, layout, &blob.digest)?;
+                }
+            } else {
+                subjects.push(child.digest.clone());
+            }
+        }
+        let mut entry = Descriptor::new(&media_type, top_digest, top_bytes.len() as u64);
+        entry.annotations.insert(
+            "org.opencontainers.image.ref.name".to_owned(),
+            "image".to_owned(),
+        );
+        entries.push(entry);
+    } else {
+        let pulled = kiln::registry::pull(&reference, &image::Platform::host(), &store, options)
+            .with_context(|| format!("failed to pull `{image}`"))?;
+        let built = image::BuiltImage::from_store(&store, &pulled.manifest_digest)?;
+        image::layout::write_oci_layout(
+            &store,
+            layout,
+            &[(built.clone(), vec!["verify:image".to_owned()])],
+        )?;
+        subjects.push(built.manifest.digest.clone());
+    }
+    for subject in &subjects {
+        if let Some(entry) = copy_referrers_into_layout(
+            &reference, subject, &store, options, layout,
+        )
+        .with_context(|| format!("failed to read the attestations of {subject} in `{image}`"))?
+        {
+            entries.push(entry);
+        }
+    }
+    let index_path = layout.join("index.json");
+    let mut top_index: Index = match std::fs::read(&index_path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).context("failed to read the scratch layout's index")?
+        }
+        Err(_) => Index::empty(),
     };
-    // The referrers API when the registry has one, else the fallback tag; none: verify
-    // reports the missing attestations.
-    let index_bytes = match kiln::registry::fetch_referrers(&reference, digest, options) {
+    top_index.manifests.extend(entries);
+    std::fs::write(&index_path, image::canonical::to_vec(&top_index)?)
+        .context("failed to write the scratch layout's index")?;
+    Ok(())
+}
+
+/// Copies the blob `digest` from `store` into the layout `layout` (unless there).
+fn copy_into_layout(
+    store: &kiln::store::Store,
+    layout: &Path,
+    digest: &kiln::digest::Digest,
+) -> anyhow::Result<()> {
+    let target = layout.join("blobs/sha256").join(digest.hex());
+    if !target.exists() {
+        std::fs::copy(store.blob_path(digest), &target)
+            .with_context(|| format!("failed to copy blob {digest} into the scratch layout"))?;
+    }
+    Ok(())
+}
+
+/// Copies the referrers of `subject` (the referrers API, else the fallback tag) and their blobs
+/// into `layout`; returns the layout entry naming them by the fallback tag, or None when
+/// `subject` has none.
+fn copy_referrers_into_layout(
+    reference: &kiln::registry::Reference,
+    subject: &kiln::digest::Digest,
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+    layout: &Path,
+) -> anyhow::Result<Option<image::manifest::Descriptor>> {
+    use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_OCI_INDEX, Manifest};
+    let fallback_tag = format!("sha256-{}", subject.hex());
+    let Ok(fallback) = reference.with_tag(&fallback_tag) else {
+        return Ok(None);
+    };
+    // None listed: verify reports the missing attestations.
+    let index_bytes = match kiln::registry::fetch_referrers(reference, subject, options) {
         Ok(Some(bytes)) => bytes,
         _ => match kiln::registry::fetch_raw_manifest(&fallback, options) {
             Ok((_, bytes)) => bytes,
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(None),
         },
     };
     let index_digest = kiln::digest::Digest::of(&index_bytes);
-    let index: Index = serde_json::from_slice(&index_bytes)
-        .with_context(|| format!("the referrers index of `{image}` is not an OCI index"))?;
+    let index: Index =
+        serde_json::from_slice(&index_bytes).context("the referrers index is not an OCI index")?;
     store.put_bytes(&index_bytes)?;
-    let blobs = layout.join("blobs/sha256");
-    let copy = |digest: &kiln::digest::Digest| -> anyhow::Result<()> {
-        let target = blobs.join(digest.hex());
-        if !target.exists() {
-            std::fs::copy(store.blob_path(digest), &target)
-                .with_context(|| format!("failed to copy blob {digest} into the scratch layout"))?;
-        }
-        Ok(())
-    };
-    copy(&index_digest)?;
+    copy_into_layout(store, layout, &index_digest)?;
     for referrer in &index.manifests {
         let (manifest_digest, bytes) = kiln::registry::fetch_raw_manifest(
             &reference.with_digest(referrer.digest.clone()),
             options,
         )?;
         store.put_bytes(&bytes)?;
-        copy(&manifest_digest)?;
+        copy_into_layout(store, layout, &manifest_digest)?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("referrer {manifest_digest} is not an OCI manifest"))?;
         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            kiln::registry::fetch_blob(&reference, blob, &store, options)?;
-            copy(&blob.digest)?;
+            kiln::registry::fetch_blob(reference, blob, store, options)?;
+            copy_into_layout(store, layout, &blob.digest)?;
         }
     }
-    let index_path = layout.join("index.json");
-    let mut top: Index = serde_json::from_slice(
-        &std::fs::read(&index_path).context("failed to read the scratch layout's index")?,
-    )?;
     let mut entry = Descriptor::new(MEDIA_TYPE_OCI_INDEX, index_digest, index_bytes.len() as u64);
     entry
         .annotations
         .insert("org.opencontainers.image.ref.name".to_owned(), fallback_tag);
-    top.manifests.push(entry);
-    std::fs::write(&index_path, image::canonical::to_vec(&top)?)
-        .context("failed to write the scratch layout's index")?;
-    Ok(())
+    Ok(Some(entry))
+}
+
+/// The platform (`os/arch[/variant]`) of each manifest the layout entry `reference` lists when
+/// it is an index, so failures name the platform that did not verify.
+fn platforms_in_layout(
+    dir: &Path,
+    reference: Option<&str>,
+) -> std::collections::BTreeMap<kiln::digest::Digest, String> {
+    let mut platforms = std::collections::BTreeMap::new();
+    let Ok(Some(top)) = image::layout::read_index(dir) else {
+        return platforms;
+    };
+    let entry = top.manifests.iter().find(|e| match reference {
+        Some(reference) => {
+            e.ref_name() == Some(reference) || reference.ends_with(&e.digest.to_string())
+        }
+        None => !e.ref_name().is_some_and(|r| r.starts_with("sha256-")),
+    });
+    let Some(entry) = entry else {
+        return platforms;
+    };
+    let Ok(bytes) = std::fs::read(dir.join("blobs/sha256").join(entry.digest.hex())) else {
+        return platforms;
+    };
+    if let Ok(index) = serde_json::from_slice::<image::manifest::Index>(&bytes) {
+        for manifest in index.manifests {
+            if let Some(platform) = &manifest.platform
+                && !attest::attach::is_attestation_manifest(&manifest)
+            {
+                platforms.insert(
+                    manifest.digest.clone(),
+                    image::compose::platform_label(platform),
+                );
+            }
+        }
+    }
+    platforms
 }
 
 pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -281,11 +409,16 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let platforms = platforms_in_layout(Path::new(&dir), reference.as_deref());
     for found in &report.attestations {
         eprintln!(
-            "found {} for {} ({}; {})",
+            "found {} for {}{} ({}; {})",
             found.predicate_type,
             found.image,
+            platforms
+                .get(&found.image)
+                .map(|p| format!(" (platform {p})"))
+                .unwrap_or_default(),
             if found.signed { "signed" } else { "unsigned" },
             if found.trusted {
                 format!("verified by {}", found.verified_by.join(", "))
@@ -300,7 +433,10 @@ pub(crate) fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         for failure in &report.failures {
-            eprintln!("FAILED {failure}");
+            match platforms.get(&failure.image) {
+                Some(platform) => eprintln!("FAILED platform {platform}: {failure}"),
+                None => eprintln!("FAILED {failure}"),
+            }
         }
         for failure in &chain_failures {
             eprintln!("FAILED {failure}");

@@ -27,6 +27,7 @@ pub mod archive;
 pub mod base;
 mod blobs;
 pub mod canonical;
+pub mod compose;
 pub mod config;
 pub mod layout;
 pub mod manifest;

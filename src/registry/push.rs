@@ -344,12 +344,6 @@ impl Pusher<'_> {
     /// The ladder for one blob, inside one retry loop.
     async fn push_blob(&self, descriptor: &Descriptor) -> Result<(), RegistryError> {
         let digest = &descriptor.digest;
-        if !self.store.contains(digest) {
-            return Err(RegistryError::Usage(format!(
-                "blob {digest} is not in the store at `{}`; build or pull the image first",
-                self.store.root().display()
-            )));
-        }
         let attempts = self.session.attempts();
         let mut chunked = self.options.upload == UploadMode::Chunked;
         let mut attempt = 0;
@@ -451,6 +445,14 @@ impl Pusher<'_> {
                 }
                 Err(e) => tracing::debug!(error = %e, %digest, "mount failed; uploading"),
             }
+        }
+        // Only an upload needs the bytes: a blob the registry has or mounts may be absent here.
+        if !self.store.contains(digest) {
+            return Err(Fail::Fatal(RegistryError::Usage(format!(
+                "blob {digest} is not in the store at `{}` and the registry has none to mount; \
+                 build or pull the image first",
+                self.store.root().display()
+            ))));
         }
         // 3. POST a session (unless the mount opened one).
         let upload_url = match session_url.clone() {

@@ -1,0 +1,370 @@
+//! Multi-platform images in kiln's other commands, against Debian's docker-registry on
+//! 127.0.0.1: two single-platform builds (FROM scratch + COPY, `--platform linux/amd64` and
+//! `linux/arm64`, signed provenance) pushed to their own repositories, then merged by
+//! `kiln manifest create`:
+//!
+//! - the index skopeo reads (`inspect --raw`, `copy --all`, then oci-image-tool on the copy)
+//!   has the digest kiln printed; the same digests in the other order, or through
+//!   `kiln imagetools create`, or `--dry-run`, give the same index; blobs were mounted;
+//! - each platform's attestations were copied, so `kiln verify` on the index passes, and an
+//!   index whose arm64 attestations are signed by another key fails naming `linux/arm64`;
+//! - `kiln inspect` lists both platforms, `kiln pull --platform linux/arm64` picks the arm64
+//!   manifest, `kiln pin` writes the index digest;
+//! - a source without a platform and two manifests for one platform are refused by name, and
+//!   nothing is pushed.
+
+use crate::support;
+use crate::support::registry as registry_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use registry_support::{Auth, TestRegistry, sha256, skopeo};
+use support::{kiln, kiln_ok, require_tool, run_ok, write_files};
+
+fn keygen(dir: &Path) -> (String, String) {
+    kiln_ok(&["keygen", dir.to_str().unwrap()]);
+    (
+        dir.join("private.pem").display().to_string(),
+        dir.join("public.pem").display().to_string(),
+    )
+}
+
+/// Builds `FROM scratch` + `COPY hello.txt` (holding `content`) for `platform` with signed
+/// provenance and pushes it to `target`; returns the manifest digest.
+fn build_and_push(
+    work: &Path,
+    cache: &Path,
+    platform: &str,
+    content: &str,
+    key: &str,
+    target: &str,
+) -> String {
+    let ctx = work.join(format!(
+        "ctx-{}",
+        sha256(format!("{platform}{content}{target}").as_bytes())
+    ));
+    write_files(
+        &ctx,
+        &[
+            ("hello.txt", content),
+            ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ],
+    );
+    kiln_ok(&[
+        "build",
+        "--progress=quiet",
+        "--reproducible",
+        "--platform",
+        platform,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--sign-key",
+        key,
+        "-t",
+        target,
+        "--push",
+        ctx.to_str().unwrap(),
+    ])
+    .trim()
+    .to_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn manifest_create_publishes_one_index_that_every_command_reads() {
+    require_tool("oci-image-tool");
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let (key, public) = keygen(&work.path().join("key"));
+    let (other_key, _) = keygen(&work.path().join("other"));
+    let amd64 = build_and_push(
+        work.path(),
+        &cache,
+        "linux/amd64",
+        "amd64\n",
+        &key,
+        &reg.reference("ci/amd64:tmp"),
+    );
+    let arm64 = build_and_push(
+        work.path(),
+        &cache,
+        "linux/arm64",
+        "arm64\n",
+        &key,
+        &reg.reference("ci/arm64:tmp"),
+    );
+    assert_ne!(amd64, arm64);
+
+    let target = reg.reference("app/multi:1");
+    let mark = reg.mark();
+    let index_digest = kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        cache_arg,
+        &target,
+        "--from",
+        &format!("{}@{arm64}", reg.reference("ci/arm64")),
+        "--from",
+        &format!("{}@{amd64}", reg.reference("ci/amd64")),
+    ])
+    .trim()
+    .to_owned();
+    assert!(
+        reg.count(mark, "POST", "mount=") > 0,
+        "no blob was mounted from the source repositories:\n{}",
+        reg.log()
+    );
+
+    // skopeo reads the index kiln printed, with both platforms in canonical order.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    assert_eq!(sha256(&raw), index_digest);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let listed: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (amd64.clone(), "linux/amd64".to_owned()),
+            (arm64.clone(), "linux/arm64".to_owned())
+        ]
+    );
+    let copy = work.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:1", copy.display()),
+    ]);
+    let validated = run_ok(
+        Command::new("oci-image-tool")
+            .args(["validate", "--type", "imageLayout", "--ref", "name=1"])
+            .arg(&copy),
+    );
+    assert!(validated.contains("Validation succeeded"), "{validated}");
+
+    // The same digests in the other order, buildx's spelling and a dry run: the same index.
+    let again = kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        cache_arg,
+        &reg.reference("app/multi:2"),
+        "--from",
+        &format!("{}@{amd64}", reg.reference("ci/amd64")),
+        "--from",
+        &format!("{}@{arm64}", reg.reference("ci/arm64")),
+    ]);
+    assert_eq!(
+        again.trim(),
+        index_digest,
+        "the order of --from changed the index"
+    );
+    let buildx = kiln_ok(&[
+        "imagetools",
+        "create",
+        "--cache-dir",
+        cache_arg,
+        "-t",
+        &reg.reference("app/multi:3"),
+        &format!("{}@{amd64}", reg.reference("ci/amd64")),
+        &format!("{}@{arm64}", reg.reference("ci/arm64")),
+    ]);
+    assert_eq!(buildx.trim(), index_digest);
+    let mark = reg.mark();
+    let dry = kiln_ok(&[
+        "manifest",
+        "create",
+        "--dry-run",
+        "--cache-dir",
+        cache_arg,
+        &reg.reference("app/never:1"),
+        "--from",
+        &format!("{}@{arm64}", reg.reference("ci/arm64")),
+        "--from",
+        &format!("{}@{amd64}", reg.reference("ci/amd64")),
+    ]);
+    assert_eq!(sha256(dry.trim_end_matches('\n').as_bytes()), index_digest);
+    assert_eq!(reg.count(mark, "PUT", "/manifests/"), 0, "--dry-run pushed");
+
+    // Each platform's attestations came along: verify checks both platforms.
+    let verified = kiln(&[
+        "verify",
+        "--cache-dir",
+        cache_arg,
+        &target,
+        "--key",
+        &public,
+    ]);
+    let report = stderr(&verified);
+    assert!(verified.status.success(), "{report}");
+    for (digest, platform) in [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")] {
+        assert!(
+            report.contains(&format!(
+                "https://slsa.dev/provenance/v1 for {digest} (platform {platform})"
+            )),
+            "no provenance verified for {platform}:\n{report}"
+        );
+    }
+
+    // The arm64 image's attestations signed by another key: the index fails naming arm64.
+    let resigned = build_and_push(
+        work.path(),
+        &cache,
+        "linux/arm64",
+        "arm64\n",
+        &other_key,
+        &reg.reference("ci/other:tmp"),
+    );
+    assert_eq!(resigned, arm64, "the signing key changed the image");
+    let bad = reg.reference("app/bad:1");
+    kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        cache_arg,
+        &bad,
+        "--from",
+        &format!("{}@{amd64}", reg.reference("ci/amd64")),
+        "--from",
+        &format!("{}@{arm64}", reg.reference("ci/other")),
+    ]);
+    let refused = kiln(&["verify", "--cache-dir", cache_arg, &bad, "--key", &public]);
+    let report = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("FAILED platform linux/arm64: signature"),
+        "{report}"
+    );
+    assert!(!report.contains("FAILED platform linux/amd64"), "{report}");
+
+    // inspect lists the platforms, pull picks one, pin writes the index digest.
+    let inspected = kiln_ok(&["inspect", "--cache-dir", cache_arg, &target]);
+    for (digest, platform) in [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")] {
+        assert!(
+            inspected
+                .lines()
+                .any(|line| line.contains(digest.as_str()) && line.contains(platform)),
+            "{platform} is not listed:\n{inspected}"
+        );
+    }
+    let raw_inspect = kiln(&["inspect", "--raw", "--cache-dir", cache_arg, &target]);
+    assert_eq!(
+        raw_inspect.stdout, raw,
+        "inspect --raw is not the stored bytes"
+    );
+    let pulled = kiln_ok(&[
+        "pull",
+        "--platform",
+        "linux/arm64",
+        "--cache-dir",
+        cache_arg,
+        &target,
+    ]);
+    assert_eq!(pulled.trim(), arm64);
+    let dockerfile = work.path().join("Dockerfile");
+    std::fs::write(&dockerfile, format!("FROM {target}\nCOPY x /\n")).unwrap();
+    kiln_ok(&["pin", dockerfile.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&dockerfile).unwrap(),
+        format!("FROM {target}@{index_digest}\nCOPY x /\n")
+    );
+
+    // Bad input: a source without a platform (an attestation), two manifests for one
+    // platform; nothing is pushed.
+    let other_arm64 = build_and_push(
+        work.path(),
+        &cache,
+        "linux/arm64",
+        "another arm64\n",
+        &key,
+        &reg.reference("ci/arm64:tmp2"),
+    );
+    let referrers: serde_json::Value = serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!(
+            "docker://{}:sha256-{}",
+            reg.reference("ci/arm64"),
+            &arm64[7..]
+        ),
+    ]))
+    .unwrap();
+    let attestation = referrers["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cases = [
+        (
+            vec![format!("{}@{attestation}", reg.reference("ci/arm64"))],
+            format!("{attestation} has no platform"),
+        ),
+        (
+            vec![
+                format!("{}@{arm64}", reg.reference("ci/arm64")),
+                format!("{}@{other_arm64}", reg.reference("ci/arm64")),
+            ],
+            "two manifests for platform linux/arm64".to_owned(),
+        ),
+        (
+            vec!["not a reference!".to_owned()],
+            "invalid source `not a reference!`".to_owned(),
+        ),
+    ];
+    for (sources, expected) in cases {
+        let mark = reg.mark();
+        let mut args = vec!["manifest", "create", "--cache-dir", cache_arg];
+        let rejected_target = reg.reference("app/rejected:1");
+        args.push(&rejected_target);
+        for source in &sources {
+            args.extend(["--from", source.as_str()]);
+        }
+        let output = kiln(&args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{sources:?}: {message}");
+        assert!(message.contains(&expected), "{sources:?}: {message}");
+        for source in &sources {
+            if source.contains('@') && expected.starts_with("two") {
+                assert!(
+                    message.contains(source.as_str()),
+                    "{message} does not name {source}"
+                );
+            }
+        }
+        assert_eq!(
+            reg.count(mark, "PUT", "/manifests/"),
+            0,
+            "{sources:?} pushed"
+        );
+    }
+}
