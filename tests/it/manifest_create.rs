@@ -311,6 +311,21 @@ fn manifest_create_publishes_one_index_that_every_command_reads() {
         &target,
     ]);
     assert_eq!(pulled.trim(), arm64);
+    let absent = kiln(&[
+        "pull",
+        "--platform",
+        "linux/s390x",
+        "--cache-dir",
+        cache_arg,
+        &target,
+    ]);
+    let message = stderr(&absent);
+    assert_eq!(absent.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("no manifest for platform linux/s390x")
+            && message.contains("linux/amd64, linux/arm64"),
+        "{message}"
+    );
     let dockerfile = work.path().join("Dockerfile");
     std::fs::write(&dockerfile, format!("FROM {target}\nCOPY x /\n")).unwrap();
     kiln_ok(&["pin", dockerfile.to_str().unwrap()]);
