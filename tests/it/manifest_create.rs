@@ -466,3 +466,106 @@ fn manifest_create_from_layouts_gives_the_same_index() {
     ]);
     assert_eq!(pulled.trim(), digests[1]);
 }
+
+/// buildx's index mode: each source is an index holding the image and its attestation manifest
+/// (one pushed to the registry, one still in a layout); the composed index keeps both
+/// attestation manifests after the images, with their `vnd.docker.reference.*` annotations, and
+/// verifies per platform.
+#[test]
+fn attestation_manifests_inside_source_indexes_are_kept() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let (key, public) = keygen(&work.path().join("key"));
+    let mut layouts = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let ctx = work.path().join(format!("ctx-{arch}"));
+        write_files(
+            &ctx,
+            &[
+                ("hello.txt", arch),
+                ("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"),
+            ],
+        );
+        let layout = work.path().join(format!("idx-{arch}"));
+        kiln_ok(&[
+            "build",
+            "--progress=quiet",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--cache-dir",
+            cache_arg,
+            "--sign-key",
+            &key,
+            "--attest-mode",
+            "index",
+            "-t",
+            "app:1",
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+            ctx.to_str().unwrap(),
+        ]);
+        layouts.push(layout);
+    }
+    kiln_ok(&[
+        "push",
+        "--cache-dir",
+        cache_arg,
+        &format!("oci:{}:1", layouts[0].display()),
+        &reg.reference("ci/idx-amd64:1"),
+    ]);
+    let target = reg.reference("app/idx:1");
+    let printed = kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        cache_arg,
+        &target,
+        "--from",
+        &format!("oci:{}:1", layouts[1].display()),
+        "--from",
+        &reg.reference("ci/idx-amd64:1"),
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    assert_eq!(sha256(&raw), printed.trim());
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 4, "{index}");
+    for (image, attestation) in [
+        (&manifests[0], &manifests[2]),
+        (&manifests[1], &manifests[3]),
+    ] {
+        assert_eq!(
+            attestation["annotations"]["vnd.docker.reference.type"], "attestation-manifest",
+            "{index}"
+        );
+        assert_eq!(
+            attestation["annotations"]["vnd.docker.reference.digest"], image["digest"],
+            "{index}"
+        );
+    }
+    assert_eq!(manifests[0]["platform"]["architecture"], "amd64");
+    assert_eq!(manifests[1]["platform"]["architecture"], "arm64");
+    let verified = kiln(&[
+        "verify",
+        "--cache-dir",
+        cache_arg,
+        &target,
+        "--key",
+        &public,
+    ]);
+    let report = stderr(&verified);
+    assert!(verified.status.success(), "{report}");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            report.contains(&format!("(platform {platform}) (signed; verified by")),
+            "{platform}:\n{report}"
+        );
+    }
+}
