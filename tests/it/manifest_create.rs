@@ -569,3 +569,64 @@ fn attestation_manifests_inside_source_indexes_are_kept() {
         );
     }
 }
+
+/// A source on another registry: its blobs and attestations are copied through the store, and
+/// the single-platform index verifies on the target registry.
+#[test]
+fn sources_on_another_registry_are_copied_with_their_attestations() {
+    let source_registry = TestRegistry::start(Auth::None);
+    let target_registry = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let (key, public) = keygen(&work.path().join("key"));
+    let arm64 = build_and_push(
+        work.path(),
+        &cache,
+        "linux/arm64",
+        "elsewhere\n",
+        &key,
+        &source_registry.reference("ci/arm64:tmp"),
+    );
+    // A cache that never saw the build: every blob comes from the source registry.
+    let fresh = work.path().join("fresh-cache");
+    let fresh_arg = fresh.to_str().unwrap();
+    let target = target_registry.reference("app/copied:1");
+    let mark = target_registry.mark();
+    let printed = kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        fresh_arg,
+        &target,
+        "--from",
+        &format!("{}@{arm64}", source_registry.reference("ci/arm64")),
+    ]);
+    assert!(
+        target_registry.count(mark, "PUT", "/blobs/uploads/") > 0,
+        "no blob was uploaded to the target registry"
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    assert_eq!(sha256(&raw), printed.trim());
+    let verified = kiln(&[
+        "verify",
+        "--cache-dir",
+        cache_arg,
+        &target,
+        "--key",
+        &public,
+    ]);
+    let report = stderr(&verified);
+    assert!(verified.status.success(), "{report}");
+    assert!(
+        report.contains(&format!(
+            "https://slsa.dev/provenance/v1 for {arm64} (platform linux/arm64)"
+        )),
+        "{report}"
+    );
+}
