@@ -254,6 +254,19 @@ fn manifest_create_publishes_one_index_that_every_command_reads() {
             )),
             "no provenance verified for {platform}:\n{report}"
         );
+        // cosign's tags and the Sigstore bundle referrer came along too.
+        let short = &digest[7..19];
+        for layout in ["cosign .sig", "cosign .att", "sigstore bundles"] {
+            let counts = report
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{layout} for {short}: ")))
+                .and_then(|rest| rest.split_once(" found, "))
+                .and_then(|(found, rest)| Some((found.to_owned(), rest.split_once(' ')?.0)));
+            assert!(
+                matches!(&counts, Some((found, verified)) if found != "0" && found == verified),
+                "{layout} of {platform} not copied:\n{report}"
+            );
+        }
     }
 
     // The arm64 image's attestations signed by another key: the index fails naming arm64.
