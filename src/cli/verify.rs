@@ -15,7 +15,8 @@ use super::sign::{existing_tag_manifest, fetch_tag};
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The image: `oci:DIR[:TAG]`, `oci:DIR@sha256:...`, or a registry reference (its
-    /// attestations are read from the `sha256-<hex>` fallback tag).
+    /// attestations are read from the referrers API or the `sha256-<hex>` fallback tag; for an
+    /// index, those of every platform manifest, and a failure names the platform).
     image: String,
     /// A trusted public key (PEM); repeatable.
     #[arg(long = "key", required = true)]
@@ -97,22 +98,24 @@ pub(crate) fn fetch_with_referrers(
     use kiln::image::manifest::{Descriptor, Index, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_INDEX};
     let reference = super::parse_references(&[image.to_owned()])?.remove(0);
     let store = build::open_store(cache_dir)?;
-    let (top_digest, top_bytes) = kiln::registry::fetch_raw_manifest(&reference, options)
-        .with_context(|| format!("failed to read `{image}`"))?;
-    let top: serde_json::Value = serde_json::from_slice(&top_bytes)
-        .with_context(|| format!("`{image}` is not a JSON manifest or index"))?;
-    let top_media_type = top["mediaType"].as_str().map(str::to_owned).or_else(|| {
-        top.get("manifests")
-            .map(|_| MEDIA_TYPE_OCI_INDEX.to_owned())
-    });
-    let is_index = matches!(
-        top_media_type.as_deref(),
-        Some(MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST)
-    );
+    // An index is read as the registry serves it; anything else (or a registry kiln cannot
+    // reach now, with the pull's reference cache and `--offline`) goes through the pull.
+    let index_read = kiln::registry::fetch_raw_manifest(&reference, options)
+        .ok()
+        .and_then(|(digest, bytes)| {
+            let document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            let media_type = match document["mediaType"].as_str() {
+                Some(media_type) => media_type.to_owned(),
+                None => document
+                    .get("manifests")
+                    .map(|_| MEDIA_TYPE_OCI_INDEX.to_owned())?,
+            };
+            (media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_LIST)
+                .then_some((digest, bytes, media_type))
+        });
     let mut subjects = Vec::new();
     let mut entries = Vec::new();
-    if is_index {
-        let media_type = top_media_type.unwrap_or_default();
+    if let Some((top_digest, top_bytes, media_type)) = index_read {
         std::fs::create_dir_all(layout.join("blobs/sha256"))
             .with_context(|| format!("failed to create `{}`", layout.display()))?;
         std::fs::write(
