@@ -382,10 +382,10 @@ fn publish_source(
     match &source.origin {
         Origin::Registry(reference) => {
             for entry in &source.entries {
-                let copied = targets.iter().all(|t| {
+                let already_there = targets.iter().all(|t| {
                     t.registry() == reference.registry() && t.repository() == reference.repository()
                 });
-                if !copied {
+                if !already_there {
                     copy_attestations(reference, &entry.manifest.digest, store, targets, options)?;
                 }
             }
