@@ -32,7 +32,7 @@ use super::auth::{self, Challenge, Credential, Token};
 use super::reference::{DOCKER_HUB, Reference, Transport};
 use super::{RegistryError, RegistryOptions, Reporter, RetryPolicy};
 use crate::digest::Digest;
-use crate::http::{self, FailureKind, Trust};
+use crate::http::{self, Decision, FailureKind, Trust};
 
 mod authenticate;
 mod response;
@@ -255,7 +255,7 @@ impl Session {
 
     /// The backoff before attempt `attempt + 1`.
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        self.backoff(attempt)
+        self.retry.backoff(attempt)
     }
 
     /// `<base>/<path>` (path without the leading `/`).
@@ -454,8 +454,10 @@ impl Session {
                 Err(e) => {
                     let failure = http::classify(&e);
                     let shown = self.effective(&url);
-                    if attempt < attempts && failure.kind.is_transient() {
-                        let delay = self.backoff(attempt);
+                    if let Decision::Retry(delay) = self
+                        .retry
+                        .after_transport_failure(attempt, attempts, &failure)
+                    {
                         http::report_retry(
                             delay,
                             attempt + 1,
@@ -485,7 +487,6 @@ impl Session {
                 let body = response.bytes().await.unwrap_or_default();
                 return Err(self.unauthorized(&method, &url, 401, error_detail(&body)));
             }
-            let retryable = http::retryable_status(status);
             // A 429 refused the request before doing anything with it, so even a request sent
             // `Retry::Once` (an upload step) is safely sent again after the `Retry-After`.
             let attempts = if status == StatusCode::TOO_MANY_REQUESTS {
@@ -493,14 +494,11 @@ impl Session {
             } else {
                 attempts
             };
-            if retryable {
-                let retry_after = http::retry_after(response.headers());
-                let too_long = retry_after.is_some_and(|d| d > self.retry.max_delay);
-                if status == StatusCode::TOO_MANY_REQUESTS && (attempt >= attempts || too_long) {
-                    return Err(self.rate_limited(&url, response.headers()));
-                }
-                if attempt < attempts {
-                    let delay = self.retry.delay(attempt, retry_after);
+            match self
+                .retry
+                .after_status(attempt, attempts, status, response.headers())
+            {
+                Decision::Retry(delay) => {
                     http::report_retry(
                         delay,
                         attempt + 1,
@@ -508,15 +506,11 @@ impl Session {
                         &format!("{} from {}", status.as_u16(), self.effective(&url)),
                     );
                     tokio::time::sleep(delay).await;
-                    continue;
                 }
+                Decision::Throttled => return Err(self.rate_limited(&url, response.headers())),
+                Decision::Stop => return Ok(response),
             }
-            return Ok(response);
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.retry.backoff(attempt)
     }
 
     fn rate_limited(&self, url: &Url, headers: &HeaderMap) -> RegistryError {
