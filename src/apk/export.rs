@@ -15,9 +15,8 @@
 use std::path::Path;
 
 use super::ApkError;
-use super::fetch::{INDEX_KEYS, PACKAGE_KEYS};
+use super::fetch::{INDEX_KEYS, PACKAGE_KEYS, open_cache};
 use super::index::Index;
-use crate::http::DownloadCache;
 
 /// What [`export_cache`] wrote.
 #[derive(Debug, Default)]
@@ -80,14 +79,9 @@ pub fn export_cache(cache_dir: &Path, dest: &Path) -> Result<ExportSummary, ApkE
             dest.display()
         )));
     }
-    // Read only: a cache directory that is not there has nothing to export.
+    // A cache directory that is not there has nothing to export (and is not created).
     let cache = match cache_dir.is_dir() {
-        true => Some(
-            DownloadCache::open(cache_dir).map_err(|source| ApkError::Cache {
-                dir: cache_dir.display().to_string(),
-                source,
-            })?,
-        ),
+        true => Some(open_cache(cache_dir)?),
         false => None,
     };
     let indexes = match &cache {

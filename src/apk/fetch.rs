@@ -7,7 +7,8 @@
 //! index's signature, the package against the index and its own hashes) and calls
 //! [`Fetcher::keep`]. The cache is kiln's download cache ([`crate::http::DownloadCache`]):
 //! indexes are kept under their URL ([`INDEX_KEYS`]), packages under their checksum
-//! ([`PACKAGE_KEYS`]).
+//! ([`PACKAGE_KEYS`]). A cache an older kiln left in the layout before that is moved in when
+//! it is opened ([`open_cache`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use super::ApkError;
 use crate::http::DownloadCache;
+
+mod legacy;
 
 /// The download cache's namespace of indexes, keyed by URL.
 pub(crate) const INDEX_KEYS: &str = "apk-index";
@@ -80,10 +83,7 @@ impl Fetcher {
         if let Some(cache) = self.cache.get() {
             return Ok(Some(cache));
         }
-        let cache = DownloadCache::open(dir).map_err(|source| ApkError::Cache {
-            dir: dir.display().to_string(),
-            source,
-        })?;
+        let cache = open_cache(dir)?;
         Ok(Some(self.cache.get_or_init(|| cache)))
     }
 
@@ -198,6 +198,18 @@ fn mirror_retry_policy() -> crate::http::RetryPolicy {
         max_delay: Duration::from_secs(30),
         jitter: crate::http::Jitter::None,
     }
+}
+
+/// The apk download cache in `dir`, with what an older kiln kept there in its own layout moved
+/// in first (see `legacy`).
+pub(crate) fn open_cache(dir: &Path) -> Result<DownloadCache, ApkError> {
+    let cache_error = |source| ApkError::Cache {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let cache = DownloadCache::open(dir).map_err(cache_error)?;
+    legacy::import(&cache).map_err(cache_error)?;
+    Ok(cache)
 }
 
 fn read_local(path: &Path) -> Result<Vec<u8>, ApkError> {

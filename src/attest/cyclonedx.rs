@@ -93,7 +93,7 @@ pub fn cyclonedx_document(params: &SbomParams) -> Result<Value, AttestError> {
             component["hashes"] = json!([{"alg": alg, "content": value}]);
         }
         match package.license.as_deref().map(str::trim) {
-            Some(license) if super::sbom::is_known_expression(license) => {
+            Some(license) if super::license::is_known_expression(license) => {
                 component["licenses"] = json!([{"expression": license}]);
             }
             Some(license) if !license.is_empty() => {

@@ -2,7 +2,7 @@
 //! `/etc/alpine-release`) and the Debian packages dpkg installed (`/var/lib/dpkg/status`).
 //! Parsers only; [`super::sbom::packages_from_rootfs`] reads the files.
 
-use super::sbom::{PackageKind, SbomPackage};
+use super::package::{PackageKind, SbomPackage};
 
 /// The distribution as an [`PackageKind::OperatingSystem`] package: `ID` and `VERSION_ID` from
 /// an os-release file, the version replaced by `/etc/alpine-release` when the image has one

@@ -19,9 +19,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::AttestError;
-use super::material::{
-    apk_purl, normalize_python_name, percent_encode, pypi_purl, split_reference,
-};
+use super::license::is_known_expression;
+use super::material::{normalize_python_name, split_reference};
+pub use super::package::{PackageKind, SbomPackage};
 use super::provenance::{Statement, Subject};
 use crate::digest::Digest;
 use crate::image::rfc3339;
@@ -32,180 +32,6 @@ use crate::rootfs::view::{FsView, NodeKind};
 pub const SPDX_PREDICATE_TYPE: &str = "https://spdx.dev/Document";
 /// Media type of an SPDX JSON blob.
 pub const MEDIA_TYPE_SPDX_JSON: &str = "application/spdx+json";
-
-/// SPDX license ids accepted as `licenseDeclared` (the common ones in Alpine and PyPI).
-const KNOWN_LICENSES: &[&str] = &[
-    "0BSD",
-    "AFL-2.1",
-    "AGPL-3.0-only",
-    "AGPL-3.0-or-later",
-    "Apache-2.0",
-    "Artistic-1.0-Perl",
-    "Artistic-2.0",
-    "BSD-1-Clause",
-    "BSD-2-Clause",
-    "BSD-3-Clause",
-    "BSD-4-Clause",
-    "BSL-1.0",
-    "bzip2-1.0.6",
-    "CC-BY-4.0",
-    "CC0-1.0",
-    "curl",
-    "EPL-2.0",
-    "GFDL-1.3-or-later",
-    "GPL-1.0-or-later",
-    "GPL-2.0-only",
-    "GPL-2.0-or-later",
-    "GPL-3.0-only",
-    "GPL-3.0-or-later",
-    "HPND",
-    "ISC",
-    "LGPL-2.0-only",
-    "LGPL-2.0-or-later",
-    "LGPL-2.1-only",
-    "LGPL-2.1-or-later",
-    "LGPL-3.0-only",
-    "LGPL-3.0-or-later",
-    "libtiff",
-    "MIT",
-    "MIT-0",
-    "MPL-1.1",
-    "MPL-2.0",
-    "OpenSSL",
-    "PSF-2.0",
-    "Python-2.0",
-    "Ruby",
-    "Unicode-3.0",
-    "Unicode-DFS-2016",
-    "Unlicense",
-    "Vim",
-    "X11",
-    "Zlib",
-    "ZPL-2.1",
-];
-/// Exception ids accepted after `WITH`.
-const KNOWN_EXCEPTIONS: &[&str] = &[
-    "GCC-exception-3.1",
-    "Classpath-exception-2.0",
-    "LLVM-exception",
-];
-
-/// Which ecosystem a package comes from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PackageKind {
-    /// The distribution itself (`name` = its os-release `ID`, `version` = its release), the
-    /// package scanners read to pick the distribution's advisories.
-    OperatingSystem,
-    /// An Alpine package, with its apk architecture (`x86_64`, `aarch64`, ...).
-    Apk {
-        /// The apk arch name.
-        arch: String,
-        /// The source package it was built from (apk's `o:`), which is what Alpine's secdb
-        /// names; None when the database does not say.
-        origin: Option<String>,
-    },
-    /// A Debian package from dpkg's status database.
-    Deb {
-        /// The dpkg architecture (`amd64`, `all`, ...).
-        arch: String,
-        /// The source package (`Source:`), None when it has the binary package's name.
-        source: Option<String>,
-        /// The source version when `Source:` gives one that differs from the package's.
-        source_version: Option<String>,
-    },
-    /// A Python distribution.
-    Python,
-}
-
-/// One package in the image.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SbomPackage {
-    /// The ecosystem.
-    pub kind: PackageKind,
-    /// The name as the package manager spells it.
-    pub name: String,
-    /// The full version (`1.2.5-r0`, `2.32.3`).
-    pub version: String,
-    /// The declared license text, if any.
-    pub license: Option<String>,
-    /// A checksum: (SPDX algorithm name `SHA1`/`SHA256`, lowercase hex).
-    pub checksum: Option<(String, String)>,
-}
-
-impl SbomPackage {
-    /// The package's purl without a `distro` qualifier (see [`SbomPackage::purl_in`]).
-    pub fn purl(&self) -> String {
-        self.purl_in(None)
-    }
-
-    /// The package's purl as scanners match it: `arch`, then `distro=ID-VERSION` when the
-    /// distribution is known, then `upstream=SOURCE` when the source package has another name
-    /// (qualifiers in the purl spec's sorted order). None for the operating system itself.
-    pub fn purl_in(&self, distro: Option<&str>) -> String {
-        let with_qualifiers = |base: String, arch: &str, upstream: Option<String>| {
-            let mut purl = format!("{base}?arch={}", percent_encode(arch));
-            if let Some(distro) = distro {
-                purl.push_str(&format!("&distro={}", percent_encode(distro)));
-            }
-            if let Some(upstream) = upstream {
-                purl.push_str(&format!("&upstream={}", percent_encode(&upstream)));
-            }
-            purl
-        };
-        match &self.kind {
-            PackageKind::OperatingSystem => String::new(),
-            PackageKind::Apk { arch, origin } => {
-                let base = apk_purl(&self.name, &self.version, arch);
-                let base = base.split_once('?').map_or(base.as_str(), |(b, _)| b);
-                let upstream = origin.clone().filter(|o| *o != self.name);
-                with_qualifiers(base.to_owned(), arch, upstream)
-            }
-            PackageKind::Deb {
-                arch,
-                source,
-                source_version,
-            } => {
-                let base = format!(
-                    "pkg:deb/debian/{}@{}",
-                    percent_encode(&self.name.to_lowercase()),
-                    percent_encode(&self.version)
-                );
-                let upstream = match (source, source_version) {
-                    (Some(source), Some(version)) => Some(format!("{source}@{version}")),
-                    (Some(source), None) => Some(source.clone()),
-                    (None, Some(version)) => Some(format!("{}@{version}", self.name)),
-                    (None, None) => None,
-                };
-                with_qualifiers(base, arch, upstream)
-            }
-            PackageKind::Python => pypi_purl(&self.name, &self.version),
-        }
-    }
-
-    /// `built package from: SOURCE VERSION`, the SPDX `sourceInfo` Trivy reads the source
-    /// package from; None for packages without a source package (Python, the OS).
-    pub fn source_info(&self) -> Option<String> {
-        let (source, version) = match &self.kind {
-            PackageKind::Apk { origin, .. } => (origin.as_deref(), None),
-            PackageKind::Deb {
-                source,
-                source_version,
-                ..
-            } => (source.as_deref(), source_version.as_deref()),
-            PackageKind::OperatingSystem | PackageKind::Python => return None,
-        };
-        Some(format!(
-            "built package from: {} {}",
-            source.unwrap_or(&self.name),
-            version.unwrap_or(&self.version)
-        ))
-    }
-
-    /// True for packages the distribution's package manager installed (apk, dpkg).
-    pub fn is_os_package(&self) -> bool {
-        matches!(self.kind, PackageKind::Apk { .. } | PackageKind::Deb { .. })
-    }
-}
 
 /// What an SBOM describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,42 +59,6 @@ fn spdx_id(text: &str) -> String {
         })
         .collect();
     format!("SPDXRef-{clean}")
-}
-
-/// True when `license` is an expression over [`KNOWN_LICENSES`] with AND/OR/WITH/parentheses.
-pub(crate) fn is_known_expression(license: &str) -> bool {
-    let spaced = license.replace('(', " ( ").replace(')', " ) ");
-    let mut after_with = false;
-    let mut any = false;
-    let mut depth = 0i32;
-    for token in spaced.split_whitespace() {
-        match token {
-            "(" => depth += 1,
-            ")" => depth -= 1,
-            "AND" | "OR" => {}
-            "WITH" => {
-                after_with = true;
-                continue;
-            }
-            id if after_with => {
-                if !KNOWN_EXCEPTIONS.contains(&id) {
-                    return false;
-                }
-            }
-            id => {
-                let id = id.strip_suffix('+').unwrap_or(id);
-                if !KNOWN_LICENSES.contains(&id) {
-                    return false;
-                }
-                any = true;
-            }
-        }
-        if depth < 0 {
-            return false;
-        }
-        after_with = false;
-    }
-    any && depth == 0
 }
 
 /// The SPDX 2.3 JSON document for `params`.
@@ -596,24 +386,6 @@ pub fn parse_python_metadata(text: &str) -> Option<SbomPackage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn license_expressions() {
-        for (text, known) in [
-            ("MIT", true),
-            ("MIT AND BSD-2-Clause", true),
-            ("(GPL-2.0-or-later OR MIT) AND Zlib", true),
-            ("GPL-2.0-only WITH GCC-exception-3.1", true),
-            ("custom", false),
-            ("GPL-2.0", false),
-            ("MIT AND", true),
-            ("(MIT", false),
-            ("", false),
-            ("BSD 3-Clause License", false),
-        ] {
-            assert_eq!(is_known_expression(text), known, "{text}");
-        }
-    }
 
     #[test]
     fn apk_db_records() {

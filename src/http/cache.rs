@@ -12,12 +12,20 @@
 //!
 //! Nothing is kept before the caller has verified it: callers put bytes only after checking
 //! signatures and hashes.
+//!
+//! A cache written by an older kiln (files at `sha256/<hex>/<name>`) is moved into this layout
+//! when it is opened (`legacy`); the apk fetcher moves its own older layout
+//! ([`crate::apk`]'s `indexes/` and `packages/`) the same way.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::store::{BlobWriter, Store, StoreError};
+
+mod legacy;
+
+pub(crate) use legacy::lock_old_dir;
 
 /// A content-addressed download cache in a directory (see the module docs).
 #[derive(Clone, Debug)]
@@ -37,11 +45,14 @@ fn io_error<'p>(
 }
 
 impl DownloadCache {
-    /// Opens (creating if needed) the cache in `dir`.
+    /// Opens (creating if needed) the cache in `dir`, moving in what an older kiln kept there
+    /// in the layout before the store (see `legacy`).
     pub fn open(dir: &Path) -> Result<DownloadCache, StoreError> {
-        Ok(DownloadCache {
+        let cache = DownloadCache {
             store: Store::open(dir)?,
-        })
+        };
+        legacy::import(&cache)?;
+        Ok(cache)
     }
 
     /// The cache directory.

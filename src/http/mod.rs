@@ -21,8 +21,9 @@ mod retry;
 mod trust;
 
 pub use cache::DownloadCache;
+pub(crate) use cache::lock_old_dir;
 pub use failure::{Failure, FailureKind, classify, hint, report_retry};
-pub use retry::{Jitter, RetryPolicy, get_blocking, retry_after, retryable_status};
+pub use retry::{Decision, Jitter, RetryPolicy, get_blocking, retry_after, retryable_status};
 pub use trust::{CERTS_D_PREFIX_ENV, Trust, TrustError, certs_d_candidates};
 
 use std::time::Duration;

@@ -5,15 +5,18 @@
 //! keeps its own defaults (registries ride out restarts, mirrors and indexes give up sooner).
 //! [`retryable_status`] and [`crate::http::FailureKind::is_transient`] decide what is retried;
 //! [`retry_after`] reads the header in both forms HTTP allows (seconds, or an HTTP date).
-//! [`get_blocking`] is the retry loop of the blocking clients (Alpine mirrors, Python indexes);
-//! the registry client runs the same policy in its own async loop, which also re-authenticates.
+//! [`RetryPolicy::after_transport_failure`] and [`RetryPolicy::after_status`] turn one failed
+//! attempt into a [`Decision`] (send again after a wait, stop, or stop because the server
+//! throttles for longer than kiln waits). [`get_blocking`] is the retry loop of the blocking
+//! clients (Alpine mirrors, Python indexes); the registry client asks the same decisions in its
+//! own async loop, which also re-authenticates and knows which requests may be sent again.
 
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use super::failure::{classify, hint, report_retry};
+use super::failure::{Failure, classify, hint, report_retry};
 
 /// Whether backoffs are spread around their nominal value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +82,62 @@ impl RetryPolicy {
     }
 }
 
+/// What the policy says after an attempt that did not succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request again after this wait.
+    Retry(Duration),
+    /// Stop: waiting does not change the answer, or the attempts are spent.
+    Stop,
+    /// Stop: the server throttles (429) and asks for a longer wait than `max_delay`, or still
+    /// throttles after the last attempt; the caller says so with its rate-limit hint.
+    Throttled,
+}
+
+impl RetryPolicy {
+    /// After attempt `attempt` (1 for the first) of `attempts` failed before an answer came:
+    /// retry after the backoff while the failure may pass by waiting
+    /// ([`crate::http::FailureKind::is_transient`]) and attempts remain.
+    pub fn after_transport_failure(
+        &self,
+        attempt: u32,
+        attempts: u32,
+        failure: &Failure,
+    ) -> Decision {
+        if failure.kind.is_transient() && attempt < attempts {
+            Decision::Retry(self.backoff(attempt))
+        } else {
+            Decision::Stop
+        }
+    }
+
+    /// After attempt `attempt` (1 for the first) of `attempts` was answered with `status` and
+    /// `headers`: a status [`retryable_status`] accepts is sent again after the wait the server
+    /// asked for (capped at `max_delay`) or the backoff, while attempts remain; a 429 asking for
+    /// more than `max_delay` is not waited for. Every other status (success included) is final.
+    pub fn after_status(
+        &self,
+        attempt: u32,
+        attempts: u32,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Decision {
+        if !retryable_status(status) {
+            return Decision::Stop;
+        }
+        let asked = retry_after(headers);
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && (attempt >= attempts || asked.is_some_and(|wait| wait > self.max_delay))
+        {
+            return Decision::Throttled;
+        }
+        if attempt >= attempts {
+            return Decision::Stop;
+        }
+        Decision::Retry(self.delay(attempt, asked))
+    }
+}
+
 /// Whether a response with `status` is worth sending again: a request timeout, throttling, or
 /// a server error that says "try later" (500, 502, 503, 504). Other statuses (4xx, 501, 505)
 /// do not change by waiting.
@@ -134,10 +193,11 @@ pub fn get_blocking(
         match request().send() {
             Ok(response) => {
                 let status = response.status();
-                if status.is_success() || !retryable_status(status) || attempt >= attempts {
+                let Decision::Retry(delay) =
+                    policy.after_status(attempt, attempts, status, response.headers())
+                else {
                     return Ok(response);
-                }
-                let delay = policy.delay(attempt, retry_after(response.headers()));
+                };
                 report_retry(
                     delay,
                     attempt + 1,
@@ -152,10 +212,11 @@ pub fn get_blocking(
                     Some(hint) => format!("{}; {hint}", failure.detail),
                     None => failure.detail.clone(),
                 };
-                if !failure.kind.is_transient() || attempt >= attempts {
+                let Decision::Retry(delay) =
+                    policy.after_transport_failure(attempt, attempts, &failure)
+                else {
                     return Err(what);
-                }
-                let delay = policy.backoff(attempt);
+                };
                 report_retry(delay, attempt + 1, attempts, &format!("{shown}: {what}"));
                 std::thread::sleep(delay);
             }
@@ -166,6 +227,7 @@ pub fn get_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::FailureKind;
     use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     fn asking(value: &str) -> HeaderMap {
@@ -224,6 +286,54 @@ mod tests {
         assert!(
             d >= Duration::from_millis(750) && d <= Duration::from_millis(1250),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn decisions_after_one_failed_attempt() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            jitter: Jitter::None,
+        };
+        let status = |code: u16, asked: Option<&str>, attempt: u32| {
+            let headers = asked.map(asking).unwrap_or_default();
+            policy.after_status(attempt, 3, StatusCode::from_u16(code).unwrap(), &headers)
+        };
+        let ms = |n| Decision::Retry(Duration::from_millis(n));
+        let cases: &[(u16, Option<&str>, u32, Decision)] = &[
+            (200, None, 1, Decision::Stop),
+            (404, None, 1, Decision::Stop),
+            (503, None, 1, ms(100)),
+            (503, None, 2, ms(200)),
+            (503, None, 3, Decision::Stop),
+            (503, Some("3600"), 1, ms(10_000)),
+            (429, Some("2"), 1, ms(2_000)),
+            (429, Some("11"), 1, Decision::Throttled),
+            (429, None, 3, Decision::Throttled),
+        ];
+        for (code, asked, attempt, expected) in cases {
+            assert_eq!(
+                status(*code, *asked, *attempt),
+                *expected,
+                "{code} {asked:?} {attempt}"
+            );
+        }
+        let failure = |kind| Failure {
+            kind,
+            detail: String::new(),
+        };
+        let refused = failure(FailureKind::Refused);
+        assert_eq!(policy.after_transport_failure(1, 3, &refused), ms(100));
+        assert_eq!(
+            policy.after_transport_failure(3, 3, &refused),
+            Decision::Stop
+        );
+        let unknown_ca = failure(FailureKind::UnknownCa);
+        assert_eq!(
+            policy.after_transport_failure(1, 3, &unknown_ca),
+            Decision::Stop
         );
     }
 

@@ -12,7 +12,7 @@
 //!
 //! The HTTP client comes from [`crate::http`] with the registry's own trust (its certs.d
 //! directory). Loopback and insecure registries are tried over HTTPS first and switch to plain
-//! HTTP when the port does not speak TLS (remembered for the process); a redirect from HTTPS to
+//! HTTP when the port does not speak TLS (remembered by the [`RegistryOptions`] in use); a redirect from HTTPS to
 //! plain HTTP is refused.
 //!
 //! Errors name the URL and status and carry the registry's own error code and message; they
@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ use super::auth::{self, Challenge, Credential, Token};
 use super::reference::{DOCKER_HUB, Reference, Transport};
 use super::{RegistryError, RegistryOptions, Reporter, RetryPolicy};
 use crate::digest::Digest;
-use crate::http::{self, FailureKind, Trust};
+use crate::http::{self, Decision, FailureKind, Trust};
 
 mod authenticate;
 mod response;
@@ -101,6 +101,8 @@ pub(crate) struct Session {
     scopes: Vec<String>,
     auth: tokio::sync::Mutex<AuthState>,
     retry: RetryPolicy,
+    /// Hosts of this session's options found to speak plain HTTP.
+    plain_http_hosts: PlainHttpHosts,
     pub(crate) reporter: Arc<dyn Reporter>,
 }
 
@@ -109,18 +111,25 @@ pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     http::classify(e).detail
 }
 
-/// API hosts found to speak plain HTTP, remembered for the process so each operation does not
-/// knock on the TLS port again.
-fn plain_http_hosts() -> &'static Mutex<HashSet<String>> {
-    static HOSTS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    HOSTS.get_or_init(|| Mutex::new(HashSet::new()))
-}
+/// API hosts found to speak plain HTTP, remembered by one [`RegistryOptions`] value (and its
+/// clones) so each operation does not knock on the TLS port again. Not process-wide: a port
+/// that spoke plain HTTP for one client may speak TLS for another (tests reuse ports).
+#[derive(Clone, Default)]
+pub(crate) struct PlainHttpHosts(Arc<Mutex<HashSet<String>>>);
 
-fn is_plain_http(api_host: &str) -> bool {
-    plain_http_hosts()
-        .lock()
-        .map(|hosts| hosts.contains(api_host))
-        .unwrap_or(false)
+impl PlainHttpHosts {
+    fn contains(&self, api_host: &str) -> bool {
+        self.0
+            .lock()
+            .map(|hosts| hosts.contains(api_host))
+            .unwrap_or(false)
+    }
+
+    fn insert(&self, api_host: &str) {
+        if let Ok(mut hosts) = self.0.lock() {
+            hosts.insert(api_host.to_owned());
+        }
+    }
 }
 
 fn http_client(trust: &Trust, registry: &str) -> Result<reqwest::Client, RegistryError> {
@@ -226,6 +235,7 @@ impl Session {
             scopes,
             auth: tokio::sync::Mutex::new(AuthState::default()),
             retry: options.retry.clone(),
+            plain_http_hosts: options.plain_http_hosts.clone(),
             reporter: options.reporter.clone(),
         })
     }
@@ -255,7 +265,7 @@ impl Session {
 
     /// The backoff before attempt `attempt + 1`.
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        self.backoff(attempt)
+        self.retry.backoff(attempt)
     }
 
     /// `<base>/<path>` (path without the leading `/`).
@@ -278,7 +288,7 @@ impl Session {
         if self.may_use_plain_http()
             && url.scheme() == "https"
             && url.origin() == self.base.origin()
-            && is_plain_http(&self.api_host)
+            && self.plain_http_hosts.contains(&self.api_host)
         {
             // Infallible for an http(s) URL; on failure the URL stays HTTPS.
             let _ = url.set_scheme("http");
@@ -383,9 +393,7 @@ impl Session {
                     {
                         tried_plain_http = true;
                         tracing::debug!(host = %self.api_host, "no TLS on this port; using plain HTTP");
-                        if let Ok(mut hosts) = plain_http_hosts().lock() {
-                            hosts.insert(self.api_host.clone());
-                        }
+                        self.plain_http_hosts.insert(&self.api_host);
                         url = self.effective(&url);
                         continue;
                     }
@@ -454,8 +462,10 @@ impl Session {
                 Err(e) => {
                     let failure = http::classify(&e);
                     let shown = self.effective(&url);
-                    if attempt < attempts && failure.kind.is_transient() {
-                        let delay = self.backoff(attempt);
+                    if let Decision::Retry(delay) = self
+                        .retry
+                        .after_transport_failure(attempt, attempts, &failure)
+                    {
                         http::report_retry(
                             delay,
                             attempt + 1,
@@ -485,7 +495,6 @@ impl Session {
                 let body = response.bytes().await.unwrap_or_default();
                 return Err(self.unauthorized(&method, &url, 401, error_detail(&body)));
             }
-            let retryable = http::retryable_status(status);
             // A 429 refused the request before doing anything with it, so even a request sent
             // `Retry::Once` (an upload step) is safely sent again after the `Retry-After`.
             let attempts = if status == StatusCode::TOO_MANY_REQUESTS {
@@ -493,14 +502,11 @@ impl Session {
             } else {
                 attempts
             };
-            if retryable {
-                let retry_after = http::retry_after(response.headers());
-                let too_long = retry_after.is_some_and(|d| d > self.retry.max_delay);
-                if status == StatusCode::TOO_MANY_REQUESTS && (attempt >= attempts || too_long) {
-                    return Err(self.rate_limited(&url, response.headers()));
-                }
-                if attempt < attempts {
-                    let delay = self.retry.delay(attempt, retry_after);
+            match self
+                .retry
+                .after_status(attempt, attempts, status, response.headers())
+            {
+                Decision::Retry(delay) => {
                     http::report_retry(
                         delay,
                         attempt + 1,
@@ -508,15 +514,11 @@ impl Session {
                         &format!("{} from {}", status.as_u16(), self.effective(&url)),
                     );
                     tokio::time::sleep(delay).await;
-                    continue;
                 }
+                Decision::Throttled => return Err(self.rate_limited(&url, response.headers())),
+                Decision::Stop => return Ok(response),
             }
-            return Ok(response);
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.retry.backoff(attempt)
     }
 
     fn rate_limited(&self, url: &Url, headers: &HeaderMap) -> RegistryError {

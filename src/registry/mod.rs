@@ -306,6 +306,7 @@ pub struct RegistryOptions {
     mount_from: Option<String>,
     reporter: Arc<dyn Reporter>,
     map: Arc<RegistryMap>,
+    plain_http_hosts: client::PlainHttpHosts,
 }
 
 impl Default for RegistryOptions {
@@ -326,6 +327,7 @@ impl Default for RegistryOptions {
             mount_from: None,
             reporter: Arc::new(NoReporter),
             map: Arc::new(RegistryMap::default()),
+            plain_http_hosts: client::PlainHttpHosts::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `apk update && apk upgrade` from an HTTP mirror: the fixture's signed repository served over
 //! HTTP on 127.0.0.1 gives the same layer as the same repository read as a directory; a second
 //! run with the server stopped and `offline` comes entirely from the cache (packages by
-//! checksum, the index by URL); a package the mirror serves wrong is refused and not cached.
+//! checksum, the index by URL), also from a cache in the layout an older kiln wrote; a package
+//! the mirror serves wrong is refused and not cached.
 
 use crate::support::apk_fixture;
 
@@ -172,6 +173,73 @@ fn http_mirror_matches_the_directory_and_offline_uses_the_cache() {
             .contains(&format!("{url}/x86_64/APKINDEX.tar.gz")),
         "{err}"
     );
+}
+
+/// Rewrites the download cache in `dir` into the layout kiln used before it (indexes at
+/// `indexes/<sha256 of URL>` with the URL in `<same>.url`, packages at `packages/<checksum>`),
+/// removing everything else.
+fn rewrite_as_the_old_layout(dir: &Path) {
+    let cache = kiln::http::DownloadCache::open(dir).unwrap();
+    let mut old_files = Vec::new();
+    for (uri, digest) in cache.entries("apk-index").unwrap() {
+        let bytes = std::fs::read(cache.blob(&digest).unwrap()).unwrap();
+        let hex = kiln::digest::Digest::of(uri.as_bytes()).hex().to_owned();
+        old_files.push((format!("indexes/{hex}"), bytes));
+        old_files.push((format!("indexes/{hex}.url"), uri.into_bytes()));
+    }
+    for (checksum, digest) in cache.entries("apk-package").unwrap() {
+        let bytes = std::fs::read(cache.blob(&digest).unwrap()).unwrap();
+        old_files.push((format!("packages/{checksum}"), bytes));
+    }
+    assert!(
+        old_files.iter().any(|(p, _)| p.starts_with("packages/")),
+        "the online run kept packages"
+    );
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    for (relative, bytes) in old_files {
+        let path = dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// A cache from the kiln before the download cache was a store still serves an offline run:
+/// its files move into the store on first use and the layer is the same.
+#[test]
+fn an_offline_run_reads_a_cache_in_the_older_layout() {
+    let fx = fixture();
+    let lower = MemFs::from_diff(&fx.lower);
+    let cache = tempfile::tempdir().unwrap();
+    let mirror = Mirror::start(fx.repo.clone(), None);
+    let url = mirror.url.clone();
+    let online = run(
+        &commands(),
+        &lower,
+        &options(url.clone(), cache.path(), false),
+    )
+    .unwrap();
+    drop(mirror);
+
+    rewrite_as_the_old_layout(cache.path());
+    let offline = run(
+        &commands(),
+        &lower,
+        &options(url.clone(), cache.path(), true),
+    )
+    .unwrap();
+    assert_eq!(offline.diff, online.diff, "offline, from the older cache");
+    assert!(!cache.path().join("indexes").exists());
+    assert!(!cache.path().join("packages").exists());
+    // Once moved, the cache serves a second offline run as any cache does.
+    let again = run(&commands(), &lower, &options(url, cache.path(), true)).unwrap();
+    assert_eq!(again.diff, online.diff);
 }
 
 #[test]

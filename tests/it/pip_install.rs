@@ -525,6 +525,37 @@ fn seed_line_from_http_json_index_with_pep658() {
     );
 }
 
+/// A download cache from the kiln before it was a store (`sha256/<hex>/<file name>`) still
+/// serves an offline install: the files move into the store on first use, once, even with the
+/// install's threads opening the cache at the same time.
+#[test]
+fn an_offline_install_reads_a_cache_in_the_older_layout() {
+    let wheels = seed_wheels();
+    let server = Server::start(http_routes(&wheels, &[]));
+    let index = format!("http://127.0.0.1:{}/simple", server.port);
+    let run = Run::new(stage(&seed_text(), &[]), &[("PIP_INDEX_URL", &index)]);
+    let online = run.pip("--user -r requirements.txt").unwrap();
+    drop(server);
+
+    // The older layout: each file under `sha256/<hex>/` by its own name, nothing else.
+    let cache = run.work.path().join("cache");
+    let old = run.work.path().join("old-layout");
+    std::fs::rename(cache.join("names"), &old).unwrap();
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::rename(&old, cache.join("sha256")).unwrap();
+    let kept = std::fs::read_dir(cache.join("sha256")).unwrap().count();
+    assert!(kept >= wheels.len(), "{kept} files in the older layout");
+
+    run.offline.set(true);
+    let offline = run.pip("--user -r requirements.txt").unwrap();
+    assert_eq!(snapshot(&offline.diff), snapshot(&online.diff));
+    assert!(
+        !cache.join("sha256").exists(),
+        "every file moved into the store"
+    );
+}
+
 /// A minimal valid wheel (RECORD hashes included) with the given METADATA lines.
 fn hash_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))

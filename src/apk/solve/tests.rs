@@ -1,6 +1,7 @@
 //! Tests of the solver: plans for add, upgrade and del on small universes.
 
 use super::*;
+use crate::apk::checksum::Checksum;
 use crate::apk::index::{Record, parse_records};
 
 fn pkg(spec: &str, sum: u8) -> PackageInfo {
