@@ -69,17 +69,19 @@ use crate::python::wheel::{self, InstallOptions, Owner, Requested, WheelError, n
 use crate::rootfs::{FsView, ViewError};
 use crate::users::etc as etc_files;
 
+use crate::python::install::installed::{self, Installed, PathInputs, check_replacement};
 use crate::python::install::scheme::{
     check_externally_managed, describe_target, keep_existing_dirs, python_version, scheme_for,
     sys_prefix,
 };
 use crate::python::install::select::{
-    Selected, check_requires_python, choose, select_locked, select_resolved,
+    AlreadyInstalled, Selected, check_requires_python, choose, select_locked, select_resolved,
 };
 use crate::python::install::settings::{
     Settings, Wanted, absorb_file_options, check_constraints, cli, merge_requirements, sources,
 };
 pub use crate::python::install::{PipError, RunUser};
+use crate::python::resolver::Upgrade;
 
 /// Everything about the stage that `pip install` depends on.
 pub struct PipRequest<'a> {
@@ -244,6 +246,9 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             ),
         });
     }
+    let (config_upgrade, config_strategy) = (config.upgrade, config.upgrade_strategy.clone());
+    let force_reinstall = parsed.force_reinstall || config.force_reinstall == Some(true);
+    let ignore_installed = parsed.ignore_installed || config.ignore_installed == Some(true);
     let mut settings = Settings {
         location,
         no_deps: parsed.no_deps || config.no_deps == Some(true),
@@ -352,8 +357,47 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         sources: &sources_text,
     };
 
+    let (scheme, site) = scheme_for(
+        &settings.location,
+        &user,
+        &target,
+        request.fs,
+        request.workdir,
+    )?;
+    let upgrade = upgrade_rule(&parsed, config_upgrade, config_strategy.as_ref(), &lines)?;
+    let is_target = matches!(settings.location, InstallLocation::Target(_));
+    if !is_target {
+        for variable in ["PYTHONUSERBASE", "PYTHONHOME"] {
+            if (request.env)(variable).is_some_and(|v| !v.is_empty()) {
+                return Err(PipError::Unmodeled {
+                    variable: variable.to_owned(),
+                });
+            }
+        }
+    }
+    // --target implies --ignore-installed, as in pip.
+    let on_path = if ignore_installed || is_target {
+        Installed::none()
+    } else {
+        installed::find(&PathInputs {
+            fs: request.fs,
+            target: &target,
+            home: &user.home,
+            workdir: request.workdir,
+            env: request.env,
+        })?
+    };
+    let already = AlreadyInstalled {
+        installed: &on_path,
+        upgrade,
+        site,
+        force_reinstall,
+    };
+
     // Choose and fetch every file first (nothing is installed if one is missing).
     let mut check_deps = !settings.no_deps;
+    // Installed distributions that hash-checking mode keeps, for its dependency check.
+    let mut kept: BTreeMap<String, Planned> = BTreeMap::new();
     // Where each requirement of a pinned hash-checked set was written, for pip's messages.
     let mut pinned_origins: BTreeMap<String, String> = BTreeMap::new();
     let selection = if let Some((path, text)) = lock_files.first() {
@@ -377,12 +421,29 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
                 no_deps: settings.no_deps,
                 pre,
             },
+            &already,
             request.offline,
         )?
     } else {
         let wanted = merge_requirements(&lines)?;
         check_constraints(&wanted, &constraints)?;
-        let entries: Vec<(&String, &Wanted)> = wanted.iter().collect();
+        // A pin an installed distribution satisfies is kept, without a file to hash (pip
+        // prepares only what it installs).
+        let candidates = if force_reinstall {
+            BTreeMap::new()
+        } else {
+            on_path.candidates()
+        };
+        let entries: Vec<(&String, &Wanted)> = wanted
+            .iter()
+            .filter(|(name, want)| match candidates.get(*name) {
+                Some(dist) if want.specifiers.contains(&dist.version) => {
+                    kept.insert((*name).clone(), planned_installed(dist, &want.extras));
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         let offline = request.offline;
         // A pin without hashes is fetched anyway: pip names the hash its file has.
         let picked = parallel(&entries, |(name, want)| {
@@ -392,6 +453,7 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         let mut unhashed = Vec::new();
         for ((name, want), result) in entries.into_iter().zip(picked) {
             let (candidate, cached) = result?;
+            check_replacement(&on_path, name, &candidate.version, site, force_reinstall)?;
             if want.hashes.is_empty() {
                 unhashed.push(format!(
                     "{}=={} --hash=sha256:{}",
@@ -417,15 +479,8 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         selection
     };
 
-    let scheme = scheme_for(
-        &settings.location,
-        &user,
-        &target,
-        request.fs,
-        request.workdir,
-    )?;
     let mut diff = Diff::new();
-    let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut planned: BTreeMap<String, Planned> = kept;
     let mut materials = Vec::new();
     let mut installed = Vec::new();
     for chosen in &selection {
@@ -500,23 +555,25 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         diff.merge(result.diff);
     }
     if check_deps {
-        resolve::check_dependencies(&planned, &env).map_err(|e| match e {
-            DependencyError::Missing {
-                package,
-                version,
-                requirement,
-                dependency,
-            } => PipError::UnpinnedDependency {
-                origin: pinned_origins
-                    .get(&normalize_name(&package))
-                    .cloned()
-                    .unwrap_or_default(),
-                parent: format!("{package}=={version}"),
-                package: dependency,
-                requirement,
+        check_with_installed(&mut planned, &on_path, force_reinstall, &env).map_err(
+            |e| match e {
+                DependencyError::Missing {
+                    package,
+                    version,
+                    requirement,
+                    dependency,
+                } => PipError::UnpinnedDependency {
+                    origin: pinned_origins
+                        .get(&normalize_name(&package))
+                        .cloned()
+                        .unwrap_or_default(),
+                    parent: format!("{package}=={version}"),
+                    package: dependency,
+                    requirement,
+                },
+                other => PipError::Dependency(other),
             },
-            other => PipError::Dependency(other),
-        })?;
+        )?;
     }
     keep_existing_dirs(&mut diff, request.fs, request.source_date_epoch)?;
     Ok(PipOutcome {
@@ -525,6 +582,77 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         warnings: Vec::new(),
         details: installed,
     })
+}
+
+/// pip's upgrade strategy for this install: `to-satisfy-only` without `--upgrade`; with it,
+/// `only-if-needed` (the projects the user named) unless `--upgrade-strategy eager`.
+fn upgrade_rule(
+    parsed: &pip_args::PipInstall,
+    config_upgrade: Option<bool>,
+    config_strategy: Option<&config::ConfigValue>,
+    lines: &[RequirementLine],
+) -> Result<Upgrade, PipError> {
+    if !(parsed.upgrade || config_upgrade == Some(true)) {
+        return Ok(Upgrade::Never);
+    }
+    let strategy = match &parsed.upgrade_strategy {
+        Some(value) => value.clone(),
+        None => config_strategy.map_or_else(|| "only-if-needed".to_owned(), |v| v.value.clone()),
+    };
+    match strategy.as_str() {
+        "eager" => Ok(Upgrade::Eager),
+        "only-if-needed" => Ok(Upgrade::Named(
+            lines.iter().map(RequirementLine::normalized_name).collect(),
+        )),
+        other => Err(PipError::Args(pip_args::PipArgsError::UnknownFlag(
+            format!("--upgrade-strategy {other} (pip configuration)"),
+        ))),
+    }
+}
+
+/// An installed distribution as a member of the set hash-checking mode checks.
+fn planned_installed(
+    dist: &crate::python::resolver::InstalledVersion,
+    extras: &std::collections::BTreeSet<String>,
+) -> Planned {
+    Planned {
+        metadata: CoreMetadata {
+            name: dist.display_name.clone(),
+            version: dist.version.clone(),
+            requires_python: None,
+            requires_dist: dist.requires_dist.clone(),
+            provides_extra: Vec::new(),
+        },
+        extras: extras.clone(),
+    }
+}
+
+/// Hash-checking mode's dependency check, where a dependency an installed distribution
+/// satisfies needs no listing (pip keeps it without preparing a file).
+fn check_with_installed(
+    planned: &mut BTreeMap<String, Planned>,
+    installed: &Installed,
+    force_reinstall: bool,
+    env: &pep508_rs::MarkerEnvironment,
+) -> Result<(), DependencyError> {
+    let candidates = if force_reinstall {
+        BTreeMap::new()
+    } else {
+        installed.candidates()
+    };
+    loop {
+        match resolve::check_dependencies(planned, env) {
+            Err(DependencyError::Missing { dependency, .. })
+                if candidates.contains_key(&normalize_name(&dependency))
+                    && !planned.contains_key(&normalize_name(&dependency)) =>
+            {
+                let name = normalize_name(&dependency);
+                let dist = &candidates[&name];
+                planned.insert(name, planned_installed(dist, &Default::default()));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Why this `pip install` must run in the sandbox, decided from the image: the pip that

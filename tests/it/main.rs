@@ -45,6 +45,7 @@ mod layer_tar;
 mod layer_write;
 mod pip_bad_input;
 mod pip_install;
+mod pip_installed;
 mod pip_native_or_sandbox;
 mod pip_oracle;
 mod pip_resolve;
