@@ -34,7 +34,10 @@
 //! involved and who made it); `--no-deps` installs only what is listed. For each decided
 //! project the best wheel for the target is chosen ([`crate::python::resolve::candidates`]) and
 //! installed with [`crate::python::wheel::install_wheel`] into the scheme of `--user`,
-//! `--prefix`, `--target` or the interpreter's own prefix. Hash-checking mode (any `--hash`,
+//! `--prefix`, `--target` or the interpreter's own prefix. Distributions already on the
+//! interpreter's path are kept, shadowed from the user site or (where pip would uninstall them)
+//! left to the real pip in the sandbox, as pip treats them
+//! ([`crate::python::install::installed`]). Hash-checking mode (any `--hash`,
 //! `--require-hashes`, `PIP_REQUIRE_HASHES`) keeps pip's rule: every requirement, dependencies
 //! included, is listed, pinned and hashed; each file's sha256 must be an allowed one, and the
 //! failures are worded as pip words them.

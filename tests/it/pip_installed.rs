@@ -36,14 +36,15 @@ use simple_index::{IndexServer, normalize};
 const SITE: &str = "usr/local/lib/python3.11/site-packages";
 
 /// The wheels of the cases, downloaded once by the host's pip into
-/// `<target>/test-wheels/installed`: the base's old setuptools and packaging, the newest of
-/// each, and gunicorn (which requires packaging). All are pure Python.
+/// `<target>/test-wheels/already-installed`: the base's old setuptools and packaging, the
+/// newest of each, and gunicorn 23.0.0 (which requires packaging; later releases do not). All
+/// are pure Python.
 fn wheels() -> Vec<PathBuf> {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target dir")
         .to_owned();
-    let dir = target_dir.join("test-wheels").join("installed");
+    let dir = target_dir.join("test-wheels").join("already-installed");
     if !dir.join(".complete").exists() {
         std::fs::create_dir_all(&dir).expect("create the wheel cache");
         for what in [
@@ -51,7 +52,7 @@ fn wheels() -> Vec<PathBuf> {
             "setuptools",
             "packaging==23.2",
             "packaging",
-            "gunicorn",
+            "gunicorn==23.0.0",
         ] {
             let output = Command::new("python3")
                 .args(["-m", "pip", "--disable-pip-version-check", "--no-input"])
@@ -429,7 +430,7 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             "already satisfied by the base",
         ),
         (
-            "--user gunicorn".into(),
+            "--user gunicorn==23.0.0".into(),
             None,
             "a dependency satisfied by the base is kept",
         ),
@@ -439,12 +440,12 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             "--upgrade installs the newest into the user site, shadowing the base's",
         ),
         (
-            "--user --upgrade gunicorn".into(),
+            "--user --upgrade gunicorn==23.0.0".into(),
             None,
             "--upgrade (only-if-needed) keeps a dependency the base satisfies",
         ),
         (
-            "--user --upgrade --upgrade-strategy eager gunicorn".into(),
+            "--user --upgrade --upgrade-strategy eager gunicorn==23.0.0".into(),
             None,
             "--upgrade-strategy eager upgrades the dependency too",
         ),
@@ -452,6 +453,11 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             "--user --force-reinstall setuptools".into(),
             None,
             "--force-reinstall with --user leaves the global one in place",
+        ),
+        (
+            "--require-hashes --user setuptools==65.5.0".into(),
+            None,
+            "hash-checking mode keeps a satisfying installed pin without a file to hash",
         ),
         (
             "setuptools".into(),
@@ -479,7 +485,7 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             "--target ignores what is installed",
         ),
         (
-            "--ignore-installed --target /out gunicorn".into(),
+            "--ignore-installed --target /out gunicorn==23.0.0".into(),
             None,
             "--ignore-installed resolves every dependency from the index",
         ),
@@ -532,7 +538,7 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
     let Ok((eager, _)) = kiln_run(
         &index,
         &fs,
-        "--user --upgrade --upgrade-strategy eager gunicorn",
+        "--user --upgrade --upgrade-strategy eager gunicorn==23.0.0",
         cache.path(),
     ) else {
         panic!("the eager upgrade runs natively");

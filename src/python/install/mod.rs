@@ -4,7 +4,7 @@
 //! installed ([`scheme`]).
 
 pub mod error;
-pub(crate) mod installed;
+pub mod installed;
 pub mod scheme;
 pub mod select;
 pub mod settings;
