@@ -644,16 +644,32 @@ fn check_with_installed(
         installed.candidates()
     };
     loop {
-        match resolve::check_dependencies(planned, env) {
-            Err(DependencyError::Missing { dependency, .. })
-                if candidates.contains_key(&normalize_name(&dependency))
-                    && !planned.contains_key(&normalize_name(&dependency)) =>
-            {
-                let name = normalize_name(&dependency);
-                let dist = &candidates[&name];
-                planned.insert(name, planned_installed(dist, &Default::default()));
+        let outcome = resolve::check_dependencies(planned, env);
+        let Err(DependencyError::Missing {
+            dependency,
+            requirement,
+            ..
+        }) = &outcome
+        else {
+            return outcome;
+        };
+        let name = normalize_name(dependency);
+        // Only an installed version the dependency accepts is kept; another would have to be
+        // installed, which needs it listed and hashed (the Missing error, in pip's words).
+        let satisfying = candidates.get(&name).filter(|dist| {
+            pep508::parse_requirement(requirement).is_ok_and(|r| match &r.version_or_url {
+                Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
+                    specifiers.contains(&dist.version)
+                }
+                _ => true,
+            })
+        });
+        match satisfying {
+            Some(dist) if !planned.contains_key(&name) => {
+                let kept = planned_installed(dist, &Default::default());
+                planned.insert(name, kept);
             }
-            other => return other,
+            _ => return outcome,
         }
     }
 }
