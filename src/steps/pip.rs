@@ -72,7 +72,9 @@ use crate::python::wheel::{self, InstallOptions, Owner, Requested, WheelError, n
 use crate::rootfs::{FsView, ViewError};
 use crate::users::etc as etc_files;
 
-use crate::python::install::installed::{self, Installed, PathInputs, check_replacement};
+use crate::python::install::installed::{
+    self, Installed, PathInputs, Replacement, check_replacement,
+};
 use crate::python::install::scheme::{
     check_externally_managed, describe_target, keep_existing_dirs, python_version, scheme_for,
     sys_prefix,
@@ -456,7 +458,11 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         let mut unhashed = Vec::new();
         for ((name, want), result) in entries.into_iter().zip(picked) {
             let (candidate, cached) = result?;
-            check_replacement(&on_path, name, &candidate.version, site, force_reinstall)?;
+            if check_replacement(&on_path, name, &candidate.version, site, force_reinstall)?
+                == Replacement::AlreadyThere
+            {
+                continue;
+            }
             if want.hashes.is_empty() {
                 unhashed.push(format!(
                     "{}=={} --hash=sha256:{}",

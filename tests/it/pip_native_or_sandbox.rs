@@ -498,3 +498,101 @@ fn a_virtualenv_pip_runs_in_the_sandbox_and_no_pip_fails_as_buildah_does() {
     assert!(!ok && output.contains("not found"), "{output}");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A busybox rootfs with python:3.11-alpine's shape whose site-packages holds setuptools
+/// 65.5.0's metadata, and whose `pip` is the interpreter's (its `#!` names
+/// /usr/local/bin/python3.11, a shell script stand-in that records the arguments it is run
+/// with, as the real pip would be run in the sandbox).
+fn installed_setuptools_rootfs(context: &Path) {
+    venv_rootfs(context);
+    let root = context.join("rootfs");
+    std::fs::remove_dir_all(root.join("venv")).unwrap();
+    write_files(
+        &root,
+        &[
+            (
+                "usr/local/bin/python3.11",
+                "#!/bin/sh\nmkdir -p /usr/local/lib/python3.11/site-packages\n\
+                 echo \"$@\" > /usr/local/lib/python3.11/site-packages/installed-by-pip\n",
+            ),
+            ("usr/local/bin/pip", "#!/usr/local/bin/python3.11\n"),
+            (
+                "usr/local/lib/python3.11/site-packages/setuptools-65.5.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: setuptools\nVersion: 65.5.0\n",
+            ),
+        ],
+    );
+    for exe in ["usr/local/bin/pip", "usr/local/bin/python3.11"] {
+        std::fs::set_permissions(root.join(exe), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(context)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn replacing_an_installed_distribution_runs_pip_in_the_sandbox_and_says_so() {
+    require_tool("buildah");
+    let work = open_tempdir();
+    // A setuptools wheel newer than the installed one, in a find-links directory on the host.
+    let links = work.join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let wheel = crate::support::simple_index::make_wheel(&links, "setuptools", "80.0.0", &[], &[]);
+    assert!(wheel.exists());
+    let base_context = work.join("base");
+    installed_setuptools_rootfs(&base_context);
+    std::fs::write(
+        base_context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    let base = work.join("base-layout");
+    let (ok, output) = kiln_build(&base_context, &work.join("base-cache"), &base);
+    assert!(ok, "{output}");
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let context = work.join("replace");
+    std::fs::create_dir_all(&context).unwrap();
+    let run = format!(
+        "pip install --no-index --find-links {} setuptools==80.0.0",
+        links.display()
+    );
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM oci:{}:latest\nRUN {run}\n", base.display()),
+    )
+    .unwrap();
+    let ours = work.join("kiln-out");
+    let (ok, output) = kiln_build(&context, &work.join("cache"), &ours);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(&format!(
+            "RUN {run}: runs pip in the sandbox: it would replace setuptools 65.5.0 installed in \
+             /usr/local/lib/python3.11/site-packages with 80.0.0"
+        )),
+        "the build output says which ran and why:\n{output}"
+    );
+    let theirs = work.join("buildah-out");
+    let (ok, output) = buildah_build(&context, &work.join("buildah"), &theirs);
+    assert!(ok, "{output}");
+    let listing = last_layer_listing(&ours);
+    assert_eq!(
+        listing,
+        last_layer_listing(&theirs),
+        "kiln's layer (left), buildah's (right)"
+    );
+    assert!(
+        listing.contains_key("usr/local/lib/python3.11/site-packages/installed-by-pip"),
+        "{listing:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -82,7 +82,7 @@ impl Installed {
             .collect()
     }
 
-    /// The `.dist-info` distribution of `name`, with its core metadata fields.
+    /// What pip finds installed under `name` (normalized).
     pub(crate) fn get(&self, name: &str) -> Option<&Found> {
         self.found.get(name)
     }
