@@ -8,7 +8,9 @@
 //! would: `PYTHONPATH`, the standard library directories, the user site when it exists (also
 //! for an install that is not `--user`), then the interpreter's site directories (Debian's
 //! `dist-packages` for Debian's Python), each site directory followed by the directories its
-//! `.pth` files add. Each `*.dist-info/METADATA` gives a name, a version and its dependencies.
+//! `.pth` files add. Each `*.dist-info/METADATA` gives a name, a version and its dependencies
+//! (pip's `stdlib_pkgs`, `python`, `wsgiref` and `argparse`, are skipped as pip skips them).
+//! `python -m pip` also puts the working directory first on the path; kiln does not look there.
 //!
 //! After resolution, [`check_replacement`] applies pip's `get_dist_to_uninstall`: a new version
 //! installed with `--user` over one in the global site leaves that one in place (the user site
@@ -279,11 +281,17 @@ fn read_site_dir(
         let Ok(path) = dir.join(&entry) else {
             continue;
         };
-        if let Some(stem) = entry.strip_suffix(".egg-info") {
+        let legacy = [
+            (".egg-info", "an .egg-info"),
+            (".egg-link", "a develop install's .egg-link"),
+        ]
+        .into_iter()
+        .find_map(|(suffix, what)| entry.strip_suffix(suffix).map(|stem| (stem, what)));
+        if let Some((stem, what)) = legacy {
             let name = normalize_name(stem.split('-').next().unwrap_or(stem));
             here.entry(name).or_default().push(Found::Unread {
                 why: format!(
-                    "it is installed as {} (an .egg-info, which kiln does not read)",
+                    "it is installed as {} ({what}, which kiln does not read)",
                     path.absolute()
                 ),
             });
@@ -317,7 +325,10 @@ fn read_site_dir(
             });
     }
     for (name, mut found) in here {
-        if installed.found.contains_key(&name) {
+        // pip's `stdlib_pkgs`: never treated as installed distributions.
+        if installed.found.contains_key(&name)
+            || ["python", "wsgiref", "argparse"].contains(&name.as_str())
+        {
             continue;
         }
         let chosen = if found.len() == 1 {
@@ -439,6 +450,12 @@ mod tests {
         );
         dist(&mut diff, "app/vendor", "pip", "1.0", &[]);
         file(&mut diff, &format!("{SITE}/old-1.0-py3.11.egg-info"), "");
+        file(
+            &mut diff,
+            &format!("{SITE}/devel.egg-link"),
+            "/src/devel\n.\n",
+        );
+        dist(&mut diff, SITE, "wsgiref", "0.1.2", &[]);
         let fs = MemFs::from_diff(&diff);
         let plain = found(&fs, &[]);
         assert_eq!(
@@ -454,6 +471,8 @@ mod tests {
             Some(("24.1".into(), "/opt/extra".into(), false))
         );
         assert!(matches!(plain.get("old"), Some(Found::Unread { .. })));
+        assert!(matches!(plain.get("devel"), Some(Found::Unread { .. })));
+        assert_eq!(plain.get("wsgiref"), None);
         let with_path = found(&fs, &[("PYTHONPATH", "vendor"), ("PYTHONNOUSERSITE", "1")]);
         assert_eq!(
             where_is(&with_path, "pip"),
