@@ -705,11 +705,52 @@ pub fn sandbox_reason(
         request.workdir,
         &target,
     ) {
-        Ok(Launcher::Native) => Ok(None),
+        Ok(Launcher::Native) => workdir_distributions(launcher, request),
         Ok(Launcher::Sandbox(reason)) => Ok(Some(reason)),
         Err(source) => Err(PipError::Read {
             path: launcher.to_owned(),
             source,
         }),
     }
+}
+
+/// `python -m pip` puts the working directory first on `sys.path`, so pip sees the
+/// distributions there as installed; kiln's native step does not look there, so such a RUN
+/// goes to the sandbox.
+fn workdir_distributions(
+    launcher: &str,
+    request: &PipRequest<'_>,
+) -> Result<Option<String>, PipError> {
+    let program = launcher.rsplit('/').next().unwrap_or(launcher);
+    if !program.starts_with("python") {
+        return Ok(None);
+    }
+    let Ok(workdir) = LayerPath::new(request.workdir) else {
+        return Ok(None);
+    };
+    let read_err = |source| PipError::Read {
+        path: request.workdir.to_owned(),
+        source,
+    };
+    let Some((resolved, node)) = request.fs.stat(&workdir, true).map_err(read_err)? else {
+        return Ok(None);
+    };
+    if node.kind != crate::rootfs::NodeKind::Dir {
+        return Ok(None);
+    }
+    let names = request.fs.read_dir(&resolved).map_err(read_err)?;
+    Ok(names
+        .iter()
+        .find(|n| {
+            [".dist-info", ".egg-info", ".egg-link"]
+                .iter()
+                .any(|s| n.ends_with(s))
+        })
+        .map(|name| {
+            format!(
+                "`{launcher} -m pip` also sees the distributions in the working directory \
+                 {} ({name}), which kiln's native step does not read",
+                request.workdir
+            )
+        }))
 }

@@ -175,6 +175,19 @@ fn the_image_decides_native_or_sandbox() {
     let official = stage(&[]);
     assert_eq!(reason(&official, "pip", &[]), None);
     assert_eq!(reason(&official, "python3.11", &[]), None);
+    // `python -m pip` also sees distributions in the working directory (here `/`).
+    let in_workdir = stage(&[(
+        "mypkg-1.0.dist-info/METADATA",
+        "Name: mypkg\nVersion: 1.0\n",
+    )]);
+    assert_eq!(reason(&in_workdir, "pip", &[]), None);
+    assert_eq!(
+        reason(&in_workdir, "python3.11", &[]).as_deref(),
+        Some(
+            "`python3.11 -m pip` also sees the distributions in the working directory / \
+             (mypkg-1.0.dist-info), which kiln's native step does not read"
+        )
+    );
     let venv = stage(&[
         ("venv/pyvenv.cfg", "home = /usr/local/bin\n"),
         ("venv/bin/pip", "#!/venv/bin/python\n"),
@@ -274,8 +287,9 @@ fn an_sdist_only_pin_goes_to_the_sandbox() {
 
 // End to end, against buildah.
 
-fn open_tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-pip-sandbox-{}", std::process::id()));
+/// A fresh world-readable directory for one test (tests of a run share the process).
+fn open_tempdir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-pip-sandbox-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -423,7 +437,7 @@ fn last_layer_listing(layout: &Path) -> BTreeMap<String, String> {
 #[test]
 fn a_virtualenv_pip_runs_in_the_sandbox_and_no_pip_fails_as_buildah_does() {
     require_tool("buildah");
-    let work = open_tempdir();
+    let work = open_tempdir("venv");
     let base_context = work.join("base");
     venv_rootfs(&base_context);
     std::fs::write(
@@ -537,7 +551,7 @@ fn installed_setuptools_rootfs(context: &Path) {
 #[test]
 fn replacing_an_installed_distribution_runs_pip_in_the_sandbox_and_says_so() {
     require_tool("buildah");
-    let work = open_tempdir();
+    let work = open_tempdir("replace");
     // A setuptools wheel newer than the installed one, in a find-links directory on the host.
     let links = work.join("links");
     std::fs::create_dir_all(&links).unwrap();

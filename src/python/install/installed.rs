@@ -10,7 +10,8 @@
 //! `dist-packages` for Debian's Python), each site directory followed by the directories its
 //! `.pth` files add. Each `*.dist-info/METADATA` gives a name, a version and its dependencies
 //! (pip's `stdlib_pkgs`, `python`, `wsgiref` and `argparse`, are skipped as pip skips them).
-//! `python -m pip` also puts the working directory first on the path; kiln does not look there.
+//! `python -m pip` also puts the working directory first on the path: such a RUN goes to the
+//! sandbox when distributions are there (`crate::steps::pip::sandbox_reason`).
 //!
 //! After resolution, [`check_replacement`] applies pip's `get_dist_to_uninstall`: a new version
 //! installed with `--user` over one in the global site leaves that one in place (the user site
