@@ -362,23 +362,26 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         sources: &sources_text,
     };
 
+    // site.py's user base: PYTHONUSERBASE as given (relative to the working directory), or
+    // ~/.local.
+    let user_base = match (request.env)("PYTHONUSERBASE").filter(|v| !v.is_empty()) {
+        Some(base) => image_path(request.workdir, &base),
+        None => format!("{}/.local", user.home.trim_end_matches('/')),
+    };
     let (scheme, site) = scheme_for(
         &settings.location,
         &user,
+        &user_base,
         &target,
         request.fs,
         request.workdir,
     )?;
     let upgrade = upgrade_rule(&parsed, config_upgrade, config_strategy.as_ref(), &lines)?;
     let is_target = matches!(settings.location, InstallLocation::Target(_));
-    if !is_target {
-        for variable in ["PYTHONUSERBASE", "PYTHONHOME"] {
-            if (request.env)(variable).is_some_and(|v| !v.is_empty()) {
-                return Err(PipError::Unmodeled {
-                    variable: variable.to_owned(),
-                });
-            }
-        }
+    if !is_target && (request.env)("PYTHONHOME").is_some_and(|v| !v.is_empty()) {
+        return Err(PipError::Unmodeled {
+            variable: "PYTHONHOME".to_owned(),
+        });
     }
     // --target implies --ignore-installed, as in pip.
     let on_path = if ignore_installed || is_target {
@@ -387,7 +390,7 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         installed::find(&PathInputs {
             fs: request.fs,
             target: &target,
-            home: &user.home,
+            user_base: &user_base,
             workdir: request.workdir,
             env: request.env,
         })?

@@ -184,7 +184,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn pip_run(index: &str, site: &Path, args: &str) -> Outcome {
+/// pip's outcome for `pip install ARGS` on the stand-in base; with `user_base`, the RUN's
+/// `PYTHONUSERBASE` is set and the files compared are below it.
+fn pip_run(index: &str, site: &Path, args: &str, user_base: bool) -> Outcome {
     let (python, stdlib, pip_package) = host_python();
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("prefix");
@@ -212,7 +214,14 @@ fn pip_run(index: &str, site: &Path, args: &str) -> Outcome {
             *word = target.display().to_string();
         }
     }
-    let output = Command::new(&python)
+    let base_dir = work.path().join("userbase");
+    let mut command = Command::new(&python);
+    if user_base {
+        command.env("PYTHONUSERBASE", &base_dir);
+    } else {
+        command.env_remove("PYTHONUSERBASE");
+    }
+    let output = command
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input"])
         .args(["install", "--no-cache-dir", "--no-compile", "--report"])
         .arg(&report)
@@ -222,7 +231,6 @@ fn pip_run(index: &str, site: &Path, args: &str) -> Outcome {
         .env("PYTHONPATH", &pip_dir)
         .env("HOME", &home)
         .env("PIP_CONFIG_FILE", "/dev/null")
-        .env_remove("PYTHONUSERBASE")
         .env_remove("PIP_INDEX_URL")
         .env_remove("PIP_EXTRA_INDEX_URL")
         .env_remove("PIP_FIND_LINKS")
@@ -254,7 +262,13 @@ fn pip_run(index: &str, site: &Path, args: &str) -> Outcome {
         })
         .collect();
     chosen.sort();
-    let root = if args.contains("/out") { target } else { home };
+    let root = if args.contains("/out") {
+        target
+    } else if user_base {
+        base_dir
+    } else {
+        home
+    };
     let mut files = Files::new();
     for entry in walkdir::WalkDir::new(&root).min_depth(1) {
         let entry = entry.unwrap();
@@ -345,8 +359,18 @@ fn stage(site: &Path) -> MemFs {
 }
 
 /// kiln's native install, or the reason it gives for the sandbox.
-fn kiln_run(index: &str, fs: &MemFs, args: &str, cache: &Path) -> Result<(Chosen, Files), String> {
-    let vars: BTreeMap<String, String> = [("PIP_INDEX_URL".to_owned(), index.to_owned())].into();
+fn kiln_run(
+    index: &str,
+    fs: &MemFs,
+    args: &str,
+    user_base: bool,
+    cache: &Path,
+) -> Result<(Chosen, Files), String> {
+    let mut vars: BTreeMap<String, String> =
+        [("PIP_INDEX_URL".to_owned(), index.to_owned())].into();
+    if user_base {
+        vars.insert("PYTHONUSERBASE".to_owned(), "/install".to_owned());
+    }
     let env_fn = |name: &str| vars.get(name).cloned();
     let scratch = tempfile::tempdir().unwrap();
     let words: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
@@ -383,6 +407,8 @@ fn kiln_run(index: &str, fs: &MemFs, args: &str, cache: &Path) -> Result<(Chosen
     chosen.sort();
     let root = if args.contains("/out") {
         "out/"
+    } else if user_base {
+        "install/"
     } else {
         "root/"
     };
@@ -422,7 +448,8 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
     let replace = |version: &str| {
         format!("it would replace setuptools 65.5.0 installed in /{SITE} with {version}")
     };
-    // (args, kiln's sandbox reason when pip uninstalls, what the case shows)
+    // (args, kiln's sandbox reason when pip uninstalls, what the case shows); args starting
+    // with `PYTHONUSERBASE` run with it set.
     let cases: Vec<(String, Option<String>, &str)> = vec![
         (
             "--user setuptools".into(),
@@ -453,6 +480,11 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             "--user --force-reinstall setuptools".into(),
             None,
             "--force-reinstall with --user leaves the global one in place",
+        ),
+        (
+            "PYTHONUSERBASE --user --upgrade setuptools".into(),
+            None,
+            "PYTHONUSERBASE moves the user site (the RUN's environment sets it)",
         ),
         (
             "--require-hashes --user setuptools==65.5.0".into(),
@@ -492,8 +524,10 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
     ];
     let mut failures = Vec::new();
     for (args, sandbox, what) in &cases {
-        let pip = pip_run(&index, &site, args);
-        let kiln = kiln_run(&index, &fs, args, cache.path());
+        let user_base = args.starts_with("PYTHONUSERBASE ");
+        let args = args.trim_start_matches("PYTHONUSERBASE ");
+        let pip = pip_run(&index, &site, args, user_base);
+        let kiln = kiln_run(&index, &fs, args, user_base, cache.path());
         match (pip, kiln, sandbox) {
             (Outcome::Installed(pip_chosen, pip_files), Ok((chosen, files)), None) => {
                 if pip_chosen != chosen {
@@ -539,6 +573,7 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
         &index,
         &fs,
         "--user --upgrade --upgrade-strategy eager gunicorn==23.0.0",
+        false,
         cache.path(),
     ) else {
         panic!("the eager upgrade runs natively");
@@ -549,4 +584,10 @@ fn installed_distributions_are_kept_shadowed_or_sent_to_the_sandbox_as_pip_does(
             .any(|(n, v, _)| n == "packaging" && *v == packaging),
         "{eager:?}"
     );
+    // Without --upgrade, the installed packaging 23.2 is kept: gunicorn alone is installed.
+    let Ok((kept, _)) = kiln_run(&index, &fs, "--user gunicorn==23.0.0", false, cache.path())
+    else {
+        panic!("the --user install runs natively");
+    };
+    assert_eq!(kept.len(), 1, "{kept:?}");
 }

@@ -319,7 +319,7 @@ pub enum PipError {
     /// A setting of the RUN's environment that moves pip's paths in a way kiln does not model.
     #[error(
         "{variable} is set in the RUN's environment; kiln's native pip step does not model \
-         where it moves pip's user site: let the RUN go to the sandbox"
+         where it moves the interpreter's paths: let the RUN go to the sandbox"
     )]
     Unmodeled {
         /// The environment variable.
@@ -362,7 +362,8 @@ impl PipError {
                 Some(format!("`{package}` is in the resolution and {why}"))
             }
             PipError::Unmodeled { variable } => Some(format!(
-                "{variable} is set, which moves pip's user site in a way kiln does not model"
+                "{variable} is set, which moves the interpreter's paths in a way kiln does not \
+                 model"
             )),
             PipError::NoBinary { value, .. } => {
                 Some(format!("--no-binary {value} asks pip to build from source"))

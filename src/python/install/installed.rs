@@ -143,8 +143,8 @@ pub(crate) fn check_replacement(
 pub(crate) struct PathInputs<'a> {
     pub(crate) fs: &'a dyn FsView,
     pub(crate) target: &'a PythonTarget,
-    /// The RUN user's home (`HOME` already applied).
-    pub(crate) home: &'a str,
+    /// The user base (`PYTHONUSERBASE`, or `<home>/.local`).
+    pub(crate) user_base: &'a str,
     pub(crate) workdir: &'a str,
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -208,8 +208,8 @@ fn search_path(inputs: &PathInputs<'_>) -> Result<Vec<(LayerPath, bool)>, PipErr
     }
     let mut site_dirs: Vec<(String, bool)> = Vec::new();
     if set("PYTHONNOUSERSITE").is_none() {
-        let home = inputs.home.trim_end_matches('/');
-        site_dirs.push((format!("{home}/.local/lib/{version}/site-packages"), true));
+        let base = inputs.user_base.trim_end_matches('/');
+        site_dirs.push((format!("{base}/lib/{version}/site-packages"), true));
     }
     let debian = launcher::is_debian_python(fs, target).map_err(|source| PipError::Read {
         path: "/usr/lib/python3/dist-packages".to_owned(),
@@ -416,7 +416,7 @@ mod tests {
         find(&PathInputs {
             fs,
             target: &target(),
-            home: "/root",
+            user_base: "/root/.local",
             workdir: "/app",
             env: &env_fn,
         })

@@ -50,10 +50,12 @@ pub(crate) fn describe_target(target: &PythonTarget) -> String {
 }
 
 /// The install scheme (its base directory resolved through the image's symlinks), and
-/// whether it is the user site (`--user`, or pip's fallback to it).
+/// whether it is the user site (`--user`, or pip's fallback to it). `user_base` is the
+/// scheme of `--user`: `PYTHONUSERBASE`, or `<home>/.local`.
 pub(crate) fn scheme_for(
     location: &InstallLocation,
     user: &RunUser,
+    user_base: &str,
     target: &PythonTarget,
     fs: &dyn FsView,
     workdir: &str,
@@ -74,7 +76,7 @@ pub(crate) fn scheme_for(
         problem: e.to_string(),
     };
     let user_scheme = || -> Result<(Scheme, InstallSite), PipError> {
-        let scheme = Scheme::user(&resolved(&user.home)?, target.version).map_err(scheme_err)?;
+        let scheme = Scheme::prefix(&resolved(user_base)?, target.version).map_err(scheme_err)?;
         Ok((scheme, InstallSite::User))
     };
     match location {
