@@ -61,6 +61,14 @@ pub struct PipConfig {
     pub constraints: Vec<ConfigValue>,
     /// `break-system-packages` (`PIP_BREAK_SYSTEM_PACKAGES`).
     pub break_system_packages: Option<bool>,
+    /// `upgrade` (`PIP_UPGRADE`).
+    pub upgrade: Option<bool>,
+    /// `upgrade-strategy` (`PIP_UPGRADE_STRATEGY`).
+    pub upgrade_strategy: Option<ConfigValue>,
+    /// `force-reinstall` (`PIP_FORCE_REINSTALL`).
+    pub force_reinstall: Option<bool>,
+    /// `ignore-installed` (`PIP_IGNORE_INSTALLED`).
+    pub ignore_installed: Option<bool>,
     /// The configuration files that were read, in load order (image paths).
     pub files_read: Vec<String>,
 }
@@ -151,6 +159,10 @@ const ENV_OPTIONS: &[&str] = &[
     "no-binary",
     "constraint",
     "break-system-packages",
+    "upgrade",
+    "upgrade-strategy",
+    "force-reinstall",
+    "ignore-installed",
 ];
 
 /// Joins `path` to `base` unless it is absolute.
@@ -285,6 +297,10 @@ pub fn load(inputs: &ConfigInputs<'_>) -> Result<PipConfig, ConfigError> {
             "no-binary" => out.no_binary = commas(),
             "constraint" | "c" => out.constraints = list(),
             "break-system-packages" => out.break_system_packages = Some(boolean()?),
+            "upgrade" | "U" => out.upgrade = Some(boolean()?),
+            "upgrade-strategy" => out.upgrade_strategy = Some(single()),
+            "force-reinstall" => out.force_reinstall = Some(boolean()?),
+            "ignore-installed" | "I" => out.ignore_installed = Some(boolean()?),
             _ => {}
         }
     }

@@ -53,6 +53,10 @@ pub struct PipInstall {
     pub upgrade: bool,
     /// `--upgrade-strategy` (`only-if-needed`, pip's default, or `eager`).
     pub upgrade_strategy: Option<String>,
+    /// `--force-reinstall`: reinstall every resolved distribution, even one already installed.
+    pub force_reinstall: bool,
+    /// `-I` / `--ignore-installed`: resolve as if nothing were installed, writing over what is.
+    pub ignore_installed: bool,
     /// `--break-system-packages`: install even where the image's Python is marked
     /// EXTERNALLY-MANAGED (PEP 668).
     pub break_system_packages: bool,
@@ -181,6 +185,8 @@ pub fn parse(args: &[String]) -> Result<PipInstall, PipArgsError> {
                 "only-if-needed" | "eager" => out.upgrade_strategy = Some(value),
                 _ => return Err(PipArgsError::UnknownFlag(format!("{flag} {value}"))),
             },
+            "--force-reinstall" => out.force_reinstall = true,
+            "-I" | "--ignore-installed" => out.ignore_installed = true,
             "--break-system-packages" => out.break_system_packages = true,
             "--pre" => out.pre = true,
             "--no-compile" => out.no_compile = true,
@@ -220,7 +226,7 @@ mod tests {
         assert!(p.no_cache_dir);
         let p = parse(&words(
             "-qq --prefix=/install --no-deps --require-hashes -rreq.txt -r more.txt flask==3.1.3 \
-             --index-url https://example.invalid/simple --only-binary :all: -U --no-compile -v",
+             --index-url https://example.invalid/simple --only-binary :all: -U --no-compile -v --force-reinstall -I",
         ))
         .unwrap();
         assert_eq!(p.location, InstallLocation::Prefix("/install".into()));
@@ -229,6 +235,7 @@ mod tests {
         assert_eq!(p.only_binary, [":all:"]);
         assert_eq!(p.verbosity, -1);
         assert!(p.no_deps && p.require_hashes && p.upgrade && p.no_compile);
+        assert!(p.force_reinstall && p.ignore_installed);
         let p = parse(&words("--target /app/deps gunicorn")).unwrap();
         assert_eq!(p.location, InstallLocation::Target("/app/deps".into()));
     }

@@ -34,7 +34,10 @@
 //! involved and who made it); `--no-deps` installs only what is listed. For each decided
 //! project the best wheel for the target is chosen ([`crate::python::resolve::candidates`]) and
 //! installed with [`crate::python::wheel::install_wheel`] into the scheme of `--user`,
-//! `--prefix`, `--target` or the interpreter's own prefix. Hash-checking mode (any `--hash`,
+//! `--prefix`, `--target` or the interpreter's own prefix. Distributions already on the
+//! interpreter's path are kept, shadowed from the user site or (where pip would uninstall them)
+//! left to the real pip in the sandbox, as pip treats them
+//! ([`crate::python::install::installed`]). Hash-checking mode (any `--hash`,
 //! `--require-hashes`, `PIP_REQUIRE_HASHES`) keeps pip's rule: every requirement, dependencies
 //! included, is listed, pinned and hashed; each file's sha256 must be an allowed one, and the
 //! failures are worded as pip words them.
@@ -69,17 +72,21 @@ use crate::python::wheel::{self, InstallOptions, Owner, Requested, WheelError, n
 use crate::rootfs::{FsView, ViewError};
 use crate::users::etc as etc_files;
 
+use crate::python::install::installed::{
+    self, Installed, PathInputs, Replacement, check_replacement,
+};
 use crate::python::install::scheme::{
     check_externally_managed, describe_target, keep_existing_dirs, python_version, scheme_for,
     sys_prefix,
 };
 use crate::python::install::select::{
-    Selected, check_requires_python, choose, select_locked, select_resolved,
+    AlreadyInstalled, Selected, check_requires_python, choose, select_locked, select_resolved,
 };
 use crate::python::install::settings::{
     Settings, Wanted, absorb_file_options, check_constraints, cli, merge_requirements, sources,
 };
 pub use crate::python::install::{PipError, RunUser};
+use crate::python::resolver::Upgrade;
 
 /// Everything about the stage that `pip install` depends on.
 pub struct PipRequest<'a> {
@@ -244,6 +251,9 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             ),
         });
     }
+    let (config_upgrade, config_strategy) = (config.upgrade, config.upgrade_strategy.clone());
+    let force_reinstall = parsed.force_reinstall || config.force_reinstall == Some(true);
+    let ignore_installed = parsed.ignore_installed || config.ignore_installed == Some(true);
     let mut settings = Settings {
         location,
         no_deps: parsed.no_deps || config.no_deps == Some(true),
@@ -352,8 +362,50 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         sources: &sources_text,
     };
 
+    // site.py's user base: PYTHONUSERBASE as given (relative to the working directory), or
+    // ~/.local.
+    let user_base = match (request.env)("PYTHONUSERBASE").filter(|v| !v.is_empty()) {
+        Some(base) => image_path(request.workdir, &base),
+        None => format!("{}/.local", user.home.trim_end_matches('/')),
+    };
+    let (scheme, site) = scheme_for(
+        &settings.location,
+        &user,
+        &user_base,
+        &target,
+        request.fs,
+        request.workdir,
+    )?;
+    let upgrade = upgrade_rule(&parsed, config_upgrade, config_strategy.as_ref(), &lines)?;
+    let is_target = matches!(settings.location, InstallLocation::Target(_));
+    if !is_target && (request.env)("PYTHONHOME").is_some_and(|v| !v.is_empty()) {
+        return Err(PipError::Unmodeled {
+            variable: "PYTHONHOME".to_owned(),
+        });
+    }
+    // --target implies --ignore-installed, as in pip.
+    let on_path = if ignore_installed || is_target {
+        Installed::none()
+    } else {
+        installed::find(&PathInputs {
+            fs: request.fs,
+            target: &target,
+            user_base: &user_base,
+            workdir: request.workdir,
+            env: request.env,
+        })?
+    };
+    let already = AlreadyInstalled {
+        installed: &on_path,
+        upgrade,
+        site,
+        force_reinstall,
+    };
+
     // Choose and fetch every file first (nothing is installed if one is missing).
     let mut check_deps = !settings.no_deps;
+    // Installed distributions that hash-checking mode keeps, for its dependency check.
+    let mut kept: BTreeMap<String, Planned> = BTreeMap::new();
     // Where each requirement of a pinned hash-checked set was written, for pip's messages.
     let mut pinned_origins: BTreeMap<String, String> = BTreeMap::new();
     let selection = if let Some((path, text)) = lock_files.first() {
@@ -377,12 +429,29 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
                 no_deps: settings.no_deps,
                 pre,
             },
+            &already,
             request.offline,
         )?
     } else {
         let wanted = merge_requirements(&lines)?;
         check_constraints(&wanted, &constraints)?;
-        let entries: Vec<(&String, &Wanted)> = wanted.iter().collect();
+        // A pin an installed distribution satisfies is kept, without a file to hash (pip
+        // prepares only what it installs).
+        let candidates = if force_reinstall {
+            BTreeMap::new()
+        } else {
+            on_path.candidates()
+        };
+        let entries: Vec<(&String, &Wanted)> = wanted
+            .iter()
+            .filter(|(name, want)| match candidates.get(*name) {
+                Some(dist) if want.specifiers.contains(&dist.version) => {
+                    kept.insert((*name).clone(), planned_installed(dist, &want.extras));
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         let offline = request.offline;
         // A pin without hashes is fetched anyway: pip names the hash its file has.
         let picked = parallel(&entries, |(name, want)| {
@@ -392,6 +461,11 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         let mut unhashed = Vec::new();
         for ((name, want), result) in entries.into_iter().zip(picked) {
             let (candidate, cached) = result?;
+            if check_replacement(&on_path, name, &candidate.version, site, force_reinstall)?
+                == Replacement::AlreadyThere
+            {
+                continue;
+            }
             if want.hashes.is_empty() {
                 unhashed.push(format!(
                     "{}=={} --hash=sha256:{}",
@@ -417,15 +491,8 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         selection
     };
 
-    let scheme = scheme_for(
-        &settings.location,
-        &user,
-        &target,
-        request.fs,
-        request.workdir,
-    )?;
     let mut diff = Diff::new();
-    let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut planned: BTreeMap<String, Planned> = kept;
     let mut materials = Vec::new();
     let mut installed = Vec::new();
     for chosen in &selection {
@@ -500,23 +567,25 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         diff.merge(result.diff);
     }
     if check_deps {
-        resolve::check_dependencies(&planned, &env).map_err(|e| match e {
-            DependencyError::Missing {
-                package,
-                version,
-                requirement,
-                dependency,
-            } => PipError::UnpinnedDependency {
-                origin: pinned_origins
-                    .get(&normalize_name(&package))
-                    .cloned()
-                    .unwrap_or_default(),
-                parent: format!("{package}=={version}"),
-                package: dependency,
-                requirement,
+        check_with_installed(&mut planned, &on_path, force_reinstall, &env).map_err(
+            |e| match e {
+                DependencyError::Missing {
+                    package,
+                    version,
+                    requirement,
+                    dependency,
+                } => PipError::UnpinnedDependency {
+                    origin: pinned_origins
+                        .get(&normalize_name(&package))
+                        .cloned()
+                        .unwrap_or_default(),
+                    parent: format!("{package}=={version}"),
+                    package: dependency,
+                    requirement,
+                },
+                other => PipError::Dependency(other),
             },
-            other => PipError::Dependency(other),
-        })?;
+        )?;
     }
     keep_existing_dirs(&mut diff, request.fs, request.source_date_epoch)?;
     Ok(PipOutcome {
@@ -525,6 +594,93 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         warnings: Vec::new(),
         details: installed,
     })
+}
+
+/// pip's upgrade strategy for this install: `to-satisfy-only` without `--upgrade`; with it,
+/// `only-if-needed` (the projects the user named) unless `--upgrade-strategy eager`.
+fn upgrade_rule(
+    parsed: &pip_args::PipInstall,
+    config_upgrade: Option<bool>,
+    config_strategy: Option<&config::ConfigValue>,
+    lines: &[RequirementLine],
+) -> Result<Upgrade, PipError> {
+    if !(parsed.upgrade || config_upgrade == Some(true)) {
+        return Ok(Upgrade::Never);
+    }
+    let strategy = match &parsed.upgrade_strategy {
+        Some(value) => value.clone(),
+        None => config_strategy.map_or_else(|| "only-if-needed".to_owned(), |v| v.value.clone()),
+    };
+    match strategy.as_str() {
+        "eager" => Ok(Upgrade::Eager),
+        "only-if-needed" => Ok(Upgrade::Named(
+            lines.iter().map(RequirementLine::normalized_name).collect(),
+        )),
+        other => Err(PipError::Args(pip_args::PipArgsError::UnknownFlag(
+            format!("--upgrade-strategy {other} (pip configuration)"),
+        ))),
+    }
+}
+
+/// An installed distribution as a member of the set hash-checking mode checks.
+fn planned_installed(
+    dist: &crate::python::resolver::InstalledVersion,
+    extras: &std::collections::BTreeSet<String>,
+) -> Planned {
+    Planned {
+        metadata: CoreMetadata {
+            name: dist.display_name.clone(),
+            version: dist.version.clone(),
+            requires_python: None,
+            requires_dist: dist.requires_dist.clone(),
+            provides_extra: Vec::new(),
+        },
+        extras: extras.clone(),
+    }
+}
+
+/// Hash-checking mode's dependency check, where a dependency an installed distribution
+/// satisfies needs no listing (pip keeps it without preparing a file).
+fn check_with_installed(
+    planned: &mut BTreeMap<String, Planned>,
+    installed: &Installed,
+    force_reinstall: bool,
+    env: &pep508_rs::MarkerEnvironment,
+) -> Result<(), DependencyError> {
+    let candidates = if force_reinstall {
+        BTreeMap::new()
+    } else {
+        installed.candidates()
+    };
+    loop {
+        let outcome = resolve::check_dependencies(planned, env);
+        let Err(DependencyError::Missing {
+            dependency,
+            requirement,
+            ..
+        }) = &outcome
+        else {
+            return outcome;
+        };
+        let name = normalize_name(dependency);
+        // Only an installed version the dependency accepts is kept; another would have to be
+        // installed, which needs it listed and hashed (the Missing error, in pip's words).
+        let satisfying = candidates.get(&name).filter(|dist| {
+            pep508::parse_requirement(requirement).is_ok_and(|r| match &r.version_or_url {
+                Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
+                    specifiers.contains(&dist.version)
+                }
+                _ => true,
+            })
+        });
+        match satisfying {
+            Some(dist) if !planned.contains_key(&name) => {
+                let kept = planned_installed(dist, &Default::default());
+                planned.insert(name, kept);
+            }
+            _ => return outcome,
+        }
+    }
 }
 
 /// Why this `pip install` must run in the sandbox, decided from the image: the pip that
@@ -552,11 +708,52 @@ pub fn sandbox_reason(
         request.workdir,
         &target,
     ) {
-        Ok(Launcher::Native) => Ok(None),
+        Ok(Launcher::Native) => workdir_distributions(launcher, request),
         Ok(Launcher::Sandbox(reason)) => Ok(Some(reason)),
         Err(source) => Err(PipError::Read {
             path: launcher.to_owned(),
             source,
         }),
     }
+}
+
+/// `python -m pip` puts the working directory first on `sys.path`, so pip sees the
+/// distributions there as installed; kiln's native step does not look there, so such a RUN
+/// goes to the sandbox.
+fn workdir_distributions(
+    launcher: &str,
+    request: &PipRequest<'_>,
+) -> Result<Option<String>, PipError> {
+    let program = launcher.rsplit('/').next().unwrap_or(launcher);
+    if !program.starts_with("python") {
+        return Ok(None);
+    }
+    let Ok(workdir) = LayerPath::new(request.workdir) else {
+        return Ok(None);
+    };
+    let read_err = |source| PipError::Read {
+        path: request.workdir.to_owned(),
+        source,
+    };
+    let Some((resolved, node)) = request.fs.stat(&workdir, true).map_err(read_err)? else {
+        return Ok(None);
+    };
+    if node.kind != crate::rootfs::NodeKind::Dir {
+        return Ok(None);
+    }
+    let names = request.fs.read_dir(&resolved).map_err(read_err)?;
+    Ok(names
+        .iter()
+        .find(|n| {
+            [".dist-info", ".egg-info", ".egg-link"]
+                .iter()
+                .any(|s| n.ends_with(s))
+        })
+        .map(|name| {
+            format!(
+                "`{launcher} -m pip` also sees the distributions in the working directory \
+                 {} ({name}), which kiln's native step does not read",
+                request.workdir
+            )
+        }))
 }

@@ -46,6 +46,7 @@ mod layer_write;
 mod manifest_create;
 mod pip_bad_input;
 mod pip_install;
+mod pip_installed;
 mod pip_native_or_sandbox;
 mod pip_oracle;
 mod pip_resolve;

@@ -175,6 +175,19 @@ fn the_image_decides_native_or_sandbox() {
     let official = stage(&[]);
     assert_eq!(reason(&official, "pip", &[]), None);
     assert_eq!(reason(&official, "python3.11", &[]), None);
+    // `python -m pip` also sees distributions in the working directory (here `/`).
+    let in_workdir = stage(&[(
+        "mypkg-1.0.dist-info/METADATA",
+        "Name: mypkg\nVersion: 1.0\n",
+    )]);
+    assert_eq!(reason(&in_workdir, "pip", &[]), None);
+    assert_eq!(
+        reason(&in_workdir, "python3.11", &[]).as_deref(),
+        Some(
+            "`python3.11 -m pip` also sees the distributions in the working directory / \
+             (mypkg-1.0.dist-info), which kiln's native step does not read"
+        )
+    );
     let venv = stage(&[
         ("venv/pyvenv.cfg", "home = /usr/local/bin\n"),
         ("venv/bin/pip", "#!/venv/bin/python\n"),
@@ -274,8 +287,9 @@ fn an_sdist_only_pin_goes_to_the_sandbox() {
 
 // End to end, against buildah.
 
-fn open_tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-pip-sandbox-{}", std::process::id()));
+/// A fresh world-readable directory for one test (tests of a run share the process).
+fn open_tempdir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-pip-sandbox-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -423,7 +437,7 @@ fn last_layer_listing(layout: &Path) -> BTreeMap<String, String> {
 #[test]
 fn a_virtualenv_pip_runs_in_the_sandbox_and_no_pip_fails_as_buildah_does() {
     require_tool("buildah");
-    let work = open_tempdir();
+    let work = open_tempdir("venv");
     let base_context = work.join("base");
     venv_rootfs(&base_context);
     std::fs::write(
@@ -496,5 +510,103 @@ fn a_virtualenv_pip_runs_in_the_sandbox_and_no_pip_fails_as_buildah_does() {
     );
     let (ok, output) = buildah_build(&context, &work.join("buildah"), &work.join("b-nopip"));
     assert!(!ok && output.contains("not found"), "{output}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A busybox rootfs with python:3.11-alpine's shape whose site-packages holds setuptools
+/// 65.5.0's metadata, and whose `pip` is the interpreter's (its `#!` names
+/// /usr/local/bin/python3.11, a shell script stand-in that records the arguments it is run
+/// with, as the real pip would be run in the sandbox).
+fn installed_setuptools_rootfs(context: &Path) {
+    venv_rootfs(context);
+    let root = context.join("rootfs");
+    std::fs::remove_dir_all(root.join("venv")).unwrap();
+    write_files(
+        &root,
+        &[
+            (
+                "usr/local/bin/python3.11",
+                "#!/bin/sh\nmkdir -p /usr/local/lib/python3.11/site-packages\n\
+                 echo \"$@\" > /usr/local/lib/python3.11/site-packages/installed-by-pip\n",
+            ),
+            ("usr/local/bin/pip", "#!/usr/local/bin/python3.11\n"),
+            (
+                "usr/local/lib/python3.11/site-packages/setuptools-65.5.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: setuptools\nVersion: 65.5.0\n",
+            ),
+        ],
+    );
+    for exe in ["usr/local/bin/pip", "usr/local/bin/python3.11"] {
+        std::fs::set_permissions(root.join(exe), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(context)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn replacing_an_installed_distribution_runs_pip_in_the_sandbox_and_says_so() {
+    require_tool("buildah");
+    let work = open_tempdir("replace");
+    // A setuptools wheel newer than the installed one, in a find-links directory on the host.
+    let links = work.join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let wheel = crate::support::simple_index::make_wheel(&links, "setuptools", "80.0.0", &[], &[]);
+    assert!(wheel.exists());
+    let base_context = work.join("base");
+    installed_setuptools_rootfs(&base_context);
+    std::fs::write(
+        base_context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    let base = work.join("base-layout");
+    let (ok, output) = kiln_build(&base_context, &work.join("base-cache"), &base);
+    assert!(ok, "{output}");
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let context = work.join("replace");
+    std::fs::create_dir_all(&context).unwrap();
+    let run = format!(
+        "pip install --no-index --find-links {} setuptools==80.0.0",
+        links.display()
+    );
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM oci:{}:latest\nRUN {run}\n", base.display()),
+    )
+    .unwrap();
+    let ours = work.join("kiln-out");
+    let (ok, output) = kiln_build(&context, &work.join("cache"), &ours);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(&format!(
+            "RUN {run}: runs pip in the sandbox: it would replace setuptools 65.5.0 installed in \
+             /usr/local/lib/python3.11/site-packages with 80.0.0"
+        )),
+        "the build output says which ran and why:\n{output}"
+    );
+    let theirs = work.join("buildah-out");
+    let (ok, output) = buildah_build(&context, &work.join("buildah"), &theirs);
+    assert!(ok, "{output}");
+    let listing = last_layer_listing(&ours);
+    assert_eq!(
+        listing,
+        last_layer_listing(&theirs),
+        "kiln's layer (left), buildah's (right)"
+    );
+    assert!(
+        listing.contains_key("usr/local/lib/python3.11/site-packages/installed-by-pip"),
+        "{listing:#?}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -289,6 +289,42 @@ pub enum PipError {
         /// The lock file.
         file: String,
     },
+    /// The resolution replaces an installed distribution, which pip would uninstall first.
+    #[error(
+        "installing `{package}` {version} would replace {package} {installed} installed in \
+         {location}, which pip uninstalls first; kiln's native step does not uninstall: let the \
+         RUN go to the sandbox, or install with --user, --target or --prefix"
+    )]
+    ReplacesInstalled {
+        /// The project as its metadata spells it.
+        package: String,
+        /// The installed version.
+        installed: String,
+        /// The directory that holds it.
+        location: String,
+        /// The version the resolution chose.
+        version: String,
+    },
+    /// An installed distribution of a resolved project that kiln does not read.
+    #[error(
+        "`{package}` is in the resolution, but {why}; let the RUN go to the sandbox, or pass \
+         --ignore-installed"
+    )]
+    InstalledUnread {
+        /// The normalized project name.
+        package: String,
+        /// What is installed and why kiln does not read it.
+        why: String,
+    },
+    /// A setting of the RUN's environment that moves pip's paths in a way kiln does not model.
+    #[error(
+        "{variable} is set in the RUN's environment; kiln's native pip step does not model \
+         where it moves the interpreter's paths: let the RUN go to the sandbox"
+    )]
+    Unmodeled {
+        /// The environment variable.
+        variable: String,
+    },
     /// An install path is invalid.
     #[error("invalid install location `{path}` ({problem})")]
     Location {
@@ -313,6 +349,21 @@ impl PipError {
             PipError::DebianScheme { interpreter, site } => Some(format!(
                 "the image's pip belongs to Debian's Python ({interpreter}), which installs into \
                  {site}"
+            )),
+            PipError::ReplacesInstalled {
+                package,
+                installed,
+                location,
+                version,
+            } => Some(format!(
+                "it would replace {package} {installed} installed in {location} with {version}"
+            )),
+            PipError::InstalledUnread { package, why } => {
+                Some(format!("`{package}` is in the resolution and {why}"))
+            }
+            PipError::Unmodeled { variable } => Some(format!(
+                "{variable} is set, which moves the interpreter's paths in a way kiln does not \
+                 model"
             )),
             PipError::NoBinary { value, .. } => {
                 Some(format!("--no-binary {value} asks pip to build from source"))

@@ -4,6 +4,7 @@
 //! installed ([`scheme`]).
 
 pub mod error;
+pub mod installed;
 pub mod scheme;
 pub mod select;
 pub mod settings;

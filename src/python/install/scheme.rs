@@ -8,6 +8,7 @@ use std::str::FromStr;
 use pep440_rs::Version;
 
 use super::error::PipError;
+use super::installed::InstallSite;
 use crate::layer::{Diff, Entry, EntryKind, LayerPath};
 use crate::python::config::image_path;
 use crate::python::pip_args::InstallLocation;
@@ -48,14 +49,17 @@ pub(crate) fn describe_target(target: &PythonTarget) -> String {
     format!("CPython {} on {libc} {}", target.version, target.arch)
 }
 
-/// The install scheme; its base directory is resolved through the image's symlinks.
+/// The install scheme (its base directory resolved through the image's symlinks), and
+/// whether it is the user site (`--user`, or pip's fallback to it). `user_base` is the
+/// scheme of `--user`: `PYTHONUSERBASE`, or `<home>/.local`.
 pub(crate) fn scheme_for(
     location: &InstallLocation,
     user: &RunUser,
+    user_base: &str,
     target: &PythonTarget,
     fs: &dyn FsView,
     workdir: &str,
-) -> Result<Scheme, PipError> {
+) -> Result<(Scheme, InstallSite), PipError> {
     let resolved = |raw: &str| -> Result<LayerPath, PipError> {
         let absolute = image_path(workdir, raw);
         let path = LayerPath::new(&absolute).map_err(|e| PipError::Location {
@@ -71,22 +75,28 @@ pub(crate) fn scheme_for(
         path: String::new(),
         problem: e.to_string(),
     };
+    let user_scheme = || -> Result<(Scheme, InstallSite), PipError> {
+        let scheme = Scheme::prefix(&resolved(user_base)?, target.version).map_err(scheme_err)?;
+        Ok((scheme, InstallSite::User))
+    };
     match location {
-        InstallLocation::User => {
-            Scheme::user(&resolved(&user.home)?, target.version).map_err(scheme_err)
-        }
+        InstallLocation::User => user_scheme(),
         InstallLocation::Prefix(prefix) => {
-            Scheme::prefix(&resolved(prefix)?, target.version).map_err(scheme_err)
+            let scheme = Scheme::prefix(&resolved(prefix)?, target.version).map_err(scheme_err)?;
+            Ok((scheme, InstallSite::Other))
         }
-        InstallLocation::Target(dir) => Scheme::target(&resolved(dir)?).map_err(scheme_err),
+        InstallLocation::Target(dir) => {
+            let scheme = Scheme::target(&resolved(dir)?).map_err(scheme_err)?;
+            Ok((scheme, InstallSite::Other))
+        }
         InstallLocation::System => {
             let prefix = resolved(&sys_prefix(&target.interpreter))?;
             let scheme = Scheme::prefix(&prefix, target.version).map_err(scheme_err)?;
             // pip falls back to --user when a non-root user cannot write site-packages.
             if user.uid != 0 && !writable(fs, &scheme.purelib, user)? {
-                return Scheme::user(&resolved(&user.home)?, target.version).map_err(scheme_err);
+                return user_scheme();
             }
-            Ok(scheme)
+            Ok((scheme, InstallSite::Other))
         }
     }
 }

@@ -2,12 +2,13 @@
 //! pins in hash-checking mode; each chosen file is fetched into the download cache and its
 //! sha256 checked against what the requirement allows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pep440_rs::Version;
 use pep508_rs::VersionOrUrl;
 
 use super::error::PipError;
+use super::installed::{InstallSite, Installed, Replacement, check_replacement};
 use super::settings::{Wanted, origin_of};
 use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, parallel,
@@ -16,7 +17,9 @@ use crate::python::metadata::CoreMetadata;
 use crate::python::pylock::{self};
 use crate::python::requirements::RequirementLine;
 use crate::python::resolve::{self, Candidate, SelectError, TargetFit};
-use crate::python::resolver::{self, Demand, Requirer, ResolveError};
+use crate::python::resolver::{
+    self, Choice, Demand, Requirer, ResolveError, Upgrade, WithInstalled,
+};
 
 /// A wheel chosen for the install, verified in the cache.
 pub(crate) struct Selected {
@@ -136,14 +139,28 @@ pub(crate) fn select_locked(
     Ok(out)
 }
 
-/// Resolves the requirements for the target (pins as fixed points), then fetches the chosen
-/// wheels. `offline` only shapes the message for a pin the cache lacks.
+/// What pip would find installed, and what it may do about it.
+pub(crate) struct AlreadyInstalled<'a> {
+    /// The distributions on pip's path.
+    pub(crate) installed: &'a Installed,
+    /// Which projects may be upgraded past a satisfying installed version.
+    pub(crate) upgrade: Upgrade,
+    /// Where new distributions go.
+    pub(crate) site: InstallSite,
+    /// `--force-reinstall`.
+    pub(crate) force_reinstall: bool,
+}
+
+/// Resolves the requirements for the target (pins as fixed points, installed distributions
+/// kept as pip keeps them), then fetches the wheels to install. `offline` only shapes the
+/// message for a pin the cache lacks.
 pub(crate) fn select_resolved(
     lines: &[RequirementLine],
     constraints: &[RequirementLine],
     client: &IndexClient,
     fit: &TargetFit<'_>,
     options: &resolver::ResolveOptions<'_>,
+    already: &AlreadyInstalled<'_>,
     offline: bool,
 ) -> Result<Vec<Selected>, PipError> {
     let demand = |line: &RequirementLine, requirer: Requirer| Demand {
@@ -160,31 +177,63 @@ pub(crate) fn select_resolved(
         .collect();
     // A pin that nothing can satisfy fails as pip's does, before any resolution: named with
     // what the sources have for it (other versions, sdists only, wheels for other targets).
+    // A pin an installed distribution satisfies needs no file (pip keeps what is installed).
+    let candidates = if already.force_reinstall {
+        BTreeMap::new()
+    } else {
+        already.installed.candidates()
+    };
     let pins: Vec<&RequirementLine> = lines
         .iter()
         .filter(|l| l.pinned_version().is_some())
+        .filter(|l| {
+            let installed = candidates.get(&l.normalized_name());
+            !installed.is_some_and(|dist| match &l.requirement.version_or_url {
+                Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
+                    specifiers.contains(&dist.version)
+                }
+                _ => true,
+            })
+        })
         .collect();
     let prechecked = parallel(&pins, |line| precheck_pin(line, client, fit, offline));
     prechecked
         .into_iter()
         .collect::<Result<Vec<()>, PipError>>()?;
-    let provider = resolver::IndexProvider::new(client, fit);
+    let index = resolver::IndexProvider::new(client, fit);
+    let provider = WithInstalled::new(&index, candidates, already.upgrade.clone());
     let resolution = match resolver::resolve(&provider, roots, constraints, options) {
         Ok(resolution) => resolution,
         Err(ResolveError::Provider(e)) => return Err(e.into()),
         Err(ResolveError::Conflict(c)) => return Err(c.into()),
         Err(ResolveError::TooComplex(n)) => return Err(PipError::TooComplex(n)),
     };
-    let entries: Vec<_> = resolution.into_iter().collect();
-    let fetched = parallel(&entries, |(_, resolved)| {
-        fetch_verified(client, &resolved.dist.file, &resolved.display_name)
+    // Kept installed distributions write nothing and, as in pip's report, are not listed.
+    let mut entries = Vec::new();
+    for (name, resolved) in resolution {
+        let Choice::New(candidate) = &resolved.dist else {
+            continue;
+        };
+        let replacement = check_replacement(
+            already.installed,
+            &name,
+            &resolved.version,
+            already.site,
+            already.force_reinstall,
+        )?;
+        if replacement == Replacement::Install {
+            entries.push((name, candidate.clone(), resolved));
+        }
+    }
+    let fetched = parallel(&entries, |(_, candidate, resolved)| {
+        fetch_verified(client, &candidate.file, &resolved.display_name)
     });
     let mut out = Vec::new();
-    for ((name, resolved), cached) in entries.into_iter().zip(fetched) {
+    for ((name, candidate, resolved), cached) in entries.into_iter().zip(fetched) {
         out.push(Selected {
             name,
             display: resolved.display_name,
-            file: resolved.dist.file,
+            file: candidate.file,
             cached: cached?,
             extras: resolved.extras,
             requested: resolved.requested,

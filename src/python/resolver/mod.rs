@@ -23,6 +23,7 @@
 //! specifier names one or no final release exists.
 
 mod index_provider;
+mod installed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +36,7 @@ use crate::python::metadata::requirement_spec;
 use crate::python::wheel::normalize_name;
 
 pub use index_provider::{IndexProvider, ProviderError, wheel_metadata};
+pub use installed::{Choice, InstalledVersion, Upgrade, WithInstalled};
 
 /// How many versions may be tried in all before giving up.
 const MAX_ATTEMPTS: usize = 20_000;
@@ -173,6 +175,11 @@ pub trait Provider {
     /// A hint that `names` are about to be needed: a provider that fetches over the network
     /// may get their listings (and the newest version's metadata) now, all at once.
     fn prefetch(&self, _names: &[String]) {}
+    /// Whether `dist` is already installed: it is offered whatever the pre-release policy,
+    /// which applies to the sources' versions only (as pip's installed candidate).
+    fn is_installed(&self, _dist: &Self::Dist) -> bool {
+        false
+    }
 }
 
 /// One decided project.
@@ -297,10 +304,14 @@ impl<P: Provider> Search<'_, P> {
             .map_err(Failure::Provider)?;
         let allow_pre = self.options.pre
             || specifiers.iter().any(|s| s.version().any_prerelease())
-            || versions.found.iter().all(|(v, _)| v.any_prerelease());
+            || versions
+                .found
+                .iter()
+                .filter(|(_, d)| !self.provider.is_installed(d))
+                .all(|(v, _)| v.any_prerelease());
         let mut first_conflict: Option<Conflict> = None;
         for (version, dist) in versions.found {
-            if version.any_prerelease() && !allow_pre {
+            if version.any_prerelease() && !allow_pre && !self.provider.is_installed(&dist) {
                 continue;
             }
             self.attempts += 1;
