@@ -142,6 +142,11 @@ struct KanikoFlags {
     #[arg(long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     force: bool,
+    /// Build only the stages the target needs: kiln always does (`=false` changes nothing but
+    /// kaniko's build time).
+    #[arg(long = "skip-unused-stages", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    skip_unused_stages: bool,
     /// kaniko cleans the filesystem it unpacked the image into; kiln unpacks nothing into the
     /// filesystem it runs on, so there is nothing to clean.
     #[arg(long, num_args = 0..=1, require_equals = true,
@@ -234,10 +239,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "kiln keeps nothing in /kaniko but the Docker config; set $DOCKER_CONFIG for that",
     ),
     ("log-timestamp", "kiln's progress lines carry no timestamps"),
-    (
-        "skip-unused-stages",
-        "kiln already builds only the stages the target needs; drop it",
-    ),
     (
         "build-context",
         "not a kaniko executor flag; use `kiln build --build-context`",
