@@ -10,6 +10,8 @@
 //!   credentials in `/kaniko/.docker/config.json`; the app is the image `kiln build` makes on
 //!   the host. A Dockerfile with a RUN only the sandbox can run fails there, naming the step,
 //!   seccomp and the ways out.
+//! - In a user namespace whose `user.max_user_namespaces` is 0, native steps build, the first
+//!   line names the sysctl, and a sandboxed RUN fails naming it.
 //! - `kiln kaniko`, run as `executor`, with the command line of GitLab's kaniko template,
 //!   pushes the image `kiln build` pushes, and writes kaniko's digest files.
 
@@ -579,5 +581,73 @@ fn kaniko_command_line_of_the_gitlab_template_pushes_what_kiln_build_pushes() {
         let stderr = text(&refused.stderr);
         assert_eq!(refused.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs kiln in a user namespace of its own whose `user.max_user_namespaces` is 0 (the sysctl
+/// is per user namespace, so the machine's stays as it is).
+fn kiln_without_user_namespaces(args: &[&str], cache: &Path) -> Output {
+    require_tool("unshare");
+    let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"";
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", script])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_CACHE_DIR", cache)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("failed to start unshare")
+}
+
+#[test]
+fn with_user_namespaces_disabled_native_steps_build_and_a_sandboxed_run_names_the_sysctl() {
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /srv/\nWORKDIR /srv\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.join("Dockerfile.run"),
+        "FROM scratch\nCOPY hello.txt /srv/\nRUN make install\n",
+    )
+    .unwrap();
+    let cache = work.path().join("cache");
+    let context_arg = context.to_str().unwrap();
+
+    let native =
+        kiln_without_user_namespaces(&["build", "--progress", "plain", context_arg], &cache);
+    let log = text(&native.stderr);
+    assert!(native.status.success(), "{log}");
+    assert_eq!(
+        log.lines().next().unwrap_or_default(),
+        "kiln: sandbox: unavailable (unshare: No space left on device: user namespaces are \
+         disabled (user.max_user_namespaces = 0)); native steps only"
+    );
+
+    let dockerfile = context.join("Dockerfile.run");
+    let refused = kiln_without_user_namespaces(
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-f",
+            dockerfile.to_str().unwrap(),
+            context_arg,
+        ],
+        &cache,
+    );
+    let log = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{log}");
+    for expected in [
+        "Dockerfile.run:3: `RUN make install` failed",
+        "user.max_user_namespaces = 0",
+        "native instructions",
+        "allows unprivileged user namespaces",
+    ] {
+        assert!(log.contains(expected), "`{expected}` in:\n{log}");
     }
 }
