@@ -90,6 +90,8 @@ fn locked_down_seccomp() -> serde_json::Value {
 /// unpacked by umoci into a runc bundle whose config is locked down.
 struct KilnImageBundle {
     bundle: PathBuf,
+    /// The bundle's config as umoci wrote it (plus what the test adds); each run starts from it.
+    config: serde_json::Value,
     state: PathBuf,
     runs: usize,
 }
@@ -129,19 +131,22 @@ impl KilnImageBundle {
         }
         let tmp = std::fs::metadata(rootfs.join("tmp")).unwrap();
         assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777, "/tmp");
+        let config =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
         KilnImageBundle {
             bundle,
+            config,
             state: work.join("runc-state"),
             runs: 0,
         }
     }
 
-    /// Runs `args` in the image as uid 1000, with the locked-down settings, `env` added and
+    /// Runs `args` in the image as uid 1000, with the locked-down settings, `env` added (an
+    /// entry `!NAME` removes the image's NAME) and
     /// `binds` (host path = container path; read-only unless named in `writable`) mounted.
     fn run(&mut self, args: &[&str], env: &[String], binds: &[&Path], writable: &Path) -> Output {
         let path = self.bundle.join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut config = self.config.clone();
         let process = &mut config["process"];
         process["terminal"] = false.into();
         process["args"] = serde_json::json!(args);
@@ -151,8 +156,18 @@ impl KilnImageBundle {
             "bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []
         });
         let process_env = process["env"].as_array_mut().unwrap();
-        process_env.retain(|e| !e.as_str().unwrap().starts_with("KILN_CACHE_DIR="));
-        process_env.extend(env.iter().map(|e| e.as_str().into()));
+        let removed: Vec<String> = env
+            .iter()
+            .filter_map(|e| e.strip_prefix('!'))
+            .chain(["KILN_CACHE_DIR"])
+            .map(|name| format!("{name}="))
+            .collect();
+        process_env.retain(|e| !removed.iter().any(|r| e.as_str().unwrap().starts_with(r)));
+        process_env.extend(
+            env.iter()
+                .filter(|e| !e.starts_with('!'))
+                .map(|e| e.as_str().into()),
+        );
         config["root"]["readonly"] = true.into();
         let mounts = config["mounts"].as_array_mut().unwrap();
         // The tmpfs first: the binds below /tmp go on top of it.
@@ -304,24 +319,18 @@ fn kiln_image_builds_the_seed_pipeline_in_a_locked_down_container() {
         format!("CONTAINERS_REGISTRIES_CONF={}", conf.display()),
         format!("KILN_CACHE_DIR={}", out.join("cache").display()),
     ];
-    {
-        // kaniko's config.json, mounted where kaniko's image has it.
-        let path = image.bundle.join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        config["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({
-                "destination": kaniko_config, "type": "bind", "source": docker_config,
-                "options": ["rbind", "ro"],
-            }));
-        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    }
+    // kaniko's config.json, mounted where kaniko's image has it.
+    image.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": kaniko_config, "type": "bind", "source": docker_config,
+            "options": ["rbind", "ro"],
+        }));
 
-    // The base: users and `apk upgrade`, natively, pushed with `kiln build`.
-    let mut base_env = env.to_vec();
-    base_env.push("DOCKER_CONFIG=/kaniko/.docker".to_owned());
+    // The base: users and `apk upgrade`, natively, pushed with `kiln build` (the image's
+    // DOCKER_CONFIG is kaniko's directory).
+    let base_env = env.to_vec();
     let base = image.run(
         &[
             "/usr/bin/kiln",
@@ -349,8 +358,10 @@ fn kiln_image_builds_the_seed_pipeline_in_a_locked_down_container() {
     let base_digest = text(&base.stdout).trim().to_owned();
 
     // The app: pip install, COPY --from --chown, pushed through kaniko's entry point with
-    // kaniko's flags and kaniko's credentials file (DOCKER_CONFIG unset).
+    // kaniko's flags and kaniko's credentials file, found without DOCKER_CONFIG.
     let digest_file = out.join("digest");
+    let mut app_env = env.to_vec();
+    app_env.push("!DOCKER_CONFIG".to_owned());
     let app = image.run(
         &[
             "/kaniko/executor",
@@ -365,7 +376,7 @@ fn kiln_image_builds_the_seed_pipeline_in_a_locked_down_container() {
             "--digest-file",
             digest_file.to_str().unwrap(),
         ],
-        &env,
+        &app_env,
         &binds,
         &out,
     );
