@@ -69,6 +69,7 @@ enum Command {
     },
     /// Build with kaniko's executor flags (`--context`, `--dockerfile`, `--destination`, ...),
     /// for pipelines written for kaniko; also run as `executor` or `kaniko`.
+    #[command(disable_help_flag = true)]
     Kaniko(cli::kaniko::KanikoCommand),
     /// Inspect how kiln reads its inputs.
     Debug {

@@ -40,13 +40,13 @@ pub(crate) struct KanikoCommand {
     disable_version_flag = true
 )]
 struct KanikoFlags {
-    /// The build context: a directory, or `dir://DIR` (kaniko's default `/workspace/`).
+    /// The build context: a directory, or `dir://DIR`.
     #[arg(short = 'c', long, default_value = "/workspace/")]
     context: String,
     /// A directory inside the context to use as the context.
     #[arg(long = "context-sub-path")]
     context_sub_path: Option<PathBuf>,
-    /// The Dockerfile: a path as given, else relative to the context (default `Dockerfile`).
+    /// The Dockerfile: a path as given when it exists, else relative to the context.
     #[arg(short = 'f', long, default_value = "Dockerfile")]
     dockerfile: PathBuf,
     /// Where to push the image; repeatable.
@@ -56,14 +56,15 @@ struct KanikoFlags {
     #[arg(long = "no-push", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     no_push: bool,
-    /// kaniko's registry layer cache.
+    /// kaniko's registry layer cache: refused (kiln's registry step cache is not wired to
+    /// `kiln kaniko` yet); `--cache=false` is accepted.
     #[arg(long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     cache: bool,
-    /// kaniko's cache repository.
+    /// kaniko's cache repository: refused, as `--cache`.
     #[arg(long = "cache-repo")]
     cache_repo: Option<String>,
-    /// kaniko's cache lifetime.
+    /// kaniko's cache lifetime: refused, as `--cache`.
     #[arg(long = "cache-ttl")]
     cache_ttl: Option<String>,
     /// A local directory for kiln's blob store and step cache (kaniko: its base-image cache).
