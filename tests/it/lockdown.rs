@@ -558,6 +558,79 @@ fn kaniko_command_line_of_the_gitlab_template_pushes_what_kiln_build_pushes() {
         assert_eq!(inspected["Digest"], digest.as_str(), "{tag}");
     }
 
+    // --no-push with kaniko's local outputs: the same image in an OCI layout and a
+    // docker-archive tarball, read back by skopeo.
+    let layout = work.join("layout");
+    let tarball = work.join("image.tar");
+    let local = run(
+        &executor,
+        &[
+            "--context",
+            &format!("dir://{project_dir}"),
+            "--destination",
+            &format!("{image}:v1.0.0"),
+            "--build-arg=VERSION=1.0.0",
+            "--no-push",
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+            "--tar-path",
+            tarball.to_str().unwrap(),
+        ],
+        "kaniko-cache",
+    );
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let from_layout: serde_json::Value = serde_json::from_slice(&registry::skopeo(&[
+        "inspect",
+        &format!("oci:{}:v1.0.0", layout.display()),
+    ]))
+    .unwrap();
+    assert_eq!(from_layout["Digest"], digest.as_str());
+    let from_tarball: serde_json::Value = serde_json::from_slice(&registry::skopeo(&[
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}", tarball.display()),
+    ]))
+    .unwrap();
+    assert_eq!(from_tarball["config"]["Labels"]["version"], "1.0.0");
+
+    // --registry-mirror: Docker Hub's `library/project` is pulled from the mirror (this
+    // registry), never from Docker Hub.
+    let pushed_base = run(
+        Path::new(env!("CARGO_BIN_EXE_kiln")),
+        &[
+            "push",
+            &format!("oci:{}:v1.0.0", layout.display()),
+            &format!("{}/library/project:1", registry.host()),
+        ],
+        "kaniko-cache",
+    );
+    assert!(
+        pushed_base.status.success(),
+        "{}",
+        text(&pushed_base.stderr)
+    );
+    let on_hub = work.join("on-hub");
+    std::fs::create_dir_all(&on_hub).unwrap();
+    std::fs::write(
+        on_hub.join("Dockerfile"),
+        "FROM project:1
+LABEL stage=mirrored
+",
+    )
+    .unwrap();
+    let mirrored = run(
+        &executor,
+        &[
+            "--context",
+            on_hub.to_str().unwrap(),
+            "--no-push",
+            "--registry-mirror",
+            &registry.host(),
+        ],
+        "mirror-cache",
+    );
+    assert!(mirrored.status.success(), "{}", text(&mirrored.stderr));
+
     // A flag kiln cannot honour is named, never ignored; so is a context kind it lacks.
     for (args, expected) in [
         (
