@@ -72,6 +72,10 @@ enum Command {
         #[command(subcommand)]
         what: cli::scan::DbCommand,
     },
+    /// Build with kaniko's executor flags (`--context`, `--dockerfile`, `--destination`, ...),
+    /// for pipelines written for kaniko; also run as `executor` or `kaniko`.
+    #[command(disable_help_flag = true)]
+    Kaniko(cli::kaniko::KanikoCommand),
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -125,8 +129,22 @@ fn init_logging() {
     }
 }
 
+/// The command line, read as `kiln kaniko ARGS` when the binary runs as `executor` or `kaniko`
+/// (kaniko's entry point, `/kaniko/executor` in kiln's image).
+fn parse_command_line() -> Cli {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = args
+        .first()
+        .and_then(|arg0| Path::new(arg0).file_name())
+        .and_then(|name| name.to_str());
+    if matches!(program, Some("executor" | "kaniko")) {
+        args.splice(0..1, ["kiln".into(), "kaniko".into()]);
+    }
+    Cli::parse_from(args)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     init_logging();
     let result = match cli.command {
         Command::Build(args) => run_build(*args),
@@ -144,6 +162,7 @@ fn main() -> ExitCode {
         Command::ApkExport(args) => run_apk_export(args),
         Command::Lock(args) => cli::lock::run_lock(args),
         Command::Scan(args) => cli::scan::run_scan(args),
+        Command::Kaniko(args) => cli::kaniko::run_kaniko(args),
         Command::Db { what } => cli::scan::run_db(what),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },

@@ -176,6 +176,15 @@ impl Executor<'_> {
             });
         }
 
+        if let sandbox::capabilities::SandboxCapability::Unavailable(why) =
+            sandbox::capabilities::detect()
+        {
+            return Err(failure.msg(format!(
+                "this RUN needs kiln's sandbox (user and mount namespaces), which this \
+                 environment forbids: {why}; {}",
+                why.remedies()
+            )));
+        }
         let fs = state
             .fs(self.store, self.scratch.dir.path())
             .map_err(failure.err("failed to read the stage's filesystem"))?

@@ -195,6 +195,9 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
 
     let started = Instant::now();
+    if args.progress != ProgressMode::Quiet {
+        eprintln!("kiln: {}", kiln::sandbox::capabilities::detect().summary());
+    }
     let plain = PlainReporter::new();
     let tty = TtyReporter::new();
     let reporter: &dyn Reporter = match args.progress {

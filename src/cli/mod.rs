@@ -5,6 +5,7 @@ pub(crate) mod attach;
 pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod build_args;
+pub(crate) mod kaniko;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod policy;

@@ -11,6 +11,7 @@
 //! then reads what changed ([`snapshot`]: the overlay's upper directory, or the copy compared
 //! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
 
+pub mod capabilities;
 pub mod exec;
 mod hosts;
 pub mod idmap;

@@ -43,6 +43,7 @@ mod image_outputs;
 mod layer_memory;
 mod layer_tar;
 mod layer_write;
+mod lockdown;
 mod manifest_create;
 mod pip_bad_input;
 mod pip_install;

@@ -79,7 +79,7 @@ fn workflows_validate_against_the_github_workflow_schema() {
         .expect("the workflows directory")
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     let valid = check_jsonschema(&files);
     assert!(
         valid.status.success(),
@@ -211,4 +211,44 @@ fn the_test_workflow_runs_ci_on_pull_requests_and_pushes_to_main() {
     // `.ci/run` ends with the test suite the README documents.
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
     assert!(ci.trim_end().ends_with("cargo test --locked"), "{ci}");
+}
+
+#[test]
+fn the_release_workflow_builds_kilns_image_for_amd64_and_arm64_signed_with_provenance() {
+    let workflow = load("release.yml");
+    assert!(
+        workflow["on"]["push"]["tags"].is_array(),
+        "{}",
+        workflow["on"]
+    );
+    let platforms: Vec<&str> = workflow["jobs"]["platform"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("a platform matrix")
+        .iter()
+        .map(|entry| entry["arch"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["amd64", "arm64"]);
+    let runs = scripts(&workflow);
+    for expected in [
+        "scripts/kiln-image -t",
+        "scripts/kiln-image --debug -t",
+        "--sign-key",
+        "--push",
+        "imagetools create",
+        "cosign sign --yes --recursive",
+    ] {
+        assert!(runs.contains(expected), "`{expected}` in:\n{runs}");
+    }
+    let index = &workflow["jobs"]["index"];
+    assert_eq!(index["permissions"]["id-token"], "write", "keyless signing");
+    assert!(
+        index["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|step| step["uses"]
+                .as_str()
+                .is_some_and(|uses| uses.starts_with("actions/attest-build-provenance@"))),
+        "{index}"
+    );
 }
