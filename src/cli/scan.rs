@@ -93,6 +93,9 @@ The database (--db DIR) is a directory of JSON files, in sub-directories or not:
     version with dpkg's ordering, for the image's os-release VERSION_ID.
 Only the advisories for the image's package names are checked and kept; a malformed one of
 those fails the scan naming its file and entry (`kiln db fetch` checks every entry it writes).
+With an index (DIR/kiln.index, written by `kiln db index DIR` and by `kiln db fetch`), the scan
+reads the index instead of the files, after checking that every file still has the size and
+times the index recorded: an index older than its files is refused (index again).
 Severities come from OSV's severity words (database_specific.severity); secdb gives none, so its
 findings are `unknown` (fail on them with --fail-on unknown).";
 
@@ -230,6 +233,14 @@ pub(crate) enum DbCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Index a database directory (`DIR/kiln.index`), for one filled by hand (unzipped OSV
+    /// exports, copied secdb files): `kiln scan` then reads the index and the advisories its
+    /// image's package names need instead of every file. Every entry of every file is checked.
+    /// `kiln db fetch` indexes after fetching; a scan refuses an index older than its files.
+    Index {
+        /// The database directory.
+        dir: PathBuf,
+    },
 }
 
 pub(crate) fn run_db(command: DbCommand) -> anyhow::Result<ExitCode> {
@@ -247,7 +258,21 @@ pub(crate) fn run_db(command: DbCommand) -> anyhow::Result<ExitCode> {
             for path in scan::fetch::fetch(&dir, &urls)? {
                 eprintln!("kiln: wrote {}", path.display());
             }
-            Ok(ExitCode::SUCCESS)
+            report_index(&dir)
         }
+        DbCommand::Index { dir } => report_index(&dir),
     }
+}
+
+fn report_index(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let written = scan::index::write(dir)
+        .with_context(|| format!("failed to index the database `{}`", dir.display()))?;
+    eprintln!(
+        "kiln: indexed {} files ({} entries for {} package names) into {}",
+        written.files,
+        written.entries,
+        written.names,
+        written.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

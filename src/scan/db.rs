@@ -36,45 +36,46 @@ use super::{ScanError, Severity};
 pub struct Database {
     /// Entries by (ecosystem, name): the origin for Alpine, the source package for Debian, the
     /// PEP 503 name for PyPI.
-    entries: BTreeMap<(Ecosystem, String), Vec<Entry>>,
+    pub(super) entries: BTreeMap<(Ecosystem, String), Vec<Entry>>,
     /// The Alpine branches secdb files were read for.
-    alpine_branches: Vec<String>,
+    pub(super) alpine_branches: Vec<String>,
     /// The ecosystems any advisory names.
-    ecosystems: Vec<Ecosystem>,
+    pub(super) ecosystems: Vec<Ecosystem>,
     /// The directory and the files read, in order (for [`Database::digest`]).
-    dir: PathBuf,
-    files: Vec<PathBuf>,
+    pub(super) dir: PathBuf,
+    pub(super) files: Vec<PathBuf>,
 }
 
 impl Database {
-    /// Reads every `*.json` file below `dir` (in parallel, merged in the order of their paths),
-    /// keeping the advisories for the `wanted` names.
+    /// Reads the database in `dir`, keeping the advisories for the `wanted` names: from its
+    /// index ([`super::index`]) when there is one and it is fresh, else every `*.json` file
+    /// below `dir` (in parallel, merged in the order of their paths).
     pub fn load(dir: &Path, wanted: &Wanted) -> Result<Database, ScanError> {
         if !dir.is_dir() {
             return Err(ScanError::NoDatabase(dir.to_owned()));
         }
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(dir) {
-            let entry = entry.map_err(|e| ScanError::Read {
-                path: e
-                    .path()
-                    .map(Path::to_owned)
-                    .unwrap_or_else(|| dir.to_owned()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            let name = entry.file_name().as_encoded_bytes();
-            if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
-                files.push(entry.into_path());
-            }
+        let files = database_files(dir)?;
+        if let Some(mut db) = super::index::load(dir, &files, wanted)? {
+            db.files = files;
+            return Ok(db);
         }
-        // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
-        // of files), so messages and results do not depend on the directory's order.
-        files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        Database::read_files(dir, files, wanted)
+    }
+
+    /// Reads `files` (the database's, in [`database_files`] order) for the `wanted` names.
+    pub(super) fn read_files(
+        dir: &Path,
+        files: Vec<PathBuf>,
+        wanted: &Wanted,
+    ) -> Result<Database, ScanError> {
         let mut db = Database {
             dir: dir.to_owned(),
             ..Database::default()
         };
-        for read in read_in_parallel(&files, wanted) {
+        let reads = in_parallel(&files, |opener, buffer, path| {
+            read_file(path, wanted, opener, buffer)
+        });
+        for read in reads {
             db.merge(read?);
         }
         db.files = files;
@@ -141,32 +142,58 @@ impl Database {
     }
 }
 
-/// Reads `files` on up to as many threads as there are cores; the results in `files`' order.
-fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntries, ScanError>> {
+/// The database's files: every regular `*.json` file below `dir`, sorted by path.
+pub(super) fn database_files(dir: &Path) -> Result<Vec<PathBuf>, ScanError> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| ScanError::Read {
+            path: e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| dir.to_owned()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let name = entry.file_name().as_encoded_bytes();
+        if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
+            files.push(entry.into_path());
+        }
+    }
+    // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
+    // of files), so messages and results do not depend on the directory's order.
+    files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    Ok(files)
+}
+
+/// `work` done for each of `files` on up to as many threads as there are cores; the results
+/// in `files`' order.
+pub(super) fn in_parallel<T: Send>(
+    files: &[PathBuf],
+    work: impl Fn(&mut Opener, &mut Vec<u8>, &Path) -> T + Sync,
+) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
     // One buffer and one open directory per thread, reused: most files of an OSV export are a
     // few hundred bytes, tens of thousands of them in one directory.
-    let read_all = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
+    let work_through = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
         let mut buffer = Vec::new();
         let mut opener = Opener::default();
         paths
-            .map(|(index, path)| (index, read_file(path, wanted, &mut opener, &mut buffer)))
+            .map(|(index, path)| (index, work(&mut opener, &mut buffer, path)))
             .collect::<Vec<_>>()
     };
     if workers <= 1 {
-        return read_all(&mut files.iter().enumerate())
+        return work_through(&mut files.iter().enumerate())
             .into_iter()
             .map(|(_, result)| result)
             .collect();
     }
     let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, _)> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    read_all(&mut std::iter::from_fn(|| {
+                    work_through(&mut std::iter::from_fn(|| {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         files.get(index).map(|path| (index, path))
                     }))
@@ -189,14 +216,18 @@ fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntrie
 /// Opens files by name relative to their directory, kept open while consecutive files share
 /// it: one name looked up per file instead of every component of its path.
 #[derive(Default)]
-struct Opener {
+pub(super) struct Opener {
     dir: Option<(PathBuf, std::fs::File)>,
 }
 
 impl Opener {
-    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+    /// The open directory of `path` and its file name (None for a path without both).
+    fn dir_of<'p>(
+        &mut self,
+        path: &'p Path,
+    ) -> std::io::Result<Option<(&std::fs::File, &'p std::ffi::OsStr)>> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return std::fs::File::open(path);
+            return Ok(None);
         };
         if self
             .dir
@@ -205,13 +236,27 @@ impl Opener {
         {
             self.dir = Some((parent.to_owned(), std::fs::File::open(parent)?));
         }
-        let Some((_, dir)) = &self.dir else {
+        Ok(self.dir.as_ref().map(|(_, dir)| (dir, name)))
+    }
+
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        let Some((dir, name)) = self.dir_of(path)? else {
             return std::fs::File::open(path);
         };
         let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
         let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
             .map_err(std::io::Error::from)?;
         Ok(std::fs::File::from(fd))
+    }
+
+    /// The file's own status (a symbolic link is not followed).
+    pub(super) fn stat(&mut self, path: &Path) -> std::io::Result<nix::sys::stat::FileStat> {
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        match self.dir_of(path)? {
+            Some((dir, name)) => nix::sys::stat::fstatat(dir, name, flags),
+            None => nix::sys::stat::fstatat(nix::fcntl::AT_FDCWD, path, flags),
+        }
+        .map_err(std::io::Error::from)
     }
 }
 
