@@ -96,21 +96,35 @@ fn unpack(layout: &Path, work: &Path, name: &str) -> PathBuf {
     bundle.join("rootfs")
 }
 
-/// `kiln scan --format json` of the layout's image against `db`.
+/// `kiln scan --format json` of the layout's image against `db`: from its files, then from
+/// the index `kiln db index` writes, which must give the same report.
 fn scan(cache: &Path, layout: &Path, db: &Path) -> Value {
     let image = format!("oci:{}:1", layout.display());
-    let out = kiln_ok(
-        cache,
-        &[
-            "scan",
-            &image,
-            "--db",
-            db.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
+    let args = [
+        "scan",
+        &image,
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let index = db.join("kiln.index");
+    assert!(
+        !index.exists(),
+        "{} is left from an earlier scan",
+        index.display()
     );
-    serde_json::from_str(&out).unwrap()
+    let from_files = kiln_ok(cache, &args);
+    kiln_ok(cache, &["db", "index", db.to_str().unwrap()]);
+    assert!(
+        index.is_file(),
+        "kiln db index wrote no {}",
+        index.display()
+    );
+    let from_index = kiln_ok(cache, &args);
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(from_index, from_files, "the index gives another report");
+    serde_json::from_str(&from_files).unwrap()
 }
 
 fn findings_of(report: &Value) -> Findings {
