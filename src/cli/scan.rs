@@ -93,7 +93,7 @@ The database (--db DIR) is a directory of JSON files, in sub-directories or not:
     version with dpkg's ordering, for the image's os-release VERSION_ID.
 Only the advisories for the image's package names are checked and kept; a malformed one of
 those fails the scan naming its file and entry (`kiln db fetch` checks every entry it writes).
-With an index (DIR/kiln.index, written by `kiln db index DIR` and by `kiln db fetch`), the scan
+With an index (DIR/.kiln/index, written by `kiln db index DIR` and by `kiln db fetch`), the scan
 reads the index instead of the files, after checking that every file still has the size and
 times the index recorded: an index older than its files is refused (index again).
 Severities come from OSV's severity words (database_specific.severity); secdb gives none, so its
@@ -233,7 +233,7 @@ pub(crate) enum DbCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
-    /// Index a database directory (`DIR/kiln.index`), for one filled by hand (unzipped OSV
+    /// Index a database directory (`DIR/.kiln/index`), for one filled by hand (unzipped OSV
     /// exports, copied secdb files): `kiln scan` then reads the index and the advisories its
     /// image's package names need instead of every file. Every entry of every file is checked.
     /// `kiln db fetch` indexes after fetching; a scan refuses an index older than its files.

@@ -21,6 +21,7 @@
 //! the entry in its error (`kiln db fetch` checks every entry of every file it writes).
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,12 +55,10 @@ impl Database {
         if !dir.is_dir() {
             return Err(ScanError::NoDatabase(dir.to_owned()));
         }
-        let files = database_files(dir)?;
-        if let Some(mut db) = super::index::load(dir, &files, wanted)? {
-            db.files = files;
+        if let Some(db) = super::index::load(dir, wanted)? {
             return Ok(db);
         }
-        Database::read_files(dir, files, wanted)
+        Database::read_files(dir, database_files(dir)?, wanted)
     }
 
     /// Reads `files` (the database's, in [`database_files`] order) for the `wanted` names.
@@ -144,8 +143,18 @@ impl Database {
 
 /// The database's files: every regular `*.json` file below `dir`, sorted by path.
 pub(super) fn database_files(dir: &Path) -> Result<Vec<PathBuf>, ScanError> {
+    Ok(database_tree(dir)?.1)
+}
+
+/// The directories below `dir` (itself first) and the database's files, each sorted by path;
+/// the index's own directory (`DIR/.kiln`) is left out.
+pub(super) fn database_tree(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), ScanError> {
+    let mut directories = Vec::new();
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(dir) {
+    let walk = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|entry| entry.depth() != 1 || entry.file_name() != super::index::INDEX_DIR);
+    for entry in walk {
         let entry = entry.map_err(|e| ScanError::Read {
             path: e
                 .path()
@@ -154,14 +163,17 @@ pub(super) fn database_files(dir: &Path) -> Result<Vec<PathBuf>, ScanError> {
             source: std::io::Error::other(e.to_string()),
         })?;
         let name = entry.file_name().as_encoded_bytes();
-        if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
+        if entry.file_type().is_dir() {
+            directories.push(entry.into_path());
+        } else if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
             files.push(entry.into_path());
         }
     }
     // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
     // of files), so messages and results do not depend on the directory's order.
     files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    Ok(files)
+    directories.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    Ok((directories, files))
 }
 
 /// `work` done for each of `files` on up to as many threads as there are cores; the results
@@ -226,14 +238,22 @@ impl Opener {
         &mut self,
         path: &'p Path,
     ) -> std::io::Result<Option<(&std::fs::File, &'p std::ffi::OsStr)>> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        // Split at the last `/` as bytes: `Path::parent` parses every component, a cost that
+        // shows with tens of thousands of files (the walk's paths have no trailing `/`).
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
             return Ok(None);
         };
-        if self
-            .dir
-            .as_ref()
-            .is_none_or(|(cached, _)| cached.as_path() != parent)
-        {
+        let (parent, name) = (
+            Path::new(std::ffi::OsStr::from_bytes(&bytes[..slash.max(1)])),
+            std::ffi::OsStr::from_bytes(&bytes[slash + 1..]),
+        );
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if self.dir.as_ref().is_none_or(|(cached, _)| {
+            cached.as_os_str().as_encoded_bytes() != parent.as_os_str().as_encoded_bytes()
+        }) {
             self.dir = Some((parent.to_owned(), std::fs::File::open(parent)?));
         }
         Ok(self.dir.as_ref().map(|(_, dir)| (dir, name)))
@@ -802,7 +822,7 @@ mod tests {
         crate::scan::index::write(temp.path()).unwrap();
         let from_index = Database::load(temp.path(), &Wanted::names_of(&packages)).unwrap();
         assert_eq!(found(&from_index), expected);
-        std::fs::remove_file(temp.path().join(crate::scan::index::INDEX_FILE)).unwrap();
+        std::fs::remove_dir_all(temp.path().join(crate::scan::index::INDEX_DIR)).unwrap();
 
         let mut bad = tracker.clone();
         bad["glibc"]["CVE-2024-0002"]["releases"]["bookworm"]["status"] = "maybe".into();

@@ -108,7 +108,7 @@ fn scan(cache: &Path, layout: &Path, db: &Path) -> Value {
         "--format",
         "json",
     ];
-    let index = db.join("kiln.index");
+    let index = db.join(".kiln/index");
     assert!(
         !index.exists(),
         "{} is left from an earlier scan",
