@@ -90,7 +90,9 @@ The database (--db DIR) is a directory of JSON files, in sub-directories or not:
     image's /etc/alpine-release branch with apk version ordering;
   OSV records or arrays of them (ecosystems PyPI, Alpine:vX.Y and Debian:N; withdrawn records
     ignored): PyPI with PEP 440 ordering and PEP 503 names, Debian by source package and source
-    version with dpkg's ordering, for the image's os-release VERSION_ID.
+    version with dpkg's ordering, for the image's os-release VERSION_ID;
+  Debian's security tracker export (source package -> CVE -> releases -> bookworm -> status,
+    fixed_version, urgency), for the releases with a number (bookworm = 12).
 Only the advisories for the image's package names are checked and kept; a malformed one of
 those fails the scan naming its file and entry (`kiln db fetch` checks every entry it writes).
 With an index (DIR/.kiln/index, written by `kiln db index DIR` and by `kiln db fetch`), the scan

@@ -11,7 +11,11 @@
 //!   `PyPI` (PEP 440 ordering, PEP 503 names), `Alpine:vX.Y` (apk ordering, origin names) and
 //!   `Debian:N` (dpkg ordering, source package names); records with `withdrawn` set are
 //!   ignored, as are other ecosystems;
-//! - a JSON array of OSV records (an export of many in one file).
+//! - a JSON array of OSV records (an export of many in one file);
+//! - Debian's security tracker export (source package -> CVE id -> `releases` -> code name ->
+//!   `status`, `fixed_version`, `urgency`), read by the generic path only.
+//!
+//! With an index (`DIR/.kiln/index`, [`super::index`]) the files are not read at all.
 //!
 //! Files are read on every core at once. Each is parsed once into borrowed text (the fast
 //! path, in `typed.rs`); only the entries for wanted names are validated and kept, so a
