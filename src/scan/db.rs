@@ -75,7 +75,7 @@ impl Database {
             dir: dir.to_owned(),
             ..Database::default()
         };
-        let reads = in_parallel(&files, |opener, buffer, path| {
+        let reads = in_parallel(&files, |opener, buffer, _, path| {
             read_file(path, wanted, opener, buffer)
         });
         for read in reads {
@@ -180,11 +180,11 @@ pub(super) fn database_tree(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), 
     Ok((directories, files))
 }
 
-/// `work` done for each of `files` on up to as many threads as there are cores; the results
-/// in `files`' order.
+/// `work` done for each of `files` (given its position) on up to as many threads as there are
+/// cores; the results in `files`' order.
 pub(super) fn in_parallel<T: Send>(
     files: &[PathBuf],
-    work: impl Fn(&mut Opener, &mut Vec<u8>, &Path) -> T + Sync,
+    work: impl Fn(&mut Opener, &mut Vec<u8>, usize, &Path) -> T + Sync,
 ) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -195,7 +195,7 @@ pub(super) fn in_parallel<T: Send>(
         let mut buffer = Vec::new();
         let mut opener = Opener::default();
         paths
-            .map(|(index, path)| (index, work(&mut opener, &mut buffer, path)))
+            .map(|(index, path)| (index, work(&mut opener, &mut buffer, index, path)))
             .collect::<Vec<_>>()
     };
     if workers <= 1 {
