@@ -223,7 +223,8 @@ pub(crate) fn check_build(
 pub(crate) enum DbCommand {
     /// Download Alpine secdb and OSV JSON files into the database directory, each at its URL's
     /// path (`.../v3.20/main.json` -> `DIR/v3.20/main.json`); `URL#sha256=HEX` pins a file's
-    /// digest. A file that does not match its pin or is not a database file is not kept.
+    /// digest. A file that does not match its pin or is not a database file is not kept. The
+    /// directory is then indexed (as `kiln db index` does).
     Fetch {
         /// The files' URLs, each optionally followed by `#sha256=HEX`.
         #[arg(required = true)]
