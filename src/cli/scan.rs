@@ -90,9 +90,14 @@ The database (--db DIR) is a directory of JSON files, in sub-directories or not:
     image's /etc/alpine-release branch with apk version ordering;
   OSV records or arrays of them (ecosystems PyPI, Alpine:vX.Y and Debian:N; withdrawn records
     ignored): PyPI with PEP 440 ordering and PEP 503 names, Debian by source package and source
-    version with dpkg's ordering, for the image's os-release VERSION_ID.
+    version with dpkg's ordering, for the image's os-release VERSION_ID;
+  Debian's security tracker export (source package -> CVE -> releases -> bookworm -> status,
+    fixed_version, urgency), for the releases with a number (bookworm = 12).
 Only the advisories for the image's package names are checked and kept; a malformed one of
 those fails the scan naming its file and entry (`kiln db fetch` checks every entry it writes).
+With an index (DIR/.kiln/index, written by `kiln db index DIR` and by `kiln db fetch`), the scan
+reads the index instead of the files, after checking that every file still has the size and
+times the index recorded: an index older than its files is refused (index again).
 Severities come from OSV's severity words (database_specific.severity); secdb gives none, so its
 findings are `unknown` (fail on them with --fail-on unknown).";
 
@@ -218,7 +223,8 @@ pub(crate) fn check_build(
 pub(crate) enum DbCommand {
     /// Download Alpine secdb and OSV JSON files into the database directory, each at its URL's
     /// path (`.../v3.20/main.json` -> `DIR/v3.20/main.json`); `URL#sha256=HEX` pins a file's
-    /// digest. A file that does not match its pin or is not a database file is not kept.
+    /// digest. A file that does not match its pin or is not a database file is not kept. The
+    /// directory is then indexed (as `kiln db index` does).
     Fetch {
         /// The files' URLs, each optionally followed by `#sha256=HEX`.
         #[arg(required = true)]
@@ -229,6 +235,14 @@ pub(crate) enum DbCommand {
         /// The cache directory (see `kiln build --cache-dir`).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+    },
+    /// Index a database directory (`DIR/.kiln/index`), for one filled by hand (unzipped OSV
+    /// exports, copied secdb files): `kiln scan` then reads the index and the advisories its
+    /// image's package names need instead of every file. Every entry of every file is checked.
+    /// `kiln db fetch` indexes after fetching; a scan refuses an index older than its files.
+    Index {
+        /// The database directory.
+        dir: PathBuf,
     },
 }
 
@@ -247,7 +261,21 @@ pub(crate) fn run_db(command: DbCommand) -> anyhow::Result<ExitCode> {
             for path in scan::fetch::fetch(&dir, &urls)? {
                 eprintln!("kiln: wrote {}", path.display());
             }
-            Ok(ExitCode::SUCCESS)
+            report_index(&dir)
         }
+        DbCommand::Index { dir } => report_index(&dir),
     }
+}
+
+fn report_index(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let written = scan::index::write(dir)
+        .with_context(|| format!("failed to index the database `{}`", dir.display()))?;
+    eprintln!(
+        "kiln: indexed {} files ({} entries for {} package names) into {}",
+        written.files,
+        written.entries,
+        written.names,
+        written.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,11 @@
 //!   `PyPI` (PEP 440 ordering, PEP 503 names), `Alpine:vX.Y` (apk ordering, origin names) and
 //!   `Debian:N` (dpkg ordering, source package names); records with `withdrawn` set are
 //!   ignored, as are other ecosystems;
-//! - a JSON array of OSV records (an export of many in one file).
+//! - a JSON array of OSV records (an export of many in one file);
+//! - Debian's security tracker export (source package -> CVE id -> `releases` -> code name ->
+//!   `status`, `fixed_version`, `urgency`), read by the generic path only.
+//!
+//! With an index (`DIR/.kiln/index`, [`super::index`]) the files are not read at all.
 //!
 //! Files are read on every core at once. Each is parsed once into borrowed text (the fast
 //! path, in `typed.rs`); only the entries for wanted names are validated and kept, so a
@@ -21,6 +25,7 @@
 //! the entry in its error (`kiln db fetch` checks every entry of every file it writes).
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,45 +41,44 @@ use super::{ScanError, Severity};
 pub struct Database {
     /// Entries by (ecosystem, name): the origin for Alpine, the source package for Debian, the
     /// PEP 503 name for PyPI.
-    entries: BTreeMap<(Ecosystem, String), Vec<Entry>>,
+    pub(super) entries: BTreeMap<(Ecosystem, String), Vec<Entry>>,
     /// The Alpine branches secdb files were read for.
-    alpine_branches: Vec<String>,
+    pub(super) alpine_branches: Vec<String>,
     /// The ecosystems any advisory names.
-    ecosystems: Vec<Ecosystem>,
+    pub(super) ecosystems: Vec<Ecosystem>,
     /// The directory and the files read, in order (for [`Database::digest`]).
-    dir: PathBuf,
-    files: Vec<PathBuf>,
+    pub(super) dir: PathBuf,
+    pub(super) files: Vec<PathBuf>,
 }
 
 impl Database {
-    /// Reads every `*.json` file below `dir` (in parallel, merged in the order of their paths),
-    /// keeping the advisories for the `wanted` names.
+    /// Reads the database in `dir`, keeping the advisories for the `wanted` names: from its
+    /// index ([`super::index`]) when there is one and it is fresh, else every `*.json` file
+    /// below `dir` (in parallel, merged in the order of their paths).
     pub fn load(dir: &Path, wanted: &Wanted) -> Result<Database, ScanError> {
         if !dir.is_dir() {
             return Err(ScanError::NoDatabase(dir.to_owned()));
         }
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(dir) {
-            let entry = entry.map_err(|e| ScanError::Read {
-                path: e
-                    .path()
-                    .map(Path::to_owned)
-                    .unwrap_or_else(|| dir.to_owned()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            let name = entry.file_name().as_encoded_bytes();
-            if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
-                files.push(entry.into_path());
-            }
+        if let Some(db) = super::index::load(dir, wanted)? {
+            return Ok(db);
         }
-        // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
-        // of files), so messages and results do not depend on the directory's order.
-        files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        Database::read_files(dir, database_files(dir)?, wanted)
+    }
+
+    /// Reads `files` (the database's, in [`database_files`] order) for the `wanted` names.
+    pub(super) fn read_files(
+        dir: &Path,
+        files: Vec<PathBuf>,
+        wanted: &Wanted,
+    ) -> Result<Database, ScanError> {
         let mut db = Database {
             dir: dir.to_owned(),
             ..Database::default()
         };
-        for read in read_in_parallel(&files, wanted) {
+        let reads = in_parallel(&files, |opener, buffer, _, path| {
+            read_file(path, wanted, opener, buffer)
+        });
+        for read in reads {
             db.merge(read?);
         }
         db.files = files;
@@ -141,32 +145,71 @@ impl Database {
     }
 }
 
-/// Reads `files` on up to as many threads as there are cores; the results in `files`' order.
-fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntries, ScanError>> {
+/// The database's files: every regular `*.json` file below `dir`, sorted by path.
+pub(super) fn database_files(dir: &Path) -> Result<Vec<PathBuf>, ScanError> {
+    Ok(database_tree(dir)?.1)
+}
+
+/// The directories below `dir` (itself first) and the database's files, each sorted by path;
+/// the index's own directory (`DIR/.kiln`) is left out.
+pub(super) fn database_tree(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), ScanError> {
+    let mut directories = Vec::new();
+    let mut files = Vec::new();
+    let walk = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|entry| entry.depth() != 1 || entry.file_name() != super::index::INDEX_DIR);
+    for entry in walk {
+        let entry = entry.map_err(|e| ScanError::Read {
+            path: e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| dir.to_owned()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let name = entry.file_name().as_encoded_bytes();
+        if entry.file_type().is_dir() {
+            directories.push(entry.into_path());
+        } else if entry.file_type().is_file() && name.len() > 5 && name.ends_with(b".json") {
+            files.push(entry.into_path());
+        }
+    }
+    // Sorted as bytes (cheap next to sorting by path components, with tens of thousands
+    // of files), so messages and results do not depend on the directory's order.
+    files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    directories.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    Ok((directories, files))
+}
+
+/// `work` done for each of `files` (given its position) on up to as many threads as there are
+/// cores; the results in `files`' order.
+pub(super) fn in_parallel<T: Send>(
+    files: &[PathBuf],
+    work: impl Fn(&mut Opener, &mut Vec<u8>, usize, &Path) -> T + Sync,
+) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
     // One buffer and one open directory per thread, reused: most files of an OSV export are a
     // few hundred bytes, tens of thousands of them in one directory.
-    let read_all = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
+    let work_through = |paths: &mut dyn Iterator<Item = (usize, &PathBuf)>| {
         let mut buffer = Vec::new();
         let mut opener = Opener::default();
         paths
-            .map(|(index, path)| (index, read_file(path, wanted, &mut opener, &mut buffer)))
+            .map(|(index, path)| (index, work(&mut opener, &mut buffer, index, path)))
             .collect::<Vec<_>>()
     };
     if workers <= 1 {
-        return read_all(&mut files.iter().enumerate())
+        return work_through(&mut files.iter().enumerate())
             .into_iter()
             .map(|(_, result)| result)
             .collect();
     }
     let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, _)> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    read_all(&mut std::iter::from_fn(|| {
+                    work_through(&mut std::iter::from_fn(|| {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         files.get(index).map(|path| (index, path))
                     }))
@@ -189,29 +232,55 @@ fn read_in_parallel(files: &[PathBuf], wanted: &Wanted) -> Vec<Result<FileEntrie
 /// Opens files by name relative to their directory, kept open while consecutive files share
 /// it: one name looked up per file instead of every component of its path.
 #[derive(Default)]
-struct Opener {
+pub(super) struct Opener {
     dir: Option<(PathBuf, std::fs::File)>,
 }
 
 impl Opener {
-    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return std::fs::File::open(path);
+    /// The open directory of `path` and its file name (None for a path without both).
+    fn dir_of<'p>(
+        &mut self,
+        path: &'p Path,
+    ) -> std::io::Result<Option<(&std::fs::File, &'p std::ffi::OsStr)>> {
+        // Split at the last `/` as bytes: `Path::parent` parses every component, a cost that
+        // shows with tens of thousands of files (the walk's paths have no trailing `/`).
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
+            return Ok(None);
         };
-        if self
-            .dir
-            .as_ref()
-            .is_none_or(|(cached, _)| cached.as_path() != parent)
-        {
+        let (parent, name) = (
+            Path::new(std::ffi::OsStr::from_bytes(&bytes[..slash.max(1)])),
+            std::ffi::OsStr::from_bytes(&bytes[slash + 1..]),
+        );
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if self.dir.as_ref().is_none_or(|(cached, _)| {
+            cached.as_os_str().as_encoded_bytes() != parent.as_os_str().as_encoded_bytes()
+        }) {
             self.dir = Some((parent.to_owned(), std::fs::File::open(parent)?));
         }
-        let Some((_, dir)) = &self.dir else {
+        Ok(self.dir.as_ref().map(|(_, dir)| (dir, name)))
+    }
+
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        let Some((dir, name)) = self.dir_of(path)? else {
             return std::fs::File::open(path);
         };
         let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
         let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
             .map_err(std::io::Error::from)?;
         Ok(std::fs::File::from(fd))
+    }
+
+    /// The file's own status (a symbolic link is not followed).
+    pub(super) fn stat(&mut self, path: &Path) -> std::io::Result<nix::sys::stat::FileStat> {
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        match self.dir_of(path)? {
+            Some((dir, name)) => nix::sys::stat::fstatat(dir, name, flags),
+            None => nix::sys::stat::fstatat(nix::fcntl::AT_FDCWD, path, flags),
+        }
+        .map_err(std::io::Error::from)
     }
 }
 
@@ -257,12 +326,15 @@ fn read_value(
         read_osv(file, value, "the record", wanted, &mut out)?;
     } else if value.get("id").is_some() && value.get("withdrawn").is_some() {
         // A withdrawn OSV record may drop its `affected` list.
+    } else if is_debian_tracker(value) {
+        read_debian_tracker(file, value, wanted, &mut out)?;
     } else {
         return Err(ScanError::Malformed {
             path: file.to_path_buf(),
             entry: "the file".to_owned(),
             reason: "neither an Alpine secdb file (`distroversion`, `packages`) nor an OSV \
-                     record (`id`, `affected`) nor an array of OSV records"
+                     record (`id`, `affected`) nor an array of OSV records nor Debian's \
+                     security tracker export (source package -> CVE -> `releases`)"
                 .to_owned(),
         });
     }
@@ -444,6 +516,132 @@ fn read_osv(
     Ok(())
 }
 
+/// Debian's releases by code name, as the security tracker names them, and their numbers, as
+/// OSV's `Debian:N` and the image's `VERSION_ID` do.
+const DEBIAN_RELEASES: &[(&str, &str)] = &[
+    ("jessie", "8"),
+    ("stretch", "9"),
+    ("buster", "10"),
+    ("bullseye", "11"),
+    ("bookworm", "12"),
+    ("trixie", "13"),
+    ("forky", "14"),
+    ("duke", "15"),
+];
+
+/// True for the security tracker's JSON export: source package -> CVE id -> `{releases: ...}`.
+fn is_debian_tracker(value: &Value) -> bool {
+    value.as_object().is_some_and(|packages| {
+        packages.values().any(|cves| {
+            cves.as_object()
+                .and_then(|cves| cves.values().next())
+                .is_some_and(|cve| cve.get("releases").is_some_and(Value::is_object))
+        })
+    })
+}
+
+/// Debian's security tracker export: for each source package and CVE, per release (code
+/// name), `status` (`resolved` with `fixed_version`, where `"0"` means never affected; `open`
+/// or `undetermined`: affected, no fix known) and `urgency`. Releases without a number (`sid`,
+/// `experimental`) are skipped. The tracker names source packages, as OSV's Debian records do.
+fn read_debian_tracker(
+    file: &Arc<PathBuf>,
+    value: &Value,
+    wanted: &Wanted,
+    out: &mut FileEntries,
+) -> Result<(), ScanError> {
+    let malformed = |entry: String, reason: String| ScanError::Malformed {
+        path: file.to_path_buf(),
+        entry,
+        reason,
+    };
+    let packages = value.as_object().into_iter().flatten();
+    for (package, cves) in packages {
+        let cves = cves.as_object().ok_or_else(|| {
+            malformed(
+                format!("package `{package}`"),
+                "not an object of CVE ids".to_owned(),
+            )
+        })?;
+        for (cve, record) in cves {
+            let releases = record["releases"].as_object().ok_or_else(|| {
+                malformed(
+                    format!("{package} {cve}"),
+                    "no `releases` object".to_owned(),
+                )
+            })?;
+            for (codename, release) in releases {
+                let Some((_, number)) = DEBIAN_RELEASES.iter().find(|(name, _)| name == codename)
+                else {
+                    continue;
+                };
+                let here = || format!("{package} {cve} releases.{codename}");
+                let ecosystem = Ecosystem::Debian((*number).to_owned());
+                out.saw(&ecosystem);
+                let affected = match release["status"].as_str() {
+                    Some("resolved") => {
+                        let fixed = release["fixed_version"].as_str().ok_or_else(|| {
+                            malformed(here(), "resolved without a `fixed_version`".to_owned())
+                        })?;
+                        if fixed == "0" {
+                            continue;
+                        }
+                        if !super::dpkg::is_valid(fixed) {
+                            return Err(malformed(
+                                here(),
+                                format!("`{fixed}` is not a Debian version"),
+                            ));
+                        }
+                        Affected::Before {
+                            fixed: fixed.to_owned(),
+                        }
+                    }
+                    Some("open" | "undetermined") => Affected::Osv {
+                        ranges: vec![vec![Event::Introduced("0".to_owned())]],
+                        versions: Vec::new(),
+                    },
+                    other => {
+                        return Err(malformed(
+                            here(),
+                            format!(
+                                "`status` is {}, expected resolved, open or undetermined",
+                                other.map_or("missing".to_owned(), |s| format!("`{s}`"))
+                            ),
+                        ));
+                    }
+                };
+                if !wanted.keeps(&ecosystem, package) {
+                    continue;
+                }
+                out.entries.push((
+                    (ecosystem, package.clone()),
+                    Entry {
+                        advisory: Arc::new(Advisory {
+                            ids: vec![cve.clone()],
+                            severity: urgency(release["urgency"].as_str().unwrap_or_default()),
+                            summary: record["description"].as_str().map(str::to_owned),
+                        }),
+                        affected,
+                        file: file.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tracker's `urgency` (`low`, `medium`, `high`, `unimportant`; a trailing `*` marks an
+/// estimate) as a severity; `not yet assigned` and others are [`Severity::Unknown`].
+fn urgency(word: &str) -> Severity {
+    match word.trim_end_matches('*') {
+        "unimportant" | "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        _ => Severity::Unknown,
+    }
+}
+
 /// A record's severity: `severity` or `database_specific.severity` as a word (`HIGH`, GitHub's
 /// `MODERATE`); CVSS vectors are not scored ([`Severity::Unknown`]).
 fn severity_of(record: &Value) -> Severity {
@@ -537,6 +735,110 @@ mod tests {
         assert_eq!(
             fast.entries[0].0,
             (Ecosystem::PyPI, "zope-interface".to_owned())
+        );
+    }
+
+    /// Debian's security tracker export, as the tracker writes it: findings by source package
+    /// and release, `"0"` never affected, `open` without a fix, `sid` skipped; the same from
+    /// the index; a bad status named with its entry.
+    #[test]
+    fn the_debian_security_tracker_export_is_read() {
+        let temp = tempfile::tempdir().unwrap();
+        let tracker = serde_json::json!({
+            "glibc": {
+                "CVE-2024-0001": {"description": "fixed in a point release", "scope": "local",
+                    "releases": {
+                        "bookworm": {"status": "resolved", "repositories": {"bookworm": "2.36-9+deb12u3"},
+                                     "fixed_version": "2.36-9+deb12u4", "urgency": "medium**"},
+                        "bullseye": {"status": "resolved", "repositories": {"bullseye": "2.31-13+deb11u5"},
+                                     "fixed_version": "2.31-13+deb11u6", "urgency": "low"},
+                        "sid": {"status": "resolved", "repositories": {"sid": "2.37-1"},
+                                "fixed_version": "2.37-1", "urgency": "medium"}}},
+                "CVE-2024-0002": {"releases": {
+                    "bookworm": {"status": "open", "repositories": {"bookworm": "2.36-9+deb12u3"},
+                                 "urgency": "unimportant"}}},
+                "CVE-2024-0003": {"releases": {
+                    "bookworm": {"status": "resolved", "repositories": {"bookworm": "2.36-9+deb12u3"},
+                                 "fixed_version": "0", "urgency": "high"}}},
+                "CVE-2024-0004": {"releases": {
+                    "bookworm": {"status": "resolved", "repositories": {"bookworm": "2.36-9+deb12u3"},
+                                 "fixed_version": "2.36-9", "urgency": "high"}}}
+            },
+            "openssl": {
+                "TEMP-0000000-ABCDEF": {"releases": {
+                    "bookworm": {"status": "undetermined", "repositories": {"bookworm": "3.0.15-1~deb12u1"},
+                                 "urgency": "not yet assigned"}}}
+            }
+        });
+        std::fs::write(temp.path().join("debian-tracker.json"), tracker.to_string()).unwrap();
+        let package = |name: &str, version: &str| SbomPackage {
+            kind: PackageKind::Deb {
+                arch: "amd64".to_owned(),
+                source: Some(name.to_owned()),
+                source_version: None,
+            },
+            name: format!("lib{name}"),
+            version: version.to_owned(),
+            license: None,
+            checksum: None,
+        };
+        let packages = vec![
+            SbomPackage {
+                kind: PackageKind::OperatingSystem,
+                name: "debian".to_owned(),
+                version: "12".to_owned(),
+                license: None,
+                checksum: None,
+            },
+            package("glibc", "2.36-9+deb12u3"),
+            package("openssl", "3.0.15-1~deb12u1"),
+        ];
+        let found = |db: &Database| {
+            crate::scan::scan(&packages, db)
+                .findings
+                .into_iter()
+                .map(|f| (f.package, f.ids.join(" "), f.fixed_in, f.severity))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let expected = std::collections::BTreeSet::from([
+            (
+                "libglibc".to_owned(),
+                "CVE-2024-0001".to_owned(),
+                Some("2.36-9+deb12u4".to_owned()),
+                Severity::Medium,
+            ),
+            (
+                "libglibc".to_owned(),
+                "CVE-2024-0002".to_owned(),
+                None,
+                Severity::Low,
+            ),
+            (
+                "libopenssl".to_owned(),
+                "TEMP-0000000-ABCDEF".to_owned(),
+                None,
+                Severity::Unknown,
+            ),
+        ]);
+        let from_file = Database::load(temp.path(), &Wanted::names_of(&packages)).unwrap();
+        assert!(from_file.has_ecosystem(&Ecosystem::Debian("11".to_owned())));
+        assert_eq!(found(&from_file), expected);
+        crate::scan::index::write(temp.path()).unwrap();
+        let from_index = Database::load(temp.path(), &Wanted::names_of(&packages)).unwrap();
+        assert_eq!(found(&from_index), expected);
+        std::fs::remove_dir_all(temp.path().join(crate::scan::index::INDEX_DIR)).unwrap();
+
+        let mut bad = tracker.clone();
+        bad["glibc"]["CVE-2024-0002"]["releases"]["bookworm"]["status"] = "maybe".into();
+        std::fs::write(temp.path().join("debian-tracker.json"), bad.to_string()).unwrap();
+        let message = Database::load(temp.path(), &Wanted::names_of(&packages))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("debian-tracker.json")
+                && message.contains("glibc CVE-2024-0002 releases.bookworm")
+                && message.contains("`maybe`"),
+            "{message}"
         );
     }
 

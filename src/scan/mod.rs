@@ -10,6 +10,7 @@ pub mod dpkg;
 mod entries;
 pub mod fetch;
 pub mod from_sbom;
+pub mod index;
 pub mod report;
 mod typed;
 
@@ -88,6 +89,43 @@ pub enum ScanError {
         entry: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The database's index no longer describes its files.
+    #[error(
+        "the vulnerability database index `{}` is out of date: {reason}; rebuild it with `kiln db index {}` (or delete it to read the files)",
+        index.display(),
+        dir.display()
+    )]
+    StaleIndex {
+        /// The index file.
+        index: PathBuf,
+        /// The database directory.
+        dir: PathBuf,
+        /// What changed.
+        reason: String,
+    },
+    /// The database's index cannot be read.
+    #[error(
+        "malformed vulnerability database index `{}`: {reason}; rebuild it with `kiln db index {}`",
+        index.display(),
+        dir.display()
+    )]
+    BadIndex {
+        /// The index file.
+        index: PathBuf,
+        /// The database directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The index could not be written.
+    #[error("failed to write the vulnerability database index `{}`", path.display())]
+    WriteIndex {
+        /// The index file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
 }
 

@@ -413,6 +413,104 @@ fn malformed_database_files_are_named_with_the_entry() {
     );
 }
 
+/// `kiln db index`: the index gives the same reports as the files; a file added, changed or
+/// removed afterwards makes the scan refuse it, naming the file and the command; a malformed
+/// index is named; a malformed database file is named and no index is written.
+#[test]
+fn the_index_gives_the_same_reports_and_is_refused_when_stale() {
+    let temp = tempfile::tempdir().unwrap();
+    let layout = write_image(temp.path());
+    let db = write_db(temp.path());
+    let cache = temp.path().join("cache");
+    let reports = || {
+        ["json", "table", "sarif"].map(|format| {
+            let output = scan(&layout, &db, &cache, &["--format", format]);
+            assert!(output.status.success(), "{}", stderr(&output));
+            String::from_utf8(output.stdout).unwrap()
+        })
+    };
+    let from_files = reports();
+    let index = support::kiln(&["db", "index", db.to_str().unwrap()]);
+    assert!(index.status.success(), "{}", stderr(&index));
+    assert!(stderr(&index).contains(".kiln/index"), "{}", stderr(&index));
+    let index_file = db.join(".kiln/index");
+    assert!(index_file.is_file());
+    assert_eq!(reports(), from_files);
+    let report: Value = serde_json::from_str(&from_files[0]).unwrap();
+    let mut expected = expected_apk();
+    expected.extend(expected_pypi(temp.path()));
+    assert_eq!(findings_of(&report), expected);
+
+    let refused = |what: &str| {
+        let output = scan(&layout, &db, &cache, &[]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains(what)
+                && message.contains("out of date")
+                && message.contains(&format!("kiln db index {}", db.display())),
+            "{message}"
+        );
+        let index = support::kiln(&["db", "index", db.to_str().unwrap()]);
+        assert!(index.status.success(), "{}", stderr(&index));
+    };
+    let added = db.join("osv/GHSA-late.json");
+    std::fs::write(
+        &added,
+        json!({"id": "GHSA-late", "affected": [{"package": {"ecosystem": "PyPI", "name": "werkzeug"}, "versions": ["3.0.0rc1"]}]}).to_string(),
+    )
+    .unwrap();
+    refused("`osv/GHSA-late.json` was added");
+    let with_added = scan(&layout, &db, &cache, &["--format", "json"]);
+    assert!(
+        String::from_utf8_lossy(&with_added.stdout).contains("GHSA-late"),
+        "the re-indexed database does not report the added advisory"
+    );
+    // Rewritten in place, right after indexing.
+    std::fs::write(
+        &added,
+        json!({"id": "GHSA-late", "affected": [{"package": {"ecosystem": "PyPI", "name": "werkzeug"}, "versions": ["0.1"]}]}).to_string(),
+    )
+    .unwrap();
+    refused("`osv/GHSA-late.json` changed");
+    std::fs::remove_file(&added).unwrap();
+    refused("`osv/GHSA-late.json` was removed");
+    assert_eq!(reports(), from_files);
+
+    std::fs::write(
+        &index_file,
+        "kiln vulnerability database index 1\n{\"files\": 1}\n",
+    )
+    .unwrap();
+    let malformed = scan(&layout, &db, &cache, &[]);
+    let message = stderr(&malformed);
+    assert_eq!(malformed.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!(
+            "malformed vulnerability database index `{}`",
+            index_file.display()
+        )) && message.contains("header"),
+        "{message}"
+    );
+
+    // Indexing checks every entry, even those no image names.
+    std::fs::remove_file(&index_file).unwrap();
+    std::fs::write(
+        db.join("GHSA-2.json"),
+        json!({"id": "GHSA-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "not-installed"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0 beta ???"}]}]}]}).to_string(),
+    )
+    .unwrap();
+    let bad = support::kiln(&["db", "index", db.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("GHSA-2.json")
+            && stderr(&bad).contains("GHSA-2 affected[0] ranges[0].events[1]"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!index_file.exists());
+}
+
 /// `kiln scan --attest --sign-key` attaches the report with cosign's vulnerability predicate,
 /// signed: `kiln verify` finds it with the public key and a policy that requires it.
 #[test]
@@ -588,6 +686,10 @@ fn db_fetch_keeps_verified_database_files_only() {
         secdb
     );
     assert!(fetched.join("osv/all.json").is_file());
+    assert!(
+        fetched.join(".kiln/index").is_file(),
+        "kiln db fetch wrote no index"
+    );
     // A wrong pin, a file that is not a database file: refused, nothing kept.
     let wrong = "0".repeat(64);
     let other = temp.path().join("other");

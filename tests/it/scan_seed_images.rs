@@ -96,21 +96,35 @@ fn unpack(layout: &Path, work: &Path, name: &str) -> PathBuf {
     bundle.join("rootfs")
 }
 
-/// `kiln scan --format json` of the layout's image against `db`.
+/// `kiln scan --format json` of the layout's image against `db`: from its files, then from
+/// the index `kiln db index` writes, which must give the same report.
 fn scan(cache: &Path, layout: &Path, db: &Path) -> Value {
     let image = format!("oci:{}:1", layout.display());
-    let out = kiln_ok(
-        cache,
-        &[
-            "scan",
-            &image,
-            "--db",
-            db.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
+    let args = [
+        "scan",
+        &image,
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let index = db.join(".kiln/index");
+    assert!(
+        !index.exists(),
+        "{} is left from an earlier scan",
+        index.display()
     );
-    serde_json::from_str(&out).unwrap()
+    let from_files = kiln_ok(cache, &args);
+    kiln_ok(cache, &["db", "index", db.to_str().unwrap()]);
+    assert!(
+        index.is_file(),
+        "kiln db index wrote no {}",
+        index.display()
+    );
+    let from_index = kiln_ok(cache, &args);
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(from_index, from_files, "the index gives another report");
+    serde_json::from_str(&from_files).unwrap()
 }
 
 fn findings_of(report: &Value) -> Findings {
@@ -895,4 +909,135 @@ fn debian_seed_images_match_debian_advisories_by_source_package_with_dpkg_orderi
     );
     let base_report = scan(&cache, &base, &db);
     assert_eq!(findings_of(&base_report), base_expected, "{base_report:#}");
+
+    // The same kind of advisories in Debian's security tracker export (source package -> CVE
+    // -> release code name), checked against dpkg: (source, CVE, release, status, fixed
+    // version, urgency, expected severity).
+    let mut tracked = vec![
+        (
+            "glibc",
+            "CVE-2099-0101",
+            "bookworm",
+            "resolved",
+            format!("{}+kiln1", glibc.source_version),
+            "high",
+            "high",
+        ),
+        (
+            "glibc",
+            "CVE-2099-0102",
+            "bookworm",
+            "resolved",
+            "0".to_owned(),
+            "high",
+            "high",
+        ),
+        (
+            "glibc",
+            "CVE-2099-0103",
+            "bookworm",
+            "open",
+            String::new(),
+            "unimportant",
+            "low",
+        ),
+        (
+            "glibc",
+            "CVE-2099-0104",
+            "bullseye",
+            "open",
+            String::new(),
+            "high",
+            "high",
+        ),
+        (
+            "glibc",
+            "CVE-2099-0105",
+            "sid",
+            "open",
+            String::new(),
+            "high",
+            "high",
+        ),
+        (
+            &epoch.source,
+            "CVE-2099-0106",
+            "bookworm",
+            "resolved",
+            format!("{}+kiln2", epoch.source_version.split_once(':').unwrap().1),
+            "low",
+            "low",
+        ),
+        (
+            "python3.11",
+            "CVE-2099-0107",
+            "bookworm",
+            "resolved",
+            format!("{}+deb12u99", python.source_version),
+            "medium**",
+            "medium",
+        ),
+        (
+            "python3.11",
+            "CVE-2099-0108",
+            "bookworm",
+            "resolved",
+            python.source_version.clone(),
+            "medium",
+            "medium",
+        ),
+    ];
+    if let Some(bin_nmu) = debs.iter().find(|d| d.version != d.source_version) {
+        tracked.push((
+            &bin_nmu.source,
+            "CVE-2099-0109",
+            "bookworm",
+            "undetermined",
+            String::new(),
+            "not yet assigned",
+            "unknown",
+        ));
+    }
+    let mut tracker = serde_json::Map::new();
+    let mut expected = Findings::new();
+    for (source, cve, release, status, fixed, urgency, severity) in &tracked {
+        let mut entry =
+            json!({"status": status, "repositories": {*release: "0"}, "urgency": urgency});
+        if *status == "resolved" {
+            entry["fixed_version"] = json!(fixed);
+        }
+        let package = tracker
+            .entry(source.to_string())
+            .or_insert_with(|| json!({}));
+        package[*cve] = json!({"description": format!("{cve} in {source}"), "scope": "remote",
+                                "releases": {*release: entry}});
+        if *release != "bookworm" || fixed == "0" {
+            continue;
+        }
+        for deb in debs.iter().filter(|d| d.source == *source) {
+            if fixed.is_empty() || dpkg_order(&deb.source_version, fixed) == Ordering::Less {
+                expected.insert((
+                    deb.name.clone(),
+                    deb.version.clone(),
+                    fixed.clone(),
+                    cve.to_string(),
+                    severity.to_string(),
+                ));
+            }
+        }
+    }
+    assert!(
+        expected.iter().any(|f| f.3 == "CVE-2099-0101")
+            && expected.iter().any(|f| f.3 == "CVE-2099-0103"),
+        "{expected:?}"
+    );
+    let tracker_db = work.path().join("tracker-db");
+    std::fs::create_dir_all(&tracker_db).unwrap();
+    std::fs::write(
+        tracker_db.join("debian-security-tracker.json"),
+        Value::from(tracker).to_string(),
+    )
+    .unwrap();
+    let report = scan(&cache, &app, &tracker_db);
+    assert_eq!(findings_of(&report), expected, "{report:#}");
 }
