@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         what: cli::scan::DbCommand,
     },
+    /// Manage a shared build cache (`--cache-to`): `kiln cache prune REF --older-than 30d`.
+    Cache {
+        #[command(subcommand)]
+        what: cli::cache_flags::CacheCommand,
+    },
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
         Command::Lock(args) => cli::lock::run_lock(args),
         Command::Scan(args) => cli::scan::run_scan(args),
         Command::Db { what } => cli::scan::run_db(what),
+        Command::Cache { what } => cli::cache_flags::run_cache(what),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

@@ -48,6 +48,17 @@ impl Executor<'_> {
                 None => (None, false),
             }
         };
+        // Not in this machine's cache: a shared cache may hold the layer with this content.
+        let (cached, by_content) = match cached {
+            None if !self.options.no_cache && self.shared.importing() => {
+                let key = crate::build::cache::content_key(&diff, &options)
+                    .map_err(failure.err("failed to read the step's inputs"))?;
+                let found = self.shared_lookup(&key).and_then(|found| found.layer);
+                (found, true)
+            }
+            other => (other, by_content),
+        };
+        let run_key = self.pending_run_key.take();
         let (layer, outcome) = match cached {
             Some(layer) => {
                 if by_content && !self.reads_extracted(&diff) {
@@ -72,6 +83,16 @@ impl Executor<'_> {
                 (layer, StepOutcome::Built)
             }
         };
+        match run_key {
+            Some((key, materials_before)) => {
+                let materials = self.materials[materials_before..].to_vec();
+                self.note_run(state, &key, Some(&layer), materials);
+            }
+            None => {
+                let key = crate::build::cache::diff_id_key(&layer.diff_id, &options);
+                self.note_step(state, key, "layer", Some(layer.clone()), Vec::new());
+            }
+        }
         state.config.rootfs.diff_ids.push(layer.diff_id.clone());
         state.layers.push(layer);
         state.config.history.push(History {
