@@ -675,3 +675,92 @@ fn cache_flags_refuse_what_kiln_does_not_do() {
         assert!(stderr.contains(needle), "{flag}: {stderr}");
     }
 }
+
+/// A docker-registry started with deletes disabled (its default); killed when dropped.
+struct NoDeleteRegistry {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl NoDeleteRegistry {
+    fn start() -> NoDeleteRegistry {
+        let binary = require_tool("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::support::registry::free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        NoDeleteRegistry {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NoDeleteRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prune_on_a_registry_that_refuses_deletes_says_how_to_allow_them() {
+    let registry = NoDeleteRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let runner = Runner {
+        home: work.path().join("runner"),
+    };
+    std::fs::create_dir_all(runner.home.join("cache")).unwrap();
+    let context = work.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\n",
+    )
+    .unwrap();
+    std::fs::write(context.join("hello"), "hello\n").unwrap();
+    let cache = format!("127.0.0.1:{}/ci/cache", registry.port);
+    runner.kiln_ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--cache-to",
+        &format!("type=registry,ref={cache}"),
+        context.to_str().unwrap(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let output = runner
+        .command()
+        .args(["cache", "prune", &cache, "--older-than", "0s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for needle in ["HTTP 405", "storage: delete: enabled: true", "kiln-step-"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+}
