@@ -29,6 +29,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod remap;
+pub mod repository;
 pub mod tags;
 
 use std::path::PathBuf;
@@ -45,7 +46,8 @@ pub use pull::{
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};
 pub use remap::RegistryMap;
-pub use tags::{delete_manifest, list_tags, manifest_exists};
+pub use repository::Repository;
+pub use tags::{delete_manifest, list_tags};
 
 use crate::digest::Digest;
 

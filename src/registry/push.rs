@@ -185,6 +185,35 @@ async fn push_async(
     })
 }
 
+/// Pushes the image manifest `bytes` of `media_type` (after its layers and config, from
+/// `store`) to `tag` of `repo`, through an open `session` of that repository.
+pub(crate) async fn push_manifest_in(
+    session: Arc<Session>,
+    repo: &str,
+    store: &Store,
+    bytes: &[u8],
+    media_type: &str,
+    tag: &str,
+    options: &RegistryOptions,
+) -> Result<(), RegistryError> {
+    if options.offline {
+        return Err(RegistryError::Usage(
+            "cannot push in offline mode; drop --offline".to_owned(),
+        ));
+    }
+    let pusher = Pusher {
+        session,
+        store,
+        repo: repo.to_owned(),
+        options,
+        stats: Arc::new(Stats::default()),
+    };
+    pusher.push_children(bytes, media_type, 0).await?;
+    pusher
+        .put_manifest(tag, bytes, media_type, &Digest::of(bytes))
+        .await
+}
+
 struct Pusher<'a> {
     session: Arc<Session>,
     store: &'a Store,

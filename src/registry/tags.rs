@@ -1,13 +1,13 @@
-//! Tags and manifests as things to look at and remove: whether a manifest exists (`HEAD`),
-//! a repository's tags (`GET /tags/list`, paginated), and deleting a manifest by digest.
+//! Tags and manifests as things to list and remove: a repository's tags (`GET /tags/list`,
+//! paginated), and deleting a manifest by digest.
 //!
-//! The shared build cache uses these to write an entry only when it is absent and to prune old
-//! entries. Deleting needs the registry to allow it: CNCF distribution refuses with 405 unless
-//! its configuration says `storage: delete: enabled: true`, and the error says so.
+//! The shared build cache's prune uses these to find and remove old entries. Deleting needs
+//! the registry to allow it: CNCF distribution refuses with 405 unless its configuration says
+//! `storage: delete: enabled: true`, and the error says so.
 
 use reqwest::{Method, Url};
 
-use super::client::{Body, MANIFEST_ACCEPT, Retry, Session, header};
+use super::client::{Body, Retry, Session, header};
 use super::{Reference, RegistryError, RegistryOptions};
 use crate::digest::Digest;
 
@@ -34,38 +34,6 @@ fn session(
         vec![format!("repository:{}:{actions}", reference.repository())],
         options,
     )
-}
-
-/// Whether the manifest `reference` names (by tag or digest) exists: `HEAD` 200, or 404.
-/// Blocks the calling thread.
-pub fn manifest_exists(
-    reference: &Reference,
-    options: &RegistryOptions,
-) -> Result<bool, RegistryError> {
-    options.at_locations(reference, false, |reference| {
-        super::block_on(async {
-            let session = session(reference, "pull", options)?;
-            let url = session.url(&format!(
-                "v2/{}/manifests/{}",
-                reference.repository(),
-                reference.manifest_ref()
-            ))?;
-            let response = session
-                .send(
-                    Method::HEAD,
-                    url.clone(),
-                    &[("accept", MANIFEST_ACCEPT.to_owned())],
-                    Body::Empty,
-                    Retry::Idempotent,
-                )
-                .await?;
-            match response.status().as_u16() {
-                200 => Ok(true),
-                404 => Ok(false),
-                _ => Err(session.status_error(response, "HEAD", &url).await),
-            }
-        })
-    })
 }
 
 /// Every tag of `reference`'s repository (an empty list when the repository does not exist),

@@ -8,16 +8,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{CacheLocation, SharedCacheError};
+use super::SharedCacheError;
 use crate::digest::Digest;
 use crate::image::manifest::{Descriptor, MEDIA_TYPE_OCI_MANIFEST};
-use crate::registry::{self, Reference, RegistryOptions};
+use crate::registry::{self, RegistryOptions, Repository};
 use crate::store::Store;
 
 /// One place entries are read from or written to.
 pub(super) enum Backend<'a> {
     Registry {
-        repository: &'a Reference,
+        repository: &'a Repository,
         options: &'a RegistryOptions,
     },
     Local {
@@ -26,19 +26,9 @@ pub(super) enum Backend<'a> {
 }
 
 impl<'a> Backend<'a> {
-    pub(super) fn of(location: &'a CacheLocation, options: &'a RegistryOptions) -> Backend<'a> {
-        match location {
-            CacheLocation::Registry(repository) => Backend::Registry {
-                repository,
-                options,
-            },
-            CacheLocation::Local(dir) => Backend::Local { dir },
-        }
-    }
-
     fn location(&self) -> String {
         match self {
-            Backend::Registry { repository, .. } => repository.to_string(),
+            Backend::Registry { repository, .. } => repository.reference().to_string(),
             Backend::Local { dir } => dir.display().to_string(),
         }
     }
@@ -70,15 +60,6 @@ impl<'a> Backend<'a> {
         }
     }
 
-    fn tagged(&self, tag: &str) -> Result<Reference, SharedCacheError> {
-        let Backend::Registry { repository, .. } = self else {
-            unreachable!("only a registry backend has references");
-        };
-        repository
-            .with_tag(tag)
-            .map_err(|e| self.registry_error(format!("name the entry `{tag}`"))(e.into()))
-    }
-
     fn entries_dir(dir: &Path) -> PathBuf {
         dir.join("entries")
     }
@@ -86,14 +67,9 @@ impl<'a> Backend<'a> {
     /// The manifest bytes of the entry `tag`, or `None` when there is no such entry.
     pub(super) fn read_entry(&self, tag: &str) -> Result<Option<Vec<u8>>, SharedCacheError> {
         match self {
-            Backend::Registry { options, .. } => {
-                let reference = self.tagged(tag)?;
-                match registry::fetch_raw_manifest(&reference, options) {
-                    Ok((_, bytes)) => Ok(Some(bytes)),
-                    Err(registry::RegistryError::Status { status: 404, .. }) => Ok(None),
-                    Err(e) => Err(self.registry_error(format!("read the entry `{tag}`"))(e)),
-                }
-            }
+            Backend::Registry { repository, .. } => repository
+                .manifest(tag)
+                .map_err(self.registry_error(format!("read the entry `{tag}`"))),
             Backend::Local { dir } => {
                 let path = Self::entries_dir(dir).join(tag);
                 match std::fs::read(&path) {
@@ -115,10 +91,8 @@ impl<'a> Backend<'a> {
             return Ok(());
         }
         match self {
-            Backend::Registry {
-                repository,
-                options,
-            } => registry::fetch_blob(repository, descriptor, store, options)
+            Backend::Registry { repository, .. } => repository
+                .fetch_blob(descriptor, store)
                 .map_err(self.registry_error(format!("download the blob {}", descriptor.digest))),
             Backend::Local { dir } => {
                 let path = dir.join("blobs/sha256").join(descriptor.digest.hex());
@@ -131,11 +105,9 @@ impl<'a> Backend<'a> {
     /// Whether the entry `tag` exists.
     pub(super) fn has_entry(&self, tag: &str) -> Result<bool, SharedCacheError> {
         match self {
-            Backend::Registry { options, .. } => {
-                let reference = self.tagged(tag)?;
-                registry::manifest_exists(&reference, options)
-                    .map_err(self.registry_error(format!("look for the entry `{tag}`")))
-            }
+            Backend::Registry { repository, .. } => repository
+                .has_manifest(tag)
+                .map_err(self.registry_error(format!("look for the entry `{tag}`"))),
             Backend::Local { dir } => Ok(Self::entries_dir(dir).join(tag).is_file()),
         }
     }
@@ -150,18 +122,9 @@ impl<'a> Backend<'a> {
         store: &Store,
     ) -> Result<(), SharedCacheError> {
         match self {
-            Backend::Registry { options, .. } => {
-                let reference = self.tagged(tag)?;
-                registry::push_manifest(
-                    store,
-                    manifest,
-                    MEDIA_TYPE_OCI_MANIFEST,
-                    &[reference],
-                    options,
-                )
-                .map(|_| ())
-                .map_err(self.registry_error(format!("write the entry `{tag}`")))
-            }
+            Backend::Registry { repository, .. } => repository
+                .push_manifest(store, manifest, MEDIA_TYPE_OCI_MANIFEST, tag)
+                .map_err(self.registry_error(format!("write the entry `{tag}`"))),
             Backend::Local { dir } => {
                 let local = Store::open(dir).map_err(|e| SharedCacheError::Store {
                     location: self.location(),
@@ -201,7 +164,7 @@ impl<'a> Backend<'a> {
             Backend::Registry {
                 repository,
                 options,
-            } => registry::list_tags(repository, options)
+            } => registry::list_tags(repository.reference(), options)
                 .map_err(self.registry_error("list the entries".to_owned()))?,
             Backend::Local { dir } => {
                 let entries = Self::entries_dir(dir);
@@ -229,7 +192,7 @@ impl<'a> Backend<'a> {
             Backend::Registry {
                 repository,
                 options,
-            } => registry::delete_manifest(repository, digest, options)
+            } => registry::delete_manifest(repository.reference(), digest, options)
                 .map_err(self.registry_error(format!("delete the entry `{tag}`"))),
             Backend::Local { dir } => {
                 let path = Self::entries_dir(dir).join(tag);

@@ -37,7 +37,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::image::manifest::Manifest;
 use crate::layer::Layer;
 use crate::material::Material;
-use crate::registry::{Reference, RegistryOptions};
+use crate::registry::{Reference, RegistryOptions, Repository};
 use crate::store::Store;
 
 /// Where a shared cache lives.
@@ -156,14 +156,51 @@ pub struct ExportSummary {
 pub struct SharedCache {
     options: SharedCacheOptions,
     registry: RegistryOptions,
+    /// One session per `--cache-from` registry, opened on first use (or why it could not be).
+    sessions: Vec<Option<Result<Repository, String>>>,
     results: Vec<StepResult>,
     warnings: Vec<String>,
+}
+
+/// Opens the place `location` names: a registry session, or nothing for a directory.
+fn open(
+    location: &CacheLocation,
+    registry: &RegistryOptions,
+    write: bool,
+) -> Result<Option<Repository>, SharedCacheError> {
+    match location {
+        CacheLocation::Registry(reference) => Repository::open(reference, registry, write)
+            .map(Some)
+            .map_err(|source| SharedCacheError::Registry {
+                location: location.to_string(),
+                action: "open the repository".to_owned(),
+                source: Box::new(source),
+            }),
+        CacheLocation::Local(_) => Ok(None),
+    }
+}
+
+/// The backend of `location`, through `repository` when it is a registry.
+fn backend<'a>(
+    location: &'a CacheLocation,
+    repository: Option<&'a Repository>,
+    registry: &'a RegistryOptions,
+) -> Option<Backend<'a>> {
+    match (location, repository) {
+        (CacheLocation::Local(dir), _) => Some(Backend::Local { dir }),
+        (CacheLocation::Registry(_), Some(repository)) => Some(Backend::Registry {
+            repository,
+            options: registry,
+        }),
+        (CacheLocation::Registry(_), None) => None,
+    }
 }
 
 impl SharedCache {
     /// The caches of `options`, reached with `registry`.
     pub fn new(options: SharedCacheOptions, registry: RegistryOptions) -> SharedCache {
         SharedCache {
+            sessions: options.import.iter().map(|_| None).collect(),
             options,
             registry,
             results: Vec::new(),
@@ -191,8 +228,30 @@ impl SharedCache {
     /// warning and the next cache is tried.
     pub fn lookup(&mut self, key: &Digest, store: &Store) -> Option<Found> {
         let tag = entry::tag_for(key);
-        for location in &self.options.import {
-            let backend = Backend::of(location, &self.registry);
+        for (location, session) in self.options.import.iter().zip(&mut self.sessions) {
+            if session.is_none() {
+                *session = Some(match open(location, &self.registry, false) {
+                    Ok(Some(repository)) => Ok(repository),
+                    // A directory needs no session.
+                    Ok(None) => Err(String::new()),
+                    Err(e) => {
+                        let why = error_chain(&e);
+                        self.warnings.push(format!(
+                            "cache `{location}` could not be opened ({why}); it is not used"
+                        ));
+                        Err(why)
+                    }
+                });
+            }
+        }
+        for (location, session) in self.options.import.iter().zip(&self.sessions) {
+            let repository = match session {
+                Some(Ok(repository)) => Some(repository),
+                _ => None,
+            };
+            let Some(backend) = backend(location, repository, &self.registry) else {
+                continue;
+            };
             match read_checked(&backend, &tag, key, store) {
                 Ok(Ok(Some(found))) => return Some(found),
                 Ok(Ok(None)) => {}
@@ -227,7 +286,9 @@ impl SharedCache {
         let Some((location, mode)) = &self.options.export else {
             return Ok(ExportSummary::default());
         };
-        let backend = Backend::of(location, &self.registry);
+        let repository = open(location, &self.registry, true)?;
+        let backend = backend(location, repository.as_ref(), &self.registry)
+            .expect("an opened cache has a backend");
         let mut summary = ExportSummary::default();
         for result in &self.results {
             if *mode == ExportMode::Min && result.stage != final_stage {
@@ -391,7 +452,9 @@ pub fn prune(
     now: i64,
     registry: &RegistryOptions,
 ) -> Result<PruneSummary, SharedCacheError> {
-    let backend = Backend::of(location, registry);
+    let repository = open(location, registry, false)?;
+    let backend =
+        backend(location, repository.as_ref(), registry).expect("an opened cache has a backend");
     let mut summary = PruneSummary::default();
     for tag in backend.list_entries()? {
         let Some(bytes) = backend.read_entry(&tag)? else {
