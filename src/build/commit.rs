@@ -58,7 +58,7 @@ impl Executor<'_> {
             }
             other => (other, by_content),
         };
-        let run_key = self.pending_run_key.take();
+        let pending_key = self.pending_step_key.take();
         let (layer, outcome) = match cached {
             Some(layer) => {
                 if by_content && !self.reads_extracted(&diff) {
@@ -83,10 +83,16 @@ impl Executor<'_> {
                 (layer, StepOutcome::Built)
             }
         };
-        match run_key {
-            Some((key, materials_before)) => {
-                let materials = self.materials[materials_before..].to_vec();
-                self.note_run(state, &key, Some(&layer), materials);
+        match pending_key {
+            Some(pending) => {
+                let materials = self.materials[pending.materials_from..].to_vec();
+                self.note_step(
+                    state,
+                    pending.key,
+                    pending.kind,
+                    Some(layer.clone()),
+                    materials,
+                );
             }
             None => {
                 let key = crate::build::cache::diff_id_key(&layer.diff_id, &options);

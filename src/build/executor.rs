@@ -77,9 +77,9 @@ pub(super) struct Executor<'a> {
     pub(super) live_rootfs: Option<(usize, Vec<Digest>, crate::sandbox::LiveRootfs)>,
     /// The `--cache-from` / `--cache-to` caches.
     pub(super) shared: super::shared_cache::SharedCache,
-    /// A native RUN's shared-cache key and where its materials start, for the layer
-    /// [`Executor::commit_layer`] is about to commit.
-    pub(super) pending_run_key: Option<(Digest, usize)>,
+    /// The shared-cache key of the step whose layer [`Executor::commit_layer`] is about to
+    /// commit, when it was keyed before its files were computed (a RUN, a COPY from a stage).
+    pub(super) pending_step_key: Option<super::shared_steps::PendingKey>,
     /// The instruction running, as written (for shared cache records).
     pub(super) current_step_text: String,
 }
@@ -210,7 +210,7 @@ impl<'a> Executor<'a> {
                 options.shared_cache.clone(),
                 options.registry.clone(),
             ),
-            pending_run_key: None,
+            pending_step_key: None,
             current_step_text: String::new(),
         })
     }

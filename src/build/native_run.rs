@@ -51,7 +51,11 @@ impl Executor<'_> {
                 Ok(Applied::step(StepOutcome::ConfigOnly))
             }
             Ok(diff) => {
-                self.pending_run_key = shared_key.map(|key| (key, materials_before));
+                self.pending_step_key = shared_key.map(|key| super::shared_steps::PendingKey {
+                    key,
+                    kind: "run",
+                    materials_from: materials_before,
+                });
                 Ok(Applied::step(
                     self.commit_layer(state, diff, history, failure)?,
                 ))

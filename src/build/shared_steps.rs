@@ -7,10 +7,98 @@ use super::shared_cache::{Found, StepResult};
 use super::stage::StageState;
 use super::{BuildError, StepOutcome};
 use crate::digest::Digest;
+use crate::dockerfile::plan::CopyInstruction;
 use crate::layer::Layer;
 use crate::material::Material;
 
+/// The key of a step keyed before its files were computed, waiting for its layer.
+pub(super) struct PendingKey {
+    pub(super) key: Digest,
+    pub(super) kind: &'static str,
+    /// Where the step's materials start in the executor's list.
+    pub(super) materials_from: usize,
+}
+
 impl Executor<'_> {
+    /// `COPY --from=<stage>` through the shared cache, keyed before its files are computed: by
+    /// the layers below it, the source stage's layers (which fix every file it can copy), the
+    /// instruction with its variables expanded, the working directory, the platform and the
+    /// layer settings. A hit adds the layer without reading the source stage's files (no
+    /// extraction of its layers); a miss leaves the key for [`Executor::commit_layer`] to
+    /// export under. `None` when the shared cache is not used or the source is not a stage.
+    pub(super) fn copy_from_stage_shared(
+        &mut self,
+        state: &mut StageState,
+        copy: &CopyInstruction,
+        failure: &StepFailure<'_>,
+    ) -> Result<Option<StepOutcome>, BuildError> {
+        if self.options.no_cache || !(self.shared.importing() || self.shared.exporting()) {
+            return Ok(None);
+        }
+        let Some(from) = &copy.from else {
+            return Ok(None);
+        };
+        if !copy.heredocs.is_empty() {
+            return Ok(None);
+        }
+        let escape = self.plan.escape;
+        let expand = |word: &str| state.expand(word, escape).map_err(failure.wrap());
+        let from = expand(from)?;
+        let Some(source) = self
+            .plan
+            .stage_by_reference(&from, self.current_stage)
+            .and_then(|index| self.stages.get(&index))
+        else {
+            return Ok(None);
+        };
+        let options = self.write_options();
+        let mut hasher = crate::digest::Hasher::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        field(b"kiln-copy-from-stage-v1");
+        field(format!("{:?}", options.compression).as_bytes());
+        field(options.source_date_epoch.to_string().as_bytes());
+        field(state.platform().to_string().as_bytes());
+        for layer in &state.layers {
+            field(layer.diff_id.to_string().as_bytes());
+        }
+        field(b"from");
+        for layer in &source.layers {
+            field(layer.diff_id.to_string().as_bytes());
+        }
+        field(format!("{copy:?}").as_bytes());
+        for source in &copy.sources {
+            field(expand(source)?.as_bytes());
+        }
+        field(expand(&copy.dest)?.as_bytes());
+        for flag in [&copy.chown, &copy.chmod, &copy.checksum]
+            .into_iter()
+            .flatten()
+        {
+            field(expand(flag)?.as_bytes());
+        }
+        field(state.workdir().as_bytes());
+        let key = hasher.finish().0;
+        if let Some(found) = self.shared_lookup(&key)
+            && let Some(layer) = found.layer
+        {
+            self.cached += 1;
+            self.note_step(state, key, "copy", Some(layer.clone()), Vec::new());
+            self.reporter
+                .note(&format!("layer {} from the shared cache", layer.digest));
+            self.add_layer(state, layer, None, &failure.planned.text, failure)?;
+            return Ok(Some(StepOutcome::Cached));
+        }
+        self.pending_step_key = Some(PendingKey {
+            key,
+            kind: "copy",
+            materials_from: self.materials.len(),
+        });
+        Ok(None)
+    }
+
     /// The result under `key` in the `--cache-from` caches (none with `--no-cache`).
     pub(super) fn shared_lookup(&mut self, key: &Digest) -> Option<Found> {
         if self.options.no_cache || !self.shared.importing() {

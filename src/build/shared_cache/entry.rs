@@ -34,8 +34,9 @@ pub struct Record {
     pub version: u32,
     /// The step key (a sha256).
     pub key: Digest,
-    /// `run` (a RUN, keyed by everything it can see before it runs) or `layer` (a step whose
-    /// files kiln computed first, keyed by the layer's content).
+    /// `run` (a RUN, keyed by everything it can see before it runs), `copy` (a COPY from an
+    /// earlier stage, keyed by that stage's layers before any file is read) or `layer` (a step
+    /// whose files kiln computed first, keyed by the layer's content).
     pub kind: String,
     /// The instruction, as written in the Dockerfile (for people reading the entry).
     pub step: String,

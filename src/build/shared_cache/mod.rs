@@ -12,6 +12,9 @@
 //!   layer settings. The packages and wheels it fetched are not known before it runs: the record
 //!   lists them (with their digests) and a build that takes the entry puts them in its
 //!   provenance, as if it had fetched them;
+//! - a COPY from an earlier stage is keyed before it reads a file by the layers below it, the
+//!   source stage's layers' diffIDs (which fix every file it can copy), the instruction with
+//!   its variables expanded, the working directory, the platform and the layer settings;
 //! - every other step that writes a layer (COPY, ADD, WORKDIR) computes its files first, so its
 //!   key is the digest of the layer's uncompressed content (its diffID, from one hashing pass
 //!   without compression) and the compression settings: exactly the bytes it would write.
@@ -127,7 +130,7 @@ pub struct Found {
 pub struct StepResult {
     /// Its key.
     pub key: Digest,
-    /// `run` or `layer` (see [`Record::kind`]).
+    /// `run`, `copy` or `layer` (see [`Record::kind`]).
     pub kind: &'static str,
     /// The instruction as written.
     pub step: String,
