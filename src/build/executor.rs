@@ -79,7 +79,7 @@ pub(super) struct Executor<'a> {
     pub(super) shared: super::shared_cache::SharedCache,
     /// The shared-cache key of the step whose layer [`Executor::commit_layer`] is about to
     /// commit, when it was keyed before its files were computed (a RUN, a COPY from a stage).
-    pub(super) pending_step_key: Option<super::shared_steps::PendingKey>,
+    pub(super) pending_step_key: Option<super::shared_cache::PendingKey>,
     /// The instruction running, as written (for shared cache records).
     pub(super) current_step_text: String,
 }

@@ -51,7 +51,7 @@ impl Executor<'_> {
                 Ok(Applied::step(StepOutcome::ConfigOnly))
             }
             Ok(diff) => {
-                self.pending_step_key = shared_key.map(|key| super::shared_steps::PendingKey {
+                self.pending_step_key = shared_key.map(|key| super::shared_cache::PendingKey {
                     key,
                     kind: "run",
                     materials_from: materials_before,

@@ -3,21 +3,13 @@
 //! step's result for `--cache-to`.
 
 use super::executor::{Executor, StepFailure};
-use super::shared_cache::{Found, StepResult};
+use super::shared_cache::{Found, PendingKey, StepResult};
 use super::stage::StageState;
 use super::{BuildError, StepOutcome};
 use crate::digest::Digest;
 use crate::dockerfile::plan::CopyInstruction;
 use crate::layer::Layer;
 use crate::material::Material;
-
-/// The key of a step keyed before its files were computed, waiting for its layer.
-pub(super) struct PendingKey {
-    pub(super) key: Digest,
-    pub(super) kind: &'static str,
-    /// Where the step's materials start in the executor's list.
-    pub(super) materials_from: usize,
-}
 
 impl Executor<'_> {
     /// `COPY --from=<stage>` through the shared cache, keyed before its files are computed: by

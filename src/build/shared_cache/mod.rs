@@ -146,6 +146,17 @@ pub struct StepResult {
     pub stage: usize,
 }
 
+/// The key of a step keyed before its files were computed (a RUN, a COPY from a stage),
+/// waiting for the layer the step is about to commit.
+pub struct PendingKey {
+    /// The step key.
+    pub key: Digest,
+    /// `run` or `copy` (see [`Record::kind`]).
+    pub kind: &'static str,
+    /// Where the step's materials start in the build's list of materials.
+    pub materials_from: usize,
+}
+
 /// What [`SharedCache::export`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ExportSummary {
