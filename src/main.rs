@@ -76,6 +76,11 @@ enum Command {
     /// for pipelines written for kaniko; also run as `executor` or `kaniko`.
     #[command(disable_help_flag = true)]
     Kaniko(cli::kaniko::KanikoCommand),
+    /// Manage a shared build cache (`--cache-to`): `kiln cache prune REF --older-than 30d`.
+    Cache {
+        #[command(subcommand)]
+        what: cli::cache_flags::CacheCommand,
+    },
     /// Inspect how kiln reads its inputs.
     Debug {
         #[command(subcommand)]
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cli::scan::run_scan(args),
         Command::Kaniko(args) => cli::kaniko::run_kaniko(args),
         Command::Db { what } => cli::scan::run_db(what),
+        Command::Cache { what } => cli::cache_flags::run_cache(what),
         Command::Debug {
             what: DebugCommand::Dockerfile { file },
         } => run_debug_dockerfile(&file),

@@ -166,11 +166,7 @@ impl StepCache {
         options: &WriteOptions,
         store: &Store,
     ) -> Result<Option<Layer>, CacheError> {
-        let mut sink = HashingWriter::new(io::sink());
-        crate::layer::tar_writer::write_tar(diff, options.source_date_epoch, &mut sink)
-            .map_err(CacheError::Layer)?;
-        let (_, diff_id, _) = sink.finish();
-        Ok(self.lookup(&diff_id_key(&diff_id, options), store))
+        Ok(self.lookup(&content_key(diff, options)?, store))
     }
 
     /// The layer stored under `key`, if it is cached and its blob is still in `store`.
@@ -266,8 +262,18 @@ fn options_text(options: &WriteOptions) -> String {
     }
 }
 
+/// The key of the layer `diff` would become with `options`, from its content alone (equal on
+/// every machine): streams the tar through SHA-256 without compressing.
+pub fn content_key(diff: &Diff, options: &WriteOptions) -> Result<Digest, CacheError> {
+    let mut sink = HashingWriter::new(io::sink());
+    crate::layer::tar_writer::write_tar(diff, options.source_date_epoch, &mut sink)
+        .map_err(CacheError::Layer)?;
+    let (_, diff_id, _) = sink.finish();
+    Ok(diff_id_key(&diff_id, options))
+}
+
 /// The cache key of a layer by its diffID and compression settings.
-fn diff_id_key(diff_id: &Digest, options: &WriteOptions) -> Digest {
+pub fn diff_id_key(diff_id: &Digest, options: &WriteOptions) -> Digest {
     Digest::of(format!("kiln-layer-diffid-v1:{}:{diff_id}", options_text(options)).as_bytes())
 }
 

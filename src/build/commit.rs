@@ -48,6 +48,17 @@ impl Executor<'_> {
                 None => (None, false),
             }
         };
+        // Not in this machine's cache: a shared cache may hold the layer with this content.
+        let (cached, by_content) = match cached {
+            None if !self.options.no_cache && self.shared.importing() => {
+                let key = crate::build::cache::content_key(&diff, &options)
+                    .map_err(failure.err("failed to read the step's inputs"))?;
+                let found = self.shared_lookup(&key).and_then(|found| found.layer);
+                (found, true)
+            }
+            other => (other, by_content),
+        };
+        let pending_key = self.pending_step_key.take();
         let (layer, outcome) = match cached {
             Some(layer) => {
                 if by_content && !self.reads_extracted(&diff) {
@@ -72,6 +83,22 @@ impl Executor<'_> {
                 (layer, StepOutcome::Built)
             }
         };
+        match pending_key {
+            Some(pending) => {
+                let materials = self.materials[pending.materials_from..].to_vec();
+                self.note_step(
+                    state,
+                    pending.key,
+                    pending.kind,
+                    Some(layer.clone()),
+                    materials,
+                );
+            }
+            None => {
+                let key = crate::build::cache::diff_id_key(&layer.diff_id, &options);
+                self.note_step(state, key, "layer", Some(layer.clone()), Vec::new());
+            }
+        }
         state.config.rootfs.diff_ids.push(layer.diff_id.clone());
         state.layers.push(layer);
         state.config.history.push(History {

@@ -22,6 +22,9 @@ impl Executor<'_> {
         copy: &CopyInstruction,
         failure: &StepFailure<'_>,
     ) -> Result<Applied, BuildError> {
+        if let Some(outcome) = self.copy_from_stage_shared(state, copy, failure)? {
+            return Ok(Applied::step(outcome));
+        }
         let diff = self.copy_diff(state, copy, failure)?;
         let outcome = self.commit_layer(state, diff, &failure.planned.text, failure)?;
         // What the build read from the context, for provenance: each such layer by its

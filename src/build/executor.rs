@@ -75,6 +75,13 @@ pub(super) struct Executor<'a> {
     pub(super) built: usize,
     /// The rootfs the last sandboxed RUN left: (stage, its layers' diffIDs then, the rootfs).
     pub(super) live_rootfs: Option<(usize, Vec<Digest>, crate::sandbox::LiveRootfs)>,
+    /// The `--cache-from` / `--cache-to` caches.
+    pub(super) shared: super::shared_cache::SharedCache,
+    /// The shared-cache key of the step whose layer [`Executor::commit_layer`] is about to
+    /// commit, when it was keyed before its files were computed (a RUN, a COPY from a stage).
+    pub(super) pending_step_key: Option<super::shared_cache::PendingKey>,
+    /// The instruction running, as written (for shared cache records).
+    pub(super) current_step_text: String,
 }
 
 /// Wraps a failure of one instruction with its line and text.
@@ -199,6 +206,12 @@ impl<'a> Executor<'a> {
             cached: 0,
             built: 0,
             live_rootfs: None,
+            shared: super::shared_cache::SharedCache::new(
+                options.shared_cache.clone(),
+                options.registry.clone(),
+            ),
+            pending_step_key: None,
+            current_step_text: String::new(),
         })
     }
 
@@ -288,6 +301,7 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         self.reporter
             .step_started(stage_name, position, total, &planned.text);
+        self.current_step_text.clone_from(&planned.text);
         let dockerfile_name = self.dockerfile_name.clone();
         let failure = StepFailure {
             dockerfile: &dockerfile_name,

@@ -21,6 +21,8 @@ mod native_run;
 pub mod progress;
 mod sandboxed_run;
 mod scratch;
+pub mod shared_cache;
+mod shared_steps;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -78,6 +80,8 @@ pub struct BuildOptions {
     pub sandbox: crate::sandbox::SandboxOptions,
     /// `--build-context NAME=...`: what `FROM NAME` and `COPY --from=NAME` use.
     pub named_contexts: BTreeMap<String, crate::dockerfile::plan::NamedContext>,
+    /// `--cache-from` and `--cache-to`: step results shared between machines.
+    pub shared_cache: shared_cache::SharedCacheOptions,
 }
 
 /// A base image a stage started from.
@@ -283,6 +287,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     for index in plan.needed_stages() {
         final_stage = Some(executor.build_stage(index)?);
     }
+    executor.export_shared_cache(plan.target)?;
     cache
         .save()
         .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;

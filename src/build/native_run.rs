@@ -29,11 +29,37 @@ impl Executor<'_> {
                 self.sandboxed_run(state, run, history, failure)?,
             ));
         }
+        // A shared cache keys a RUN before it runs, so a runner that never ran it takes its
+        // layer without resolving or fetching anything.
+        let shared_key = (!self.options.no_cache
+            && (self.shared.importing() || self.shared.exporting()))
+        .then(|| self.run_key(state, run, self.options.sandbox.network, &[], &[]));
+        if let Some(key) = &shared_key
+            && let Some(found) = self.shared_lookup(key)
+        {
+            return Ok(Applied::step(
+                self.take_shared_run(state, key, found, history, failure)?,
+            ));
+        }
+        let materials_before = self.materials.len();
         match self.run_diff(state, run, failure)? {
-            Ok(diff) if diff.is_empty() => Ok(Applied::step(StepOutcome::ConfigOnly)),
-            Ok(diff) => Ok(Applied::step(
-                self.commit_layer(state, diff, history, failure)?,
-            )),
+            Ok(diff) if diff.is_empty() => {
+                if let Some(key) = &shared_key {
+                    let materials = self.materials[materials_before..].to_vec();
+                    self.note_run(state, key, None, materials);
+                }
+                Ok(Applied::step(StepOutcome::ConfigOnly))
+            }
+            Ok(diff) => {
+                self.pending_step_key = shared_key.map(|key| super::shared_cache::PendingKey {
+                    key,
+                    kind: "run",
+                    materials_from: materials_before,
+                });
+                Ok(Applied::step(
+                    self.commit_layer(state, diff, history, failure)?,
+                ))
+            }
             // Native would not be exact: the real tool runs, and the output says so.
             Err(why) => {
                 self.reporter.note(&why);

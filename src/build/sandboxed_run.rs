@@ -130,43 +130,12 @@ impl Executor<'_> {
         let user = state.config.config.user.clone().unwrap_or_default();
 
         let write_options = self.write_options();
-        let key = {
-            let mut hasher = crate::digest::Hasher::new();
-            let mut field = |bytes: &[u8]| {
-                hasher.update(&(bytes.len() as u64).to_le_bytes());
-                hasher.update(bytes);
-            };
-            field(b"kiln-sandboxed-run-v1");
-            field(format!("{:?}", write_options.compression).as_bytes());
-            field(write_options.source_date_epoch.to_string().as_bytes());
-            for layer in &state.layers {
-                field(layer.diff_id.to_string().as_bytes());
-            }
-            field(state.config.architecture.as_bytes());
-            for word in &argv {
-                field(word.as_bytes());
-            }
-            for (name, value) in &env {
-                field(name.as_bytes());
-                field(value.as_bytes());
-            }
-            field(workdir.as_bytes());
-            field(user.as_bytes());
-            field(format!("{network:?}").as_bytes());
-            // The hosts file is part of what the command sees (BuildKit keys it too).
-            field(sandbox::hosts_file(&self.options.sandbox.extra_hosts).as_bytes());
-            for mount in &mounts {
-                field(mount.cache_identity().as_bytes());
-            }
-            for key in &bind_keys {
-                field(key.to_string().as_bytes());
-            }
-            hasher.finish().0
-        };
+        let key = self.run_key(state, run, network, &mounts, &bind_keys);
         if !self.options.no_cache
             && let Some(result) = self.cache.lookup_result(&key, self.store)
         {
             self.cached += 1;
+            self.note_run(state, &key, result.as_ref(), Vec::new());
             return Ok(match result {
                 Some(layer) => {
                     self.add_layer(state, layer, None, history_text, failure)?;
@@ -174,6 +143,12 @@ impl Executor<'_> {
                 }
                 None => StepOutcome::ConfigOnly,
             });
+        }
+        if let Some(found) = self.shared_lookup(&key) {
+            self.cache
+                .record_result(&key, found.layer.as_ref())
+                .map_err(failure.err("failed to record the step in the step cache"))?;
+            return self.take_shared_run(state, &key, found, history_text, failure);
         }
 
         if let sandbox::capabilities::SandboxCapability::Unavailable(why) =
@@ -246,6 +221,7 @@ impl Executor<'_> {
             self.cache
                 .record_result(&key, None)
                 .map_err(failure.err("failed to record the step in the step cache"))?;
+            self.note_run(state, &key, None, Vec::new());
             self.built += 1;
             self.live_rootfs = Some((self.current_stage, layer_chain(state), output.details));
             return Ok(StepOutcome::ConfigOnly);
@@ -259,6 +235,7 @@ impl Executor<'_> {
         self.cache
             .record_result(&key, Some(&layer))
             .map_err(failure.err("failed to record the step in the step cache"))?;
+        self.note_run(state, &key, Some(&layer), Vec::new());
         self.built += 1;
         self.add_layer(state, layer, Some(diff), history_text, failure)?;
         // The layer is written: the next RUN of this stage may change the files in place.
@@ -266,9 +243,64 @@ impl Executor<'_> {
         Ok(StepOutcome::Built)
     }
 
+    /// The step key of a RUN, from everything it can see before it runs (content digests
+    /// only, so equal on every machine): the layers below it, the command, environment,
+    /// working directory, user, network, hosts file, mounts, the platform and the layer
+    /// settings. Native and sandboxed RUNs share it: both give the same layer.
+    pub(super) fn run_key(
+        &self,
+        state: &StageState,
+        run: &RunInstruction,
+        network: NetworkMode,
+        mounts: &[sandbox::RunMount],
+        bind_keys: &[crate::digest::Digest],
+    ) -> crate::digest::Digest {
+        let write_options = self.write_options();
+        let mut hasher = crate::digest::Hasher::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        field(b"kiln-run-v2");
+        field(format!("{:?}", write_options.compression).as_bytes());
+        field(write_options.source_date_epoch.to_string().as_bytes());
+        for layer in &state.layers {
+            field(layer.diff_id.to_string().as_bytes());
+        }
+        field(state.platform().to_string().as_bytes());
+        for word in &self.sandbox_argv(state, run) {
+            field(word.as_bytes());
+        }
+        for (name, value) in &state.environment() {
+            field(name.as_bytes());
+            field(value.as_bytes());
+        }
+        field(state.workdir().as_bytes());
+        field(
+            state
+                .config
+                .config
+                .user
+                .clone()
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        field(format!("{network:?}").as_bytes());
+        // The hosts file is part of what the command sees (BuildKit keys it too).
+        field(sandbox::hosts_file(&self.options.sandbox.extra_hosts).as_bytes());
+        for mount in mounts {
+            field(mount.cache_identity().as_bytes());
+        }
+        for key in bind_keys {
+            field(key.to_string().as_bytes());
+        }
+        hasher.finish().0
+    }
+
     /// What a `RUN --mount=type=bind` shows (its `source` of the context, or of the stage
     /// `from`, as `COPY` would take it), and a digest of it for the step-cache key: the
-    /// files' stats for the context, the stage's layers for a stage.
+    /// content of the files for the context (their paths on this machine are not part of it,
+    /// so the key travels), the stage's layers for a stage.
     fn bind_source(
         &mut self,
         source: &str,
@@ -309,9 +341,7 @@ impl Executor<'_> {
             let diff = copy_step::copy(&request(CopySource::Context(context)))
                 .map_err(failure.wrap())?
                 .diff;
-            let key = self
-                .cache
-                .stat_key(&diff, &options)
+            let key = crate::build::cache::content_key(&diff, &options)
                 .map_err(failure.err("failed to read the bind mount's source"))?;
             return Ok((sandbox::BindSource { diff, file_name }, key));
         };

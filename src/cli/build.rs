@@ -191,6 +191,7 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         annotations,
         labels,
         named_contexts: named_contexts(&args.build_contexts)?,
+        shared_cache: super::cache_flags::shared_cache_options(&args.cache_from, &args.cache_to)?,
         sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
     };
 
@@ -293,13 +294,15 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !push_targets.is_empty() {
-        let pushed = kiln::registry::push(
-            &outcome.store,
-            &outcome.image,
+        let push_options = super::cache_flags::with_mount_sources(
+            options.registry.clone(),
+            &options.shared_cache,
+            &outcome.bases,
             &push_targets,
-            &options.registry,
-        )
-        .context("failed to push the image")?;
+        );
+        let pushed =
+            kiln::registry::push(&outcome.store, &outcome.image, &push_targets, &push_options)
+                .context("failed to push the image")?;
         report_push(&pushed, args.progress != ProgressMode::Quiet);
         if !attestations.is_empty() {
             push_attestations(&outcome, &attestations, &push_targets, &options)?;

@@ -70,6 +70,15 @@ pub(crate) struct BuildArgs {
     /// Write every layer again instead of reusing cached ones.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Read step results from a shared cache: `type=registry,ref=REPO` (or just `REPO`) or
+    /// `type=local,src=DIR`; repeatable, tried in order.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) cache_from: Vec<String>,
+    /// Write step results to a shared cache: `type=registry,ref=REPO[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]` (min: the final stage's steps, the default; max:
+    /// every stage's).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) cache_to: Vec<String>,
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: ProgressMode,

@@ -6,6 +6,7 @@ pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod build_args;
 pub(crate) mod kaniko;
+pub(crate) mod cache_flags;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod policy;

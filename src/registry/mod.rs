@@ -29,6 +29,8 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod remap;
+pub mod repository;
+pub mod tags;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -44,6 +46,8 @@ pub use pull::{
 pub use push::{PushResult, push, push_manifest};
 pub use reference::{Reference, ReferenceError};
 pub use remap::RegistryMap;
+pub use repository::Repository;
+pub use tags::{delete_manifest, list_tags};
 
 use crate::digest::Digest;
 
@@ -303,7 +307,7 @@ pub struct RegistryOptions {
     jobs: usize,
     retry: RetryPolicy,
     upload: UploadMode,
-    mount_from: Option<String>,
+    mount_from: Vec<String>,
     reporter: Arc<dyn Reporter>,
     map: Arc<RegistryMap>,
     plain_http_hosts: client::PlainHttpHosts,
@@ -324,7 +328,7 @@ impl Default for RegistryOptions {
             jobs: 4,
             retry: RetryPolicy::default(),
             upload: UploadMode::Auto,
-            mount_from: None,
+            mount_from: Vec::new(),
             reporter: Arc::new(NoReporter),
             map: Arc::new(RegistryMap::default()),
             plain_http_hosts: client::PlainHttpHosts::default(),
@@ -446,9 +450,12 @@ impl RegistryOptions {
     }
 
     /// Try a cross-repository mount from `repository` (a path on the target registry, e.g.
-    /// `acme/base`) before uploading a blob. Default: none.
+    /// `acme/base`) before uploading a blob; called again, adds another repository, tried in
+    /// order (the first that holds the blob is mounted from). Default: none.
     pub fn mount_from(mut self, repository: &str) -> Self {
-        self.mount_from = Some(repository.to_owned());
+        if !self.mount_from.iter().any(|r| r == repository) {
+            self.mount_from.push(repository.to_owned());
+        }
         self
     }
 

@@ -31,7 +31,7 @@ use crate::image::{BaseImage, ImageConfig, Platform};
 use crate::layer::Layer;
 use crate::store::Store;
 
-mod blob;
+pub(crate) mod blob;
 mod ref_cache;
 
 use blob::download_blob;
@@ -412,7 +412,7 @@ async fn manifest_bytes(
 /// GETs a manifest (by tag or digest), checks the size limit and the digest (the requested
 /// one, else `Docker-Content-Digest` when sent), and returns its digest and bytes. A body cut
 /// off or damaged on the way is fetched again, like a blob (bounded by the retry policy).
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     session: &Session,
     repo: &str,
     reference: &str,

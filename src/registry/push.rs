@@ -2,7 +2,8 @@
 //!
 //! Each blob climbs a ladder inside one retry loop (no nested retries):
 //! 1. `HEAD` the blob: present -> done (a second push sends no blob bytes);
-//! 2. when a `mount_from` repository is configured, `POST ?mount=<digest>&from=<repo>`:
+//! 2. when `mount_from` repositories are configured, `POST ?mount=<digest>&from=<repo>` (among
+//!    several, from the first whose `HEAD` finds the blob):
 //!    201 -> mounted; 202 -> the registry opened a normal upload session, which is reused;
 //!    any error -> plain upload (Harbor and Quay answer mounts oddly);
 //! 3. `POST` an upload session (`Content-Length: 0`), noting `OCI-Chunk-Min-Length`;
@@ -140,10 +141,10 @@ async fn push_async(
         }
         done.push(key);
         let mut scopes = vec![format!("repository:{}:pull,push", target.repository())];
-        if let Some(from) = &options.mount_from
-            && from != target.repository()
-        {
-            scopes.push(format!("repository:{from}:pull"));
+        for from in &options.mount_from {
+            if from != target.repository() {
+                scopes.push(format!("repository:{from}:pull"));
+            }
         }
         let session = Arc::new(Session::new(target, scopes, options)?);
         let pusher = Pusher {
@@ -182,6 +183,35 @@ async fn push_async(
         blobs_mounted: stats.mounted.load(Ordering::Relaxed),
         bytes_uploaded: stats.bytes.load(Ordering::Relaxed),
     })
+}
+
+/// Pushes the image manifest `bytes` of `media_type` (after its layers and config, from
+/// `store`) to `tag` of `repo`, through an open `session` of that repository.
+pub(crate) async fn push_manifest_in(
+    session: Arc<Session>,
+    repo: &str,
+    store: &Store,
+    bytes: &[u8],
+    media_type: &str,
+    tag: &str,
+    options: &RegistryOptions,
+) -> Result<(), RegistryError> {
+    if options.offline {
+        return Err(RegistryError::Usage(
+            "cannot push in offline mode; drop --offline".to_owned(),
+        ));
+    }
+    let pusher = Pusher {
+        session,
+        store,
+        repo: repo.to_owned(),
+        options,
+        stats: Arc::new(Stats::default()),
+    };
+    pusher.push_children(bytes, media_type, 0).await?;
+    pusher
+        .put_manifest(tag, bytes, media_type, &Digest::of(bytes))
+        .await
 }
 
 struct Pusher<'a> {
@@ -389,6 +419,35 @@ impl Pusher<'_> {
         }
     }
 
+    /// The repository to mount `digest` from: the only `mount_from` repository (the mount
+    /// itself says whether it has the blob), or among several the first whose `HEAD` finds it.
+    async fn mount_source(&self, digest: &Digest) -> Option<String> {
+        let candidates: Vec<&String> = self
+            .options
+            .mount_from
+            .iter()
+            .filter(|from| **from != self.repo)
+            .collect();
+        if let [only] = candidates.as_slice() {
+            return Some((*only).clone());
+        }
+        for from in candidates {
+            let url = self
+                .session
+                .url(&format!("v2/{from}/blobs/{digest}"))
+                .ok()?;
+            if let Ok(response) = self
+                .session
+                .send(Method::HEAD, url, &[], Body::Empty, Retry::Idempotent)
+                .await
+                && response.status().is_success()
+            {
+                return Some(from.clone());
+            }
+        }
+        None
+    }
+
     /// One climb of the ladder; `session_url` holds an open upload session to cancel on failure.
     async fn attempt_blob(
         &self,
@@ -417,14 +476,13 @@ impl Pusher<'_> {
         let uploads = session.url(&format!("v2/{}/blobs/uploads/", self.repo))?;
         let mut min_chunk = None;
         if attempt == 1
-            && let Some(from) = &self.options.mount_from
-            && from != &self.repo
+            && let Some(from) = self.mount_source(digest).await
         {
             let mut mount = uploads.clone();
             mount
                 .query_pairs_mut()
                 .append_pair("mount", &digest.to_string())
-                .append_pair("from", from);
+                .append_pair("from", &from);
             match session
                 .send(
                     Method::POST,

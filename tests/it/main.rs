@@ -25,6 +25,7 @@ mod attest_python;
 mod build_alpine;
 mod build_e2e;
 mod build_python;
+mod cache_registry;
 mod cli_attest;
 mod cli_debug_dockerfile;
 mod cli_lock;
