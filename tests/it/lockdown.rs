@@ -655,10 +655,11 @@ LABEL stage=mirrored
                 "--context",
                 project_dir,
                 "--cache=true",
+                "--cache-ttl=24h",
                 "--destination",
                 "x.test/a",
             ],
-            "kaniko's `--cache`",
+            "kaniko's `--cache-ttl=24h`",
         ),
     ] {
         let refused = run(&executor, &args, "kaniko-cache");

@@ -30,15 +30,21 @@ pub(super) struct KanikoFlags {
     #[arg(long = "no-push", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub(super) no_push: bool,
-    /// kaniko's registry layer cache: refused (kiln's registry step cache is not wired to
-    /// `kiln kaniko` yet); `--cache=false` is accepted.
+    /// kaniko's registry layer cache: kiln's registry step cache in `--cache-repo`
+    /// (`--cache-from` and `--cache-to type=registry,ref=REPO,mode=max`).
     #[arg(long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub(super) cache: bool,
-    /// kaniko's cache repository: refused, as `--cache`.
+    /// The cache's repository (default: the first destination's, with `/cache` appended);
+    /// used only with `--cache=true`, as in kaniko.
     #[arg(long = "cache-repo")]
     pub(super) cache_repo: Option<String>,
-    /// kaniko's cache lifetime: refused, as `--cache`.
+    /// With `--cache=true`: read the registry cache but write nothing to it.
+    #[arg(long = "no-push-cache", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(super) no_push_cache: bool,
+    /// kaniko's cache lifetime: refused (kiln's entries do not expire when read; see
+    /// `kiln cache prune`).
     #[arg(long = "cache-ttl")]
     pub(super) cache_ttl: Option<String>,
     /// A local directory for kiln's blob store and step cache (kaniko: its base-image cache).
@@ -161,19 +167,18 @@ pub(super) const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "cache-copy-layers",
-        "kaniko's registry layer cache is not available in kiln kaniko (see --cache)",
+        "kiln kaniko maps --cache to kiln's registry step cache, which caches every step's layer \
+         and has no such switch",
     ),
     (
         "cache-run-layers",
-        "kaniko's registry layer cache is not available in kiln kaniko (see --cache)",
+        "kiln kaniko maps --cache to kiln's registry step cache, which caches every step's layer \
+         and has no such switch",
     ),
     (
         "compressed-caching",
-        "kaniko's registry layer cache is not available in kiln kaniko (see --cache)",
-    ),
-    (
-        "no-push-cache",
-        "kaniko's registry layer cache is not available in kiln kaniko (see --cache)",
+        "kiln kaniko maps --cache to kiln's registry step cache, which caches every step's layer \
+         and has no such switch",
     ),
     (
         "image-name-tag-with-digest-file",

@@ -142,6 +142,28 @@ fn context_dir(context: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(context))
 }
 
+/// The repository `--cache=true` keeps its entries in: `--cache-repo`, else, as kaniko infers
+/// it, the first destination's repository with `/cache` appended.
+fn cache_repository(flags: &KanikoFlags) -> anyhow::Result<String> {
+    if let Some(repository) = &flags.cache_repo {
+        return Ok(repository.clone());
+    }
+    let Some(destination) = flags.destinations.first() else {
+        return Err(usage(
+            "kiln kaniko: --cache=true needs --cache-repo, or a --destination to infer it from"
+                .to_owned(),
+        ));
+    };
+    let reference = destination
+        .parse::<kiln::registry::Reference>()
+        .map_err(|e| usage(format!("invalid --destination `{destination}`: {e}")))?;
+    Ok(format!(
+        "{}/{}/cache",
+        reference.registry(),
+        reference.repository()
+    ))
+}
+
 /// kaniko's flags as a `kiln build` command line. `scratch` holds the files the translation
 /// needs (the registries.conf of `--registry-mirror`, the metadata the digest files are made
 /// from); `env_mirror` is `$KANIKO_REGISTRY_MIRROR`.
@@ -150,19 +172,11 @@ fn to_build_argv(
     scratch: &Path,
     env_mirror: Option<String>,
 ) -> anyhow::Result<BuildPlan> {
-    if flags.cache || flags.cache_repo.is_some() || flags.cache_ttl.is_some() {
-        let given = if flags.cache_repo.is_some() {
-            "--cache-repo"
-        } else if flags.cache_ttl.is_some() {
-            "--cache-ttl"
-        } else {
-            "--cache"
-        };
+    if let Some(ttl) = &flags.cache_ttl {
         return Err(usage(format!(
-            "kiln kaniko does not support kaniko's `{given}` yet: it maps to kiln's registry \
-             step cache (`--cache-to`/`--cache-from type=registry,ref=REPO`), which this build \
-             of kiln does not have; drop --cache, --cache-repo and --cache-ttl (kiln still \
-             reuses its local step cache in --cache-dir)"
+            "kiln kaniko does not support kaniko's `--cache-ttl={ttl}`: kiln's registry cache \
+             entries do not expire when read; drop the flag and remove old entries with \
+             `kiln cache prune REPO --older-than {ttl}`"
         )));
     }
     if !flags.no_push && flags.destinations.is_empty() {
@@ -230,6 +244,16 @@ fn to_build_argv(
     }
     if let Some(dir) = &flags.cache_dir {
         push("--cache-dir", &dir.display().to_string());
+    }
+    if flags.cache {
+        let repository = cache_repository(flags)?;
+        push("--cache-from", &format!("type=registry,ref={repository}"));
+        if !flags.no_push_cache {
+            push(
+                "--cache-to",
+                &format!("type=registry,ref={repository},mode=max"),
+            );
+        }
     }
     if let Some(compression) = &flags.compression {
         push("--compression", compression);
@@ -382,6 +406,46 @@ mod tests {
     }
 
     #[test]
+    fn cache_maps_to_the_registry_step_cache_in_the_repository_kaniko_infers() {
+        let pairs = |argv: &[String], flag: &str| -> Vec<String> {
+            argv.windows(2)
+                .filter(|w| w[0] == flag)
+                .map(|w| w[1].clone())
+                .collect()
+        };
+        let inferred = plan(&["--cache=true", "-d", "registry.example.test/group/app:v1"]).unwrap();
+        assert_eq!(
+            pairs(&inferred.argv, "--cache-from"),
+            ["type=registry,ref=registry.example.test/group/app/cache"]
+        );
+        assert_eq!(
+            pairs(&inferred.argv, "--cache-to"),
+            ["type=registry,ref=registry.example.test/group/app/cache,mode=max"]
+        );
+        assert!(BuildCommand::try_parse_from(&inferred.argv).is_ok());
+
+        let named = plan(&[
+            "--cache",
+            "--cache-repo",
+            "registry.example.test/ci/cache",
+            "--no-push-cache",
+            "-d",
+            "registry.example.test/group/app:v1",
+        ])
+        .unwrap();
+        assert_eq!(
+            pairs(&named.argv, "--cache-from"),
+            ["type=registry,ref=registry.example.test/ci/cache"]
+        );
+        assert!(pairs(&named.argv, "--cache-to").is_empty());
+        assert!(BuildCommand::try_parse_from(&named.argv).is_ok());
+
+        // As in kaniko, the repository alone does not turn the cache on.
+        let off = plan(&["--cache-repo=registry.example.test/ci/cache", "--no-push"]).unwrap();
+        assert!(pairs(&off.argv, "--cache-from").is_empty());
+    }
+
+    #[test]
     fn kaniko_flag_forms_map_to_kiln_build_flags() {
         let plan = plan(&[
             "-c=dir:///src",
@@ -429,12 +493,11 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["--no-push", "--snapshot-mode=redo"], "`--snapshot-mode`"),
             (&["--no-push", "--single-snapshot"], "`--single-snapshot`"),
-            (&["--no-push", "--cache=true"], "`--cache`"),
             (
-                &["--no-push", "--cache-repo", "r.test/cache"],
-                "`--cache-repo`",
+                &["--no-push", "--cache=true"],
+                "--cache=true needs --cache-repo",
             ),
-            (&["--no-push", "--cache-ttl=24h"], "`--cache-ttl`"),
+            (&["--no-push", "--cache-ttl=24h"], "`--cache-ttl=24h`"),
             (
                 &["--no-push", "--context", "git://github.com/a/b"],
                 "`git://` contexts",
