@@ -48,6 +48,8 @@ pub fn check_target_platform(platform: &Platform) -> Result<(), String> {
 
 /// What a multi-platform build produced.
 pub struct MultiPlatformOutcome {
+    /// The store holding the index and every blob of its images.
+    pub store: crate::store::Store,
     /// The index listing every platform's image, in the order of the targets.
     pub index: BuiltIndex,
     /// Each target's build, in the same order.
@@ -230,6 +232,7 @@ pub fn build_for_platforms(
     let index = crate::image::assemble_index(&store, &images, &BTreeMap::new())
         .map_err(|e| BuildError::storage("failed to assemble the image index", e))?;
     Ok(MultiPlatformOutcome {
+        store,
         index,
         builds,
         shared_cached_steps: shared_counts.0,

@@ -5,6 +5,7 @@ pub(crate) mod attach;
 pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod build_args;
+pub(crate) mod build_platforms;
 pub(crate) mod lock;
 pub(crate) mod policy;
 pub(crate) mod progress;
