@@ -435,3 +435,204 @@ fn a_single_platform_base_for_another_platform_is_refused_naming_both() {
     );
     assert!(!out.exists());
 }
+
+/// The provenance or SBOM statement in an attestation layer (plain, or in a DSSE envelope).
+fn statement_of(layout: &Path, layer_digest: &str) -> serde_json::Value {
+    let blob = layout_blob_json(layout, layer_digest);
+    match blob["payload"].as_str() {
+        Some(payload) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        }
+        None => blob,
+    }
+}
+
+#[test]
+fn every_platform_gets_its_attestations_and_signatures_and_its_own_local_directory() {
+    let s = setup();
+    let keys = s.path("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
+    let layout = s.path("layout");
+    let local = s.path("local");
+    let args = s.args(
+        "linux/amd64",
+        &[
+            "--platform",
+            "linux/arm64",
+            "--attest-mode",
+            "index",
+            "--sign-key",
+            keys.join("private.pem").to_str().unwrap(),
+            "-t",
+            "app:1",
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+            "--output",
+            &format!("type=local,dest={}", local.display()),
+        ],
+    );
+    let built = kiln_ok(&strs(&args)).trim().to_owned();
+
+    // Index mode: the tag names a new index holding both images, then one attestation
+    // manifest per image (buildx's layout), each statement naming its image and platform.
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "1")
+        .expect("an entry tagged 1")
+        .clone();
+    let index = layout_blob_json(&layout, entry["digest"].as_str().unwrap());
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 4, "{index}");
+    let built_index = layout_blob_json(&layout, &built);
+    for (position, image) in built_index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(&manifests[position], image, "the images keep their order");
+        let digest = image["digest"].as_str().unwrap();
+        let arch = image["platform"]["architecture"].as_str().unwrap();
+        let attestation = manifests
+            .iter()
+            .find(|m| m["annotations"]["vnd.docker.reference.digest"] == digest)
+            .unwrap_or_else(|| panic!("no attestation manifest for {arch}: {index}"));
+        assert_eq!(
+            attestation["annotations"]["vnd.docker.reference.type"],
+            "attestation-manifest"
+        );
+        let manifest = layout_blob_json(&layout, attestation["digest"].as_str().unwrap());
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "provenance and SBOM: {manifest}");
+        for layer in layers {
+            let statement = statement_of(&layout, layer["digest"].as_str().unwrap());
+            assert_eq!(
+                statement["subject"][0]["digest"]["sha256"],
+                digest.trim_start_matches("sha256:"),
+                "{arch}"
+            );
+            if layer["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+                .contains("slsa.dev/provenance")
+            {
+                let text = statement.to_string();
+                assert!(text.contains(&format!("linux/{arch}")), "{arch}: {text}");
+            }
+        }
+    }
+
+    // The signatures cover the index and both platform manifests (cosign's `.sig` tags).
+    let tags: Vec<String> = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .map(str::to_owned)
+        .collect();
+    for digest in built_index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .chain([entry["digest"].as_str().unwrap().to_owned()])
+    {
+        let sig = format!("{}.sig", digest.replace(':', "-"));
+        assert!(tags.contains(&sig), "{sig} in {tags:?}");
+    }
+
+    // type=local: one directory per platform, as buildx's platform-split.
+    for (dir, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        assert_eq!(
+            std::fs::read_to_string(local.join(dir).join("etc/apk/arch")).unwrap(),
+            format!("{arch}\n")
+        );
+        assert!(local.join(dir).join("app/app.py").is_file());
+    }
+}
+
+#[test]
+fn the_index_is_pushed_and_each_platform_can_be_pushed_by_digest() {
+    use crate::support::registry::{Auth, TestRegistry, skopeo};
+    let s = setup();
+    let registry = TestRegistry::start(Auth::None);
+    let app = registry.reference("kiln/app");
+    let args = s.args(
+        "linux/amd64,linux/arm64",
+        &["-t", &format!("{app}:1"), "--push"],
+    );
+    let digest = kiln_ok(&strs(&args)).trim().to_owned();
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{app}:1"),
+    ]);
+    assert_eq!(crate::support::registry::sha256(&raw), digest);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let children: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(children.len(), 2);
+    // Each platform's attestations are its referrers (the registry has no referrers API:
+    // the fallback tag).
+    for child in &children {
+        let tag = child.replace(':', "-");
+        let referrers: serde_json::Value = serde_json::from_slice(&skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{app}:{tag}"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            referrers["manifests"].as_array().unwrap().len(),
+            2,
+            "{referrers}"
+        );
+    }
+    let copy = s.path("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{app}:1"),
+        &format!("oci:{}:1", copy.display()),
+    ]);
+
+    // One platform by digest: no tag moves, the digest is the arm64 image's.
+    let by_digest = s.args(
+        "linux/arm64",
+        &["-t", &format!("{app}:1"), "--push-by-digest"],
+    );
+    let arm64 = kiln_ok(&strs(&by_digest)).trim().to_owned();
+    assert_eq!(arm64, children[1], "the same image as in the index");
+    let still = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{app}:1"),
+    ]);
+    assert_eq!(
+        crate::support::registry::sha256(&still),
+        digest,
+        "the tag stays"
+    );
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{app}@{arm64}"),
+    ]);
+}
