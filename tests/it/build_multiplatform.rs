@@ -636,3 +636,100 @@ fn the_index_is_pushed_and_each_platform_can_be_pushed_by_digest() {
         &format!("docker://{app}@{arm64}"),
     ]);
 }
+
+/// The cross-compilation pattern: a `FROM --platform=$BUILDPLATFORM` stage that does not read
+/// the target is built once for every platform; one declaring `ARG TARGETARCH` is built per
+/// platform, with the target's value, on the build platform's base.
+#[test]
+fn build_platform_stages_are_built_once_unless_they_read_the_target() {
+    let s = setup();
+    write_files(
+        &s.context,
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM python:3.11-alpine AS tools\n\
+             RUN adduser -D builder\n\
+             COPY app.py /src/app.py\n\
+             FROM --platform=$BUILDPLATFORM python:3.11-alpine AS cross\n\
+             ARG TARGETARCH\n\
+             ARG TARGETPLATFORM\n\
+             ARG BUILDPLATFORM\n\
+             WORKDIR /out/$TARGETARCH\n\
+             ENV BUILT_ON=$BUILDPLATFORM BUILT_FOR=$TARGETPLATFORM\n\
+             FROM python:3.11-alpine\n\
+             COPY --from=tools /src/app.py /app/app.py\n\
+             COPY --from=cross /out /out\n\
+             COPY --from=cross /etc/apk/arch /cross-arch\n",
+        )],
+    );
+    let layout = s.path("layout");
+    let args = s.args(
+        "linux/arm64,linux/amd64",
+        &[
+            "--provenance=false",
+            "--sbom=false",
+            "-t",
+            "x:1",
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+        ],
+    );
+    let output = kiln(&strs(&args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let digest = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let steps: Vec<&str> = stderr.lines().filter(|l| l.contains("adduser")).collect();
+    assert_eq!(steps.len(), 1, "the shared stage runs once: {stderr}");
+    assert!(steps[0].contains("(all platforms) tools"), "{stderr}");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            stderr.contains(&format!("[{platform} cross 2/")),
+            "`cross` reads TARGETARCH, so it is built for {platform}: {stderr}"
+        );
+    }
+    let index = layout_blob_json(&layout, &digest);
+    let mut tools_layers = Vec::new();
+    for (position, (arch, go_arch)) in [("aarch64", "arm64"), ("x86_64", "amd64")]
+        .into_iter()
+        .enumerate()
+    {
+        let entry = &index["manifests"][position];
+        assert_eq!(entry["platform"]["architecture"], go_arch);
+        let manifest = layout_blob_json(&layout, entry["digest"].as_str().unwrap());
+        tools_layers.push(manifest["layers"][1]["digest"].clone());
+        let bundle = s.path(&format!("bundle-{go_arch}"));
+        let single = s.path(&format!("single-{go_arch}"));
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--override-arch",
+            go_arch,
+            &format!("oci:{}:1", layout.display()),
+            &format!("oci:{}:1", single.display()),
+        ]));
+        run_ok(
+            Command::new("umoci")
+                .args([
+                    "unpack",
+                    "--rootless",
+                    "--image",
+                    &format!("{}:1", single.display()),
+                ])
+                .arg(&bundle),
+        );
+        let rootfs = bundle.join("rootfs");
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("etc/apk/arch")).unwrap(),
+            format!("{arch}\n")
+        );
+        assert!(rootfs.join(format!("out/{go_arch}")).is_dir(), "{go_arch}");
+        // `cross` ran on the build machine's base (amd64 here), whatever the target.
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("cross-arch")).unwrap(),
+            "x86_64\n"
+        );
+    }
+    assert_eq!(
+        tools_layers[0], tools_layers[1],
+        "one layer for both platforms"
+    );
+}
