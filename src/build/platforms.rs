@@ -239,3 +239,74 @@ pub fn build_for_platforms(
         shared_built_steps: shared_counts.1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::plan::PlanOptions;
+
+    fn plans(dockerfile: &str) -> Vec<Plan> {
+        let parsed = crate::dockerfile::parse(dockerfile).unwrap();
+        let build = Platform::new("linux", "amd64", None);
+        ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|target| {
+                let options = PlanOptions {
+                    platform_args: super::super::platform_args(&target.parse().unwrap(), &build),
+                    ..PlanOptions::default()
+                };
+                crate::dockerfile::plan::plan(&parsed, &options).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_stages_table() {
+        for (dockerfile, shared) in [
+            // No stage pinned: every stage is the target's.
+            ("FROM alpine AS a\nRUN true\nFROM a\n", vec![]),
+            // Pinned to the build platform, reading nothing of the target.
+            (
+                "FROM --platform=$BUILDPLATFORM alpine AS tools\nRUN make\nFROM alpine\nCOPY --from=tools /x /x\n",
+                vec![0],
+            ),
+            // Declares TARGETARCH: built per platform.
+            (
+                "FROM --platform=$BUILDPLATFORM alpine AS cross\nARG TARGETARCH\nRUN make $TARGETARCH\nFROM alpine\nCOPY --from=cross /x /x\n",
+                vec![],
+            ),
+            // Pinned to the target: differs by platform.
+            (
+                "FROM --platform=$TARGETPLATFORM alpine AS t\nRUN make\nFROM t\n",
+                vec![],
+            ),
+            // Shared only when what it reads is shared.
+            (
+                "FROM alpine AS target\nRUN x\nFROM --platform=$BUILDPLATFORM alpine AS mixed\nCOPY --from=target /x /x\nFROM --platform=linux/amd64 alpine AS fixed\nRUN y\nFROM alpine\nCOPY --from=mixed /x /x\nCOPY --from=fixed /y /y\n",
+                vec![2],
+            ),
+        ] {
+            assert_eq!(
+                shared_stage_indexes(&plans(dockerfile)),
+                shared,
+                "{dockerfile}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_platforms_are_refused() {
+        for (text, ok) in [
+            ("linux/amd64", true),
+            ("linux/arm64/v8", true),
+            ("linux/arm/v7", true),
+            ("linux/riscv64", true),
+            ("linux/amd46", false),
+            ("darwin/arm64", false),
+            ("windows/amd64", false),
+        ] {
+            let platform: Platform = text.parse().unwrap();
+            assert_eq!(check_target_platform(&platform).is_ok(), ok, "{text}");
+        }
+    }
+}
