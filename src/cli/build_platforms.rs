@@ -138,17 +138,11 @@ pub(crate) fn run_platforms(run: PlatformsRun<'_>) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("the scan of {} failed", built.image.manifest.platform))?;
         }
     }
-    // Each platform's attestations name that platform's manifest (and its platform).
-    let mut attestations_by_platform = Vec::new();
-    for built in &outcome.builds {
-        attestations_by_platform.push(make_attestations(
-            args,
-            options,
-            built,
-            started_on,
-            base_policy,
-        )?);
-    }
+    // Each platform's attestations name that platform's manifest (and its platform); they are
+    // made side by side, one thread per platform.
+    let attestations_by_platform = each_platform(&outcome.builds, |built| {
+        make_attestations(args, options, built, started_on, base_policy)
+    })?;
     let attestations: Vec<attest::Attestation> =
         attestations_by_platform.iter().flatten().cloned().collect();
     let signing_key = match &args.sign_key {
@@ -234,23 +228,40 @@ pub(crate) fn run_platforms(run: PlatformsRun<'_>) -> anyhow::Result<ExitCode> {
         )
         .context("failed to push the image index")?;
         report_push(&pushed, args.progress != ProgressMode::Quiet);
-        for (built, platform_attestations) in outcome.builds.iter().zip(&attestations_by_platform) {
-            if !platform_attestations.is_empty() {
-                push_attestations(built, platform_attestations, &targets, options)?;
+        // Each manifest's referrers and signatures go on their own thread: the registry round
+        // trips of one platform wait on nothing of another's. One thread does both for a
+        // manifest, since both update its `sha256-<hex>` fallback tag.
+        let sign = |subject: &image::manifest::Descriptor, about: &[attest::Attestation]| {
+            match &signing_key {
+                Some(key) => super::sign::push_signatures(
+                    args.signature_format,
+                    store,
+                    std::slice::from_ref(subject),
+                    about,
+                    key,
+                    &targets,
+                    &options.registry,
+                ),
+                None => Ok(()),
             }
-        }
-        if let Some(key) = &signing_key {
-            let subjects = super::sign::signing_subjects(store, &index.to_descriptor())?;
-            super::sign::push_signatures(
-                args.signature_format,
-                store,
-                &subjects,
-                &attestations,
-                key,
-                &targets,
-                &options.registry,
-            )?;
-        }
+        };
+        let platforms: Vec<(&build::BuildOutcome, &Vec<attest::Attestation>)> = outcome
+            .builds
+            .iter()
+            .zip(&attestations_by_platform)
+            .collect();
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let index_signed = scope.spawn(|| sign(&index.to_descriptor(), &[]));
+            each_platform(&platforms, |(built, platform_attestations)| {
+                if !platform_attestations.is_empty() {
+                    push_attestations(built, platform_attestations, &targets, options)?;
+                }
+                sign(&built.image.manifest.to_descriptor(), platform_attestations)
+            })?;
+            index_signed
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("signing the index panicked")))
+        })?;
     }
     if let Some(path) = &args.metadata_file {
         write_metadata(path, &metadata_json(index, &args.tags))?;
@@ -290,6 +301,28 @@ pub(crate) fn run_platforms(run: PlatformsRun<'_>) -> anyhow::Result<ExitCode> {
     }
     println!("{}", index.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `work` applied to every item on its own thread; the results in order, or the first error.
+fn each_platform<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items
+            .iter()
+            .map(|item| scope.spawn(move || work(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a platform's thread panicked")))
+            })
+            .collect()
+    })
 }
 
 /// Attaches the attestations of every platform to the index in the layout `dir` (under each

@@ -565,9 +565,17 @@ fn the_index_is_pushed_and_each_platform_can_be_pushed_by_digest() {
     let s = setup();
     let registry = TestRegistry::start(Auth::None);
     let app = registry.reference("kiln/app");
+    let keys = s.path("keys");
+    kiln_ok(&["keygen", keys.to_str().unwrap()]);
     let args = s.args(
         "linux/amd64,linux/arm64",
-        &["-t", &format!("{app}:1"), "--push"],
+        &[
+            "-t",
+            &format!("{app}:1"),
+            "--push",
+            "--sign-key",
+            keys.join("private.pem").to_str().unwrap(),
+        ],
     );
     let digest = kiln_ok(&strs(&args)).trim().to_owned();
     let raw = skopeo(&[
@@ -596,11 +604,21 @@ fn the_index_is_pushed_and_each_platform_can_be_pushed_by_digest() {
             &format!("docker://{app}:{tag}"),
         ]))
         .unwrap();
+        // Provenance and SBOM (signed), and the Sigstore bundles of the signature and of both.
         assert_eq!(
             referrers["manifests"].as_array().unwrap().len(),
-            2,
+            5,
             "{referrers}"
         );
+    }
+    // The index and both platform manifests are signed (cosign's `.sig` tags).
+    for signed in children.iter().chain([&digest]) {
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{app}:{}.sig", signed.replace(':', "-")),
+        ]);
     }
     let copy = s.path("copy");
     skopeo(&[
