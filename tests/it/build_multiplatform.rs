@@ -260,6 +260,7 @@ fn two_platforms_make_one_index_that_skopeo_and_oci_image_tool_accept() {
     // oci-image-tool validates the index and, through it, each platform's image (a plain
     // layout: its 1.0.0-rc1 refuses the attestations' artifact manifests, see attest_layout).
     let plain = s.path("plain");
+    let archive = s.path("plain.tar");
     let plain_args = s.args(
         "linux/amd64,linux/arm64",
         &[
@@ -269,6 +270,8 @@ fn two_platforms_make_one_index_that_skopeo_and_oci_image_tool_accept() {
             "app:1",
             "--output",
             &format!("type=oci,dest={}", plain.display()),
+            "--output",
+            &format!("type=oci-archive,dest={}", archive.display()),
         ],
     );
     assert_eq!(
@@ -282,6 +285,16 @@ fn two_platforms_make_one_index_that_skopeo_and_oci_image_tool_accept() {
             .arg(&plain),
     );
     assert!(out.contains("Validation succeeded"), "{out}");
+    let archived = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:1", archive.display()),
+    ]));
+    assert_eq!(
+        crate::support::registry::sha256(archived.as_bytes()),
+        digest,
+        "the oci-archive holds the same index"
+    );
 
     // The arm64 image: its site-packages are what pip installs for musllinux aarch64, and its
     // apk database lists the upgraded aarch64 packages.
