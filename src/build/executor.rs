@@ -75,6 +75,8 @@ pub(super) struct Executor<'a> {
     pub(super) built: usize,
     /// The rootfs the last sandboxed RUN left: (stage, its layers' diffIDs then, the rootfs).
     pub(super) live_rootfs: Option<(usize, Vec<Digest>, crate::sandbox::LiveRootfs)>,
+    /// Set when a build beside this one (another platform's) failed: the next step stops.
+    pub(super) cancelled: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Wraps a failure of one instruction with its line and text.
@@ -199,6 +201,7 @@ impl<'a> Executor<'a> {
             cached: 0,
             built: 0,
             live_rootfs: None,
+            cancelled: None,
         })
     }
 
@@ -285,6 +288,12 @@ impl<'a> Executor<'a> {
         position: usize,
         total: usize,
     ) -> Result<(), BuildError> {
+        if self
+            .cancelled
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(BuildError::Cancelled);
+        }
         let started = Instant::now();
         self.reporter
             .step_started(stage_name, position, total, &planned.text);

@@ -206,6 +206,9 @@ pub enum BuildError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// A build beside this one (another platform's) failed first, so this one stopped.
+    #[error("stopped: the build of another platform failed")]
+    Cancelled,
     /// The store or the cache failed.
     #[error("{context}")]
     Storage {
@@ -261,7 +264,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     let store = open_store(&options.cache_dir)?;
     let cache = StepCache::open(&options.cache_dir)
         .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
-    let outcome = build_plan(options, &plan, &store, &cache, reporter, None)?;
+    let outcome = build_plan(options, &plan, &store, &cache, reporter, None, None)?;
     cache
         .save()
         .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;
@@ -309,8 +312,10 @@ fn build_plan(
     cache: &StepCache,
     reporter: &dyn Reporter,
     shared: Option<&platforms::SharedStages>,
+    cancelled: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<BuildOutcome, BuildError> {
     let mut executor = executor::Executor::new(options, plan, store, cache, reporter)?;
+    executor.cancelled = cancelled;
     if let Some(shared) = shared {
         shared.seed(&mut executor);
     }

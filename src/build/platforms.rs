@@ -195,6 +195,8 @@ pub fn build_for_platforms(
         })
     };
 
+    // The first failure stops the other platforms at their next step.
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<Result<BuildOutcome, BuildError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = per_target
             .iter()
@@ -203,12 +205,25 @@ pub fn build_for_platforms(
                 let store = &store;
                 let cache = &cache;
                 let shared = shared.as_ref();
+                let failed = &failed;
                 scope.spawn(move || {
                     let reporter = PlatformReporter {
                         inner: reporter,
                         platform: target_options.platforms.target.to_string(),
                     };
-                    super::build_plan(target_options, plan, store, cache, &reporter, shared)
+                    let built = super::build_plan(
+                        target_options,
+                        plan,
+                        store,
+                        cache,
+                        &reporter,
+                        shared,
+                        Some(failed),
+                    );
+                    if built.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    built
                 })
             })
             .collect();
@@ -224,7 +239,19 @@ pub fn build_for_platforms(
             })
             .collect()
     });
-    let builds = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // The failure that stopped the others, not the stops it caused.
+    let mut builds = Vec::new();
+    let mut cancelled = None;
+    for result in results {
+        match result {
+            Ok(built) => builds.push(built),
+            Err(BuildError::Cancelled) => cancelled = Some(BuildError::Cancelled),
+            Err(error) => return Err(error),
+        }
+    }
+    if let Some(cancelled) = cancelled {
+        return Err(cancelled);
+    }
     cache
         .save()
         .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;

@@ -404,6 +404,10 @@ fn bad_platform_input_fails_naming_the_cause_and_writes_nothing() {
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(!result.status.success(), "{platforms}: {stderr}");
         assert!(stderr.contains(expected), "{platforms}: {stderr}");
+        assert!(
+            !stderr.contains("the build of another platform failed"),
+            "the failure is reported, not the stop it caused: {stderr}"
+        );
         assert!(!out.exists(), "{platforms}: nothing is written");
     }
 }
