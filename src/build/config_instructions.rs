@@ -61,12 +61,18 @@ impl Executor<'_> {
         Ok(Applied::config())
     }
 
-    /// TARGETPLATFORM and its parts, for the platform the stage is built for.
+    /// TARGETPLATFORM and its parts: the platform asked for (as in BuildKit, also in a stage
+    /// pinned to another by `FROM --platform=$BUILDPLATFORM`: that is how a cross-compiling
+    /// stage learns its target), else the platform the stage is built for.
     fn target_platform_arg(&self, state: &StageState, name: &str) -> Option<String> {
         if !name.starts_with("TARGET") {
             return None;
         }
-        platform_args(&state.platform(), &self.options.platforms.build)
+        let target = match self.options.platforms.requested() {
+            Some(requested) => requested.clone(),
+            None => state.platform(),
+        };
+        platform_args(&target, &self.options.platforms.build)
             .get(name)
             .cloned()
     }

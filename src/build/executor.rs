@@ -82,6 +82,8 @@ pub(super) struct Executor<'a> {
     pub(super) pending_step_key: Option<super::shared_cache::PendingKey>,
     /// The instruction running, as written (for shared cache records).
     pub(super) current_step_text: String,
+    /// Set when a build beside this one (another platform's) failed: the next step stops.
+    pub(super) cancelled: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Wraps a failure of one instruction with its line and text.
@@ -212,6 +214,7 @@ impl<'a> Executor<'a> {
             ),
             pending_step_key: None,
             current_step_text: String::new(),
+            cancelled: None,
         })
     }
 
@@ -298,6 +301,12 @@ impl<'a> Executor<'a> {
         position: usize,
         total: usize,
     ) -> Result<(), BuildError> {
+        if self
+            .cancelled
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(BuildError::Cancelled);
+        }
         let started = Instant::now();
         self.reporter
             .step_started(stage_name, position, total, &planned.text);

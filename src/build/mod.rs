@@ -18,6 +18,7 @@ mod config_instructions;
 mod copy;
 mod executor;
 mod native_run;
+mod platforms;
 pub mod progress;
 mod sandboxed_run;
 mod scratch;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use cache::{CacheError, StepCache};
+pub use platforms::{MultiPlatformOutcome, build_for_platforms, check_target_platform};
 pub use progress::{Quiet, Reporter, StepOutcome};
 
 use crate::dockerfile::{self, plan::PlanOptions};
@@ -208,6 +210,9 @@ pub enum BuildError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// A build beside this one (another platform's) failed first, so this one stopped.
+    #[error("stopped: the build of another platform failed")]
+    Cancelled,
     /// The store or the cache failed.
     #[error("{context}")]
     Storage {
@@ -258,39 +263,74 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// Builds the target stage of `options.dockerfile`.
 pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOutcome, BuildError> {
+    let parsed = read_dockerfile(options)?;
+    let plan = plan_for(options, &parsed, &options.platforms)?;
+    let store = open_store(&options.cache_dir)?;
+    let cache = StepCache::open(&options.cache_dir)
+        .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
+    let outcome = build_plan(options, &plan, &store, &cache, reporter, None, None)?;
+    cache
+        .save()
+        .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;
+    Ok(outcome)
+}
+
+/// Reads and parses `options.dockerfile`.
+fn read_dockerfile(options: &BuildOptions) -> Result<dockerfile::ast::Dockerfile, BuildError> {
     let text = std::fs::read(&options.dockerfile).map_err(|source| BuildError::ReadDockerfile {
         path: options.dockerfile.clone(),
         source,
     })?;
     let text = String::from_utf8_lossy(&text);
-    let parsed = dockerfile::parse(&text).map_err(|source| BuildError::Parse {
+    dockerfile::parse(&text).map_err(|source| BuildError::Parse {
         path: options.dockerfile.clone(),
         source,
-    })?;
+    })
+}
+
+/// The plan of `parsed` for `platforms` (whose values the automatic platform ARGs take).
+fn plan_for(
+    options: &BuildOptions,
+    parsed: &dockerfile::ast::Dockerfile,
+    platforms: &BuildPlatforms,
+) -> Result<dockerfile::plan::Plan, BuildError> {
     let plan_options = PlanOptions {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
-        platform_args: platform_args(&options.platforms.target, &options.platforms.build),
+        platform_args: platform_args(&platforms.target, &platforms.build),
         named_contexts: options.named_contexts.clone(),
     };
-    let plan =
-        dockerfile::plan::plan(&parsed, &plan_options).map_err(|source| BuildError::Plan {
-            path: options.dockerfile.clone(),
-            source,
-        })?;
+    dockerfile::plan::plan(parsed, &plan_options).map_err(|source| BuildError::Plan {
+        path: options.dockerfile.clone(),
+        source,
+    })
+}
 
-    let store = open_store(&options.cache_dir)?;
-    let cache = StepCache::open(&options.cache_dir)
-        .map_err(|e| BuildError::storage("failed to open the step cache", e))?;
-    let mut executor = executor::Executor::new(options, &plan, &store, &cache, reporter)?;
+/// Builds the stages `plan` needs for `options.platforms` and assembles the target stage.
+/// Stages in `shared` were built already (for every platform at once) and are reused as they
+/// are, with what they consumed.
+fn build_plan(
+    options: &BuildOptions,
+    plan: &dockerfile::plan::Plan,
+    store: &Store,
+    cache: &StepCache,
+    reporter: &dyn Reporter,
+    shared: Option<&platforms::SharedStages>,
+    cancelled: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<BuildOutcome, BuildError> {
+    let mut executor = executor::Executor::new(options, plan, store, cache, reporter)?;
+    executor.cancelled = cancelled;
+    if let Some(shared) = shared {
+        shared.seed(&mut executor);
+    }
     let mut final_stage: Option<stage::StageState> = None;
     for index in plan.needed_stages() {
-        final_stage = Some(executor.build_stage(index)?);
+        final_stage = Some(match executor.stages.get(&index) {
+            Some(built) => built.clone(),
+            None => executor.build_stage(index)?,
+        });
     }
     executor.export_shared_cache(plan.target)?;
-    cache
-        .save()
-        .map_err(|e| BuildError::storage("failed to save the stat cache", e))?;
     let Some(mut stage) = final_stage else {
         return Err(BuildError::Storage {
             context: "the plan has no stage to build".to_owned(),
@@ -305,7 +345,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
             .get_or_insert_with(BTreeMap::new)
             .extend(options.labels.clone());
     }
-    let image = crate::image::assemble(&store, &stage.config, &stage.layers, &options.annotations)
+    let image = crate::image::assemble(store, &stage.config, &stage.layers, &options.annotations)
         .map_err(|e| BuildError::storage("failed to assemble the image", e))?;
     let (cached_steps, built_steps) = executor.counts();
     let materials = executor.materials().to_vec();
@@ -319,7 +359,7 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildOut
     drop(executor);
     Ok(BuildOutcome {
         image,
-        store,
+        store: store.clone(),
         cached_steps,
         built_steps,
         materials,

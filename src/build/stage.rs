@@ -103,6 +103,17 @@ impl StageState {
         }
     }
 
+    /// The same state for another executor: its filesystem is indexed again from the stored
+    /// layers when read, since the indexed one may name files in this executor's scratch
+    /// directory, which goes when this executor does.
+    pub(super) fn detached(&self) -> StageState {
+        StageState {
+            fs: None,
+            pending: self.layers.iter().cloned().map(PendingFs::Blob).collect(),
+            ..self.clone()
+        }
+    }
+
     /// `word` with the variables in scope substituted (`escape` is the Dockerfile's).
     pub(super) fn expand(&self, word: &str, escape: char) -> Result<String, ExpandError> {
         shell::expand_word(word, &|name| self.lookup(name), escape)

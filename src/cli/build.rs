@@ -97,21 +97,21 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     let mut push_names = Vec::new();
     for spec in &args.outputs {
         match registry_output(spec)? {
-            Some(names) => {
+            Some((names, by_digest)) => {
                 args.push = true;
+                args.push_by_digest |= by_digest;
                 push_names.extend(names);
             }
             None => outputs.push(parse_output(spec)?),
         }
     }
-    let platform = args
-        .platform
-        .as_deref()
-        .map(|p| {
-            p.parse::<Platform>()
-                .map_err(|e| usage(format!("invalid --platform `{p}`: {e}")))
-        })
-        .transpose()?;
+    args.push |= args.push_by_digest;
+    let targets = super::build_platforms::parse_platforms(&args.platforms)?;
+    super::build_platforms::check_outputs(&outputs, &targets)?;
+    let platform = match targets.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
     let compression = match (args.compression, args.compression_level) {
         (CompressionName::Gzip, level) => {
             let level = level.unwrap_or(kiln::layer::DEFAULT_GZIP_LEVEL as i32);
@@ -216,12 +216,23 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|key| attest::PublicKey::load(key))
             .collect::<Result<Vec<_>, _>>()?;
         keys.extend(policy.load_keys()?);
-        let failures = super::policy::check_build_policy(
-            &options,
-            &policy,
-            &path.display().to_string(),
-            &keys,
-        )?;
+        let mut failures = Vec::new();
+        for target in targets
+            .iter()
+            .map(Some)
+            .chain(targets.is_empty().then_some(None))
+        {
+            let target_options = BuildOptions {
+                platforms: build::BuildPlatforms::new(target.cloned(), Platform::host()),
+                ..options.clone()
+            };
+            failures.extend(super::policy::check_build_policy(
+                &target_options,
+                &policy,
+                &path.display().to_string(),
+                &keys,
+            )?);
+        }
         if !failures.is_empty() {
             for failure in &failures {
                 eprintln!("POLICY FAILED {failure}");
@@ -237,6 +248,19 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             digest: kiln::digest::Digest::of(&policy_bytes),
             verdict: "passed".to_owned(),
             trusted_keyids: keys.iter().map(|k| k.keyid()).collect(),
+        });
+    }
+    if targets.len() > 1 {
+        return super::build_platforms::run_platforms(super::build_platforms::PlatformsRun {
+            args: &args,
+            options: &options,
+            targets: &targets,
+            outputs: &outputs,
+            push_targets: &push_targets,
+            reporter,
+            started,
+            started_on,
+            base_policy: base_policy_record.as_ref(),
         });
     }
     let outcome = build::build(&options, reporter)?;
@@ -294,6 +318,11 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !push_targets.is_empty() {
+        let push_targets = super::build_platforms::push_references(
+            &push_targets,
+            &outcome.image.manifest.digest,
+            args.push_by_digest,
+        )?;
         let push_options = super::cache_flags::with_mount_sources(
             options.registry.clone(),
             &options.shared_cache,
@@ -356,16 +385,20 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// buildx's pushing outputs: `type=registry[,name=REF]...` and `type=image,push=true[,name=REF]`
-/// give the references to push to (none: the `-t` tags); any other output gives `None`.
-fn registry_output(spec: &str) -> anyhow::Result<Option<Vec<String>>> {
+/// (`push-by-digest=true` pushes by digest only) give the references to push to (none: the
+/// `-t` tags); any other output gives `None`.
+/// The second value says whether `push-by-digest=true` asks to push by digest only.
+fn registry_output(spec: &str) -> anyhow::Result<Option<(Vec<String>, bool)>> {
     let mut kind = None;
     let mut push = None;
+    let mut by_digest = false;
     let mut names = Vec::new();
     let mut others = Vec::new();
     for part in spec.split(',') {
         match part.split_once('=') {
             Some(("type", value)) => kind = Some(value),
             Some(("push", value)) => push = Some(value == "true"),
+            Some(("push-by-digest", value)) => by_digest = value == "true",
             Some(("name", value)) => names.push(value.to_owned()),
             Some((key, _)) => others.push(key),
             None => others.push(part),
@@ -380,10 +413,10 @@ fn registry_output(spec: &str) -> anyhow::Result<Option<Vec<String>>> {
             if let Some(key) = others.iter().find(|k| **k != "oci-mediatypes") {
                 return Err(usage(format!(
                     "invalid --output `{spec}`: kiln does not support `{key}` for a pushing \
-                     output (it takes name= and push=)"
+                     output (it takes name=, push= and push-by-digest=)"
                 )));
             }
-            Ok(Some(names))
+            Ok(Some((names, by_digest)))
         }
         (Some("image"), _) => Err(usage(format!(
             "unsupported --output `{spec}`: type=image without push=true keeps the image in \

@@ -51,9 +51,10 @@ pub(crate) struct BuildArgs {
     /// The stage to build (default: the last one).
     #[arg(long)]
     pub(crate) target: Option<String>,
-    /// Target platform `os/arch[/variant]` (default: the base image's, or the host's).
-    #[arg(long)]
-    pub(crate) platform: Option<String>,
+    /// Target platform `os/arch[/variant]` (default: the base image's, or the host's); a
+    /// comma-separated list (or the flag repeated) builds each and writes one image index.
+    #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
+    pub(crate) platforms: Vec<String>,
     /// Output: `type=oci,dest=DIR`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`.
     #[arg(short = 'o', long = "output")]
     pub(crate) outputs: Vec<String>,
@@ -109,6 +110,10 @@ pub(crate) struct BuildArgs {
     /// Push the image to every `-t` reference after building.
     #[arg(long)]
     pub(crate) push: bool,
+    /// Push to the repository of every `-t` reference by digest only, moving no tag, and
+    /// print the digest (buildx `type=image,push-by-digest=true`); implies --push.
+    #[arg(long)]
+    pub(crate) push_by_digest: bool,
     /// Attach SLSA v1 provenance (`--provenance=false` to leave it out).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]

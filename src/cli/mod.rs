@@ -5,6 +5,7 @@ pub(crate) mod attach;
 pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod build_args;
+pub(crate) mod build_platforms;
 pub(crate) mod cache_flags;
 pub(crate) mod kaniko;
 pub(crate) mod lock;

@@ -534,6 +534,38 @@ impl Plan {
         Ok(())
     }
 
+    /// The stages stage `index` reads: its `FROM` stage, `COPY --from` and `RUN --mount=from=`.
+    pub fn dependencies(&self, index: usize) -> Vec<usize> {
+        let stage = &self.stages[index];
+        let mut found = Vec::new();
+        if let BaseRef::Stage(parent) = stage.base {
+            found.push(parent);
+        }
+        for planned in &stage.instructions {
+            let froms: Vec<&str> = match &planned.instruction {
+                Instruction::Copy(CopyInstruction {
+                    from: Some(from), ..
+                }) => vec![from.as_str()],
+                // `RUN --mount=type=bind,from=build,...` (and caches seeded from a stage).
+                Instruction::Run(run) => run
+                    .mounts
+                    .iter()
+                    .flat_map(|spec| spec.split(','))
+                    .filter_map(|field| field.trim().split_once('='))
+                    .filter(|(key, _)| key.trim().eq_ignore_ascii_case("from"))
+                    .map(|(_, value)| value.trim())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            found.extend(
+                froms
+                    .into_iter()
+                    .filter_map(|from| self.stage_by_reference(from, index)),
+            );
+        }
+        found
+    }
+
     /// The stages the target needs, in build order (dependencies first).
     pub fn needed_stages(&self) -> Vec<usize> {
         let mut needed = BTreeSet::new();
@@ -542,32 +574,7 @@ impl Plan {
             if !needed.insert(index) {
                 continue;
             }
-            let stage = &self.stages[index];
-            if let BaseRef::Stage(parent) = stage.base {
-                pending.push(parent);
-            }
-            for planned in &stage.instructions {
-                let froms: Vec<&str> = match &planned.instruction {
-                    Instruction::Copy(CopyInstruction {
-                        from: Some(from), ..
-                    }) => vec![from.as_str()],
-                    // `RUN --mount=type=bind,from=build,...` (and caches seeded from a stage).
-                    Instruction::Run(run) => run
-                        .mounts
-                        .iter()
-                        .flat_map(|spec| spec.split(','))
-                        .filter_map(|field| field.trim().split_once('='))
-                        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("from"))
-                        .map(|(_, value)| value.trim())
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                pending.extend(
-                    froms
-                        .into_iter()
-                        .filter_map(|from| self.stage_by_reference(from, index)),
-                );
-            }
+            pending.extend(self.dependencies(index));
         }
         needed.into_iter().collect()
     }

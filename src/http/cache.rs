@@ -167,7 +167,14 @@ impl DownloadCache {
         }
         std::fs::create_dir_all(&dir).map_err(io_error("create the directory", &dir))?;
         // Linked (or copied) under a temp name, then renamed: a reader never sees half a copy.
-        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        // The name is unique per call, so that two builds in one process (the platforms of a
+        // multi-platform build) naming the same blob at once do not take each other's file.
+        static NEXT_TEMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let temp = dir.join(format!(
+            ".{name}.tmp-{}-{}",
+            std::process::id(),
+            NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_file(&temp);
         if std::fs::hard_link(&blob, &temp).is_err() {
             std::fs::copy(&blob, &temp).map_err(io_error("copy a cached file to", &temp))?;

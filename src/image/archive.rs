@@ -27,11 +27,12 @@ use crate::digest::HashingReader;
 use crate::layer::Layer;
 use crate::store::Store;
 
-/// Writes `images` as an OCI layout packed in a deterministic tar at `dest_file`.
-pub fn write_oci_archive(
+/// Writes `images` (images or multi-platform indexes) as an OCI layout packed in a
+/// deterministic tar at `dest_file`.
+pub fn write_oci_archive<T: super::Exportable>(
     store: &Store,
     dest_file: &Path,
-    images: &[(BuiltImage, Vec<String>)],
+    images: &[(T, Vec<String>)],
 ) -> Result<(), ImageError> {
     let mut index = Index::empty();
     index.manifests = index_entries(images)?;

@@ -82,7 +82,7 @@ pub fn platform_label(platform: &Platform) -> String {
 }
 
 /// The sort key of canonical order: normalized os, architecture, variant, os.version.
-fn order_key(platform: &Platform) -> (String, String, String, String) {
+pub(super) fn order_key(platform: &Platform) -> (String, String, String, String) {
     let normalized = platform.normalized();
     (
         normalized.os,

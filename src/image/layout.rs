@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::manifest::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Index};
-use super::{BuiltImage, ImageError, blobs, canonical};
+use super::{Exportable, ImageError, blobs, canonical};
 use crate::digest::Digest;
 use crate::lock::DirLock;
 use crate::store::Store;
@@ -85,17 +85,17 @@ pub(crate) fn parse_name(name: &str) -> Result<ImageName, ImageError> {
 }
 
 /// The index entries for `images`: one per tag, or one bare entry for an untagged image.
-pub(crate) fn index_entries(
-    images: &[(BuiltImage, Vec<String>)],
+pub(crate) fn index_entries<T: Exportable>(
+    images: &[(T, Vec<String>)],
 ) -> Result<Vec<Descriptor>, ImageError> {
     let mut entries = Vec::new();
     for (image, names) in images {
         if names.is_empty() {
-            entries.push(image.manifest.to_descriptor());
+            entries.push(image.descriptor());
         }
         for name in names {
             let name = parse_name(name)?;
-            let mut descriptor = image.manifest.to_descriptor();
+            let mut descriptor = image.descriptor();
             descriptor
                 .annotations
                 .insert(ANNOTATION_IMAGE_NAME.to_owned(), name.full);
@@ -109,12 +109,10 @@ pub(crate) fn index_entries(
 }
 
 /// Every blob `images` need, deduplicated and sorted.
-pub(crate) fn image_blobs(images: &[(BuiltImage, Vec<String>)]) -> BTreeSet<Digest> {
+pub(crate) fn image_blobs<T: Exportable>(images: &[(T, Vec<String>)]) -> BTreeSet<Digest> {
     let mut set = BTreeSet::new();
     for (image, _) in images {
-        set.insert(image.manifest.digest.clone());
-        set.insert(image.config_digest.clone());
-        set.extend(image.layers.iter().map(|l| l.digest.clone()));
+        set.extend(image.blobs());
     }
     set
 }
@@ -143,12 +141,12 @@ pub(crate) fn merge_index(existing: Index, entries: Vec<Descriptor>) -> Index {
     index
 }
 
-/// Writes `images` (each with its `repo:tag` names) into the OCI layout at `dest`, creating
-/// it or merging into the layout already there.
-pub fn write_oci_layout(
+/// Writes `images` (each with its `repo:tag` names; an image or a multi-platform index) into
+/// the OCI layout at `dest`, creating it or merging into the layout already there.
+pub fn write_oci_layout<T: Exportable>(
     store: &Store,
     dest: &Path,
-    images: &[(BuiltImage, Vec<String>)],
+    images: &[(T, Vec<String>)],
 ) -> Result<(), ImageError> {
     let entries = index_entries(images)?;
     let _lock = lock_layout(dest)?;

@@ -29,6 +29,7 @@ mod blobs;
 pub mod canonical;
 pub mod compose;
 pub mod config;
+pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod platform;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 pub use archive::{write_docker_archive, write_oci_archive};
 pub use base::{BaseImage, load_oci_archive, load_oci_layout};
 pub use config::ImageConfig;
+pub use index::{BuiltIndex, Exportable, assemble_index};
 pub use layout::write_oci_layout;
 pub use manifest::{Descriptor, Index, Manifest};
 pub use platform::{Platform, PlatformError};
@@ -150,6 +152,12 @@ pub enum ImageError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// Two images of one index have the same platform.
+    #[error("two images of one index are for `{platform}`; an index holds one image per platform")]
+    DuplicatePlatform {
+        /// The platform named twice.
+        platform: String,
     },
     /// A directory is not an OCI image layout.
     #[error("`{}` is not an OCI image layout: {reason}", path.display())]

@@ -24,6 +24,7 @@ mod attest_layout;
 mod attest_python;
 mod build_alpine;
 mod build_e2e;
+mod build_multiplatform;
 mod build_python;
 mod cache_registry;
 mod cli_attest;

@@ -643,3 +643,101 @@ fn sources_on_another_registry_are_copied_with_their_attestations() {
         "{report}"
     );
 }
+
+/// The split build: one job building `--platform linux/arm64,linux/amd64` and two
+/// runners (each its own cache) building one platform each with `--push-by-digest`, gathered
+/// by `kiln manifest create`, publish the same index digest, and the gathered index keeps
+/// every platform's signed provenance.
+#[test]
+fn per_runner_builds_gathered_by_manifest_create_give_the_one_job_index() {
+    let reg = TestRegistry::start(Auth::None);
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(&work.path().join("key"));
+    let ctx = work.path().join("ctx");
+    write_files(
+        &ctx,
+        &[
+            ("amd64.txt", "built for amd64\n"),
+            ("arm64.txt", "built for arm64\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n",
+            ),
+        ],
+    );
+    let build = |cache: &str, platform: &str, tag: &str, by_digest: bool| {
+        let cache = work.path().join(cache);
+        let mut args = vec![
+            "build".to_owned(),
+            "--progress=quiet".to_owned(),
+            "--reproducible".to_owned(),
+            "--platform".to_owned(),
+            platform.to_owned(),
+            "--cache-dir".to_owned(),
+            cache.display().to_string(),
+            "--sign-key".to_owned(),
+            key.clone(),
+            "-t".to_owned(),
+            reg.reference(tag),
+        ];
+        args.push(
+            if by_digest {
+                "--push-by-digest"
+            } else {
+                "--push"
+            }
+            .to_owned(),
+        );
+        args.push(ctx.display().to_string());
+        kiln_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .trim()
+            .to_owned()
+    };
+    let one_job = build("cache-one", "linux/arm64,linux/amd64", "app/one:1", false);
+    let amd64 = build("cache-runner-a", "linux/amd64", "app/runners", true);
+    let arm64 = build("cache-runner-b", "linux/arm64", "app/runners", true);
+    let merged_cache = work.path().join("cache-merge");
+    let merged = kiln_ok(&[
+        "manifest",
+        "create",
+        "--cache-dir",
+        merged_cache.to_str().unwrap(),
+        &reg.reference("app/runners:1"),
+        "--from",
+        &format!("{}@{amd64}", reg.reference("app/runners")),
+        "--from",
+        &format!("{}@{arm64}", reg.reference("app/runners")),
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(
+        merged, one_job,
+        "per-runner builds gathered by manifest create differ from the one-job build"
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", reg.reference("app/one:1")),
+    ]);
+    assert_eq!(sha256(&raw), one_job);
+
+    let verified = kiln(&[
+        "verify",
+        "--cache-dir",
+        merged_cache.to_str().unwrap(),
+        &reg.reference("app/runners:1"),
+        "--key",
+        &public,
+    ]);
+    let report = stderr(&verified);
+    assert!(verified.status.success(), "{report}");
+    for (digest, platform) in [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")] {
+        assert!(
+            report.contains(&format!(
+                "https://slsa.dev/provenance/v1 for {digest} (platform {platform})"
+            )),
+            "{report}"
+        );
+    }
+}

@@ -310,6 +310,89 @@ fn uid_of(pid: u32) -> String {
         .to_owned()
 }
 
+/// The pipeline for linux/amd64 and linux/arm64, as the workflows run it: the stand-in base is
+/// an index of both (as python:3.11-alpine is), base and app are each pushed as one image index
+/// (the arm64 apk and pip steps computed natively), the pin names the base's index, and the
+/// chain verifies.
+#[test]
+fn alpine_pipeline_for_two_platforms_pushes_an_index_each_and_verifies_the_chain() {
+    let p = Pipeline::start();
+    let standins_dir = p.path("standins");
+    let mirror = standins_dir
+        .join("apk-mirror")
+        .join(seed_standins::MIRROR_PATH);
+    let standins = seed_standins::write_multi_platform(&standins_dir, mirror.to_str().unwrap());
+    p.kiln_ok(&[
+        "push",
+        &format!(
+            "oci:{}:{}",
+            standins.base_layout.display(),
+            seed_standins::BASE_TAG
+        ),
+        "python:3.11-alpine",
+    ]);
+    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+    let base_dir = Path::new(REPO).join("base-image");
+    let base_digest = p.build_and_push(BASE, &base_dir.join("Dockerfile"), &base_dir, &platforms);
+    let dockerfile = p.path("DOCKERFILE");
+    std::fs::copy(format!("{REPO}/DOCKERFILE"), &dockerfile).unwrap();
+    p.kiln_ok(&["pin", dockerfile.to_str().unwrap()]);
+    assert_eq!(
+        from_line(&dockerfile),
+        format!("FROM {BASE}:latest@{base_digest} AS base"),
+        "the pin names the base's index"
+    );
+    let find_links = format!(
+        "PIP_FIND_LINKS={} {}",
+        wheels::seed_wheel_dir("musllinux_1_2_x86_64").display(),
+        wheels::seed_wheel_dir("musllinux_1_2_aarch64").display()
+    );
+    let mut app_args = vec!["--build-arg", find_links.as_str()];
+    app_args.extend(platforms);
+    let app_digest = p.build_and_push(APP, &dockerfile, Path::new(REPO), &app_args);
+    let verified = p.verify(&format!("{APP}@{app_digest}"), &p.path("keys/public.pem"));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(verified.status.success(), "{report}");
+
+    for (image, digest) in [(BASE, &base_digest), (APP, &app_digest)] {
+        let path = image.strip_prefix("ghcr.io/").unwrap();
+        let raw = registry::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/{path}:latest", p.registry.host()),
+        ]);
+        assert_eq!(&registry::sha256(&raw), digest, "{image}");
+        let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let arches: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap())
+            .collect();
+        assert_eq!(arches, ["amd64", "arm64"], "{image}: {index}");
+    }
+    let arm64_config: serde_json::Value = serde_json::from_slice(&registry::skopeo(&[
+        "inspect",
+        "--config",
+        "--override-arch",
+        "arm64",
+        "--tls-verify=false",
+        &format!(
+            "docker://{}/{}:latest",
+            p.registry.host(),
+            APP.strip_prefix("ghcr.io/").unwrap()
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(arm64_config["architecture"], "arm64");
+    assert_eq!(arm64_config["config"]["User"], "appuser");
+}
+
 #[test]
 fn alpine_pipeline_pins_the_pushed_base_and_verifies_the_chain() {
     let p = Pipeline::start();

@@ -8,7 +8,8 @@
 //! config (PATH, LANG, PYTHON_VERSION, `CMD ["python3"]`). The interpreter file is a marker,
 //! not a program: the runnable end-to-end check uses a debootstrapped Debian base instead.
 //! The mirror holds the fixture's signed repository (`hello` 1.1, `libgreet` 1.1, ...) under
-//! `alpine/v3.20/main/x86_64/`, as an Alpine mirror lays it out.
+//! `alpine/v3.20/main/x86_64/`, as an Alpine mirror lays it out. [`write_multi_platform`] makes
+//! the base an index of amd64 and arm64 images and adds `alpine/v3.20/main/aarch64/`.
 
 #![allow(dead_code)]
 
@@ -61,11 +62,68 @@ fn bytes(content: &str) -> EntryKind {
 /// base's `/etc/apk/repositories` names `repository` (a URL of the served mirror, or a
 /// directory).
 pub fn write(out: &Path, repository: &str) -> Standins {
-    let fx = apk_fixture::fixture();
     let mirror_root = out.join("apk-mirror");
-    let repo = mirror_root.join(MIRROR_PATH).join(apk_fixture::ARCH);
+    let store = Store::open(&out.join("standin-store")).expect("open a store");
+    let image = base_image(&store, &mirror_root, repository, apk_fixture::ARCH);
+    write_layout(
+        out,
+        &store,
+        image.clone(),
+        image.manifest.digest.to_string(),
+        mirror_root,
+    )
+}
+
+/// The stand-in as a multi-platform base, as `python:3.11-alpine` is: an index of an amd64
+/// (`x86_64`) and an arm64 (`aarch64`) image, each with its own `/etc/apk/arch`, musl loader
+/// and installed db, and the mirror holding both architectures' repositories (the same
+/// packages, signed with the same key).
+pub fn write_multi_platform(out: &Path, repository: &str) -> Standins {
+    let mirror_root = out.join("apk-mirror");
+    let store = Store::open(&out.join("standin-store")).expect("open a store");
+    let images: Vec<kiln::image::BuiltImage> = ["x86_64", "aarch64"]
+        .into_iter()
+        .map(|arch| base_image(&store, &mirror_root, repository, arch))
+        .collect();
+    let index = kiln::image::assemble_index(&store, &images, &BTreeMap::new())
+        .expect("assemble the base index");
+    let digest = index.digest.to_string();
+    write_layout(out, &store, index, digest, mirror_root)
+}
+
+fn write_layout<T: kiln::image::Exportable>(
+    out: &Path,
+    store: &Store,
+    image: T,
+    base_digest: String,
+    mirror_root: PathBuf,
+) -> Standins {
+    let base_layout = out.join("python-base");
+    kiln::image::layout::write_oci_layout(
+        store,
+        &base_layout,
+        &[(image, vec![format!("python:{BASE_TAG}")])],
+    )
+    .expect("write the base layout");
+    Standins {
+        base_layout,
+        mirror_root,
+        base_digest,
+    }
+}
+
+/// The base image for the apk architecture `arch` in `store`, its repository copied into the
+/// mirror at `mirror_root`.
+fn base_image(
+    store: &Store,
+    mirror_root: &Path,
+    repository: &str,
+    arch: &'static str,
+) -> kiln::image::BuiltImage {
+    let fx = apk_fixture::fixture_for(arch);
+    let repo = mirror_root.join(MIRROR_PATH).join(arch);
     std::fs::create_dir_all(&repo).expect("create the mirror");
-    for entry in std::fs::read_dir(fx.repo.join(apk_fixture::ARCH)).expect("fixture repo") {
+    for entry in std::fs::read_dir(fx.repo.join(arch)).expect("fixture repo") {
         let entry = entry.expect("fixture repo entry");
         std::fs::copy(entry.path(), repo.join(entry.file_name())).expect("copy into the mirror");
     }
@@ -120,15 +178,19 @@ pub fn write(out: &Path, repository: &str) -> Standins {
     }
     put(
         &mut lower,
-        "lib/ld-musl-x86_64.so.1",
+        &format!("lib/ld-musl-{arch}.so.1"),
         bytes("musl\u{0}1.2.5\u{0}"),
         0o755,
     );
 
-    let store = Store::open(&out.join("standin-store")).expect("open a store");
-    let layer = layer::write(&lower, &store, &WriteOptions::default()).expect("write the layer");
+    let layer = layer::write(&lower, store, &WriteOptions::default()).expect("write the layer");
     let config = ImageConfig {
-        architecture: "amd64".into(),
+        architecture: match arch {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => panic!("no stand-in base for the apk architecture {other}"),
+        }
+        .into(),
         os: "linux".into(),
         config: RuntimeConfig {
             env: Some(vec![
@@ -141,18 +203,5 @@ pub fn write(out: &Path, repository: &str) -> Standins {
         },
         ..ImageConfig::default()
     };
-    let image = kiln::image::assemble(&store, &config, &[layer], &BTreeMap::new())
-        .expect("assemble the base");
-    let base_layout = out.join("python-base");
-    kiln::image::layout::write_oci_layout(
-        &store,
-        &base_layout,
-        &[(image.clone(), vec![format!("python:{BASE_TAG}")])],
-    )
-    .expect("write the base layout");
-    Standins {
-        base_layout,
-        mirror_root,
-        base_digest: image.manifest.digest.to_string(),
-    }
+    kiln::image::assemble(store, &config, &[layer], &BTreeMap::new()).expect("assemble the base")
 }
