@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use pep440_rs::Version;
 
 use super::error::PipError;
-use super::scheme::sys_prefix;
+use super::scheme::{InstallSite, sys_prefix};
 use crate::layer::LayerPath;
 use crate::python::config::image_path;
 use crate::python::launcher;
@@ -57,15 +57,6 @@ pub(crate) enum Found {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Installed {
     found: BTreeMap<String, Found>,
-}
-
-/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InstallSite {
-    /// `--user`, or pip's fallback to it when site-packages is not writable.
-    User,
-    /// The interpreter's prefix or `--prefix`.
-    Other,
 }
 
 impl Installed {

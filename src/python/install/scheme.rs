@@ -8,7 +8,6 @@ use std::str::FromStr;
 use pep440_rs::Version;
 
 use super::error::PipError;
-use super::installed::InstallSite;
 use crate::layer::{Diff, Entry, EntryKind, LayerPath};
 use crate::python::config::image_path;
 use crate::python::pip_args::InstallLocation;
@@ -25,6 +24,15 @@ pub struct RunUser {
     pub gid: u32,
     /// Home directory (absolute image path).
     pub home: String,
+}
+
+/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InstallSite {
+    /// `--user`, or pip's fallback to it when site-packages is not writable.
+    User,
+    /// The interpreter's prefix or `--prefix`.
+    Other,
 }
 
 /// `/usr/local/bin/python3.11` -> `/usr/local`.

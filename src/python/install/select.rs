@@ -8,7 +8,8 @@ use pep440_rs::Version;
 use pep508_rs::VersionOrUrl;
 
 use super::error::PipError;
-use super::installed::{InstallSite, Installed, Replacement, check_replacement};
+use super::installed::{Installed, Replacement, check_replacement};
+use super::scheme::InstallSite;
 use super::settings::{Wanted, origin_of};
 use crate::python::index::{
     CachedFile, DistFile, FileLocation, IndexClient, IndexError, MetadataHint, Source, parallel,
