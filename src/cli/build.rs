@@ -191,7 +191,10 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         annotations,
         labels,
         named_contexts: named_contexts(&args.build_contexts)?,
-        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
+        sandbox: kiln::sandbox::SandboxOptions {
+            qemu_dir: args.qemu_dir.clone(),
+            ..sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?
+        },
     };
 
     let started = Instant::now();
