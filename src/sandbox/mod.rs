@@ -9,7 +9,9 @@
 //! `--network=host`), runs the command in new user, mount, pid,
 //! uts, ipc and network namespaces ([`exec`]) with the id maps the caller can have ([`idmap`]),
 //! then reads what changed ([`snapshot`]: the overlay's upper directory, or the copy compared
-//! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
+//! with what it was). Nothing needs privileges: an unprivileged user runs as root inside. A
+//! command for another architecture runs under a qemu interpreter registered in the sandbox's
+//! own binfmt_misc ([`binfmt`]).
 
 pub mod binfmt;
 pub mod exec;
