@@ -174,20 +174,8 @@ fn an_unprivileged_user_runs_arm64_programs_too() {
     require_tool("qemu-aarch64-static");
     let base = debian_arm64_layout();
     let work = open_tempdir("uid1000");
-    // The cached base is root's: a readable copy, its blobs hard-linked where possible.
-    let copy = work.0.join("base");
-    for dir in ["", "blobs", "blobs/sha256"] {
-        std::fs::create_dir_all(copy.join(dir)).unwrap();
-        std::fs::set_permissions(copy.join(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for entry in walk_files(&base) {
-        let relative = entry.strip_prefix(&base).unwrap();
-        let target = copy.join(relative);
-        if std::fs::hard_link(&entry, &target).is_err() {
-            std::fs::copy(&entry, &target).unwrap();
-        }
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    // The cached base is root's: a copy uid 1000 can read.
+    let copy = readable_copy(&base, &work.0.join("base"));
     let context = work.0.join("context");
     write_context(
         &context,
@@ -226,6 +214,23 @@ fn an_unprivileged_user_runs_arm64_programs_too() {
         listing["who"].ends_with(&hex(&sha2::Sha256::digest(b"0\n"))),
         "{listing:#?}"
     );
+}
+
+/// A copy of the layout `base` at `copy` that everyone can read, its blobs hard-linked where
+/// possible.
+fn readable_copy(base: &Path, copy: &Path) -> PathBuf {
+    for dir in ["", "blobs", "blobs/sha256"] {
+        std::fs::create_dir_all(copy.join(dir)).unwrap();
+        std::fs::set_permissions(copy.join(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for entry in walk_files(base) {
+        let target = copy.join(entry.strip_prefix(base).unwrap());
+        if std::fs::hard_link(&entry, &target).is_err() {
+            std::fs::copy(&entry, &target).unwrap();
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    copy.to_owned()
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
@@ -284,8 +289,9 @@ fn a_run_for_an_architecture_without_interpreter_fails_before_running() {
 fn arm64_apt_get_install_installs_what_buildah_installs() {
     let buildah = require_tool("buildah");
     require_tool("qemu-aarch64-static");
-    let base = debian_arm64_layout();
     let work = open_tempdir("apt");
+    // buildah takes an `oci:` path as a reference: no component may start with a dot.
+    let base = readable_copy(&debian_arm64_layout(), &work.0.join("base"));
     let context = work.0.join("context");
     write_context(
         &context,
