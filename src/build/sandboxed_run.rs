@@ -6,7 +6,8 @@
 //! RUN kiln could have computed, the build output says why. Its result is cached under a key of
 //! everything it can see: the parent layers, the command, environment, working directory, user,
 //! network and the identities of its mounts (never a secret's value), since its Diff only exists
-//! after it ran. A sandbox runs programs of the build machine's platform only.
+//! after it ran. A RUN for another architecture than the build machine's runs its programs
+//! through a qemu interpreter the sandbox registers for it ([`sandbox::binfmt`]).
 
 use super::executor::{Executor, StepFailure};
 use super::stage::StageState;
@@ -81,20 +82,7 @@ impl Executor<'_> {
         history_text: &str,
         failure: &StepFailure<'_>,
     ) -> Result<StepOutcome, BuildError> {
-        let host = &self.options.platforms.build;
-        if state.config.os != host.os || state.config.architecture != host.architecture {
-            return Err(failure.msg(format!(
-                "this RUN needs to execute {}/{} programs, but this machine is {}/{}; kiln runs \
-                 RUN commands only for the host's architecture (native steps — COPY, apk, pip, \
-                 adduser — work for any platform), so build this stage on a {} machine or use \
-                 native steps",
-                state.config.os,
-                state.config.architecture,
-                host.os,
-                host.architecture,
-                state.config.architecture
-            )));
-        }
+        let emulation = self.foreign_execution(state, failure)?;
         if let Some(security) = &run.security
             && security != "sandbox"
         {
@@ -190,6 +178,7 @@ impl Executor<'_> {
                     *stage == self.current_stage && *chain == layer_chain(state)
                 })
                 .map(|(_, _, live)| live),
+            emulation: emulation.as_ref(),
         };
         let reporter = self.reporter;
         let mut pending_line = Vec::new();
@@ -295,6 +284,32 @@ impl Executor<'_> {
             field(key.to_string().as_bytes());
         }
         hasher.finish().0
+    }
+
+    /// The interpreter a RUN of this stage needs, when its platform is not the build
+    /// machine's. The error names the platform, why it cannot run and the fix, before anything
+    /// ran or was written.
+    fn foreign_execution(
+        &self,
+        state: &StageState,
+        failure: &StepFailure<'_>,
+    ) -> Result<Option<sandbox::binfmt::Registration>, BuildError> {
+        let host = &self.options.platforms.build;
+        let target = crate::image::Platform::new(
+            &state.config.os,
+            &state.config.architecture,
+            state.config.variant.as_deref(),
+        );
+        match sandbox::binfmt::execution(&target, host, self.options.sandbox.qemu_dir.as_deref()) {
+            Ok(sandbox::binfmt::Execution::Register(registration)) => Ok(Some(registration)),
+            Ok(_) => Ok(None),
+            Err(reason) => Err(failure.msg(format!(
+                "this RUN executes {} programs, but this machine is {}: {reason} (native steps \
+                 — COPY, apk, pip, adduser — need no interpreter)",
+                sandbox::binfmt::shown(&target),
+                sandbox::binfmt::shown(host),
+            ))),
+        }
     }
 
     /// What a `RUN --mount=type=bind` shows (its `source` of the context, or of the stage

@@ -192,7 +192,10 @@ pub(crate) fn run_build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         labels,
         named_contexts: named_contexts(&args.build_contexts)?,
         shared_cache: super::cache_flags::shared_cache_options(&args.cache_from, &args.cache_to)?,
-        sandbox: sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?,
+        sandbox: kiln::sandbox::SandboxOptions {
+            qemu_dir: args.qemu_dir.clone(),
+            ..sandbox_options(&args.secrets, &args.ssh, &args.network, &args.add_hosts)?
+        },
     };
 
     let started = Instant::now();

@@ -191,6 +191,10 @@ pub(crate) struct BuildArgs {
     /// `host-gateway` is refused: there is no daemon gateway to map it to.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub(crate) add_hosts: Vec<String>,
+    /// A directory holding static `qemu-<arch>-static` interpreters for RUN commands of
+    /// another architecture than this machine's (else PATH).
+    #[arg(long = "qemu-dir", value_name = "DIR", env = "KILN_QEMU_DIR")]
+    pub(crate) qemu_dir: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) registry: RegistryFlags,
 }

@@ -91,6 +91,8 @@ pub struct ExecSpec {
     pub chowns: Vec<Chown>,
     /// The id maps.
     pub maps: IdMaps,
+    /// An interpreter to register in the sandbox's own binfmt_misc, mounted on its /proc.
+    pub binfmt: Option<super::binfmt::Registration>,
 }
 
 /// How a command ended.
@@ -127,10 +129,12 @@ enum Stage {
     Stdio,
     Exec,
     MountPoints,
+    BinfmtMount,
+    BinfmtRegister,
 }
 
 impl Stage {
-    const ALL: [Stage; 17] = [
+    const ALL: [Stage; 19] = [
         Stage::Unshare,
         Stage::Fork,
         Stage::PrivateMounts,
@@ -148,6 +152,8 @@ impl Stage {
         Stage::Stdio,
         Stage::Exec,
         Stage::MountPoints,
+        Stage::BinfmtMount,
+        Stage::BinfmtRegister,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -173,6 +179,8 @@ impl Stage {
             Stage::Stdio => "set up stdin, stdout and stderr",
             Stage::Exec => "execute the command",
             Stage::MountPoints => "create a mount point in the rootfs",
+            Stage::BinfmtMount => "mount the sandbox's own binfmt_misc",
+            Stage::BinfmtRegister => "register the qemu interpreter in the sandbox's binfmt_misc",
         }
     }
 }
@@ -231,13 +239,24 @@ struct Prepared {
     uid: u32,
     gid: u32,
     host_network: bool,
+    /// The sandbox's binfmt_misc mount point (in its /proc), its `register` file and the line
+    /// written there.
+    binfmt: Option<Binfmt>,
     lit: Literals,
+}
+
+struct Binfmt {
+    dir: CString,
+    register: CString,
+    line: Vec<u8>,
+    registration: super::binfmt::Registration,
 }
 
 /// Constant strings for mount(2).
 struct Literals {
     overlay: CString,
     proc: CString,
+    binfmt_misc: CString,
     tmpfs: CString,
     devpts: CString,
     dev_options: CString,
@@ -377,9 +396,22 @@ impl Prepared {
             uid: spec.uid,
             gid: spec.gid,
             host_network: spec.host_network,
+            binfmt: match spec.binfmt {
+                None => None,
+                Some(registration) => {
+                    let dir = spec.proc_dir.join("sys/fs/binfmt_misc");
+                    Some(Binfmt {
+                        register: cstring(&dir.join("register"))?,
+                        dir: cstring(&dir)?,
+                        line: registration.line.clone().into_bytes(),
+                        registration,
+                    })
+                }
+            },
             lit: Literals {
                 overlay: cstr("overlay")?,
                 proc: cstr("proc")?,
+                binfmt_misc: cstr("binfmt_misc")?,
                 tmpfs: cstr("tmpfs")?,
                 devpts: cstr("devpts")?,
                 dev_options: cstr("mode=755,size=65536k")?,
@@ -529,6 +561,42 @@ pub fn execute(
                     "failed to {what}: a component of its path is a symbolic link or not a \
                      directory (a RUN --mount target never goes through a symbolic link an \
                      earlier command left)"
+                ),
+                (Some(Stage::BinfmtMount), _) => {
+                    let platform = prepared
+                        .binfmt
+                        .as_ref()
+                        .map_or("", |b| b.registration.platform.as_str());
+                    format!(
+                        "failed to {what} to run {platform} programs: {cause}; a binfmt_misc of \
+                         the sandbox's own needs Linux 6.7 or later (this kernel does not allow \
+                         it in a user namespace); on an older kernel, register qemu-user-static \
+                         on the host with the `F` flag (Debian: apt-get install \
+                         qemu-user-static binfmt-support), which kiln then uses as it is"
+                    )
+                }
+                (Some(Stage::BinfmtRegister), _) => {
+                    let (platform, interpreter) = prepared.binfmt.as_ref().map_or_else(
+                        || (String::new(), String::new()),
+                        |b| {
+                            (
+                                b.registration.platform.clone(),
+                                b.registration.interpreter.display().to_string(),
+                            )
+                        },
+                    );
+                    format!(
+                        "failed to {what} to run {platform} programs: {cause}; the kernel could \
+                         not open `{interpreter}` as an interpreter (it must be a static \
+                         executable the caller can read: install qemu-user-static, or give \
+                         --qemu-dir DIR with a static qemu in it)"
+                    )
+                }
+                (Some(Stage::Exec), libc::ENOEXEC) => format!(
+                    "failed to {what}: `{}` is not a program this machine can run (exec format \
+                     error); build for the host's platform, or set --platform to the image's \
+                     so that kiln registers a qemu interpreter",
+                    prepared.argv_strings[0].to_string_lossy()
                 ),
                 (Some(Stage::Exec), libc::ENOENT) => format!(
                     "failed to {what}: `{}` was not found in the image",

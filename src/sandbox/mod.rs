@@ -9,8 +9,11 @@
 //! `--network=host`), runs the command in new user, mount, pid,
 //! uts, ipc and network namespaces ([`exec`]) with the id maps the caller can have ([`idmap`]),
 //! then reads what changed ([`snapshot`]: the overlay's upper directory, or the copy compared
-//! with what it was). Nothing needs privileges: an unprivileged user runs as root inside.
+//! with what it was). Nothing needs privileges: an unprivileged user runs as root inside. A
+//! command for another architecture runs under a qemu interpreter registered in the sandbox's
+//! own binfmt_misc ([`binfmt`]).
 
+pub mod binfmt;
 pub mod capabilities;
 pub mod exec;
 mod hosts;
@@ -79,6 +82,9 @@ pub struct SandboxOptions {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `kiln build --add-host`: extra `/etc/hosts` entries, in the order given.
     pub extra_hosts: Vec<ExtraHost>,
+    /// `kiln build --qemu-dir`: where `qemu-<arch>-static` interpreters for foreign RUNs are
+    /// (else `$KILN_QEMU_DIR`, else PATH).
+    pub qemu_dir: Option<PathBuf>,
 }
 
 /// The hostname of every sandboxed RUN: BuildKit's, since package scripts record it.
@@ -162,6 +168,9 @@ pub struct RunRequest<'a> {
     /// The rootfs the previous RUN of the stage left, when nothing changed the stage's
     /// filesystem since: the command runs there instead of on a new copy.
     pub reuse: Option<LiveRootfs>,
+    /// The interpreter the sandbox registers in its own binfmt_misc, when the command's
+    /// programs are for another architecture ([`binfmt::execution`]).
+    pub emulation: Option<&'a binfmt::Registration>,
 }
 
 /// A rootfs after a command, ready for the stage's next one.
@@ -514,6 +523,7 @@ pub fn run(
         tmpfs,
         chowns,
         maps: maps.clone(),
+        binfmt: request.emulation.cloned(),
     };
     let outcome = exec::execute(spec, on_output);
     drop(secrets_dir);

@@ -66,6 +66,7 @@ mod registry_tls;
 mod registry_tls_mirrors;
 mod rootfs_lowerfs;
 mod rootfs_reader;
+mod sandbox_foreign;
 mod sandbox_run;
 mod sbom_scanners;
 mod scan_cli;

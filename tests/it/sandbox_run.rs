@@ -595,8 +595,10 @@ fn secrets_reach_the_command_but_no_blob_and_cache_mounts_persist() {
     );
 }
 
+/// Without an interpreter for the stage's architecture (an empty `--qemu-dir`), a RUN fails
+/// before it runs, naming the platform and the fix; with one, see `sandbox_foreign`.
 #[test]
-fn a_run_for_a_foreign_architecture_is_refused() {
+fn a_run_for_a_foreign_architecture_without_qemu_is_refused() {
     let work = open_tempdir();
     let context = work.path().join("run");
     busybox_rootfs(&context);
@@ -604,24 +606,32 @@ fn a_run_for_a_foreign_architecture_is_refused() {
         &context,
         "FROM scratch\nCOPY rootfs/ /\nRUN echo hi > /hi\n",
     );
-    let foreign = if cfg!(target_arch = "aarch64") {
-        "linux/amd64"
+    let (foreign, qemu) = if cfg!(target_arch = "aarch64") {
+        ("linux/amd64", "qemu-x86_64-static")
     } else {
-        "linux/arm64"
+        ("linux/arm64", "qemu-aarch64-static")
     };
+    let no_qemu = work.path().join("no-qemu");
+    std::fs::create_dir(&no_qemu).unwrap();
     let output = kiln_build(
         &context,
         &work.path().join("cache"),
         &work.path().join("out"),
-        &["--platform", foreign],
+        &[
+            "--platform",
+            foreign,
+            "--qemu-dir",
+            no_qemu.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("needs to execute {foreign} programs")),
+        stderr.contains(&format!("this RUN executes {foreign} programs")),
         "{stderr}"
     );
-    assert!(stderr.contains("host's architecture"), "{stderr}");
+    assert!(stderr.contains(qemu), "{stderr}");
+    assert!(stderr.contains("qemu-user-static"), "{stderr}");
 }
 
 #[test]

@@ -129,6 +129,33 @@ pub(super) unsafe fn command_process(p: &Prepared, fds: &ChildFds) -> ! {
         {
             fail(fds, Stage::Proc);
         }
+        // Before the pivot: the `F` flag makes the kernel open the interpreter now, from the
+        // host's filesystem. The mount lives in the sandbox's /proc, where it stays for the
+        // command's children; the instance belongs to the sandbox's user namespace.
+        if let Some(binfmt) = &p.binfmt {
+            if libc::mount(
+                p.lit.binfmt_misc.as_ptr(),
+                binfmt.dir.as_ptr(),
+                p.lit.binfmt_misc.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(fds, Stage::BinfmtMount);
+            }
+            let fd = libc::open(binfmt.register.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                fail(fds, Stage::BinfmtRegister);
+            }
+            let written = libc::write(fd, binfmt.line.as_ptr().cast(), binfmt.line.len());
+            if written != binfmt.line.len() as isize {
+                if written >= 0 {
+                    *libc::__errno_location() = libc::EIO;
+                }
+                fail(fds, Stage::BinfmtRegister);
+            }
+            libc::close(fd);
+        }
         if libc::mount(
             p.lit.tmpfs.as_ptr(),
             p.dev_dir.as_ptr(),

@@ -8,6 +8,7 @@
 pub mod apk_fixture;
 pub mod busybox_users;
 pub mod corpus;
+pub mod debian_arm64;
 pub mod debian_rootfs;
 pub mod fault_proxy;
 pub mod registry;
