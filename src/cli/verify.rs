@@ -100,19 +100,18 @@ pub(crate) fn fetch_with_referrers(
     let store = build::open_store(cache_dir)?;
     // An index is read as the registry serves it; anything else (or a registry kiln cannot
     // reach now, with the pull's reference cache and `--offline`) goes through the pull.
-    let index_read = kiln::registry::fetch_raw_manifest(&reference, options)
-        .ok()
-        .and_then(|(digest, bytes)| {
-            let document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-            let media_type = match document["mediaType"].as_str() {
-                Some(media_type) => media_type.to_owned(),
-                None => document
-                    .get("manifests")
-                    .map(|_| MEDIA_TYPE_OCI_INDEX.to_owned())?,
-            };
-            (media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_LIST)
-                .then_some((digest, bytes, media_type))
-        });
+    let raw = kiln::registry::fetch_raw_manifest(&reference, options).ok();
+    let index_read = raw.clone().and_then(|(digest, bytes)| {
+        let document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let media_type = match document["mediaType"].as_str() {
+            Some(media_type) => media_type.to_owned(),
+            None => document
+                .get("manifests")
+                .map(|_| MEDIA_TYPE_OCI_INDEX.to_owned())?,
+        };
+        (media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_LIST)
+            .then_some((digest, bytes, media_type))
+    });
     let mut subjects = Vec::new();
     let mut entries = Vec::new();
     if let Some((top_digest, top_bytes, media_type)) = index_read {
@@ -156,7 +155,13 @@ pub(crate) fn fetch_with_referrers(
         );
         entries.push(entry);
     } else {
-        let pulled = kiln::registry::pull(&reference, &image::Platform::host(), &store, options)
+        // A manifest named by digest is taken whatever its platform (a base of another
+        // platform's image); otherwise the pull picks this machine's platform.
+        let platform = raw
+            .as_ref()
+            .and_then(|(_, bytes)| manifest_platform(&reference, bytes, &store, options))
+            .unwrap_or_else(image::Platform::host);
+        let pulled = kiln::registry::pull(&reference, &platform, &store, options)
             .with_context(|| format!("failed to pull `{image}`"))?;
         let built = image::BuiltImage::from_store(&store, &pulled.manifest_digest)?;
         image::layout::write_oci_layout(
@@ -186,6 +191,25 @@ pub(crate) fn fetch_with_referrers(
     std::fs::write(&index_path, image::canonical::to_vec(&top_index)?)
         .context("failed to write the scratch layout's index")?;
     Ok(())
+}
+
+/// The platform an image manifest's config names, when `bytes` is an image manifest whose
+/// config can be read.
+fn manifest_platform(
+    reference: &kiln::registry::Reference,
+    bytes: &[u8],
+    store: &kiln::store::Store,
+    options: &kiln::registry::RegistryOptions,
+) -> Option<image::Platform> {
+    let manifest: image::manifest::Manifest = serde_json::from_slice(bytes).ok()?;
+    kiln::registry::fetch_blob(reference, &manifest.config, store, options).ok()?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.read_bytes(&manifest.config.digest).ok()?).ok()?;
+    Some(image::Platform::new(
+        config["os"].as_str()?,
+        config["architecture"].as_str()?,
+        config["variant"].as_str(),
+    ))
 }
 
 /// Copies the blob `digest` from `store` into the layout `layout` (unless there).
