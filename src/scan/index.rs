@@ -35,12 +35,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::db::{Database, database_tree, in_parallel};
+use super::db::Database;
 use super::entries::{Advisory, Affected, Ecosystem, Entry, Event, Wanted};
+pub use super::files::INDEX_DIR;
+use super::files::{database_tree, in_parallel};
 use super::{ScanError, Severity};
 
-/// The index's directory in the database directory (left out of the database's walk).
-pub const INDEX_DIR: &str = ".kiln";
 /// The index file in [`INDEX_DIR`].
 pub const INDEX_FILE: &str = "index";
 /// How many times [`write`] starts again when files change while it indexes them.
