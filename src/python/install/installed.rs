@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use pep440_rs::Version;
 
 use super::error::PipError;
+pub(crate) use super::scheme::InstallSite;
 use super::scheme::sys_prefix;
 use crate::layer::LayerPath;
 use crate::python::config::image_path;
@@ -57,15 +58,6 @@ pub(crate) enum Found {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Installed {
     found: BTreeMap<String, Found>,
-}
-
-/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InstallSite {
-    /// `--user`, or pip's fallback to it when site-packages is not writable.
-    User,
-    /// The interpreter's prefix or `--prefix`.
-    Other,
 }
 
 impl Installed {

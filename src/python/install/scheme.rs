@@ -8,13 +8,21 @@ use std::str::FromStr;
 use pep440_rs::Version;
 
 use super::error::PipError;
-use super::installed::InstallSite;
 use crate::layer::{Diff, Entry, EntryKind, LayerPath};
 use crate::python::config::image_path;
 use crate::python::pip_args::InstallLocation;
 use crate::python::target::{Libc, PythonTarget};
 use crate::python::wheel::{Scheme, WheelError};
 use crate::rootfs::{FsView, NodeKind, ViewError};
+
+/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InstallSite {
+    /// `--user`, or pip's fallback to it when site-packages is not writable.
+    User,
+    /// The interpreter's prefix or `--prefix`.
+    Other,
+}
 
 /// The RUN user as pip inside the container would be.
 #[derive(Clone, Debug, PartialEq, Eq)]
