@@ -17,11 +17,11 @@
 //!
 //! With an index (`DIR/.kiln/index`, [`super::index`]) the files are not read at all.
 //!
-//! Files are read on every core at once ([`super::files`]). Each is parsed once into borrowed
+//! Files are read on every core at once (`files.rs`). Each is parsed once into borrowed
 //! text (the fast path, in `typed.rs`); only the entries for wanted names are validated and
 //! kept, so a scan of a few dozen packages against tens of thousands of advisories costs little
 //! more than reading the bytes. A file in none of these shapes, or a kept entry whose versions
-//! cannot be read, is read again as a generic JSON tree ([`super::generic`]), which checks every
+//! cannot be read, is read again as a generic JSON tree (`generic.rs`), which checks every
 //! entry and names the file and the entry in its error (`kiln db fetch` checks every entry of
 //! every file it writes).
 

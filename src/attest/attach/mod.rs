@@ -24,7 +24,7 @@
 //! one among the statement's subjects. Attaching does not check that the statement's subject
 //! *is* that image: [`super::verify::verify`] does.
 //!
-//! Blobs are written through [`Store`] (hash, verify, fsync, rename) rooted at the layout;
+//! Blobs are written through [`crate::store::Store`] (hash, verify, fsync, rename) rooted at the layout;
 //! `index.json` is replaced last through a temp file and a rename.
 
 mod attestation;

@@ -26,7 +26,7 @@
 //! [ENTRY, ...][ENTRY, ...]...    the groups (B bytes), each a JSON array
 //! ```
 //!
-//! [`write`] (in `write.rs`) writes it, `load` (in `read.rs`) reads it, both through the
+//! [`write()`] (in `write.rs`) writes it, `load` (in `read.rs`) reads it, both through the
 //! records of `format.rs` and the stamps of `freshness.rs`.
 
 mod format;

@@ -12,10 +12,10 @@ use crate::scan::db::Database;
 use crate::scan::entries::Wanted;
 use crate::scan::files::database_tree;
 
-/// How many times [`write`] starts again when files change while it indexes them.
+/// How many times [`write()`] starts again when files change while it indexes them.
 const ATTEMPTS: usize = 100;
 
-/// What [`write`] wrote.
+/// What [`write()`] wrote.
 #[derive(Debug)]
 pub struct Written {
     /// The index file.
