@@ -227,3 +227,27 @@ pub(crate) fn secdb_entry<'a>(
         file: file.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pep503_names_are_recognised_without_normalizing() {
+        for (name, already) in [
+            ("flask", true),
+            ("zope-interface", true),
+            ("Flask", false),
+            ("zope.interface", false),
+            ("zope_interface", false),
+            ("a--b", false),
+        ] {
+            assert_eq!(is_pep503(name), already, "{name}");
+            assert_eq!(
+                Ecosystem::PyPI.key(name),
+                crate::python::wheel::normalize_name(name),
+                "{name}"
+            );
+        }
+    }
+}

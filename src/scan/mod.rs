@@ -6,16 +6,19 @@
 //! prints the findings.
 
 pub mod db;
+mod debian_tracker;
 pub mod dpkg;
 mod entries;
 pub mod fetch;
+mod files;
 pub mod from_sbom;
+mod generic;
 pub mod index;
 pub mod report;
 mod typed;
 
 use std::cmp::Ordering;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::attest::sbom::{PackageKind, SbomPackage};
 use db::{Affected, Ecosystem, Event};
@@ -59,6 +62,22 @@ impl Severity {
             Severity::High => "high",
             Severity::Critical => "critical",
         }
+    }
+}
+
+impl Database {
+    /// Reads the database in `dir`, keeping the advisories for the `wanted` names: from its
+    /// index ([`index`]) when there is one and it is fresh, else every `*.json` file below
+    /// `dir` (in parallel, merged in the order of their paths). It sits here, above both,
+    /// because the index falls back on reading the files itself.
+    pub fn load(dir: &Path, wanted: &Wanted) -> Result<Database, ScanError> {
+        if !dir.is_dir() {
+            return Err(ScanError::NoDatabase(dir.to_owned()));
+        }
+        if let Some(db) = index::load(dir, wanted)? {
+            return Ok(db);
+        }
+        Database::read_files(dir, files::database_files(dir)?, wanted)
     }
 }
 

@@ -15,6 +15,15 @@ use crate::python::target::{Libc, PythonTarget};
 use crate::python::wheel::{Scheme, WheelError};
 use crate::rootfs::{FsView, NodeKind, ViewError};
 
+/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InstallSite {
+    /// `--user`, or pip's fallback to it when site-packages is not writable.
+    User,
+    /// The interpreter's prefix or `--prefix`.
+    Other,
+}
+
 /// The RUN user as pip inside the container would be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunUser {
@@ -24,15 +33,6 @@ pub struct RunUser {
     pub gid: u32,
     /// Home directory (absolute image path).
     pub home: String,
-}
-
-/// Where the new distributions go, as pip's `get_dist_to_uninstall` cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InstallSite {
-    /// `--user`, or pip's fallback to it when site-packages is not writable.
-    User,
-    /// The interpreter's prefix or `--prefix`.
-    Other,
 }
 
 /// `/usr/local/bin/python3.11` -> `/usr/local`.

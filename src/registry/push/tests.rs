@@ -1,5 +1,8 @@
 //! Tests of `registry::push`.
 
+use reqwest::Url;
+
+use super::headers::range_end;
 use super::*;
 
 #[test]

@@ -24,8 +24,10 @@
 //! invocation id, no times), so equal inputs give byte-identical statements; the bytes come from
 //! [`crate::image::canonical::to_vec`].
 
+mod builder;
+mod source;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,6 +38,8 @@ use super::material::{
 };
 use crate::digest::Digest;
 use crate::image::{Platform, rfc3339};
+pub use builder::{Builder, LOCAL_BUILDER_ID, Timing, new_invocation_id};
+pub use source::{ContextSource, DockerfileSource, GitSource, strip_userinfo};
 
 /// in-toto Statement v1 `_type`.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -43,8 +47,6 @@ pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// kiln's `buildType` (placeholder host, see the module docs).
 pub const BUILD_TYPE: &str = "https://kiln.example/attestations/build-type/v1";
-/// `builder.id` of a build outside a recognized CI (placeholder host).
-pub const LOCAL_BUILDER_ID: &str = "https://kiln.example/builder/local/v1";
 
 /// Build-arg name fragments that mark an argument secret by default (matched case-insensitively).
 pub const SECRET_ARG_PATTERNS: &[&str] = &["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY"];
@@ -140,281 +142,6 @@ impl Statement {
             .filter_map(|hex| Digest::from_hex(hex).ok())
             .collect()
     }
-}
-
-/// The Dockerfile as an external parameter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DockerfileSource {
-    /// Its path relative to the context (or as given on the command line).
-    pub path: String,
-    /// The sha256 of its bytes.
-    pub digest: Digest,
-}
-
-/// Where the build context came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContextSource {
-    /// A git checkout ([`GitSource::detect`]).
-    Git(GitSource),
-    /// A plain directory, pinned by a digest over its files when the caller has one.
-    Local {
-        /// A digest over the context's files (the caller's definition), if computed.
-        digest: Option<Digest>,
-    },
-    /// No context (a Dockerfile from stdin with no COPY).
-    None,
-}
-
-/// A git checkout: remote URL (userinfo stripped), commit and the ref HEAD points at.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GitSource {
-    /// `remote.origin.url`, userinfo removed; None when there is no origin remote.
-    pub url: Option<String>,
-    /// The commit HEAD resolves to (40 or 64 hex).
-    pub commit: String,
-    /// `refs/heads/main` etc.; None for a detached HEAD.
-    pub reference: Option<String>,
-}
-
-impl GitSource {
-    /// Reads `.git` in `dir` or its nearest ancestor that has one (a directory, or a
-    /// `gitdir: ...` file as in worktrees and submodules) without the git CLI: `HEAD`, the ref
-    /// file or `packed-refs`, and `[remote "origin"] url` from `config`. Ok(None) when there is
-    /// no `.git`.
-    pub fn detect(dir: &Path) -> Result<Option<GitSource>, AttestError> {
-        let Some(dot_git) = dir.ancestors().map(|d| d.join(".git")).find(|p| p.exists()) else {
-            return Ok(None);
-        };
-        let git_err = |path: &Path, reason: String| AttestError::Git {
-            path: path.to_owned(),
-            reason,
-        };
-        let read = |path: &Path| -> Result<Option<String>, AttestError> {
-            match std::fs::read_to_string(path) {
-                Ok(text) => Ok(Some(text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(AttestError::io("read", path, e)),
-            }
-        };
-        let git_dir: PathBuf = if dot_git.is_dir() {
-            dot_git.clone()
-        } else {
-            let text = read(&dot_git)?.unwrap_or_default();
-            let target = text
-                .trim()
-                .strip_prefix("gitdir:")
-                .ok_or_else(|| git_err(&dot_git, "not a `gitdir:` file".to_owned()))?
-                .trim();
-            let base = dot_git.parent().unwrap_or(Path::new("."));
-            base.join(target)
-        };
-        let common_dir = match read(&git_dir.join("commondir"))? {
-            Some(rel) => git_dir.join(rel.trim()),
-            None => git_dir.clone(),
-        };
-        let head_path = git_dir.join("HEAD");
-        let head =
-            read(&head_path)?.ok_or_else(|| git_err(&head_path, "HEAD is missing".to_owned()))?;
-        let head = head.trim();
-        let (reference, commit) = match head.strip_prefix("ref:") {
-            Some(name) => {
-                let name = name.trim();
-                if name.split('/').any(|c| c == ".." || c.is_empty()) {
-                    return Err(git_err(&head_path, format!("unsafe ref name `{name}`")));
-                }
-                let loose = match read(&git_dir.join(name))? {
-                    Some(text) => Some(text),
-                    None => read(&common_dir.join(name))?,
-                };
-                let commit = match loose {
-                    Some(text) => text.trim().to_owned(),
-                    None => packed_ref(&common_dir, name, &read)?.ok_or_else(|| {
-                        git_err(
-                            &head_path,
-                            format!("HEAD points at `{name}`, which has no commit yet"),
-                        )
-                    })?,
-                };
-                (Some(name.to_owned()), commit)
-            }
-            None => (None, head.to_owned()),
-        };
-        let commit_ok = matches!(commit.len(), 40 | 64)
-            && commit
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !commit_ok {
-            return Err(git_err(
-                &head_path,
-                "HEAD does not resolve to a 40- or 64-character lowercase hex commit".to_owned(),
-            ));
-        }
-        let url = read(&common_dir.join("config"))?
-            .and_then(|config| origin_url(&config))
-            .map(|url| strip_userinfo(&url));
-        Ok(Some(GitSource {
-            url,
-            commit,
-            reference,
-        }))
-    }
-
-    /// `git+<url>[@<ref>]` as a material URI (`git+local` without a remote).
-    pub fn uri(&self) -> String {
-        let url = self.url.as_deref().unwrap_or("local");
-        match &self.reference {
-            Some(reference) => format!("git+{url}@{reference}"),
-            None => format!("git+{url}"),
-        }
-    }
-
-    /// The checkout as a ResourceDescriptor pinned by `gitCommit`.
-    pub fn material(&self) -> Material {
-        Material {
-            kind: MaterialKind::GitCheckout,
-            uri: self.uri(),
-            sha256: None,
-            other_digests: BTreeMap::from([("gitCommit".to_owned(), self.commit.clone())]),
-            name: None,
-        }
-    }
-}
-
-fn packed_ref(
-    common_dir: &Path,
-    name: &str,
-    read: &dyn Fn(&Path) -> Result<Option<String>, AttestError>,
-) -> Result<Option<String>, AttestError> {
-    let Some(text) = read(&common_dir.join("packed-refs"))? else {
-        return Ok(None);
-    };
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with('^'))
-        .filter_map(|l| l.split_once(' '))
-        .find(|(_, r)| r.trim() == name)
-        .map(|(hash, _)| hash.to_owned()))
-}
-
-/// `url` of `[remote "origin"]` in a git config file.
-fn origin_url(config: &str) -> Option<String> {
-    let mut in_origin = false;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            let header: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-            in_origin = header.eq_ignore_ascii_case("[remote\"origin\"]");
-            continue;
-        }
-        if !in_origin {
-            continue;
-        }
-        if let Some((key, value)) = line.split_once('=')
-            && key.trim().eq_ignore_ascii_case("url")
-        {
-            return Some(value.trim().trim_matches('"').to_owned());
-        }
-    }
-    None
-}
-
-/// Removes `user[:password]@` from a `scheme://` URL; other strings are returned unchanged
-/// (scp-style `git@host:path` names a login, not a secret).
-pub fn strip_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-/// Who ran the build.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Builder {
-    /// `builder.id`.
-    pub id: String,
-    /// The CI run (`.../actions/runs/<id>/attempts/<n>`), used as the invocation id when timing
-    /// is recorded.
-    pub run_url: Option<String>,
-}
-
-impl Builder {
-    /// A build outside CI: [`LOCAL_BUILDER_ID`].
-    pub fn local() -> Builder {
-        Builder {
-            id: LOCAL_BUILDER_ID.to_owned(),
-            run_url: None,
-        }
-    }
-
-    /// The builder as environment variables describe it (`get` looks one up): on GitHub
-    /// Actions `GITHUB_SERVER_URL` + `GITHUB_WORKFLOW_REF` (+ `GITHUB_REPOSITORY`,
-    /// `GITHUB_RUN_ID`, `GITHUB_RUN_ATTEMPT` for the run URL); else [`Builder::local`].
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Builder {
-        let non_empty = |name: &str| get(name).filter(|v| !v.is_empty());
-        let Some(workflow_ref) = non_empty("GITHUB_WORKFLOW_REF") else {
-            return Builder::local();
-        };
-        let server = non_empty("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
-        let server = strip_userinfo(server.trim_end_matches('/'));
-        let run_url = match (
-            non_empty("GITHUB_REPOSITORY"),
-            non_empty("GITHUB_RUN_ID"),
-            non_empty("GITHUB_RUN_ATTEMPT"),
-        ) {
-            (Some(repo), Some(run), attempt) => Some(format!(
-                "{server}/{repo}/actions/runs/{run}/attempts/{}",
-                attempt.as_deref().unwrap_or("1")
-            )),
-            _ => None,
-        };
-        Builder {
-            id: format!("{server}/{workflow_ref}"),
-            run_url,
-        }
-    }
-
-    /// [`Builder::from_env`] over the process environment.
-    pub fn from_process_env() -> Builder {
-        Builder::from_env(|name| std::env::var(name).ok())
-    }
-}
-
-/// Whether the statement records when and as which run it was made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Timing {
-    /// No `runDetails.metadata`: two builds of the same inputs give identical statements.
-    Reproducible,
-    /// `metadata.invocationId`, `startedOn`, `finishedOn` (Unix seconds, written RFC 3339 UTC).
-    Recorded {
-        /// A unique id of this run (the CI run URL, or [`new_invocation_id`]).
-        invocation_id: String,
-        /// When the build started.
-        started_on: i64,
-        /// When it finished.
-        finished_on: i64,
-    },
-}
-
-/// A random `urn:uuid:` (version 4) for [`Timing::Recorded`] outside CI.
-pub fn new_invocation_id() -> Result<String, AttestError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| AttestError::Random(e.to_string()))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
 }
 
 /// Everything a provenance statement says. Build one with [`ProvenanceParams::new`] and set
@@ -629,65 +356,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn userinfo_table() {
-        for (input, output) in [
-            (
-                "https://user:ghp_x@github.com/a/b.git",
-                "https://github.com/a/b.git",
-            ),
-            ("https://tok@github.com/a/b", "https://github.com/a/b"),
-            ("https://github.com/a/b", "https://github.com/a/b"),
-            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
-            ("ssh://git@host/p?x=@y", "ssh://host/p?x=@y"),
-        ] {
-            assert_eq!(strip_userinfo(input), output, "{input}");
-        }
-    }
-
-    #[test]
-    fn origin_url_is_read_from_its_section() {
-        let config = "[core]\n\turl = nope\n[remote \"upstream\"]\n\turl = https://u\n[remote \"origin\"]\n\tfetch = +refs/*\n\turl = https://github.com/acme/app.git\n";
-        assert_eq!(
-            origin_url(config).as_deref(),
-            Some("https://github.com/acme/app.git")
-        );
-        assert_eq!(origin_url("[core]\n"), None);
-    }
-
-    #[test]
-    fn builder_from_github_env() {
-        let env = BTreeMap::from([
-            ("GITHUB_SERVER_URL", "https://github.com"),
-            ("GITHUB_REPOSITORY", "acme/app"),
-            (
-                "GITHUB_WORKFLOW_REF",
-                "acme/app/.github/workflows/build.yml@refs/heads/main",
-            ),
-            ("GITHUB_RUN_ID", "42"),
-            ("GITHUB_RUN_ATTEMPT", "2"),
-        ]);
-        let builder = Builder::from_env(|k| env.get(k).map(|v| v.to_string()));
-        assert_eq!(
-            builder.id,
-            "https://github.com/acme/app/.github/workflows/build.yml@refs/heads/main"
-        );
-        assert_eq!(
-            builder.run_url.as_deref(),
-            Some("https://github.com/acme/app/actions/runs/42/attempts/2")
-        );
-        assert_eq!(Builder::from_env(|_| None), Builder::local());
-    }
-
-    #[test]
     fn uris_live_under_the_placeholder_base() {
         assert!(BUILD_TYPE.starts_with(super::super::KILN_URI_BASE));
         assert!(LOCAL_BUILDER_ID.starts_with(super::super::KILN_URI_BASE));
-    }
-
-    #[test]
-    fn invocation_ids_are_uuids() {
-        let a = new_invocation_id().unwrap();
-        assert_eq!(a.len(), "urn:uuid:".len() + 36);
-        assert_ne!(a, new_invocation_id().unwrap());
     }
 }

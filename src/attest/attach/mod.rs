@@ -24,8 +24,11 @@
 //! one among the statement's subjects. Attaching does not check that the statement's subject
 //! *is* that image: [`super::verify::verify`] does.
 //!
-//! Blobs are written through [`Store`] (hash, verify, fsync, rename) rooted at the layout;
+//! Blobs are written through [`crate::store::Store`] (hash, verify, fsync, rename) rooted at the layout;
 //! `index.json` is replaced last through a temp file and a rename.
+
+mod attestation;
+mod layout;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,17 +36,14 @@ use std::path::Path;
 use serde_json::json;
 
 use super::AttestError;
-use super::dsse::{Envelope, MEDIA_TYPE_DSSE_ENVELOPE, PAYLOAD_TYPE_IN_TOTO};
-use super::keys::SigningKey;
-use super::provenance::Statement;
-use super::sbom::SPDX_PREDICATE_TYPE;
+use super::dsse::PAYLOAD_TYPE_IN_TOTO;
 use crate::digest::Digest;
+use crate::image::Platform;
 use crate::image::manifest::{
-    ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, Manifest,
+    ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, Manifest,
 };
-use crate::image::{Platform, canonical};
-use crate::store::Store;
+pub use attestation::Attestation;
+pub(crate) use layout::Layout;
 
 /// Media type of a plain in-toto statement layer.
 pub const MEDIA_TYPE_IN_TOTO: &str = PAYLOAD_TYPE_IN_TOTO;
@@ -62,86 +62,6 @@ pub const ARTIFACT_TYPE_ATTESTATION_MANIFEST: &str =
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The OCI empty blob.
 pub const EMPTY_BLOB: &[u8] = b"{}";
-
-/// One statement ready to attach: the bytes (a statement, or a DSSE envelope holding one),
-/// their media type and what they claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attestation {
-    predicate_type: String,
-    subjects: Vec<Digest>,
-    signed: bool,
-    bytes: Vec<u8>,
-}
-
-impl Attestation {
-    /// An unsigned statement (canonical JSON).
-    pub fn unsigned(statement: &Statement) -> Result<Attestation, AttestError> {
-        Ok(Attestation {
-            predicate_type: statement.predicate_type.clone(),
-            subjects: statement.subject_digests(),
-            signed: false,
-            bytes: statement.to_bytes()?,
-        })
-    }
-
-    /// The statement in a DSSE envelope signed by `keys`.
-    pub fn signed(statement: &Statement, keys: &[&SigningKey]) -> Result<Attestation, AttestError> {
-        let envelope = Envelope::sign(PAYLOAD_TYPE_IN_TOTO, &statement.to_bytes()?, keys)?;
-        Ok(Attestation {
-            predicate_type: statement.predicate_type.clone(),
-            subjects: statement.subject_digests(),
-            signed: true,
-            bytes: envelope.to_bytes()?,
-        })
-    }
-
-    /// The statement's predicate type.
-    pub fn predicate_type(&self) -> &str {
-        &self.predicate_type
-    }
-
-    /// The bytes that are stored (statement or envelope).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The digests of the statement's subjects.
-    pub fn subjects(&self) -> &[Digest] {
-        &self.subjects
-    }
-
-    /// True for a DSSE envelope.
-    pub fn is_signed(&self) -> bool {
-        self.signed
-    }
-
-    /// The layer media type inside a buildx attestation manifest.
-    pub fn index_media_type(&self) -> String {
-        if !self.signed {
-            return MEDIA_TYPE_IN_TOTO.to_owned();
-        }
-        let kind = if self
-            .predicate_type
-            .starts_with("https://slsa.dev/provenance/")
-        {
-            "provenance"
-        } else if self.predicate_type == SPDX_PREDICATE_TYPE {
-            "spdx"
-        } else {
-            "statement"
-        };
-        format!("application/vnd.in-toto.{kind}+dsse")
-    }
-
-    /// The blob (and artifact) media type of an OCI referrer.
-    pub fn referrer_media_type(&self) -> &'static str {
-        if self.signed {
-            MEDIA_TYPE_DSSE_ENVELOPE
-        } else {
-            MEDIA_TYPE_IN_TOTO
-        }
-    }
-}
 
 /// How attestations are stored next to the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,235 +105,6 @@ pub fn empty_descriptor() -> Descriptor {
     )
 }
 
-/// An opened layout: its store, `index.json`, and blob access.
-pub(crate) struct Layout<'a> {
-    pub dir: &'a Path,
-    /// Present when opened for writing ([`Store::open`] creates directories).
-    store: Option<Store>,
-    pub index: Index,
-    /// The layout's exclusive lock, held from reading `index.json` to writing it when opened
-    /// for writing (another kiln process may be merging into the same layout).
-    _lock: Option<crate::lock::DirLock>,
-}
-
-impl<'a> Layout<'a> {
-    /// Opens the layout at `dir`; `writable` opens its blob store for writing too.
-    pub fn open(dir: &'a Path, writable: bool) -> Result<Layout<'a>, AttestError> {
-        crate::image::layout::check_layout_file(dir)?;
-        let lock = if writable {
-            Some(crate::image::layout::lock_layout(dir)?)
-        } else {
-            None
-        };
-        let index = crate::image::layout::read_index(dir)?.ok_or_else(|| AttestError::Attach {
-            path: dir.to_owned(),
-            reason: "the layout has no `index.json`".to_owned(),
-        })?;
-        let store = if writable {
-            Some(Store::open(dir)?)
-        } else {
-            None
-        };
-        Ok(Layout {
-            dir,
-            store,
-            index,
-            _lock: lock,
-        })
-    }
-
-    fn store(&self) -> Result<&Store, AttestError> {
-        self.store.as_ref().ok_or_else(|| AttestError::Attach {
-            path: self.dir.to_owned(),
-            reason: "the layout was opened read-only".to_owned(),
-        })
-    }
-
-    /// Stores `bytes` as a blob; returns its digest and size.
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), AttestError> {
-        Ok(self.store()?.put_bytes(bytes)?)
-    }
-
-    /// Reads and verifies a blob named by a descriptor (digest and size).
-    pub fn read(&self, descriptor: &Descriptor) -> Result<Vec<u8>, AttestError> {
-        let path = self
-            .dir
-            .join("blobs")
-            .join(descriptor.digest.algorithm())
-            .join(descriptor.digest.hex());
-        let bytes = std::fs::read(&path).map_err(|e| AttestError::io("read blob", &path, e))?;
-        let actual = Digest::of(&bytes);
-        if actual != descriptor.digest {
-            return Err(crate::image::ImageError::DigestMismatch {
-                what: format!("blob `{}`", path.display()),
-                expected: descriptor.digest.clone(),
-                actual,
-            }
-            .into());
-        }
-        if bytes.len() as u64 != descriptor.size {
-            return Err(crate::image::ImageError::SizeMismatch {
-                what: format!("blob {} in `{}`", descriptor.digest, self.dir.display()),
-                expected: descriptor.size,
-                actual: bytes.len() as u64,
-            }
-            .into());
-        }
-        Ok(bytes)
-    }
-
-    pub fn read_json<T: serde::de::DeserializeOwned>(
-        &self,
-        descriptor: &Descriptor,
-    ) -> Result<T, AttestError> {
-        let bytes = self.read(descriptor)?;
-        serde_json::from_slice(&bytes).map_err(|source| AttestError::Parse {
-            what: format!("{} {}", descriptor.media_type, descriptor.digest),
-            source,
-        })
-    }
-
-    /// Stores a canonical JSON document; returns its descriptor.
-    pub fn put_json<T: serde::Serialize>(
-        &self,
-        media_type: &str,
-        value: &T,
-    ) -> Result<Descriptor, AttestError> {
-        let bytes = canonical::to_vec(value)?;
-        let (digest, size) = self.put_bytes(&bytes)?;
-        Ok(Descriptor::new(media_type, digest, size))
-    }
-
-    /// The `index.json` entry `reference` names: a tag (`ref.name`, or the full
-    /// `io.containerd.image.name`), a digest (`sha256:...`, optionally after `@`), or None
-    /// when the layout has exactly one entry that is not a fallback tag.
-    pub fn find(&self, reference: Option<&str>) -> Result<usize, AttestError> {
-        let entries = &self.index.manifests;
-        let found = match reference {
-            None => {
-                let images: Vec<usize> = (0..entries.len())
-                    .filter(|&i| {
-                        !entries[i]
-                            .ref_name()
-                            .is_some_and(|r| r.starts_with("sha256-"))
-                    })
-                    .collect();
-                if images.len() == 1 {
-                    Some(images[0])
-                } else {
-                    None
-                }
-            }
-            Some(reference) => {
-                let digest = reference
-                    .rsplit_once('@')
-                    .map_or(reference, |(_, d)| d)
-                    .parse::<Digest>()
-                    .ok();
-                entries.iter().position(|e| match &digest {
-                    Some(d) => &e.digest == d,
-                    None => {
-                        e.ref_name() == Some(reference)
-                            || e.annotations
-                                .get(crate::image::manifest::ANNOTATION_IMAGE_NAME)
-                                == Some(&reference.to_owned())
-                    }
-                })
-            }
-        };
-        found.ok_or_else(|| {
-            crate::image::ImageError::RefNotFound {
-                reference: reference.unwrap_or("(the only image)").to_owned(),
-                source_name: format!("oci:{}", self.dir.display()),
-                available: entries
-                    .iter()
-                    .map(|e| {
-                        e.ref_name()
-                            .map_or_else(|| e.digest.to_string(), str::to_owned)
-                    })
-                    .collect(),
-            }
-            .into()
-        })
-    }
-
-    /// The image manifests under entry `descriptor` (itself, or an index's non-attestation
-    /// entries), each with its platform.
-    pub fn images_of(
-        &self,
-        descriptor: &Descriptor,
-    ) -> Result<(Option<Index>, Vec<Descriptor>), AttestError> {
-        match descriptor.media_type.as_str() {
-            MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST => {
-                let mut image = Descriptor::new(
-                    &descriptor.media_type,
-                    descriptor.digest.clone(),
-                    descriptor.size,
-                );
-                image.platform = match &descriptor.platform {
-                    Some(p) => Some(p.clone()),
-                    None => self.platform_from_config(descriptor)?,
-                };
-                Ok((None, vec![image]))
-            }
-            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
-                let index: Index = self.read_json(descriptor)?;
-                let images = index
-                    .manifests
-                    .iter()
-                    .filter(|d| !is_attestation_manifest(d))
-                    .cloned()
-                    .collect();
-                Ok((Some(index), images))
-            }
-            other => Err(crate::image::ImageError::UnsupportedMediaType {
-                media_type: other.to_owned(),
-                what: format!("index.json entry {}", descriptor.digest),
-            }
-            .into()),
-        }
-    }
-
-    fn platform_from_config(&self, manifest: &Descriptor) -> Result<Option<Platform>, AttestError> {
-        let manifest: Manifest = self.read_json(manifest)?;
-        let config: serde_json::Value = self.read_json(&manifest.config)?;
-        let field = |k: &str| config.get(k).and_then(|v| v.as_str());
-        Ok(match (field("os"), field("architecture")) {
-            (Some(os), Some(arch)) => Some(Platform::new(os, arch, field("variant"))),
-            _ => None,
-        })
-    }
-
-    /// Writes `index.json` (temp file, fsync, rename) and drops the store's empty ingest dir.
-    pub fn write_index(&self) -> Result<(), AttestError> {
-        use std::io::Write as _;
-        let path = self.dir.join("index.json");
-        let bytes = canonical::to_vec(&self.index)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-index-")
-            .tempfile_in(self.dir)
-            .map_err(|e| AttestError::io("create a temp file in", self.dir, e))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            temp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| AttestError::io("set the mode of", temp.path(), e))?;
-        }
-        temp.write_all(&bytes)
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(|e| AttestError::io("write", &path, e))?;
-        temp.persist(&path)
-            .map_err(|e| AttestError::io("rename into place", &path, e.error))?;
-        Ok(())
-    }
-
-    /// Removes the store's ingest directory when it is empty (best effort: it is hidden and
-    /// ignored by readers either way).
-    pub fn tidy(&self) {
-        let _ = std::fs::remove_dir(self.dir.join(".kiln-ingest"));
-    }
-}
-
 /// True for an index entry marked as a buildx attestation manifest.
 pub fn is_attestation_manifest(descriptor: &Descriptor) -> bool {
     descriptor
@@ -435,14 +126,14 @@ fn target_of<'i>(
     }
     images
         .iter()
-        .find(|image| attestation.subjects.contains(&image.digest))
+        .find(|image| attestation.subjects().contains(&image.digest))
         .ok_or_else(|| AttestError::Attach {
             path: layout.to_owned(),
             reason: format!(
                 "none of the subjects of the {} statement ({}) is an image of the reference; it has {}",
-                attestation.predicate_type,
+                attestation.predicate_type(),
                 attestation
-                    .subjects
+                    .subjects()
                     .iter()
                     .map(Digest::to_string)
                     .collect::<Vec<_>>()

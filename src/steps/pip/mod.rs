@@ -46,47 +46,52 @@
 //! exactly as listed ([`crate::python::pylock`]): no resolution, each package's wheel for the
 //! target, its sha256 checked. The chosen files are downloaded in parallel. The Diffs merge in
 //! name order; directories that already exist in the image keep their owner and mode.
+//!
+//! This file runs the steps in order; the RUN user is resolved in `user.rs`, the requirement
+//! sources read in `gather.rs`, hash-checking mode's pins chosen and checked in
+//! `hash_checking.rs`, and `sandbox.rs` says when the RUN must go to the sandbox instead.
+
+mod gather;
+mod hash_checking;
+mod sandbox;
+mod user;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pep508_rs::VersionOrUrl;
-
 use crate::digest::Digest;
 use crate::image::platform::Platform;
-use crate::layer::{Diff, EntryKind, FileContent, LayerPath};
+use crate::layer::{Diff, EntryKind, FileContent};
 use crate::material::{Material, MaterialKind, StepOutput};
 use crate::python::config::{self, ConfigInputs, image_path};
-use crate::python::index::{IndexClient, parallel};
-use crate::python::launcher::{self, Launcher};
+use crate::python::index::IndexClient;
+use crate::python::launcher;
 use crate::python::metadata::CoreMetadata;
-use crate::python::pep508;
 use crate::python::pip_args::{self, InstallLocation};
-use crate::python::pylock::{self};
-use crate::python::requirements::{self, RequirementLine, RequirementsError};
-use crate::python::resolve::{self, DependencyError, Planned, TargetFit};
+use crate::python::requirements::RequirementLine;
+use crate::python::resolve::{DependencyError, Planned, TargetFit};
 use crate::python::resolver::{self};
 use crate::python::tags::{LinuxTag, Tags};
-use crate::python::target::{self, TargetError};
+use crate::python::target;
 use crate::python::wheel::{self, InstallOptions, Owner, Requested, WheelError, normalize_name};
-use crate::rootfs::{FsView, ViewError};
-use crate::users::etc as etc_files;
+use crate::rootfs::FsView;
 
-use crate::python::install::installed::{
-    self, Installed, PathInputs, Replacement, check_replacement,
-};
+use crate::python::install::installed::{self, Installed, PathInputs};
 use crate::python::install::scheme::{
     check_externally_managed, describe_target, keep_existing_dirs, python_version, scheme_for,
     sys_prefix,
 };
 use crate::python::install::select::{
-    AlreadyInstalled, Selected, check_requires_python, choose, select_locked, select_resolved,
+    AlreadyInstalled, check_requires_python, select_locked, select_resolved,
 };
-use crate::python::install::settings::{
-    Settings, Wanted, absorb_file_options, check_constraints, cli, merge_requirements, sources,
-};
+use crate::python::install::settings::{Settings, cli, sources};
 pub use crate::python::install::{PipError, RunUser};
 use crate::python::resolver::Upgrade;
+
+use gather::Gathered;
+use hash_checking::{check_with_installed, select_pinned};
+pub use sandbox::sandbox_reason;
+pub use user::resolve_user;
 
 /// Everything about the stage that `pip install` depends on.
 pub struct PipRequest<'a> {
@@ -126,81 +131,6 @@ pub struct InstalledDistribution {
     pub purl: String,
 }
 
-/// Resolves a `USER` value against the image's passwd and group files, as a container runtime
-/// does: a name must exist; a uid without an entry gets gid 0 and home `/`; root's home is
-/// `/root` when passwd does not say. `HOME` in `env` overrides the home.
-pub fn resolve_user(
-    fs: &dyn FsView,
-    user: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<RunUser, PipError> {
-    let read = |path: &str| -> Result<String, PipError> {
-        let layer_path = LayerPath::new(path).map_err(|_| PipError::Location {
-            path: path.to_owned(),
-            problem: "not a valid path".to_owned(),
-        })?;
-        etc_files::read_etc(fs, &layer_path)
-            .map(|bytes| {
-                bytes
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            })
-            .map_err(|source| PipError::Read {
-                path: format!("/{path}"),
-                source,
-            })
-    };
-    let (name, group) = match user.split_once(':') {
-        Some((n, g)) => (n, Some(g)),
-        None => (user, None),
-    };
-    let name = if name.is_empty() { "0" } else { name };
-    let passwd = etc_files::parse_passwd(&read("etc/passwd")?);
-    let entry = match name.parse::<u32>() {
-        Ok(uid) => passwd.iter().find(|e| e.uid == uid).cloned(),
-        Err(_) => Some(
-            passwd
-                .iter()
-                .find(|e| e.name == name)
-                .cloned()
-                .ok_or_else(|| PipError::UnknownUser {
-                    user: user.to_owned(),
-                })?,
-        ),
-    };
-    let (uid, mut gid, mut home) = match (&entry, name.parse::<u32>()) {
-        (Some(e), _) => (e.uid, e.gid, e.home.clone()),
-        (None, Ok(0)) => (0, 0, "/root".to_owned()),
-        (None, Ok(uid)) => (uid, 0, "/".to_owned()),
-        (None, Err(_)) => unreachable_user(user)?,
-    };
-    if uid == 0 && home.is_empty() {
-        home = "/root".to_owned();
-    }
-    if let Some(group) = group.filter(|g| !g.is_empty()) {
-        gid = match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => etc_files::parse_group(&read("etc/group")?)
-                .into_iter()
-                .find(|g| g.name == group)
-                .map(|g| g.gid)
-                .ok_or_else(|| PipError::UnknownGroup {
-                    user: user.to_owned(),
-                    group: group.to_owned(),
-                })?,
-        };
-    }
-    if let Some(env_home) = env("HOME").filter(|h| h.starts_with('/')) {
-        home = env_home;
-    }
-    Ok(RunUser { uid, gid, home })
-}
-
-fn unreachable_user(user: &str) -> Result<(u32, u32, String), PipError> {
-    Err(PipError::UnknownUser {
-        user: user.to_owned(),
-    })
-}
 /// Runs `pip install <args>` natively for the stage described by `request`.
 pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutcome, PipError> {
     let parsed = pip_args::parse(args)?;
@@ -271,73 +201,12 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
         .extend(parsed.find_links.iter().map(|v| cli(v)));
 
     let env = target.marker_environment();
-    let mut lines: Vec<RequirementLine> = Vec::new();
-    let mut constraints: Vec<RequirementLine> = Vec::new();
-    let mut read = |path: &str| -> std::io::Result<String> {
-        let layer_path = LayerPath::new(path)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        match request.fs.read_file(&layer_path) {
-            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(ViewError::NotFound(_) | ViewError::NotADirectory(_)) => Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such file in the image",
-            )),
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    };
-    let mut lock_files: Vec<(String, String)> = Vec::new();
-    let mut file_pre = false;
-    for file in &parsed.requirement_files {
-        let path = image_path(request.workdir, file);
-        if pylock::is_pylock(&path) {
-            let text = read(&path).map_err(|source| {
-                PipError::Requirements(RequirementsError::Read {
-                    file: path.clone(),
-                    included_from: None,
-                    source,
-                })
-            })?;
-            lock_files.push((path, text));
-            continue;
-        }
-        let parsed_file = requirements::parse(&path, &mut read, &env)?;
-        absorb_file_options(&mut settings, &parsed_file, &path);
-        file_pre |= parsed_file.pre;
-        lines.extend(parsed_file.requirements);
-        constraints.extend(parsed_file.constraints);
-    }
-    // PIP_CONSTRAINT (or `constraint` in pip.conf) adds to the command line's `-c` files.
-    let constraint_files = config
-        .constraints
-        .iter()
-        .map(|c| &c.value)
-        .chain(&parsed.constraint_files);
-    for file in constraint_files {
-        let path = image_path(request.workdir, file);
-        let parsed_file = requirements::parse(&path, &mut read, &env)?;
-        constraints.extend(parsed_file.requirements);
-        constraints.extend(parsed_file.constraints);
-    }
-    for spec in &parsed.specs {
-        let requirement = pep508::parse_requirement(spec).map_err(|problem| PipError::Spec {
-            spec: spec.clone(),
-            problem,
-        })?;
-        if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
-            return Err(PipError::Spec {
-                spec: spec.clone(),
-                problem: "direct URL requirements are not supported; pin a version".to_owned(),
-            });
-        }
-        if requirement.marker.evaluate(&env, &[]) {
-            lines.push(RequirementLine {
-                requirement,
-                hashes: Vec::new(),
-                file: "the pip command line".to_owned(),
-                line: 0,
-            });
-        }
-    }
+    let Gathered {
+        lines,
+        constraints,
+        lock_files,
+        pre: file_pre,
+    } = gather::requirements(&parsed, &config.constraints, &mut settings, request, &env)?;
     if lines.iter().any(|l| !l.hashes.is_empty()) {
         settings.hash_checking = true;
     }
@@ -433,62 +302,17 @@ pub fn pip_install(args: &[String], request: &PipRequest<'_>) -> Result<PipOutco
             request.offline,
         )?
     } else {
-        let wanted = merge_requirements(&lines)?;
-        check_constraints(&wanted, &constraints)?;
-        // A pin an installed distribution satisfies is kept, without a file to hash (pip
-        // prepares only what it installs).
-        let candidates = if force_reinstall {
-            BTreeMap::new()
-        } else {
-            on_path.candidates()
-        };
-        let entries: Vec<(&String, &Wanted)> = wanted
-            .iter()
-            .filter(|(name, want)| match candidates.get(*name) {
-                Some(dist) if want.specifiers.contains(&dist.version) => {
-                    kept.insert((*name).clone(), planned_installed(dist, &want.extras));
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        let offline = request.offline;
-        // A pin without hashes is fetched anyway: pip names the hash its file has.
-        let picked = parallel(&entries, |(name, want)| {
-            choose(name, want, &client, &fit, !want.hashes.is_empty(), offline)
-        });
-        let mut selection = Vec::new();
-        let mut unhashed = Vec::new();
-        for ((name, want), result) in entries.into_iter().zip(picked) {
-            let (candidate, cached) = result?;
-            if check_replacement(&on_path, name, &candidate.version, site, force_reinstall)?
-                == Replacement::AlreadyThere
-            {
-                continue;
-            }
-            if want.hashes.is_empty() {
-                unhashed.push(format!(
-                    "{}=={} --hash=sha256:{}",
-                    want.display, want.version, cached.sha256
-                ));
-            }
-            selection.push(Selected {
-                name: name.clone(),
-                display: want.display.clone(),
-                file: candidate.file,
-                cached,
-                extras: want.extras.clone(),
-                requested: true,
-            });
-        }
-        if !unhashed.is_empty() {
-            return Err(PipError::MissingHash { lines: unhashed });
-        }
-        pinned_origins = wanted
-            .iter()
-            .map(|(name, want)| (name.clone(), want.origin.clone()))
-            .collect();
-        selection
+        let pinned = select_pinned(
+            &lines,
+            &constraints,
+            &already,
+            &client,
+            &fit,
+            request.offline,
+        )?;
+        kept = pinned.kept;
+        pinned_origins = pinned.origins;
+        pinned.selection
     };
 
     let mut diff = Diff::new();
@@ -620,140 +444,4 @@ fn upgrade_rule(
             format!("--upgrade-strategy {other} (pip configuration)"),
         ))),
     }
-}
-
-/// An installed distribution as a member of the set hash-checking mode checks.
-fn planned_installed(
-    dist: &crate::python::resolver::InstalledVersion,
-    extras: &std::collections::BTreeSet<String>,
-) -> Planned {
-    Planned {
-        metadata: CoreMetadata {
-            name: dist.display_name.clone(),
-            version: dist.version.clone(),
-            requires_python: None,
-            requires_dist: dist.requires_dist.clone(),
-            provides_extra: Vec::new(),
-        },
-        extras: extras.clone(),
-    }
-}
-
-/// Hash-checking mode's dependency check, where a dependency an installed distribution
-/// satisfies needs no listing (pip keeps it without preparing a file).
-fn check_with_installed(
-    planned: &mut BTreeMap<String, Planned>,
-    installed: &Installed,
-    force_reinstall: bool,
-    env: &pep508_rs::MarkerEnvironment,
-) -> Result<(), DependencyError> {
-    let candidates = if force_reinstall {
-        BTreeMap::new()
-    } else {
-        installed.candidates()
-    };
-    loop {
-        let outcome = resolve::check_dependencies(planned, env);
-        let Err(DependencyError::Missing {
-            dependency,
-            requirement,
-            ..
-        }) = &outcome
-        else {
-            return outcome;
-        };
-        let name = normalize_name(dependency);
-        // Only an installed version the dependency accepts is kept; another would have to be
-        // installed, which needs it listed and hashed (the Missing error, in pip's words).
-        let satisfying = candidates.get(&name).filter(|dist| {
-            pep508::parse_requirement(requirement).is_ok_and(|r| match &r.version_or_url {
-                Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
-                    specifiers.contains(&dist.version)
-                }
-                _ => true,
-            })
-        });
-        match satisfying {
-            Some(dist) if !planned.contains_key(&name) => {
-                let kept = planned_installed(dist, &Default::default());
-                planned.insert(name, kept);
-            }
-            _ => return outcome,
-        }
-    }
-}
-
-/// Why this `pip install` must run in the sandbox, decided from the image: the pip that
-/// `launcher` (the RUN's program word) finds on the RUN's PATH is not the one kiln's native
-/// install is exact for ([`crate::python::launcher`]). `None` when native is exact.
-pub fn sandbox_reason(
-    launcher: &str,
-    request: &PipRequest<'_>,
-) -> Result<Option<String>, PipError> {
-    let target = match target::detect(request.fs, request.platform) {
-        Ok(target) => target,
-        // No interpreter: Docker's shell finds no pip either, and fails; so does the sandbox.
-        Err(TargetError::NoPython) => {
-            return Ok(Some(format!(
-                "the image has no Python, so no `{launcher}` (the RUN fails as Docker's does)"
-            )));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let path_var = (request.env)("PATH");
-    match launcher::decide(
-        request.fs,
-        launcher,
-        path_var.as_deref(),
-        request.workdir,
-        &target,
-    ) {
-        Ok(Launcher::Native) => workdir_distributions(launcher, request),
-        Ok(Launcher::Sandbox(reason)) => Ok(Some(reason)),
-        Err(source) => Err(PipError::Read {
-            path: launcher.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// `python -m pip` puts the working directory first on `sys.path`, so pip sees the
-/// distributions there as installed; kiln's native step does not look there, so such a RUN
-/// goes to the sandbox.
-fn workdir_distributions(
-    launcher: &str,
-    request: &PipRequest<'_>,
-) -> Result<Option<String>, PipError> {
-    let program = launcher.rsplit('/').next().unwrap_or(launcher);
-    if !program.starts_with("python") {
-        return Ok(None);
-    }
-    let Ok(workdir) = LayerPath::new(request.workdir) else {
-        return Ok(None);
-    };
-    let read_err = |source| PipError::Read {
-        path: request.workdir.to_owned(),
-        source,
-    };
-    let Some((resolved, node)) = request.fs.stat(&workdir, true).map_err(read_err)? else {
-        return Ok(None);
-    };
-    if node.kind != crate::rootfs::NodeKind::Dir {
-        return Ok(None);
-    }
-    let names = request.fs.read_dir(&resolved).map_err(read_err)?;
-    Ok(names
-        .iter()
-        .find(|n| {
-            [".dist-info", ".egg-info", ".egg-link"]
-                .iter()
-                .any(|s| n.ends_with(s))
-        })
-        .map(|name| {
-            format!(
-                "`{launcher} -m pip` also sees the distributions in the working directory \
-                 {} ({name}), which kiln's native step does not read",
-                request.workdir
-            )
-        }))
 }
