@@ -16,7 +16,7 @@ use std::process::Command;
 use sha2::Digest as _;
 
 use crate::support::debian_arm64::{self, debian_arm64_layout, host_binfmt_misc};
-use crate::support::{kiln, layout_image, require_tool};
+use crate::support::{hex, kiln, last_layer, layer_listing, layout_image, require_tool};
 
 /// A directory everyone may read and enter (uid 1000 builds there), removed when dropped.
 struct OpenDir(PathBuf);
@@ -46,42 +46,6 @@ fn write_context(dir: &Path, dockerfile: &str) {
     .unwrap();
 }
 
-/// path -> `kind mode uid gid link sha256` of a gzip layer blob.
-fn layer_listing(blob: &Path) -> BTreeMap<String, String> {
-    let file = std::fs::File::open(blob).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    let mut listing = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let header = entry.header().clone();
-        let path = entry
-            .path()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
-        let link = entry
-            .link_name()
-            .unwrap()
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        listing.insert(
-            path,
-            format!(
-                "{:?} mode={:o} uid={} gid={} link={link} sha256={}",
-                header.entry_type(),
-                header.mode().unwrap() & 0o7777,
-                header.uid().unwrap(),
-                header.gid().unwrap(),
-                hex(&sha2::Sha256::digest(&content))
-            ),
-        );
-    }
-    listing
-}
-
 fn layer_file(blob: &Path, wanted: &str) -> Vec<u8> {
     let file = std::fs::File::open(blob).unwrap();
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
@@ -94,21 +58,6 @@ fn layer_file(blob: &Path, wanted: &str) -> Vec<u8> {
         }
     }
     panic!("{wanted} is not in {}", blob.display())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn last_layer(layout: &Path) -> PathBuf {
-    let (manifest, _) = layout_image(layout);
-    let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
 }
 
 fn build(context: &Path, work: &Path, extra: &[&str]) -> std::process::Output {

@@ -168,67 +168,6 @@ fn assert_success(output: &std::process::Output) -> String {
     stderr
 }
 
-/// One tar entry as the comparison sees it: kind, mode, owner, link target, content digest.
-type Listing = BTreeMap<String, String>;
-
-fn layer_listing(blob: &Path) -> Listing {
-    let file = std::fs::File::open(blob).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    let mut listing = Listing::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let header = entry.header().clone();
-        let path = entry
-            .path()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
-        let link = entry
-            .link_name()
-            .unwrap()
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular => "file",
-            tar::EntryType::Directory => "dir",
-            tar::EntryType::Symlink => "symlink",
-            tar::EntryType::Link => "hardlink",
-            tar::EntryType::Fifo => "fifo",
-            other => panic!("unexpected entry type {other:?} at {path}"),
-        };
-        listing.insert(
-            path,
-            format!(
-                "{kind} mode={:o} uid={} gid={} link={link} sha256={}",
-                header.mode().unwrap() & 0o7777,
-                header.uid().unwrap(),
-                header.gid().unwrap(),
-                hex(&sha2::Sha256::digest(&content))
-            ),
-        );
-    }
-    listing
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The blob path of the last layer of the first image in an OCI layout.
-fn last_layer(layout: &Path) -> PathBuf {
-    let (manifest, _) = layout_image(layout);
-    let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
 const CHANGES: &str = r#"RUN mkdir -p /data/sub /data/empty && echo one > /data/a && echo two > /data/sub/b \
  && echo changed >> /etc/motd && rm /etc/removeme && rm -r /olddir \
  && chmod 4755 /data/a && chmod 700 /data/sub && chmod 600 /etc/meta \

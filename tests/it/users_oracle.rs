@@ -227,18 +227,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The blob of the last layer of the image in an OCI layout.
-fn last_layer(layout: &Path) -> PathBuf {
-    let (manifest, _) = layout_image(layout);
-    let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
 /// The busybox base as an OCI layout: every applet linked in /bin, Alpine's /etc files.
 fn busybox_base(work: &Path) -> PathBuf {
     let busybox = busybox_users::binary();

@@ -155,6 +155,69 @@ pub fn layout_image(layout: &Path) -> (serde_json::Value, serde_json::Value) {
     (manifest, config)
 }
 
+/// The last layer blob of the first image in an OCI layout (the step under test).
+pub fn last_layer(layout: &Path) -> PathBuf {
+    let (manifest, _) = layout_image(layout);
+    let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One tar entry as the comparison sees it: kind, mode, owner, link target, content digest.
+pub type Listing = std::collections::BTreeMap<String, String>;
+
+/// Every entry of a gzip layer blob: path -> `kind mode uid gid link sha256`.
+pub fn layer_listing(blob: &Path) -> Listing {
+    let file = std::fs::File::open(blob).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    let mut listing = Listing::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        let link = entry
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular => "file",
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Symlink => "symlink",
+            tar::EntryType::Link => "hardlink",
+            tar::EntryType::Fifo => "fifo",
+            other => panic!("unexpected entry type {other:?} at {path}"),
+        };
+        listing.insert(
+            path,
+            format!(
+                "{kind} mode={:o} uid={} gid={} link={link} sha256={}",
+                header.mode().unwrap() & 0o7777,
+                header.uid().unwrap(),
+                header.gid().unwrap(),
+                hex(&<sha2::Sha256 as sha2::Digest>::digest(&content))
+            ),
+        );
+    }
+    listing
+}
+
 /// Unpacks `layout:tag` with umoci and runs it with runc; returns (exit status, stdout, stderr).
 pub fn run_image(layout: &Path, tag: &str, work: &Path) -> (i32, String, String) {
     require_tool("umoci");
