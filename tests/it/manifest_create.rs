@@ -75,6 +75,28 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `kiln verify` on the index `target` with the key `public`, checks that it passes and
+/// that each `(manifest digest, platform)` had its provenance verified; returns the report.
+fn verify_every_platform(
+    cache: &str,
+    target: &str,
+    public: &str,
+    platforms: &[(&str, &str)],
+) -> String {
+    let verified = kiln(&["verify", "--cache-dir", cache, target, "--key", public]);
+    let report = stderr(&verified);
+    assert!(verified.status.success(), "{report}");
+    for (digest, platform) in platforms {
+        assert!(
+            report.contains(&format!(
+                "https://slsa.dev/provenance/v1 for {digest} (platform {platform})"
+            )),
+            "no provenance verified for {platform}:\n{report}"
+        );
+    }
+    report
+}
+
 #[test]
 fn manifest_create_publishes_one_index_that_every_command_reads() {
     require_tool("oci-image-tool");
@@ -237,23 +259,13 @@ fn manifest_create_publishes_one_index_that_every_command_reads() {
     assert_eq!(reg.count(mark, "PUT", "/manifests/"), 0, "--dry-run pushed");
 
     // Each platform's attestations came along: verify checks both platforms.
-    let verified = kiln(&[
-        "verify",
-        "--cache-dir",
+    let report = verify_every_platform(
         cache_arg,
         &target,
-        "--key",
         &public,
-    ]);
-    let report = stderr(&verified);
-    assert!(verified.status.success(), "{report}");
+        &[(&amd64, "linux/amd64"), (&arm64, "linux/arm64")],
+    );
     for (digest, platform) in [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")] {
-        assert!(
-            report.contains(&format!(
-                "https://slsa.dev/provenance/v1 for {digest} (platform {platform})"
-            )),
-            "no provenance verified for {platform}:\n{report}"
-        );
         // cosign's tags and the Sigstore bundle referrer came along too.
         let short = &digest[7..19];
         for layout in ["cosign .sig", "cosign .att", "sigstore bundles"] {
@@ -722,22 +734,10 @@ fn per_runner_builds_gathered_by_manifest_create_give_the_one_job_index() {
     ]);
     assert_eq!(sha256(&raw), one_job);
 
-    let verified = kiln(&[
-        "verify",
-        "--cache-dir",
+    verify_every_platform(
         merged_cache.to_str().unwrap(),
         &reg.reference("app/runners:1"),
-        "--key",
         &public,
-    ]);
-    let report = stderr(&verified);
-    assert!(verified.status.success(), "{report}");
-    for (digest, platform) in [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")] {
-        assert!(
-            report.contains(&format!(
-                "https://slsa.dev/provenance/v1 for {digest} (platform {platform})"
-            )),
-            "{report}"
-        );
-    }
+        &[(&amd64, "linux/amd64"), (&arm64, "linux/arm64")],
+    );
 }
